@@ -1,0 +1,126 @@
+//! The bridge between the network side and the simulation thread.
+//!
+//! Connection tasks decode client messages into [`Command`]s and `try_send` them into one
+//! bounded inbox; when it is full they answer "busy" in their protocol's own error shape.
+//! The simulation answers either through a reply channel carried by the command (request /
+//! response protocols) or through a connection's bounded [`Outbound`] queue (streams such
+//! as game deltas). The simulation thread only ever `try_send`s, so a slow client or a
+//! full queue can never stall a tick.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+
+/// Identifies one client connection for the lifetime of the process.
+pub type ConnId = u64;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh connection id.
+pub fn next_conn_id() -> ConnId {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Everything the network side can ask of the simulation. Each protocol adds its own
+/// variant; the sim loop routes each variant to the plugin that owns it.
+#[derive(Debug)]
+pub enum Command {
+    /// Liveness and tick statistics, for `/healthz`.
+    Status { reply: oneshot::Sender<SimStatus> },
+}
+
+/// What the simulation reports about itself.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct SimStatus {
+    pub tick: u64,
+    pub tick_hz: u32,
+    pub tick_p50_us: u64,
+    pub tick_p99_us: u64,
+    pub tick_max_us: u64,
+    pub overruns: u64,
+}
+
+/// The inbox refused a command because the simulation is behind.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the server is busy, try again shortly")]
+pub struct Busy;
+
+/// The sending half of the simulation's inbox; cheap to clone.
+#[derive(Clone)]
+pub struct Inbox {
+    tx: crossbeam_channel::Sender<Command>,
+    metrics: Arc<Metrics>,
+}
+
+impl Inbox {
+    /// A bounded inbox and the receiver the simulation drains.
+    pub fn bounded(
+        capacity: usize,
+        metrics: Arc<Metrics>,
+    ) -> (Self, crossbeam_channel::Receiver<Command>) {
+        let (tx, rx) = crossbeam_channel::bounded(capacity);
+        (Self { tx, metrics }, rx)
+    }
+
+    /// Hands a command to the simulation without waiting.
+    pub fn send(&self, cmd: Command) -> Result<(), Busy> {
+        match self.tx.try_send(cmd) {
+            Ok(()) => {
+                self.metrics.inbox_depth.set(self.tx.len() as i64);
+                Ok(())
+            }
+            Err(_) => {
+                self.metrics.inbox_rejected.inc();
+                Err(Busy)
+            }
+        }
+    }
+
+    /// Sends a request and waits for the simulation's answer.
+    pub async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Busy> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| Busy)
+    }
+}
+
+/// A connection's bounded outbound queue, as the simulation sees it.
+#[derive(Debug, Clone)]
+pub struct Outbound<T> {
+    tx: mpsc::Sender<T>,
+}
+
+/// Why a message could not be queued for a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// The client is not reading fast enough.
+    Full,
+    /// The connection has gone.
+    Closed,
+}
+
+impl<T> Outbound<T> {
+    /// A queue of `capacity` messages and the receiver the connection's writer drains.
+    pub fn bounded(capacity: usize) -> (Self, mpsc::Receiver<T>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Self { tx }, rx)
+    }
+
+    /// Queues a message without waiting.
+    pub fn push(&self, msg: T) -> Result<(), QueueError> {
+        self.tx.try_send(msg).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => QueueError::Full,
+            mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+        })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}

@@ -1,0 +1,194 @@
+//! Server configuration: built-in defaults, overridden by an optional TOML file, overridden
+//! by command-line flags (and their `ECLIPTIC_*` environment equivalents).
+//!
+//! Every limit and timeout lives here so an operator can find and change it in one place.
+//! The defaults are safe for a public server; a load test raises the login and connection
+//! limits in a config file rather than by recompiling.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Everything a running server needs to know.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where SQLite, the signing key and uploaded builds live.
+    pub data_dir: PathBuf,
+    /// HTTP listener: WebSockets (`/game`, `/ws`, `/raos`, GARP), REST, health and metrics.
+    pub http: SocketAddr,
+    /// Developer server (store-lobby-tcp.md, developer commands).
+    pub dev_tcp: SocketAddr,
+    /// Lobby/store server (store-lobby-tcp.md, player commands).
+    pub lobby_tcp: SocketAddr,
+    /// Simulation rate in ticks per second.
+    pub tick_hz: u32,
+    /// PEM certificate chain; with `tls_key`, every listener speaks TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// tracing filter, e.g. `info` or `ecliptic=debug,tower_http=info`.
+    pub log: String,
+    pub limits: Limits,
+    pub auth: AuthConfig,
+    pub sim: SimConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./var"),
+            http: ([127, 0, 0, 1], 8080).into(),
+            dev_tcp: ([127, 0, 0, 1], 7001).into(),
+            lobby_tcp: ([127, 0, 0, 1], 7002).into(),
+            tick_hz: 20,
+            tls_cert: None,
+            tls_key: None,
+            log: "info".into(),
+            limits: Limits::default(),
+            auth: AuthConfig::default(),
+            sim: SimConfig::default(),
+        }
+    }
+}
+
+/// Limits on what one client may send or hold. All are on by default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest WebSocket message accepted; larger ones close the socket with 1009.
+    pub ws_message_bytes: usize,
+    /// Longest NDJSON line accepted on the TCP listeners.
+    pub ndjson_line_bytes: usize,
+    /// Open connections allowed from one IP address across all listeners.
+    pub connections_per_ip: usize,
+    /// Seconds a connection may stay open without authenticating.
+    pub unauthenticated_timeout_secs: u64,
+    /// Commands waiting for the simulation; when full, clients are told the server is busy.
+    pub inbox_capacity: usize,
+    /// Messages waiting to be written to one connection.
+    pub outbound_queue: usize,
+    /// Commands the simulation takes from the inbox per wake, so a flood cannot starve a tick.
+    pub commands_per_wake: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            ws_message_bytes: 64 * 1024,
+            ndjson_line_bytes: 1024 * 1024,
+            connections_per_ip: 512,
+            unauthenticated_timeout_secs: 30,
+            inbox_capacity: 65_536,
+            outbound_queue: 1024,
+            commands_per_wake: 4096,
+        }
+    }
+}
+
+impl Limits {
+    pub fn unauthenticated_timeout(&self) -> Duration {
+        Duration::from_secs(self.unauthenticated_timeout_secs)
+    }
+}
+
+/// Accounts, tokens and login throttling.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of an access token (JWT).
+    pub access_token_secs: u64,
+    /// Lifetime of a refresh token.
+    pub refresh_token_days: u64,
+    /// Failed logins allowed per account within `login_window_secs`.
+    pub login_failures_per_account: u32,
+    /// Failed logins allowed per client IP within `login_window_secs`.
+    pub login_failures_per_ip: u32,
+    pub login_window_secs: u64,
+    /// Password hashes computed at once. The default leaves one core to the simulation.
+    pub hash_concurrency: usize,
+    /// HMAC key file for access tokens; generated on first start when absent.
+    pub signing_key_file: Option<PathBuf>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            access_token_secs: 3600,
+            refresh_token_days: 30,
+            login_failures_per_account: 5,
+            login_failures_per_ip: 50,
+            login_window_secs: 300,
+            hash_concurrency: cores.saturating_sub(1).max(1),
+            signing_key_file: None,
+        }
+    }
+}
+
+/// The simulation loop.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimConfig {
+    /// Ticks the loop may run back to back to catch up before it skips time.
+    pub max_catch_up_ticks: u32,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            max_catch_up_ticks: 3,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML config file; unknown keys are errors so typos do not go unnoticed.
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
+    }
+
+    /// A config for tests and embedding: every listener on port 0 in `data_dir`.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            http: ([127, 0, 0, 1], 0).into(),
+            dev_tcp: ([127, 0, 0, 1], 0).into(),
+            lobby_tcp: ([127, 0, 0, 1], 0).into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn tick_period(&self) -> Duration {
+        Duration::from_secs_f64(1.0 / f64::from(self.tick_hz.max(1)))
+    }
+
+    /// Checks values that would make the server misbehave rather than fail loudly.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            (1..=1000).contains(&self.tick_hz),
+            "tick_hz must be between 1 and 1000"
+        );
+        anyhow::ensure!(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "tls_cert and tls_key go together"
+        );
+        anyhow::ensure!(
+            self.limits.inbox_capacity > 0,
+            "limits.inbox_capacity must be positive"
+        );
+        anyhow::ensure!(
+            self.limits.outbound_queue > 0,
+            "limits.outbound_queue must be positive"
+        );
+        anyhow::ensure!(
+            self.auth.hash_concurrency > 0,
+            "auth.hash_concurrency must be positive"
+        );
+        Ok(())
+    }
+}

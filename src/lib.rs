@@ -1,0 +1,292 @@
+//! # ecliptic
+//!
+//! An authoritative game simulation server. One thread owns a bevy ECS world stepped at a
+//! fixed rate; tokio tasks speak five wire protocols around it and hand it typed commands
+//! through a bounded inbox; SQLite keeps what must survive, written by one group-committing
+//! thread. See `README.md` for the operator's view and `DESIGN` notes in each module.
+//!
+//! ## Starting a server in-process
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let config = ecliptic::Config::ephemeral("./var-demo");
+//! let server = ecliptic::Server::new(config).start().await?;
+//! println!("HTTP on {}", server.http_addr);
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Adding gameplay
+//!
+//! A feature is a bevy `Plugin`; its systems go into `FixedUpdate` in one of the
+//! [`sim::TickSet`]s, which fix the order of a tick:
+//!
+//! ```
+//! use bevy_app::{App, FixedUpdate, Plugin};
+//! use bevy_ecs::prelude::*;
+//! use ecliptic::sim::TickSet;
+//!
+//! #[derive(Resource, Default)]
+//! struct TicksSeen(u64);
+//!
+//! fn count_ticks(mut seen: ResMut<TicksSeen>) {
+//!     seen.0 += 1;
+//! }
+//!
+//! struct CounterPlugin;
+//!
+//! impl Plugin for CounterPlugin {
+//!     fn build(&self, app: &mut App) {
+//!         app.init_resource::<TicksSeen>()
+//!             .add_systems(FixedUpdate, count_ticks.in_set(TickSet::Zones));
+//!     }
+//! }
+//!
+//! let server = ecliptic::Server::new(ecliptic::Config::default()).add_plugin(CounterPlugin);
+//! # drop(server);
+//! ```
+
+pub mod bridge;
+pub mod config;
+pub mod metrics;
+pub mod net;
+pub mod protocol;
+pub mod services;
+pub mod sim;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bevy_app::{App, Plugin};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+
+use crate::bridge::Inbox;
+use crate::metrics::Metrics;
+use crate::net::AppState;
+use crate::net::listener::{AcceptConfig, AxumListener, ConnLimiter, PeerAddr, Refusal};
+use crate::net::ndjson::TcpServer;
+use crate::services::Accounts;
+use crate::sim::{LoopConfig, Sim, SimServices};
+use crate::store::Store;
+
+type PluginFn = Box<dyn FnOnce(&mut App) + Send>;
+
+/// Builds and starts a server.
+pub struct Server {
+    config: Config,
+    plugins: Vec<PluginFn>,
+}
+
+/// A running server: its bound addresses, and the way to stop it.
+pub struct ServerHandle {
+    pub http_addr: SocketAddr,
+    pub dev_tcp_addr: SocketAddr,
+    pub lobby_tcp_addr: SocketAddr,
+    /// Whether the listeners speak TLS.
+    pub tls: bool,
+    pub metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    stop_sim: Arc<AtomicBool>,
+    sim_thread: Option<std::thread::JoinHandle<()>>,
+    store: Store,
+}
+
+impl Server {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            plugins: Vec::new(),
+        }
+    }
+
+    /// Adds a gameplay plugin to the simulation.
+    pub fn add_plugin(mut self, plugin: impl Plugin) -> Self {
+        self.plugins.push(Box::new(move |app: &mut App| {
+            app.add_plugins(plugin);
+        }));
+        self
+    }
+
+    /// Opens the store, starts the simulation thread and binds every listener.
+    pub async fn start(self) -> anyhow::Result<ServerHandle> {
+        let config = self.config;
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
+        })?;
+        let metrics = Arc::new(Metrics::new());
+        let store = Store::open(&config.data_dir, metrics.clone())?;
+        let accounts = Arc::new(Accounts::open(
+            store.clone(),
+            &config.data_dir,
+            &config.auth,
+        )?);
+        let (inbox, inbox_rx) = Inbox::bounded(config.limits.inbox_capacity, metrics.clone());
+
+        let stop_sim = Arc::new(AtomicBool::new(false));
+        let sim_thread = spawn_sim(
+            &config,
+            SimServices {
+                store: store.clone(),
+                metrics: metrics.clone(),
+            },
+            inbox_rx,
+            self.plugins,
+            stop_sim.clone(),
+        )?;
+
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(net::listener::tls_acceptor(cert, key)?),
+            _ => None,
+        };
+        let shutdown = CancellationToken::new();
+        let accept = AcceptConfig {
+            tls: tls.clone(),
+            limiter: ConnLimiter::new(config.limits.connections_per_ip),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let http = bind("http", config.http).await?;
+        let dev = bind("dev-tcp", config.dev_tcp).await?;
+        let lobby = bind("lobby-tcp", config.lobby_tcp).await?;
+        let (http_addr, dev_tcp_addr, lobby_tcp_addr) =
+            (http.local_addr()?, dev.local_addr()?, lobby.local_addr()?);
+
+        let state = AppState {
+            config: Arc::new(config),
+            accounts,
+            inbox,
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let tasks = TaskTracker::new();
+        let http_conns = net::listener::spawn_acceptor(http, "http", Refusal::Http, accept.clone());
+        let router = net::http::router(state.clone());
+        let http_shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let listener = AxumListener {
+                conns: http_conns,
+                local: http_addr,
+            };
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<PeerAddr>(),
+            )
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await;
+            if let Err(e) = served {
+                tracing::error!("http server: {e}");
+            }
+        });
+        for (listener, server) in [(dev, TcpServer::Dev), (lobby, TcpServer::Lobby)] {
+            let conns = net::listener::spawn_acceptor(
+                listener,
+                server.protocol(),
+                Refusal::Ndjson,
+                accept.clone(),
+            );
+            tasks.spawn(net::ndjson::serve(conns, server, state.clone()));
+        }
+        tasks.close();
+
+        Ok(ServerHandle {
+            http_addr,
+            dev_tcp_addr,
+            lobby_tcp_addr,
+            tls: tls.is_some(),
+            metrics,
+            shutdown,
+            tasks,
+            stop_sim,
+            sim_thread: Some(sim_thread),
+            store,
+        })
+    }
+}
+
+async fn bind(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind {name} on {addr}: {e}"))
+}
+
+fn spawn_sim(
+    config: &Config,
+    services: SimServices,
+    inbox: crossbeam_channel::Receiver<bridge::Command>,
+    plugins: Vec<PluginFn>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let loop_config = LoopConfig {
+        tick_hz: config.tick_hz,
+        commands_per_wake: config.limits.commands_per_wake,
+        max_catch_up_ticks: config.sim.max_catch_up_ticks,
+    };
+    // The App is built on its own thread: it never leaves it.
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::Builder::new()
+        .name("ecliptic-sim".into())
+        .spawn(move || {
+            let sim = Sim::new(loop_config, services, inbox, move |app| {
+                for plugin in plugins {
+                    plugin(app);
+                }
+            });
+            let _ = ready_tx.send(());
+            sim.run(stop);
+        })?;
+    ready_rx
+        .recv()
+        .map_err(|_| anyhow::anyhow!("the simulation failed to start"))?;
+    Ok(handle)
+}
+
+impl ServerHandle {
+    /// The HTTP base URL (`http://` or `https://`).
+    pub fn http_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.http_addr)
+    }
+
+    /// A token cancelled when shutdown begins.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, closes connections (WebSockets with 1001), stops the simulation,
+    /// and lets the store commit everything queued. Bounded to a few seconds.
+    pub async fn shutdown(mut self) {
+        self.shutdown.cancel();
+        if tokio::time::timeout(Duration::from_secs(3), self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after 3 s; closing anyway");
+        }
+        self.stop_sim.store(true, Ordering::Relaxed);
+        let sim = self.sim_thread.take();
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(sim) = sim {
+                let _ = sim.join();
+            }
+            store.close();
+        })
+        .await;
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+        self.stop_sim.store(true, Ordering::Relaxed);
+    }
+}

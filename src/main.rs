@@ -1,0 +1,252 @@
+//! The `ecliptic` command: `serve` (the default) and the operator's helper commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ecliptic::Config;
+use ecliptic::services::Accounts;
+use ecliptic::services::accounts::{Credential, NewAccount, Role};
+
+#[derive(Parser)]
+#[command(
+    name = "ecliptic",
+    version,
+    about = "An authoritative game simulation server"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve(ServeArgs),
+    /// Operator commands that work on the data directory.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an account, e.g. the first admin.
+    CreateUser {
+        username: String,
+        #[arg(long, env = "ECLIPTIC_ADMIN_PASSWORD")]
+        password: String,
+        #[arg(long, value_enum, default_value = "player")]
+        role: RoleArg,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RoleArg {
+    Player,
+    Developer,
+    Admin,
+}
+
+#[derive(Args, Clone)]
+struct DataArgs {
+    /// Data directory (SQLite, signing key, uploads).
+    #[arg(long, env = "ECLIPTIC_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML config file with every limit and timeout.
+    #[arg(long, env = "ECLIPTIC_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// HTTP listener (WebSockets, REST, /healthz, /metrics).
+    #[arg(long, env = "ECLIPTIC_HTTP")]
+    http: Option<SocketAddr>,
+    /// Developer server (TCP, store-lobby-tcp.md).
+    #[arg(long, env = "ECLIPTIC_DEV_TCP")]
+    dev_tcp: Option<SocketAddr>,
+    /// Lobby/store server (TCP, store-lobby-tcp.md).
+    #[arg(long, env = "ECLIPTIC_LOBBY_TCP")]
+    lobby_tcp: Option<SocketAddr>,
+    /// Simulation ticks per second.
+    #[arg(long, env = "ECLIPTIC_TICK_HZ")]
+    tick_hz: Option<u32>,
+    /// PEM certificate chain: with --tls-key, every listener speaks TLS.
+    #[arg(long, env = "ECLIPTIC_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "ECLIPTIC_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `ecliptic=debug`.
+    #[arg(long, env = "ECLIPTIC_LOG")]
+    log: Option<String>,
+}
+
+impl DataArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+}
+
+impl ServeArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = self.data.config()?;
+        if let Some(v) = self.http {
+            config.http = v;
+        }
+        if let Some(v) = self.dev_tcp {
+            config.dev_tcp = v;
+        }
+        if let Some(v) = self.lobby_tcp {
+            config.lobby_tcp = v;
+        }
+        if let Some(v) = self.tick_hz {
+            config.tick_hz = v;
+        }
+        if let Some(v) = &self.tls_cert {
+            config.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key {
+            config.tls_key = Some(v.clone());
+        }
+        if let Some(v) = &self.log {
+            config.log = v.clone();
+        }
+        Ok(config)
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries only the `listening` lines scripts read.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Admin { command }) => admin(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ecliptic-net")
+        .build()?)
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    init_logging(&config.log);
+    runtime()?.block_on(async move {
+        let server = ecliptic::Server::new(config).start().await?;
+        for (name, addr) in [
+            ("http", server.http_addr),
+            ("dev-tcp", server.dev_tcp_addr),
+            ("lobby-tcp", server.lobby_tcp_addr),
+        ] {
+            println!("listening {name} {addr}");
+        }
+        tracing::info!("ecliptic is up; SIGINT or SIGTERM stops it");
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn admin(command: AdminCommand) -> anyhow::Result<()> {
+    init_logging("warn");
+    match command {
+        AdminCommand::CreateUser {
+            username,
+            password,
+            role,
+            data,
+        } => {
+            let config = data.config()?;
+            runtime()?.block_on(async move {
+                let metrics = std::sync::Arc::new(ecliptic::metrics::Metrics::new());
+                let store = ecliptic::store::Store::open(&config.data_dir, metrics)?;
+                let accounts = Accounts::open(store.clone(), &config.data_dir, &config.auth)?;
+                let role = match role {
+                    RoleArg::Player => Role::Player,
+                    RoleArg::Developer => Role::Developer,
+                    RoleArg::Admin => Role::Admin,
+                };
+                let mut roles = vec![Role::Player, role];
+                roles.dedup();
+                let created = accounts
+                    .create_user(NewAccount {
+                        username,
+                        credential: Credential::Password(password),
+                        display_name: None,
+                        roles,
+                    })
+                    .await;
+                store.close();
+                let account = created?;
+                let roles: Vec<_> = account.roles.iter().map(|r| r.as_str()).collect();
+                println!(
+                    "created {} ({}) with roles {}",
+                    account.username,
+                    account.user_id,
+                    roles.join(",")
+                );
+                Ok(())
+            })
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! Prometheus metrics, served as text at `GET /metrics`.
+//!
+//! One registry per server (not the global default) so several servers can run in one
+//! process, as the integration tests do. Protocol labels are the module names:
+//! `game`, `comms`, `garp`, `raos`, `rest`, `dev`, `lobby`.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Wall time of one `FixedMain` run.
+    pub tick_seconds: Histogram,
+    /// Ticks the loop could not run in time and skipped.
+    pub tick_overruns: IntCounter,
+    /// The tick counter, for a quick look at liveness.
+    pub tick: IntGauge,
+    pub connections: IntGaugeVec,
+    /// Commands waiting for the simulation.
+    pub inbox_depth: IntGauge,
+    /// Commands refused because the inbox was full.
+    pub inbox_rejected: IntCounter,
+    pub messages_in: IntCounterVec,
+    pub messages_out: IntCounterVec,
+    pub bytes_in: IntCounterVec,
+    pub bytes_out: IntCounterVec,
+    /// Connections refused at accept because their address holds too many already.
+    pub connections_refused: IntCounterVec,
+    /// Operations waiting for the store's writer thread.
+    pub store_queue_depth: IntGauge,
+    /// Transactions the writer committed, and how many operations they carried.
+    pub store_commits: IntCounter,
+    pub store_ops: IntCounter,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("ecliptic".into()), None)
+            .expect("static registry prefix is valid");
+        let tick_seconds = Histogram::with_opts(
+            HistogramOpts::new("tick_duration_seconds", "Wall time of one simulation tick")
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                ]),
+        )
+        .expect("histogram options are valid");
+        let per_protocol = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), &["protocol"])
+                .expect("counter options are valid")
+        };
+        let metrics = Self {
+            tick_seconds,
+            tick_overruns: IntCounter::new("tick_overruns_total", "Ticks skipped to catch up")
+                .expect("valid"),
+            tick: IntGauge::new("tick", "Current simulation tick").expect("valid"),
+            connections: IntGaugeVec::new(
+                Opts::new("connections", "Open connections by protocol"),
+                &["protocol"],
+            )
+            .expect("valid"),
+            inbox_depth: IntGauge::new("inbox_depth", "Commands waiting for the simulation")
+                .expect("valid"),
+            inbox_rejected: IntCounter::new(
+                "inbox_rejected_total",
+                "Commands refused because the inbox was full",
+            )
+            .expect("valid"),
+            messages_in: per_protocol("messages_in_total", "Messages received"),
+            messages_out: per_protocol("messages_out_total", "Messages sent"),
+            bytes_in: per_protocol("bytes_in_total", "Bytes received"),
+            bytes_out: per_protocol("bytes_out_total", "Bytes sent"),
+            connections_refused: per_protocol(
+                "connections_refused_total",
+                "Connections refused by the per-address limit",
+            ),
+            store_queue_depth: IntGauge::new(
+                "store_queue_depth",
+                "Operations waiting for the store writer",
+            )
+            .expect("valid"),
+            store_commits: IntCounter::new("store_commits_total", "Store transactions committed")
+                .expect("valid"),
+            store_ops: IntCounter::new("store_ops_total", "Store operations committed")
+                .expect("valid"),
+            registry,
+        };
+        metrics.register_all();
+        metrics
+    }
+
+    fn register_all(&self) {
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(self.tick_seconds.clone()),
+            Box::new(self.tick_overruns.clone()),
+            Box::new(self.tick.clone()),
+            Box::new(self.connections.clone()),
+            Box::new(self.inbox_depth.clone()),
+            Box::new(self.inbox_rejected.clone()),
+            Box::new(self.messages_in.clone()),
+            Box::new(self.messages_out.clone()),
+            Box::new(self.bytes_in.clone()),
+            Box::new(self.bytes_out.clone()),
+            Box::new(self.connections_refused.clone()),
+            Box::new(self.store_queue_depth.clone()),
+            Box::new(self.store_commits.clone()),
+            Box::new(self.store_ops.clone()),
+        ];
+        for collector in collectors {
+            self.registry
+                .register(collector)
+                .expect("each metric is registered once");
+        }
+    }
+
+    /// Counts one received message of `bytes` on `protocol`.
+    pub fn received(&self, protocol: &str, bytes: usize) {
+        self.messages_in.with_label_values(&[protocol]).inc();
+        self.bytes_in
+            .with_label_values(&[protocol])
+            .inc_by(bytes as u64);
+    }
+
+    /// Counts one sent message of `bytes` on `protocol`.
+    pub fn sent(&self, protocol: &str, bytes: usize) {
+        self.messages_out.with_label_values(&[protocol]).inc();
+        self.bytes_out
+            .with_label_values(&[protocol])
+            .inc_by(bytes as u64);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!("metrics encoding failed: {e}");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,310 @@
+//! Accepting connections: binding, the per-address connection limit, and TLS.
+//!
+//! Every listener (HTTP and both TCP servers) goes through [`spawn_acceptor`]: it accepts,
+//! refuses an address that already holds too many connections, runs the TLS handshake in a
+//! task of its own (so a slow handshake never holds up the next accept), and hands ready
+//! [`Conn`]s to the server that owns the listener. A [`Conn`] carries a guard that gives its
+//! address's slot back when the connection is dropped.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Counts open connections per client address, across all listeners.
+pub struct ConnLimiter {
+    per_ip: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl ConnLimiter {
+    pub fn new(per_ip: usize) -> Arc<Self> {
+        Arc::new(Self {
+            per_ip: per_ip.max(1),
+            open: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A slot for one more connection from `ip`, or `None` if it holds too many.
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<ConnGuard> {
+        let mut open = self.open.lock();
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.per_ip {
+            return None;
+        }
+        *count += 1;
+        Some(ConnGuard {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// Gives its address's slot back on drop.
+pub struct ConnGuard {
+    limiter: Arc<ConnLimiter>,
+    ip: IpAddr,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let mut open = self.limiter.open.lock();
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A plain or TLS byte stream.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// An accepted connection, ready for its protocol.
+pub struct Conn {
+    pub stream: Stream,
+    pub peer: SocketAddr,
+    _guard: ConnGuard,
+}
+
+/// How a listener tells an over-limit client no, in its own protocol, before closing.
+#[derive(Clone, Copy)]
+pub enum Refusal {
+    /// A plain HTTP 429 response.
+    Http,
+    /// One store-lobby-tcp.md error line.
+    Ndjson,
+}
+
+impl Refusal {
+    fn bytes(self) -> &'static [u8] {
+        match self {
+            Refusal::Http => b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 40\r\nconnection: close\r\n\r\ntoo many connections from your address\r\n",
+            Refusal::Ndjson => b"{\"status\":\"error\",\"code\":105,\"message\":\"too many connections from your address\",\"payload\":{}}\n",
+        }
+    }
+}
+
+/// Settings shared by the acceptors of one server.
+#[derive(Clone)]
+pub struct AcceptConfig {
+    pub tls: Option<TlsAcceptor>,
+    pub limiter: Arc<ConnLimiter>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
+}
+
+/// Accepts on `listener` until shutdown, sending ready connections to the returned queue.
+pub fn spawn_acceptor(
+    listener: TcpListener,
+    protocol: &'static str,
+    refusal: Refusal,
+    config: AcceptConfig,
+) -> mpsc::Receiver<Conn> {
+    let (tx, rx) = mpsc::channel(256);
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = config.shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("{protocol}: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let Some(guard) = config.limiter.acquire(peer.ip()) else {
+                config
+                    .metrics
+                    .connections_refused
+                    .with_label_values(&[protocol])
+                    .inc();
+                let plain = config.tls.is_none();
+                tokio::spawn(async move {
+                    let mut tcp = tcp;
+                    if plain {
+                        let _ = tcp.write_all(refusal.bytes()).await;
+                    }
+                    let _ = tcp.shutdown().await;
+                });
+                continue;
+            };
+            let tx = tx.clone();
+            match config.tls.clone() {
+                None => {
+                    let conn = Conn {
+                        stream: Stream::Plain(tcp),
+                        peer,
+                        _guard: guard,
+                    };
+                    if tx.send(conn).await.is_err() {
+                        break;
+                    }
+                }
+                Some(acceptor) => {
+                    tokio::spawn(async move {
+                        let handshake =
+                            tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+                        match handshake {
+                            Ok(Ok(tls)) => {
+                                let conn = Conn {
+                                    stream: Stream::Tls(Box::new(tls)),
+                                    peer,
+                                    _guard: guard,
+                                };
+                                let _ = tx.send(conn).await;
+                            }
+                            Ok(Err(e)) => tracing::debug!("{protocol}: TLS handshake: {e}"),
+                            Err(_) => tracing::debug!("{protocol}: TLS handshake timed out"),
+                        }
+                    });
+                }
+            }
+        }
+    });
+    rx
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.stream {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// Adapts an acceptor's queue to axum's `Listener`.
+pub struct AxumListener {
+    pub conns: mpsc::Receiver<Conn>,
+    pub local: SocketAddr,
+}
+
+impl axum::serve::Listener for AxumListener {
+    type Io = Conn;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.conns.recv().await {
+            Some(conn) => {
+                let peer = conn.peer;
+                (conn, peer)
+            }
+            // The acceptor stopped (shutdown): never return; graceful shutdown ends serve.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// The client's address, for handlers (`ConnectInfo<PeerAddr>`).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, AxumListener>>
+    for PeerAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, AxumListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// Builds the TLS acceptor from PEM files.
+pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
+    let certs = rustls_pemfile::certs(&mut io::BufReader::new(
+        std::fs::File::open(cert)
+            .map_err(|e| anyhow::anyhow!("tls cert {}: {e}", cert.display()))?,
+    ))
+    .collect::<Result<Vec<_>, _>>()?;
+    anyhow::ensure!(
+        !certs.is_empty(),
+        "tls cert {}: no certificate found",
+        cert.display()
+    );
+    let key = rustls_pemfile::private_key(&mut io::BufReader::new(
+        std::fs::File::open(key).map_err(|e| anyhow::anyhow!("tls key {}: {e}", key.display()))?,
+    ))?
+    .ok_or_else(|| anyhow::anyhow!("tls key {}: no private key found", key.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}

@@ -1,0 +1,172 @@
+//! Connection tasks for the TCP listeners (store-lobby-tcp.md framing): one JSON object per
+//! line in, one per line out.
+//!
+//! The reader decodes a line at a time and answers in order; a writer task owns the socket's
+//! write half and a bounded queue, so pushed messages (room updates, presence, download
+//! chunks) interleave with replies without either blocking the other. Lines over the limit
+//! and lines that are not UTF-8 get a code-100 error and the connection carries on. A
+//! connection that has not authenticated within the configured time is closed.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
+
+use super::listener::Conn;
+use super::{AppState, ConnectionGauge};
+use crate::protocol::store::{self, Code, Response};
+
+/// Which TCP server a connection belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcpServer {
+    Dev,
+    Lobby,
+}
+
+impl TcpServer {
+    pub fn protocol(self) -> &'static str {
+        match self {
+            TcpServer::Dev => "dev",
+            TcpServer::Lobby => "lobby",
+        }
+    }
+}
+
+/// Per-connection state the command handlers may change.
+pub struct Session {
+    pub server: TcpServer,
+    /// Set once the client has logged in or presented a valid token.
+    pub authenticated: bool,
+    /// Queue to the writer, for messages pushed outside the request/response rhythm.
+    pub push: mpsc::Sender<Bytes>,
+}
+
+/// Serves every connection the acceptor hands over until it stops.
+pub async fn serve(mut conns: mpsc::Receiver<Conn>, server: TcpServer, state: AppState) {
+    let tracker = tokio_util::task::TaskTracker::new();
+    while let Some(conn) = conns.recv().await {
+        tracker.spawn(connection(conn, server, state.clone()));
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn connection(conn: Conn, server: TcpServer, state: AppState) {
+    let protocol = server.protocol();
+    let _gauge = ConnectionGauge::open(&state.metrics, protocol);
+    let peer = conn.peer;
+    let (reader, writer) = tokio::io::split(conn);
+    let (push, outbound) = mpsc::channel::<Bytes>(state.config.limits.outbound_queue);
+    let writer_task = tokio::spawn(write_lines(writer, outbound, state.clone(), protocol));
+
+    let max_line = state.config.limits.ndjson_line_bytes;
+    let mut lines = FramedRead::new(
+        reader,
+        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), max_line),
+    );
+    let mut session = Session {
+        server,
+        authenticated: false,
+        push: push.clone(),
+    };
+    let auth_deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
+
+    loop {
+        let next = tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(auth_deadline), if !session.authenticated => {
+                let reply = Response::error(Code::Unauthorized, "not authenticated in time; closing");
+                let _ = push.send(Bytes::from(reply.to_line())).await;
+                break;
+            }
+            next = lines.next() => next,
+        };
+        let reply = match next {
+            None => break,
+            Some(Ok(line)) => {
+                state.metrics.received(protocol, line.len() + 1);
+                match handle_line(&line, &mut session, &state).await {
+                    Some(reply) => reply,
+                    None => continue,
+                }
+            }
+            Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded)) => {
+                state.metrics.received(protocol, max_line);
+                Response::error(
+                    Code::InvalidRequest,
+                    format!("line longer than {max_line} bytes"),
+                )
+            }
+            Some(Err(AnyDelimiterCodecError::Io(e))) => {
+                tracing::debug!(%peer, "{protocol}: read error: {e}");
+                break;
+            }
+        };
+        if push.send(Bytes::from(reply.to_line())).await.is_err() {
+            break;
+        }
+    }
+    drop(session);
+    drop(push);
+    let _ = writer_task.await;
+}
+
+/// One line in, at most one reply out (`None` for blank lines).
+async fn handle_line(line: &[u8], session: &mut Session, state: &AppState) -> Option<Response> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let Ok(text) = std::str::from_utf8(line) else {
+        return Some(Response::error(
+            Code::InvalidRequest,
+            "the line is not valid UTF-8",
+        ));
+    };
+    let request = match store::decode(text) {
+        Ok(request) => request,
+        Err(reply) => return Some(reply),
+    };
+    Some(dispatch(request, session, state).await)
+}
+
+/// Routes a request to the server's command handlers.
+async fn dispatch(request: store::Request, session: &mut Session, _state: &AppState) -> Response {
+    let _ = session.server;
+    Response::error(
+        Code::InvalidRequest,
+        format!("unknown message type {:?}", request.kind),
+    )
+}
+
+/// Writes queued lines, batching whatever is waiting into one flush.
+async fn write_lines(
+    mut writer: tokio::io::WriteHalf<Conn>,
+    mut outbound: mpsc::Receiver<Bytes>,
+    state: AppState,
+    protocol: &'static str,
+) {
+    let metrics = Arc::clone(&state.metrics);
+    while let Some(first) = outbound.recv().await {
+        let mut batch = vec![first];
+        while let Ok(more) = outbound.try_recv() {
+            batch.push(more);
+            if batch.len() >= 64 {
+                break;
+            }
+        }
+        for line in &batch {
+            if writer.write_all(line).await.is_err() {
+                return;
+            }
+            metrics.sent(protocol, line.len());
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}

@@ -1,0 +1,5 @@
+//! One module per wire protocol: serde types, decoding and encoding. Pure: no I/O, no
+//! domain rules; those live in `services` and `sim`.
+
+pub mod raos;
+pub mod store;

@@ -1,0 +1,730 @@
+//! Accounts, sessions and tokens: the one identity every protocol shares.
+//!
+//! One account table (username unique without regard to case), roles player / developer /
+//! admin, passwords as argon2id of their SHA-256 (see [`password`]). A login opens a
+//! *session* in a *scope* (`web` for REST, RaOS and the game; `dev` and `lobby` for the TCP
+//! servers) and returns an access JWT naming it plus a single-use refresh token.
+//!
+//! The identity service lives beside the simulation rather than inside it: every operation
+//! here is either blocking (argon2, SQLite) or must be answered without waiting for a tick,
+//! and none of it touches the world. The simulation receives the verified [`Identity`] in
+//! the commands it gets. Token checks are in memory (signature plus the live session
+//! table), so they are cheap enough for every request.
+
+mod password;
+mod throttle;
+mod tokens;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use crate::config::AuthConfig;
+use crate::services::DomainError;
+use crate::store::{Store, StoreError};
+
+pub use password::Credential;
+use throttle::LoginThrottle;
+pub use tokens::{Claims, TokenKeys};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Player,
+    Developer,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Player => "player",
+            Role::Developer => "developer",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "player" => Some(Role::Player),
+            "developer" => Some(Role::Developer),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+fn roles_to_column(roles: &[Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn roles_from_column(s: &str) -> Vec<Role> {
+    s.split(',').filter_map(Role::parse).collect()
+}
+
+/// Which server a session belongs to. In `dev` and `lobby` a newer login ends the older
+/// sessions of the same account (store-lobby-tcp.md); `web` sessions coexist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Web,
+    Dev,
+    Lobby,
+}
+
+impl Scope {
+    fn as_str(self) -> &'static str {
+        match self {
+            Scope::Web => "web",
+            Scope::Dev => "dev",
+            Scope::Lobby => "lobby",
+        }
+    }
+
+    fn parse(s: &str) -> Scope {
+        match s {
+            "dev" => Scope::Dev,
+            "lobby" => Scope::Lobby,
+            _ => Scope::Web,
+        }
+    }
+
+    fn exclusive(self) -> bool {
+        !matches!(self, Scope::Web)
+    }
+}
+
+/// An account as other services and protocols see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user_id: Uuid,
+    pub username: String,
+    pub display_name: String,
+    pub roles: Vec<Role>,
+}
+
+/// Who is behind a verified access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: Uuid,
+    pub username: String,
+    pub roles: Vec<Role>,
+    pub session_id: Uuid,
+    pub scope: Scope,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+impl Identity {
+    pub fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+}
+
+/// What a successful login or refresh hands back.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: u64,
+    pub account: Account,
+    pub identity: Identity,
+}
+
+/// A new account's details.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub username: String,
+    pub credential: Credential,
+    pub display_name: Option<String>,
+    pub roles: Vec<Role>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SessionState {
+    Active,
+    Replaced,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SessionEntry {
+    user_id: Uuid,
+    scope: Scope,
+    state: SessionState,
+}
+
+/// The service. Shared by every protocol as `Arc<Accounts>`.
+pub struct Accounts {
+    store: Store,
+    keys: TokenKeys,
+    sessions: RwLock<HashMap<Uuid, SessionEntry>>,
+    hash_permits: Arc<Semaphore>,
+    throttle: LoginThrottle,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+    /// Verified against when the user does not exist, so both failures cost the same.
+    dummy_hash: String,
+}
+
+fn now_secs() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// Usernames: 3 to 64 characters of letters, digits and `_ - . @ +`.
+pub fn validate_username(name: &str) -> Result<(), DomainError> {
+    let ok_len = (3..=64).contains(&name.chars().count());
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '@' | '+'));
+    if ok_len && ok_chars {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidInput(
+            "username must be 3 to 64 letters, digits or _ - . @ +".into(),
+        ))
+    }
+}
+
+fn validate_display_name(name: &str) -> Result<(), DomainError> {
+    let len = name.chars().count();
+    if (1..=64).contains(&len) && !name.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidInput(
+            "display_name must be 1 to 64 printable characters".into(),
+        ))
+    }
+}
+
+impl Accounts {
+    /// Opens the service: loads the signing key and the live sessions.
+    pub fn open(store: Store, data_dir: &Path, config: &AuthConfig) -> anyhow::Result<Self> {
+        let key_path = config
+            .signing_key_file
+            .clone()
+            .unwrap_or_else(|| data_dir.join("jwt.key"));
+        let keys = TokenKeys::load_or_create(&key_path)?;
+        let access_ttl = Duration::from_secs(config.access_token_secs.max(1));
+        let horizon = now_secs() - access_ttl.as_secs() as i64;
+        let sessions = store.read_now(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT session_id, user_id, scope, revoked_at FROM sessions
+                 WHERE revoked_at IS NULL OR (revoke_reason = 'replaced' AND revoked_at > ?1)",
+            )?;
+            let rows = stmt.query_map([horizon], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                ))
+            })?;
+            let mut map = HashMap::new();
+            for row in rows {
+                let (sid, uid, scope, revoked) = row?;
+                if let (Ok(sid), Ok(uid)) = (Uuid::parse_str(&sid), Uuid::parse_str(&uid)) {
+                    let state = if revoked.is_some() {
+                        SessionState::Replaced
+                    } else {
+                        SessionState::Active
+                    };
+                    map.insert(
+                        sid,
+                        SessionEntry {
+                            user_id: uid,
+                            scope: Scope::parse(&scope),
+                            state,
+                        },
+                    );
+                }
+            }
+            Ok(map)
+        })?;
+        Ok(Self {
+            store,
+            keys,
+            sessions: RwLock::new(sessions),
+            hash_permits: Arc::new(Semaphore::new(config.hash_concurrency.max(1))),
+            throttle: LoginThrottle::new(
+                Duration::from_secs(config.login_window_secs.max(1)),
+                config.login_failures_per_account.max(1),
+                config.login_failures_per_ip.max(1),
+            ),
+            access_ttl,
+            refresh_ttl: Duration::from_secs(config.refresh_token_days.max(1) * 86_400),
+            dummy_hash: password::hash(&"0".repeat(64))?,
+        })
+    }
+
+    pub fn access_ttl(&self) -> Duration {
+        self.access_ttl
+    }
+
+    /// Runs argon2 on the blocking pool, at most `hash_concurrency` at once.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, DomainError> {
+        let permit = self
+            .hash_permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| DomainError::Busy)?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| DomainError::Internal(format!("hashing task: {e}")))
+    }
+
+    /// Creates an account. Self-service registration may ask for `player` and `developer`;
+    /// `admin` only comes from [`Accounts::create_user`] (the operator's command).
+    pub async fn register(&self, new: NewAccount) -> Result<Account, DomainError> {
+        if new.roles.contains(&Role::Admin) {
+            return Err(DomainError::Forbidden(
+                "the admin role cannot be self-assigned".into(),
+            ));
+        }
+        self.create_user(new).await
+    }
+
+    /// Creates an account with any roles (no role check: the caller decides).
+    pub async fn create_user(&self, new: NewAccount) -> Result<Account, DomainError> {
+        validate_username(&new.username)?;
+        let display_name = new.display_name.unwrap_or_else(|| new.username.clone());
+        validate_display_name(&display_name)?;
+        let mut roles = if new.roles.is_empty() {
+            vec![Role::Player]
+        } else {
+            new.roles
+        };
+        roles.sort();
+        roles.dedup();
+        let prehash = new.credential.prehash()?;
+        let phc = self.hashing(move || password::hash(&prehash)).await??;
+        let account = Account {
+            user_id: Uuid::new_v4(),
+            username: new.username,
+            display_name,
+            roles,
+        };
+        let row = account.clone();
+        let created = self
+            .store
+            .write(move |conn| {
+                let key = row.username.to_lowercase();
+                let taken: bool = conn
+                    .query_row(
+                        "SELECT 1 FROM accounts WHERE username_key = ?1",
+                        [&key],
+                        |_| Ok(true),
+                    )
+                    .optional()?
+                    .unwrap_or(false);
+                if taken {
+                    return Ok(false);
+                }
+                conn.execute(
+                    "INSERT INTO accounts (user_id, username, username_key, display_name, roles,
+                                           password_hash, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        row.user_id.to_string(),
+                        row.username,
+                        key,
+                        row.display_name,
+                        roles_to_column(&row.roles),
+                        phc,
+                        now_secs()
+                    ],
+                )?;
+                Ok(true)
+            })
+            .await?;
+        if created {
+            Ok(account)
+        } else {
+            Err(DomainError::Conflict("username already taken".into()))
+        }
+    }
+
+    /// Looks an account up by username (any case).
+    pub async fn find_by_username(&self, username: &str) -> Result<Option<Account>, DomainError> {
+        let key = username.to_lowercase();
+        let found = self
+            .store
+            .read(move |conn| Ok(load_account_by_key(conn, &key)?.map(|(a, _)| a)))
+            .await?;
+        Ok(found)
+    }
+
+    /// Checks a password and opens a session in `scope`.
+    pub async fn login(
+        &self,
+        username: &str,
+        credential: Credential,
+        ip: Option<IpAddr>,
+        scope: Scope,
+    ) -> Result<Grant, DomainError> {
+        let key = username.to_lowercase();
+        let prehash = credential.prehash()?;
+        self.throttle
+            .check(&key, ip)
+            .map_err(|retry_after_secs| DomainError::RateLimited { retry_after_secs })?;
+        let lookup_key = key.clone();
+        let found = self
+            .store
+            .read(move |conn| load_account_by_key(conn, &lookup_key))
+            .await?;
+        let (account, phc) = match found {
+            Some((account, phc)) => (Some(account), phc),
+            None => (None, self.dummy_hash.clone()),
+        };
+        let matches = self
+            .hashing(move || password::verify(&prehash, &phc))
+            .await?;
+        let Some(account) = account.filter(|_| matches) else {
+            self.throttle.record_failure(&key, ip);
+            return Err(DomainError::InvalidCredentials);
+        };
+        self.throttle.record_success(&key);
+        self.open_session(account, scope).await
+    }
+
+    async fn open_session(&self, account: Account, scope: Scope) -> Result<Grant, DomainError> {
+        let session_id = Uuid::new_v4();
+        let refresh = tokens::new_refresh_token();
+        let refresh_hash = tokens::refresh_token_hash(&refresh);
+        let now = now_secs();
+        let refresh_expires = now + self.refresh_ttl.as_secs() as i64;
+        let user_id = account.user_id;
+        let replaced = self
+            .store
+            .write(move |conn| {
+                let mut replaced = Vec::new();
+                if scope.exclusive() {
+                    let mut stmt = conn.prepare(
+                        "SELECT session_id FROM sessions
+                         WHERE user_id = ?1 AND scope = ?2 AND revoked_at IS NULL",
+                    )?;
+                    let rows = stmt
+                        .query_map(params![user_id.to_string(), scope.as_str()], |r| {
+                            r.get::<_, String>(0)
+                        })?;
+                    for sid in rows {
+                        replaced.push(sid?);
+                    }
+                    conn.execute(
+                        "UPDATE sessions SET revoked_at = ?3, revoke_reason = 'replaced'
+                         WHERE user_id = ?1 AND scope = ?2 AND revoked_at IS NULL",
+                        params![user_id.to_string(), scope.as_str(), now],
+                    )?;
+                }
+                conn.execute(
+                    "INSERT INTO sessions (session_id, user_id, scope, created_at)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        session_id.to_string(),
+                        user_id.to_string(),
+                        scope.as_str(),
+                        now
+                    ],
+                )?;
+                conn.execute(
+                    "INSERT INTO refresh_tokens (token_hash, family_id, session_id, user_id,
+                                                 issued_at, expires_at)
+                     VALUES (?1, ?2, ?2, ?3, ?4, ?5)",
+                    params![
+                        refresh_hash,
+                        session_id.to_string(),
+                        user_id.to_string(),
+                        now,
+                        refresh_expires
+                    ],
+                )?;
+                Ok(replaced)
+            })
+            .await?;
+        {
+            let mut sessions = self.sessions.write();
+            for sid in replaced.iter().filter_map(|s| Uuid::parse_str(s).ok()) {
+                if let Some(entry) = sessions.get_mut(&sid) {
+                    entry.state = SessionState::Replaced;
+                }
+            }
+            sessions.insert(
+                session_id,
+                SessionEntry {
+                    user_id,
+                    scope,
+                    state: SessionState::Active,
+                },
+            );
+        }
+        self.grant(account, session_id, scope, refresh)
+    }
+
+    fn grant(
+        &self,
+        account: Account,
+        session_id: Uuid,
+        scope: Scope,
+        refresh_token: String,
+    ) -> Result<Grant, DomainError> {
+        let iat = now_secs();
+        let exp = iat + self.access_ttl.as_secs() as i64;
+        let claims = Claims {
+            iss: tokens::ISSUER.into(),
+            aud: tokens::AUDIENCE.into(),
+            sub: account.user_id.to_string(),
+            sid: session_id.to_string(),
+            iat,
+            exp,
+            roles: account.roles.clone(),
+            name: account.username.clone(),
+        };
+        let access_token = self.keys.sign(&claims)?;
+        let identity = Identity {
+            user_id: account.user_id,
+            username: account.username.clone(),
+            roles: account.roles.clone(),
+            session_id,
+            scope,
+            expires_at: exp,
+        };
+        Ok(Grant {
+            access_token,
+            refresh_token,
+            expires_in: self.access_ttl.as_secs(),
+            account,
+            identity,
+        })
+    }
+
+    /// Verifies an access token: signature, claims, expiry, and that its session is live.
+    pub fn verify(&self, token: &str) -> Result<Identity, DomainError> {
+        let claims = self.keys.decode(token)?;
+        let (user_id, session_id) = tokens::ids(&claims)?;
+        let entry = self
+            .sessions
+            .read()
+            .get(&session_id)
+            .copied()
+            .ok_or(DomainError::InvalidToken)?;
+        if entry.user_id != user_id {
+            return Err(DomainError::InvalidToken);
+        }
+        if entry.state == SessionState::Replaced {
+            return Err(DomainError::SessionReplaced);
+        }
+        Ok(Identity {
+            user_id,
+            username: claims.name,
+            roles: claims.roles,
+            session_id,
+            scope: entry.scope,
+            expires_at: claims.exp,
+        })
+    }
+
+    /// Trades a refresh token for a new access token and a new refresh token. A token that
+    /// was already used revokes its whole family and the session.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Grant, DomainError> {
+        let hash = tokens::refresh_token_hash(refresh_token);
+        let next = tokens::new_refresh_token();
+        let next_hash = tokens::refresh_token_hash(&next);
+        let now = now_secs();
+        let refresh_expires = now + self.refresh_ttl.as_secs() as i64;
+        let outcome = self
+            .store
+            .write(move |conn| rotate_refresh(conn, &hash, &next_hash, now, refresh_expires))
+            .await?;
+        match outcome {
+            Rotation::Rotated {
+                account,
+                session_id,
+                scope,
+            } => {
+                let live = self
+                    .sessions
+                    .read()
+                    .get(&session_id)
+                    .is_some_and(|e| e.state == SessionState::Active);
+                if !live {
+                    return Err(DomainError::InvalidToken);
+                }
+                self.grant(account, session_id, scope, next)
+            }
+            Rotation::Reused { session_id } => {
+                self.sessions.write().remove(&session_id);
+                Err(DomainError::RefreshReused)
+            }
+            Rotation::Expired => Err(DomainError::ExpiredToken),
+            Rotation::Unknown => Err(DomainError::InvalidToken),
+        }
+    }
+
+    /// Ends a session: its access tokens stop working at once, its refresh tokens too.
+    pub async fn logout(&self, identity: &Identity) -> Result<(), DomainError> {
+        let sid = identity.session_id;
+        let now = now_secs();
+        self.store
+            .write(move |conn| {
+                revoke_session(conn, &sid.to_string(), "logout", now)?;
+                Ok(())
+            })
+            .await?;
+        self.sessions.write().remove(&sid);
+        Ok(())
+    }
+}
+
+fn load_account_by_key(
+    conn: &rusqlite::Connection,
+    key: &str,
+) -> Result<Option<(Account, String)>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT user_id, username, display_name, roles, password_hash
+             FROM accounts WHERE username_key = ?1",
+            [key],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            },
+        )
+        .optional()?
+        .and_then(|(uid, username, display_name, roles, phc)| {
+            Some((
+                Account {
+                    user_id: Uuid::parse_str(&uid).ok()?,
+                    username,
+                    display_name,
+                    roles: roles_from_column(&roles),
+                },
+                phc,
+            ))
+        }))
+}
+
+enum Rotation {
+    Rotated {
+        account: Account,
+        session_id: Uuid,
+        scope: Scope,
+    },
+    Reused {
+        session_id: Uuid,
+    },
+    Expired,
+    Unknown,
+}
+
+/// One transaction: look the token up, and either rotate it or, if it was used before,
+/// revoke its family and session (committed, so the revocation survives the error reply).
+fn rotate_refresh(
+    conn: &rusqlite::Connection,
+    hash: &[u8],
+    next_hash: &[u8],
+    now: i64,
+    next_expires: i64,
+) -> Result<Rotation, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT t.family_id, t.session_id, t.user_id, t.expires_at, t.used_at,
+                    s.scope, s.revoked_at, a.username_key
+             FROM refresh_tokens t
+             JOIN sessions s ON s.session_id = t.session_id
+             JOIN accounts a ON a.user_id = t.user_id
+             WHERE t.token_hash = ?1",
+            [hash],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<i64>>(6)?,
+                    r.get::<_, String>(7)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((family, sid, uid, expires_at, used_at, scope, revoked_at, key)) = row else {
+        return Ok(Rotation::Unknown);
+    };
+    let Ok(session_id) = Uuid::parse_str(&sid) else {
+        return Ok(Rotation::Unknown);
+    };
+    if revoked_at.is_some() {
+        // Logged out or already revoked: the token is dead, nothing more to revoke.
+        return Ok(Rotation::Unknown);
+    }
+    if used_at.is_some() {
+        conn.execute(
+            "UPDATE refresh_tokens SET used_at = COALESCE(used_at, ?2) WHERE family_id = ?1",
+            params![family, now],
+        )?;
+        revoke_session(conn, &sid, "refresh_reuse", now)?;
+        return Ok(Rotation::Reused { session_id });
+    }
+    if expires_at <= now {
+        return Ok(Rotation::Expired);
+    }
+    conn.execute(
+        "UPDATE refresh_tokens SET used_at = ?2 WHERE token_hash = ?1",
+        params![hash, now],
+    )?;
+    conn.execute(
+        "INSERT INTO refresh_tokens (token_hash, family_id, session_id, user_id, issued_at,
+                                     expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![next_hash, family, sid, uid, now, next_expires],
+    )?;
+    let Some((account, _)) = load_account_by_key(conn, &key)? else {
+        return Ok(Rotation::Unknown);
+    };
+    Ok(Rotation::Rotated {
+        account,
+        session_id,
+        scope: Scope::parse(&scope),
+    })
+}
+
+fn revoke_session(
+    conn: &rusqlite::Connection,
+    sid: &str,
+    reason: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE sessions SET revoked_at = ?2, revoke_reason = ?3
+         WHERE session_id = ?1 AND revoked_at IS NULL",
+        params![sid, now, reason],
+    )?;
+    conn.execute(
+        "UPDATE refresh_tokens SET used_at = COALESCE(used_at, ?2) WHERE session_id = ?1",
+        params![sid, now],
+    )?;
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Domain services: the state and rules that every protocol shares. Protocol modules only
+//! translate to and from these.
+
+pub mod accounts;
+mod error;
+
+pub use accounts::Accounts;
+pub use error::DomainError;

@@ -1,0 +1,239 @@
+//! The simulation: one thread owns the bevy `App` and its `World`.
+//!
+//! The loop waits on the inbox with a deadline at the next tick. Whatever arrives is routed
+//! into the world and the [`HandleCommands`] schedule runs at once, so a lobby request is
+//! answered in microseconds rather than at the next tick. When the tick is due, `FixedMain`
+//! runs once (bevy_app provides it and its sub-schedules; bevy_time is not used: this loop is
+//! the clock). If the loop falls more than `max_catch_up_ticks` behind it skips ahead and
+//! counts an overrun rather than spiralling.
+//!
+//! The order of a tick is declared once, in [`TickSet`]; a gameplay plugin puts its systems
+//! `in_set(TickSet::…)` inside `FixedUpdate` and never orders itself against another plugin.
+
+mod stats;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bevy_app::{App, FixedMain, FixedUpdate, Plugin};
+use bevy_ecs::message::message_update_system;
+use bevy_ecs::prelude::*;
+use bevy_ecs::schedule::{ScheduleLabel, SingleThreadedExecutor};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::bridge::{Command, SimStatus};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+pub use stats::TickStats;
+
+/// Runs whenever commands have arrived, between ticks.
+#[derive(ScheduleLabel, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HandleCommands;
+
+/// Runs after each `FixedMain`: message buffers are swapped here, so a message written
+/// during tick N is readable during ticks N and N+1.
+#[derive(ScheduleLabel, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TickEnd;
+
+/// The order of a tick inside `FixedUpdate`.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TickSet {
+    Input,
+    Movement,
+    Combat,
+    Npc,
+    Stations,
+    Markets,
+    Zones,
+    Replication,
+}
+
+/// The number of the tick being run (or last run); starts at 0.
+#[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tick(pub u64);
+
+/// Shared services the simulation may hand work to.
+#[derive(Resource, Clone)]
+pub struct SimServices {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Settings of the loop itself.
+#[derive(Debug, Clone)]
+pub struct LoopConfig {
+    pub tick_hz: u32,
+    pub commands_per_wake: usize,
+    pub max_catch_up_ticks: u32,
+}
+
+/// Registers the schedules, the tick order and the core resources.
+pub struct CorePlugin;
+
+impl Plugin for CorePlugin {
+    fn build(&self, app: &mut App) {
+        let mut handle = Schedule::new(HandleCommands);
+        handle.set_executor(SingleThreadedExecutor::new());
+        let mut tick_end = Schedule::new(TickEnd);
+        tick_end.set_executor(SingleThreadedExecutor::new());
+        tick_end.add_systems(message_update_system);
+        app.add_schedule(handle)
+            .add_schedule(tick_end)
+            .init_resource::<Tick>()
+            .configure_sets(
+                FixedUpdate,
+                (
+                    TickSet::Input,
+                    TickSet::Movement,
+                    TickSet::Combat,
+                    TickSet::Npc,
+                    TickSet::Stations,
+                    TickSet::Markets,
+                    TickSet::Zones,
+                    TickSet::Replication,
+                )
+                    .chain(),
+            );
+    }
+}
+
+/// The simulation: an `App` plus the loop that drives it.
+pub struct Sim {
+    app: App,
+    inbox: Receiver<Command>,
+    config: LoopConfig,
+    stats: TickStats,
+    metrics: Arc<Metrics>,
+    batch: Vec<Command>,
+}
+
+impl Sim {
+    /// Builds the world with the core plugin, then `plugins` (the gameplay features).
+    pub fn new(
+        config: LoopConfig,
+        services: SimServices,
+        inbox: Receiver<Command>,
+        plugins: impl FnOnce(&mut App),
+    ) -> Self {
+        let mut app = App::new();
+        app.add_plugins(CorePlugin);
+        app.insert_resource(services.clone());
+        plugins(&mut app);
+        app.finish();
+        app.cleanup();
+        Self {
+            app,
+            inbox,
+            batch: Vec::with_capacity(config.commands_per_wake),
+            config,
+            stats: TickStats::new(4096),
+            metrics: services.metrics,
+        }
+    }
+
+    pub fn world(&self) -> &World {
+        self.app.world()
+    }
+
+    pub fn world_mut(&mut self) -> &mut World {
+        self.app.world_mut()
+    }
+
+    /// The loop. Returns when `stop` is set (checked at least once a tick).
+    pub fn run(mut self, stop: Arc<AtomicBool>) {
+        let period = Duration::from_secs_f64(1.0 / f64::from(self.config.tick_hz.max(1)));
+        let mut start = Instant::now();
+        let mut n: u64 = 1;
+        while !stop.load(Ordering::Relaxed) {
+            let next_tick = start + period.mul_f64(n as f64);
+            match self.inbox.recv_deadline(next_tick) {
+                Ok(first) => {
+                    self.batch.push(first);
+                    self.drain_inbox();
+                    self.handle_commands();
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                // Every sender is gone: nothing will ever arrive again.
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            if now < next_tick {
+                continue;
+            }
+            self.step();
+            n += 1;
+            let behind = now.saturating_duration_since(start + period.mul_f64(n as f64));
+            let ticks_behind = (behind.as_secs_f64() / period.as_secs_f64()) as u64;
+            if ticks_behind > u64::from(self.config.max_catch_up_ticks) {
+                // Drop the time we cannot make up; count it so an operator sees it.
+                self.stats.overruns += ticks_behind;
+                self.metrics.tick_overruns.inc_by(ticks_behind);
+                start = now - period.mul_f64(n as f64);
+            }
+        }
+    }
+
+    fn drain_inbox(&mut self) {
+        while self.batch.len() < self.config.commands_per_wake {
+            match self.inbox.try_recv() {
+                Ok(cmd) => self.batch.push(cmd),
+                Err(_) => break,
+            }
+        }
+        self.metrics.inbox_depth.set(self.inbox.len() as i64);
+    }
+
+    /// Routes the commands waiting in `batch` into the world and runs `HandleCommands`.
+    fn handle_commands(&mut self) {
+        let batch = std::mem::take(&mut self.batch);
+        let mut batch = batch;
+        for cmd in batch.drain(..) {
+            self.route(cmd);
+        }
+        self.batch = batch;
+        self.app.world_mut().run_schedule(HandleCommands);
+    }
+
+    /// Hands one command to the part of the world that owns it.
+    fn route(&mut self, cmd: Command) {
+        match cmd {
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    /// Feeds one command through the same path the loop uses; for benches and tests.
+    pub fn handle(&mut self, cmd: Command) {
+        self.batch.push(cmd);
+        self.handle_commands();
+    }
+
+    /// Runs one tick: `FixedMain`, then the end-of-tick bookkeeping.
+    pub fn step(&mut self) {
+        let started = Instant::now();
+        let world = self.app.world_mut();
+        world.resource_mut::<Tick>().0 += 1;
+        world.run_schedule(FixedMain);
+        world.run_schedule(TickEnd);
+        let tick = world.resource::<Tick>().0;
+        let elapsed = started.elapsed();
+        self.stats.record(elapsed);
+        self.metrics.tick_seconds.observe(elapsed.as_secs_f64());
+        self.metrics.tick.set(tick as i64);
+    }
+
+    pub fn status(&self) -> SimStatus {
+        let summary = self.stats.summary();
+        SimStatus {
+            tick: self.app.world().resource::<Tick>().0,
+            tick_hz: self.config.tick_hz,
+            tick_p50_us: summary.p50.as_micros() as u64,
+            tick_p99_us: summary.p99.as_micros() as u64,
+            tick_max_us: summary.max.as_micros() as u64,
+            overruns: self.stats.overruns,
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Versioned schema migrations, embedded in the binary and applied in order at start.
+//!
+//! `PRAGMA user_version` records how many have run. A migration is never edited once it has
+//! shipped; a change to the schema is a new entry at the end.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: identity.
+    r#"
+    CREATE TABLE accounts (
+        user_id        TEXT PRIMARY KEY,
+        username       TEXT NOT NULL,
+        username_key   TEXT NOT NULL UNIQUE,      -- lowercase, for case-insensitive lookup
+        display_name   TEXT NOT NULL,
+        roles          TEXT NOT NULL,             -- comma separated: player,developer,admin
+        password_hash  TEXT NOT NULL,             -- argon2id PHC string of hex sha256(password)
+        created_at     INTEGER NOT NULL
+    );
+    CREATE TABLE sessions (
+        session_id     TEXT PRIMARY KEY,
+        user_id        TEXT NOT NULL REFERENCES accounts(user_id),
+        scope          TEXT NOT NULL,             -- web, dev or lobby
+        created_at     INTEGER NOT NULL,
+        revoked_at     INTEGER,
+        revoke_reason  TEXT                       -- logout, replaced, refresh_reuse
+    );
+    CREATE INDEX sessions_by_user ON sessions(user_id, scope);
+    CREATE TABLE refresh_tokens (
+        token_hash     BLOB PRIMARY KEY,          -- sha256 of the opaque token
+        family_id      TEXT NOT NULL,
+        session_id     TEXT NOT NULL REFERENCES sessions(session_id),
+        user_id        TEXT NOT NULL REFERENCES accounts(user_id),
+        issued_at      INTEGER NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        used_at        INTEGER
+    );
+    CREATE INDEX refresh_by_family ON refresh_tokens(family_id);
+    "#,
+];
