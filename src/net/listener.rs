@@ -103,6 +103,31 @@ impl Refusal {
     }
 }
 
+/// Tells an over-limit client no and closes. An HTTP client is let finish sending its
+/// request head first (briefly, and only a little of it), since clients do not expect an
+/// answer before they have asked.
+async fn refuse(mut tcp: TcpStream, refusal: Refusal) {
+    use tokio::io::AsyncReadExt;
+    if let Refusal::Http = refusal {
+        let mut head = [0u8; 8192];
+        let mut read = 0;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while read < head.len() {
+                match tcp.read(&mut head[read..]).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => read += n,
+                }
+                if head[..read].windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    let _ = tcp.write_all(refusal.bytes()).await;
+    let _ = tcp.shutdown().await;
+}
+
 /// Settings shared by the acceptors of one server.
 #[derive(Clone)]
 pub struct AcceptConfig {
@@ -142,14 +167,9 @@ pub fn spawn_acceptor(
                     .connections_refused
                     .with_label_values(&[protocol])
                     .inc();
-                let plain = config.tls.is_none();
-                tokio::spawn(async move {
-                    let mut tcp = tcp;
-                    if plain {
-                        let _ = tcp.write_all(refusal.bytes()).await;
-                    }
-                    let _ = tcp.shutdown().await;
-                });
+                if config.tls.is_none() {
+                    tokio::spawn(refuse(tcp, refusal));
+                }
                 continue;
             };
             let tx = tx.clone();

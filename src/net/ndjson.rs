@@ -10,10 +10,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
-use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
 
 use super::listener::Conn;
 use super::{AppState, ConnectionGauge};
@@ -63,10 +61,8 @@ async fn connection(conn: Conn, server: TcpServer, state: AppState) {
     let writer_task = tokio::spawn(write_lines(writer, outbound, state.clone(), protocol));
 
     let max_line = state.config.limits.ndjson_line_bytes;
-    let mut lines = FramedRead::new(
-        reader,
-        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), max_line),
-    );
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut line = Vec::with_capacity(4096);
     let mut session = Session {
         server,
         authenticated: false,
@@ -82,25 +78,25 @@ async fn connection(conn: Conn, server: TcpServer, state: AppState) {
                 let _ = push.send(Bytes::from(reply.to_line())).await;
                 break;
             }
-            next = lines.next() => next,
+            next = read_line(&mut reader, &mut line, max_line) => next,
         };
         let reply = match next {
-            None => break,
-            Some(Ok(line)) => {
+            Ok(LineRead::Eof) => break,
+            Ok(LineRead::Line) => {
                 state.metrics.received(protocol, line.len() + 1);
                 match handle_line(&line, &mut session, &state).await {
                     Some(reply) => reply,
                     None => continue,
                 }
             }
-            Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded)) => {
-                state.metrics.received(protocol, max_line);
+            Ok(LineRead::TooLong(len)) => {
+                state.metrics.received(protocol, len);
                 Response::error(
                     Code::InvalidRequest,
                     format!("line longer than {max_line} bytes"),
                 )
             }
-            Some(Err(AnyDelimiterCodecError::Io(e))) => {
+            Err(e) => {
                 tracing::debug!(%peer, "{protocol}: read error: {e}");
                 break;
             }
@@ -112,6 +108,57 @@ async fn connection(conn: Conn, server: TcpServer, state: AppState) {
     drop(session);
     drop(push);
     let _ = writer_task.await;
+}
+
+/// What [`read_line`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LineRead {
+    /// A whole line is in the buffer, without its `\n`.
+    Line,
+    /// The line was longer than the limit and was skipped up to its end; its length.
+    TooLong(usize),
+    Eof,
+}
+
+/// Reads one `\n`-terminated line into `line`, never holding more than `max` bytes of it:
+/// a longer line is consumed and discarded so the next one can be read. A final line
+/// without `\n` counts as a line.
+pub async fn read_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<LineRead> {
+    line.clear();
+    let mut skipped = 0usize;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(match (skipped, line.is_empty()) {
+                (0, true) => LineRead::Eof,
+                (0, false) => LineRead::Line,
+                (n, _) => LineRead::TooLong(n),
+            });
+        }
+        let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+            Some(at) => (&available[..at], Some(at + 1)),
+            None => (available, None),
+        };
+        if skipped == 0 && line.len() + chunk.len() <= max {
+            line.extend_from_slice(chunk);
+        } else {
+            skipped += line.len() + chunk.len();
+            line.clear();
+        }
+        let consumed = found.unwrap_or(available.len());
+        reader.consume(consumed);
+        if found.is_some() {
+            return Ok(if skipped == 0 {
+                LineRead::Line
+            } else {
+                LineRead::TooLong(skipped)
+            });
+        }
+    }
 }
 
 /// One line in, at most one reply out (`None` for blank lines).
@@ -169,4 +216,25 @@ async fn write_lines(
         }
     }
     let _ = writer.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn long_lines_are_skipped_and_reading_goes_on() {
+        let input: &[u8] = b"short\nthis line is too long\nok\ntail";
+        let mut reader = BufReader::with_capacity(4, input);
+        let mut line = Vec::new();
+        let mut seen = Vec::new();
+        loop {
+            match read_line(&mut reader, &mut line, 8).await.unwrap() {
+                LineRead::Eof => break,
+                LineRead::Line => seen.push(String::from_utf8(line.clone()).unwrap()),
+                LineRead::TooLong(n) => seen.push(format!("<{n}>")),
+            }
+        }
+        assert_eq!(seen, ["short", "<21>", "ok", "tail"]);
+    }
 }

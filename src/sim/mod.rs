@@ -187,8 +187,7 @@ impl Sim {
 
     /// Routes the commands waiting in `batch` into the world and runs `HandleCommands`.
     fn handle_commands(&mut self) {
-        let batch = std::mem::take(&mut self.batch);
-        let mut batch = batch;
+        let mut batch = std::mem::take(&mut self.batch);
         for cmd in batch.drain(..) {
             self.route(cmd);
         }
@@ -205,9 +204,10 @@ impl Sim {
         }
     }
 
-    /// Feeds one command through the same path the loop uses; for benches and tests.
-    pub fn handle(&mut self, cmd: Command) {
-        self.batch.push(cmd);
+    /// Takes whatever waits in the inbox and handles it, as one wake of the loop does;
+    /// for benches and tests that drive the simulation by hand.
+    pub fn drain_and_handle(&mut self) {
+        self.drain_inbox();
         self.handle_commands();
     }
 

@@ -1,0 +1,376 @@
+//! Accounts and tokens over REST (`/api/v1/auth/*`), in the raos response format.
+
+mod common;
+
+use base64::Engine;
+use common::{TestServer, assert_failure};
+use ecliptic::services::accounts::{Claims, TokenKeys};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+fn claims_of(token: &str) -> Claims {
+    let payload = token.split('.').nth(1).expect("three parts");
+    serde_json::from_slice(&B64.decode(payload).expect("base64")).expect("claims")
+}
+
+#[tokio::test]
+async fn register_returns_profile_and_roles() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/register",
+            &json!({"username": "Alice", "password": "s3cret", "display_name": "Alice A",
+                    "roles": ["player", "developer"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["success"], json!(true));
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    let profile = &body["user_profile"];
+    assert_eq!(profile["username"], "Alice");
+    assert_eq!(profile["display_name"], "Alice A");
+    uuid::Uuid::parse_str(profile["user_id"].as_str().unwrap()).expect("uuid user_id");
+    assert_eq!(body["roles"], json!(["player", "developer"]));
+    assert_eq!(profile.as_object().unwrap().len(), 3, "{profile}");
+}
+
+#[tokio::test]
+async fn duplicate_username_is_a_conflict_whatever_the_case() {
+    let server = TestServer::start().await;
+    let first = json!({"username": "bob", "password": "pw1"});
+    assert_eq!(server.post("/api/v1/auth/register", &first).await.0, 201);
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/register",
+            &json!({"username": "BOB", "password": "pw2"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    let message = assert_failure(&body, 1000);
+    assert!(message.contains("taken"), "{message}");
+}
+
+#[tokio::test]
+async fn admin_role_cannot_be_self_assigned() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/register",
+            &json!({"username": "mallory", "password": "pw", "roles": ["admin"]}),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert_failure(&body, 1002);
+}
+
+#[tokio::test]
+async fn login_with_password_and_with_password_hash() {
+    let server = TestServer::start().await;
+    let with_password = server.register_and_login("carol", "correct horse").await;
+    assert_eq!(with_password["success"], json!(true));
+    assert_eq!(with_password["expires_in"], json!(3600));
+    assert_eq!(with_password["roles"], json!(["player"]));
+    assert_eq!(with_password["user_profile"]["username"], "carol");
+    assert!(with_password["refresh_token"].as_str().unwrap().len() >= 43);
+    let claims = claims_of(with_password["access_token"].as_str().unwrap());
+    assert_eq!(claims.iss, "ecliptic");
+    assert_eq!(claims.exp - claims.iat, 3600);
+
+    let hash = hex::encode(Sha256::digest(b"correct horse")).to_uppercase();
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "CAROL", "password_hash": hash}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["user_profile"]["user_id"],
+        with_password["user_profile"]["user_id"]
+    );
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_get_the_same_answer() {
+    let server = TestServer::start().await;
+    server.register_and_login("dave", "pw").await;
+    let (s1, wrong) = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "dave", "password": "nope"}),
+        )
+        .await;
+    let (s2, unknown) = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "nobody", "password": "nope"}),
+        )
+        .await;
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(assert_failure(&wrong, 1001), assert_failure(&unknown, 1001));
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_replay_revokes_the_family() {
+    let server = TestServer::start().await;
+    let login = server.register_and_login("erin", "pw").await;
+    let first_refresh = login["refresh_token"].as_str().unwrap().to_owned();
+
+    let (status, rotated) = server
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": first_refresh}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["success"], json!(true));
+    assert_eq!(rotated["expires_in"], json!(3600));
+    let second_refresh = rotated["refresh_token"].as_str().unwrap().to_owned();
+    let access = rotated["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(second_refresh, first_refresh);
+    assert_eq!(
+        claims_of(&access).sid,
+        claims_of(login["access_token"].as_str().unwrap()).sid,
+        "a refresh stays in the same session"
+    );
+
+    // The old token is refused, and presenting it revokes the whole family and the session.
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": first_refresh}),
+        )
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(assert_failure(&body, 1001).contains("already used"));
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": second_refresh}),
+        )
+        .await;
+    assert_eq!(status, 401, "the family is revoked: {body}");
+    let (status, body) = server
+        .post_auth("/api/v1/auth/logout", &access, &json!({}))
+        .await;
+    assert_eq!(status, 401, "the session is revoked: {body}");
+}
+
+#[tokio::test]
+async fn concurrent_refreshes_of_one_token_succeed_at_most_once() {
+    let server = TestServer::start().await;
+    let login = server.register_and_login("frank", "pw").await;
+    let token = login["refresh_token"].clone();
+    let body = json!({"refresh_token": token});
+    let url = server.url("/api/v1/auth/refresh");
+    let attempts = (0..8).map(|_| common::post_json(&server.http, &url, &body, None));
+    let results = futures_util::future::join_all(attempts).await;
+    let ok = results.iter().filter(|(status, _)| *status == 200).count();
+    assert!(ok <= 1, "{results:?}");
+    for (status, body) in &results {
+        if *status != 200 {
+            assert_eq!(*status, 401);
+            assert_failure(body, 1001);
+        }
+    }
+}
+
+#[tokio::test]
+async fn logout_ends_the_session_at_once() {
+    let server = TestServer::start().await;
+    let login = server.register_and_login("grace", "pw").await;
+    let access = login["access_token"].as_str().unwrap();
+    let (status, body) = server
+        .post_auth("/api/v1/auth/logout", access, &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["success"], json!(true));
+    let (status, body) = server
+        .post_auth("/api/v1/auth/logout", access, &json!({}))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_failure(&body, 1001);
+    // Its refresh token died with it.
+    let (status, _) = server
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": login["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(status, 401);
+    // The RaOS form: the token in the body.
+    let again = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "grace", "password": "pw"}),
+        )
+        .await
+        .1;
+    let (status, _) = server
+        .post(
+            "/api/v1/auth/logout",
+            &json!({"access_token": again["access_token"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn expired_tampered_and_unsigned_tokens_are_refused() {
+    let server = TestServer::start().await;
+    let login = server.register_and_login("heidi", "pw").await;
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    let keys = TokenKeys::load_or_create(&server.dir.path().join("jwt.key")).unwrap();
+
+    // Expired: signed with the real key, live session, but past its exp.
+    let mut claims = claims_of(&access);
+    claims.iat -= 7200;
+    claims.exp -= 7200;
+    let expired = keys.sign(&claims).unwrap();
+    let (status, body) = server
+        .post_auth("/api/v1/auth/logout", &expired, &json!({}))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert!(assert_failure(&body, 1001).contains("expired"));
+
+    // Tampered: the payload changed, the signature kept.
+    let mut parts: Vec<String> = access.split('.').map(str::to_owned).collect();
+    let mut forged = claims_of(&access);
+    forged.roles.push(ecliptic::services::accounts::Role::Admin);
+    parts[1] = B64.encode(serde_json::to_vec(&forged).unwrap());
+    let tampered = parts.join(".");
+    let (status, body) = server
+        .post_auth("/api/v1/auth/logout", &tampered, &json!({}))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_failure(&body, 1001);
+
+    // alg: none, no signature.
+    let header = B64.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let unsigned = format!("{header}.{}.", access.split('.').nth(1).unwrap());
+    let (status, body) = server
+        .post_auth("/api/v1/auth/logout", &unsigned, &json!({}))
+        .await;
+    assert_eq!(status, 401, "{body}");
+    assert_failure(&body, 1001);
+
+    // Signed with another key.
+    let other = TokenKeys::from_secret(&[7u8; 32])
+        .sign(&claims_of(&access))
+        .unwrap();
+    let (status, _) = server
+        .post_auth("/api/v1/auth/logout", &other, &json!({}))
+        .await;
+    assert_eq!(status, 401);
+
+    // The genuine token still works.
+    let (status, _) = server
+        .post_auth("/api/v1/auth/logout", &access, &json!({}))
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn failed_logins_are_throttled_per_account_and_per_address() {
+    let server = TestServer::start_with(|c| {
+        c.auth.login_failures_per_account = 3;
+        c.auth.login_failures_per_ip = 6;
+    })
+    .await;
+    server.register_and_login("ivan", "right").await;
+    let wrong = json!({"username": "ivan", "password": "wrong"});
+    for _ in 0..3 {
+        let (status, body) = server.post("/api/v1/auth/login", &wrong).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    // Now even the right password is refused until the window passes.
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "ivan", "password": "right"}),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(assert_failure(&body, 1004).contains("retry"));
+
+    // The address limit counts failures across accounts (3 so far from this address).
+    for name in ["x1", "x2", "x3"] {
+        let (status, _) = server
+            .post(
+                "/api/v1/auth/login",
+                &json!({"username": name, "password": "pw"}),
+            )
+            .await;
+        assert_eq!(status, 401);
+    }
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "x4", "password": "pw"}),
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_failure(&body, 1004);
+}
+
+#[tokio::test]
+async fn malformed_bodies_are_invalid_requests() {
+    let server = TestServer::start().await;
+    let cases: &[(&str, &str)] = &[
+        ("/api/v1/auth/register", "{not json"),
+        ("/api/v1/auth/register", "[1,2]"),
+        (
+            "/api/v1/auth/register",
+            r#"{"username": 5, "password": "pw"}"#,
+        ),
+        ("/api/v1/auth/register", r#"{"password": "pw"}"#),
+        (
+            "/api/v1/auth/register",
+            r#"{"username": "zed", "password": "pw", "extra": 1}"#,
+        ),
+        ("/api/v1/auth/register", r#"{"username": "zed"}"#),
+        (
+            "/api/v1/auth/register",
+            r#"{"username": "zed", "password": "pw", "password_hash": "ab"}"#,
+        ),
+        (
+            "/api/v1/auth/register",
+            r#"{"username": "z", "password": "pw"}"#,
+        ),
+        (
+            "/api/v1/auth/register",
+            r#"{"username": "zed", "password": "pw", "roles": ["king"]}"#,
+        ),
+        (
+            "/api/v1/auth/register",
+            r#"{"username": "zed", "password_hash": "not-hex"}"#,
+        ),
+        (
+            "/api/v1/auth/login",
+            r#"{"username": "zed", "password": true}"#,
+        ),
+        ("/api/v1/auth/login", ""),
+        ("/api/v1/auth/refresh", r#"{"refresh": "x"}"#),
+        ("/api/v1/auth/logout", r#"{"access_token": 12}"#),
+    ];
+    for (path, body) in cases {
+        let (status, reply) = server.post_raw(path, body).await;
+        assert_eq!(status, 400, "{path} {body}: {reply}");
+        let message = assert_failure(&reply, 1000);
+        assert!(!message.is_empty());
+    }
+    // Nothing was half-created by the bad registrations.
+    let (status, _) = server
+        .post(
+            "/api/v1/auth/register",
+            &json!({"username": "zed", "password": "pw"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // And an unknown endpoint under /api/v1 answers in the same format.
+    let (status, body): (u16, Value) = server.post("/api/v1/nope", &json!({})).await;
+    assert_eq!(status, 404);
+    assert_failure(&body, 1003);
+}

@@ -1,0 +1,293 @@
+//! Shared harness: start a real server on port 0 in a temp dir, in-process or as a child
+//! process, and talk to it over real sockets.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ecliptic::{Config, Server, ServerHandle};
+use serde_json::{Value, json};
+
+/// How long any single wait in a test may take before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// An in-process server with its own data directory.
+pub struct TestServer {
+    pub handle: Option<ServerHandle>,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::ephemeral(dir.path());
+        configure(&mut config);
+        let handle = Server::new(config).start().await.expect("server starts");
+        Self {
+            handle: Some(handle),
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn handle(&self) -> &ServerHandle {
+        self.handle.as_ref().expect("server running")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.handle().http_url())
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        post_json(&self.http, &self.url(path), body, None).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    pub async fn post_auth(&self, path: &str, token: &str, body: &Value) -> (u16, Value) {
+        post_json(&self.http, &self.url(path), body, Some(token)).await
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await;
+        }
+    }
+
+    /// Registers `username` with `password` and logs in; returns the login response.
+    pub async fn register_and_login(&self, username: &str, password: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/register",
+                &json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 201, "register {username}: {body}");
+        let (status, body) = self
+            .post(
+                "/api/v1/auth/login",
+                &json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(status, 200, "login {username}: {body}");
+        body
+    }
+}
+
+pub async fn post_json(
+    client: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    token: Option<&str>,
+) -> (u16, Value) {
+    let mut request = client.post(url).json(body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+/// Asserts the raos failure shape and returns its message.
+pub fn assert_failure(body: &Value, code: u64) -> String {
+    assert_eq!(body["success"], json!(false), "{body}");
+    assert_eq!(body["error_code"], json!(code), "{body}");
+    assert!(body["timestamp"].is_string(), "{body}");
+    body["error"].as_str().expect("error message").to_owned()
+}
+
+/// The server binary, run as a child process (for signals and crashes).
+pub struct ChildServer {
+    pub child: Child,
+    pub http: SocketAddr,
+    pub dev_tcp: SocketAddr,
+    pub lobby_tcp: SocketAddr,
+    pub lines: Vec<String>,
+}
+
+impl ChildServer {
+    /// Starts `ecliptic serve` on port 0 in `data_dir` and reads its `listening` lines.
+    pub fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--http", "127.0.0.1:0", "--dev-tcp", "127.0.0.1:0"])
+            .args(["--lobby-tcp", "127.0.0.1:0", "--log", "warn"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("server binary starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut lines = Vec::new();
+        while lines.len() < 3 {
+            let line = rx
+                .recv_timeout(WAIT)
+                .expect("the server prints its listening lines");
+            lines.push(line);
+        }
+        let addr = |name: &str| -> SocketAddr {
+            lines
+                .iter()
+                .find_map(|l| l.strip_prefix(&format!("listening {name} ")))
+                .unwrap_or_else(|| panic!("no listening line for {name} in {lines:?}"))
+                .parse()
+                .expect("address parses")
+        };
+        Self {
+            http: addr("http"),
+            dev_tcp: addr("dev-tcp"),
+            lobby_tcp: addr("lobby-tcp"),
+            child,
+            lines,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill_hard(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends a signal and waits for the exit status, failing after `WAIT`.
+    pub fn signal_and_wait(mut self, signal: &str) -> (std::process::ExitStatus, Duration) {
+        let started = std::time::Instant::now();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait works") {
+                return (status, started.elapsed());
+            }
+            assert!(
+                started.elapsed() < WAIT,
+                "server did not exit after {signal}"
+            );
+            std::thread::park_timeout(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn temp_data_dir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("data");
+    (dir, path)
+}
+
+/// A store-lobby-tcp.md client: one JSON object per line, over any byte stream.
+pub struct LineClient<S> {
+    reader: tokio::io::BufReader<tokio::io::ReadHalf<S>>,
+    writer: tokio::io::WriteHalf<S>,
+}
+
+impl LineClient<tokio::net::TcpStream> {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connects");
+        Self::over(stream)
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> LineClient<S> {
+    pub fn over(stream: S) -> Self {
+        let (reader, writer) = tokio::io::split(stream);
+        Self {
+            reader: tokio::io::BufReader::new(reader),
+            writer,
+        }
+    }
+
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.writer.write_all(bytes).await.expect("write");
+        self.writer.flush().await.expect("flush");
+    }
+
+    pub async fn send(&mut self, request: &Value) {
+        let mut line = serde_json::to_vec(request).expect("encode");
+        line.push(b'\n');
+        self.send_raw(&line).await;
+    }
+
+    /// The next line as JSON; `None` at end of stream. Fails the test after `WAIT`.
+    pub async fn recv(&mut self) -> Option<Value> {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        let read = tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
+            .await
+            .expect("a line within the wait")
+            .ok()?;
+        if read == 0 {
+            return None;
+        }
+        Some(serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad JSON {line:?}: {e}")))
+    }
+
+    pub async fn request(&mut self, request: &Value) -> Value {
+        self.send(request).await;
+        self.recv().await.expect("a reply")
+    }
+}
+
+/// Asserts the store-lobby error shape and returns its message.
+pub fn assert_line_error(reply: &Value, code: u64) -> String {
+    assert_eq!(reply["status"], "error", "{reply}");
+    assert_eq!(reply["code"], json!(code), "{reply}");
+    assert_eq!(reply["payload"], json!({}), "{reply}");
+    reply["message"].as_str().expect("message").to_owned()
+}

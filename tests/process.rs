@@ -1,0 +1,111 @@
+//! The server binary as an operator runs it: listening lines, signals, and crashes.
+
+mod common;
+
+use common::{ChildServer, temp_data_dir};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prints_three_listening_lines_and_answers_healthz() {
+    let (_tmp, data) = temp_data_dir();
+    let server = ChildServer::spawn(&data, &[]);
+    let names: Vec<&str> = server
+        .lines
+        .iter()
+        .map(|l| l.split(' ').nth(1).unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        ["http", "dev-tcp", "lobby-tcp"],
+        "{:?}",
+        server.lines
+    );
+    for line in &server.lines {
+        let parts: Vec<&str> = line.split(' ').collect();
+        assert_eq!(parts.len(), 3, "{line}");
+        assert_eq!(parts[0], "listening");
+        let addr: std::net::SocketAddr = parts[2].parse().expect("a socket address");
+        assert_ne!(addr.port(), 0, "the real port, not 0");
+    }
+    let health: serde_json::Value = reqwest::get(server.url("/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["tick_hz"], 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_exits_cleanly_within_five_seconds() {
+    let (_tmp, data) = temp_data_dir();
+    let server = ChildServer::spawn(&data, &[]);
+    // An open, idle TCP client must not hold the shutdown up.
+    let _idle = std::net::TcpStream::connect(server.lobby_tcp).unwrap();
+    let (status, took) = server.signal_and_wait("TERM");
+    assert!(status.success(), "exit status {status:?}");
+    assert!(took.as_secs_f64() < 5.0, "took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_acknowledged_registration_survives_sigkill() {
+    let (_tmp, data) = temp_data_dir();
+    let server = ChildServer::spawn(&data, &[]);
+    let client = reqwest::Client::new();
+    let (status, body) = common::post_json(
+        &client,
+        &server.url("/api/v1/auth/register"),
+        &json!({"username": "durable", "password": "pw"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // The reply came after COMMIT: kill -9 at once, then look for the account.
+    server.kill_hard();
+
+    let restarted = ChildServer::spawn(&data, &[]);
+    let (status, body) = common::post_json(
+        &client,
+        &restarted.url("/api/v1/auth/login"),
+        &json!({"username": "durable", "password": "pw"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user_profile"]["username"], "durable");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_create_user_works_on_the_data_dir() {
+    let (_tmp, data) = temp_data_dir();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+        .args([
+            "admin",
+            "create-user",
+            "root",
+            "--password",
+            "toor",
+            "--role",
+            "admin",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("created root"), "{stdout}");
+    assert!(stdout.contains("admin"), "{stdout}");
+
+    let server = ChildServer::spawn(&data, &[]);
+    let (status, body) = common::post_json(
+        &reqwest::Client::new(),
+        &server.url("/api/v1/auth/login"),
+        &json!({"username": "root", "password": "toor"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["roles"], json!(["player", "admin"]));
+}
