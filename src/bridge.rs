@@ -30,6 +30,8 @@ pub fn next_conn_id() -> ConnId {
 pub enum Command {
     /// Liveness and tick statistics, for `/healthz`.
     Status { reply: oneshot::Sender<SimStatus> },
+    /// From a `/game` connection.
+    Game(crate::sim::players::GameCommand),
 }
 
 /// What the simulation reports about itself.

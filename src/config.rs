@@ -34,6 +34,7 @@ pub struct Config {
     pub limits: Limits,
     pub auth: AuthConfig,
     pub sim: SimConfig,
+    pub game: GameConfig,
 }
 
 impl Default for Config {
@@ -50,6 +51,7 @@ impl Default for Config {
             limits: Limits::default(),
             auth: AuthConfig::default(),
             sim: SimConfig::default(),
+            game: GameConfig::default(),
         }
     }
 }
@@ -140,6 +142,28 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             max_catch_up_ticks: 3,
+        }
+    }
+}
+
+/// The space game.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GameConfig {
+    /// A directory laid out like `data/` to use instead of the built-in game data.
+    pub data_dir: Option<PathBuf>,
+    /// How far around its ship a client sees other entities.
+    pub aoi_radius: f32,
+    /// Seconds between full `world.snapshot`s to each client.
+    pub snapshot_interval_secs: f32,
+}
+
+impl Default for GameConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: None,
+            aoi_radius: 2000.0,
+            snapshot_interval_secs: 5.0,
         }
     }
 }

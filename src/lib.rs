@@ -131,6 +131,27 @@ impl Server {
         )?);
         let (inbox, inbox_rx) = Inbox::bounded(config.limits.inbox_capacity, metrics.clone());
 
+        let data = Arc::new(match &config.game.data_dir {
+            Some(dir) => sim::data::GameData::from_dir(dir)?,
+            None => sim::data::GameData::embedded()?,
+        });
+        let mut plugins = self.plugins;
+        let game = sim::GamePlugins {
+            data: data.clone(),
+            replication: sim::replication::ReplicationSettings {
+                aoi_radius: config.game.aoi_radius,
+                snapshot_interval_ticks: (config.game.snapshot_interval_secs
+                    * config.tick_hz as f32)
+                    .ceil()
+                    .max(1.0) as u64,
+            },
+        };
+        plugins.insert(
+            0,
+            Box::new(move |app: &mut App| {
+                app.add_plugins(game);
+            }),
+        );
         let stop_sim = Arc::new(AtomicBool::new(false));
         let sim_thread = spawn_sim(
             &config,
@@ -139,7 +160,7 @@ impl Server {
                 metrics: metrics.clone(),
             },
             inbox_rx,
-            self.plugins,
+            plugins,
             stop_sim.clone(),
         )?;
 
@@ -160,14 +181,16 @@ impl Server {
         let (http_addr, dev_tcp_addr, lobby_tcp_addr) =
             (http.local_addr()?, dev.local_addr()?, lobby.local_addr()?);
 
+        let tasks = TaskTracker::new();
         let state = AppState {
             config: Arc::new(config),
             accounts,
             inbox,
             metrics: metrics.clone(),
+            store: store.clone(),
             shutdown: shutdown.clone(),
+            tasks: tasks.clone(),
         };
-        let tasks = TaskTracker::new();
         let http_conns = net::listener::spawn_acceptor(http, "http", Refusal::Http, accept.clone());
         let router = net::http::router(state.clone());
         let http_shutdown = shutdown.clone();

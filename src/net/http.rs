@@ -16,7 +16,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/game", get(not_yet("realtime-game")))
+        .route("/game", get(super::game_ws::upgrade))
         .route("/ws", get(not_yet("comms-ws")))
         .route("/ws/{gametoken}/{protocolid}", get(not_yet("garp")))
         .route("/fs/{gametoken}/{protocolid}", get(not_yet("garp")))

@@ -2,19 +2,23 @@
 //! on the tokio runtime; it decodes with `protocol`, decides nothing itself, and talks to the
 //! simulation only through the [`crate::bridge`].
 
+mod game_ws;
 pub mod http;
 pub mod listener;
 pub mod ndjson;
 mod rest;
+pub mod ws;
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::bridge::Inbox;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::services::Accounts;
+use crate::store::Store;
 
 /// What every connection task and handler can reach.
 #[derive(Clone)]
@@ -23,8 +27,11 @@ pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub inbox: Inbox,
     pub metrics: Arc<Metrics>,
+    pub store: Store,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
+    /// Every connection task, so shutdown can wait for them to close.
+    pub tasks: TaskTracker,
 }
 
 /// Counts a connection as open for its protocol while alive.

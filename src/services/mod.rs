@@ -3,6 +3,7 @@
 
 pub mod accounts;
 mod error;
+pub mod pilots;
 
 pub use accounts::Accounts;
 pub use error::DomainError;

@@ -10,7 +10,18 @@
 //! The order of a tick is declared once, in [`TickSet`]; a gameplay plugin puts its systems
 //! `in_set(TickSet::…)` inside `FixedUpdate` and never orders itself against another plugin.
 
+pub mod data;
+pub mod instances;
+pub mod markets;
+pub mod npc;
+pub mod physics;
+pub mod players;
+pub mod replication;
+pub mod ships;
+pub mod stations;
 mod stats;
+pub mod weapons;
+pub mod zones;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +65,66 @@ pub enum TickSet {
 #[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tick(pub u64);
 
+/// Ticks per second.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TickRate(pub u32);
+
+impl TickRate {
+    /// Seconds per tick.
+    pub fn dt(&self) -> f32 {
+        1.0 / self.0.max(1) as f32
+    }
+}
+
+/// Commands of one kind waiting for the plugin that owns them; the sim loop fills it, the
+/// plugin's `HandleCommands` system drains it.
+#[derive(Resource, Debug)]
+pub struct Pending<T>(pub Vec<T>);
+
+impl<T> Default for Pending<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+/// What happened in combat this tick, for whoever keeps score (progress, achievements).
+#[derive(Resource, Debug, Default)]
+pub struct Outcomes(pub Vec<weapons::CombatOutcome>);
+
+/// Per-tick bookkeeping done first: last tick's events and outcomes are dropped.
+fn begin_tick(mut instances: Query<&mut instances::Instance>, mut outcomes: ResMut<Outcomes>) {
+    for mut instance in &mut instances {
+        instance.events.clear();
+    }
+    outcomes.0.clear();
+}
+
+/// The space game: every gameplay plugin, in one place.
+pub struct GamePlugins {
+    pub data: Arc<data::GameData>,
+    pub replication: replication::ReplicationSettings,
+}
+
+impl Plugin for GamePlugins {
+    fn build(&self, app: &mut App) {
+        app.add_plugins((
+            instances::InstancesPlugin {
+                data: self.data.clone(),
+            },
+            physics::PhysicsPlugin,
+            ships::ShipsPlugin,
+            weapons::WeaponsPlugin,
+            npc::NpcPlugin,
+            stations::StationsPlugin,
+            markets::MarketsPlugin,
+            players::PlayersPlugin,
+            replication::ReplicationPlugin {
+                settings: self.replication.clone(),
+            },
+        ));
+    }
+}
+
 /// Shared services the simulation may hand work to.
 #[derive(Resource, Clone)]
 pub struct SimServices {
@@ -82,6 +153,8 @@ impl Plugin for CorePlugin {
         app.add_schedule(handle)
             .add_schedule(tick_end)
             .init_resource::<Tick>()
+            .init_resource::<Outcomes>()
+            .add_systems(bevy_app::FixedFirst, begin_tick)
             .configure_sets(
                 FixedUpdate,
                 (
@@ -118,6 +191,7 @@ impl Sim {
         plugins: impl FnOnce(&mut App),
     ) -> Self {
         let mut app = App::new();
+        app.insert_resource(TickRate(config.tick_hz.max(1)));
         app.add_plugins(CorePlugin);
         app.insert_resource(services.clone());
         plugins(&mut app);
@@ -200,6 +274,15 @@ impl Sim {
         match cmd {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Command::Game(cmd) => {
+                if let Some(mut pending) = self
+                    .app
+                    .world_mut()
+                    .get_resource_mut::<Pending<players::GameCommand>>()
+                {
+                    pending.0.push(cmd);
+                }
             }
         }
     }

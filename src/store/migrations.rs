@@ -35,4 +35,16 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX refresh_by_family ON refresh_tokens(family_id);
     "#,
+    // 2: the space game's pilots.
+    r#"
+    CREATE TABLE pilots (
+        user_id        TEXT PRIMARY KEY REFERENCES accounts(user_id),
+        system_id      TEXT NOT NULL,
+        credits        INTEGER NOT NULL CHECK (credits >= 0),
+        cargo          TEXT NOT NULL,             -- JSON [{commodity_id, qty}]
+        hull           INTEGER NOT NULL,
+        fuel           REAL NOT NULL,
+        updated_at     INTEGER NOT NULL
+    );
+    "#,
 ];

@@ -19,6 +19,7 @@ pub struct TestServer {
     pub handle: Option<ServerHandle>,
     pub dir: tempfile::TempDir,
     pub http: reqwest::Client,
+    pub config: Config,
 }
 
 impl TestServer {
@@ -30,12 +31,29 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::ephemeral(dir.path());
         configure(&mut config);
-        let handle = Server::new(config).start().await.expect("server starts");
+        let handle = Server::new(config.clone())
+            .start()
+            .await
+            .expect("server starts");
         Self {
             handle: Some(handle),
             dir,
             http: reqwest::Client::new(),
+            config,
         }
+    }
+
+    /// Shuts down cleanly and starts again on the same data directory.
+    pub async fn restart(mut self) -> Self {
+        if let Some(handle) = self.handle.take() {
+            handle.shutdown().await;
+        }
+        let handle = Server::new(self.config.clone())
+            .start()
+            .await
+            .expect("server restarts");
+        self.handle = Some(handle);
+        self
     }
 
     pub fn handle(&self) -> &ServerHandle {
@@ -290,4 +308,173 @@ pub fn assert_line_error(reply: &Value, code: u64) -> String {
     assert_eq!(reply["code"], json!(code), "{reply}");
     assert_eq!(reply["payload"], json!({}), "{reply}");
     reply["message"].as_str().expect("message").to_owned()
+}
+
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a WebSocket to `url`, failing the test after `WAIT`.
+pub async fn ws_connect(url: &str) -> Ws {
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .expect("connect within the wait")
+        .expect("WebSocket handshake");
+    ws
+}
+
+/// The next text message as JSON, or the close frame's code, within `WAIT`.
+pub async fn ws_next(ws: &mut Ws) -> Result<Value, Option<u16>> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let next = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message within the wait");
+        match next {
+            Some(Ok(Message::Text(text))) => {
+                return Ok(
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("bad JSON {text}: {e}"))
+                );
+            }
+            Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| u16::from(f.code))),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Err(None),
+        }
+    }
+}
+
+/// A realtime-game.md client.
+pub struct GameClient {
+    pub ws: Ws,
+    seq: u64,
+}
+
+impl GameClient {
+    pub async fn connect(server: &TestServer) -> Self {
+        let url = format!("ws://{}/game", server.handle().http_addr);
+        Self {
+            ws: ws_connect(&url).await,
+            seq: 0,
+        }
+    }
+
+    pub async fn send(&mut self, kind: &str, payload: Value) -> u64 {
+        self.seq += 1;
+        let seq = self.seq;
+        self.send_seq(kind, seq, payload).await;
+        seq
+    }
+
+    pub async fn send_seq(&mut self, kind: &str, seq: u64, payload: Value) {
+        let frame =
+            json!({"type": kind, "seq": seq, "ts": 1_700_000_000_000u64, "payload": payload});
+        self.send_text(&frame.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        use futures_util::SinkExt;
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next message (any type); panics on close.
+    pub async fn recv(&mut self) -> Value {
+        let msg = ws_next(&mut self.ws)
+            .await
+            .unwrap_or_else(|code| panic!("connection closed ({code:?})"));
+        assert!(msg["seq"].is_u64() && msg["ts"].is_i64(), "envelope: {msg}");
+        msg
+    }
+
+    /// The next message of type `kind`, skipping others (deltas, snapshots, events).
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {kind} within the wait"
+            );
+            let msg = self.recv().await;
+            if msg["type"] == kind {
+                return msg;
+            }
+        }
+    }
+
+    /// The next message that is not a delta or snapshot.
+    pub async fn recv_reply(&mut self) -> Value {
+        loop {
+            let msg = self.recv().await;
+            let kind = msg["type"].as_str().unwrap_or("");
+            if kind != "world.delta" && kind != "world.snapshot" && kind != "combat.event" {
+                return msg;
+            }
+        }
+    }
+
+    pub async fn login(&mut self, token: &str) -> Value {
+        self.send("auth.login", json!({"token": token, "protocol_version": 1}))
+            .await;
+        let reply = self.recv_reply().await;
+        assert_eq!(reply["type"], "auth.ok", "{reply}");
+        reply
+    }
+
+    /// Joins and returns (`session.joined`, first `world.snapshot`).
+    pub async fn join(&mut self, system_id: &str) -> (Value, Value) {
+        self.send("session.join_system", json!({"system_id": system_id}))
+            .await;
+        let joined = self.recv_reply().await;
+        assert_eq!(joined["type"], "session.joined", "{joined}");
+        let snapshot = self.recv().await;
+        assert_eq!(
+            snapshot["type"], "world.snapshot",
+            "the snapshot follows the join"
+        );
+        (joined, snapshot)
+    }
+
+    pub async fn input(&mut self, thrust: f64, turn: f64, fire: bool, dock: bool) -> u64 {
+        self.send(
+            "input.command",
+            json!({"thrust": thrust, "turn": turn, "fire_primary": fire, "dock_request": dock}),
+        )
+        .await
+    }
+}
+
+/// Registers `name` and returns an access token.
+pub async fn token_for(server: &TestServer, name: &str) -> String {
+    let login = server.register_and_login(name, "pw").await;
+    login["access_token"].as_str().expect("token").to_owned()
+}
+
+/// A copy of `data/` in `dir`, changed by `edit` (file name → JSON), for tests that need
+/// their own game world.
+pub fn game_data_copy(
+    dir: &Path,
+    edit: impl FnOnce(&mut std::collections::BTreeMap<String, Value>),
+) {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("data");
+    let mut files = std::collections::BTreeMap::new();
+    for name in ["commodities.json", "ships.json", "rules.json"] {
+        let text = std::fs::read_to_string(source.join(name)).expect("data file");
+        files.insert(
+            name.to_owned(),
+            serde_json::from_str(&text).expect("data JSON"),
+        );
+    }
+    for entry in std::fs::read_dir(source.join("systems")).expect("systems dir") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("system file");
+        let name = format!("systems/{}", path.file_name().unwrap().to_string_lossy());
+        files.insert(name, serde_json::from_str(&text).expect("system JSON"));
+    }
+    edit(&mut files);
+    std::fs::create_dir_all(dir.join("systems")).expect("mkdir");
+    for (name, value) in files {
+        std::fs::write(dir.join(name), serde_json::to_vec_pretty(&value).unwrap()).expect("write");
+    }
 }

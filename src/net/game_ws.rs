@@ -1,0 +1,225 @@
+//! `GET /game`: realtime-game.md over WebSocket.
+//!
+//! The connection task decodes frames (answering `BAD_MESSAGE`/`UNKNOWN_TYPE` itself),
+//! verifies the `auth.login` token and loads the pilot before the simulation hears of the
+//! player, and forwards everything else as commands. Messages before login get
+//! `NOT_AUTHENTICATED`; a connection that does not log in within the configured time is
+//! closed.
+
+use std::net::SocketAddr;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use super::listener::PeerAddr;
+use super::ws::{self, WsOut};
+use super::{AppState, ConnectionGauge};
+use crate::bridge::{Command, ConnId, Outbound, next_conn_id};
+use crate::protocol::game::{self, ClientMessage, GameOut, PROTOCOL_VERSION, codes};
+use crate::services::pilots;
+use crate::sim::players::{ClientLink, GameCommand};
+
+const PROTOCOL: &str = "game";
+
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+) -> Response {
+    let limit = state.config.limits.ws_message_bytes;
+    let tasks = state.tasks.clone();
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| tasks.track_future(run(socket, state, peer.0)))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
+    let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
+    let conn = next_conn_id();
+    let (outbound, rx) = Outbound::<GameOut>::bounded(state.config.limits.outbound_queue);
+    let kick = CancellationToken::new();
+    let link = ClientLink::new(conn, outbound, kick.clone());
+    let (sink, mut stream) = socket.split();
+    let mut seq = 0u64;
+    let writer = tokio::spawn(ws::write_loop(
+        sink,
+        rx,
+        move |out: GameOut| match out {
+            GameOut::Message { kind, payload } => {
+                seq += 1;
+                WsOut::Text(game::envelope(kind, seq, now_ms(), &payload))
+            }
+            GameOut::Close { code, reason } => WsOut::Close(code, reason),
+        },
+        kick.clone(),
+        state.clone(),
+        PROTOCOL,
+    ));
+
+    let mut authenticated = false;
+    let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
+    loop {
+        let next = tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = kick.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline), if !authenticated => {
+                link.error(codes::NOT_AUTHENTICATED, "log in with auth.login first; closing");
+                link.close(ws::close::POLICY, "not authenticated in time");
+                break;
+            }
+            next = stream.next() => next,
+        };
+        let text = match next {
+            None | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(bytes))) => {
+                state.metrics.received(PROTOCOL, bytes.len());
+                link.error(
+                    codes::BAD_MESSAGE,
+                    "binary frames are not part of this protocol",
+                );
+                continue;
+            }
+            Some(Ok(_)) => continue, // ping/pong: answered by the WebSocket layer
+            Some(Err(e)) => {
+                if ws::is_too_big(&e) {
+                    link.close(ws::close::TOO_BIG, "message too big");
+                }
+                tracing::debug!(%peer, "game: read error: {e}");
+                break;
+            }
+        };
+        state.metrics.received(PROTOCOL, text.len());
+        let frame = match game::decode(&text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                link.error(e.code, &e.message);
+                continue;
+            }
+        };
+        match frame.message {
+            ClientMessage::Login {
+                token,
+                protocol_version,
+            } => {
+                if authenticated {
+                    link.error(codes::ALREADY_AUTHENTICATED, "already logged in");
+                } else if login(&state, &link, conn, &token, protocol_version).await {
+                    authenticated = true;
+                }
+            }
+            _ if !authenticated => {
+                link.error(codes::NOT_AUTHENTICATED, "log in with auth.login first");
+            }
+            message => forward(&state, &link, conn, frame.seq, message),
+        }
+    }
+    if authenticated {
+        disconnect(&state, conn).await;
+    }
+    drop(link);
+    let _ = writer.await;
+}
+
+/// Verifies the token and hands the player to the simulation; true on success.
+async fn login(
+    state: &AppState,
+    link: &ClientLink,
+    conn: ConnId,
+    token: &str,
+    protocol_version: Option<u64>,
+) -> bool {
+    let auth_error = |code: &str, message: &str| {
+        link.send(GameOut::message(
+            "auth.error",
+            &game::ErrorPayload { code, message },
+        ));
+    };
+    if let Some(version) = protocol_version
+        && version != PROTOCOL_VERSION
+    {
+        auth_error(
+            codes::UNSUPPORTED_VERSION,
+            &format!(
+                "protocol_version {version} is not supported; this server speaks {PROTOCOL_VERSION}"
+            ),
+        );
+        return false;
+    }
+    let identity = match state.accounts.verify(token) {
+        Ok(identity) => identity,
+        Err(e) => {
+            auth_error(game::auth_code_for(&e), &e.to_string());
+            return false;
+        }
+    };
+    let saved = match pilots::load(&state.store, identity.user_id).await {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::error!("loading pilot {}: {e}", identity.user_id);
+            auth_error(codes::SERVER_ERROR, "could not load your pilot; try again");
+            return false;
+        }
+    };
+    let command = Command::Game(GameCommand::Connect {
+        conn,
+        user_id: identity.user_id,
+        username: identity.username,
+        saved,
+        link: link.clone(),
+    });
+    if state.inbox.send(command).is_err() {
+        auth_error(codes::SERVER_BUSY, "the server is busy; try again shortly");
+        return false;
+    }
+    true
+}
+
+fn forward(state: &AppState, link: &ClientLink, conn: ConnId, seq: u64, message: ClientMessage) {
+    let command = match message {
+        ClientMessage::Login { .. } => return,
+        ClientMessage::JoinSystem { system_id } => GameCommand::Join { conn, system_id },
+        ClientMessage::Input(input) => GameCommand::Input { conn, seq, input },
+        ClientMessage::Trade {
+            side,
+            station_id,
+            commodity_id,
+            quantity,
+        } => GameCommand::Trade {
+            conn,
+            side,
+            station_id,
+            commodity_id,
+            quantity,
+        },
+        ClientMessage::Repair { station_id } => GameCommand::Repair { conn, station_id },
+    };
+    if state.inbox.send(Command::Game(command)).is_err() {
+        link.error(codes::SERVER_BUSY, "the server is busy; try again shortly");
+    }
+}
+
+/// Tells the simulation the connection is gone; waits for room in the inbox rather than
+/// lose the message (a lost disconnect would leave a ship behind).
+async fn disconnect(state: &AppState, conn: ConnId) {
+    let mut wait = std::time::Duration::from_millis(1);
+    for _ in 0..50 {
+        if state
+            .inbox
+            .send(Command::Game(GameCommand::Disconnect { conn }))
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(std::time::Duration::from_millis(100));
+    }
+    tracing::error!(conn, "could not deliver a game disconnect: inbox full");
+}

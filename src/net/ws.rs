@@ -1,0 +1,114 @@
+//! What every WebSocket endpoint shares: the writer task and the close codes.
+//!
+//! A connection's writer owns the socket's sending half and drains its bounded queue,
+//! batching whatever is waiting into one flush. It closes the socket with 1001 when the
+//! server shuts down, and with 1008 when the connection is kicked (its queue overflowed
+//! with messages that must not be dropped). The reader side checks message size (1009).
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::AppState;
+
+/// Close codes, in one table.
+pub mod close {
+    /// The server is shutting down; reconnect later.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The client broke a rule (too slow to read, never authenticated).
+    pub const POLICY: u16 = 1008;
+    /// A message over the size limit.
+    pub const TOO_BIG: u16 = 1009;
+}
+
+/// What a writer sends.
+#[derive(Debug)]
+pub enum WsOut {
+    Text(String),
+    Binary(bytes::Bytes),
+    Close(u16, String),
+}
+
+/// Why a read ended badly: too big, or anything else.
+pub fn is_too_big(e: &axum::Error) -> bool {
+    let text = e.to_string();
+    text.contains("too long") || text.contains("Space limit")
+}
+
+/// Drains `rx` into the socket until the queue ends, a close is queued, the connection is
+/// kicked, or the server shuts down. `encode` turns a queued item into what to send.
+pub async fn write_loop<T>(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut rx: mpsc::Receiver<T>,
+    mut encode: impl FnMut(T) -> WsOut,
+    kick: CancellationToken,
+    state: AppState,
+    protocol: &'static str,
+) {
+    let metrics = state.metrics.clone();
+    let mut batch: Vec<T> = Vec::with_capacity(64);
+    loop {
+        let closing = tokio::select! {
+            biased;
+            _ = state.shutdown.cancelled() => Some((close::GOING_AWAY, "server shutting down")),
+            _ = kick.cancelled() => Some((close::POLICY, "outbound queue full: reading too slowly")),
+            n = rx.recv_many(&mut batch, 64) => {
+                if n == 0 {
+                    None
+                } else {
+                    let mut close_with = None;
+                    for item in batch.drain(..) {
+                        let out = match encode(item) {
+                            WsOut::Text(text) => {
+                                metrics.sent(protocol, text.len());
+                                Message::Text(text.into())
+                            }
+                            WsOut::Binary(bytes) => {
+                                metrics.sent(protocol, bytes.len());
+                                Message::Binary(bytes)
+                            }
+                            WsOut::Close(code, reason) => {
+                                close_with = Some((code, reason));
+                                break;
+                            }
+                        };
+                        if sink.feed(out).await.is_err() {
+                            return;
+                        }
+                    }
+                    if sink.flush().await.is_err() {
+                        return;
+                    }
+                    match close_with {
+                        Some((code, reason)) => {
+                            let _ = sink
+                                .send(Message::Close(Some(CloseFrame {
+                                    code,
+                                    reason: reason.into(),
+                                })))
+                                .await;
+                            return;
+                        }
+                        None => continue,
+                    }
+                }
+            }
+        };
+        match closing {
+            Some((code, reason)) => {
+                let _ = sink
+                    .send(Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })))
+                    .await;
+            }
+            None => {
+                let _ = sink.close().await;
+            }
+        }
+        return;
+    }
+}

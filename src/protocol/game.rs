@@ -1,0 +1,397 @@
+//! realtime-game.md: the space game on `GET /game`.
+//!
+//! Every message is `{type, seq, ts, payload}`. Client messages are decoded in two steps: the
+//! envelope (strict: unknown fields refused), then the payload by `type`, so an unknown type
+//! and a malformed payload get different codes (`UNKNOWN_TYPE`, `BAD_MESSAGE`). Server
+//! messages leave the simulation as a `type` and an encoded payload; the connection's writer
+//! adds its own increasing `seq` and the server's `ts`, so a payload is never re-encoded.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::services::DomainError;
+
+/// The protocol version this server speaks (`auth.login`'s optional `protocol_version`).
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// Error codes of the game protocol.
+pub mod codes {
+    pub const INVALID_TOKEN: &str = "INVALID_TOKEN";
+    pub const EXPIRED_TOKEN: &str = "EXPIRED_TOKEN";
+    pub const UNSUPPORTED_VERSION: &str = "UNSUPPORTED_VERSION";
+    pub const NOT_DOCKED: &str = "NOT_DOCKED";
+    pub const UNKNOWN_STATION: &str = "UNKNOWN_STATION";
+    pub const UNKNOWN_COMMODITY: &str = "UNKNOWN_COMMODITY";
+    pub const UNKNOWN_SYSTEM: &str = "UNKNOWN_SYSTEM";
+    pub const INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
+    pub const INSUFFICIENT_CARGO: &str = "INSUFFICIENT_CARGO";
+    pub const CARGO_FULL: &str = "CARGO_FULL";
+    pub const INVALID_QUANTITY: &str = "INVALID_QUANTITY";
+    pub const COOLDOWN: &str = "COOLDOWN";
+    pub const NOT_JOINED: &str = "NOT_JOINED";
+    pub const NOT_AUTHENTICATED: &str = "NOT_AUTHENTICATED";
+    pub const ALREADY_AUTHENTICATED: &str = "ALREADY_AUTHENTICATED";
+    pub const BAD_MESSAGE: &str = "BAD_MESSAGE";
+    pub const UNKNOWN_TYPE: &str = "UNKNOWN_TYPE";
+    pub const SESSION_REPLACED: &str = "SESSION_REPLACED";
+    pub const SERVER_BUSY: &str = "SERVER_BUSY";
+    pub const SERVER_ERROR: &str = "SERVER_ERROR";
+}
+
+/// The `auth.error` code for a token that did not verify.
+pub fn auth_code_for(e: &DomainError) -> &'static str {
+    match e {
+        DomainError::ExpiredToken => codes::EXPIRED_TOKEN,
+        _ => codes::INVALID_TOKEN,
+    }
+}
+
+/// A player's controls, as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    pub thrust: f64,
+    pub turn: f64,
+    pub fire_primary: bool,
+    pub dock_request: bool,
+}
+
+impl Input {
+    /// Out-of-range controls are clamped, never trusted; non-finite ones count as zero.
+    pub fn clamped(self) -> Self {
+        let clamp = |v: f64, lo: f64, hi: f64| if v.is_finite() { v.clamp(lo, hi) } else { 0.0 };
+        Self {
+            thrust: clamp(self.thrust, 0.0, 1.0),
+            turn: clamp(self.turn, -1.0, 1.0),
+            ..self
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TradeSide {
+    Buy,
+    Sell,
+}
+
+/// A decoded client message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    Login {
+        token: String,
+        protocol_version: Option<u64>,
+    },
+    JoinSystem {
+        system_id: String,
+    },
+    Input(Input),
+    Trade {
+        side: TradeSide,
+        station_id: String,
+        commodity_id: String,
+        quantity: i64,
+    },
+    Repair {
+        station_id: String,
+    },
+}
+
+/// One decoded frame: the client's `seq` and the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientFrame {
+    pub seq: u64,
+    pub message: ClientMessage,
+}
+
+/// Why a frame could not be decoded: the code and message of the `error` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Envelope {
+    #[serde(rename = "type")]
+    kind: String,
+    seq: u64,
+    #[serde(default)]
+    #[allow(dead_code)]
+    ts: Option<Value>,
+    payload: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginPayload {
+    token: String,
+    #[serde(default)]
+    protocol_version: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinPayload {
+    system_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TradePayload {
+    station_id: String,
+    commodity_id: String,
+    quantity: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepairPayload {
+    station_id: String,
+}
+
+fn bad(message: impl Into<String>) -> DecodeError {
+    DecodeError {
+        code: codes::BAD_MESSAGE,
+        message: message.into(),
+    }
+}
+
+fn payload<T: serde::de::DeserializeOwned>(kind: &str, value: Value) -> Result<T, DecodeError> {
+    serde_json::from_value(value).map_err(|e| bad(format!("{kind}: invalid payload: {e}")))
+}
+
+/// Decodes one text frame.
+pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(bad("a message must be a JSON object"));
+    }
+    let envelope: Envelope =
+        serde_json::from_value(value).map_err(|e| bad(format!("invalid envelope: {e}")))?;
+    let kind = envelope.kind.as_str();
+    let message = match kind {
+        "auth.login" => {
+            let p: LoginPayload = payload(kind, envelope.payload)?;
+            ClientMessage::Login {
+                token: p.token,
+                protocol_version: p.protocol_version,
+            }
+        }
+        "session.join_system" => {
+            let p: JoinPayload = payload(kind, envelope.payload)?;
+            ClientMessage::JoinSystem {
+                system_id: p.system_id,
+            }
+        }
+        "input.command" => ClientMessage::Input(payload(kind, envelope.payload)?),
+        "trade.buy" | "trade.sell" => {
+            let p: TradePayload = payload(kind, envelope.payload)?;
+            ClientMessage::Trade {
+                side: if kind == "trade.buy" {
+                    TradeSide::Buy
+                } else {
+                    TradeSide::Sell
+                },
+                station_id: p.station_id,
+                commodity_id: p.commodity_id,
+                quantity: p.quantity,
+            }
+        }
+        "ship.repair_request" => {
+            let p: RepairPayload = payload(kind, envelope.payload)?;
+            ClientMessage::Repair {
+                station_id: p.station_id,
+            }
+        }
+        other => {
+            return Err(DecodeError {
+                code: codes::UNKNOWN_TYPE,
+                message: format!("unknown message type {other:?}"),
+            });
+        }
+    };
+    Ok(ClientFrame {
+        seq: envelope.seq,
+        message,
+    })
+}
+
+/// What the simulation (or the connection task) queues for a game connection.
+#[derive(Debug, Clone)]
+pub enum GameOut {
+    /// A message: its `type` and its encoded `payload`.
+    Message { kind: &'static str, payload: Bytes },
+    /// Close the connection with this WebSocket close code and reason.
+    Close { code: u16, reason: String },
+}
+
+impl GameOut {
+    pub fn message<T: Serialize>(kind: &'static str, payload: &T) -> Self {
+        let payload = serde_json::to_vec(payload).unwrap_or_else(|_| b"{}".to_vec());
+        GameOut::Message {
+            kind,
+            payload: Bytes::from(payload),
+        }
+    }
+
+    pub fn raw(kind: &'static str, payload: impl Into<Bytes>) -> Self {
+        GameOut::Message {
+            kind,
+            payload: payload.into(),
+        }
+    }
+
+    pub fn error(code: &str, message: &str) -> Self {
+        Self::message("error", &ErrorPayload { code, message })
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ErrorPayload<'a> {
+    pub code: &'a str,
+    pub message: &'a str,
+}
+
+/// Wraps a payload in the envelope: `{"type":…,"seq":…,"ts":…,"payload":…}`.
+pub fn envelope(kind: &str, seq: u64, ts_ms: i64, payload: &[u8]) -> String {
+    let mut out = String::with_capacity(payload.len() + kind.len() + 48);
+    out.push_str("{\"type\":\"");
+    out.push_str(kind);
+    out.push_str("\",\"seq\":");
+    out.push_str(itoa::Buffer::new().format(seq));
+    out.push_str(",\"ts\":");
+    out.push_str(itoa::Buffer::new().format(ts_ms));
+    out.push_str(",\"payload\":");
+    out.push_str(std::str::from_utf8(payload).unwrap_or("{}"));
+    out.push('}');
+    out
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CargoItem {
+    pub commodity_id: String,
+    pub qty: u32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Spawn {
+    pub x: f32,
+    pub y: f32,
+    pub rotation: f32,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Joined<'a> {
+    pub system_id: &'a str,
+    pub ship_id: &'a str,
+    pub spawn: Spawn,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TradeResult<'a> {
+    pub ok: bool,
+    pub credits: i64,
+    pub cargo: &'a [CargoItem],
+    pub details: Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CombatEvent<'a> {
+    pub kind: &'a str,
+    pub source_id: &'a str,
+    pub target_id: &'a str,
+    pub damage: u32,
+    pub target_hp: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_the_spec_examples() {
+        let frame = decode(r#"{"type":"input.command","seq":40,"ts":1700000000500,"payload":{"thrust":0.8,"turn":-0.4,"fire_primary":true,"dock_request":false}}"#).unwrap();
+        assert_eq!(frame.seq, 40);
+        assert_eq!(
+            frame.message,
+            ClientMessage::Input(Input {
+                thrust: 0.8,
+                turn: -0.4,
+                fire_primary: true,
+                dock_request: false
+            })
+        );
+        let frame = decode(r#"{"type":"trade.sell","seq":56,"ts":1,"payload":{"station_id":"mars-orbit-station","commodity_id":"food","quantity":10}}"#).unwrap();
+        assert!(matches!(
+            frame.message,
+            ClientMessage::Trade {
+                side: TradeSide::Sell,
+                quantity: 10,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_frames_get_their_codes() {
+        let code = |text: &str| decode(text).unwrap_err().code;
+        assert_eq!(code("nope"), codes::BAD_MESSAGE);
+        assert_eq!(code("[]"), codes::BAD_MESSAGE);
+        assert_eq!(
+            code(r#"{"type":"x.y","seq":1,"payload":{}}"#),
+            codes::UNKNOWN_TYPE
+        );
+        assert_eq!(
+            code(r#"{"type":"auth.login","payload":{"token":"t"}}"#),
+            codes::BAD_MESSAGE
+        );
+        assert_eq!(
+            code(
+                r#"{"type":"input.command","seq":1,"payload":{"thrust":1,"turn":0,"fire_primary":"yes","dock_request":false}}"#
+            ),
+            codes::BAD_MESSAGE
+        );
+        assert_eq!(
+            code(
+                r#"{"type":"trade.buy","seq":1,"payload":{"station_id":"a","commodity_id":"b","quantity":1.5}}"#
+            ),
+            codes::BAD_MESSAGE
+        );
+        assert_eq!(
+            code(r#"{"type":"session.join_system","seq":1,"payload":{"system_id":"a","x":1}}"#),
+            codes::BAD_MESSAGE
+        );
+    }
+
+    #[test]
+    fn inputs_are_clamped() {
+        let input = Input {
+            thrust: 7.0,
+            turn: -3.0,
+            fire_primary: false,
+            dock_request: false,
+        }
+        .clamped();
+        assert_eq!((input.thrust, input.turn), (1.0, -1.0));
+        let input = Input {
+            thrust: -1.0,
+            turn: 0.5,
+            fire_primary: false,
+            dock_request: false,
+        }
+        .clamped();
+        assert_eq!((input.thrust, input.turn), (0.0, 0.5));
+    }
+
+    #[test]
+    fn envelope_wraps_without_reencoding() {
+        let text = envelope("auth.ok", 1, 1700, br#"{"player_id":"p"}"#);
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["type"], "auth.ok");
+        assert_eq!(v["seq"], 1);
+        assert_eq!(v["ts"], 1700);
+        assert_eq!(v["payload"]["player_id"], "p");
+    }
+}

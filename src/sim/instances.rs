@@ -1,0 +1,123 @@
+//! Instances: each star system (and each lobby room) is one instance, an entity that owns
+//! its physics world, its spatial grid, its stations and its zones. Every entity in play
+//! carries [`InInstance`]. The systems in `data/` are created at start and always run;
+//! rooms create and destroy theirs at run time through [`create_instance`] and
+//! [`destroy_instance`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bevy_app::{App, Plugin};
+use bevy_ecs::prelude::*;
+
+use super::data::{GameData, SystemDef};
+use super::markets::Market;
+use super::physics::{PhysicsSpace, SpatialGrid};
+use super::stations::Station;
+
+/// The game data, shared.
+#[derive(Resource, Clone)]
+pub struct Data(pub Arc<GameData>);
+
+/// One running instance.
+#[derive(Component)]
+pub struct Instance {
+    /// What clients name it by in `session.join_system` (a system id or a room id).
+    pub id: String,
+    /// The system it was made from.
+    pub def: Arc<SystemDef>,
+    /// Events of the current tick (e.g. `projectile_fired`), as encoded JSON objects.
+    pub events: Vec<(glam::Vec2, String)>,
+}
+
+/// Which instance an entity is in.
+#[derive(Component, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InInstance(pub Entity);
+
+/// Instances by id.
+#[derive(Resource, Default)]
+pub struct Instances {
+    by_id: HashMap<String, Entity>,
+}
+
+impl Instances {
+    pub fn get(&self, id: &str) -> Option<Entity> {
+        self.by_id.get(id).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+/// Spawns an instance of `def` named `id` with its stations. Returns `None` if the id is
+/// taken.
+pub fn create_instance(world: &mut World, id: &str, def: Arc<SystemDef>) -> Option<Entity> {
+    if world.resource::<Instances>().get(id).is_some() {
+        return None;
+    }
+    let tick_hz = world.resource::<super::TickRate>().0;
+    let instance = world
+        .spawn((
+            Instance {
+                id: id.to_owned(),
+                def: def.clone(),
+                events: Vec::new(),
+            },
+            PhysicsSpace::new(tick_hz),
+            SpatialGrid::default(),
+        ))
+        .id();
+    for station in &def.stations {
+        world.spawn((
+            Station {
+                station_id: station.station_id.clone(),
+                pos: glam::Vec2::new(station.x, station.y),
+            },
+            Market::from_def(&station.market),
+            InInstance(instance),
+        ));
+    }
+    world
+        .resource_mut::<Instances>()
+        .by_id
+        .insert(id.to_owned(), instance);
+    Some(instance)
+}
+
+/// Despawns an instance and everything in it. Players in it should be moved out first.
+pub fn destroy_instance(world: &mut World, id: &str) -> bool {
+    let Some(instance) = world.resource_mut::<Instances>().by_id.remove(id) else {
+        return false;
+    };
+    let members: Vec<Entity> = world
+        .query::<(Entity, &InInstance)>()
+        .iter(world)
+        .filter(|(_, i)| i.0 == instance)
+        .map(|(e, _)| e)
+        .collect();
+    for entity in members {
+        world.despawn(entity);
+    }
+    world.despawn(instance);
+    true
+}
+
+/// Creates an instance for every system in the data.
+pub struct InstancesPlugin {
+    pub data: Arc<GameData>,
+}
+
+impl Plugin for InstancesPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(Data(self.data.clone()))
+            .init_resource::<Instances>();
+        for system in &self.data.systems {
+            create_instance(app.world_mut(), &system.system_id, Arc::new(system.clone()));
+        }
+    }
+}

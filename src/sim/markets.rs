@@ -1,0 +1,305 @@
+//! Markets: each station trades some commodities at prices that follow its stock.
+//!
+//! A commodity's mid price is the station's reference price scaled by scarcity: at target
+//! stock it is the reference, empty it is 45% dearer, at twice the target 25% cheaper. A
+//! player buys at the mid plus half the spread and sells at the mid minus half the spread,
+//! times the blended profit multiplier of the station's zones (the bonus for trading in
+//! risky space). Trades move the stock; stock drifts back to target over time.
+
+use bevy_app::{App, FixedUpdate, Plugin};
+use bevy_ecs::prelude::*;
+use serde::Serialize;
+
+use super::TickRate;
+use super::TickSet;
+use super::data::MarketEntry;
+
+/// Fraction of the gap to target stock recovered per second.
+const RECOVERY_PER_SECOND: f32 = 0.01;
+
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub commodity_id: String,
+    pub reference_price: u32,
+    pub stock: f32,
+    pub target_stock: u32,
+    pub spread: f32,
+}
+
+impl Listing {
+    fn mid(&self) -> f32 {
+        let target = self.target_stock.max(1) as f32;
+        let scarcity = ((target - self.stock) / target).clamp(-0.5, 1.0);
+        let factor = if scarcity >= 0.0 {
+            1.0 + 0.45 * scarcity
+        } else {
+            1.0 + 0.5 * scarcity
+        };
+        self.reference_price as f32 * factor
+    }
+
+    /// What a player pays per unit.
+    pub fn buy_price(&self) -> i64 {
+        ((self.mid() * (1.0 + self.spread / 2.0)).ceil() as i64).max(1)
+    }
+
+    /// What a player receives per unit, before any zone multiplier.
+    pub fn sell_price(&self) -> i64 {
+        ((self.mid() * (1.0 - self.spread / 2.0)).floor() as i64).max(0)
+    }
+
+    /// Whole units in stock.
+    pub fn units(&self) -> u32 {
+        self.stock.max(0.0).floor() as u32
+    }
+}
+
+/// A station's market.
+#[derive(Component, Debug, Clone)]
+pub struct Market {
+    pub listings: Vec<Listing>,
+}
+
+impl Market {
+    pub fn from_def(entries: &[MarketEntry]) -> Self {
+        Self {
+            listings: entries
+                .iter()
+                .map(|e| Listing {
+                    commodity_id: e.commodity_id.clone(),
+                    reference_price: e.price,
+                    stock: e.stock as f32,
+                    target_stock: e.target_stock,
+                    spread: e.spread,
+                })
+                .collect(),
+        }
+    }
+
+    pub fn listing(&self, commodity_id: &str) -> Option<&Listing> {
+        self.listings
+            .iter()
+            .find(|l| l.commodity_id == commodity_id)
+    }
+
+    pub fn listing_mut(&mut self, commodity_id: &str) -> Option<&mut Listing> {
+        self.listings
+            .iter_mut()
+            .find(|l| l.commodity_id == commodity_id)
+    }
+
+    /// Prices as `world.snapshot` lists them.
+    pub fn prices(&self, profit_multiplier: f32) -> Vec<PriceView> {
+        self.listings
+            .iter()
+            .map(|l| PriceView {
+                commodity_id: l.commodity_id.clone(),
+                buy: l.buy_price(),
+                sell: sell_with_bonus(l.sell_price(), profit_multiplier),
+            })
+            .collect()
+    }
+}
+
+/// The sell price with the zone's profit multiplier applied.
+pub fn sell_with_bonus(sell: i64, profit_multiplier: f32) -> i64 {
+    (sell as f64 * f64::from(profit_multiplier)).floor() as i64
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PriceView {
+    pub commodity_id: String,
+    pub buy: i64,
+    pub sell: i64,
+}
+
+fn recover_stock(rate: Res<TickRate>, mut markets: Query<&mut Market>) {
+    let step = (RECOVERY_PER_SECOND * rate.dt()).min(1.0);
+    for mut market in &mut markets {
+        for listing in &mut market.listings {
+            let target = listing.target_stock as f32;
+            listing.stock += (target - listing.stock) * step;
+        }
+    }
+}
+
+pub struct MarketsPlugin;
+
+impl Plugin for MarketsPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_systems(FixedUpdate, recover_stock.in_set(TickSet::Markets));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listing(stock: f32) -> Listing {
+        Listing {
+            commodity_id: "food".into(),
+            reference_price: 100,
+            stock,
+            target_stock: 100,
+            spread: 0.1,
+        }
+    }
+
+    #[test]
+    fn scarcity_raises_prices_and_the_spread_separates_them() {
+        let at_target = listing(100.0);
+        assert_eq!(at_target.buy_price(), 105);
+        assert_eq!(at_target.sell_price(), 95);
+        let empty = listing(0.0);
+        assert!(empty.buy_price() > at_target.buy_price());
+        let glut = listing(300.0);
+        assert!(glut.sell_price() < at_target.sell_price());
+        for stock in [0.0, 50.0, 100.0, 250.0, 1000.0] {
+            let l = listing(stock);
+            assert!(l.buy_price() > l.sell_price(), "no free money at {stock}");
+        }
+    }
+
+    #[test]
+    fn the_profit_multiplier_applies_to_selling() {
+        assert_eq!(sell_with_bonus(95, 1.35), 128);
+        assert_eq!(sell_with_bonus(95, 1.0), 95);
+    }
+}
+
+/// A `trade.buy` or `trade.sell` from a player.
+#[derive(Debug, Clone)]
+pub struct TradeRequest {
+    pub side: crate::protocol::game::TradeSide,
+    pub station_id: String,
+    pub commodity_id: String,
+    pub quantity: i64,
+}
+
+/// Most units one trade may move.
+const MAX_TRADE_UNITS: i64 = 1_000_000;
+
+/// Checks a trade against the world and, if it holds, applies it: credits, cargo and the
+/// station's stock change together. Returns the `trade.result` to send once it is saved.
+pub fn execute_trade(
+    world: &mut World,
+    ship: Entity,
+    req: &TradeRequest,
+) -> Result<crate::protocol::game::GameOut, super::players::GameError> {
+    use super::players::{GameError, Pilot};
+    use crate::protocol::game::{GameOut, TradeResult, TradeSide, codes};
+
+    if req.quantity <= 0 || req.quantity > MAX_TRADE_UNITS {
+        return Err(GameError::new(
+            codes::INVALID_QUANTITY,
+            format!("quantity must be a whole number from 1 to {MAX_TRADE_UNITS}"),
+        ));
+    }
+    let station = super::stations::docked_station(world, ship, &req.station_id)?;
+    let known = world
+        .resource::<super::instances::Data>()
+        .0
+        .commodities
+        .iter()
+        .any(|c| c.commodity_id == req.commodity_id);
+    if !known {
+        return Err(GameError::new(
+            codes::UNKNOWN_COMMODITY,
+            format!("no commodity named {:?}", req.commodity_id),
+        ));
+    }
+    let multiplier = super::stations::profit_multiplier_at(world, station);
+    let quantity = req.quantity;
+    let capacity = world
+        .get::<super::ships::Ship>(ship)
+        .map_or(0, |s| s.class.cargo_capacity);
+    let listing = world
+        .get::<Market>(station)
+        .and_then(|m| m.listing(&req.commodity_id))
+        .cloned()
+        .ok_or_else(|| {
+            GameError::new(
+                codes::UNKNOWN_COMMODITY,
+                format!("{} does not trade {}", req.station_id, req.commodity_id),
+            )
+        })?;
+    let pilot = world
+        .get::<Pilot>(ship)
+        .cloned()
+        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
+    let (unit_price, credits_delta, cargo_delta) = match req.side {
+        TradeSide::Buy => {
+            let unit = listing.buy_price();
+            if i64::from(listing.units()) < quantity {
+                return Err(GameError::new(
+                    codes::INVALID_QUANTITY,
+                    format!("the station has only {} in stock", listing.units()),
+                ));
+            }
+            let total = unit.saturating_mul(quantity);
+            if pilot.credits < total {
+                return Err(GameError::new(
+                    codes::INSUFFICIENT_CREDITS,
+                    format!("{total} credits needed, {} available", pilot.credits),
+                ));
+            }
+            if i64::from(pilot.cargo_units()) + quantity > i64::from(capacity) {
+                return Err(GameError::new(
+                    codes::CARGO_FULL,
+                    format!(
+                        "cargo hold holds {capacity}, {} already aboard",
+                        pilot.cargo_units()
+                    ),
+                ));
+            }
+            (unit, -total, quantity)
+        }
+        TradeSide::Sell => {
+            let held = i64::from(pilot.held(&req.commodity_id));
+            if held < quantity {
+                return Err(GameError::new(
+                    codes::INSUFFICIENT_CARGO,
+                    format!("{held} {} aboard", req.commodity_id),
+                ));
+            }
+            let unit = sell_with_bonus(listing.sell_price(), multiplier);
+            (unit, unit.saturating_mul(quantity), -quantity)
+        }
+    };
+    if let Some(mut market) = world.get_mut::<Market>(station)
+        && let Some(listing) = market.listing_mut(&req.commodity_id)
+    {
+        listing.stock = (listing.stock - cargo_delta as f32).max(0.0);
+    }
+    let mut pilot = world
+        .get_mut::<Pilot>(ship)
+        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
+    pilot.credits += credits_delta;
+    pilot.stow(&req.commodity_id, cargo_delta);
+    let held = pilot.held(&req.commodity_id);
+    let cargo = pilot.cargo_view();
+    let credits = pilot.credits;
+    let mut shown = cargo.clone();
+    if held == 0 {
+        // The spec's example shows the traded commodity even at zero.
+        shown.push(crate::protocol::game::CargoItem {
+            commodity_id: req.commodity_id.clone(),
+            qty: 0,
+        });
+    }
+    Ok(GameOut::message(
+        "trade.result",
+        &TradeResult {
+            ok: true,
+            credits,
+            cargo: &shown,
+            details: serde_json::json!({
+                "station_id": req.station_id,
+                "commodity_id": req.commodity_id,
+                "quantity": quantity,
+                "unit_price": unit_price,
+                "total": unit_price.saturating_mul(quantity),
+            }),
+        },
+    ))
+}

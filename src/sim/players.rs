@@ -1,0 +1,699 @@
+//! Players in the space game: connections, sessions, ships, inputs, and saving.
+//!
+//! The connection task verifies the token and loads the pilot before anything reaches the
+//! simulation, so commands here carry an authenticated user. One game session per account:
+//! a second login takes the ship over and the first connection is told `SESSION_REPLACED`
+//! and closed. Inputs are buffered on the ship (the latest wins within a tick; a `seq` not
+//! above the last accepted one is ignored). Trades and repairs change the world at once and
+//! are saved with their reply attached, so `trade.result` leaves only after COMMIT.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bevy_app::{App, Plugin};
+use bevy_ecs::prelude::*;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::data::ShipClass;
+use super::instances::{Data, InInstance, Instance, Instances};
+use super::markets::{self, TradeRequest};
+use super::physics::{Body, Kinematics, PhysicsSpace, Steering};
+use super::replication::Replicated;
+use super::ships::{Controls, Docked, Fuel, Hull, OutOfPlay, Ship};
+use super::stations;
+use super::weapons::Weapon;
+use super::{HandleCommands, Pending, SimServices, Tick, TickRate};
+use crate::bridge::{ConnId, Outbound, QueueError};
+use crate::protocol::game::{self, GameOut, Input, Joined, Spawn, TradeSide, codes};
+use crate::services::pilots::{self, CargoHold, SavedPilot};
+
+/// Commands from `/game` connections.
+#[derive(Debug)]
+pub enum GameCommand {
+    /// A connection authenticated as `user_id`; `saved` is its stored pilot, if any.
+    Connect {
+        conn: ConnId,
+        user_id: Uuid,
+        username: String,
+        saved: Option<SavedPilot>,
+        link: ClientLink,
+    },
+    Join {
+        conn: ConnId,
+        system_id: String,
+    },
+    Input {
+        conn: ConnId,
+        seq: u64,
+        input: Input,
+    },
+    Trade {
+        conn: ConnId,
+        side: TradeSide,
+        station_id: String,
+        commodity_id: String,
+        quantity: i64,
+    },
+    Repair {
+        conn: ConnId,
+        station_id: String,
+    },
+    Disconnect {
+        conn: ConnId,
+    },
+}
+
+/// The simulation's handle on one game connection.
+#[derive(Debug, Clone)]
+pub struct ClientLink {
+    pub conn: ConnId,
+    outbound: Outbound<GameOut>,
+    /// Cancelled to make the connection close at once (its queue is too full to say why).
+    kick: CancellationToken,
+}
+
+impl ClientLink {
+    pub fn new(conn: ConnId, outbound: Outbound<GameOut>, kick: CancellationToken) -> Self {
+        Self {
+            conn,
+            outbound,
+            kick,
+        }
+    }
+
+    /// A message that must arrive (replies, events). If the client's queue is full it is
+    /// disconnected rather than silently missing a transactional reply.
+    pub fn send(&self, msg: GameOut) {
+        if let Err(QueueError::Full) = self.outbound.push(msg) {
+            self.kick.cancel();
+        }
+    }
+
+    /// A best-effort message (deltas, snapshots); false if it was dropped.
+    pub fn offer(&self, msg: GameOut) -> bool {
+        self.outbound.push(msg).is_ok()
+    }
+
+    pub fn error(&self, code: &str, message: &str) {
+        self.send(GameOut::error(code, message));
+    }
+
+    /// Asks the connection to close with `code`.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.send(GameOut::Close {
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+}
+
+/// WebSocket close code for a connection whose session another login took over.
+pub const CLOSE_SESSION_REPLACED: u16 = 4001;
+
+/// A player's lasting state, on their ship.
+#[derive(Component, Debug, Clone)]
+pub struct Pilot {
+    pub user_id: Uuid,
+    pub username: String,
+    pub credits: i64,
+    pub cargo: Vec<CargoHold>,
+}
+
+impl Pilot {
+    pub fn cargo_units(&self) -> u32 {
+        self.cargo.iter().map(|c| c.qty).sum()
+    }
+
+    pub fn held(&self, commodity_id: &str) -> u32 {
+        self.cargo
+            .iter()
+            .find(|c| c.commodity_id == commodity_id)
+            .map_or(0, |c| c.qty)
+    }
+
+    /// Adds (or with a negative `delta`, removes) units; empty holds disappear.
+    pub fn stow(&mut self, commodity_id: &str, delta: i64) {
+        match self
+            .cargo
+            .iter_mut()
+            .find(|c| c.commodity_id == commodity_id)
+        {
+            Some(hold) => hold.qty = (i64::from(hold.qty) + delta).max(0) as u32,
+            None if delta > 0 => self.cargo.push(CargoHold {
+                commodity_id: commodity_id.to_owned(),
+                qty: delta as u32,
+            }),
+            None => {}
+        }
+        self.cargo.retain(|c| c.qty > 0);
+    }
+
+    pub fn cargo_view(&self) -> Vec<game::CargoItem> {
+        self.cargo
+            .iter()
+            .map(|c| game::CargoItem {
+                commodity_id: c.commodity_id.clone(),
+                qty: c.qty,
+            })
+            .collect()
+    }
+}
+
+/// Trades and repairs allowed per second: refilled continuously, with a burst of twice the
+/// rate so a client doing a quick series of legitimate actions is not refused.
+#[derive(Debug, Clone)]
+pub struct ActionBucket {
+    tokens: f32,
+    capacity: f32,
+    last_tick: u64,
+}
+
+impl ActionBucket {
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            tokens: 2.0 * per_second as f32,
+            capacity: 2.0 * per_second as f32,
+            last_tick: 0,
+        }
+    }
+
+    /// Takes one action's token at `tick`; false when the player must wait.
+    pub fn take(&mut self, tick: u64, tick_hz: u32) -> bool {
+        let elapsed = tick.saturating_sub(self.last_tick) as f32 / tick_hz.max(1) as f32;
+        self.last_tick = tick;
+        self.tokens = (self.tokens + elapsed * self.capacity / 2.0).min(self.capacity);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The connection steering a player's ship, and what it has been sent.
+#[derive(Component, Debug)]
+pub struct Client {
+    pub link: ClientLink,
+    /// Receiving snapshots and deltas (after `session.join_system`).
+    pub streaming: bool,
+    pub last_input_seq: u64,
+    pub needs_snapshot: bool,
+    pub last_snapshot_tick: u64,
+    /// Entities this client currently knows, with the ids it knows them by.
+    pub known: HashMap<Entity, Arc<str>>,
+    pub actions: ActionBucket,
+}
+
+/// An authenticated game connection.
+#[derive(Debug)]
+pub struct Session {
+    pub user_id: Uuid,
+    pub username: String,
+    pub link: ClientLink,
+    pub saved: Option<SavedPilot>,
+    pub ship: Option<Entity>,
+}
+
+/// Game connections by id and by account.
+#[derive(Resource, Default)]
+pub struct Connections {
+    sessions: HashMap<ConnId, Session>,
+    by_user: HashMap<Uuid, ConnId>,
+}
+
+impl Connections {
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+/// Hands out the ids clients know entities by.
+#[derive(Resource, Default)]
+pub struct NetIds {
+    next: u64,
+}
+
+impl NetIds {
+    pub fn next(&mut self, prefix: &str) -> Arc<str> {
+        self.next += 1;
+        Arc::from(format!("{prefix}{}", self.next))
+    }
+}
+
+/// A game-rule refusal: an `error` with a code from realtime-game.md.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GameError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl GameError {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// The record saved for a ship's pilot.
+pub fn pilot_record(world: &World, ship: Entity) -> Option<SavedPilot> {
+    let pilot = world.get::<Pilot>(ship)?;
+    let hull = world.get::<Hull>(ship)?;
+    let fuel = world.get::<Fuel>(ship)?;
+    let instance = world.get::<InInstance>(ship)?;
+    let system_id = world.get::<Instance>(instance.0)?.id.clone();
+    Some(SavedPilot {
+        user_id: pilot.user_id,
+        system_id,
+        credits: pilot.credits,
+        cargo: pilot.cargo.clone(),
+        hull: hull.hp,
+        fuel: fuel.level,
+    })
+}
+
+/// Saves a ship's pilot; once committed, `then` is sent to the client (or an error if the
+/// save failed).
+pub fn persist(world: &World, ship: Entity, then: Option<GameOut>) {
+    let Some(record) = pilot_record(world, ship) else {
+        return;
+    };
+    let link = world.get::<Client>(ship).map(|c| c.link.clone());
+    let store = world.resource::<SimServices>().store.clone();
+    store.submit(
+        move |conn| pilots::save(conn, &record),
+        move |result| match (result, link, then) {
+            (Ok(()), Some(link), Some(msg)) => link.send(msg),
+            (Err(e), link, _) => {
+                tracing::error!("saving a pilot failed: {e}");
+                if let Some(link) = link {
+                    link.error(codes::SERVER_ERROR, "the change could not be saved");
+                }
+            }
+            _ => {}
+        },
+    );
+}
+
+/// Spawns a ship of `class` in `instance`, docked at `station` if one is given.
+#[allow(clippy::too_many_arguments)]
+pub fn spawn_ship(
+    world: &mut World,
+    instance: Entity,
+    class: Arc<ShipClass>,
+    net_id: Arc<str>,
+    kind: &'static str,
+    pos: glam::Vec2,
+    rot: f32,
+    hull: u32,
+    fuel: f32,
+) -> Option<Entity> {
+    let entity = world.spawn_empty().id();
+    let handle = {
+        let mut space = world.get_mut::<PhysicsSpace>(instance)?;
+        space.add_ship(entity, pos, rot, class.radius)
+    };
+    world.entity_mut(entity).insert((
+        Ship {
+            class: class.clone(),
+        },
+        Hull {
+            hp: hull.min(class.hull),
+            max: class.hull,
+        },
+        Fuel {
+            level: fuel.clamp(0.0, class.fuel),
+            max: class.fuel,
+        },
+        Controls::default(),
+        Kinematics {
+            pos,
+            vel: glam::Vec2::ZERO,
+            rot,
+        },
+        Steering::default(),
+        Body(handle),
+        InInstance(instance),
+        Weapon::default(),
+        Replicated::new(net_id, kind),
+    ));
+    Some(entity)
+}
+
+/// Removes a ship from the world, body and all.
+pub fn despawn_ship(world: &mut World, ship: Entity) {
+    let body = world.get::<Body>(ship).copied();
+    let instance = world.get::<InInstance>(ship).copied();
+    if let (Some(body), Some(instance)) = (body, instance)
+        && let Some(mut space) = world.get_mut::<PhysicsSpace>(instance.0)
+    {
+        space.remove(body.0);
+    }
+    world.despawn(ship);
+}
+
+fn handle_game_commands(world: &mut World) {
+    let pending = std::mem::take(&mut world.resource_mut::<Pending<GameCommand>>().0);
+    for cmd in pending {
+        match cmd {
+            GameCommand::Connect {
+                conn,
+                user_id,
+                username,
+                saved,
+                link,
+            } => connect(world, conn, user_id, username, saved, link),
+            GameCommand::Join { conn, system_id } => join(world, conn, &system_id),
+            GameCommand::Input { conn, seq, input } => buffer_input(world, conn, seq, input),
+            GameCommand::Trade {
+                conn,
+                side,
+                station_id,
+                commodity_id,
+                quantity,
+            } => {
+                if let Some(ship) = joined_ship(world, conn) {
+                    let request = TradeRequest {
+                        side,
+                        station_id,
+                        commodity_id,
+                        quantity,
+                    };
+                    let outcome = take_action(world, ship)
+                        .and_then(|()| markets::execute_trade(world, ship, &request));
+                    reply(world, ship, outcome);
+                }
+            }
+            GameCommand::Repair { conn, station_id } => {
+                if let Some(ship) = joined_ship(world, conn) {
+                    let outcome = take_action(world, ship)
+                        .and_then(|()| stations::repair(world, ship, &station_id));
+                    reply(world, ship, outcome);
+                }
+            }
+            GameCommand::Disconnect { conn } => disconnect(world, conn),
+        }
+    }
+}
+
+/// Sends a trade or repair outcome: a result after its save commits, or an error at once.
+fn reply(world: &World, ship: Entity, outcome: Result<GameOut, GameError>) {
+    match outcome {
+        Ok(result) => persist(world, ship, Some(result)),
+        Err(e) => {
+            if let Some(client) = world.get::<Client>(ship) {
+                client.link.error(e.code, &e.message);
+            }
+        }
+    }
+}
+
+fn take_action(world: &mut World, ship: Entity) -> Result<(), GameError> {
+    let tick = world.resource::<Tick>().0;
+    let hz = world.resource::<TickRate>().0;
+    let mut client = world
+        .get_mut::<Client>(ship)
+        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
+    if client.actions.take(tick, hz) {
+        Ok(())
+    } else {
+        Err(GameError::new(
+            codes::COOLDOWN,
+            "too many actions; wait a moment",
+        ))
+    }
+}
+
+/// The ship of a joined connection; answers `NOT_JOINED` otherwise.
+fn joined_ship(world: &World, conn: ConnId) -> Option<Entity> {
+    let session = world.resource::<Connections>().sessions.get(&conn)?;
+    match session.ship {
+        Some(ship) if world.get::<Client>(ship).is_some_and(|c| c.streaming) => Some(ship),
+        _ => {
+            session.link.error(
+                codes::NOT_JOINED,
+                "join a system first: session.join_system",
+            );
+            None
+        }
+    }
+}
+
+fn connect(
+    world: &mut World,
+    conn: ConnId,
+    user_id: Uuid,
+    username: String,
+    saved: Option<SavedPilot>,
+    link: ClientLink,
+) {
+    let mut ship = None;
+    let previous = world
+        .resource::<Connections>()
+        .by_user
+        .get(&user_id)
+        .copied();
+    if let Some(old_conn) = previous
+        && let Some(old) = world
+            .resource_mut::<Connections>()
+            .sessions
+            .remove(&old_conn)
+    {
+        old.link.error(
+            codes::SESSION_REPLACED,
+            "another login took this session over",
+        );
+        old.link.close(CLOSE_SESSION_REPLACED, "session replaced");
+        ship = old.ship;
+    }
+    // The new connection takes the ship over; it streams again once it joins.
+    if let Some(entity) = ship
+        && let Some(mut client) = world.get_mut::<Client>(entity)
+    {
+        client.link = link.clone();
+        client.streaming = false;
+        client.last_input_seq = 0;
+        client.needs_snapshot = true;
+        client.known.clear();
+    }
+    link.send(GameOut::message(
+        "auth.ok",
+        &serde_json::json!({ "player_id": user_id.to_string() }),
+    ));
+    let mut connections = world.resource_mut::<Connections>();
+    connections.by_user.insert(user_id, conn);
+    connections.sessions.insert(
+        conn,
+        Session {
+            user_id,
+            username,
+            link,
+            saved,
+            ship,
+        },
+    );
+}
+
+fn join(world: &mut World, conn: ConnId, system_id: &str) {
+    let Some(session) = world.resource::<Connections>().sessions.get(&conn) else {
+        return;
+    };
+    let link = session.link.clone();
+    let Some(instance) = world.resource::<Instances>().get(system_id) else {
+        link.error(
+            codes::UNKNOWN_SYSTEM,
+            &format!("no system or room named {system_id:?}"),
+        );
+        return;
+    };
+    // A ship taken over in the same instance is kept; one elsewhere is saved and moved.
+    let mut keep = None;
+    if let Some(existing) = session.ship {
+        if world.get::<InInstance>(existing).map(|i| i.0) == Some(instance) {
+            keep = Some(existing);
+        } else {
+            persist(world, existing, None);
+            despawn_ship(world, existing);
+        }
+    }
+    let ship = match keep {
+        Some(ship) => ship,
+        None => match spawn_player(world, conn, instance) {
+            Some(ship) => ship,
+            None => {
+                link.error(codes::SERVER_ERROR, "could not place your ship");
+                return;
+            }
+        },
+    };
+    if let Some(session) = world.resource_mut::<Connections>().sessions.get_mut(&conn) {
+        session.ship = Some(ship);
+    }
+    let Some(kin) = world.get::<Kinematics>(ship).copied() else {
+        return;
+    };
+    let ship_id = world
+        .get::<Replicated>(ship)
+        .map(|r| r.net_id.clone())
+        .unwrap_or_else(|| Arc::from(""));
+    link.send(GameOut::message(
+        "session.joined",
+        &Joined {
+            system_id,
+            ship_id: &ship_id,
+            spawn: Spawn {
+                x: round2(kin.pos.x),
+                y: round2(kin.pos.y),
+                rotation: round3(kin.rot),
+            },
+        },
+    ));
+    if let Some(mut client) = world.get_mut::<Client>(ship) {
+        client.streaming = true;
+        client.needs_snapshot = true;
+    }
+    // The snapshot goes out now, not at the next tick, so it directly follows the join.
+    super::replication::send_snapshot(world, ship);
+}
+
+fn round2(v: f32) -> f32 {
+    (v * 100.0).round() / 100.0
+}
+
+fn round3(v: f32) -> f32 {
+    (v * 1000.0).round() / 1000.0
+}
+
+/// A new ship for a connection's pilot, docked at the instance's home station.
+fn spawn_player(world: &mut World, conn: ConnId, instance: Entity) -> Option<Entity> {
+    let data = world.resource::<Data>().0.clone();
+    let class = Arc::new(data.ship_class(&data.ships.player_class)?.clone());
+    let (user_id, username, saved, link) = {
+        let session = world.resource::<Connections>().sessions.get(&conn)?;
+        (
+            session.user_id,
+            session.username.clone(),
+            session.saved.clone(),
+            session.link.clone(),
+        )
+    };
+    let (station, station_pos) = stations::home_station(world, instance)?;
+    let (credits, cargo, hull, fuel) = match &saved {
+        Some(s) => (s.credits, s.cargo.clone(), s.hull.max(1), s.fuel),
+        None => (
+            data.rules.starting_credits,
+            Vec::new(),
+            class.hull,
+            class.fuel,
+        ),
+    };
+    let net_id = world.resource_mut::<NetIds>().next("s_");
+    let ship = spawn_ship(
+        world,
+        instance,
+        class,
+        net_id,
+        "player_ship",
+        station_pos,
+        0.0,
+        hull,
+        fuel,
+    )?;
+    world.entity_mut(ship).insert((
+        Docked(station),
+        Pilot {
+            user_id,
+            username,
+            credits,
+            cargo,
+        },
+        Client {
+            link,
+            streaming: false,
+            last_input_seq: 0,
+            needs_snapshot: true,
+            last_snapshot_tick: 0,
+            known: HashMap::new(),
+            actions: ActionBucket::new(data.rules.actions_per_second),
+        },
+    ));
+    Some(ship)
+}
+
+fn buffer_input(world: &mut World, conn: ConnId, seq: u64, input: Input) {
+    let Some(ship) = joined_ship(world, conn) else {
+        return;
+    };
+    let Some(mut client) = world.get_mut::<Client>(ship) else {
+        return;
+    };
+    if seq <= client.last_input_seq {
+        return; // stale or duplicate
+    }
+    client.last_input_seq = seq;
+    let input = input.clamped();
+    if let Some(mut controls) = world.get_mut::<Controls>(ship) {
+        *controls = Controls {
+            thrust: input.thrust as f32,
+            turn: input.turn as f32,
+            fire: input.fire_primary,
+            dock: input.dock_request,
+        };
+    }
+}
+
+fn disconnect(world: &mut World, conn: ConnId) {
+    let Some(session) = world.resource_mut::<Connections>().sessions.remove(&conn) else {
+        return;
+    };
+    {
+        let mut connections = world.resource_mut::<Connections>();
+        if connections.by_user.get(&session.user_id) == Some(&conn) {
+            connections.by_user.remove(&session.user_id);
+        }
+    }
+    if let Some(ship) = session.ship
+        && world
+            .get::<Client>(ship)
+            .is_some_and(|c| c.link.conn == conn)
+    {
+        persist(world, ship, None);
+        despawn_ship(world, ship);
+    }
+}
+
+/// Saves every pilot now and then, so a crash loses little hull and fuel (credits and
+/// cargo are saved with every trade already).
+fn save_pilots_periodically(world: &mut World) {
+    let tick = world.resource::<Tick>().0;
+    let every = u64::from(world.resource::<TickRate>().0) * 10;
+    if every == 0 || !tick.is_multiple_of(every) {
+        return;
+    }
+    let ships: Vec<Entity> = world
+        .query_filtered::<Entity, (With<Pilot>, Without<OutOfPlay>)>()
+        .iter(world)
+        .collect();
+    for ship in ships {
+        persist(world, ship, None);
+    }
+}
+
+pub struct PlayersPlugin;
+
+impl Plugin for PlayersPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<Connections>()
+            .init_resource::<NetIds>()
+            .init_resource::<Pending<GameCommand>>()
+            .add_systems(HandleCommands, handle_game_commands)
+            .add_systems(bevy_app::FixedLast, save_pilots_periodically);
+    }
+}

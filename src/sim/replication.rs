@@ -1,0 +1,388 @@
+//! Replication: what each player sees.
+//!
+//! Serialize once: every tick, each ship whose quantized state changed (positions to 0.01,
+//! angles to 0.001) re-encodes its JSON fragment once; every client's `world.delta` is then
+//! assembled by copying the fragments of the changed entities in its area of interest (a
+//! radius around its ship, looked up in the instance's grid), plus `entity_removed` for
+//! those that left it, the tick's nearby events and its zone context. New arrivals are sent
+//! whole. A `world.snapshot` (everything visible, the player's own state, markets and zones)
+//! goes out on join, every `snapshot_interval`, and after a delta the client's queue could
+//! not take; the tick never waits for a slow client.
+
+use std::collections::HashSet;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use bevy_app::{App, FixedUpdate, Plugin};
+use bevy_ecs::prelude::*;
+use serde::Serialize;
+
+use super::instances::{InInstance, Instance};
+use super::markets::{Market, PriceView};
+use super::physics::{Kinematics, SpatialGrid};
+use super::players::{Client, Pilot};
+use super::ships::{Fuel, Hull, OutOfPlay};
+use super::stations::Station;
+use super::{Tick, TickSet};
+use crate::protocol::game::GameOut;
+
+/// Replication settings (from the config's `[game]` section).
+#[derive(Resource, Debug, Clone)]
+pub struct ReplicationSettings {
+    pub aoi_radius: f32,
+    pub snapshot_interval_ticks: u64,
+}
+
+/// An entity clients can see, with its encoded state.
+#[derive(Component, Debug)]
+pub struct Replicated {
+    pub net_id: Arc<str>,
+    pub kind: &'static str,
+    last: Option<[i32; 6]>,
+    /// `{"id":…,"kind":…,"x":…,…}` as of `changed_tick`.
+    pub fragment: String,
+    pub changed_tick: u64,
+}
+
+impl Replicated {
+    pub fn new(net_id: Arc<str>, kind: &'static str) -> Self {
+        Self {
+            net_id,
+            kind,
+            last: None,
+            fragment: String::new(),
+            changed_tick: 0,
+        }
+    }
+}
+
+fn quantize(kin: &Kinematics, hp: u32) -> [i32; 6] {
+    let q = |v: f32, scale: f32| (v * scale).round() as i32;
+    [
+        q(kin.pos.x, 100.0),
+        q(kin.pos.y, 100.0),
+        q(kin.vel.x, 100.0),
+        q(kin.vel.y, 100.0),
+        q(kin.rot, 1000.0),
+        hp as i32,
+    ]
+}
+
+/// Writes `value / 10^decimals` exactly, without float noise (`1234, 2` → `12.34`).
+fn write_fixed(out: &mut String, value: i32, decimals: u32) {
+    let scale = 10i64.pow(decimals);
+    let v = i64::from(value);
+    if v < 0 {
+        out.push('-');
+    }
+    let abs = v.abs();
+    let _ = write!(out, "{}", abs / scale);
+    let mut frac = abs % scale;
+    if frac != 0 {
+        let mut width = decimals as usize;
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        let _ = write!(out, ".{frac:0width$}");
+    }
+}
+
+fn write_fragment(out: &mut String, id: &str, kind: &str, q: &[i32; 6]) {
+    out.clear();
+    let _ = write!(out, "{{\"id\":\"{id}\",\"kind\":\"{kind}\",\"x\":");
+    write_fixed(out, q[0], 2);
+    out.push_str(",\"y\":");
+    write_fixed(out, q[1], 2);
+    out.push_str(",\"vx\":");
+    write_fixed(out, q[2], 2);
+    out.push_str(",\"vy\":");
+    write_fixed(out, q[3], 2);
+    out.push_str(",\"r\":");
+    write_fixed(out, q[4], 3);
+    let _ = write!(out, ",\"hp\":{}}}", q[5]);
+}
+
+fn encode_changed(
+    tick: Res<Tick>,
+    mut entities: Query<(&Kinematics, &Hull, &mut Replicated), Without<OutOfPlay>>,
+) {
+    for (kin, hull, mut rep) in &mut entities {
+        let q = quantize(kin, hull.hp);
+        if rep.last == Some(q) {
+            continue;
+        }
+        let rep = &mut *rep;
+        rep.last = Some(q);
+        write_fragment(&mut rep.fragment, &rep.net_id, rep.kind, &q);
+        rep.changed_tick = tick.0;
+    }
+}
+
+#[derive(Serialize)]
+struct YouView<'a> {
+    ship_id: &'a str,
+    credits: i64,
+    hull: u32,
+    fuel: f32,
+    cargo: Vec<crate::protocol::game::CargoItem>,
+}
+
+#[derive(Serialize)]
+struct MarketView<'a> {
+    station_id: &'a str,
+    prices: Vec<PriceView>,
+}
+
+/// Builds and queues a snapshot for `ship`'s client now.
+pub fn send_snapshot(world: &mut World, ship: Entity) {
+    if let Err(e) = world.run_system_cached_with(snapshot_for, ship) {
+        tracing::error!("snapshot failed: {e}");
+    }
+}
+
+#[allow(clippy::type_complexity)]
+fn snapshot_for(
+    In(ship): In<Entity>,
+    tick: Res<Tick>,
+    settings: Res<ReplicationSettings>,
+    instances: Query<(&Instance, &SpatialGrid)>,
+    visible_entities: Query<(&Replicated, &Kinematics, &Hull), Without<OutOfPlay>>,
+    stations: Query<(&Station, &Market, &InInstance)>,
+    mut clients: Query<(
+        &mut Client,
+        &Pilot,
+        &Hull,
+        &Fuel,
+        &Kinematics,
+        &InInstance,
+        &Replicated,
+    )>,
+) {
+    let Ok((mut client, pilot, hull, fuel, kin, instance, own)) = clients.get_mut(ship) else {
+        return;
+    };
+    let Ok((inst, grid)) = instances.get(instance.0) else {
+        return;
+    };
+    let mut visible: Vec<Entity> = Vec::new();
+    grid.for_each_within(kin.pos, settings.aoi_radius, |e| visible.push(e.entity));
+    if !visible.contains(&ship) && visible_entities.get(ship).is_ok() {
+        visible.push(ship);
+    }
+    let mut out = String::with_capacity(1024 + visible.len() * 96);
+    let you = YouView {
+        ship_id: &own.net_id,
+        credits: pilot.credits,
+        hull: hull.hp,
+        fuel: (fuel.level * 100.0).round() / 100.0,
+        cargo: pilot.cargo_view(),
+    };
+    let _ = write!(
+        out,
+        "{{\"tick\":{},\"you\":{},\"entities\":[",
+        tick.0,
+        serde_json::to_string(&you).unwrap_or_else(|_| "{}".into())
+    );
+    client.known.clear();
+    let mut fragment = String::with_capacity(128);
+    let mut first = true;
+    for entity in &visible {
+        let Ok((rep, kin, hull)) = visible_entities.get(*entity) else {
+            continue;
+        };
+        write_fragment(
+            &mut fragment,
+            &rep.net_id,
+            rep.kind,
+            &quantize(kin, hull.hp),
+        );
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        out.push_str(&fragment);
+        client.known.insert(*entity, rep.net_id.clone());
+    }
+    let markets: Vec<MarketView> = stations
+        .iter()
+        .filter(|(_, _, i)| i.0 == instance.0)
+        .map(|(station, market, _)| MarketView {
+            station_id: &station.station_id,
+            prices: market
+                .prices(super::zones::context_at(&inst.def, station.pos).blended_profit_multiplier),
+        })
+        .collect();
+    let _ = write!(
+        out,
+        "],\"markets\":{},\"zones\":{}}}",
+        serde_json::to_string(&markets).unwrap_or_else(|_| "[]".into()),
+        serde_json::to_string(&inst.def.zones).unwrap_or_else(|_| "[]".into())
+    );
+    if client.link.offer(GameOut::raw("world.snapshot", out)) {
+        client.needs_snapshot = false;
+        client.last_snapshot_tick = tick.0;
+    } else {
+        client.needs_snapshot = true;
+    }
+}
+
+fn send_due_snapshots(world: &mut World) {
+    let tick = world.resource::<Tick>().0;
+    let interval = world
+        .resource::<ReplicationSettings>()
+        .snapshot_interval_ticks;
+    let due: Vec<Entity> = world
+        .query::<(Entity, &Client)>()
+        .iter(world)
+        .filter(|(_, c)| {
+            c.streaming
+                && (c.needs_snapshot || tick >= c.last_snapshot_tick.saturating_add(interval))
+        })
+        .map(|(e, _)| e)
+        .collect();
+    for ship in due {
+        send_snapshot(world, ship);
+    }
+}
+
+/// Reused buffers for delta assembly.
+#[derive(Default)]
+struct DeltaScratch {
+    visible: HashSet<Entity>,
+    gone: Vec<Entity>,
+}
+
+fn send_deltas(
+    tick: Res<Tick>,
+    settings: Res<ReplicationSettings>,
+    instances: Query<(&Instance, &SpatialGrid)>,
+    replicated: Query<&Replicated, Without<OutOfPlay>>,
+    mut clients: Query<(&mut Client, &Kinematics, &InInstance)>,
+    mut scratch: Local<DeltaScratch>,
+) {
+    let scratch = &mut *scratch;
+    for (mut client, kin, instance) in &mut clients {
+        if !client.streaming || client.last_snapshot_tick == tick.0 {
+            continue;
+        }
+        let Ok((inst, grid)) = instances.get(instance.0) else {
+            continue;
+        };
+        scratch.visible.clear();
+        grid.for_each_within(kin.pos, settings.aoi_radius, |e| {
+            scratch.visible.insert(e.entity);
+        });
+        let client = &mut *client;
+        let mut out = String::with_capacity(256 + scratch.visible.len() * 32);
+        let _ = write!(out, "{{\"tick\":{},\"entity_updates\":[", tick.0);
+        let mut first = true;
+        for entity in &scratch.visible {
+            let Ok(rep) = replicated.get(*entity) else {
+                continue;
+            };
+            let new = !client.known.contains_key(entity);
+            if new {
+                client.known.insert(*entity, rep.net_id.clone());
+            }
+            if (new || rep.changed_tick == tick.0) && !rep.fragment.is_empty() {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&rep.fragment);
+            }
+        }
+        out.push_str("],\"entity_removed\":[");
+        scratch.gone.clear();
+        scratch.gone.extend(
+            client
+                .known
+                .keys()
+                .filter(|e| !scratch.visible.contains(*e))
+                .copied(),
+        );
+        for (i, entity) in scratch.gone.iter().enumerate() {
+            if let Some(id) = client.known.remove(entity) {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "\"{id}\"");
+            }
+        }
+        out.push_str("],\"events\":[");
+        let r2 = settings.aoi_radius * settings.aoi_radius;
+        let mut first = true;
+        for (pos, event) in &inst.events {
+            if pos.distance_squared(kin.pos) <= r2 {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(event);
+            }
+        }
+        let context = super::zones::context_at(&inst.def, kin.pos);
+        let _ = write!(
+            out,
+            "],\"you_zone_context\":{}}}",
+            serde_json::to_string(&context).unwrap_or_else(|_| "{}".into())
+        );
+        if !client.link.offer(GameOut::raw("world.delta", out)) {
+            client.needs_snapshot = true;
+        }
+    }
+}
+
+pub struct ReplicationPlugin {
+    pub settings: ReplicationSettings,
+}
+
+impl Plugin for ReplicationPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(self.settings.clone()).add_systems(
+            FixedUpdate,
+            (encode_changed, send_due_snapshots, send_deltas)
+                .chain()
+                .in_set(TickSet::Replication),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_point_numbers_are_exact() {
+        let mut s = String::new();
+        for (v, d, want) in [
+            (1234, 2, "12.34"),
+            (-5, 2, "-0.05"),
+            (1200, 2, "12"),
+            (1570, 3, "1.57"),
+            (0, 2, "0"),
+            (-100, 2, "-1"),
+        ] {
+            s.clear();
+            write_fixed(&mut s, v, d);
+            assert_eq!(s, want);
+        }
+    }
+
+    #[test]
+    fn fragments_are_valid_json_with_the_spec_fields() {
+        let mut s = String::new();
+        write_fragment(
+            &mut s,
+            "s_1",
+            "player_ship",
+            &[120000, -40050, 800, 200, 1620, 100],
+        );
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id":"s_1","kind":"player_ship","x":1200,"y":-400.5,"vx":8,"vy":2,"r":1.62,"hp":100})
+        );
+    }
+}

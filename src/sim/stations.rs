@@ -1,0 +1,163 @@
+//! Stations: docking, and repairs.
+//!
+//! `dock_request` docks a ship within `dock_radius` of a station moving slower than
+//! `dock_max_speed` (rules.json). A docked ship holds the station's position, is refuelled,
+//! and may trade and repair there; thrust undocks it. Repairs cost credits per point of
+//! hull restored.
+
+use bevy_app::{App, FixedUpdate, Plugin};
+use bevy_ecs::prelude::*;
+use glam::Vec2;
+
+use super::TickSet;
+use super::instances::{Data, InInstance, Instance};
+use super::physics::{Kinematics, Steering};
+use super::players::{GameError, Pilot};
+use super::ships::{Controls, Docked, Fuel, Hull, OutOfPlay};
+use crate::protocol::game::{GameOut, TradeResult, codes};
+
+#[derive(Component, Debug, Clone)]
+pub struct Station {
+    pub station_id: String,
+    pub pos: Vec2,
+}
+
+/// The instance's home station (where new and respawning players appear) and its position.
+pub fn home_station(world: &mut World, instance: Entity) -> Option<(Entity, Vec2)> {
+    let home = world.get::<Instance>(instance)?.def.home_station.clone();
+    world
+        .query::<(Entity, &Station, &InInstance)>()
+        .iter(world)
+        .find(|(_, s, i)| i.0 == instance && s.station_id == home)
+        .map(|(e, s, _)| (e, s.pos))
+}
+
+/// The station `station_id` if `ship` is docked there; `UNKNOWN_STATION` or `NOT_DOCKED`
+/// otherwise.
+pub fn docked_station(
+    world: &mut World,
+    ship: Entity,
+    station_id: &str,
+) -> Result<Entity, GameError> {
+    let instance = world
+        .get::<InInstance>(ship)
+        .map(|i| i.0)
+        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
+    let station = world
+        .query::<(Entity, &Station, &InInstance)>()
+        .iter(world)
+        .find(|(_, s, i)| i.0 == instance && s.station_id == station_id)
+        .map(|(e, _, _)| e)
+        .ok_or_else(|| {
+            GameError::new(
+                codes::UNKNOWN_STATION,
+                format!("no station named {station_id:?} in this system"),
+            )
+        })?;
+    match world.get::<Docked>(ship) {
+        Some(docked) if docked.0 == station => Ok(station),
+        _ => Err(GameError::new(
+            codes::NOT_DOCKED,
+            format!("dock at {station_id} first"),
+        )),
+    }
+}
+
+/// The blended profit multiplier of the zones around a station.
+pub fn profit_multiplier_at(world: &World, station: Entity) -> f32 {
+    let (Some(pos), Some(instance)) = (
+        world.get::<Station>(station).map(|s| s.pos),
+        world.get::<InInstance>(station),
+    ) else {
+        return 1.0;
+    };
+    world.get::<Instance>(instance.0).map_or(1.0, |i| {
+        super::zones::context_at(&i.def, pos).blended_profit_multiplier
+    })
+}
+
+/// Repairs the ship's hull fully at `station_id`, for credits.
+pub fn repair(world: &mut World, ship: Entity, station_id: &str) -> Result<GameOut, GameError> {
+    docked_station(world, ship, station_id)?;
+    let per_hp = world.resource::<Data>().0.rules.repair_cost_per_hp;
+    let hull = *world
+        .get::<Hull>(ship)
+        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
+    let missing = i64::from(hull.max - hull.hp.min(hull.max));
+    let cost = missing * per_hp;
+    let mut pilot = world
+        .get_mut::<Pilot>(ship)
+        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
+    if pilot.credits < cost {
+        return Err(GameError::new(
+            codes::INSUFFICIENT_CREDITS,
+            format!("repair costs {cost} credits, {} available", pilot.credits),
+        ));
+    }
+    pilot.credits -= cost;
+    let credits = pilot.credits;
+    let cargo = pilot.cargo_view();
+    if let Some(mut hull) = world.get_mut::<Hull>(ship) {
+        hull.hp = hull.max;
+    }
+    Ok(GameOut::message(
+        "trade.result",
+        &TradeResult {
+            ok: true,
+            credits,
+            cargo: &cargo,
+            details: serde_json::json!({
+                "station_id": station_id,
+                "repaired_hp": missing,
+                "cost": cost,
+                "hull": hull.max,
+            }),
+        },
+    ))
+}
+
+#[allow(clippy::type_complexity)]
+fn dock_ships(
+    mut commands: Commands,
+    data: Res<Data>,
+    stations: Query<(Entity, &Station, &InInstance)>,
+    mut ships: Query<
+        (
+            Entity,
+            &Controls,
+            &Kinematics,
+            &InInstance,
+            &mut Steering,
+            &mut Fuel,
+        ),
+        (Without<Docked>, Without<OutOfPlay>),
+    >,
+) {
+    let rules = &data.0.rules;
+    for (ship, controls, kin, instance, mut steering, mut fuel) in &mut ships {
+        if !controls.dock || kin.vel.length() > rules.dock_max_speed {
+            continue;
+        }
+        let nearest = stations
+            .iter()
+            .filter(|(_, _, i)| i.0 == instance.0)
+            .map(|(e, s, _)| (e, s.pos, s.pos.distance(kin.pos)))
+            .filter(|(_, _, d)| *d <= rules.dock_radius)
+            .min_by(|a, b| a.2.total_cmp(&b.2));
+        if let Some((station, pos, _)) = nearest {
+            commands.entity(ship).insert(Docked(station));
+            steering.place = Some((pos, kin.rot));
+            steering.linvel = Vec2::ZERO;
+            steering.angvel = 0.0;
+            fuel.level = fuel.max;
+        }
+    }
+}
+
+pub struct StationsPlugin;
+
+impl Plugin for StationsPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_systems(FixedUpdate, dock_ships.in_set(TickSet::Stations));
+    }
+}
