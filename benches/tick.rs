@@ -1,28 +1,41 @@
-//! The cost of the simulation's fixed overhead: an empty tick, and one command's trip from
-//! the inbox through its handler to a reply.
+//! The simulation's tick.
+//!
+//! - `tick/empty`: the fixed overhead of a tick with no game plugins.
+//! - `command/inbox_to_reply`: one command's trip from the inbox through its handler to a
+//!   reply.
+//! - `tick/ships_N`: the space game with N ships (10% of them players receiving deltas,
+//!   up to 1000) and N projectiles in one instance.
+//! - `replication/deltas_per_client`: assembling one client's delta in a crowd.
 //!
 //! `cargo bench --bench tick`
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ecliptic::bridge::{Command, Inbox};
 use ecliptic::metrics::Metrics;
+use ecliptic::sim::scenario::{Crowd, CrowdSize};
 use ecliptic::sim::{LoopConfig, Sim, SimServices};
 use ecliptic::store::Store;
 
-fn sim() -> (Sim, Inbox, tempfile::TempDir) {
+fn services() -> (SimServices, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let metrics = Arc::new(Metrics::new());
     let store = Store::open(dir.path(), metrics.clone()).expect("store opens");
-    let (inbox, rx) = Inbox::bounded(1024, metrics.clone());
+    (SimServices { store, metrics }, dir)
+}
+
+fn bare_sim() -> (Sim, Inbox, tempfile::TempDir) {
+    let (services, dir) = services();
+    let (inbox, rx) = Inbox::bounded(1024, services.metrics.clone());
     let sim = Sim::new(
         LoopConfig {
             tick_hz: 20,
             commands_per_wake: 1024,
             max_catch_up_ticks: 3,
         },
-        SimServices { store, metrics },
+        services,
         rx,
         |_| {},
     );
@@ -30,12 +43,12 @@ fn sim() -> (Sim, Inbox, tempfile::TempDir) {
 }
 
 fn empty_tick(c: &mut Criterion) {
-    let (mut sim, _inbox, _dir) = sim();
+    let (mut sim, _inbox, _dir) = bare_sim();
     c.bench_function("tick/empty", |b| b.iter(|| sim.step()));
 }
 
 fn command_path(c: &mut Criterion) {
-    let (mut sim, inbox, _dir) = sim();
+    let (mut sim, inbox, _dir) = bare_sim();
     c.bench_function("command/inbox_to_reply", |b| {
         b.iter(|| {
             let (reply, mut answer) = tokio::sync::oneshot::channel();
@@ -48,5 +61,61 @@ fn command_path(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, empty_tick, command_path);
+fn crowded_ticks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("tick");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(8));
+    for ships in [1_000, 5_000, 20_000] {
+        let (services, _dir) = services();
+        let mut crowd = Crowd::new(
+            services,
+            CrowdSize {
+                ships,
+                players: (ships / 10).min(1000),
+                projectiles: ships,
+                aoi_radius: 1000.0,
+            },
+        );
+        for _ in 0..20 {
+            crowd.step();
+        }
+        group.bench_function(format!("ships_{ships}"), |b| {
+            b.iter(|| {
+                crowd.refill_projectiles();
+                crowd.step()
+            })
+        });
+    }
+    group.finish();
+}
+
+fn delta_assembly(c: &mut Criterion) {
+    let mut group = c.benchmark_group("replication");
+    let players = 500;
+    let (services, _dir) = services();
+    let mut crowd = Crowd::new(
+        services,
+        CrowdSize {
+            ships: 5_000,
+            players,
+            projectiles: 0,
+            aoi_radius: 1000.0,
+        },
+    );
+    for _ in 0..20 {
+        crowd.step();
+    }
+    group.throughput(Throughput::Elements(players as u64));
+    group.bench_function("deltas_per_client", |b| b.iter(|| crowd.deltas_again()));
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    empty_tick,
+    command_path,
+    crowded_ticks,
+    delta_assembly
+);
 criterion_main!(benches);

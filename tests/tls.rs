@@ -95,3 +95,54 @@ async fn tcp_listeners_speak_tls() {
         assert_line_error(&client.recv().await.unwrap(), 100);
     }
 }
+
+#[tokio::test]
+async fn wss_serves_the_game() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let certs = self_signed();
+    let server = tls_server(&certs).await;
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(certs.cert_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let body = serde_json::json!({"username": "wss-user", "password": "pw"});
+    let (status, _) =
+        common::post_json(&https, &server.url("/api/v1/auth/register"), &body, None).await;
+    assert_eq!(status, 201);
+    let (_, login) =
+        common::post_json(&https, &server.url("/api/v1/auth/login"), &body, None).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut certs.cert_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let url = format!("wss://localhost:{}/game", server.handle().http_addr.port());
+    let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
+        url,
+        None,
+        false,
+        Some(tokio_tungstenite::Connector::Rustls(Arc::new(config))),
+    )
+    .await
+    .expect("wss handshake");
+    let frame = serde_json::json!({"type": "auth.login", "seq": 1, "ts": 0,
+        "payload": {"token": login["access_token"]}});
+    ws.send(Message::Text(frame.to_string().into()))
+        .await
+        .unwrap();
+    let reply = tokio::time::timeout(common::WAIT, ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let reply: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+    assert_eq!(reply["type"], "auth.ok", "{reply}");
+}

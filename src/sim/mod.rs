@@ -17,6 +17,7 @@ pub mod npc;
 pub mod physics;
 pub mod players;
 pub mod replication;
+pub mod scenario;
 pub mod ships;
 pub mod stations;
 mod stats;

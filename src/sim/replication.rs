@@ -248,12 +248,12 @@ fn send_due_snapshots(world: &mut World) {
 
 /// Reused buffers for delta assembly.
 #[derive(Default)]
-struct DeltaScratch {
+pub(crate) struct DeltaScratch {
     visible: HashSet<Entity>,
     gone: Vec<Entity>,
 }
 
-fn send_deltas(
+pub(crate) fn send_deltas(
     tick: Res<Tick>,
     settings: Res<ReplicationSettings>,
     instances: Query<(&Instance, &SpatialGrid)>,
