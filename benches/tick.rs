@@ -3,8 +3,10 @@
 //! - `tick/empty`: the fixed overhead of a tick with no game plugins.
 //! - `command/inbox_to_reply`: one command's trip from the inbox through its handler to a
 //!   reply.
-//! - `tick/ships_N`: the space game with N ships (10% of them players receiving deltas,
-//!   up to 1000) and N projectiles in one instance.
+//! - `tick/ships_N`: the space game with N ships and N projectiles in one instance, no
+//!   clients (the simulation alone).
+//! - `tick/ships_5000_players_500`: the same with 500 of the ships played by clients that
+//!   receive a delta every tick (area of interest 1000).
 //! - `replication/deltas_per_client`: assembling one client's delta in a crowd.
 //!
 //! `cargo bench --bench tick`
@@ -66,13 +68,13 @@ fn crowded_ticks(c: &mut Criterion) {
     group
         .sample_size(20)
         .measurement_time(Duration::from_secs(8));
-    for ships in [1_000, 5_000, 20_000] {
+    for (ships, players) in [(1_000, 0), (5_000, 0), (20_000, 0), (5_000, 500)] {
         let (services, _dir) = services();
         let mut crowd = Crowd::new(
             services,
             CrowdSize {
                 ships,
-                players: (ships / 10).min(1000),
+                players,
                 projectiles: ships,
                 aoi_radius: 1000.0,
             },
@@ -80,7 +82,11 @@ fn crowded_ticks(c: &mut Criterion) {
         for _ in 0..20 {
             crowd.step();
         }
-        group.bench_function(format!("ships_{ships}"), |b| {
+        let name = match players {
+            0 => format!("ships_{ships}"),
+            n => format!("ships_{ships}_players_{n}"),
+        };
+        group.bench_function(name, |b| {
             b.iter(|| {
                 crowd.refill_projectiles();
                 crowd.step()

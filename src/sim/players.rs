@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bevy_app::{App, Plugin};
+use bevy_ecs::entity::EntityHashMap;
 use bevy_ecs::prelude::*;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -202,7 +203,7 @@ pub struct Client {
     pub needs_snapshot: bool,
     pub last_snapshot_tick: u64,
     /// Entities this client currently knows, with the ids it knows them by.
-    pub known: HashMap<Entity, Arc<str>>,
+    pub known: EntityHashMap<Arc<str>>,
     pub actions: ActionBucket,
 }
 
@@ -318,7 +319,7 @@ pub fn spawn_ship(
     let entity = world.spawn_empty().id();
     let handle = {
         let mut space = world.get_mut::<PhysicsSpace>(instance)?;
-        space.add_ship(entity, pos, rot, class.radius)
+        space.add_ship(entity, pos, rot)
     };
     world.entity_mut(entity).insert((
         Ship {
@@ -620,7 +621,7 @@ fn spawn_player(world: &mut World, conn: ConnId, instance: Entity) -> Option<Ent
             last_input_seq: 0,
             needs_snapshot: true,
             last_snapshot_tick: 0,
-            known: HashMap::new(),
+            known: EntityHashMap::default(),
             actions: ActionBucket::new(data.rules.actions_per_second),
         },
     ));

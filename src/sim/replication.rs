@@ -9,11 +9,11 @@
 //! goes out on join, every `snapshot_interval`, and after a delta the client's queue could
 //! not take; the tick never waits for a slow client.
 
-use std::collections::HashSet;
 use std::fmt::Write;
 use std::sync::Arc;
 
 use bevy_app::{App, FixedUpdate, Plugin};
+use bevy_ecs::entity::EntityHashSet;
 use bevy_ecs::prelude::*;
 use serde::Serialize;
 
@@ -69,6 +69,7 @@ fn quantize(kin: &Kinematics, hp: u32) -> [i32; 6] {
 }
 
 /// Writes `value / 10^decimals` exactly, without float noise (`1234, 2` → `12.34`).
+/// Hand-rolled with `itoa` because this runs for every changed entity every tick.
 fn write_fixed(out: &mut String, value: i32, decimals: u32) {
     let scale = 10i64.pow(decimals);
     let v = i64::from(value);
@@ -76,7 +77,8 @@ fn write_fixed(out: &mut String, value: i32, decimals: u32) {
         out.push('-');
     }
     let abs = v.abs();
-    let _ = write!(out, "{}", abs / scale);
+    let mut digits = itoa::Buffer::new();
+    out.push_str(digits.format(abs / scale));
     let mut frac = abs % scale;
     if frac != 0 {
         let mut width = decimals as usize;
@@ -84,13 +86,22 @@ fn write_fixed(out: &mut String, value: i32, decimals: u32) {
             frac /= 10;
             width -= 1;
         }
-        let _ = write!(out, ".{frac:0width$}");
+        out.push('.');
+        let text = digits.format(frac);
+        for _ in text.len()..width {
+            out.push('0');
+        }
+        out.push_str(text);
     }
 }
 
 fn write_fragment(out: &mut String, id: &str, kind: &str, q: &[i32; 6]) {
     out.clear();
-    let _ = write!(out, "{{\"id\":\"{id}\",\"kind\":\"{kind}\",\"x\":");
+    out.push_str("{\"id\":\"");
+    out.push_str(id);
+    out.push_str("\",\"kind\":\"");
+    out.push_str(kind);
+    out.push_str("\",\"x\":");
     write_fixed(out, q[0], 2);
     out.push_str(",\"y\":");
     write_fixed(out, q[1], 2);
@@ -100,7 +111,9 @@ fn write_fragment(out: &mut String, id: &str, kind: &str, q: &[i32; 6]) {
     write_fixed(out, q[3], 2);
     out.push_str(",\"r\":");
     write_fixed(out, q[4], 3);
-    let _ = write!(out, ",\"hp\":{}}}", q[5]);
+    out.push_str(",\"hp\":");
+    out.push_str(itoa::Buffer::new().format(q[5]));
+    out.push('}');
 }
 
 fn encode_changed(
@@ -249,7 +262,7 @@ fn send_due_snapshots(world: &mut World) {
 /// Reused buffers for delta assembly.
 #[derive(Default)]
 pub(crate) struct DeltaScratch {
-    visible: HashSet<Entity>,
+    visible: EntityHashSet,
     gone: Vec<Entity>,
 }
 
@@ -274,7 +287,7 @@ pub(crate) fn send_deltas(
             scratch.visible.insert(e.entity);
         });
         let client = &mut *client;
-        let mut out = String::with_capacity(256 + scratch.visible.len() * 32);
+        let mut out = String::with_capacity(320 + scratch.visible.len() * 100);
         let _ = write!(out, "{{\"tick\":{},\"entity_updates\":[", tick.0);
         let mut first = true;
         for entity in &scratch.visible {

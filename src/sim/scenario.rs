@@ -1,7 +1,6 @@
 //! Ready-made worlds for benchmarks: a crowd of ships, connected players and projectiles in
 //! one instance, stepped without any network. Used by `benches/`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bevy_ecs::prelude::*;
@@ -147,7 +146,7 @@ impl Crowd {
                     last_input_seq: 0,
                     needs_snapshot: false,
                     last_snapshot_tick: 0,
-                    known: HashMap::new(),
+                    known: bevy_ecs::entity::EntityHashMap::default(),
                     actions: ActionBucket::new(10),
                 },
             ));
@@ -171,7 +170,6 @@ impl Crowd {
             self.sim.world_mut().spawn((
                 Projectile {
                     owner,
-                    owner_body: None,
                     owner_id: Arc::from("bench"),
                     owner_is_player: false,
                     pos,

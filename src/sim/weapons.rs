@@ -1,6 +1,7 @@
 //! Weapons: `fire_primary` launches a projectile (an entity with a lifetime) when the
 //! ship's cooldown allows. Each tick a projectile sweeps the segment it travels and the
-//! first ship on it takes the damage (a ray cast in the instance's physics world). Players
+//! first ship on it takes the damage (a ray cast against the ships near that segment in
+//! the instance's spatial grid). Players
 //! hurt players only inside zones that allow PvP. A ship at zero hull is destroyed: a
 //! pirate is gone; a player loses their cargo and respawns docked at the home station
 //! after `respawn_delay_ms`. Hits, kills and respawns reach the players involved as
@@ -11,10 +12,9 @@ use std::sync::Arc;
 use bevy_app::{App, FixedUpdate, Plugin};
 use bevy_ecs::prelude::*;
 use glam::Vec2;
-use rapier2d::prelude::RigidBodyHandle;
 
 use super::instances::{Data, InInstance, Instance};
-use super::physics::{Body, Kinematics, PhysicsSpace};
+use super::physics::{Body, GridEntry, Kinematics, PhysicsSpace, SpatialGrid};
 use super::players::{Client, NetIds, Pilot, persist};
 use super::replication::Replicated;
 use super::ships::{Controls, Docked, Fuel, Hull, OutOfPlay, Ship};
@@ -30,7 +30,6 @@ pub struct Weapon {
 #[derive(Component, Debug, Clone)]
 pub struct Projectile {
     pub owner: Entity,
-    pub owner_body: Option<RigidBodyHandle>,
     pub owner_id: Arc<str>,
     pub owner_is_player: bool,
     pub pos: Vec2,
@@ -78,13 +77,12 @@ fn fire_weapons(
             &InInstance,
             &Replicated,
             &mut Weapon,
-            Option<&Body>,
             Has<Pilot>,
         ),
         (Without<Docked>, Without<OutOfPlay>),
     >,
 ) {
-    for (entity, ship, controls, kin, instance, rep, mut weapon, body, is_player) in &mut ships {
+    for (entity, ship, controls, kin, instance, rep, mut weapon, is_player) in &mut ships {
         if !controls.fire || tick.0 < weapon.ready_tick {
             continue;
         }
@@ -97,7 +95,6 @@ fn fire_weapons(
         commands.spawn((
             Projectile {
                 owner: entity,
-                owner_body: body.map(|b| b.0),
                 owner_id: rep.net_id.clone(),
                 owner_is_player: is_player,
                 pos,
@@ -129,9 +126,8 @@ fn move_projectiles(
     rate: Res<TickRate>,
     mut commands: Commands,
     mut hits: ResMut<Hits>,
-    spaces: Query<(&PhysicsSpace, &Instance)>,
+    instances: Query<(&Instance, &SpatialGrid)>,
     mut projectiles: Query<(Entity, &mut Projectile, &InInstance)>,
-    targets: Query<(&Kinematics, Has<Pilot>), Without<OutOfPlay>>,
 ) {
     let dt = rate.dt();
     for (entity, mut shot, instance) in &mut projectiles {
@@ -139,25 +135,18 @@ fn move_projectiles(
             commands.entity(entity).despawn();
             continue;
         }
-        let Ok((space, inst)) = spaces.get(instance.0) else {
+        let Ok((inst, grid)) = instances.get(instance.0) else {
             commands.entity(entity).despawn();
             continue;
         };
         let delta = shot.vel * dt;
         let (owner, owner_is_player) = (shot.owner, shot.owner_is_player);
-        let accept = |target: Entity| -> bool {
-            if target == owner {
-                return false;
-            }
-            match targets.get(target) {
-                Ok((kin, target_is_player)) => {
-                    !(owner_is_player && target_is_player)
-                        || super::zones::pvp_allowed_at(&inst.def, kin.pos)
-                }
-                Err(_) => false,
-            }
+        let accept = |target: &GridEntry| -> bool {
+            target.entity != owner
+                && (!(owner_is_player && target.player)
+                    || super::zones::pvp_allowed_at(&inst.def, target.pos))
         };
-        match space.cast_segment(shot.pos, delta, shot.owner_body, &accept) {
+        match grid.cast_segment(shot.pos, delta, accept) {
             Some(target) => {
                 hits.0.push(Hit {
                     source: shot.owner,
@@ -282,12 +271,9 @@ fn respawn_players(world: &mut World) {
         let Some((station, pos)) = super::stations::home_station(world, instance) else {
             continue;
         };
-        let Some(radius) = world.get::<Ship>(ship).map(|s| s.class.radius) else {
-            continue;
-        };
         let Some(handle) = world
             .get_mut::<PhysicsSpace>(instance)
-            .map(|mut space| space.add_ship(ship, pos, 0.0, radius))
+            .map(|mut space| space.add_ship(ship, pos, 0.0))
         else {
             continue;
         };
