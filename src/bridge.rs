@@ -32,6 +32,8 @@ pub enum Command {
     Status { reply: oneshot::Sender<SimStatus> },
     /// From a `/game` connection.
     Game(crate::sim::players::GameCommand),
+    /// From the developer or lobby server.
+    Lobby(crate::sim::lobby::LobbyRequest),
 }
 
 /// What the simulation reports about itself.

@@ -35,6 +35,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub sim: SimConfig,
     pub game: GameConfig,
+    pub uploads: UploadConfig,
 }
 
 impl Default for Config {
@@ -52,6 +53,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             sim: SimConfig::default(),
             game: GameConfig::default(),
+            uploads: UploadConfig::default(),
         }
     }
 }
@@ -146,6 +148,28 @@ impl Default for SimConfig {
     }
 }
 
+/// Uploads and downloads of game builds (store-lobby-tcp.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadConfig {
+    /// Largest build accepted, refused at UPLOAD_BEGIN.
+    pub max_bytes: u64,
+    /// The chunk size the server answers at UPLOAD_BEGIN and streams downloads in.
+    pub chunk_bytes: usize,
+    /// An upload with no chunk for this long is dropped with its staging files.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 1 << 30,
+            chunk_bytes: 512 * 1024,
+            idle_timeout_secs: 600,
+        }
+    }
+}
+
 /// The space game.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -156,6 +180,9 @@ pub struct GameConfig {
     pub aoi_radius: f32,
     /// Seconds between full `world.snapshot`s to each client.
     pub snapshot_interval_secs: f32,
+    /// Host name `START_ROOM` tells clients to connect to; default: the HTTP listener's
+    /// address (127.0.0.1 when it listens on all interfaces).
+    pub public_host: Option<String>,
 }
 
 impl Default for GameConfig {
@@ -164,6 +191,7 @@ impl Default for GameConfig {
             data_dir: None,
             aoi_radius: 2000.0,
             snapshot_interval_secs: 5.0,
+            public_host: None,
         }
     }
 }

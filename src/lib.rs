@@ -131,6 +131,23 @@ impl Server {
         )?);
         let (inbox, inbox_rx) = Inbox::bounded(config.limits.inbox_capacity, metrics.clone());
 
+        // Bound first: rooms tell clients where the game endpoint is.
+        let http = bind("http", config.http).await?;
+        let dev = bind("dev-tcp", config.dev_tcp).await?;
+        let lobby = bind("lobby-tcp", config.lobby_tcp).await?;
+        let (http_addr, dev_tcp_addr, lobby_tcp_addr) =
+            (http.local_addr()?, dev.local_addr()?, lobby.local_addr()?);
+        let endpoint = sim::lobby::GameEndpoint {
+            host: config.game.public_host.clone().unwrap_or_else(|| {
+                if http_addr.ip().is_unspecified() {
+                    "127.0.0.1".into()
+                } else {
+                    http_addr.ip().to_string()
+                }
+            }),
+            port: http_addr.port(),
+        };
+        let catalog = services::catalog::Catalog::load(&store, &config.data_dir)?;
         let data = Arc::new(match &config.game.data_dir {
             Some(dir) => sim::data::GameData::from_dir(dir)?,
             None => sim::data::GameData::embedded()?,
@@ -146,10 +163,14 @@ impl Server {
                     .max(1.0) as u64,
             },
         };
+        let lobby_plugin = sim::lobby::LobbyPlugin {
+            catalog: Arc::new(parking_lot::Mutex::new(Some(catalog))),
+            endpoint,
+        };
         plugins.insert(
             0,
             Box::new(move |app: &mut App| {
-                app.add_plugins(game);
+                app.add_plugins((game, lobby_plugin));
             }),
         );
         let stop_sim = Arc::new(AtomicBool::new(false));
@@ -175,22 +196,25 @@ impl Server {
             metrics: metrics.clone(),
             shutdown: shutdown.clone(),
         };
-        let http = bind("http", config.http).await?;
-        let dev = bind("dev-tcp", config.dev_tcp).await?;
-        let lobby = bind("lobby-tcp", config.lobby_tcp).await?;
-        let (http_addr, dev_tcp_addr, lobby_tcp_addr) =
-            (http.local_addr()?, dev.local_addr()?, lobby.local_addr()?);
 
         let tasks = TaskTracker::new();
+        let uploads = Arc::new(services::uploads::Uploads::new(
+            &config.data_dir,
+            config.uploads.max_bytes,
+            config.uploads.chunk_bytes,
+            Duration::from_secs(config.uploads.idle_timeout_secs.max(1)),
+        ));
         let state = AppState {
             config: Arc::new(config),
             accounts,
             inbox,
             metrics: metrics.clone(),
             store: store.clone(),
+            uploads,
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         };
+        net::store_server::spawn_upload_expiry(state.clone());
         let http_conns = net::listener::spawn_acceptor(http, "http", Refusal::Http, accept.clone());
         let router = net::http::router(state.clone());
         let http_shutdown = shutdown.clone();

@@ -7,6 +7,7 @@ pub mod http;
 pub mod listener;
 pub mod ndjson;
 mod rest;
+pub mod store_server;
 pub mod ws;
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ pub struct AppState {
     pub inbox: Inbox,
     pub metrics: Arc<Metrics>,
     pub store: Store,
+    pub uploads: Arc<crate::services::uploads::Uploads>,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them to close.

@@ -36,8 +36,14 @@ impl TcpServer {
 /// Per-connection state the command handlers may change.
 pub struct Session {
     pub server: TcpServer,
+    pub conn: crate::bridge::ConnId,
+    pub peer: std::net::SocketAddr,
     /// Set once the client has logged in or presented a valid token.
     pub authenticated: bool,
+    /// The token of the last login on this connection.
+    pub token: Option<String>,
+    /// Set when a lobby login registered the connection for pushes.
+    pub entered: Option<crate::services::accounts::Identity>,
     /// Queue to the writer, for messages pushed outside the request/response rhythm.
     pub push: mpsc::Sender<Bytes>,
 }
@@ -65,7 +71,11 @@ async fn connection(conn: Conn, server: TcpServer, state: AppState) {
     let mut line = Vec::with_capacity(4096);
     let mut session = Session {
         server,
+        conn: crate::bridge::next_conn_id(),
+        peer,
         authenticated: false,
+        token: None,
+        entered: None,
         push: push.clone(),
     };
     let auth_deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
@@ -105,6 +115,7 @@ async fn connection(conn: Conn, server: TcpServer, state: AppState) {
             break;
         }
     }
+    super::store_server::leave(&session, &state).await;
     drop(session);
     drop(push);
     let _ = writer_task.await;
@@ -177,16 +188,7 @@ async fn handle_line(line: &[u8], session: &mut Session, state: &AppState) -> Op
         Ok(request) => request,
         Err(reply) => return Some(reply),
     };
-    Some(dispatch(request, session, state).await)
-}
-
-/// Routes a request to the server's command handlers.
-async fn dispatch(request: store::Request, session: &mut Session, _state: &AppState) -> Response {
-    let _ = session.server;
-    Response::error(
-        Code::InvalidRequest,
-        format!("unknown message type {:?}", request.kind),
-    )
+    super::store_server::dispatch(request, session, state).await
 }
 
 /// Writes queued lines, batching whatever is waiting into one flush.

@@ -31,7 +31,11 @@ impl ErrorCode {
 /// The spec's code for a domain error: the whole table in one match.
 pub fn code_for(e: &DomainError) -> ErrorCode {
     match e {
-        DomainError::InvalidInput(_) | DomainError::Conflict(_) => ErrorCode::InvalidRequest,
+        DomainError::InvalidInput(_)
+        | DomainError::Conflict(_)
+        | DomainError::BadState(_)
+        | DomainError::ChunkOutOfOrder { .. }
+        | DomainError::ChecksumMismatch { .. } => ErrorCode::InvalidRequest,
         DomainError::InvalidCredentials
         | DomainError::InvalidToken
         | DomainError::ExpiredToken

@@ -3,6 +3,7 @@
 //! Requests are `{type, token?, payload}`; responses `{status, code, message, payload}`.
 //! Decoding failures become code 100 here, in one place.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -31,10 +32,12 @@ pub fn code_for(e: &DomainError) -> Code {
         | DomainError::InvalidToken
         | DomainError::ExpiredToken
         | DomainError::RefreshReused => Code::Unauthorized,
-        DomainError::SessionReplaced => Code::BadState,
+        DomainError::SessionReplaced | DomainError::BadState(_) => Code::BadState,
         DomainError::Forbidden(_) => Code::Forbidden,
         DomainError::NotFound(_) => Code::NotFound,
         DomainError::Conflict(_) => Code::Conflict,
+        DomainError::ChunkOutOfOrder { .. } => Code::ChunkOutOfOrder,
+        DomainError::ChecksumMismatch { .. } => Code::ChecksumMismatch,
         DomainError::RateLimited { .. } | DomainError::Busy => Code::BadState,
         DomainError::Internal(_) => Code::ServerError,
     }
@@ -110,6 +113,346 @@ pub fn decode(line: &str) -> Result<Request, Response> {
     }
     serde_json::from_value(value)
         .map_err(|e| Response::error(Code::InvalidRequest, format!("invalid request: {e}")))
+}
+
+fn iso(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn empty(kind: &str, payload: &Value) -> Result<(), Response> {
+    match payload {
+        Value::Null => Ok(()),
+        Value::Object(map) if map.is_empty() => Ok(()),
+        Value::Object(map) => Err(Response::error(
+            Code::InvalidRequest,
+            format!(
+                "{kind} takes an empty payload; unexpected field {:?}",
+                map.keys().next().map(String::as_str).unwrap_or("")
+            ),
+        )),
+        _ => Err(Response::error(
+            Code::InvalidRequest,
+            format!("{kind}: payload must be an object"),
+        )),
+    }
+}
+
+fn fields<T: serde::de::DeserializeOwned>(kind: &str, payload: &Value) -> Result<T, Response> {
+    let payload = if payload.is_null() {
+        Value::Object(Map::new())
+    } else {
+        payload.clone()
+    };
+    serde_json::from_value(payload)
+        .map_err(|e| Response::error(Code::InvalidRequest, format!("{kind}: {e}")))
+}
+
+/// Username and password, for both servers' REGISTER and LOGIN.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGame {
+    pub name: String,
+    pub description: String,
+    pub game_type: String,
+    pub max_players: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGameMeta {
+    pub game_id: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub max_players: Option<u32>,
+    #[serde(default)]
+    pub game_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetGameStatus {
+    pub game_id: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GameRef {
+    pub game_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomRef {
+    pub room_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadBegin {
+    pub game_id: String,
+    pub version: String,
+    pub size_bytes: u64,
+    #[serde(default)]
+    pub checksum: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadChunk {
+    pub upload_id: String,
+    pub seq: u64,
+    pub data_b64: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRef {
+    pub upload_id: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddReview {
+    pub game_id: String,
+    pub score: i64,
+    pub comment: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadBegin {
+    pub game_id: String,
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// A developer-server request, decoded.
+#[derive(Debug, Clone)]
+pub enum DevCommand {
+    Register(Credentials),
+    Login(Credentials),
+    CreateGame(CreateGame),
+    ListMyGames,
+    UpdateGameMeta(UpdateGameMeta),
+    SetGameStatus(SetGameStatus),
+    ListVersions(GameRef),
+    UploadBegin(UploadBegin),
+    UploadChunk(UploadChunk),
+    UploadEnd(UploadRef),
+    CancelUpload(UploadRef),
+}
+
+/// A lobby/store-server request, decoded.
+#[derive(Debug, Clone)]
+pub enum LobbyCommand {
+    Register(Credentials),
+    Login(Credentials),
+    ListGames,
+    GetGameDetail(GameRef),
+    LatestVersion(GameRef),
+    ListReviews(GameRef),
+    AddReview(AddReview),
+    ListPlayers,
+    ListRooms,
+    CreateRoom(GameRef),
+    JoinRoom(RoomRef),
+    LeaveRoom(RoomRef),
+    StartRoom(RoomRef),
+    DownloadBegin(DownloadBegin),
+}
+
+fn unknown(kind: &str) -> Response {
+    Response::error(
+        Code::InvalidRequest,
+        format!("unknown message type {kind:?}"),
+    )
+}
+
+pub fn decode_dev(req: &Request) -> Result<DevCommand, Response> {
+    let (k, p) = (req.kind.as_str(), &req.payload);
+    Ok(match k {
+        "REGISTER_DEV" => DevCommand::Register(fields(k, p)?),
+        "LOGIN_DEV" => DevCommand::Login(fields(k, p)?),
+        "CREATE_GAME" => DevCommand::CreateGame(fields(k, p)?),
+        "LIST_MY_GAMES" => {
+            empty(k, p)?;
+            DevCommand::ListMyGames
+        }
+        "UPDATE_GAME_META" => DevCommand::UpdateGameMeta(fields(k, p)?),
+        "SET_GAME_STATUS" => DevCommand::SetGameStatus(fields(k, p)?),
+        "LIST_VERSIONS" => DevCommand::ListVersions(fields(k, p)?),
+        "UPLOAD_BEGIN" => DevCommand::UploadBegin(fields(k, p)?),
+        "UPLOAD_CHUNK" => DevCommand::UploadChunk(fields(k, p)?),
+        "UPLOAD_END" => DevCommand::UploadEnd(fields(k, p)?),
+        "CANCEL_UPLOAD" => DevCommand::CancelUpload(fields(k, p)?),
+        other => return Err(unknown(other)),
+    })
+}
+
+pub fn decode_lobby(req: &Request) -> Result<LobbyCommand, Response> {
+    let (k, p) = (req.kind.as_str(), &req.payload);
+    Ok(match k {
+        "REGISTER_PLAYER" => LobbyCommand::Register(fields(k, p)?),
+        "LOGIN_PLAYER" => LobbyCommand::Login(fields(k, p)?),
+        "LIST_GAMES" => {
+            empty(k, p)?;
+            LobbyCommand::ListGames
+        }
+        "GET_GAME_DETAIL" => LobbyCommand::GetGameDetail(fields(k, p)?),
+        "LATEST_VERSION" => LobbyCommand::LatestVersion(fields(k, p)?),
+        "LIST_REVIEWS" => LobbyCommand::ListReviews(fields(k, p)?),
+        "ADD_REVIEW" => LobbyCommand::AddReview(fields(k, p)?),
+        "LIST_PLAYERS" => {
+            empty(k, p)?;
+            LobbyCommand::ListPlayers
+        }
+        "LIST_ROOMS" => {
+            empty(k, p)?;
+            LobbyCommand::ListRooms
+        }
+        "CREATE_ROOM" => LobbyCommand::CreateRoom(fields(k, p)?),
+        "JOIN_ROOM" => LobbyCommand::JoinRoom(fields(k, p)?),
+        "LEAVE_ROOM" => LobbyCommand::LeaveRoom(fields(k, p)?),
+        "START_ROOM" => LobbyCommand::StartRoom(fields(k, p)?),
+        "DOWNLOAD_BEGIN" => LobbyCommand::DownloadBegin(fields(k, p)?),
+        other => return Err(unknown(other)),
+    })
+}
+
+use crate::services::catalog::Game;
+use crate::sim::lobby::RoomView;
+
+/// `LIST_MY_GAMES`.
+pub fn my_games(games: &[Game]) -> Value {
+    let list: Vec<Value> = games
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "game_id": g.game_id, "name": g.name, "description": g.description,
+                "status": g.status.as_str(), "latest_version": g.latest_version(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "games": list })
+}
+
+/// `LIST_GAMES`.
+pub fn games(games: &[Game]) -> Value {
+    let list: Vec<Value> = games
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "game_id": g.game_id, "name": g.name, "status": g.status.as_str(),
+                "latest_version": g.latest_version(), "avg_score": g.avg_score(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "games": list })
+}
+
+/// `GET_GAME_DETAIL`.
+pub fn game_detail(g: &Game) -> Value {
+    let sample: Vec<Value> = g
+        .reviews
+        .iter()
+        .rev()
+        .take(5)
+        .map(|r| serde_json::json!({"player": r.player, "score": r.score, "comment": r.comment}))
+        .collect();
+    serde_json::json!({
+        "game_id": g.game_id, "name": g.name, "description": g.description,
+        "game_type": g.game_type, "max_players": g.max_players, "status": g.status.as_str(),
+        "latest_version": g.latest_version(), "avg_score": g.avg_score(),
+        "reviews_sample": sample,
+    })
+}
+
+/// `LIST_VERSIONS`.
+pub fn versions(g: &Game) -> Value {
+    let latest = g.latest().map(|v| v.version.clone());
+    let list: Vec<Value> = g
+        .versions
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "version": v.version, "uploaded_at": iso(v.uploaded_at),
+                "is_latest": Some(&v.version) == latest.as_ref(),
+            })
+        })
+        .collect();
+    serde_json::json!({ "versions": list })
+}
+
+/// `LIST_REVIEWS`.
+pub fn reviews(g: &Game) -> Value {
+    let list: Vec<Value> = g
+        .reviews
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "player": r.player, "score": r.score, "comment": r.comment,
+                "created_at": iso(r.created_at),
+            })
+        })
+        .collect();
+    serde_json::json!({ "reviews": list })
+}
+
+pub fn room(view: &RoomView) -> Value {
+    serde_json::json!({
+        "room_id": view.room_id, "game_id": view.game_id, "version": view.version,
+        "host": view.host, "players": view.players, "status": view.status,
+    })
+}
+
+/// A message the server sends without a request: the response envelope plus `type`.
+pub fn push(kind: &str, payload: Value) -> Bytes {
+    let mut line = serde_json::to_vec(&serde_json::json!({
+        "type": kind, "status": "ok", "code": 0, "message": kind.to_lowercase().replace('_', " "),
+        "payload": payload,
+    }))
+    .unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// `ROOM_UPDATED`; a closed room is sent once more with status `CLOSED`.
+pub fn room_push(view: &RoomView, closed: bool) -> Bytes {
+    let mut room = room(view);
+    if closed {
+        room["status"] = Value::from("CLOSED");
+    }
+    push("ROOM_UPDATED", serde_json::json!({ "room": room }))
+}
+
+/// `PLAYER_PRESENCE`.
+pub fn presence_push(online: &[String], offline: &[String]) -> Bytes {
+    push(
+        "PLAYER_PRESENCE",
+        serde_json::json!({ "online": online, "offline": offline }),
+    )
+}
+
+/// `DOWNLOAD_ERROR`: an error line that names its download.
+pub fn download_error(download_id: &str, code: Code, message: &str) -> Bytes {
+    let mut line = serde_json::to_vec(&serde_json::json!({
+        "type": "DOWNLOAD_ERROR", "status": "error", "code": code as u16, "message": message,
+        "payload": {"download_id": download_id, "code": code as u16, "message": message},
+    }))
+    .unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 #[cfg(test)]

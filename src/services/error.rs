@@ -28,6 +28,15 @@ pub enum DomainError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// An upload chunk that is not the next one expected.
+    #[error("chunk out of order: expected seq {expected}")]
+    ChunkOutOfOrder { expected: u64 },
+    /// The uploaded bytes do not match the announced checksum.
+    #[error("checksum mismatch: announced {announced}, received {actual}")]
+    ChecksumMismatch { announced: String, actual: String },
+    /// Not allowed in the current state (room full, game offline, wrong order).
+    #[error("{0}")]
+    BadState(String),
     #[error("too many attempts, retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     /// The server cannot take the request now (inbox full, shutting down).

@@ -2,8 +2,10 @@
 //! translate to and from these.
 
 pub mod accounts;
+pub mod catalog;
 mod error;
 pub mod pilots;
+pub mod uploads;
 
 pub use accounts::Accounts;
 pub use error::DomainError;

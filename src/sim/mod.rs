@@ -12,6 +12,7 @@
 
 pub mod data;
 pub mod instances;
+pub mod lobby;
 pub mod markets;
 pub mod npc;
 pub mod physics;
@@ -275,6 +276,22 @@ impl Sim {
         match cmd {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            Command::Lobby(request) => {
+                match self
+                    .app
+                    .world_mut()
+                    .get_resource_mut::<Pending<lobby::LobbyRequest>>()
+                {
+                    Some(mut pending) => pending.0.push(request),
+                    None => {
+                        let _ = request
+                            .reply
+                            .send(Err(crate::services::DomainError::Internal(
+                                "the lobby is not running".into(),
+                            )));
+                    }
+                }
             }
             Command::Game(cmd) => {
                 if let Some(mut pending) = self

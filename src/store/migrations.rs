@@ -47,4 +47,38 @@ pub const MIGRATIONS: &[&str] = &[
         updated_at     INTEGER NOT NULL
     );
     "#,
+    // 3: the game catalog: games, uploaded versions, reviews.
+    r#"
+    CREATE TABLE games (
+        game_id        TEXT PRIMARY KEY,
+        owner_id       TEXT REFERENCES accounts(user_id),   -- NULL for the built-in game
+        name           TEXT NOT NULL,
+        description    TEXT NOT NULL,
+        game_type      TEXT NOT NULL,
+        max_players    INTEGER NOT NULL CHECK (max_players > 0),
+        status         TEXT NOT NULL CHECK (status IN ('ONLINE', 'OFFLINE')),
+        api_key        TEXT NOT NULL UNIQUE,                -- the GARP game token
+        api_secret     TEXT NOT NULL,                       -- the GARP HMAC secret
+        builtin        INTEGER NOT NULL DEFAULT 0,
+        created_at     INTEGER NOT NULL
+    );
+    CREATE TABLE versions (
+        game_id        TEXT NOT NULL REFERENCES games(game_id),
+        version        TEXT NOT NULL,
+        size_bytes     INTEGER NOT NULL,
+        sha256         TEXT NOT NULL,
+        uploader       TEXT NOT NULL,
+        uploaded_at    INTEGER NOT NULL,
+        PRIMARY KEY (game_id, version)
+    );
+    CREATE TABLE reviews (
+        game_id        TEXT NOT NULL REFERENCES games(game_id),
+        user_id        TEXT NOT NULL REFERENCES accounts(user_id),
+        player         TEXT NOT NULL,
+        score          INTEGER NOT NULL CHECK (score BETWEEN 1 AND 5),
+        comment        TEXT NOT NULL,
+        created_at     INTEGER NOT NULL,
+        PRIMARY KEY (game_id, user_id)
+    );
+    "#,
 ];

@@ -1,0 +1,733 @@
+//! The game catalog: games, their uploaded versions and their reviews. One catalog serves
+//! every protocol: the developer server creates games, the lobby lists them, RaOS lists and
+//! launches them, and a game's API key opens GARP sessions.
+//!
+//! The catalog is held in memory (it is small and read on every lobby request) as an ECS
+//! resource of the simulation, loaded from SQLite at start. A change is applied in memory
+//! and persisted through the store's writer with the reply attached. The built-in space game
+//! is seeded at first start. Uploaded builds live in `<data>/uploadedGame/<game_id>/
+//! <version>/` beside a `manifest.json`; at start, a version directory whose publication was
+//! cut short by a crash (renamed into place, row not yet committed) is adopted from its
+//! manifest, so a version is either wholly there or not at all.
+
+use std::path::{Path, PathBuf};
+
+use bevy_ecs::prelude::Resource;
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::services::DomainError;
+use crate::store::{Store, StoreError};
+
+/// The id of the built-in space game.
+pub const SPACE_GAME_ID: &str = "ecliptic-space";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GameStatus {
+    #[serde(rename = "ONLINE")]
+    Online,
+    #[serde(rename = "OFFLINE")]
+    Offline,
+}
+
+impl GameStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GameStatus::Online => "ONLINE",
+            GameStatus::Offline => "OFFLINE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ONLINE" => Some(GameStatus::Online),
+            "OFFLINE" => Some(GameStatus::Offline),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Version {
+    pub version: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub uploader: String,
+    /// Unix milliseconds.
+    pub uploaded_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub user_id: Uuid,
+    pub player: String,
+    pub score: u8,
+    pub comment: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Game {
+    pub game_id: String,
+    pub owner: Option<Uuid>,
+    pub name: String,
+    pub description: String,
+    pub game_type: String,
+    pub max_players: u32,
+    pub status: GameStatus,
+    pub api_key: String,
+    pub api_secret: String,
+    pub builtin: bool,
+    pub created_at: i64,
+    /// In upload order; the last is the latest.
+    pub versions: Vec<Version>,
+    pub reviews: Vec<Review>,
+}
+
+impl Game {
+    pub fn latest(&self) -> Option<&Version> {
+        self.versions.last()
+    }
+
+    /// The version players get: the latest upload, or the server's own version for the
+    /// built-in game (which is played on the server and has nothing to download).
+    pub fn latest_version(&self) -> Option<String> {
+        match self.latest() {
+            Some(v) => Some(v.version.clone()),
+            None if self.builtin => Some(env!("CARGO_PKG_VERSION").to_owned()),
+            None => None,
+        }
+    }
+
+    pub fn avg_score(&self) -> Option<f64> {
+        if self.reviews.is_empty() {
+            return None;
+        }
+        let sum: u32 = self.reviews.iter().map(|r| u32::from(r.score)).sum();
+        Some((f64::from(sum) / self.reviews.len() as f64 * 100.0).round() / 100.0)
+    }
+
+    pub fn version(&self, version: &str) -> Option<&Version> {
+        self.versions.iter().find(|v| v.version == version)
+    }
+}
+
+/// What a developer may set on a game.
+#[derive(Debug, Clone, Default)]
+pub struct MetaUpdate {
+    pub description: Option<String>,
+    pub max_players: Option<u32>,
+    pub game_type: Option<String>,
+}
+
+/// A new game's details.
+#[derive(Debug, Clone)]
+pub struct NewGame {
+    pub name: String,
+    pub description: String,
+    pub game_type: String,
+    pub max_players: i64,
+}
+
+/// The catalog, as the simulation holds it.
+#[derive(Resource, Debug, Default)]
+pub struct Catalog {
+    games: Vec<Game>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Game ids are server-made; anything else is refused before it can name a path.
+pub fn validate_game_id(id: &str) -> Result<(), DomainError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidInput(format!(
+            "invalid game_id {id:?}: letters, digits, - and _ only"
+        )))
+    }
+}
+
+/// Version strings: 1-64 of letters, digits and `. _ + -`, not starting with a dot, so no
+/// `..`, separators, NUL or absolute paths ever reach the file system.
+pub fn validate_version(version: &str) -> Result<(), DomainError> {
+    let ok = !version.is_empty()
+        && version.len() <= 64
+        && !version.starts_with('.')
+        && !version.contains("..")
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'+' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidInput(format!(
+            "invalid version {version:?}: 1-64 letters, digits and . _ + - (no '..', no slashes)"
+        )))
+    }
+}
+
+/// `<data>/uploadedGame/<game_id>/<version>`; both parts must be validated first.
+pub fn version_dir(data_dir: &Path, game_id: &str, version: &str) -> PathBuf {
+    data_dir.join("uploadedGame").join(game_id).join(version)
+}
+
+/// The build file inside a version directory.
+pub const BUILD_FILE: &str = "build.bin";
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// `manifest.json` of a published version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub game_id: String,
+    pub version: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// RFC 3339.
+    pub uploaded_at: String,
+    pub uploader: String,
+}
+
+/// A new GARP game token, in the shape GARP clients know: five groups of five.
+fn new_api_key() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..5)
+        .map(|_| {
+            (0..5)
+                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn new_api_secret() -> String {
+    use base64::Engine;
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl Catalog {
+    /// Loads the catalog, seeding the built-in game and adopting versions whose
+    /// publication a crash interrupted. Runs at start, before the simulation.
+    pub fn load(store: &Store, data_dir: &Path) -> anyhow::Result<Self> {
+        seed_builtin(store)?;
+        adopt_orphan_versions(store, data_dir)?;
+        let games = store.read_now(load_games)?;
+        Ok(Self { games })
+    }
+
+    pub fn games(&self) -> &[Game] {
+        &self.games
+    }
+
+    pub fn get(&self, game_id: &str) -> Result<&Game, DomainError> {
+        self.games
+            .iter()
+            .find(|g| g.game_id == game_id)
+            .ok_or_else(|| DomainError::NotFound(format!("no game {game_id:?}")))
+    }
+
+    fn get_mut(&mut self, game_id: &str) -> Result<&mut Game, DomainError> {
+        self.games
+            .iter_mut()
+            .find(|g| g.game_id == game_id)
+            .ok_or_else(|| DomainError::NotFound(format!("no game {game_id:?}")))
+    }
+
+    pub fn by_api_key(&self, api_key: &str) -> Option<&Game> {
+        self.games.iter().find(|g| g.api_key == api_key)
+    }
+
+    /// A game `owner` may change: 103 if unknown, 102 if someone else's.
+    pub fn owned(&self, game_id: &str, owner: Uuid) -> Result<&Game, DomainError> {
+        let game = self.get(game_id)?;
+        if game.owner == Some(owner) {
+            Ok(game)
+        } else {
+            Err(DomainError::Forbidden(format!(
+                "game {game_id} belongs to another developer"
+            )))
+        }
+    }
+
+    pub fn create_game(
+        &mut self,
+        owner: Uuid,
+        new: NewGame,
+    ) -> Result<
+        (
+            Game,
+            impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + use<>,
+        ),
+        DomainError,
+    > {
+        let name = new.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(DomainError::InvalidInput(
+                "name must be 1 to 100 characters".into(),
+            ));
+        }
+        if new.description.chars().count() > 4000 {
+            return Err(DomainError::InvalidInput(
+                "description must be at most 4000 characters".into(),
+            ));
+        }
+        let max_players = check_max_players(new.max_players)?;
+        check_game_type(&new.game_type)?;
+        let game = Game {
+            game_id: Uuid::new_v4().to_string(),
+            owner: Some(owner),
+            name,
+            description: new.description,
+            game_type: new.game_type,
+            max_players,
+            status: GameStatus::Online,
+            api_key: new_api_key(),
+            api_secret: new_api_secret(),
+            builtin: false,
+            created_at: now_ms(),
+            versions: Vec::new(),
+            reviews: Vec::new(),
+        };
+        self.games.push(game.clone());
+        let row = game.clone();
+        Ok((game, move |conn: &rusqlite::Connection| {
+            insert_game(conn, &row)
+        }))
+    }
+
+    pub fn update_meta(
+        &mut self,
+        owner: Uuid,
+        game_id: &str,
+        update: MetaUpdate,
+    ) -> Result<impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + use<>, DomainError>
+    {
+        self.owned(game_id, owner)?;
+        if let Some(d) = &update.description
+            && d.chars().count() > 4000
+        {
+            return Err(DomainError::InvalidInput(
+                "description must be at most 4000 characters".into(),
+            ));
+        }
+        if let Some(t) = &update.game_type {
+            check_game_type(t)?;
+        }
+        if let Some(m) = update.max_players {
+            check_max_players(i64::from(m))?;
+        }
+        let game = self.get_mut(game_id)?;
+        if let Some(d) = update.description {
+            game.description = d;
+        }
+        if let Some(t) = update.game_type {
+            game.game_type = t;
+        }
+        if let Some(m) = update.max_players {
+            game.max_players = m;
+        }
+        let (id, description, game_type, max_players) = (
+            game.game_id.clone(),
+            game.description.clone(),
+            game.game_type.clone(),
+            game.max_players,
+        );
+        Ok(move |conn: &rusqlite::Connection| {
+            conn.execute(
+                "UPDATE games SET description = ?2, game_type = ?3, max_players = ?4
+                 WHERE game_id = ?1",
+                params![id, description, game_type, max_players],
+            )?;
+            Ok(())
+        })
+    }
+
+    pub fn set_status(
+        &mut self,
+        owner: Uuid,
+        game_id: &str,
+        status: GameStatus,
+    ) -> Result<impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + use<>, DomainError>
+    {
+        self.owned(game_id, owner)?;
+        let game = self.get_mut(game_id)?;
+        game.status = status;
+        let id = game.game_id.clone();
+        Ok(move |conn: &rusqlite::Connection| {
+            conn.execute(
+                "UPDATE games SET status = ?2 WHERE game_id = ?1",
+                params![id, status.as_str()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Checks that `owner` may upload `version` of `game_id` (it must not exist yet).
+    pub fn check_upload(
+        &self,
+        owner: Uuid,
+        game_id: &str,
+        version: &str,
+    ) -> Result<(), DomainError> {
+        validate_game_id(game_id)?;
+        validate_version(version)?;
+        let game = self.owned(game_id, owner)?;
+        if game.version(version).is_some() {
+            return Err(DomainError::Conflict(format!(
+                "version {version} of {game_id} already exists"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records a published version (its files are already in place).
+    pub fn add_version(
+        &mut self,
+        owner: Uuid,
+        game_id: &str,
+        version: Version,
+    ) -> Result<impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + use<>, DomainError>
+    {
+        self.check_upload(owner, game_id, &version.version)?;
+        let game = self.get_mut(game_id)?;
+        game.versions.push(version.clone());
+        let id = game.game_id.clone();
+        Ok(move |conn: &rusqlite::Connection| insert_version(conn, &id, &version))
+    }
+
+    /// Adds or replaces `user`'s review of a game.
+    pub fn review(
+        &mut self,
+        game_id: &str,
+        review: Review,
+    ) -> Result<impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + use<>, DomainError>
+    {
+        if !(1..=5).contains(&review.score) {
+            return Err(DomainError::InvalidInput("score must be 1 to 5".into()));
+        }
+        if review.comment.chars().count() > 2000 {
+            return Err(DomainError::InvalidInput(
+                "comment must be at most 2000 characters".into(),
+            ));
+        }
+        let game = self.get_mut(game_id)?;
+        game.reviews.retain(|r| r.user_id != review.user_id);
+        game.reviews.push(review.clone());
+        let id = game.game_id.clone();
+        Ok(move |conn: &rusqlite::Connection| {
+            conn.execute(
+                "INSERT INTO reviews (game_id, user_id, player, score, comment, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(game_id, user_id) DO UPDATE SET player = ?3, score = ?4,
+                     comment = ?5, created_at = ?6",
+                params![
+                    id,
+                    review.user_id.to_string(),
+                    review.player,
+                    review.score,
+                    review.comment,
+                    review.created_at
+                ],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+fn check_max_players(max_players: i64) -> Result<u32, DomainError> {
+    if (1..=1000).contains(&max_players) {
+        Ok(max_players as u32)
+    } else {
+        Err(DomainError::InvalidInput(
+            "max_players must be 1 to 1000".into(),
+        ))
+    }
+}
+
+fn check_game_type(game_type: &str) -> Result<(), DomainError> {
+    let ok = (1..=20).contains(&game_type.len())
+        && game_type
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(DomainError::InvalidInput(
+            "game_type must be a lowercase word such as cli, gui or multi".into(),
+        ))
+    }
+}
+
+fn insert_game(conn: &rusqlite::Connection, game: &Game) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO games (game_id, owner_id, name, description, game_type, max_players,
+                            status, api_key, api_secret, builtin, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            game.game_id,
+            game.owner.map(|o| o.to_string()),
+            game.name,
+            game.description,
+            game.game_type,
+            game.max_players,
+            game.status.as_str(),
+            game.api_key,
+            game.api_secret,
+            game.builtin,
+            game.created_at
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_version(
+    conn: &rusqlite::Connection,
+    game_id: &str,
+    v: &Version,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT OR IGNORE INTO versions (game_id, version, size_bytes, sha256, uploader,
+                                         uploaded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            game_id,
+            v.version,
+            v.size_bytes as i64,
+            v.sha256,
+            v.uploader,
+            v.uploaded_at
+        ],
+    )?;
+    Ok(())
+}
+
+fn seed_builtin(store: &Store) -> anyhow::Result<()> {
+    let exists = store.read_now(|conn| {
+        Ok(conn
+            .query_row(
+                "SELECT 1 FROM games WHERE game_id = ?1",
+                [SPACE_GAME_ID],
+                |_| Ok(()),
+            )
+            .is_ok())
+    })?;
+    if exists {
+        return Ok(());
+    }
+    let game = Game {
+        game_id: SPACE_GAME_ID.into(),
+        owner: None,
+        name: "Ecliptic".into(),
+        description: "Fly, trade and fight across star systems, simulated on the server.".into(),
+        game_type: "multi".into(),
+        max_players: 64,
+        status: GameStatus::Online,
+        api_key: new_api_key(),
+        api_secret: new_api_secret(),
+        builtin: true,
+        created_at: now_ms(),
+        versions: Vec::new(),
+        reviews: Vec::new(),
+    };
+    block_on_write(store, move |conn| insert_game(conn, &game))
+}
+
+/// Runs a write from start-up code (no runtime needed) and waits for its commit.
+fn block_on_write(
+    store: &Store,
+    op: impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    store.submit(op, move |result| {
+        let _ = tx.send(result);
+    });
+    rx.recv()
+        .map_err(|_| anyhow::anyhow!("the store closed"))?
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Inserts the rows of version directories that are on disk but not in the database.
+fn adopt_orphan_versions(store: &Store, data_dir: &Path) -> anyhow::Result<()> {
+    // Half-written uploads never survive a restart.
+    let staging = data_dir.join("staging");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging)?;
+    }
+    let root = data_dir.join("uploadedGame");
+    let Ok(games) = std::fs::read_dir(&root) else {
+        return Ok(());
+    };
+    for game_dir in games.flatten() {
+        let Ok(versions) = std::fs::read_dir(game_dir.path()) else {
+            continue;
+        };
+        for version_dir in versions.flatten() {
+            let manifest_path = version_dir.path().join(MANIFEST_FILE);
+            let Ok(text) = std::fs::read_to_string(&manifest_path) else {
+                continue;
+            };
+            let Ok(manifest) = serde_json::from_str::<Manifest>(&text) else {
+                tracing::warn!("unreadable manifest {}", manifest_path.display());
+                continue;
+            };
+            let (game_id, version) = (manifest.game_id.clone(), manifest.version.clone());
+            let known = store.read_now(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT 1 FROM versions WHERE game_id = ?1 AND version = ?2",
+                        params![game_id, version],
+                        |_| Ok(()),
+                    )
+                    .is_ok())
+            })?;
+            if known {
+                continue;
+            }
+            tracing::info!(
+                game = manifest.game_id,
+                version = manifest.version,
+                "adopting a version published just before a crash"
+            );
+            let uploaded_at = chrono::DateTime::parse_from_rfc3339(&manifest.uploaded_at)
+                .map(|t| t.timestamp_millis())
+                .unwrap_or_else(|_| now_ms());
+            let version = Version {
+                version: manifest.version.clone(),
+                size_bytes: manifest.size_bytes,
+                sha256: manifest.sha256.clone(),
+                uploader: manifest.uploader.clone(),
+                uploaded_at,
+            };
+            let game_id = manifest.game_id.clone();
+            block_on_write(store, move |conn| insert_version(conn, &game_id, &version))?;
+        }
+    }
+    Ok(())
+}
+
+fn load_games(conn: &rusqlite::Connection) -> Result<Vec<Game>, StoreError> {
+    let mut games = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT game_id, owner_id, name, description, game_type, max_players, status, api_key,
+                api_secret, builtin, created_at
+         FROM games ORDER BY created_at, game_id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Game {
+            game_id: r.get(0)?,
+            owner: r
+                .get::<_, Option<String>>(1)?
+                .and_then(|s| Uuid::parse_str(&s).ok()),
+            name: r.get(2)?,
+            description: r.get(3)?,
+            game_type: r.get(4)?,
+            max_players: r.get(5)?,
+            status: GameStatus::parse(&r.get::<_, String>(6)?).unwrap_or(GameStatus::Offline),
+            api_key: r.get(7)?,
+            api_secret: r.get(8)?,
+            builtin: r.get(9)?,
+            created_at: r.get(10)?,
+            versions: Vec::new(),
+            reviews: Vec::new(),
+        })
+    })?;
+    for game in rows {
+        games.push(game?);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT game_id, version, size_bytes, sha256, uploader, uploaded_at
+         FROM versions ORDER BY uploaded_at, rowid",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            Version {
+                version: r.get(1)?,
+                size_bytes: r.get::<_, i64>(2)? as u64,
+                sha256: r.get(3)?,
+                uploader: r.get(4)?,
+                uploaded_at: r.get(5)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (game_id, version) = row?;
+        if let Some(game) = games.iter_mut().find(|g| g.game_id == game_id) {
+            game.versions.push(version);
+        }
+    }
+    let mut stmt = conn.prepare(
+        "SELECT game_id, user_id, player, score, comment, created_at FROM reviews
+         ORDER BY created_at",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            Review {
+                user_id: Uuid::nil(),
+                player: r.get(2)?,
+                score: r.get(3)?,
+                comment: r.get(4)?,
+                created_at: r.get(5)?,
+            },
+        ))
+    })?;
+    for row in rows {
+        let (game_id, user_id, mut review) = row?;
+        review.user_id = Uuid::parse_str(&user_id).unwrap_or_default();
+        if let Some(game) = games.iter_mut().find(|g| g.game_id == game_id) {
+            game.reviews.push(review);
+        }
+    }
+    Ok(games)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_that_could_name_a_path_are_refused() {
+        for bad in [
+            "",
+            "..",
+            "../x",
+            "a/b",
+            "a\\b",
+            "/abs",
+            ".hidden",
+            "a\0b",
+            "1..2",
+            &"9".repeat(65),
+        ] {
+            assert!(validate_version(bad).is_err(), "{bad:?}");
+        }
+        for good in ["1.0.0", "2.1.3-beta+7", "v10_final"] {
+            assert!(validate_version(good).is_ok(), "{good:?}");
+        }
+        for bad in ["", "../g", "g/h", "g h"] {
+            assert!(validate_game_id(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn api_keys_look_like_garp_tokens() {
+        let key = new_api_key();
+        assert_eq!(key.len(), 29);
+        assert_eq!(key.split('-').count(), 5);
+    }
+}

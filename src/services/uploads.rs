@@ -1,0 +1,380 @@
+//! Uploads: the data plane of the developer server's chunked uploads.
+//!
+//! Bytes never cross the simulation's inbox. The connection task hands each chunk here; it
+//! is decoded, hashed and appended to a staging file under `<data>/staging/` on the
+//! blocking pool. `UPLOAD_END` checks the size and the announced SHA-256, writes
+//! `manifest.json`, fsyncs both, and renames the staging directory to
+//! `<data>/uploadedGame/<game_id>/<version>/` (then fsyncs the parent), so a crash leaves
+//! either no version or a complete one. Only the control steps (may this developer upload
+//! this version? record it) go through the catalog.
+//!
+//! Rules: `seq` must be the next one expected (120 otherwise, nothing changes), except that
+//! re-sending the last acknowledged chunk with identical bytes is acknowledged again. A
+//! chunk over `chunk_size` or past `size_bytes` is refused. Abandoned uploads expire.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::services::DomainError;
+use crate::services::catalog::{self, BUILD_FILE, MANIFEST_FILE, Manifest};
+
+/// One upload in progress.
+struct Upload {
+    owner: Uuid,
+    uploader: String,
+    game_id: String,
+    version: String,
+    size: u64,
+    checksum: Option<String>,
+    dir: PathBuf,
+    file: std::fs::File,
+    hasher: Sha256,
+    received: u64,
+    next_seq: u64,
+    /// The last acknowledged chunk: its seq and the SHA-256 of its bytes.
+    last_chunk: Option<(u64, [u8; 32])>,
+    last_activity: Instant,
+}
+
+/// A finished upload, ready for the catalog.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub game_id: String,
+    pub version: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    pub uploader: String,
+    pub uploaded_at_ms: i64,
+}
+
+/// What a chunk's acknowledgement reports.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkAck {
+    pub seq: u64,
+    pub received_bytes: u64,
+}
+
+pub struct Uploads {
+    data_dir: PathBuf,
+    max_size: u64,
+    chunk_size: usize,
+    idle: Duration,
+    active: Mutex<HashMap<String, Arc<Mutex<Upload>>>>,
+    /// (game, version) pairs being uploaded, so two uploads cannot race for one version.
+    reserved: Mutex<HashSet<(String, String)>>,
+}
+
+fn fsync_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+fn io_error(e: std::io::Error) -> DomainError {
+    tracing::error!("upload I/O: {e}");
+    DomainError::Internal(format!("storage error: {e}"))
+}
+
+impl Uploads {
+    pub fn new(data_dir: &Path, max_size: u64, chunk_size: usize, idle: Duration) -> Self {
+        Self {
+            data_dir: data_dir.to_owned(),
+            max_size,
+            chunk_size,
+            idle,
+            active: Mutex::new(HashMap::new()),
+            reserved: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn chunk_size(&self) -> usize {
+        self.chunk_size
+    }
+
+    /// Checks what UPLOAD_BEGIN announces, before the catalog is asked.
+    pub fn check_begin(
+        &self,
+        game_id: &str,
+        version: &str,
+        size: u64,
+        checksum: Option<&str>,
+    ) -> Result<(), DomainError> {
+        catalog::validate_game_id(game_id)?;
+        catalog::validate_version(version)?;
+        if size > self.max_size {
+            return Err(DomainError::InvalidInput(format!(
+                "size_bytes {size} is over the limit of {} bytes",
+                self.max_size
+            )));
+        }
+        if let Some(sum) = checksum
+            && (sum.len() != 64 || !sum.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(DomainError::InvalidInput(
+                "checksum must be a hex SHA-256 (64 characters)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Opens an upload (the catalog has agreed); returns its id.
+    pub fn begin(
+        &self,
+        owner: Uuid,
+        uploader: &str,
+        game_id: &str,
+        version: &str,
+        size: u64,
+        checksum: Option<String>,
+    ) -> Result<String, DomainError> {
+        self.check_begin(game_id, version, size, checksum.as_deref())?;
+        if !self
+            .reserved
+            .lock()
+            .insert((game_id.to_owned(), version.to_owned()))
+        {
+            return Err(DomainError::Conflict(format!(
+                "an upload of {game_id} {version} is already in progress"
+            )));
+        }
+        let upload_id = Uuid::new_v4().to_string();
+        let dir = self.data_dir.join("staging").join(&upload_id);
+        let opened = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::File::create(dir.join(BUILD_FILE)));
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                self.release(game_id, version);
+                return Err(io_error(e));
+            }
+        };
+        self.active.lock().insert(
+            upload_id.clone(),
+            Arc::new(Mutex::new(Upload {
+                owner,
+                uploader: uploader.to_owned(),
+                game_id: game_id.to_owned(),
+                version: version.to_owned(),
+                size,
+                checksum: checksum.map(|c| c.to_ascii_lowercase()),
+                dir,
+                file,
+                hasher: Sha256::new(),
+                received: 0,
+                next_seq: 0,
+                last_chunk: None,
+                last_activity: Instant::now(),
+            })),
+        );
+        Ok(upload_id)
+    }
+
+    fn release(&self, game_id: &str, version: &str) {
+        self.reserved
+            .lock()
+            .remove(&(game_id.to_owned(), version.to_owned()));
+    }
+
+    fn get(&self, owner: Uuid, upload_id: &str) -> Result<Arc<Mutex<Upload>>, DomainError> {
+        let upload = self.active.lock().get(upload_id).cloned().ok_or_else(|| {
+            DomainError::BadState(format!(
+                "no upload {upload_id:?} in progress: send UPLOAD_BEGIN first"
+            ))
+        })?;
+        if upload.lock().owner != owner {
+            return Err(DomainError::Forbidden(
+                "this upload is someone else's".into(),
+            ));
+        }
+        Ok(upload)
+    }
+
+    /// Appends one chunk. Runs on the blocking pool: decoding, hashing and writing a chunk
+    /// are too slow for a runtime thread.
+    pub async fn chunk(
+        self: &Arc<Self>,
+        owner: Uuid,
+        upload_id: &str,
+        seq: u64,
+        data_b64: String,
+    ) -> Result<ChunkAck, DomainError> {
+        let upload = self.get(owner, upload_id)?;
+        let chunk_size = self.chunk_size;
+        tokio::task::spawn_blocking(move || {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data_b64.as_bytes())
+                .map_err(|e| DomainError::InvalidInput(format!("data_b64 is not base64: {e}")))?;
+            let mut up = upload.lock();
+            up.last_activity = Instant::now();
+            if seq + 1 == up.next_seq
+                && let Some((last_seq, digest)) = up.last_chunk
+                && last_seq == seq
+            {
+                // A retry of the last acknowledged chunk: same bytes, same answer.
+                let retry: [u8; 32] = Sha256::digest(&bytes).into();
+                if retry == digest {
+                    return Ok(ChunkAck {
+                        seq,
+                        received_bytes: up.received,
+                    });
+                }
+            }
+            if seq != up.next_seq {
+                return Err(DomainError::ChunkOutOfOrder {
+                    expected: up.next_seq,
+                });
+            }
+            if bytes.len() > chunk_size {
+                return Err(DomainError::InvalidInput(format!(
+                    "chunk of {} bytes is larger than chunk_size {chunk_size}",
+                    bytes.len()
+                )));
+            }
+            if up.received + bytes.len() as u64 > up.size {
+                return Err(DomainError::InvalidInput(format!(
+                    "chunk goes past size_bytes ({} + {} > {})",
+                    up.received,
+                    bytes.len(),
+                    up.size
+                )));
+            }
+            up.file.write_all(&bytes).map_err(io_error)?;
+            up.hasher.update(&bytes);
+            up.received += bytes.len() as u64;
+            up.last_chunk = Some((seq, Sha256::digest(&bytes).into()));
+            up.next_seq += 1;
+            Ok(ChunkAck {
+                seq,
+                received_bytes: up.received,
+            })
+        })
+        .await
+        .map_err(|e| DomainError::Internal(format!("upload task: {e}")))?
+    }
+
+    /// Verifies and publishes the files of an upload; the caller then records it in the
+    /// catalog. On a checksum mismatch the upload is discarded.
+    pub async fn finish(
+        self: &Arc<Self>,
+        owner: Uuid,
+        upload_id: &str,
+    ) -> Result<Published, DomainError> {
+        let upload = self.get(owner, upload_id)?;
+        {
+            let up = upload.lock();
+            if up.received != up.size {
+                return Err(DomainError::BadState(format!(
+                    "{} of {} bytes received; send the rest before UPLOAD_END",
+                    up.received, up.size
+                )));
+            }
+        }
+        self.active.lock().remove(upload_id);
+        let this = self.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let mut up = upload.lock();
+            let sha256 = hex::encode(std::mem::take(&mut up.hasher).finalize());
+            let up = &*up;
+            if let Some(announced) = &up.checksum
+                && *announced != sha256
+            {
+                let _ = std::fs::remove_dir_all(&up.dir);
+                this.release(&up.game_id, &up.version);
+                return Err(DomainError::ChecksumMismatch {
+                    announced: announced.clone(),
+                    actual: sha256,
+                });
+            }
+            let published = Published {
+                game_id: up.game_id.clone(),
+                version: up.version.clone(),
+                size_bytes: up.size,
+                sha256,
+                uploader: up.uploader.clone(),
+                uploaded_at_ms: chrono::Utc::now().timestamp_millis(),
+            };
+            let outcome = this.place(up, &published);
+            if outcome.is_err() {
+                let _ = std::fs::remove_dir_all(&up.dir);
+            }
+            this.release(&up.game_id, &up.version);
+            outcome.map(|()| published)
+        })
+        .await
+        .map_err(|e| DomainError::Internal(format!("upload task: {e}")))?;
+        result
+    }
+
+    /// fsync, manifest, rename into place, fsync the parent.
+    fn place(&self, up: &Upload, published: &Published) -> Result<(), DomainError> {
+        up.file.sync_all().map_err(io_error)?;
+        let manifest = Manifest {
+            game_id: published.game_id.clone(),
+            version: published.version.clone(),
+            size_bytes: published.size_bytes,
+            sha256: published.sha256.clone(),
+            uploaded_at: chrono::DateTime::from_timestamp_millis(published.uploaded_at_ms)
+                .unwrap_or_default()
+                .to_rfc3339(),
+            uploader: published.uploader.clone(),
+        };
+        let text = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| DomainError::Internal(format!("manifest: {e}")))?;
+        let mut file = std::fs::File::create(up.dir.join(MANIFEST_FILE)).map_err(io_error)?;
+        file.write_all(&text).map_err(io_error)?;
+        file.sync_all().map_err(io_error)?;
+        fsync_dir(&up.dir).map_err(io_error)?;
+        let target = catalog::version_dir(&self.data_dir, &published.game_id, &published.version);
+        let parent = target
+            .parent()
+            .ok_or_else(|| DomainError::Internal("version directory has no parent".into()))?;
+        std::fs::create_dir_all(parent).map_err(io_error)?;
+        if target.exists() {
+            return Err(DomainError::Conflict(format!(
+                "version {} already exists",
+                published.version
+            )));
+        }
+        std::fs::rename(&up.dir, &target).map_err(io_error)?;
+        fsync_dir(parent).map_err(io_error)?;
+        Ok(())
+    }
+
+    pub fn cancel(&self, owner: Uuid, upload_id: &str) -> Result<(), DomainError> {
+        let upload = self.get(owner, upload_id)?;
+        self.active.lock().remove(upload_id);
+        let up = upload.lock();
+        let _ = std::fs::remove_dir_all(&up.dir);
+        self.release(&up.game_id, &up.version);
+        Ok(())
+    }
+
+    /// Drops uploads idle longer than the configured time, and their staging files.
+    pub fn expire_idle(&self) -> usize {
+        let expired: Vec<(String, Arc<Mutex<Upload>>)> = {
+            let mut active = self.active.lock();
+            let stale: Vec<String> = active
+                .iter()
+                .filter(|(_, u)| u.lock().last_activity.elapsed() > self.idle)
+                .map(|(id, _)| id.clone())
+                .collect();
+            stale
+                .into_iter()
+                .filter_map(|id| active.remove(&id).map(|u| (id, u)))
+                .collect()
+        };
+        for (id, upload) in &expired {
+            let up = upload.lock();
+            let _ = std::fs::remove_dir_all(&up.dir);
+            self.release(&up.game_id, &up.version);
+            tracing::info!(upload = id, "abandoned upload expired");
+        }
+        expired.len()
+    }
+}

@@ -1,0 +1,605 @@
+//! The lobby and the developer server's decisions: catalog changes, rooms, and who is in
+//! the lobby. Requests arrive as commands with a reply channel and are answered between
+//! ticks, in microseconds. A change to the catalog is applied here and saved through the
+//! store with the reply attached, so "ok" means committed.
+//!
+//! Rooms are entities: a game, its version, a host, players, and a status. Only the host
+//! starts a room; starting creates a simulation instance named by the room id, which
+//! `/game` clients enter with `session.join_system`. When the host leaves, the next player
+//! becomes host; when the last leaves, the room closes (its instance is removed once no
+//! ship is left in it). Room and presence changes are pushed to every lobby connection,
+//! encoded once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bevy_app::{App, Plugin};
+use bevy_ecs::prelude::*;
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::instances::{Data, InInstance, Instances, create_instance, destroy_instance};
+use super::players::Pilot;
+use super::{HandleCommands, Pending, SimServices};
+use crate::bridge::ConnId;
+use crate::protocol::store as wire;
+use crate::services::DomainError;
+use crate::services::catalog::{Catalog, Game, GameStatus, MetaUpdate, NewGame, Review, Version};
+use crate::store::StoreError;
+
+/// Who is asking.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub username: String,
+    pub conn: ConnId,
+}
+
+/// What the developer and lobby servers ask of the simulation.
+#[derive(Debug)]
+pub enum LobbyOp {
+    CreateGame(NewGame),
+    ListMyGames,
+    UpdateMeta {
+        game_id: String,
+        update: MetaUpdate,
+    },
+    SetStatus {
+        game_id: String,
+        status: GameStatus,
+    },
+    ListVersions {
+        game_id: String,
+    },
+    /// May the caller upload this version? (The upload itself never enters the sim.)
+    CheckUpload {
+        game_id: String,
+        version: String,
+    },
+    /// The build is in place on disk: record it.
+    Publish {
+        game_id: String,
+        version: Version,
+    },
+    ListGames,
+    GameDetail {
+        game_id: String,
+    },
+    /// A version's details, `None` for the latest.
+    Version {
+        game_id: String,
+        version: Option<String>,
+    },
+    ListReviews {
+        game_id: String,
+    },
+    AddReview {
+        game_id: String,
+        score: i64,
+        comment: String,
+    },
+    ListPlayers,
+    ListRooms,
+    CreateRoom {
+        game_id: String,
+    },
+    JoinRoom {
+        room_id: String,
+    },
+    LeaveRoom {
+        room_id: String,
+    },
+    StartRoom {
+        room_id: String,
+    },
+    /// A lobby connection logged in: it receives pushes from now on.
+    Enter {
+        push: mpsc::Sender<Bytes>,
+    },
+    /// A lobby connection closed.
+    Exit,
+}
+
+/// The simulation's answer.
+#[derive(Debug, Clone)]
+pub enum LobbyReply {
+    Game(Game),
+    Games(Vec<Game>),
+    Version {
+        game: Game,
+        version: Option<Version>,
+    },
+    Players(Vec<String>),
+    Rooms(Vec<RoomView>),
+    Room(RoomView),
+    Started {
+        room: RoomView,
+        host: String,
+        port: u16,
+    },
+    Done,
+}
+
+pub type LobbyResult = Result<LobbyReply, DomainError>;
+
+#[derive(Debug)]
+pub struct LobbyRequest {
+    pub caller: Caller,
+    pub op: LobbyOp,
+    pub reply: oneshot::Sender<LobbyResult>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoomStatus {
+    Waiting,
+    Playing,
+}
+
+impl RoomStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoomStatus::Waiting => "WAITING",
+            RoomStatus::Playing => "PLAYING",
+        }
+    }
+}
+
+/// A lobby room.
+#[derive(Component, Debug, Clone)]
+pub struct Room {
+    pub room_id: String,
+    pub game_id: String,
+    pub version: String,
+    /// Players in join order; the first is the host.
+    pub players: Vec<(Uuid, String)>,
+    pub max_players: u32,
+    pub status: RoomStatus,
+}
+
+/// A room as clients see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomView {
+    pub room_id: String,
+    pub game_id: String,
+    pub version: String,
+    pub host: String,
+    pub players: Vec<String>,
+    pub status: &'static str,
+}
+
+impl Room {
+    pub fn view(&self) -> RoomView {
+        RoomView {
+            room_id: self.room_id.clone(),
+            game_id: self.game_id.clone(),
+            version: self.version.clone(),
+            host: self
+                .players
+                .first()
+                .map(|p| p.1.clone())
+                .unwrap_or_default(),
+            players: self.players.iter().map(|p| p.1.clone()).collect(),
+            status: self.status.as_str(),
+        }
+    }
+}
+
+/// Where game clients connect (the HTTP listener), as `START_ROOM` reports it.
+#[derive(Resource, Debug, Clone)]
+pub struct GameEndpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Lobby connections and rooms by id.
+#[derive(Resource, Default)]
+pub struct Lobby {
+    connections: HashMap<ConnId, (Uuid, String, mpsc::Sender<Bytes>)>,
+    rooms: HashMap<String, Entity>,
+    /// Room instances to remove once no ship is left in them.
+    closing_instances: Vec<String>,
+}
+
+impl Lobby {
+    fn online(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.connections.values().map(|c| c.1.clone()).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    fn is_online(&self, user: Uuid) -> bool {
+        self.connections.values().any(|c| c.0 == user)
+    }
+
+    /// Sends one encoded line to every lobby connection; a full queue just misses it (the
+    /// client can poll LIST_ROOMS / LIST_PLAYERS).
+    fn broadcast(&self, line: Bytes) {
+        for (_, _, push) in self.connections.values() {
+            let _ = push.try_send(line.clone());
+        }
+    }
+}
+
+/// Saves, then replies; or replies with the error at once.
+fn persist_then_reply(
+    world: &World,
+    reply: oneshot::Sender<LobbyResult>,
+    outcome: Result<
+        (
+            LobbyReply,
+            Box<dyn FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send>,
+        ),
+        DomainError,
+    >,
+) {
+    match outcome {
+        Ok((answer, op)) => {
+            world
+                .resource::<SimServices>()
+                .store
+                .submit(op, move |result| {
+                    let _ = reply.send(result.map(|()| answer).map_err(DomainError::from));
+                });
+        }
+        Err(e) => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
+
+type Persist = Box<dyn FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send>;
+
+fn boxed(
+    op: impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send + 'static,
+) -> Persist {
+    Box::new(op)
+}
+
+fn handle_lobby_requests(world: &mut World) {
+    let pending = std::mem::take(&mut world.resource_mut::<Pending<LobbyRequest>>().0);
+    for LobbyRequest { caller, op, reply } in pending {
+        match op {
+            LobbyOp::CreateGame(new) => {
+                let outcome = world
+                    .resource_mut::<Catalog>()
+                    .create_game(caller.user_id, new)
+                    .map(|(game, op)| (LobbyReply::Game(game), boxed(op)));
+                persist_then_reply(world, reply, outcome);
+            }
+            LobbyOp::UpdateMeta { game_id, update } => {
+                let outcome = world
+                    .resource_mut::<Catalog>()
+                    .update_meta(caller.user_id, &game_id, update)
+                    .map(|op| (LobbyReply::Done, boxed(op)));
+                persist_then_reply(world, reply, outcome);
+            }
+            LobbyOp::SetStatus { game_id, status } => {
+                let outcome = world
+                    .resource_mut::<Catalog>()
+                    .set_status(caller.user_id, &game_id, status)
+                    .map(|op| (LobbyReply::Done, boxed(op)));
+                persist_then_reply(world, reply, outcome);
+            }
+            LobbyOp::Publish { game_id, version } => {
+                let outcome = world
+                    .resource_mut::<Catalog>()
+                    .add_version(caller.user_id, &game_id, version)
+                    .map(|op| (LobbyReply::Done, boxed(op)));
+                persist_then_reply(world, reply, outcome);
+            }
+            LobbyOp::AddReview {
+                game_id,
+                score,
+                comment,
+            } => {
+                let review = Review {
+                    user_id: caller.user_id,
+                    player: caller.username.clone(),
+                    score: u8::try_from(score).unwrap_or(0),
+                    comment,
+                    created_at: chrono::Utc::now().timestamp_millis(),
+                };
+                let outcome = world
+                    .resource_mut::<Catalog>()
+                    .review(&game_id, review)
+                    .map(|op| (LobbyReply::Done, boxed(op)));
+                persist_then_reply(world, reply, outcome);
+            }
+            other => {
+                let answer = answer(world, &caller, other);
+                let _ = reply.send(answer);
+            }
+        }
+    }
+}
+
+/// Requests that change nothing durable.
+fn answer(world: &mut World, caller: &Caller, op: LobbyOp) -> LobbyResult {
+    let catalog = world.resource::<Catalog>();
+    match op {
+        LobbyOp::ListMyGames => Ok(LobbyReply::Games(
+            catalog
+                .games()
+                .iter()
+                .filter(|g| g.owner == Some(caller.user_id))
+                .cloned()
+                .collect(),
+        )),
+        LobbyOp::ListVersions { game_id } => Ok(LobbyReply::Game(
+            catalog.owned(&game_id, caller.user_id)?.clone(),
+        )),
+        LobbyOp::CheckUpload { game_id, version } => {
+            catalog.check_upload(caller.user_id, &game_id, &version)?;
+            Ok(LobbyReply::Done)
+        }
+        LobbyOp::ListGames => Ok(LobbyReply::Games(catalog.games().to_vec())),
+        LobbyOp::GameDetail { game_id } | LobbyOp::ListReviews { game_id } => {
+            Ok(LobbyReply::Game(catalog.get(&game_id)?.clone()))
+        }
+        LobbyOp::Version { game_id, version } => {
+            let game = catalog.get(&game_id)?;
+            let found = match &version {
+                Some(v) => Some(
+                    game.version(v)
+                        .ok_or_else(|| {
+                            DomainError::NotFound(format!("no version {v:?} of {game_id}"))
+                        })?
+                        .clone(),
+                ),
+                None => game.latest().cloned(),
+            };
+            if found.is_none() && !game.builtin {
+                return Err(DomainError::NotFound(format!(
+                    "{game_id} has no uploaded version yet"
+                )));
+            }
+            Ok(LobbyReply::Version {
+                game: game.clone(),
+                version: found,
+            })
+        }
+        LobbyOp::ListPlayers => Ok(LobbyReply::Players(world.resource::<Lobby>().online())),
+        LobbyOp::ListRooms => {
+            let mut rooms: Vec<RoomView> =
+                world.query::<&Room>().iter(world).map(Room::view).collect();
+            rooms.sort_by(|a, b| a.room_id.cmp(&b.room_id));
+            Ok(LobbyReply::Rooms(rooms))
+        }
+        LobbyOp::CreateRoom { game_id } => create_room(world, caller, &game_id),
+        LobbyOp::JoinRoom { room_id } => join_room(world, caller, &room_id),
+        LobbyOp::LeaveRoom { room_id } => {
+            leave_room(world, caller, &room_id).map(|()| LobbyReply::Done)
+        }
+        LobbyOp::StartRoom { room_id } => start_room(world, caller, &room_id),
+        LobbyOp::Enter { push } => {
+            let mut lobby = world.resource_mut::<Lobby>();
+            let arriving = !lobby.is_online(caller.user_id);
+            lobby
+                .connections
+                .insert(caller.conn, (caller.user_id, caller.username.clone(), push));
+            if arriving {
+                lobby.broadcast(wire::presence_push(&[caller.username.clone()], &[]));
+            }
+            Ok(LobbyReply::Done)
+        }
+        LobbyOp::Exit => {
+            let removed = world
+                .resource_mut::<Lobby>()
+                .connections
+                .remove(&caller.conn);
+            if removed.is_some() && !world.resource::<Lobby>().is_online(caller.user_id) {
+                let rooms: Vec<String> = world
+                    .query::<&Room>()
+                    .iter(world)
+                    .filter(|r| r.players.iter().any(|p| p.0 == caller.user_id))
+                    .map(|r| r.room_id.clone())
+                    .collect();
+                for room_id in rooms {
+                    let _ = leave_room(world, caller, &room_id);
+                }
+                world
+                    .resource::<Lobby>()
+                    .broadcast(wire::presence_push(&[], &[caller.username.clone()]));
+            }
+            Ok(LobbyReply::Done)
+        }
+        LobbyOp::CreateGame(_)
+        | LobbyOp::UpdateMeta { .. }
+        | LobbyOp::SetStatus { .. }
+        | LobbyOp::Publish { .. }
+        | LobbyOp::AddReview { .. } => Err(DomainError::Internal("misrouted request".into())),
+    }
+}
+
+fn room_entity(world: &World, room_id: &str) -> Result<Entity, DomainError> {
+    world
+        .resource::<Lobby>()
+        .rooms
+        .get(room_id)
+        .copied()
+        .ok_or_else(|| DomainError::NotFound(format!("no room {room_id:?}")))
+}
+
+fn online_game(world: &World, game_id: &str) -> Result<Game, DomainError> {
+    let game = world.resource::<Catalog>().get(game_id)?.clone();
+    if game.status != GameStatus::Online {
+        return Err(bad_state(format!("{} is offline", game.name)));
+    }
+    Ok(game)
+}
+
+fn bad_state(message: String) -> DomainError {
+    DomainError::BadState(message)
+}
+
+fn push_room(world: &World, room: &Room) {
+    world
+        .resource::<Lobby>()
+        .broadcast(wire::room_push(&room.view(), false));
+}
+
+fn create_room(world: &mut World, caller: &Caller, game_id: &str) -> LobbyResult {
+    let game = online_game(world, game_id)?;
+    let Some(version) = game.latest_version() else {
+        return Err(bad_state(format!(
+            "{} has no version to play yet",
+            game.name
+        )));
+    };
+    if let Some(current) = room_of(world, caller.user_id) {
+        return Err(bad_state(format!(
+            "already in room {current}; leave it first"
+        )));
+    }
+    let room = Room {
+        room_id: format!("room-{}", &Uuid::new_v4().simple().to_string()[..12]),
+        game_id: game.game_id.clone(),
+        version,
+        players: vec![(caller.user_id, caller.username.clone())],
+        max_players: game.max_players,
+        status: RoomStatus::Waiting,
+    };
+    let view = room.view();
+    push_room(world, &room);
+    let entity = world.spawn(room).id();
+    world
+        .resource_mut::<Lobby>()
+        .rooms
+        .insert(view.room_id.clone(), entity);
+    Ok(LobbyReply::Room(view))
+}
+
+fn room_of(world: &mut World, user: Uuid) -> Option<String> {
+    world
+        .query::<&Room>()
+        .iter(world)
+        .find(|r| r.players.iter().any(|p| p.0 == user))
+        .map(|r| r.room_id.clone())
+}
+
+fn join_room(world: &mut World, caller: &Caller, room_id: &str) -> LobbyResult {
+    let entity = room_entity(world, room_id)?;
+    let room = world
+        .get::<Room>(entity)
+        .cloned()
+        .ok_or_else(|| DomainError::NotFound(format!("no room {room_id:?}")))?;
+    online_game(world, &room.game_id)?;
+    if room.players.iter().any(|p| p.0 == caller.user_id) {
+        return Ok(LobbyReply::Room(room.view()));
+    }
+    if let Some(current) = room_of(world, caller.user_id) {
+        return Err(bad_state(format!(
+            "already in room {current}; leave it first"
+        )));
+    }
+    if room.players.len() >= room.max_players as usize {
+        return Err(bad_state(format!("room {room_id} is full")));
+    }
+    let mut room = room;
+    room.players.push((caller.user_id, caller.username.clone()));
+    push_room(world, &room);
+    let view = room.view();
+    world.entity_mut(entity).insert(room);
+    Ok(LobbyReply::Room(view))
+}
+
+fn leave_room(world: &mut World, caller: &Caller, room_id: &str) -> Result<(), DomainError> {
+    let entity = room_entity(world, room_id)?;
+    let mut room = world
+        .get::<Room>(entity)
+        .cloned()
+        .ok_or_else(|| DomainError::NotFound(format!("no room {room_id:?}")))?;
+    if !room.players.iter().any(|p| p.0 == caller.user_id) {
+        return Err(bad_state(format!("not in room {room_id}")));
+    }
+    room.players.retain(|p| p.0 != caller.user_id);
+    if room.players.is_empty() {
+        world
+            .resource::<Lobby>()
+            .broadcast(wire::room_push(&room.view(), true));
+        world.despawn(entity);
+        let mut lobby = world.resource_mut::<Lobby>();
+        lobby.rooms.remove(room_id);
+        lobby.closing_instances.push(room_id.to_owned());
+    } else {
+        push_room(world, &room);
+        world.entity_mut(entity).insert(room);
+    }
+    Ok(())
+}
+
+fn start_room(world: &mut World, caller: &Caller, room_id: &str) -> LobbyResult {
+    let entity = room_entity(world, room_id)?;
+    let mut room = world
+        .get::<Room>(entity)
+        .cloned()
+        .ok_or_else(|| DomainError::NotFound(format!("no room {room_id:?}")))?;
+    if room.players.first().map(|p| p.0) != Some(caller.user_id) {
+        return Err(DomainError::Forbidden(
+            "only the host starts the room".into(),
+        ));
+    }
+    online_game(world, &room.game_id)?;
+    if world.resource::<Instances>().get(room_id).is_none() {
+        let data = world.resource::<Data>().0.clone();
+        let Some(template) = data.systems.first() else {
+            return Err(DomainError::Internal(
+                "no star system to start a room in".into(),
+            ));
+        };
+        create_instance(world, room_id, Arc::new(template.clone()));
+    }
+    room.status = RoomStatus::Playing;
+    push_room(world, &room);
+    let view = room.view();
+    world.entity_mut(entity).insert(room);
+    let endpoint = world.resource::<GameEndpoint>().clone();
+    Ok(LobbyReply::Started {
+        room: view,
+        host: endpoint.host,
+        port: endpoint.port,
+    })
+}
+
+/// Removes the instances of closed rooms once no player's ship is left in them.
+fn reap_room_instances(world: &mut World) {
+    let closing = std::mem::take(&mut world.resource_mut::<Lobby>().closing_instances);
+    if closing.is_empty() {
+        return;
+    }
+    let mut still_busy = Vec::new();
+    for room_id in closing {
+        let Some(instance) = world.resource::<Instances>().get(&room_id) else {
+            continue;
+        };
+        let occupied = world
+            .query_filtered::<&InInstance, With<Pilot>>()
+            .iter(world)
+            .any(|i| i.0 == instance);
+        if occupied {
+            still_busy.push(room_id);
+        } else {
+            destroy_instance(world, &room_id);
+        }
+    }
+    world.resource_mut::<Lobby>().closing_instances = still_busy;
+}
+
+pub struct LobbyPlugin {
+    pub catalog: Arc<parking_lot::Mutex<Option<Catalog>>>,
+    pub endpoint: GameEndpoint,
+}
+
+impl Plugin for LobbyPlugin {
+    fn build(&self, app: &mut App) {
+        let catalog = self.catalog.lock().take().unwrap_or_default();
+        app.insert_resource(catalog)
+            .insert_resource(self.endpoint.clone())
+            .init_resource::<Lobby>()
+            .init_resource::<Pending<LobbyRequest>>()
+            .add_systems(HandleCommands, handle_lobby_requests)
+            .add_systems(bevy_app::FixedLast, reap_room_instances);
+    }
+}
