@@ -131,6 +131,9 @@ pub struct NewGame {
     pub max_players: i64,
 }
 
+/// A change's write, to run in the store's transaction.
+pub type Persist = Box<dyn FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send>;
+
 /// The catalog, as the simulation holds it.
 #[derive(Resource, Debug, Default)]
 pub struct Catalog {
@@ -266,13 +269,7 @@ impl Catalog {
         &mut self,
         owner: Uuid,
         new: NewGame,
-    ) -> Result<
-        (
-            Game,
-            impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + use<>,
-        ),
-        DomainError,
-    > {
+    ) -> Result<(Game, Persist), DomainError> {
         let name = new.name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 100 {
             return Err(DomainError::InvalidInput(
@@ -303,9 +300,10 @@ impl Catalog {
         };
         self.games.push(game.clone());
         let row = game.clone();
-        Ok((game, move |conn: &rusqlite::Connection| {
-            insert_game(conn, &row)
-        }))
+        Ok((
+            game,
+            Box::new(move |conn: &rusqlite::Connection| insert_game(conn, &row)),
+        ))
     }
 
     pub fn update_meta(
@@ -313,8 +311,7 @@ impl Catalog {
         owner: Uuid,
         game_id: &str,
         update: MetaUpdate,
-    ) -> Result<impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + use<>, DomainError>
-    {
+    ) -> Result<Persist, DomainError> {
         self.owned(game_id, owner)?;
         if let Some(d) = &update.description
             && d.chars().count() > 4000
@@ -345,14 +342,14 @@ impl Catalog {
             game.game_type.clone(),
             game.max_players,
         );
-        Ok(move |conn: &rusqlite::Connection| {
+        Ok(Box::new(move |conn: &rusqlite::Connection| {
             conn.execute(
                 "UPDATE games SET description = ?2, game_type = ?3, max_players = ?4
                  WHERE game_id = ?1",
                 params![id, description, game_type, max_players],
             )?;
             Ok(())
-        })
+        }))
     }
 
     pub fn set_status(
@@ -360,19 +357,18 @@ impl Catalog {
         owner: Uuid,
         game_id: &str,
         status: GameStatus,
-    ) -> Result<impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + use<>, DomainError>
-    {
+    ) -> Result<Persist, DomainError> {
         self.owned(game_id, owner)?;
         let game = self.get_mut(game_id)?;
         game.status = status;
         let id = game.game_id.clone();
-        Ok(move |conn: &rusqlite::Connection| {
+        Ok(Box::new(move |conn: &rusqlite::Connection| {
             conn.execute(
                 "UPDATE games SET status = ?2 WHERE game_id = ?1",
                 params![id, status.as_str()],
             )?;
             Ok(())
-        })
+        }))
     }
 
     /// Checks that `owner` may upload `version` of `game_id` (it must not exist yet).
@@ -399,22 +395,18 @@ impl Catalog {
         owner: Uuid,
         game_id: &str,
         version: Version,
-    ) -> Result<impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + use<>, DomainError>
-    {
+    ) -> Result<Persist, DomainError> {
         self.check_upload(owner, game_id, &version.version)?;
         let game = self.get_mut(game_id)?;
         game.versions.push(version.clone());
         let id = game.game_id.clone();
-        Ok(move |conn: &rusqlite::Connection| insert_version(conn, &id, &version))
+        Ok(Box::new(move |conn: &rusqlite::Connection| {
+            insert_version(conn, &id, &version)
+        }))
     }
 
     /// Adds or replaces `user`'s review of a game.
-    pub fn review(
-        &mut self,
-        game_id: &str,
-        review: Review,
-    ) -> Result<impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + use<>, DomainError>
-    {
+    pub fn review(&mut self, game_id: &str, review: Review) -> Result<Persist, DomainError> {
         if !(1..=5).contains(&review.score) {
             return Err(DomainError::InvalidInput("score must be 1 to 5".into()));
         }
@@ -427,7 +419,7 @@ impl Catalog {
         game.reviews.retain(|r| r.user_id != review.user_id);
         game.reviews.push(review.clone());
         let id = game.game_id.clone();
-        Ok(move |conn: &rusqlite::Connection| {
+        Ok(Box::new(move |conn: &rusqlite::Connection| {
             conn.execute(
                 "INSERT INTO reviews (game_id, user_id, player, score, comment, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -443,7 +435,7 @@ impl Catalog {
                 ],
             )?;
             Ok(())
-        })
+        }))
     }
 }
 

@@ -277,7 +277,7 @@ impl Uploads {
         }
         self.active.lock().remove(upload_id);
         let this = self.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             let mut up = upload.lock();
             let sha256 = hex::encode(std::mem::take(&mut up.hasher).finalize());
             let up = &*up;
@@ -307,8 +307,7 @@ impl Uploads {
             outcome.map(|()| published)
         })
         .await
-        .map_err(|e| DomainError::Internal(format!("upload task: {e}")))?;
-        result
+        .map_err(|e| DomainError::Internal(format!("upload task: {e}")))?
     }
 
     /// fsync, manifest, rename into place, fsync the parent.

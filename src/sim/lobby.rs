@@ -25,8 +25,9 @@ use super::{HandleCommands, Pending, SimServices};
 use crate::bridge::ConnId;
 use crate::protocol::store as wire;
 use crate::services::DomainError;
-use crate::services::catalog::{Catalog, Game, GameStatus, MetaUpdate, NewGame, Review, Version};
-use crate::store::StoreError;
+use crate::services::catalog::{
+    Catalog, Game, GameStatus, MetaUpdate, NewGame, Persist, Review, Version,
+};
 
 /// Who is asking.
 #[derive(Debug, Clone)]
@@ -226,13 +227,7 @@ impl Lobby {
 fn persist_then_reply(
     world: &World,
     reply: oneshot::Sender<LobbyResult>,
-    outcome: Result<
-        (
-            LobbyReply,
-            Box<dyn FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send>,
-        ),
-        DomainError,
-    >,
+    outcome: Result<(LobbyReply, Persist), DomainError>,
 ) {
     match outcome {
         Ok((answer, op)) => {
@@ -249,14 +244,6 @@ fn persist_then_reply(
     }
 }
 
-type Persist = Box<dyn FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send>;
-
-fn boxed(
-    op: impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send + 'static,
-) -> Persist {
-    Box::new(op)
-}
-
 fn handle_lobby_requests(world: &mut World) {
     let pending = std::mem::take(&mut world.resource_mut::<Pending<LobbyRequest>>().0);
     for LobbyRequest { caller, op, reply } in pending {
@@ -265,28 +252,28 @@ fn handle_lobby_requests(world: &mut World) {
                 let outcome = world
                     .resource_mut::<Catalog>()
                     .create_game(caller.user_id, new)
-                    .map(|(game, op)| (LobbyReply::Game(game), boxed(op)));
+                    .map(|(game, op)| (LobbyReply::Game(game), op));
                 persist_then_reply(world, reply, outcome);
             }
             LobbyOp::UpdateMeta { game_id, update } => {
                 let outcome = world
                     .resource_mut::<Catalog>()
                     .update_meta(caller.user_id, &game_id, update)
-                    .map(|op| (LobbyReply::Done, boxed(op)));
+                    .map(|op| (LobbyReply::Done, op));
                 persist_then_reply(world, reply, outcome);
             }
             LobbyOp::SetStatus { game_id, status } => {
                 let outcome = world
                     .resource_mut::<Catalog>()
                     .set_status(caller.user_id, &game_id, status)
-                    .map(|op| (LobbyReply::Done, boxed(op)));
+                    .map(|op| (LobbyReply::Done, op));
                 persist_then_reply(world, reply, outcome);
             }
             LobbyOp::Publish { game_id, version } => {
                 let outcome = world
                     .resource_mut::<Catalog>()
                     .add_version(caller.user_id, &game_id, version)
-                    .map(|op| (LobbyReply::Done, boxed(op)));
+                    .map(|op| (LobbyReply::Done, op));
                 persist_then_reply(world, reply, outcome);
             }
             LobbyOp::AddReview {
@@ -304,7 +291,7 @@ fn handle_lobby_requests(world: &mut World) {
                 let outcome = world
                     .resource_mut::<Catalog>()
                     .review(&game_id, review)
-                    .map(|op| (LobbyReply::Done, boxed(op)));
+                    .map(|op| (LobbyReply::Done, op));
                 persist_then_reply(world, reply, outcome);
             }
             other => {
