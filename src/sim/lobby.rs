@@ -367,7 +367,10 @@ fn answer(world: &mut World, caller: &Caller, op: LobbyOp) -> LobbyResult {
                 .connections
                 .insert(caller.conn, (caller.user_id, caller.username.clone(), push));
             if arriving {
-                lobby.broadcast(wire::presence_push(&[caller.username.clone()], &[]));
+                lobby.broadcast(wire::presence_push(
+                    std::slice::from_ref(&caller.username),
+                    &[],
+                ));
             }
             Ok(LobbyReply::Done)
         }
@@ -386,9 +389,10 @@ fn answer(world: &mut World, caller: &Caller, op: LobbyOp) -> LobbyResult {
                 for room_id in rooms {
                     let _ = leave_room(world, caller, &room_id);
                 }
-                world
-                    .resource::<Lobby>()
-                    .broadcast(wire::presence_push(&[], &[caller.username.clone()]));
+                world.resource::<Lobby>().broadcast(wire::presence_push(
+                    &[],
+                    std::slice::from_ref(&caller.username),
+                ));
             }
             Ok(LobbyReply::Done)
         }
