@@ -478,3 +478,10 @@ pub fn game_data_copy(
         std::fs::write(dir.join(name), serde_json::to_vec_pretty(&value).unwrap()).expect("write");
     }
 }
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> LineClient<S> {
+    /// The next line, which may be a push.
+    pub async fn recv_or_push(&mut self) -> Value {
+        self.recv().await.expect("a line")
+    }
+}

@@ -1,0 +1,971 @@
+//! store-lobby-tcp.md: the developer server and the lobby/store server over real TCP.
+
+mod common;
+
+use base64::Engine;
+use common::{GameClient, LineClient, TestServer, assert_line_error};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+type Client = LineClient<TcpStream>;
+
+async fn call(client: &mut Client, kind: &str, token: Option<&str>, payload: Value) -> Value {
+    let mut request = json!({"type": kind, "payload": payload});
+    if let Some(token) = token {
+        request["token"] = json!(token);
+    }
+    // Pushes may arrive at any time; the reply is the next line without a `type`.
+    client.send(&request).await;
+    loop {
+        let line = client.recv().await.expect("a reply");
+        if line.get("type").is_none() {
+            return line;
+        }
+    }
+}
+
+fn ok(reply: &Value) -> &Value {
+    assert_eq!(reply["status"], "ok", "{reply}");
+    assert_eq!(reply["code"], 0, "{reply}");
+    assert!(reply["message"].is_string(), "{reply}");
+    &reply["payload"]
+}
+
+async fn developer(server: &TestServer, name: &str) -> (Client, String) {
+    let mut dev = LineClient::connect(server.handle().dev_tcp_addr).await;
+    let reply = call(
+        &mut dev,
+        "REGISTER_DEV",
+        None,
+        json!({"username": name, "password": "pw"}),
+    )
+    .await;
+    let token = ok(&reply)["session_token"].as_str().unwrap().to_owned();
+    (dev, token)
+}
+
+async fn player(server: &TestServer, name: &str) -> (Client, String) {
+    let mut lobby = LineClient::connect(server.handle().lobby_tcp_addr).await;
+    let reply = call(
+        &mut lobby,
+        "REGISTER_PLAYER",
+        None,
+        json!({"username": name, "password": "pw"}),
+    )
+    .await;
+    let token = ok(&reply)["session_token"].as_str().unwrap().to_owned();
+    (lobby, token)
+}
+
+async fn create_game(dev: &mut Client, token: &str, name: &str, max_players: u32) -> String {
+    let reply = call(
+        dev,
+        "CREATE_GAME",
+        Some(token),
+        json!({"name": name, "description": "a test game", "game_type": "cli", "max_players": max_players}),
+    )
+    .await;
+    let payload = ok(&reply);
+    assert_eq!(payload["api_key"].as_str().unwrap().len(), 29);
+    assert!(payload["api_secret"].as_str().unwrap().len() >= 32);
+    payload["game_id"].as_str().unwrap().to_owned()
+}
+
+/// Uploads `bytes` as `version` in `chunk`-sized pieces; `pipelined` sends every chunk
+/// before reading the acknowledgements.
+async fn upload(
+    dev: &mut Client,
+    token: &str,
+    game: &str,
+    version: &str,
+    bytes: &[u8],
+    chunk: Option<usize>,
+    pipelined: bool,
+) -> Value {
+    let checksum = hex::encode(Sha256::digest(bytes));
+    let begin = call(
+        dev,
+        "UPLOAD_BEGIN",
+        Some(token),
+        json!({"game_id": game, "version": version, "size_bytes": bytes.len(), "checksum": checksum}),
+    )
+    .await;
+    let begin = ok(&begin).clone();
+    let upload_id = begin["upload_id"].as_str().unwrap().to_owned();
+    let chunk = chunk.unwrap_or(begin["chunk_size"].as_u64().unwrap() as usize);
+    let pieces: Vec<&[u8]> = bytes.chunks(chunk).collect();
+    if pipelined {
+        for (seq, piece) in pieces.iter().enumerate() {
+            dev.send(&json!({"type": "UPLOAD_CHUNK", "token": token,
+                "payload": {"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(piece)}}))
+                .await;
+        }
+        for seq in 0..pieces.len() {
+            let reply = dev.recv().await.unwrap();
+            assert_eq!(ok(&reply)["seq"], seq, "replies in order");
+        }
+    } else {
+        for (seq, piece) in pieces.iter().enumerate() {
+            let reply = call(
+                dev,
+                "UPLOAD_CHUNK",
+                Some(token),
+                json!({"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(piece)}),
+            )
+            .await;
+            ok(&reply);
+        }
+    }
+    call(
+        dev,
+        "UPLOAD_END",
+        Some(token),
+        json!({"upload_id": upload_id}),
+    )
+    .await
+}
+
+/// Downloads a game; returns (version, bytes, checksum from DOWNLOAD_END).
+async fn download(
+    lobby: &mut Client,
+    token: &str,
+    game: &str,
+    version: Option<&str>,
+) -> (String, Vec<u8>, String) {
+    let mut payload = json!({"game_id": game});
+    if let Some(v) = version {
+        payload["version"] = json!(v);
+    }
+    let begin = call(lobby, "DOWNLOAD_BEGIN", Some(token), payload).await;
+    let begin = ok(&begin).clone();
+    let id = begin["download_id"].as_str().unwrap().to_owned();
+    let mut bytes = Vec::new();
+    let mut expect_seq = 0;
+    loop {
+        let line = lobby.recv().await.unwrap();
+        match line["type"].as_str() {
+            Some("DOWNLOAD_CHUNK") => {
+                assert_eq!(line["payload"]["download_id"], id.as_str());
+                assert_eq!(line["payload"]["seq"], expect_seq);
+                expect_seq += 1;
+                bytes.extend(
+                    B64.decode(line["payload"]["data_b64"].as_str().unwrap())
+                        .unwrap(),
+                );
+            }
+            Some("DOWNLOAD_END") => {
+                assert_eq!(bytes.len() as u64, begin["size_bytes"].as_u64().unwrap());
+                return (
+                    line["payload"]["version"].as_str().unwrap().to_owned(),
+                    bytes,
+                    line["payload"]["checksum"].as_str().unwrap().to_owned(),
+                );
+            }
+            Some("DOWNLOAD_ERROR") => panic!("download failed: {line}"),
+            _ => {}
+        }
+    }
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn developer_commands_and_the_duplicate_login_rule() {
+    let server = TestServer::start().await;
+    let (mut dev, first_token) = developer(&server, "studio").await;
+    let game = create_game(&mut dev, &first_token, "Snake", 4).await;
+
+    // A newer login ends the older token: its next request gets 105.
+    let mut second = LineClient::connect(server.handle().dev_tcp_addr).await;
+    let reply = call(
+        &mut second,
+        "LOGIN_DEV",
+        None,
+        json!({"username": "studio", "password": "pw"}),
+    )
+    .await;
+    let token = ok(&reply)["session_token"].as_str().unwrap().to_owned();
+    let stale = call(&mut dev, "LIST_MY_GAMES", Some(&first_token), json!({})).await;
+    assert_line_error(&stale, 105);
+
+    let list = call(&mut second, "LIST_MY_GAMES", Some(&token), json!({})).await;
+    let games = ok(&list)["games"].as_array().unwrap().clone();
+    assert_eq!(games.len(), 1);
+    assert_eq!(games[0]["game_id"], game.as_str());
+    assert_eq!(games[0]["name"], "Snake");
+    assert_eq!(games[0]["description"], "a test game");
+    assert_eq!(games[0]["status"], "ONLINE");
+    assert_eq!(games[0]["latest_version"], Value::Null);
+
+    let reply = call(
+        &mut second,
+        "UPDATE_GAME_META",
+        Some(&token),
+        json!({"game_id": game, "description": "now with walls", "max_players": 2}),
+    )
+    .await;
+    ok(&reply);
+    let reply = call(
+        &mut second,
+        "SET_GAME_STATUS",
+        Some(&token),
+        json!({"game_id": game, "status": "OFFLINE"}),
+    )
+    .await;
+    assert_eq!(ok(&reply)["status"], "OFFLINE");
+    let list = call(&mut second, "LIST_MY_GAMES", Some(&token), json!({})).await;
+    assert_eq!(ok(&list)["games"][0]["description"], "now with walls");
+    assert_eq!(ok(&list)["games"][0]["status"], "OFFLINE");
+
+    let data = random_bytes(10_000, 7);
+    let end = upload(
+        &mut second,
+        &token,
+        &game,
+        "1.0.0",
+        &data,
+        Some(4096),
+        false,
+    )
+    .await;
+    assert_eq!(ok(&end)["version"], "1.0.0");
+    assert_eq!(ok(&end)["is_latest"], true);
+    let end = upload(
+        &mut second,
+        &token,
+        &game,
+        "1.1.0",
+        &data[..100],
+        None,
+        true,
+    )
+    .await;
+    ok(&end);
+    let versions = call(
+        &mut second,
+        "LIST_VERSIONS",
+        Some(&token),
+        json!({"game_id": game}),
+    )
+    .await;
+    let versions = ok(&versions)["versions"].as_array().unwrap().clone();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0]["version"], "1.0.0");
+    assert_eq!(versions[0]["is_latest"], false);
+    assert_eq!(versions[1]["is_latest"], true);
+    assert!(versions[1]["uploaded_at"].is_string());
+
+    // The manifest is beside the build.
+    let manifest: Value = serde_json::from_slice(
+        &std::fs::read(
+            server
+                .dir
+                .path()
+                .join("uploadedGame")
+                .join(&game)
+                .join("1.0.0")
+                .join("manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["sha256"], hex::encode(Sha256::digest(&data)));
+    assert_eq!(manifest["size_bytes"], 10_000);
+    assert_eq!(manifest["uploader"], "studio");
+    for field in ["game_id", "version", "uploaded_at"] {
+        assert!(manifest[field].is_string(), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn every_status_code() {
+    let server = TestServer::start().await;
+    let (mut dev, token) = developer(&server, "coder").await;
+    let game = create_game(&mut dev, &token, "Pong", 2).await;
+
+    // 100: unknown type, malformed payloads, extra fields.
+    assert_line_error(
+        &call(&mut dev, "LAUNCH_MISSILES", Some(&token), json!({})).await,
+        100,
+    );
+    assert_line_error(
+        &call(&mut dev, "CREATE_GAME", Some(&token), json!({"name": "x"})).await,
+        100,
+    );
+    assert_line_error(
+        &call(&mut dev, "LIST_MY_GAMES", Some(&token), json!({"extra": 1})).await,
+        100,
+    );
+    assert_line_error(
+        &call(
+            &mut dev,
+            "SET_GAME_STATUS",
+            Some(&token),
+            json!({"game_id": game, "status": "MAYBE"}),
+        )
+        .await,
+        100,
+    );
+    assert_line_error(
+        &call(
+            &mut dev,
+            "CREATE_GAME",
+            Some(&token),
+            json!({"name": "x", "description": "", "game_type": "cli", "max_players": 0}),
+        )
+        .await,
+        100,
+    );
+    // 101: no token, a forged token.
+    assert_line_error(&call(&mut dev, "LIST_MY_GAMES", None, json!({})).await, 101);
+    assert_line_error(
+        &call(
+            &mut dev,
+            "LIST_MY_GAMES",
+            Some("forged.token.here"),
+            json!({}),
+        )
+        .await,
+        101,
+    );
+    assert_line_error(
+        &call(
+            &mut dev,
+            "LOGIN_DEV",
+            None,
+            json!({"username": "coder", "password": "nope"}),
+        )
+        .await,
+        101,
+    );
+    // 102: someone else's game; a player at the developer server.
+    let (mut rival, rival_token) = developer(&server, "rival").await;
+    assert_line_error(
+        &call(
+            &mut rival,
+            "SET_GAME_STATUS",
+            Some(&rival_token),
+            json!({"game_id": game, "status": "OFFLINE"}),
+        )
+        .await,
+        102,
+    );
+    assert_line_error(
+        &call(
+            &mut rival,
+            "UPLOAD_BEGIN",
+            Some(&rival_token),
+            json!({"game_id": game, "version": "1", "size_bytes": 1}),
+        )
+        .await,
+        102,
+    );
+    player(&server, "gamer").await;
+    let mut as_player = LineClient::connect(server.handle().dev_tcp_addr).await;
+    assert_line_error(
+        &call(
+            &mut as_player,
+            "LOGIN_DEV",
+            None,
+            json!({"username": "gamer", "password": "pw"}),
+        )
+        .await,
+        102,
+    );
+    // 103: unknown game.
+    assert_line_error(
+        &call(
+            &mut dev,
+            "LIST_VERSIONS",
+            Some(&token),
+            json!({"game_id": "no-such-game"}),
+        )
+        .await,
+        103,
+    );
+    // 104: duplicate username, duplicate version.
+    let mut again = LineClient::connect(server.handle().dev_tcp_addr).await;
+    assert_line_error(
+        &call(
+            &mut again,
+            "REGISTER_DEV",
+            None,
+            json!({"username": "CODER", "password": "x"}),
+        )
+        .await,
+        104,
+    );
+    ok(&upload(&mut dev, &token, &game, "1.0", b"hello", None, false).await);
+    assert_line_error(
+        &call(
+            &mut dev,
+            "UPLOAD_BEGIN",
+            Some(&token),
+            json!({"game_id": game, "version": "1.0", "size_bytes": 5}),
+        )
+        .await,
+        104,
+    );
+    // 105: a chunk without BEGIN; END before all bytes.
+    assert_line_error(
+        &call(
+            &mut dev,
+            "UPLOAD_CHUNK",
+            Some(&token),
+            json!({"upload_id": "nope", "seq": 0, "data_b64": "aGk="}),
+        )
+        .await,
+        105,
+    );
+    let begin = call(
+        &mut dev,
+        "UPLOAD_BEGIN",
+        Some(&token),
+        json!({"game_id": game, "version": "2.0", "size_bytes": 10}),
+    )
+    .await;
+    let upload_id = ok(&begin)["upload_id"].as_str().unwrap().to_owned();
+    ok(&call(
+        &mut dev,
+        "UPLOAD_CHUNK",
+        Some(&token),
+        json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"12345")}),
+    )
+    .await);
+    assert_line_error(
+        &call(
+            &mut dev,
+            "UPLOAD_END",
+            Some(&token),
+            json!({"upload_id": upload_id}),
+        )
+        .await,
+        105,
+    );
+    // 120: a skipped seq and a changed retry; an identical retry is acknowledged again.
+    let gap = call(
+        &mut dev,
+        "UPLOAD_CHUNK",
+        Some(&token),
+        json!({"upload_id": upload_id, "seq": 2, "data_b64": B64.encode(b"67890")}),
+    )
+    .await;
+    assert!(assert_line_error(&gap, 120).contains("expected seq 1"));
+    let changed = call(
+        &mut dev,
+        "UPLOAD_CHUNK",
+        Some(&token),
+        json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"XXXXX")}),
+    )
+    .await;
+    assert_line_error(&changed, 120);
+    let retry = call(
+        &mut dev,
+        "UPLOAD_CHUNK",
+        Some(&token),
+        json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"12345")}),
+    )
+    .await;
+    assert_eq!(ok(&retry)["received_bytes"], 5);
+    // Over the size: refused, nothing changes.
+    let past = call(
+        &mut dev,
+        "UPLOAD_CHUNK",
+        Some(&token),
+        json!({"upload_id": upload_id, "seq": 1, "data_b64": B64.encode(b"123456789")}),
+    )
+    .await;
+    assert_line_error(&past, 100);
+    ok(&call(
+        &mut dev,
+        "UPLOAD_CHUNK",
+        Some(&token),
+        json!({"upload_id": upload_id, "seq": 1, "data_b64": B64.encode(b"67890")}),
+    )
+    .await);
+    ok(&call(
+        &mut dev,
+        "UPLOAD_END",
+        Some(&token),
+        json!({"upload_id": upload_id}),
+    )
+    .await);
+    // 121: a checksum that does not match; nothing is published.
+    let begin = call(
+        &mut dev,
+        "UPLOAD_BEGIN",
+        Some(&token),
+        json!({"game_id": game, "version": "3.0", "size_bytes": 3, "checksum": "0".repeat(64)}),
+    )
+    .await;
+    let upload_id = ok(&begin)["upload_id"].as_str().unwrap().to_owned();
+    ok(&call(
+        &mut dev,
+        "UPLOAD_CHUNK",
+        Some(&token),
+        json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"abc")}),
+    )
+    .await);
+    assert_line_error(
+        &call(
+            &mut dev,
+            "UPLOAD_END",
+            Some(&token),
+            json!({"upload_id": upload_id}),
+        )
+        .await,
+        121,
+    );
+    assert!(
+        !server
+            .dir
+            .path()
+            .join("uploadedGame")
+            .join(&game)
+            .join("3.0")
+            .exists()
+    );
+    let versions = call(
+        &mut dev,
+        "LIST_VERSIONS",
+        Some(&token),
+        json!({"game_id": game}),
+    )
+    .await;
+    assert_eq!(ok(&versions)["versions"].as_array().unwrap().len(), 2);
+    // A chunk larger than chunk_size.
+    let begin = call(
+        &mut dev,
+        "UPLOAD_BEGIN",
+        Some(&token),
+        json!({"game_id": game, "version": "4.0", "size_bytes": 2_000_000}),
+    )
+    .await;
+    let begin = ok(&begin).clone();
+    let too_big = vec![0u8; begin["chunk_size"].as_u64().unwrap() as usize + 1];
+    let reply = call(
+        &mut dev,
+        "UPLOAD_CHUNK",
+        Some(&token),
+        json!({"upload_id": begin["upload_id"], "seq": 0, "data_b64": B64.encode(&too_big)}),
+    )
+    .await;
+    assert!(assert_line_error(&reply, 100).contains("chunk_size"));
+    ok(&call(
+        &mut dev,
+        "CANCEL_UPLOAD",
+        Some(&token),
+        json!({"upload_id": begin["upload_id"]}),
+    )
+    .await);
+    // Over the maximum size: refused at BEGIN.
+    let reply = call(
+        &mut dev,
+        "UPLOAD_BEGIN",
+        Some(&token),
+        json!({"game_id": game, "version": "5.0", "size_bytes": 1u64 << 40}),
+    )
+    .await;
+    assert_line_error(&reply, 100);
+}
+
+#[tokio::test]
+async fn path_traversal_writes_nothing_outside_the_data_dir() {
+    let server = TestServer::start().await;
+    let (mut dev, token) = developer(&server, "sneaky").await;
+    let game = create_game(&mut dev, &token, "Escape", 1).await;
+    let outside = server.dir.path().parent().unwrap().to_owned();
+    let before: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    for version in [
+        "../../evil",
+        "..",
+        "a/b",
+        "a\\b",
+        "/tmp/evil",
+        "x\u{0}y",
+        ".hidden",
+    ] {
+        let reply = call(
+            &mut dev,
+            "UPLOAD_BEGIN",
+            Some(&token),
+            json!({"game_id": game, "version": version, "size_bytes": 1}),
+        )
+        .await;
+        let message = assert_line_error(&reply, 100);
+        assert!(
+            message.contains("invalid version"),
+            "{version:?}: {message}"
+        );
+    }
+    for game_id in ["../..", "x/../../y", "/etc"] {
+        let reply = call(
+            &mut dev,
+            "UPLOAD_BEGIN",
+            Some(&token),
+            json!({"game_id": game_id, "version": "1", "size_bytes": 1}),
+        )
+        .await;
+        assert!(assert_line_error(&reply, 100).contains("invalid game_id"));
+    }
+    let (mut lobby, ptoken) = player(&server, "downloader").await;
+    let reply = call(
+        &mut lobby,
+        "DOWNLOAD_BEGIN",
+        Some(&ptoken),
+        json!({"game_id": game, "version": "../../../etc/passwd"}),
+    )
+    .await;
+    assert_line_error(&reply, 100);
+    let after: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(before.len(), after.len(), "nothing new beside the data dir");
+}
+
+#[tokio::test]
+async fn fifty_mib_round_trip_pipelined_and_not() {
+    let server = TestServer::start().await;
+    let (mut dev, token) = developer(&server, "bigfiles").await;
+    let game = create_game(&mut dev, &token, "Huge", 8).await;
+    let data = random_bytes(50 << 20, 99);
+    let digest = hex::encode(Sha256::digest(&data));
+    ok(&upload(&mut dev, &token, &game, "1.0.0", &data, None, true).await);
+    ok(&upload(&mut dev, &token, &game, "1.0.1", &data, None, false).await);
+    let (mut lobby, ptoken) = player(&server, "fetcher").await;
+    for version in [Some("1.0.0"), None] {
+        let (got_version, bytes, checksum) = download(&mut lobby, &ptoken, &game, version).await;
+        assert_eq!(got_version, version.unwrap_or("1.0.1"));
+        assert_eq!(checksum, digest);
+        assert!(bytes == data, "identical bytes");
+    }
+}
+
+#[tokio::test]
+async fn lobby_catalog_reviews_and_presence() {
+    let server = TestServer::start().await;
+    let (mut dev, dtoken) = developer(&server, "maker").await;
+    let game = create_game(&mut dev, &dtoken, "Chess", 2).await;
+    ok(&upload(&mut dev, &dtoken, &game, "0.9", b"pieces", None, false).await);
+
+    let (mut watcher, wtoken) = player(&server, "watcher").await;
+    let (mut alice, atoken) = player(&server, "alice").await;
+    // The watcher is told alice arrived.
+    let push = loop {
+        let line = watcher.recv().await.unwrap();
+        if line["type"] == "PLAYER_PRESENCE" {
+            break line;
+        }
+    };
+    assert_eq!(push["payload"]["online"], json!(["alice"]));
+
+    let games = call(&mut alice, "LIST_GAMES", Some(&atoken), json!({})).await;
+    let games = ok(&games)["games"].as_array().unwrap().clone();
+    let space = games
+        .iter()
+        .find(|g| g["game_id"] == "ecliptic-space")
+        .expect("the space game is listed");
+    assert_eq!(space["status"], "ONLINE");
+    assert!(space["latest_version"].is_string());
+    let chess = games
+        .iter()
+        .find(|g| g["game_id"] == game.as_str())
+        .unwrap();
+    assert_eq!(chess["latest_version"], "0.9");
+    assert_eq!(chess["avg_score"], Value::Null);
+
+    ok(&call(
+        &mut alice,
+        "ADD_REVIEW",
+        Some(&atoken),
+        json!({"game_id": game, "score": 2, "comment": "meh"}),
+    )
+    .await);
+    ok(&call(
+        &mut alice,
+        "ADD_REVIEW",
+        Some(&atoken),
+        json!({"game_id": game, "score": 4, "comment": "grew on me"}),
+    )
+    .await);
+    ok(&call(
+        &mut watcher,
+        "ADD_REVIEW",
+        Some(&wtoken),
+        json!({"game_id": game, "score": 5, "comment": "great"}),
+    )
+    .await);
+    assert_line_error(
+        &call(
+            &mut alice,
+            "ADD_REVIEW",
+            Some(&atoken),
+            json!({"game_id": game, "score": 6, "comment": "x"}),
+        )
+        .await,
+        100,
+    );
+    let reviews = call(
+        &mut alice,
+        "LIST_REVIEWS",
+        Some(&atoken),
+        json!({"game_id": game}),
+    )
+    .await;
+    let reviews = ok(&reviews)["reviews"].as_array().unwrap().clone();
+    assert_eq!(
+        reviews.len(),
+        2,
+        "one review per player: the new one replaced the old"
+    );
+    let mine = reviews.iter().find(|r| r["player"] == "alice").unwrap();
+    assert_eq!(mine["score"], 4);
+    assert_eq!(mine["comment"], "grew on me");
+    assert!(mine["created_at"].is_string());
+
+    let detail = call(
+        &mut alice,
+        "GET_GAME_DETAIL",
+        Some(&atoken),
+        json!({"game_id": game}),
+    )
+    .await;
+    let detail = ok(&detail);
+    assert_eq!(detail["avg_score"], 4.5);
+    assert_eq!(detail["game_type"], "cli");
+    assert_eq!(detail["max_players"], 2);
+    assert_eq!(detail["reviews_sample"].as_array().unwrap().len(), 2);
+    assert_eq!(detail["description"], "a test game");
+
+    let latest = call(
+        &mut alice,
+        "LATEST_VERSION",
+        Some(&atoken),
+        json!({"game_id": game}),
+    )
+    .await;
+    assert_eq!(ok(&latest)["version"], "0.9");
+    assert_eq!(ok(&latest)["size_bytes"], 6);
+    assert_eq!(
+        ok(&latest)["checksum"],
+        hex::encode(Sha256::digest(b"pieces"))
+    );
+
+    let players = call(&mut alice, "LIST_PLAYERS", Some(&atoken), json!({})).await;
+    assert_eq!(ok(&players)["online_players"], json!(["alice", "watcher"]));
+    drop(watcher);
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let players = call(&mut alice, "LIST_PLAYERS", Some(&atoken), json!({})).await;
+        if ok(&players)["online_players"] == json!(["alice"]) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "watcher never left");
+    }
+    // A lobby token does not open the developer server, and vice versa.
+    assert_line_error(
+        &call(&mut dev, "LIST_MY_GAMES", Some(&atoken), json!({})).await,
+        101,
+    );
+    assert_line_error(
+        &call(&mut alice, "LIST_GAMES", Some(&dtoken), json!({})).await,
+        101,
+    );
+    assert_line_error(
+        &call(
+            &mut alice,
+            "GET_GAME_DETAIL",
+            Some(&atoken),
+            json!({"game_id": "nope"}),
+        )
+        .await,
+        103,
+    );
+}
+
+#[tokio::test]
+async fn rooms_from_creation_to_a_game_client_in_the_instance() {
+    let server = TestServer::start().await;
+    let (mut dev, dtoken) = developer(&server, "host-dev").await;
+    let duel = create_game(&mut dev, &dtoken, "Duel", 2).await;
+    ok(&upload(&mut dev, &dtoken, &duel, "1.0", b"duel", None, false).await);
+    let (mut host, htoken) = player(&server, "hostess").await;
+    let (mut guest, gtoken) = player(&server, "guest").await;
+    let (mut third, ttoken) = player(&server, "third").await;
+
+    let created = call(
+        &mut host,
+        "CREATE_ROOM",
+        Some(&htoken),
+        json!({"game_id": duel}),
+    )
+    .await;
+    let room_id = ok(&created)["room_id"].as_str().unwrap().to_owned();
+    assert_eq!(ok(&created)["version"], "1.0");
+    let joined = call(
+        &mut guest,
+        "JOIN_ROOM",
+        Some(&gtoken),
+        json!({"room_id": room_id}),
+    )
+    .await;
+    assert_eq!(ok(&joined)["room_id"], room_id.as_str());
+    // Full (max_players 2): 105. Unknown room: 103. Only the host starts: 102.
+    assert_line_error(
+        &call(
+            &mut third,
+            "JOIN_ROOM",
+            Some(&ttoken),
+            json!({"room_id": room_id}),
+        )
+        .await,
+        105,
+    );
+    assert_line_error(
+        &call(
+            &mut third,
+            "JOIN_ROOM",
+            Some(&ttoken),
+            json!({"room_id": "room-nope"}),
+        )
+        .await,
+        103,
+    );
+    assert_line_error(
+        &call(
+            &mut guest,
+            "START_ROOM",
+            Some(&gtoken),
+            json!({"room_id": room_id}),
+        )
+        .await,
+        102,
+    );
+
+    let rooms = call(&mut third, "LIST_ROOMS", Some(&ttoken), json!({})).await;
+    let room = ok(&rooms)["rooms"][0].clone();
+    assert_eq!(
+        room,
+        json!({"room_id": room_id, "game_id": duel, "version": "1.0", "host": "hostess",
+        "players": ["hostess", "guest"], "status": "WAITING"})
+    );
+
+    // An observer that only listens.
+    let (mut observer, _) = player(&server, "observer").await;
+    // The host leaves: the guest becomes host.
+    ok(&call(
+        &mut host,
+        "LEAVE_ROOM",
+        Some(&htoken),
+        json!({"room_id": room_id}),
+    )
+    .await);
+    let rooms = call(&mut third, "LIST_ROOMS", Some(&ttoken), json!({})).await;
+    assert_eq!(ok(&rooms)["rooms"][0]["host"], "guest");
+    // The observer saw the room change.
+    let update = loop {
+        let line = observer.recv_or_push().await;
+        if line["type"] == "ROOM_UPDATED" {
+            break line;
+        }
+    };
+    assert_eq!(update["payload"]["room"]["room_id"], room_id.as_str());
+    assert_eq!(update["payload"]["room"]["host"], "guest");
+    assert_eq!(update["status"], "ok");
+
+    // An offline game takes no new rooms: 105.
+    ok(&call(
+        &mut dev,
+        "SET_GAME_STATUS",
+        Some(&dtoken),
+        json!({"game_id": duel, "status": "OFFLINE"}),
+    )
+    .await);
+    assert_line_error(
+        &call(
+            &mut third,
+            "CREATE_ROOM",
+            Some(&ttoken),
+            json!({"game_id": duel}),
+        )
+        .await,
+        105,
+    );
+    assert_line_error(
+        &call(
+            &mut guest,
+            "START_ROOM",
+            Some(&gtoken),
+            json!({"room_id": room_id}),
+        )
+        .await,
+        105,
+    );
+    ok(&call(
+        &mut dev,
+        "SET_GAME_STATUS",
+        Some(&dtoken),
+        json!({"game_id": duel, "status": "ONLINE"}),
+    )
+    .await);
+
+    let started = call(
+        &mut guest,
+        "START_ROOM",
+        Some(&gtoken),
+        json!({"room_id": room_id}),
+    )
+    .await;
+    let started = ok(&started).clone();
+    assert_eq!(started["room_id"], room_id.as_str());
+    assert_eq!(started["version"], "1.0");
+    assert_eq!(started["game_port"], server.handle().http_addr.port());
+    assert_eq!(
+        started["game_host"],
+        server.handle().http_addr.ip().to_string()
+    );
+
+    // A /game client enters the room's instance by its id.
+    let login = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "guest", "password": "pw"}),
+        )
+        .await
+        .1;
+    let mut game = GameClient::connect(&server).await;
+    game.login(login["access_token"].as_str().unwrap()).await;
+    let (joined, snapshot) = game.join(&room_id).await;
+    assert_eq!(joined["payload"]["system_id"], room_id.as_str());
+    assert!(snapshot["payload"]["you"]["ship_id"].is_string());
+
+    // The last player leaves: the room closes.
+    ok(&call(
+        &mut guest,
+        "LEAVE_ROOM",
+        Some(&gtoken),
+        json!({"room_id": room_id}),
+    )
+    .await);
+    let rooms = call(&mut third, "LIST_ROOMS", Some(&ttoken), json!({})).await;
+    assert_eq!(ok(&rooms)["rooms"], json!([]));
+}

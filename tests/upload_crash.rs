@@ -1,0 +1,157 @@
+//! Uploads across `kill -9`: a version is either wholly there or not at all.
+
+mod common;
+
+use base64::Engine;
+use common::{ChildServer, LineClient, temp_data_dir};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+async fn call(
+    client: &mut LineClient<tokio::net::TcpStream>,
+    kind: &str,
+    token: Option<&str>,
+    payload: Value,
+) -> Value {
+    let mut request = json!({"type": kind, "payload": payload});
+    if let Some(token) = token {
+        request["token"] = json!(token);
+    }
+    client.request(&request).await
+}
+
+async fn login(
+    server: &ChildServer,
+    register: bool,
+) -> (LineClient<tokio::net::TcpStream>, String) {
+    let mut dev = LineClient::connect(server.dev_tcp).await;
+    let kind = if register {
+        "REGISTER_DEV"
+    } else {
+        "LOGIN_DEV"
+    };
+    let reply = call(
+        &mut dev,
+        kind,
+        None,
+        json!({"username": "crashy", "password": "pw"}),
+    )
+    .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    let token = reply["payload"]["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (dev, token)
+}
+
+async fn versions(server: &ChildServer, game: &str) -> Vec<Value> {
+    let (mut dev, token) = login(server, false).await;
+    let reply = call(
+        &mut dev,
+        "LIST_VERSIONS",
+        Some(&token),
+        json!({"game_id": game}),
+    )
+    .await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    reply["payload"]["versions"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_mid_upload_leaves_no_version() {
+    let (_tmp, data) = temp_data_dir();
+    let server = ChildServer::spawn(&data, &[]);
+    let (mut dev, token) = login(&server, true).await;
+    let game = call(
+        &mut dev,
+        "CREATE_GAME",
+        Some(&token),
+        json!({"name": "Half", "description": "", "game_type": "cli", "max_players": 2}),
+    )
+    .await;
+    let game = game["payload"]["game_id"].as_str().unwrap().to_owned();
+    let begin = call(
+        &mut dev,
+        "UPLOAD_BEGIN",
+        Some(&token),
+        json!({"game_id": game, "version": "1.0", "size_bytes": 3 * 100_000}),
+    )
+    .await;
+    let upload_id = begin["payload"]["upload_id"].as_str().unwrap().to_owned();
+    for seq in 0..2 {
+        let reply = call(&mut dev, "UPLOAD_CHUNK", Some(&token),
+            json!({"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(vec![seq as u8; 100_000])})).await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+    }
+    server.kill_hard();
+
+    let restarted = ChildServer::spawn(&data, &[]);
+    assert_eq!(versions(&restarted, &game).await, Vec::<Value>::new());
+    assert!(!data.join("uploadedGame").join(&game).join("1.0").exists());
+    let staged = std::fs::read_dir(data.join("staging"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(staged, 0, "staging files are cleared at start");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_right_after_upload_end_keeps_the_version() {
+    let (_tmp, data) = temp_data_dir();
+    let server = ChildServer::spawn(&data, &[]);
+    let (mut dev, token) = login(&server, true).await;
+    let game = call(
+        &mut dev,
+        "CREATE_GAME",
+        Some(&token),
+        json!({"name": "Whole", "description": "", "game_type": "cli", "max_players": 2}),
+    )
+    .await;
+    let game = game["payload"]["game_id"].as_str().unwrap().to_owned();
+    let bytes: Vec<u8> = (0..250_000u32).map(|i| (i % 251) as u8).collect();
+    let begin = call(
+        &mut dev,
+        "UPLOAD_BEGIN",
+        Some(&token),
+        json!({"game_id": game, "version": "2.0", "size_bytes": bytes.len()}),
+    )
+    .await;
+    let upload_id = begin["payload"]["upload_id"].as_str().unwrap().to_owned();
+    for (seq, piece) in bytes.chunks(100_000).enumerate() {
+        let reply = call(
+            &mut dev,
+            "UPLOAD_CHUNK",
+            Some(&token),
+            json!({"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(piece)}),
+        )
+        .await;
+        assert_eq!(reply["status"], "ok", "{reply}");
+    }
+    let end = call(
+        &mut dev,
+        "UPLOAD_END",
+        Some(&token),
+        json!({"upload_id": upload_id}),
+    )
+    .await;
+    assert_eq!(end["status"], "ok", "{end}");
+    server.kill_hard();
+
+    let restarted = ChildServer::spawn(&data, &[]);
+    let listed = versions(&restarted, &game).await;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["version"], "2.0");
+    let stored = std::fs::read(
+        data.join("uploadedGame")
+            .join(&game)
+            .join("2.0")
+            .join("build.bin"),
+    )
+    .unwrap();
+    assert_eq!(
+        hex::encode(Sha256::digest(&stored)),
+        hex::encode(Sha256::digest(&bytes))
+    );
+}
