@@ -47,6 +47,7 @@
 //! ```
 
 pub mod bridge;
+pub mod client;
 pub mod config;
 pub mod metrics;
 pub mod net;

@@ -31,6 +31,61 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Developer tools (the developer server).
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+    /// Player tools (the lobby/store server).
+    Play {
+        #[command(subcommand)]
+        command: PlayCommand,
+    },
+}
+
+#[derive(Args, Clone)]
+struct Login {
+    /// Account name.
+    #[arg(long, env = "ECLIPTIC_USER")]
+    user: String,
+    /// Account password.
+    #[arg(long, env = "ECLIPTIC_PASSWORD", hide_env_values = true)]
+    password: String,
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Upload a build of one of your games as a new version.
+    Upload {
+        #[arg(long)]
+        game: String,
+        #[arg(long)]
+        version: String,
+        file: PathBuf,
+        /// The developer server.
+        #[arg(long, env = "ECLIPTIC_DEV_SERVER", default_value = "127.0.0.1:7001")]
+        server: String,
+        #[command(flatten)]
+        login: Login,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlayCommand {
+    /// Download a game's build (the latest, or --version).
+    Download {
+        game: String,
+        #[arg(long)]
+        version: Option<String>,
+        /// Where downloads go: <dir>/<player>/<game>/<version>/build.bin.
+        #[arg(long, default_value = "./downloads")]
+        dir: PathBuf,
+        /// The lobby/store server.
+        #[arg(long, env = "ECLIPTIC_LOBBY_SERVER", default_value = "127.0.0.1:7002")]
+        server: String,
+        #[command(flatten)]
+        login: Login,
+    },
 }
 
 #[derive(Subcommand)]
@@ -148,6 +203,8 @@ fn main() -> std::process::ExitCode {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
         Some(Command::Admin { command }) => admin(command),
+        Some(Command::Dev { command }) => dev(command),
+        Some(Command::Play { command }) => play(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -249,4 +306,46 @@ fn admin(command: AdminCommand) -> anyhow::Result<()> {
             })
         }
     }
+}
+
+fn dev(command: DevCommand) -> anyhow::Result<()> {
+    init_logging("warn");
+    let DevCommand::Upload {
+        game,
+        version,
+        file,
+        server,
+        login,
+    } = command;
+    let checksum = runtime()?.block_on(ecliptic::client::upload(
+        &server,
+        &login.user,
+        &login.password,
+        &game,
+        &version,
+        &file,
+    ))?;
+    println!("uploaded {game} {version} (sha256 {checksum})");
+    Ok(())
+}
+
+fn play(command: PlayCommand) -> anyhow::Result<()> {
+    init_logging("warn");
+    let PlayCommand::Download {
+        game,
+        version,
+        dir,
+        server,
+        login,
+    } = command;
+    let path = runtime()?.block_on(ecliptic::client::download(
+        &server,
+        &login.user,
+        &login.password,
+        &game,
+        version.as_deref(),
+        &dir,
+    ))?;
+    println!("downloaded {}", path.display());
+    Ok(())
 }

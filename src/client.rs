@@ -1,0 +1,236 @@
+//! Clients for people: `ecliptic dev upload` and `ecliptic play download`, speaking
+//! store-lobby-tcp.md like any other client would.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Chunks in flight at once during an upload.
+const WINDOW: usize = 16;
+
+/// A store-lobby-tcp.md connection.
+pub struct LineClient {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    pub token: Option<String>,
+}
+
+/// A refusal from the server, as the user should see it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message} (code {code})")]
+pub struct ServerError {
+    pub code: u64,
+    pub message: String,
+}
+
+impl LineClient {
+    pub async fn connect(addr: &str) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
+        stream.set_nodelay(true)?;
+        let (reader, writer) = stream.into_split();
+        Ok(Self {
+            reader: BufReader::with_capacity(1 << 20, reader),
+            writer,
+            token: None,
+        })
+    }
+
+    pub async fn send(&mut self, kind: &str, payload: Value) -> anyhow::Result<()> {
+        let mut request = json!({"type": kind, "payload": payload});
+        if let Some(token) = &self.token {
+            request["token"] = json!(token);
+        }
+        let mut line = serde_json::to_vec(&request)?;
+        line.push(b'\n');
+        self.writer.write_all(&line).await?;
+        Ok(())
+    }
+
+    /// The next line from the server.
+    pub async fn recv(&mut self) -> anyhow::Result<Value> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line).await? == 0 {
+            anyhow::bail!("the server closed the connection");
+        }
+        Ok(serde_json::from_str(&line)?)
+    }
+
+    /// The next reply (pushes, which carry a `type`, are skipped); errors become `Err`.
+    pub async fn reply(&mut self) -> anyhow::Result<Value> {
+        loop {
+            let line = self.recv().await?;
+            if line.get("type").is_some() {
+                continue;
+            }
+            if line["status"] != "ok" {
+                return Err(ServerError {
+                    code: line["code"].as_u64().unwrap_or(0),
+                    message: line["message"]
+                        .as_str()
+                        .unwrap_or("unknown error")
+                        .to_owned(),
+                }
+                .into());
+            }
+            return Ok(line["payload"].clone());
+        }
+    }
+
+    pub async fn request(&mut self, kind: &str, payload: Value) -> anyhow::Result<Value> {
+        self.send(kind, payload).await?;
+        self.reply().await
+    }
+
+    /// Logs in (`LOGIN_DEV` or `LOGIN_PLAYER`) and keeps the token.
+    pub async fn login(
+        &mut self,
+        kind: &str,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<()> {
+        let reply = self
+            .request(kind, json!({"username": username, "password": password}))
+            .await?;
+        self.token = reply["session_token"].as_str().map(str::to_owned);
+        Ok(())
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Uploads `file` as `version` of `game`; returns the published checksum.
+pub async fn upload(
+    server: &str,
+    username: &str,
+    password: &str,
+    game: &str,
+    version: &str,
+    file: &Path,
+) -> anyhow::Result<String> {
+    let bytes = tokio::fs::read(file)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let checksum = hex::encode(Sha256::digest(&bytes));
+    let mut client = LineClient::connect(server).await?;
+    client.login("LOGIN_DEV", username, password).await?;
+    let begin = client
+        .request(
+            "UPLOAD_BEGIN",
+            json!({"game_id": game, "version": version, "size_bytes": bytes.len(), "checksum": checksum}),
+        )
+        .await?;
+    let upload_id = begin["upload_id"].as_str().unwrap_or_default().to_owned();
+    let chunk = begin["chunk_size"].as_u64().unwrap_or(4096).max(1) as usize;
+    let progress = bar(bytes.len() as u64, "upload");
+    let pieces: Vec<&[u8]> = bytes.chunks(chunk).collect();
+    let mut acked = 0;
+    for (seq, piece) in pieces.iter().enumerate() {
+        client
+            .send(
+                "UPLOAD_CHUNK",
+                json!({"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(piece)}),
+            )
+            .await?;
+        if seq + 1 - acked >= WINDOW {
+            client.reply().await?;
+            progress.inc(pieces[acked].len() as u64);
+            acked += 1;
+        }
+    }
+    while acked < pieces.len() {
+        client.reply().await?;
+        progress.inc(pieces[acked].len() as u64);
+        acked += 1;
+    }
+    let end = client
+        .request("UPLOAD_END", json!({"upload_id": upload_id}))
+        .await?;
+    progress.finish_and_clear();
+    Ok(end["checksum"].as_str().unwrap_or(&checksum).to_owned())
+}
+
+/// Downloads `game` into `<dir>/<player>/<game>/<version>/build.bin`, through a `.part`
+/// file renamed only after `DOWNLOAD_END` and a matching SHA-256. Returns the final path.
+pub async fn download(
+    server: &str,
+    username: &str,
+    password: &str,
+    game: &str,
+    version: Option<&str>,
+    dir: &Path,
+) -> anyhow::Result<PathBuf> {
+    let mut client = LineClient::connect(server).await?;
+    client.login("LOGIN_PLAYER", username, password).await?;
+    let mut payload = json!({"game_id": game});
+    if let Some(v) = version {
+        payload["version"] = json!(v);
+    }
+    let begin = client.request("DOWNLOAD_BEGIN", payload).await?;
+    let download_id = begin["download_id"].as_str().unwrap_or_default().to_owned();
+    let version = begin["version"].as_str().unwrap_or("unknown").to_owned();
+    let size = begin["size_bytes"].as_u64().unwrap_or(0);
+    let folder = dir.join(username).join(game);
+    tokio::fs::create_dir_all(&folder).await?;
+    let part = folder.join(format!("{version}.part"));
+    let mut out = tokio::fs::File::create(&part).await?;
+    let mut hasher = Sha256::new();
+    let progress = bar(size, "download");
+    let checksum = loop {
+        let line = client.recv().await?;
+        let body = &line["payload"];
+        if body["download_id"] != download_id.as_str() {
+            continue;
+        }
+        match line["type"].as_str() {
+            Some("DOWNLOAD_CHUNK") => {
+                let data = B64.decode(body["data_b64"].as_str().unwrap_or_default())?;
+                hasher.update(&data);
+                out.write_all(&data).await?;
+                progress.inc(data.len() as u64);
+            }
+            Some("DOWNLOAD_END") => break body["checksum"].as_str().unwrap_or_default().to_owned(),
+            Some("DOWNLOAD_ERROR") => {
+                let _ = tokio::fs::remove_file(&part).await;
+                anyhow::bail!(
+                    "download failed: {}",
+                    body["message"].as_str().unwrap_or("?")
+                );
+            }
+            _ => {}
+        }
+    };
+    out.sync_all().await?;
+    drop(out);
+    progress.finish_and_clear();
+    let actual = hex::encode(hasher.finalize());
+    if actual != checksum {
+        let _ = tokio::fs::remove_file(&part).await;
+        anyhow::bail!("checksum mismatch: expected {checksum}, got {actual}");
+    }
+    let final_dir = folder.join(&version);
+    tokio::fs::create_dir_all(&final_dir).await?;
+    let target = final_dir.join("build.bin");
+    tokio::fs::rename(&part, &target).await?;
+    Ok(target)
+}
