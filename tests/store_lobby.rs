@@ -969,3 +969,96 @@ async fn rooms_from_creation_to_a_game_client_in_the_instance() {
     let rooms = call(&mut third, "LIST_ROOMS", Some(&ttoken), json!({})).await;
     assert_eq!(ok(&rooms)["rooms"], json!([]));
 }
+
+#[tokio::test]
+async fn abandoned_uploads_expire_with_their_staging_files() {
+    let server = TestServer::start_with(|c| c.uploads.idle_timeout_secs = 1).await;
+    let (mut dev, token) = developer(&server, "quitter").await;
+    let game = create_game(&mut dev, &token, "Left", 1).await;
+    let begin = call(
+        &mut dev,
+        "UPLOAD_BEGIN",
+        Some(&token),
+        json!({"game_id": game, "version": "1", "size_bytes": 10}),
+    )
+    .await;
+    let upload_id = ok(&begin)["upload_id"].as_str().unwrap().to_owned();
+    let staging = server.dir.path().join("staging").join(&upload_id);
+    assert!(staging.exists());
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while staging.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the upload never expired"
+        );
+        tokio::task::yield_now().await;
+    }
+    let reply = call(
+        &mut dev,
+        "UPLOAD_CHUNK",
+        Some(&token),
+        json!({"upload_id": upload_id, "seq": 0, "data_b64": "aGk="}),
+    )
+    .await;
+    assert_line_error(&reply, 105);
+    // The version is free again.
+    let again = call(
+        &mut dev,
+        "UPLOAD_BEGIN",
+        Some(&token),
+        json!({"game_id": game, "version": "1", "size_bytes": 10}),
+    )
+    .await;
+    ok(&again);
+}
+
+#[tokio::test]
+async fn login_player_and_requests_answered_while_a_download_streams() {
+    let server = TestServer::start().await;
+    let (mut dev, token) = developer(&server, "streamer").await;
+    let game = create_game(&mut dev, &token, "Stream", 1).await;
+    let data = random_bytes(32 << 20, 3);
+    ok(&upload(&mut dev, &token, &game, "1", &data, None, true).await);
+    player(&server, "reader").await;
+    let mut lobby = LineClient::connect(server.handle().lobby_tcp_addr).await;
+    let login = call(
+        &mut lobby,
+        "LOGIN_PLAYER",
+        None,
+        json!({"username": "reader", "password": "pw"}),
+    )
+    .await;
+    let ptoken = ok(&login)["session_token"].as_str().unwrap().to_owned();
+    assert_line_error(
+        &call(
+            &mut lobby,
+            "LOGIN_PLAYER",
+            None,
+            json!({"username": "reader", "password": "bad"}),
+        )
+        .await,
+        101,
+    );
+
+    lobby
+        .send(&json!({"type": "DOWNLOAD_BEGIN", "token": ptoken, "payload": {"game_id": game}}))
+        .await;
+    let begin = lobby.recv().await.unwrap();
+    ok(&begin);
+    lobby
+        .send(&json!({"type": "LIST_PLAYERS", "token": ptoken, "payload": {}}))
+        .await;
+    let (mut replied, mut ended) = (false, false);
+    while !(replied && ended) {
+        let line = lobby.recv().await.unwrap();
+        match line["type"].as_str() {
+            Some("DOWNLOAD_END") => ended = true,
+            None => {
+                assert_eq!(ok(&line)["online_players"], json!(["reader"]));
+                assert!(!ended, "the reply waited for the whole download");
+                replied = true;
+            }
+            _ => {}
+        }
+    }
+}

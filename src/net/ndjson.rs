@@ -150,7 +150,7 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
                 (n, _) => LineRead::TooLong(n),
             });
         }
-        let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+        let (chunk, found) = match memchr::memchr(b'\n', available) {
             Some(at) => (&available[..at], Some(at + 1)),
             None => (available, None),
         };

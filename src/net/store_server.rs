@@ -27,16 +27,16 @@ fn scope(server: TcpServer) -> Scope {
 
 /// One request, one reply (`None` when the reply was already queued, as for downloads).
 pub async fn dispatch(
-    request: Request,
+    mut request: Request,
     session: &mut Session,
     state: &AppState,
 ) -> Option<Response> {
     let outcome = match session.server {
-        TcpServer::Dev => match wire::decode_dev(&request) {
+        TcpServer::Dev => match wire::decode_dev(&mut request) {
             Ok(cmd) => dev(cmd, request.token.as_deref(), session, state).await,
             Err(reply) => return Some(reply),
         },
-        TcpServer::Lobby => match wire::decode_lobby(&request) {
+        TcpServer::Lobby => match wire::decode_lobby(&mut request) {
             Ok(cmd) => lobby(cmd, request.token.as_deref(), session, state).await,
             Err(reply) => return Some(reply),
         },
