@@ -32,6 +32,8 @@ pub enum Command {
     Status { reply: oneshot::Sender<SimStatus> },
     /// From a `/game` connection.
     Game(crate::sim::players::GameCommand),
+    /// From a `/ws` connection or the notifications API.
+    Comms(crate::sim::comms::CommsCommand),
     /// From the developer or lobby server.
     Lobby(crate::sim::lobby::LobbyRequest),
 }
@@ -126,5 +128,45 @@ impl<T> Outbound<T> {
 
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+/// The simulation's handle on one connection: its bounded queue, and a way to make it
+/// close at once when even a must-arrive message cannot be queued.
+#[derive(Debug, Clone)]
+pub struct Link<T> {
+    pub conn: ConnId,
+    outbound: Outbound<T>,
+    kick: tokio_util::sync::CancellationToken,
+}
+
+impl<T> Link<T> {
+    pub fn new(
+        conn: ConnId,
+        outbound: Outbound<T>,
+        kick: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        Self {
+            conn,
+            outbound,
+            kick,
+        }
+    }
+
+    /// A message that must arrive (replies, events). If the queue is full the connection
+    /// is closed rather than silently missing it.
+    pub fn send(&self, msg: T) {
+        if let Err(QueueError::Full) = self.outbound.push(msg) {
+            self.kick.cancel();
+        }
+    }
+
+    /// A best-effort message (deltas, snapshots); false if it was dropped.
+    pub fn offer(&self, msg: T) -> bool {
+        self.outbound.push(msg).is_ok()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.outbound.is_closed()
     }
 }

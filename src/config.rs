@@ -36,6 +36,7 @@ pub struct Config {
     pub sim: SimConfig,
     pub game: GameConfig,
     pub uploads: UploadConfig,
+    pub comms: CommsConfig,
 }
 
 impl Default for Config {
@@ -54,6 +55,7 @@ impl Default for Config {
             sim: SimConfig::default(),
             game: GameConfig::default(),
             uploads: UploadConfig::default(),
+            comms: CommsConfig::default(),
         }
     }
 }
@@ -144,6 +146,42 @@ impl Default for SimConfig {
     fn default() -> Self {
         Self {
             max_catch_up_ticks: 3,
+        }
+    }
+}
+
+/// Real-time messaging (comms-ws.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CommsConfig {
+    pub topics_per_connection: usize,
+    /// Broadcasts kept per topic for `History`.
+    pub history_per_topic: usize,
+    /// Direct messages kept per offline user; the oldest are dropped beyond this.
+    pub mailbox_per_user: usize,
+    /// Messages a connection may send per second (a token bucket) ...
+    pub messages_per_second: f64,
+    /// ... with bursts of this many.
+    pub message_burst: f64,
+    /// `AuthStatus token_expiring` is sent this long before the access token expires.
+    pub token_expiry_lead_secs: u64,
+    /// WebSocket pings to quiet connections this often ...
+    pub ping_interval_secs: u64,
+    /// ... and a connection silent for this long is closed.
+    pub pong_timeout_secs: u64,
+}
+
+impl Default for CommsConfig {
+    fn default() -> Self {
+        Self {
+            topics_per_connection: 128,
+            history_per_topic: 100,
+            mailbox_per_user: 100,
+            messages_per_second: 100.0,
+            message_burst: 200.0,
+            token_expiry_lead_secs: 60,
+            ping_interval_secs: 30,
+            pong_timeout_secs: 60,
         }
     }
 }

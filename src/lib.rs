@@ -164,6 +164,12 @@ impl Server {
                     .max(1.0) as u64,
             },
         };
+        let comms_plugin = sim::comms::CommsPlugin {
+            limits: sim::comms::HubLimits {
+                topics_per_connection: config.comms.topics_per_connection,
+                history_per_topic: config.comms.history_per_topic,
+            },
+        };
         let lobby_plugin = sim::lobby::LobbyPlugin {
             catalog: Arc::new(parking_lot::Mutex::new(Some(catalog))),
             endpoint,
@@ -171,7 +177,7 @@ impl Server {
         plugins.insert(
             0,
             Box::new(move |app: &mut App| {
-                app.add_plugins((game, lobby_plugin));
+                app.add_plugins((game, lobby_plugin, comms_plugin));
             }),
         );
         let stop_sim = Arc::new(AtomicBool::new(false));

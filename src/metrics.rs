@@ -33,6 +33,8 @@ pub struct Metrics {
     /// Transactions the writer committed, and how many operations they carried.
     pub store_commits: IntCounter,
     pub store_ops: IntCounter,
+    /// Direct messages dropped from full offline mailboxes.
+    pub mailbox_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -84,6 +86,11 @@ impl Metrics {
                 .expect("valid"),
             store_ops: IntCounter::new("store_ops_total", "Store operations committed")
                 .expect("valid"),
+            mailbox_dropped: IntCounter::new(
+                "mailbox_dropped_total",
+                "Direct messages dropped from full offline mailboxes",
+            )
+            .expect("valid"),
             registry,
         };
         metrics.register_all();
@@ -106,6 +113,7 @@ impl Metrics {
             Box::new(self.store_queue_depth.clone()),
             Box::new(self.store_commits.clone()),
             Box::new(self.store_ops.clone()),
+            Box::new(self.mailbox_dropped.clone()),
         ];
         for collector in collectors {
             self.registry

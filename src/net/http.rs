@@ -17,7 +17,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/game", get(super::game_ws::upgrade))
-        .route("/ws", get(not_yet("comms-ws")))
+        .route("/ws", get(super::comms_ws::upgrade))
         .route("/ws/{gametoken}/{protocolid}", get(not_yet("garp")))
         .route("/fs/{gametoken}/{protocolid}", get(not_yet("garp")))
         .route("/raos", get(not_yet("raos-integration")))

@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/auth/login", post(login))
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
+        .route("/notifications", post(notify))
         .fallback(|| async {
             RestReply::failure(
                 StatusCode::NOT_FOUND,
@@ -246,4 +247,82 @@ async fn logout(
     let identity = state.accounts.verify(&token)?;
     state.accounts.logout(&identity).await?;
     Ok(RestReply::ok(Value::Null))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationRequest {
+    level: String,
+    title: String,
+    message: String,
+    #[serde(default)]
+    actions: Option<Vec<NotificationAction>>,
+}
+
+#[derive(Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationAction {
+    label: String,
+    url: String,
+}
+
+/// The identity behind the request's bearer token.
+fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<crate::services::accounts::Identity, RestReply> {
+    let token = super::bearer(headers).ok_or_else(|| {
+        RestReply::failure(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthorized,
+            "missing access token: send Authorization: Bearer <token>",
+        )
+    })?;
+    Ok(state.accounts.verify(token)?)
+}
+
+/// `POST /api/v1/notifications` (admin): a system notification to every subscriber of
+/// `notifications` on `/ws`.
+async fn notify(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Body(req): Body<NotificationRequest>,
+) -> Result<RestReply, RestReply> {
+    let identity = caller(&state, &headers)?;
+    if !identity.has_role(Role::Admin) {
+        return Err(DomainError::Forbidden("notifications need the admin role".into()).into());
+    }
+    if !matches!(
+        req.level.as_str(),
+        "info" | "warning" | "error" | "critical"
+    ) {
+        return Err(DomainError::InvalidInput(
+            "level must be info, warning, error or critical".into(),
+        )
+        .into());
+    }
+    let data = json!({
+        "level": req.level, "title": req.title, "message": req.message,
+        "actions": req.actions.unwrap_or_default(),
+    });
+    let recipients = publish_notification(&state, data).await?;
+    Ok(RestReply::ok(json!({ "recipients": recipients })))
+}
+
+/// Publishes a `Notification` to the `notifications` topic.
+pub async fn publish_notification(state: &AppState, data: Value) -> Result<usize, DomainError> {
+    use crate::sim::comms::{CommsCommand, CommsOut};
+    let frame = crate::protocol::comms::notification(&data);
+    let recipients = state
+        .inbox
+        .ask(|reply| {
+            crate::bridge::Command::Comms(CommsCommand::Publish {
+                topic: "notifications".into(),
+                frame: CommsOut::Text(frame),
+                record: Some(data),
+                reply: Some(reply),
+            })
+        })
+        .await?;
+    Ok(recipients)
 }

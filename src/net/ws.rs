@@ -27,7 +27,11 @@ pub mod close {
 #[derive(Debug)]
 pub enum WsOut {
     Text(String),
+    /// Text already encoded once and shared by many recipients.
+    SharedText(bytes::Bytes),
     Binary(bytes::Bytes),
+    /// A WebSocket ping (the peer answers with a pong).
+    Ping,
     Close(u16, String),
 }
 
@@ -65,10 +69,18 @@ pub async fn write_loop<T>(
                                 metrics.sent(protocol, text.len());
                                 Message::Text(text.into())
                             }
+                            WsOut::SharedText(bytes) => {
+                                metrics.sent(protocol, bytes.len());
+                                match axum::extract::ws::Utf8Bytes::try_from(bytes) {
+                                    Ok(text) => Message::Text(text),
+                                    Err(_) => continue,
+                                }
+                            }
                             WsOut::Binary(bytes) => {
                                 metrics.sent(protocol, bytes.len());
                                 Message::Binary(bytes)
                             }
+                            WsOut::Ping => Message::Ping(bytes::Bytes::new()),
                             WsOut::Close(code, reason) => {
                                 close_with = Some((code, reason));
                                 break;

@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod catalog;
 mod error;
+pub mod mailbox;
 pub mod pilots;
 pub mod uploads;
 

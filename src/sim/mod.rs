@@ -10,6 +10,7 @@
 //! The order of a tick is declared once, in [`TickSet`]; a gameplay plugin puts its systems
 //! `in_set(TickSet::…)` inside `FixedUpdate` and never orders itself against another plugin.
 
+pub mod comms;
 pub mod data;
 pub mod instances;
 pub mod lobby;
@@ -291,6 +292,15 @@ impl Sim {
                                 "the lobby is not running".into(),
                             )));
                     }
+                }
+            }
+            Command::Comms(cmd) => {
+                if let Some(mut pending) = self
+                    .app
+                    .world_mut()
+                    .get_resource_mut::<Pending<comms::CommsCommand>>()
+                {
+                    pending.0.push(cmd);
                 }
             }
             Command::Game(cmd) => {

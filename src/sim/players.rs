@@ -13,7 +13,6 @@ use std::sync::Arc;
 use bevy_app::{App, Plugin};
 use bevy_ecs::entity::EntityHashMap;
 use bevy_ecs::prelude::*;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::data::ShipClass;
@@ -25,7 +24,7 @@ use super::ships::{Controls, Docked, Fuel, Hull, OutOfPlay, Ship};
 use super::stations;
 use super::weapons::Weapon;
 use super::{HandleCommands, Pending, SimServices, Tick, TickRate};
-use crate::bridge::{ConnId, Outbound, QueueError};
+use crate::bridge::{ConnId, Link};
 use crate::protocol::game::{self, GameOut, Input, Joined, Spawn, TradeSide, codes};
 use crate::services::pilots::{self, CargoHold, SavedPilot};
 
@@ -66,36 +65,9 @@ pub enum GameCommand {
 }
 
 /// The simulation's handle on one game connection.
-#[derive(Debug, Clone)]
-pub struct ClientLink {
-    pub conn: ConnId,
-    outbound: Outbound<GameOut>,
-    /// Cancelled to make the connection close at once (its queue is too full to say why).
-    kick: CancellationToken,
-}
+pub type ClientLink = Link<GameOut>;
 
-impl ClientLink {
-    pub fn new(conn: ConnId, outbound: Outbound<GameOut>, kick: CancellationToken) -> Self {
-        Self {
-            conn,
-            outbound,
-            kick,
-        }
-    }
-
-    /// A message that must arrive (replies, events). If the client's queue is full it is
-    /// disconnected rather than silently missing a transactional reply.
-    pub fn send(&self, msg: GameOut) {
-        if let Err(QueueError::Full) = self.outbound.push(msg) {
-            self.kick.cancel();
-        }
-    }
-
-    /// A best-effort message (deltas, snapshots); false if it was dropped.
-    pub fn offer(&self, msg: GameOut) -> bool {
-        self.outbound.push(msg).is_ok()
-    }
-
+impl Link<GameOut> {
     pub fn error(&self, code: &str, message: &str) {
         self.send(GameOut::error(code, message));
     }

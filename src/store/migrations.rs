@@ -81,4 +81,15 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (game_id, user_id)
     );
     "#,
+    // 4: direct messages waiting for offline users.
+    r#"
+    CREATE TABLE mailbox (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        username_key   TEXT NOT NULL,
+        frame          TEXT NOT NULL,                  -- the encoded DirectMessage
+        expires_at     INTEGER,                        -- unix ms; NULL = no ttl
+        created_at     INTEGER NOT NULL
+    );
+    CREATE INDEX mailbox_by_user ON mailbox(username_key, id);
+    "#,
 ];

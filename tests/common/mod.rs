@@ -28,10 +28,18 @@ impl TestServer {
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::start_full(configure, |server| server).await
+    }
+
+    /// Starts with a config change and extra plugins.
+    pub async fn start_full(
+        configure: impl FnOnce(&mut Config),
+        build: impl FnOnce(Server) -> Server,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::ephemeral(dir.path());
         configure(&mut config);
-        let handle = Server::new(config.clone())
+        let handle = build(Server::new(config.clone()))
             .start()
             .await
             .expect("server starts");

@@ -1,0 +1,624 @@
+//! `GET /ws`: comms-ws.md over WebSocket.
+//!
+//! The token is checked before the upgrade (query `token`, `Authorization: Bearer`, or the
+//! subprotocol `access_token.<JWT>`, which the handshake then names); without a valid one
+//! the answer is HTTP 401. After the upgrade the welcome `Status` comes first, then any
+//! direct messages that waited in the mailbox. Per connection: a token bucket (429), pings
+//! to quiet connections (closed when silent too long), and the token's expiry
+//! (`AuthStatus token_expiring`, then close 4001 unless `Refresh` brought a new token).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use super::ws::{self, WsOut};
+use super::{AppState, ConnectionGauge};
+use crate::bridge::{Command, Link, Outbound, next_conn_id};
+use crate::protocol::comms::{self as wire, ClientMessage, codes};
+use crate::services::accounts::{Identity, Role};
+use crate::services::{DomainError, mailbox};
+use crate::sim::comms::{CommsCommand, CommsLink, CommsOut, DirectOutcome, ExtensionCall};
+
+const PROTOCOL: &str = "comms";
+const SUBPROTOCOL_PREFIX: &str = "access_token.";
+
+/// Finds the token and, if it came as a subprotocol, the subprotocol to answer with.
+fn find_token(
+    headers: &HeaderMap,
+    query: &HashMap<String, String>,
+) -> (Option<String>, Option<String>) {
+    if let Some(t) = query.get("token").filter(|t| !t.is_empty()) {
+        return (Some(t.clone()), None);
+    }
+    if let Some(t) = super::bearer(headers) {
+        return (Some(t.to_owned()), None);
+    }
+    let offered = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|p| p.starts_with(SUBPROTOCOL_PREFIX));
+    match offered {
+        Some(p) => (
+            Some(p[SUBPROTOCOL_PREFIX.len()..].to_owned()),
+            Some(p.to_owned()),
+        ),
+        None => (None, None),
+    }
+}
+
+fn unauthorized(message: &str) -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        axum::Json(
+            json!({"type": "Error", "data": {"code": codes::UNAUTHORIZED, "message": message}}),
+        ),
+    )
+        .into_response()
+}
+
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (token, subprotocol) = find_token(&headers, &query);
+    let Some(token) = token else {
+        return unauthorized(
+            "a token is required: ?token=, Authorization: Bearer, or subprotocol access_token.<JWT>",
+        );
+    };
+    let identity = match state.accounts.verify(&token) {
+        Ok(identity) => identity,
+        Err(e) => return unauthorized(&e.to_string()),
+    };
+    let ws = match subprotocol {
+        Some(p) => ws.protocols([p]),
+        None => ws,
+    };
+    let limit = state.config.limits.ws_message_bytes;
+    let tasks = state.tasks.clone();
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| tasks.track_future(run(socket, state, identity)))
+}
+
+/// A token bucket for a connection's messages.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: tokio::time::Instant,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        self.tokens = (self.tokens + (now - self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What a connection task holds.
+struct Conn {
+    state: AppState,
+    link: CommsLink,
+    conn: u64,
+    identity: Identity,
+}
+
+impl Conn {
+    fn text(&self, frame: Bytes) {
+        self.link.send(CommsOut::Text(frame));
+    }
+
+    fn error(&self, code: u16, message: &str, details: Value) {
+        self.text(wire::error(code, message, details));
+    }
+
+    fn domain_error(&self, e: &DomainError, details: Value) {
+        self.error(wire::code_for(e), &e.to_string(), details);
+    }
+
+    fn hub(&self, cmd: CommsCommand) -> bool {
+        if self.state.inbox.send(Command::Comms(cmd)).is_err() {
+            self.error(
+                codes::UNAVAILABLE,
+                "the server is busy; try again shortly",
+                Value::Null,
+            );
+            return false;
+        }
+        true
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> CommsCommand) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        if !self.hub(make(tx)) {
+            return None;
+        }
+        match rx.await {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.error(codes::INTERNAL, "the hub did not answer", Value::Null);
+                None
+            }
+        }
+    }
+}
+
+async fn run(socket: WebSocket, state: AppState, identity: Identity) {
+    let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
+    let conn = next_conn_id();
+    let connection_id = uuid::Uuid::new_v4().to_string();
+    let (outbound, rx) = Outbound::<CommsOut>::bounded(state.config.limits.outbound_queue);
+    let kick = CancellationToken::new();
+    let link = Link::new(conn, outbound, kick.clone());
+    let (sink, mut stream) = socket.split();
+    let writer = tokio::spawn(ws::write_loop(
+        sink,
+        rx,
+        |out: CommsOut| match out {
+            CommsOut::Text(bytes) => WsOut::SharedText(bytes),
+            CommsOut::Binary(bytes) => WsOut::Binary(bytes),
+            CommsOut::Ping => WsOut::Ping,
+            CommsOut::Close(code, reason) => WsOut::Close(code, reason),
+        },
+        kick.clone(),
+        state.clone(),
+        PROTOCOL,
+    ));
+    let mut c = Conn {
+        state: state.clone(),
+        link,
+        conn,
+        identity,
+    };
+    c.text(wire::status(
+        "connected",
+        json!({
+            "connection_id": connection_id,
+            "server_time": chrono::Utc::now().timestamp_millis(),
+            "protocol_version": wire::PROTOCOL_VERSION,
+            "features": wire::FEATURES,
+        }),
+    ));
+    let opened = c.hub(CommsCommand::Open {
+        conn,
+        connection_id: connection_id.clone(),
+        user: c.identity.username.clone(),
+        link: c.link.clone(),
+    });
+    if opened {
+        match mailbox::collect(&state.store, &c.identity.username).await {
+            Ok(frames) => {
+                for frame in frames {
+                    c.text(Bytes::from(frame));
+                }
+            }
+            Err(e) => tracing::error!("mailbox for {}: {e}", c.identity.username),
+        }
+    }
+
+    let cfg = state.config.comms.clone();
+    let mut bucket = Bucket {
+        tokens: cfg.message_burst,
+        rate: cfg.messages_per_second,
+        burst: cfg.message_burst,
+        at: tokio::time::Instant::now(),
+    };
+    let mut ping = tokio::time::interval(Duration::from_secs(cfg.ping_interval_secs.max(1)));
+    ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
+    let mut warned = false;
+    loop {
+        let (warn_at, expire_at) =
+            expiry_deadlines(c.identity.expires_at, cfg.token_expiry_lead_secs);
+        let next = tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = kick.cancelled() => break,
+            _ = tokio::time::sleep_until(warn_at), if !warned => {
+                warned = true;
+                c.text(wire::auth_expiring(c.identity.expires_at));
+                continue;
+            }
+            _ = tokio::time::sleep_until(expire_at) => {
+                c.link.send(CommsOut::Close(wire::CLOSE_TOKEN_EXPIRED, "token expired".into()));
+                break;
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > Duration::from_secs(cfg.pong_timeout_secs) {
+                    c.link.send(CommsOut::Close(wire::CLOSE_PONG_TIMEOUT, "no pong".into()));
+                    break;
+                }
+                // A WebSocket ping; the pong that answers it counts as hearing back.
+                c.link.send(CommsOut::Ping);
+                continue;
+            }
+            next = stream.next() => next,
+        };
+        last_heard = tokio::time::Instant::now();
+        match next {
+            None | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Text(text))) => {
+                state.metrics.received(PROTOCOL, text.len());
+                if !bucket.take() {
+                    c.error(
+                        codes::RATE_LIMITED,
+                        "too many messages; slow down",
+                        json!({"limit_per_second": cfg.messages_per_second}),
+                    );
+                    continue;
+                }
+                match wire::decode(&text) {
+                    Ok(frame) => {
+                        if let Some(new_expiry) = handle(&c, frame).await {
+                            c.identity.expires_at = new_expiry;
+                            warned = false;
+                        }
+                    }
+                    Err(e) => c.error(codes::BAD_REQUEST, &e.message, e.details),
+                }
+            }
+            Some(Ok(Message::Binary(bytes))) => {
+                state.metrics.received(PROTOCOL, bytes.len());
+                if !bucket.take() {
+                    c.error(
+                        codes::RATE_LIMITED,
+                        "too many messages; slow down",
+                        Value::Null,
+                    );
+                    continue;
+                }
+                binary(&c, bytes).await;
+            }
+            Some(Err(e)) => {
+                if ws::is_too_big(&e) {
+                    c.link.send(CommsOut::Close(
+                        ws::close::TOO_BIG,
+                        "message too big".into(),
+                    ));
+                }
+                break;
+            }
+        }
+    }
+    let _ = state
+        .inbox
+        .send(Command::Comms(CommsCommand::Close { conn }));
+    drop(c);
+    let _ = writer.await;
+}
+
+/// When to warn about, and when to act on, a token's expiry (unix seconds → instants).
+fn expiry_deadlines(
+    expires_at: i64,
+    lead_secs: u64,
+) -> (tokio::time::Instant, tokio::time::Instant) {
+    let now_unix = chrono::Utc::now().timestamp();
+    let now = tokio::time::Instant::now();
+    let until = Duration::from_secs(u64::try_from(expires_at - now_unix).unwrap_or(0));
+    (
+        now + until.saturating_sub(Duration::from_secs(lead_secs)),
+        now + until,
+    )
+}
+
+/// Handles one message; returns a new token expiry after a successful `Refresh`.
+async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<i64> {
+    let id = frame.id.clone();
+    let ttl = frame.meta.ttl_secs;
+    match frame.message {
+        ClientMessage::Ping { timestamp } => c.text(wire::pong(timestamp)),
+        ClientMessage::Subscribe { topics } => {
+            if let Some(e) = topics
+                .iter()
+                .find_map(|t| wire::validate_topic(t, true).err())
+            {
+                c.error(codes::BAD_REQUEST, &e.message, e.details);
+                return None;
+            }
+            let conn = c.conn;
+            let shown = topics.clone();
+            match c
+                .ask(|reply| CommsCommand::Subscribe {
+                    conn,
+                    topics,
+                    reply,
+                })
+                .await
+            {
+                Some(Ok(active)) => c.text(wire::status(
+                    "subscribed",
+                    json!({"topics": shown, "active_subscriptions": active}),
+                )),
+                Some(Err(e)) => c.domain_error(&e, json!({"field": "topics"})),
+                None => {}
+            }
+        }
+        ClientMessage::Unsubscribe { topics } => {
+            let conn = c.conn;
+            let shown = topics.clone();
+            if let Some(active) = c
+                .ask(|reply| CommsCommand::Unsubscribe {
+                    conn,
+                    topics,
+                    reply,
+                })
+                .await
+            {
+                c.text(wire::status(
+                    "unsubscribed",
+                    json!({"topics": shown, "active_subscriptions": active}),
+                ));
+            }
+        }
+        ClientMessage::Broadcast { topic, payload } => {
+            if let Err(e) = wire::validate_topic(&topic, false) {
+                c.error(codes::BAD_REQUEST, &e.message, e.details);
+                return None;
+            }
+            if topic.starts_with("system.") && !c.identity.has_role(Role::Admin) {
+                c.error(
+                    codes::FORBIDDEN,
+                    "publishing under system. needs the admin role",
+                    json!({"topic": topic}),
+                );
+                return None;
+            }
+            let message_id = id
+                .clone()
+                .unwrap_or_else(|| format!("broadcast_{}", uuid::Uuid::new_v4().simple()));
+            let sent_at = chrono::Utc::now().timestamp_millis();
+            let frame = wire::broadcast(&topic, &payload, sent_at, &message_id);
+            let record = json!({"topic": topic, "payload": payload,
+                                "metadata": {"sent_at": sent_at, "message_id": message_id}});
+            let recipients = c
+                .ask(|reply| CommsCommand::Publish {
+                    topic,
+                    frame: CommsOut::Text(frame),
+                    record: Some(record),
+                    reply: Some(reply),
+                })
+                .await;
+            if let (Some(recipients), Some(id)) = (recipients, id) {
+                c.text(wire::ack(
+                    json!({"message_id": id, "status": "delivered", "recipients": recipients}),
+                ));
+            }
+        }
+        ClientMessage::DirectMessage {
+            target_user,
+            payload,
+        } => {
+            let message_id = id
+                .clone()
+                .unwrap_or_else(|| format!("dm_{}", uuid::Uuid::new_v4().simple()));
+            let frame = wire::direct(
+                &c.identity.username,
+                &payload,
+                chrono::Utc::now().timestamp_millis(),
+                &message_id,
+            );
+            let target = target_user.clone();
+            let out = CommsOut::Text(frame.clone());
+            match c
+                .ask(|reply| CommsCommand::Direct {
+                    target,
+                    frame: out,
+                    reply,
+                })
+                .await
+            {
+                Some(DirectOutcome::Delivered(to)) => {
+                    if let Some(id) = id {
+                        c.text(wire::ack(
+                            json!({"message_id": id, "status": "delivered", "delivered_to": to}),
+                        ));
+                    }
+                }
+                Some(DirectOutcome::Offline) => {
+                    offline_direct(c, &target_user, frame, &message_id, ttl).await;
+                }
+                None => {}
+            }
+        }
+        ClientMessage::History { topic, limit } => {
+            let limit = limit.clamp(1, 100);
+            let shown = topic.clone();
+            if let Some(messages) = c
+                .ask(|reply| CommsCommand::History {
+                    topic,
+                    limit,
+                    reply,
+                })
+                .await
+            {
+                c.text(wire::raw(
+                    "History",
+                    json!({"topic": shown, "messages": messages}),
+                ));
+            }
+        }
+        ClientMessage::Refresh { token } => match c.state.accounts.verify(&token) {
+            Ok(fresh) if fresh.user_id == c.identity.user_id => {
+                c.text(wire::status(
+                    "token_refreshed",
+                    json!({"expires_at": fresh.expires_at}),
+                ));
+                return Some(fresh.expires_at);
+            }
+            Ok(_) => c.error(
+                codes::UNAUTHORIZED,
+                "the token belongs to another user",
+                Value::Null,
+            ),
+            Err(e) => c.domain_error(&e, Value::Null),
+        },
+        ClientMessage::Extension { kind, data } => {
+            let call = ExtensionCall {
+                conn: c.conn,
+                user: c.identity.username.clone(),
+                kind: kind.clone(),
+                data,
+            };
+            match c.ask(|reply| CommsCommand::Extension { call, reply }).await {
+                Some(Ok(answer)) => c.text(wire::raw(&kind, answer)),
+                Some(Err(DomainError::InvalidInput(m))) => {
+                    c.error(codes::BAD_REQUEST, &m, json!({"type": kind}));
+                }
+                Some(Err(e)) => c.domain_error(&e, json!({"type": kind})),
+                None => {}
+            }
+        }
+    }
+    None
+}
+
+/// A direct message for a user with no open connection: kept in their mailbox if the
+/// account exists (404 with `queued: true`), refused otherwise (`queued: false`).
+async fn offline_direct(c: &Conn, target: &str, frame: Bytes, message_id: &str, ttl: Option<u64>) {
+    let message = format!("User {target} not found or not connected");
+    let exists = match c.state.accounts.find_by_username(target).await {
+        Ok(found) => found.is_some(),
+        Err(e) => {
+            c.domain_error(&e, Value::Null);
+            return;
+        }
+    };
+    if !exists {
+        c.error(
+            codes::NOT_FOUND,
+            &message,
+            json!({"message_id": message_id, "queued": false}),
+        );
+        return;
+    }
+    let expires = ttl.map(|secs| chrono::Utc::now().timestamp_millis() + (secs as i64) * 1000);
+    let text = String::from_utf8_lossy(&frame).into_owned();
+    let per_user = c.state.config.comms.mailbox_per_user;
+    match mailbox::post(&c.state.store, target, text, expires, per_user).await {
+        Ok(dropped) => {
+            c.state.metrics.mailbox_dropped.inc_by(dropped as u64);
+            c.error(
+                codes::NOT_FOUND,
+                &message,
+                json!({"message_id": message_id, "queued": true}),
+            );
+        }
+        Err(e) => c.domain_error(&DomainError::from(e), Value::Null),
+    }
+}
+
+/// A binary frame: broadcast (0x01) and direct message (0x02) are delivered as the same
+/// bytes; file transfer (0x03) and stream data (0x04) are acknowledged. Every accepted frame
+/// is answered with `Status binary_received`.
+async fn binary(c: &Conn, bytes: Bytes) {
+    let frame = match wire::decode_binary(bytes.clone()) {
+        Ok(frame) => frame,
+        Err(e) => {
+            c.error(codes::BAD_REQUEST, &e.message, e.details);
+            return;
+        }
+    };
+    match frame.kind {
+        0x01 | 0x02 => {
+            let header = match frame.header() {
+                Ok((header, _)) => header,
+                Err(e) => {
+                    c.error(codes::BAD_REQUEST, &e.message, e.details);
+                    return;
+                }
+            };
+            let key = if frame.kind == 0x01 {
+                "topic"
+            } else {
+                "target_user"
+            };
+            let Some(name) = header.get(key).and_then(Value::as_str).map(str::to_owned) else {
+                c.error(
+                    codes::BAD_REQUEST,
+                    &format!("the binary header needs {key:?}"),
+                    json!({"field": key}),
+                );
+                return;
+            };
+            let out = CommsOut::Binary(bytes);
+            if frame.kind == 0x01 {
+                if let Err(e) = wire::validate_topic(&name, false) {
+                    c.error(codes::BAD_REQUEST, &e.message, e.details);
+                    return;
+                }
+                if name.starts_with("system.") && !c.identity.has_role(Role::Admin) {
+                    c.error(
+                        codes::FORBIDDEN,
+                        "publishing under system. needs the admin role",
+                        json!({"topic": name}),
+                    );
+                    return;
+                }
+                let published = c
+                    .ask(|reply| CommsCommand::Publish {
+                        topic: name,
+                        frame: out,
+                        record: None,
+                        reply: Some(reply),
+                    })
+                    .await;
+                if published.is_none() {
+                    return;
+                }
+            } else {
+                let target = name.clone();
+                match c
+                    .ask(|reply| CommsCommand::Direct {
+                        target,
+                        frame: out,
+                        reply,
+                    })
+                    .await
+                {
+                    Some(DirectOutcome::Delivered(_)) => {}
+                    Some(DirectOutcome::Offline) => {
+                        c.error(
+                            codes::NOT_FOUND,
+                            &format!("User {name} not found or not connected"),
+                            json!({"queued": false}),
+                        );
+                        return;
+                    }
+                    None => return,
+                }
+            }
+        }
+        _ => {}
+    }
+    c.text(wire::status(
+        "binary_received",
+        json!({
+            "size": frame.payload.len(),
+            "type": frame.kind_name(),
+            "checksum": format!("sha256:{}", hex::encode(Sha256::digest(&frame.payload))),
+        }),
+    ));
+}

@@ -1,0 +1,430 @@
+//! The comms hub (comms-ws.md): topics, subscriptions, presence, history and extension
+//! handlers, as a resource of the simulation.
+//!
+//! Connections register with [`CommsCommand::Open`]; subscriptions are exact topics (an
+//! index) or patterns with `*` segments (scanned). A broadcast is encoded once into
+//! `Bytes` and the same bytes are queued for every matching connection; a connection whose
+//! queue is full is disconnected (its writer is kicked), never waited for. Presence goes to
+//! subscribers of `presence` and `presence.<user>` when a user's first connection opens or
+//! last one closes. Each topic keeps a bounded ring of its last broadcasts for `History`.
+//! Plugins add `X-` message types with [`CommsAppExt::add_comms_handler`].
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use bevy_app::{App, Plugin};
+use bevy_ecs::prelude::*;
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::{HandleCommands, Pending};
+use crate::bridge::{ConnId, Link};
+use crate::protocol::comms as wire;
+use crate::services::DomainError;
+
+/// What a comms connection's writer sends.
+#[derive(Debug, Clone)]
+pub enum CommsOut {
+    Text(Bytes),
+    Binary(Bytes),
+    Ping,
+    Close(u16, String),
+}
+
+pub type CommsLink = Link<CommsOut>;
+
+/// An `X-` message as its handler sees it.
+#[derive(Debug, Clone)]
+pub struct ExtensionCall {
+    pub conn: ConnId,
+    /// The sender's username.
+    pub user: String,
+    pub kind: String,
+    pub data: Value,
+}
+
+/// A handler for one `X-` message type: runs on the simulation thread with the world, and
+/// answers with the `data` of a reply of the same type.
+pub type ExtensionHandler =
+    Box<dyn Fn(&mut World, &ExtensionCall) -> Result<Value, DomainError> + Send + Sync>;
+
+/// Registered `X-` handlers.
+#[derive(Resource, Default)]
+pub struct CommsExtensions {
+    handlers: HashMap<String, ExtensionHandler>,
+}
+
+/// Adds `X-` handlers to an app: the documented way for a plugin to extend comms.
+///
+/// ```
+/// use bevy_app::App;
+/// use ecliptic::sim::comms::CommsAppExt;
+///
+/// let mut app = App::new();
+/// app.add_comms_handler("X-Echo", |_world, call| Ok(call.data.clone()));
+/// ```
+pub trait CommsAppExt {
+    fn add_comms_handler(
+        &mut self,
+        kind: &str,
+        handler: impl Fn(&mut World, &ExtensionCall) -> Result<Value, DomainError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> &mut Self;
+}
+
+impl CommsAppExt for App {
+    fn add_comms_handler(
+        &mut self,
+        kind: &str,
+        handler: impl Fn(&mut World, &ExtensionCall) -> Result<Value, DomainError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> &mut Self {
+        self.init_resource::<CommsExtensions>();
+        self.world_mut()
+            .resource_mut::<CommsExtensions>()
+            .handlers
+            .insert(kind.to_owned(), Box::new(handler));
+        self
+    }
+}
+
+/// Where a direct message went.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DirectOutcome {
+    /// Delivered to these connections (their ids as the protocol shows them).
+    Delivered(Vec<String>),
+    /// The user has no open connection.
+    Offline,
+}
+
+#[derive(Debug)]
+pub enum CommsCommand {
+    Open {
+        conn: ConnId,
+        connection_id: String,
+        user: String,
+        link: CommsLink,
+    },
+    Close {
+        conn: ConnId,
+    },
+    Subscribe {
+        conn: ConnId,
+        topics: Vec<String>,
+        reply: oneshot::Sender<Result<usize, DomainError>>,
+    },
+    Unsubscribe {
+        conn: ConnId,
+        topics: Vec<String>,
+        reply: oneshot::Sender<usize>,
+    },
+    /// Deliver `frame` to every subscriber of `topic`; `record` goes into the history.
+    Publish {
+        topic: String,
+        frame: CommsOut,
+        record: Option<Value>,
+        reply: Option<oneshot::Sender<usize>>,
+    },
+    Direct {
+        target: String,
+        frame: CommsOut,
+        reply: oneshot::Sender<DirectOutcome>,
+    },
+    History {
+        topic: String,
+        limit: usize,
+        reply: oneshot::Sender<Vec<Value>>,
+    },
+    Extension {
+        call: ExtensionCall,
+        reply: oneshot::Sender<Result<Value, DomainError>>,
+    },
+}
+
+struct ConnEntry {
+    connection_id: String,
+    user: String,
+    link: CommsLink,
+    topics: HashSet<String>,
+}
+
+/// Hub limits.
+#[derive(Debug, Clone)]
+pub struct HubLimits {
+    pub topics_per_connection: usize,
+    pub history_per_topic: usize,
+}
+
+#[derive(Resource)]
+pub struct Hub {
+    limits: HubLimits,
+    conns: HashMap<ConnId, ConnEntry>,
+    /// Lowercase username → its connections.
+    users: HashMap<String, Vec<ConnId>>,
+    exact: HashMap<String, HashSet<ConnId>>,
+    patterns: Vec<(String, ConnId)>,
+    history: HashMap<String, VecDeque<Value>>,
+    scratch: HashSet<ConnId>,
+}
+
+impl Hub {
+    pub fn new(limits: HubLimits) -> Self {
+        Self {
+            limits,
+            conns: HashMap::new(),
+            users: HashMap::new(),
+            exact: HashMap::new(),
+            patterns: Vec::new(),
+            history: HashMap::new(),
+            scratch: HashSet::new(),
+        }
+    }
+
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    fn subscribe(&mut self, conn: ConnId, topics: Vec<String>) -> Result<usize, DomainError> {
+        let max = self.limits.topics_per_connection;
+        let entry = self
+            .conns
+            .get_mut(&conn)
+            .ok_or_else(|| DomainError::BadState("connection not open".into()))?;
+        let new: Vec<String> = topics
+            .into_iter()
+            .filter(|t| !entry.topics.contains(t))
+            .collect();
+        if entry.topics.len() + new.len() > max {
+            return Err(DomainError::InvalidInput(format!(
+                "at most {max} topics per connection"
+            )));
+        }
+        for topic in new {
+            if topic.split('.').any(|s| s == "*") {
+                self.patterns.push((topic.clone(), conn));
+            } else {
+                self.exact.entry(topic.clone()).or_default().insert(conn);
+            }
+            entry.topics.insert(topic);
+        }
+        Ok(entry.topics.len())
+    }
+
+    fn unsubscribe(&mut self, conn: ConnId, topics: &[String]) -> usize {
+        let Some(entry) = self.conns.get_mut(&conn) else {
+            return 0;
+        };
+        for topic in topics {
+            if entry.topics.remove(topic) {
+                if let Some(set) = self.exact.get_mut(topic) {
+                    set.remove(&conn);
+                    if set.is_empty() {
+                        self.exact.remove(topic);
+                    }
+                }
+                self.patterns.retain(|(p, c)| !(*c == conn && p == topic));
+            }
+        }
+        entry.topics.len()
+    }
+
+    /// Queues `frame` for every subscriber of `topic`; returns how many.
+    pub fn publish(&mut self, topic: &str, frame: &CommsOut) -> usize {
+        self.scratch.clear();
+        if let Some(set) = self.exact.get(topic) {
+            self.scratch.extend(set.iter().copied());
+        }
+        for (pattern, conn) in &self.patterns {
+            if wire::topic_matches(pattern, topic) {
+                self.scratch.insert(*conn);
+            }
+        }
+        for conn in &self.scratch {
+            if let Some(entry) = self.conns.get(conn) {
+                entry.link.send(frame.clone());
+            }
+        }
+        self.scratch.len()
+    }
+
+    fn record(&mut self, topic: &str, item: Value) {
+        let ring = self.history.entry(topic.to_owned()).or_default();
+        if ring.len() >= self.limits.history_per_topic {
+            ring.pop_front();
+        }
+        ring.push_back(item);
+    }
+
+    fn presence(&mut self, user: &str, online: bool) {
+        let frame = CommsOut::Text(wire::presence(
+            user,
+            online,
+            chrono::Utc::now().timestamp_millis(),
+        ));
+        self.publish("presence", &frame);
+        self.publish(&format!("presence.{user}"), &frame);
+    }
+
+    fn open(&mut self, conn: ConnId, connection_id: String, user: String, link: CommsLink) {
+        let key = user.to_lowercase();
+        let first = self.users.get(&key).is_none_or(Vec::is_empty);
+        self.users.entry(key).or_default().push(conn);
+        self.conns.insert(
+            conn,
+            ConnEntry {
+                connection_id,
+                user: user.clone(),
+                link,
+                topics: HashSet::new(),
+            },
+        );
+        if first {
+            self.presence(&user, true);
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        let topics: Vec<String> = self
+            .conns
+            .get(&conn)
+            .map(|e| e.topics.iter().cloned().collect())
+            .unwrap_or_default();
+        self.unsubscribe(conn, &topics);
+        let Some(entry) = self.conns.remove(&conn) else {
+            return;
+        };
+        let key = entry.user.to_lowercase();
+        let last = match self.users.get_mut(&key) {
+            Some(conns) => {
+                conns.retain(|c| *c != conn);
+                conns.is_empty()
+            }
+            None => true,
+        };
+        if last {
+            self.users.remove(&key);
+            self.presence(&entry.user, false);
+        }
+    }
+
+    fn direct(&self, target: &str, frame: &CommsOut) -> DirectOutcome {
+        let Some(conns) = self.users.get(&target.to_lowercase()) else {
+            return DirectOutcome::Offline;
+        };
+        let mut delivered = Vec::with_capacity(conns.len());
+        for conn in conns {
+            if let Some(entry) = self.conns.get(conn) {
+                entry.link.send(frame.clone());
+                delivered.push(entry.connection_id.clone());
+            }
+        }
+        if delivered.is_empty() {
+            DirectOutcome::Offline
+        } else {
+            DirectOutcome::Delivered(delivered)
+        }
+    }
+}
+
+fn handle_comms(world: &mut World) {
+    let pending = std::mem::take(&mut world.resource_mut::<Pending<CommsCommand>>().0);
+    for cmd in pending {
+        match cmd {
+            CommsCommand::Extension { call, reply } => {
+                let outcome = world.resource_scope(|world, ext: Mut<CommsExtensions>| {
+                    match ext.handlers.get(&call.kind) {
+                        Some(handler) => handler(world, &call),
+                        None => Err(DomainError::InvalidInput(format!(
+                            "no handler for message type {:?}",
+                            call.kind
+                        ))),
+                    }
+                });
+                let _ = reply.send(outcome);
+            }
+            other => hub_command(&mut world.resource_mut::<Hub>(), other),
+        }
+    }
+}
+
+fn hub_command(hub: &mut Hub, cmd: CommsCommand) {
+    match cmd {
+        CommsCommand::Open {
+            conn,
+            connection_id,
+            user,
+            link,
+        } => hub.open(conn, connection_id, user, link),
+        CommsCommand::Close { conn } => hub.close(conn),
+        CommsCommand::Subscribe {
+            conn,
+            topics,
+            reply,
+        } => {
+            let _ = reply.send(hub.subscribe(conn, topics));
+        }
+        CommsCommand::Unsubscribe {
+            conn,
+            topics,
+            reply,
+        } => {
+            let _ = reply.send(hub.unsubscribe(conn, &topics));
+        }
+        CommsCommand::Publish {
+            topic,
+            frame,
+            record,
+            reply,
+        } => {
+            let recipients = hub.publish(&topic, &frame);
+            if let Some(item) = record {
+                hub.record(&topic, item);
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(recipients);
+            }
+        }
+        CommsCommand::Direct {
+            target,
+            frame,
+            reply,
+        } => {
+            let _ = reply.send(hub.direct(&target, &frame));
+        }
+        CommsCommand::History {
+            topic,
+            limit,
+            reply,
+        } => {
+            let items = hub
+                .history
+                .get(&topic)
+                .map(|ring| {
+                    let skip = ring.len().saturating_sub(limit);
+                    ring.iter().skip(skip).cloned().collect()
+                })
+                .unwrap_or_default();
+            let _ = reply.send(items);
+        }
+        CommsCommand::Extension { reply, .. } => {
+            let _ = reply.send(Err(DomainError::Internal("misrouted extension".into())));
+        }
+    }
+}
+
+pub struct CommsPlugin {
+    pub limits: HubLimits,
+}
+
+impl Plugin for CommsPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(Hub::new(self.limits.clone()))
+            .init_resource::<CommsExtensions>()
+            .init_resource::<Pending<CommsCommand>>()
+            .add_systems(HandleCommands, handle_comms);
+    }
+}
