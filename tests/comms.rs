@@ -196,10 +196,8 @@ async fn ping_subscribe_broadcast_ack_and_wildcards() {
         "updates.v2.released"
     );
 
-    let status = a
-        .send("Unsubscribe", json!({"topics": ["chat.general"]}), None)
+    a.send("Unsubscribe", json!({"topics": ["chat.general"]}), None)
         .await;
-    let _ = status;
     let status = a.recv_type("Status").await;
     assert_eq!(
         status["data"],
