@@ -348,10 +348,13 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<i64> {
                 })
                 .await
             {
-                Some(Ok(active)) => c.text(wire::status(
-                    "subscribed",
-                    json!({"topics": shown, "active_subscriptions": active}),
-                )),
+                Some(Ok(active)) => {
+                    c.text(wire::status(
+                        "subscribed",
+                        json!({"topics": shown, "active_subscriptions": active}),
+                    ));
+                    acknowledge(c, id, "subscribed", active);
+                }
                 Some(Err(e)) => c.domain_error(&e, json!({"field": "topics"})),
                 None => {}
             }
@@ -493,6 +496,16 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<i64> {
         }
     }
     None
+}
+
+/// A request that carried an `id` is also acknowledged by that id (after the spec's
+/// `Status`), as the spec's own client waits for an `Ack` to every request it tracks.
+fn acknowledge(c: &Conn, id: Option<String>, status: &str, active: usize) {
+    if let Some(id) = id {
+        c.text(wire::ack(
+            json!({"message_id": id, "status": status, "active_subscriptions": active}),
+        ));
+    }
 }
 
 /// A direct message for a user with no open connection: kept in their mailbox if the
