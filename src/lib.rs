@@ -93,6 +93,7 @@ pub struct ServerHandle {
     /// Whether the listeners speak TLS.
     pub tls: bool,
     pub metrics: Arc<Metrics>,
+    inbox: Inbox,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     stop_sim: Arc<AtomicBool>,
@@ -257,6 +258,7 @@ impl Server {
             lobby_tcp_addr,
             tls: tls.is_some(),
             metrics,
+            inbox: state.inbox.clone(),
             shutdown,
             tasks,
             stop_sim,
@@ -318,6 +320,20 @@ impl ServerHandle {
     /// Stops accepting, closes connections (WebSockets with 1001), stops the simulation,
     /// and lets the store commit everything queued. Bounded to a few seconds.
     pub async fn shutdown(mut self) {
+        // Tell comms subscribers first, then close everything.
+        let (frame, data) = shutdown_notice();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let published =
+            self.inbox
+                .send(bridge::Command::Comms(sim::comms::CommsCommand::Publish {
+                    topic: "notifications".into(),
+                    frame: sim::comms::CommsOut::Text(frame),
+                    record: Some(data),
+                    reply: Some(done_tx),
+                }));
+        if published.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_millis(500), done_rx).await;
+        }
         self.shutdown.cancel();
         if tokio::time::timeout(Duration::from_secs(3), self.tasks.wait())
             .await
@@ -336,6 +352,17 @@ impl ServerHandle {
         })
         .await;
     }
+}
+
+/// The notification comms subscribers get when the server stops.
+fn shutdown_notice() -> (bytes::Bytes, serde_json::Value) {
+    let data = serde_json::json!({
+        "level": "warning",
+        "title": "Server shutting down",
+        "message": "The server is shutting down; reconnect in a moment.",
+        "actions": [],
+    });
+    (protocol::comms::notification(&data), data)
 }
 
 impl Drop for ServerHandle {

@@ -646,3 +646,22 @@ async fn a_subscriber_that_never_reads_is_dropped_without_delaying_others() {
     };
     assert_eq!(code, Some(1008));
 }
+
+#[tokio::test]
+async fn shutdown_notifies_then_closes_with_1001() {
+    let mut server = TestServer::start().await;
+    let mut c = Comms::connect(&server, &token_for(&server, "stayer").await).await;
+    c.subscribe(&["notifications"]).await;
+    let handle = server.handle.take().unwrap();
+    let shutdown = tokio::spawn(handle.shutdown());
+    let note = c.recv_type("Notification").await;
+    assert_eq!(note["data"]["title"], "Server shutting down");
+    let code = loop {
+        match ws_next(&mut c.ws).await {
+            Ok(_) => continue,
+            Err(code) => break code,
+        }
+    };
+    assert_eq!(code, Some(1001));
+    shutdown.await.unwrap();
+}

@@ -130,9 +130,11 @@ async fn reserved_endpoints_say_not_implemented_and_unknown_paths_404() {
         async move { reqwest::get(url).await.unwrap().status().as_u16() }
     };
     assert_eq!(status("/nowhere").await, 404);
-    for path in ["/ws", "/ws/token/1", "/fs/token/1", "/raos"] {
+    for path in ["/ws/token/1", "/fs/token/1", "/raos"] {
         assert_eq!(status(path).await, 501, "{path}");
     }
     // A served WebSocket endpoint refuses a plain GET as a bad upgrade, not 501.
     assert_ne!(status("/game").await, 501);
+    // Comms checks the token before anything else.
+    assert_eq!(status("/ws").await, 401);
 }

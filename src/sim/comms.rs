@@ -188,7 +188,7 @@ impl Hub {
         self.conns.len()
     }
 
-    fn subscribe(&mut self, conn: ConnId, topics: Vec<String>) -> Result<usize, DomainError> {
+    pub fn subscribe(&mut self, conn: ConnId, topics: Vec<String>) -> Result<usize, DomainError> {
         let max = self.limits.topics_per_connection;
         let entry = self
             .conns
@@ -269,7 +269,7 @@ impl Hub {
         self.publish(&format!("presence.{user}"), &frame);
     }
 
-    fn open(&mut self, conn: ConnId, connection_id: String, user: String, link: CommsLink) {
+    pub fn open(&mut self, conn: ConnId, connection_id: String, user: String, link: CommsLink) {
         let key = user.to_lowercase();
         let first = self.users.get(&key).is_none_or(Vec::is_empty);
         self.users.entry(key).or_default().push(conn);
