@@ -70,7 +70,7 @@ fn unauthorized(message: &str) -> Response {
 }
 
 pub async fn upgrade(
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
@@ -85,9 +85,10 @@ pub async fn upgrade(
         Ok(identity) => identity,
         Err(e) => return unauthorized(&e.to_string()),
     };
-    let ws = match subprotocol {
-        Some(p) => ws.protocols([p]),
-        None => ws,
+    let ws = match (ws, subprotocol) {
+        (Err(rejection), _) => return rejection.into_response(),
+        (Ok(ws), Some(p)) => ws.protocols([p]),
+        (Ok(ws), None) => ws,
     };
     let limit = state.config.limits.ws_message_bytes;
     let tasks = state.tasks.clone();
