@@ -49,6 +49,7 @@
 pub mod bridge;
 pub mod client;
 pub mod config;
+pub mod loadgen;
 pub mod metrics;
 pub mod net;
 pub mod protocol;

@@ -41,6 +41,38 @@ enum Command {
         #[command(subcommand)]
         command: PlayCommand,
     },
+    /// Drive many real clients against a running server and report what they saw.
+    Loadgen(LoadgenArgs),
+}
+
+#[derive(Args)]
+struct LoadgenArgs {
+    #[arg(value_enum)]
+    scenario: ecliptic::loadgen::Scenario,
+    /// Clients to run (at most 20,000).
+    #[arg(long, default_value_t = 50)]
+    clients: usize,
+    /// Clients started per second.
+    #[arg(long, default_value_t = 200.0)]
+    ramp: f64,
+    /// Seconds to run (at most 3600).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// The server's HTTP listener (loopback only).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// The server's lobby listener (loopback only).
+    #[arg(long, default_value = "127.0.0.1:7002")]
+    lobby_tcp: SocketAddr,
+    /// comms-fanout: how many clients publish ...
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// ... and how many broadcasts each sends per second.
+    #[arg(long, default_value_t = 10.0)]
+    publish_rate: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Clone)]
@@ -205,6 +237,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Admin { command }) => admin(command),
         Some(Command::Dev { command }) => dev(command),
         Some(Command::Play { command }) => play(command),
+        Some(Command::Loadgen(args)) => loadgen(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -347,5 +380,27 @@ fn play(command: PlayCommand) -> anyhow::Result<()> {
         &dir,
     ))?;
     println!("downloaded {}", path.display());
+    Ok(())
+}
+
+fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
+    init_logging("warn");
+    let options = ecliptic::loadgen::Options {
+        scenario: args.scenario,
+        clients: args.clients,
+        ramp_per_sec: args.ramp,
+        duration: std::time::Duration::from_secs_f64(args.duration.max(0.0)),
+        http: args.http,
+        lobby: args.lobby_tcp,
+        publishers: args.publishers,
+        publish_per_sec: args.publish_rate,
+        progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let report = runtime()?.block_on(ecliptic::loadgen::run(options))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
     Ok(())
 }

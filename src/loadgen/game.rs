@@ -1,0 +1,113 @@
+//! The `game` scenario: a player that joins `sol-1`, flies with inputs at the tick rate and
+//! reads every delta. Every half second it flips its turn direction and times how long
+//! until a delta shows its ship turning the new way.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+use super::{Options, Stats};
+
+fn frame(kind: &str, seq: u64, payload: Value) -> Message {
+    Message::Text(
+        json!({"type": kind, "seq": seq, "ts": 0, "payload": payload})
+            .to_string()
+            .into(),
+    )
+}
+
+fn wrap(mut a: f64) -> f64 {
+    while a > std::f64::consts::PI {
+        a -= std::f64::consts::TAU;
+    }
+    while a < -std::f64::consts::PI {
+        a += std::f64::consts::TAU;
+    }
+    a
+}
+
+pub async fn client(
+    options: &Options,
+    n: usize,
+    stats: &Stats,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let token = super::token_for(options, n).await?;
+    let url = format!("ws://{}/game", options.http);
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut seq = 1;
+    ws.send(frame(
+        "auth.login",
+        seq,
+        json!({"token": token, "protocol_version": 1}),
+    ))
+    .await?;
+    seq += 1;
+    ws.send(frame(
+        "session.join_system",
+        seq,
+        json!({"system_id": "sol-1"}),
+    ))
+    .await?;
+    let mut ship = String::new();
+    let mut counted = false;
+    let mut inputs = tokio::time::interval(Duration::from_millis(50));
+    let mut turn = 1.0f64;
+    let mut flipped_at: Option<Instant> = None;
+    let mut last_r: Option<f64> = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = inputs.tick() => {
+                if ship.is_empty() {
+                    continue;
+                }
+                seq += 1;
+                if seq % 10 == 0 {
+                    turn = -turn;
+                    flipped_at = Some(Instant::now());
+                }
+                let input = json!({"thrust": 0.3, "turn": turn, "fire_primary": false, "dock_request": false});
+                ws.send(frame("input.command", seq, input)).await?;
+                stats.sent();
+            }
+            next = ws.next() => {
+                let Some(message) = next else { break };
+                let Message::Text(text) = message? else { continue };
+                stats.received(text.len());
+                let msg: Value = serde_json::from_str(&text)?;
+                match msg["type"].as_str() {
+                    Some("session.joined") => {
+                        ship = msg["payload"]["ship_id"].as_str().unwrap_or_default().to_owned();
+                        if !counted {
+                            stats.connected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            counted = true;
+                        }
+                    }
+                    Some("world.delta") => {
+                        let own = msg["payload"]["entity_updates"]
+                            .as_array()
+                            .and_then(|list| list.iter().find(|e| e["id"] == ship.as_str()));
+                        if let Some(r) = own.and_then(|e| e["r"].as_f64()) {
+                            if let (Some(prev), Some(at)) = (last_r, flipped_at) {
+                                let turning = wrap(r - prev);
+                                if turning != 0.0 && turning.signum() == turn.signum() {
+                                    stats.latency(at.elapsed());
+                                    flipped_at = None;
+                                }
+                            }
+                            last_r = Some(r);
+                        }
+                    }
+                    Some("error" | "auth.error") => stats.error(&format!("game: {}", msg["payload"])),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let _ = ws.close(None).await;
+    Ok(())
+}

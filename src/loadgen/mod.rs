@@ -1,0 +1,220 @@
+//! `ecliptic loadgen`: many real clients against a running server, with a report.
+//!
+//! Scenarios: `game` (log in, join `sol-1`, send inputs at the tick rate, read deltas;
+//! latency is input → the first delta that shows it: each client flips its turn direction
+//! every half second and times until its ship turns the new way), `comms-fanout`
+//! (subscribers and publishers on one topic; latency is publish → deliver), and `lobby`
+//! (TCP: log in, then `LIST_GAMES` and `LIST_ROOMS` back to back). Accounts are created by
+//! the scenario itself (`lg-<scenario>-<n>`). Runs are bounded in clients and time, and
+//! only loopback targets are accepted.
+
+mod comms;
+mod game;
+mod lobby;
+mod report;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use parking_lot::Mutex;
+
+pub use report::Report;
+
+pub const MAX_CLIENTS: usize = 20_000;
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+const PASSWORD: &str = "loadgen-password";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    Game,
+    CommsFanout,
+    Lobby,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Game => "game",
+            Scenario::CommsFanout => "comms-fanout",
+            Scenario::Lobby => "lobby",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub scenario: Scenario,
+    pub clients: usize,
+    /// Clients started per second.
+    pub ramp_per_sec: f64,
+    pub duration: Duration,
+    /// The server's HTTP listener (game and comms).
+    pub http: SocketAddr,
+    /// The server's lobby listener (accounts, and the lobby scenario).
+    pub lobby: SocketAddr,
+    /// comms-fanout: how many of the clients publish, and how often each.
+    pub publishers: usize,
+    pub publish_per_sec: f64,
+    pub progress: bool,
+}
+
+/// Counters every client adds to.
+#[derive(Default)]
+pub struct Stats {
+    pub connected: AtomicU64,
+    pub messages_in: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub errors: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+impl Stats {
+    pub fn received(&self, bytes: usize) {
+        self.messages_in.fetch_add(1, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn sent(&self) {
+        self.messages_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn error(&self, what: &str) {
+        if self.errors.fetch_add(1, Ordering::Relaxed) < 5 {
+            tracing::warn!("loadgen: {what}");
+        }
+    }
+
+    pub fn latency(&self, took: Duration) {
+        let mut samples = self.latencies_us.lock();
+        if samples.len() < 2_000_000 {
+            samples.push(took.as_micros() as u64);
+        }
+    }
+}
+
+/// The name and password of client `n` of a scenario.
+fn account(scenario: Scenario, n: usize) -> String {
+    format!("lg-{}-{n}", scenario.name())
+}
+
+/// Registers (or logs in) client `n` on the lobby server and returns its access token.
+async fn token_for(options: &Options, n: usize) -> anyhow::Result<String> {
+    let mut client = crate::client::LineClient::connect(&options.lobby.to_string()).await?;
+    let name = account(options.scenario, n);
+    let registered = client
+        .request(
+            "REGISTER_PLAYER",
+            serde_json::json!({"username": name, "password": PASSWORD}),
+        )
+        .await;
+    let reply = match registered {
+        Ok(reply) => reply,
+        Err(_) => {
+            client
+                .request(
+                    "LOGIN_PLAYER",
+                    serde_json::json!({"username": name, "password": PASSWORD}),
+                )
+                .await?
+        }
+    };
+    reply["session_token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no session_token in {reply}"))
+}
+
+fn check_target(addr: &SocketAddr) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "loadgen only targets loopback addresses (got {addr})"
+    );
+    Ok(())
+}
+
+/// Runs a scenario and returns its report.
+pub async fn run(options: Options) -> anyhow::Result<Report> {
+    anyhow::ensure!(
+        (1..=MAX_CLIENTS).contains(&options.clients),
+        "--clients must be 1 to {MAX_CLIENTS}"
+    );
+    anyhow::ensure!(
+        options.duration <= MAX_DURATION && !options.duration.is_zero(),
+        "--duration must be 1 s to 1 h"
+    );
+    check_target(&options.http)?;
+    check_target(&options.lobby)?;
+    let stats = Arc::new(Stats::default());
+    let started = Instant::now();
+    let deadline = tokio::time::Instant::now() + options.duration;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let progress = progress_bar(&options);
+    let mut tasks = tokio::task::JoinSet::new();
+    let ramp = Duration::from_secs_f64(1.0 / options.ramp_per_sec.max(0.1));
+    for n in 0..options.clients {
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        let (task_options, task_stats, task_stop) = (options.clone(), stats.clone(), stop.clone());
+        tasks.spawn(async move {
+            let (options, stats, stop) = (task_options, task_stats, task_stop);
+            let outcome = match options.scenario {
+                Scenario::Game => game::client(&options, n, &stats, stop).await,
+                Scenario::CommsFanout => comms::client(&options, n, &stats, stop).await,
+                Scenario::Lobby => lobby::client(&options, n, &stats, stop).await,
+            };
+            if let Err(e) = outcome {
+                stats.error(&format!("client {n}: {e:#}"));
+            }
+        });
+        if let Some(bar) = &progress {
+            bar.set_message(describe(&stats, started));
+        }
+        tokio::time::sleep(ramp).await;
+    }
+    while tokio::time::Instant::now() < deadline {
+        if let Some(bar) = &progress {
+            bar.set_message(describe(&stats, started));
+        }
+        tokio::time::sleep_until(
+            (tokio::time::Instant::now() + Duration::from_millis(250)).min(deadline),
+        )
+        .await;
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    Ok(Report::from_stats(&options, &stats, started.elapsed()))
+}
+
+fn describe(stats: &Stats, started: Instant) -> String {
+    let secs = started.elapsed().as_secs_f64().max(0.001);
+    format!(
+        "{} connected, {:.0} msg/s in, {} errors",
+        stats.connected.load(Ordering::Relaxed),
+        stats.messages_in.load(Ordering::Relaxed) as f64 / secs,
+        stats.errors.load(Ordering::Relaxed)
+    )
+}
+
+fn progress_bar(options: &Options) -> Option<ProgressBar> {
+    if !options.progress {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}

@@ -1,0 +1,97 @@
+//! The load generator's report: a table for people, JSON for scripts.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Options, Stats};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub samples: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub clients_requested: usize,
+    pub clients_connected: u64,
+    pub duration_secs: f64,
+    pub messages_in_per_sec: f64,
+    pub messages_out_per_sec: f64,
+    pub bytes_in_per_client_per_sec: f64,
+    pub latency: Latency,
+    pub errors: u64,
+}
+
+impl Report {
+    pub fn from_stats(options: &Options, stats: &Stats, took: Duration) -> Self {
+        let secs = took.as_secs_f64().max(0.001);
+        let connected = stats.connected.load(Ordering::Relaxed);
+        let mut samples = stats.latencies_us.lock().clone();
+        samples.sort_unstable();
+        let at = |q: f64| -> f64 {
+            if samples.is_empty() {
+                return 0.0;
+            }
+            let i = ((samples.len() - 1) as f64 * q).round() as usize;
+            samples[i] as f64 / 1000.0
+        };
+        Self {
+            scenario: options.scenario.name().to_owned(),
+            clients_requested: options.clients,
+            clients_connected: connected,
+            duration_secs: (secs * 100.0).round() / 100.0,
+            messages_in_per_sec: (stats.messages_in.load(Ordering::Relaxed) as f64 / secs).round(),
+            messages_out_per_sec: (stats.messages_out.load(Ordering::Relaxed) as f64 / secs)
+                .round(),
+            bytes_in_per_client_per_sec: (stats.bytes_in.load(Ordering::Relaxed) as f64
+                / secs
+                / connected.max(1) as f64)
+                .round(),
+            latency: Latency {
+                samples: samples.len(),
+                p50_ms: at(0.50),
+                p99_ms: at(0.99),
+                max_ms: samples.last().map_or(0.0, |v| *v as f64 / 1000.0),
+            },
+            errors: stats.errors.load(Ordering::Relaxed),
+        }
+    }
+
+    pub fn table(&self) -> String {
+        let rows = [
+            ("scenario", self.scenario.clone()),
+            (
+                "clients connected",
+                format!("{} of {}", self.clients_connected, self.clients_requested),
+            ),
+            ("duration", format!("{:.1} s", self.duration_secs)),
+            ("messages in", format!("{:.0} /s", self.messages_in_per_sec)),
+            (
+                "messages out",
+                format!("{:.0} /s", self.messages_out_per_sec),
+            ),
+            (
+                "bytes in per client",
+                format!("{:.0} B/s", self.bytes_in_per_client_per_sec),
+            ),
+            (
+                "latency p50 / p99 / max",
+                format!(
+                    "{:.2} / {:.2} / {:.2} ms ({} samples)",
+                    self.latency.p50_ms,
+                    self.latency.p99_ms,
+                    self.latency.max_ms,
+                    self.latency.samples
+                ),
+            ),
+            ("errors", self.errors.to_string()),
+        ];
+        rows.iter().map(|(k, v)| format!("{k:<24} {v}\n")).collect()
+    }
+}

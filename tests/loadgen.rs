@@ -1,0 +1,101 @@
+//! `ecliptic loadgen`: each scenario, a few clients for a few seconds, against a real
+//! server; the report says what they saw.
+
+mod common;
+
+use common::TestServer;
+use serde_json::Value;
+
+async fn loadgen(server: &TestServer, scenario: &str, extra: &[&str]) -> Value {
+    let http = server.handle().http_addr.to_string();
+    let lobby = server.handle().lobby_tcp_addr.to_string();
+    let mut args = vec![
+        "loadgen",
+        scenario,
+        "--clients",
+        "3",
+        "--duration",
+        "2",
+        "--ramp",
+        "50",
+        "--http",
+        &http,
+        "--lobby-tcp",
+        &lobby,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+            .args(&args)
+            .output()
+            .expect("runs")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).expect("a JSON report")
+}
+
+fn check(report: &Value, scenario: &str) {
+    assert_eq!(report["scenario"], scenario, "{report}");
+    assert_eq!(report["clients_requested"], 3, "{report}");
+    assert_eq!(report["clients_connected"], 3, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    assert!(
+        report["messages_in_per_sec"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(
+        report["messages_out_per_sec"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(
+        report["bytes_in_per_client_per_sec"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    let latency = &report["latency"];
+    assert!(latency["samples"].as_u64().unwrap() > 0, "{report}");
+    let (p50, p99, max) = (
+        latency["p50_ms"].as_f64().unwrap(),
+        latency["p99_ms"].as_f64().unwrap(),
+        latency["max_ms"].as_f64().unwrap(),
+    );
+    assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_scenario_runs_and_reports() {
+    let server = TestServer::start().await;
+    check(&loadgen(&server, "game", &[]).await, "game");
+    check(
+        &loadgen(
+            &server,
+            "comms-fanout",
+            &["--publishers", "1", "--publish-rate", "20"],
+        )
+        .await,
+        "comms-fanout",
+    );
+    check(&loadgen(&server, "lobby", &[]).await, "lobby");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_loopback_targets() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+        .args([
+            "loadgen",
+            "lobby",
+            "--clients",
+            "1",
+            "--duration",
+            "1",
+            "--lobby-tcp",
+            "192.0.2.1:7002",
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
+}
