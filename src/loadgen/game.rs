@@ -66,7 +66,7 @@ pub async fn client(
                     continue;
                 }
                 seq += 1;
-                if seq % 10 == 0 {
+                if seq.is_multiple_of(10) {
                     turn = -turn;
                     flipped_at = Some(Instant::now());
                 }

@@ -24,7 +24,7 @@ pub async fn client(
     let mut i = 0u64;
     while !stop.is_cancelled() {
         i += 1;
-        let kind = if i % 10 == 0 {
+        let kind = if i.is_multiple_of(10) {
             "LIST_ROOMS"
         } else {
             "LIST_GAMES"
