@@ -5,8 +5,8 @@
 //! `game`, `comms`, `garp`, `raos`, `rest`, `dev`, `lobby`.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub struct Metrics {
@@ -35,6 +35,14 @@ pub struct Metrics {
     pub store_ops: IntCounter,
     /// Direct messages dropped from full offline mailboxes.
     pub mailbox_dropped: IntCounter,
+    /// Tick duration percentiles over the last 4096 ticks, refreshed every second.
+    pub tick_p50: Gauge,
+    pub tick_p99: Gauge,
+    pub tick_max: Gauge,
+    /// Connections closed because they could not keep up with what they had to receive.
+    pub slow_consumers: IntCounterVec,
+    /// Game deltas a client's full queue could not take (it gets a snapshot later).
+    pub deltas_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -86,6 +94,23 @@ impl Metrics {
                 .expect("valid"),
             store_ops: IntCounter::new("store_ops_total", "Store operations committed")
                 .expect("valid"),
+            tick_p50: Gauge::new("tick_p50_seconds", "Median tick duration, recent ticks")
+                .expect("valid"),
+            tick_p99: Gauge::new(
+                "tick_p99_seconds",
+                "99th percentile tick duration, recent ticks",
+            )
+            .expect("valid"),
+            tick_max: Gauge::new("tick_max_seconds", "Longest tick, recent ticks").expect("valid"),
+            slow_consumers: per_protocol(
+                "slow_consumer_disconnects_total",
+                "Connections closed because their outbound queue filled",
+            ),
+            deltas_dropped: IntCounter::new(
+                "deltas_dropped_total",
+                "Game deltas dropped for clients whose queue was full",
+            )
+            .expect("valid"),
             mailbox_dropped: IntCounter::new(
                 "mailbox_dropped_total",
                 "Direct messages dropped from full offline mailboxes",
@@ -114,6 +139,11 @@ impl Metrics {
             Box::new(self.store_commits.clone()),
             Box::new(self.store_ops.clone()),
             Box::new(self.mailbox_dropped.clone()),
+            Box::new(self.tick_p50.clone()),
+            Box::new(self.tick_p99.clone()),
+            Box::new(self.tick_max.clone()),
+            Box::new(self.slow_consumers.clone()),
+            Box::new(self.deltas_dropped.clone()),
         ];
         for collector in collectors {
             self.registry

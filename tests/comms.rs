@@ -645,6 +645,19 @@ async fn a_subscriber_that_never_reads_is_dropped_without_delaying_others() {
         }
     };
     assert_eq!(code, Some(1008));
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ecliptic_slow_consumer_disconnects_total{protocol=\"comms\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -117,6 +117,11 @@ async fn healthz_and_metrics() {
         "ecliptic_messages_out_total{protocol=\"lobby\"} 1",
         "ecliptic_bytes_in_total{protocol=\"lobby\"} 2",
         "ecliptic_bytes_out_total{protocol=\"lobby\"}",
+        "ecliptic_tick_p50_seconds",
+        "ecliptic_tick_p99_seconds",
+        "ecliptic_tick_max_seconds",
+        "ecliptic_deltas_dropped_total",
+        "ecliptic_store_queue_depth",
     ] {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }

@@ -57,7 +57,10 @@ pub async fn write_loop<T>(
         let closing = tokio::select! {
             biased;
             _ = state.shutdown.cancelled() => Some((close::GOING_AWAY, "server shutting down")),
-            _ = kick.cancelled() => Some((close::POLICY, "outbound queue full: reading too slowly")),
+            _ = kick.cancelled() => {
+                metrics.slow_consumers.with_label_values(&[protocol]).inc();
+                Some((close::POLICY, "outbound queue full: reading too slowly"))
+            }
             n = rx.recv_many(&mut batch, 64) => {
                 if n == 0 {
                     None

@@ -334,6 +334,12 @@ impl Sim {
         self.stats.record(elapsed);
         self.metrics.tick_seconds.observe(elapsed.as_secs_f64());
         self.metrics.tick.set(tick as i64);
+        if tick.is_multiple_of(u64::from(self.config.tick_hz.max(1))) {
+            let summary = self.stats.summary();
+            self.metrics.tick_p50.set(summary.p50.as_secs_f64());
+            self.metrics.tick_p99.set(summary.p99.as_secs_f64());
+            self.metrics.tick_max.set(summary.max.as_secs_f64());
+        }
     }
 
     pub fn status(&self) -> SimStatus {

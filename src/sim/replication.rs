@@ -273,6 +273,7 @@ pub(crate) fn send_deltas(
     replicated: Query<&Replicated, Without<OutOfPlay>>,
     mut clients: Query<(&mut Client, &Kinematics, &InInstance)>,
     mut scratch: Local<DeltaScratch>,
+    metrics: Res<super::SimServices>,
 ) {
     let scratch = &mut *scratch;
     for (mut client, kin, instance) in &mut clients {
@@ -343,6 +344,7 @@ pub(crate) fn send_deltas(
         );
         if !client.link.offer(GameOut::raw("world.delta", out)) {
             client.needs_snapshot = true;
+            metrics.metrics.deltas_dropped.inc();
         }
     }
 }
