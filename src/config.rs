@@ -218,6 +218,10 @@ pub struct GameConfig {
     pub aoi_radius: f32,
     /// Seconds between full `world.snapshot`s to each client.
     pub snapshot_interval_secs: f32,
+    /// Messages waiting to be written to one game connection. Short on purpose: deltas are
+    /// droppable, and a client that falls further behind than this skips ahead to a fresh
+    /// snapshot instead of reading stale ones (and holding their memory).
+    pub outbound_queue: usize,
     /// Host name `START_ROOM` tells clients to connect to; default: the HTTP listener's
     /// address (127.0.0.1 when it listens on all interfaces).
     pub public_host: Option<String>,
@@ -229,6 +233,7 @@ impl Default for GameConfig {
             data_dir: None,
             aoi_radius: 2000.0,
             snapshot_interval_secs: 5.0,
+            outbound_queue: 40,
             public_host: None,
         }
     }

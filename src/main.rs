@@ -8,6 +8,13 @@ use ecliptic::Config;
 use ecliptic::services::Accounts;
 use ecliptic::services::accounts::{Credential, NewAccount, Role};
 
+/// mimalloc rather than the system allocator: password hashing allocates 19 MiB a time,
+/// and glibc's dynamic mmap threshold kept those blocks after use (1.1 GB of RSS after 50
+/// logins, 29 MB with mimalloc). It is also quicker for the many short-lived buffers of
+/// deltas and frames.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ecliptic",

@@ -516,7 +516,7 @@ async fn two_players_see_each_other_in_range_and_lose_sight_out_of_range() {
 
 #[tokio::test]
 async fn a_client_that_never_reads_does_not_hold_up_the_others() {
-    let server = TestServer::start_with(|c| c.limits.outbound_queue = 4).await;
+    let server = TestServer::start_with(|c| c.game.outbound_queue = 4).await;
     let (mut reader, _, _) = joined_player(&server, "reader").await;
     let (mut sleeper, _, _) = joined_player(&server, "sleeper").await;
     // The sleeper keeps sending inputs and never reads another byte.

@@ -43,7 +43,7 @@ fn now_ms() -> i64 {
 async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
     let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
     let conn = next_conn_id();
-    let (outbound, rx) = Outbound::<GameOut>::bounded(state.config.limits.outbound_queue);
+    let (outbound, rx) = Outbound::<GameOut>::bounded(state.config.game.outbound_queue.max(4));
     let kick = CancellationToken::new();
     let link = ClientLink::new(conn, outbound, kick.clone());
     let (sink, mut stream) = socket.split();
