@@ -94,6 +94,7 @@ pub async fn upgrade(
     let tasks = state.tasks.clone();
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(super::ws::READ_BUFFER)
         .on_upgrade(move |socket| tasks.track_future(run(socket, state, identity)))
 }
 

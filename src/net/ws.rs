@@ -13,6 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 
+/// Per-socket read buffer. tungstenite's default (128 KiB) is most of an idle
+/// connection's memory; messages larger than this still arrive, in several reads.
+pub const READ_BUFFER: usize = 8 * 1024;
+
 /// Close codes, in one table.
 pub mod close {
     /// The server is shutting down; reconnect later.
