@@ -579,12 +579,7 @@ async fn token_expiry_warning_refresh_and_close() {
     assert_eq!(refreshed["data"]["status"], "token_refreshed");
 
     // Without a refresh: closed with 4001 at expiry.
-    let code = loop {
-        match ws_next(&mut lapsed.ws).await {
-            Ok(_) => continue,
-            Err(code) => break code,
-        }
-    };
+    let code = common::close_code(&mut lapsed.ws).await;
     assert_eq!(code, Some(4001));
     // The refreshed one still answers.
     kept.send("Ping", json!({"timestamp": 9}), None).await;
@@ -601,12 +596,7 @@ async fn oversized_frames_close_with_1009() {
         None,
     )
     .await;
-    let code = loop {
-        match ws_next(&mut c.ws).await {
-            Ok(_) => continue,
-            Err(code) => break code,
-        }
-    };
+    let code = common::close_code(&mut c.ws).await;
     assert_eq!(code, Some(1009));
 }
 
@@ -638,12 +628,7 @@ async fn a_subscriber_that_never_reads_is_dropped_without_delaying_others() {
         }
     }
     assert_eq!(delivered, 1, "the sleeper was dropped from the recipients");
-    let code = loop {
-        match ws_next(&mut sleeper.ws).await {
-            Ok(_) => continue,
-            Err(code) => break code,
-        }
-    };
+    let code = common::close_code(&mut sleeper.ws).await;
     assert_eq!(code, Some(1008));
     let metrics = server
         .http
@@ -669,12 +654,7 @@ async fn shutdown_notifies_then_closes_with_1001() {
     let shutdown = tokio::spawn(handle.shutdown());
     let note = c.recv_type("Notification").await;
     assert_eq!(note["data"]["title"], "Server shutting down");
-    let code = loop {
-        match ws_next(&mut c.ws).await {
-            Ok(_) => continue,
-            Err(code) => break code,
-        }
-    };
+    let code = common::close_code(&mut c.ws).await;
     assert_eq!(code, Some(1001));
     shutdown.await.unwrap();
 }

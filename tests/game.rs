@@ -472,12 +472,7 @@ async fn a_second_login_takes_the_session_over() {
     let error = first.recv_reply().await;
     assert_eq!(error["type"], "error");
     assert_eq!(error["payload"]["code"], "SESSION_REPLACED");
-    let closed = loop {
-        match common::ws_next(&mut first.ws).await {
-            Ok(_) => continue,
-            Err(code) => break code,
-        }
-    };
+    let closed = common::close_code(&mut first.ws).await;
     assert_eq!(closed, Some(4001));
     let (joined, _) = second.join("sol-1").await;
     assert_eq!(
@@ -581,12 +576,7 @@ async fn shutdown_closes_game_sockets_with_1001() {
     let (mut client, _, _) = joined_player(&server, "leaver").await;
     let handle = server.handle.take().unwrap();
     let shutdown = tokio::spawn(handle.shutdown());
-    let code = loop {
-        match common::ws_next(&mut client.ws).await {
-            Ok(_) => continue,
-            Err(code) => break code,
-        }
-    };
+    let code = common::close_code(&mut client.ws).await;
     assert_eq!(code, Some(1001));
     shutdown.await.unwrap();
 }
@@ -728,12 +718,7 @@ async fn an_oversized_message_closes_with_1009() {
         "x".repeat(70 * 1024)
     );
     client.send_text(&huge).await;
-    let code = loop {
-        match common::ws_next(&mut client.ws).await {
-            Ok(_) => continue,
-            Err(code) => break code,
-        }
-    };
+    let code = common::close_code(&mut client.ws).await;
     assert_eq!(code, Some(1009));
     // The server is fine.
     let (status, _) = server.get_json("/healthz").await;

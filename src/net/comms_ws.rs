@@ -379,16 +379,7 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<i64> {
             }
         }
         ClientMessage::Broadcast { topic, payload } => {
-            if let Err(e) = wire::validate_topic(&topic, false) {
-                c.error(codes::BAD_REQUEST, &e.message, e.details);
-                return None;
-            }
-            if topic.starts_with("system.") && !c.identity.has_role(Role::Admin) {
-                c.error(
-                    codes::FORBIDDEN,
-                    "publishing under system. needs the admin role",
-                    json!({"topic": topic}),
-                );
+            if !may_publish(c, &topic) {
                 return None;
             }
             let message_id = id
@@ -500,6 +491,24 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<i64> {
     None
 }
 
+/// Whether the caller may publish to `topic` (a valid name; `system.` only for admins);
+/// answers the error itself when not.
+fn may_publish(c: &Conn, topic: &str) -> bool {
+    if let Err(e) = wire::validate_topic(topic, false) {
+        c.error(codes::BAD_REQUEST, &e.message, e.details);
+        return false;
+    }
+    if topic.starts_with("system.") && !c.identity.has_role(Role::Admin) {
+        c.error(
+            codes::FORBIDDEN,
+            "publishing under system. needs the admin role",
+            json!({"topic": topic}),
+        );
+        return false;
+    }
+    true
+}
+
 /// A request that carried an `id` is also acknowledged by that id (after the spec's
 /// `Status`), as the spec's own client waits for an `Ack` to every request it tracks.
 fn acknowledge(c: &Conn, id: Option<String>, status: &str, active: usize) {
@@ -580,16 +589,7 @@ async fn binary(c: &Conn, bytes: Bytes) {
             };
             let out = CommsOut::Binary(bytes);
             if frame.kind == 0x01 {
-                if let Err(e) = wire::validate_topic(&name, false) {
-                    c.error(codes::BAD_REQUEST, &e.message, e.details);
-                    return;
-                }
-                if name.starts_with("system.") && !c.identity.has_role(Role::Admin) {
-                    c.error(
-                        codes::FORBIDDEN,
-                        "publishing under system. needs the admin role",
-                        json!({"topic": name}),
-                    );
+                if !may_publish(c, &name) {
                     return;
                 }
                 let published = c

@@ -102,12 +102,7 @@ pub async fn write_loop<T>(
                     }
                     match close_with {
                         Some((code, reason)) => {
-                            let _ = sink
-                                .send(Message::Close(Some(CloseFrame {
-                                    code,
-                                    reason: reason.into(),
-                                })))
-                                .await;
+                            send_close(&mut sink, code, &reason).await;
                             return;
                         }
                         None => continue,
@@ -116,18 +111,19 @@ pub async fn write_loop<T>(
             }
         };
         match closing {
-            Some((code, reason)) => {
-                let _ = sink
-                    .send(Message::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    })))
-                    .await;
-            }
+            Some((code, reason)) => send_close(&mut sink, code, reason).await,
             None => {
                 let _ = sink.close().await;
             }
         }
         return;
     }
+}
+
+async fn send_close(sink: &mut SplitSink<WebSocket, Message>, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
 }

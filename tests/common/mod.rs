@@ -351,6 +351,15 @@ pub async fn ws_next(ws: &mut Ws) -> Result<Value, Option<u16>> {
     }
 }
 
+/// Reads until the server closes; returns its close code.
+pub async fn close_code(ws: &mut Ws) -> Option<u16> {
+    loop {
+        if let Err(code) = ws_next(ws).await {
+            return code;
+        }
+    }
+}
+
 /// A realtime-game.md client.
 pub struct GameClient {
     pub ws: Ws,
