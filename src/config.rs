@@ -218,6 +218,10 @@ pub struct GameConfig {
     pub aoi_radius: f32,
     /// Seconds between full `world.snapshot`s to each client.
     pub snapshot_interval_secs: f32,
+    /// Bytes per second of deltas each client may be sent; the nearest changes go first
+    /// and the rest wait their turn. 0 sends every change every tick. (At 20 Hz each delta's
+    /// fixed part, with its zone context, is ~300 bytes: 6 KB/s before any entity.)
+    pub client_bytes_per_sec: usize,
     /// Messages waiting to be written to one game connection. Short on purpose: deltas are
     /// droppable, and a client that falls further behind than this skips ahead to a fresh
     /// snapshot instead of reading stale ones (and holding their memory).
@@ -233,6 +237,7 @@ impl Default for GameConfig {
             data_dir: None,
             aoi_radius: 2000.0,
             snapshot_interval_secs: 5.0,
+            client_bytes_per_sec: 16 * 1024,
             outbound_queue: 40,
             public_host: None,
         }

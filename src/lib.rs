@@ -160,6 +160,7 @@ impl Server {
             data: data.clone(),
             replication: sim::replication::ReplicationSettings {
                 aoi_radius: config.game.aoi_radius,
+                budget_per_tick: config.game.client_bytes_per_sec / config.tick_hz.max(1) as usize,
                 snapshot_interval_ticks: (config.game.snapshot_interval_secs
                     * config.tick_hz as f32)
                     .ceil()

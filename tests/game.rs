@@ -736,3 +736,43 @@ async fn a_game_connection_that_never_logs_in_is_closed() {
         Some(Some(1008))
     );
 }
+
+#[tokio::test]
+async fn deltas_keep_to_the_bandwidth_budget_and_everyone_still_arrives() {
+    // 16 KiB/s at 20 Hz: about 819 bytes per delta, envelope included.
+    let server = TestServer::start_with(|c| c.game.client_bytes_per_sec = 16 * 1024).await;
+    let mut others = Vec::new();
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let (mut client, ship, _) = joined_player(&server, &format!("crowd{n}")).await;
+        client
+            .input(0.5, if n % 2 == 0 { 1.0 } else { -1.0 }, false, false)
+            .await;
+        ids.push(ship);
+        others.push(client);
+    }
+    let (mut observer, me, _) = joined_player(&server, "observer").await;
+    observer.input(0.2, 0.5, false, false).await;
+    let mut seen = std::collections::HashSet::new();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    while seen.len() < ids.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never saw {:?}",
+            ids.iter()
+                .filter(|i| !seen.contains(*i))
+                .collect::<Vec<_>>()
+        );
+        let msg = observer.recv().await;
+        if msg["type"] != "world.delta" {
+            continue;
+        }
+        let size = msg.to_string().len();
+        let own = entity(&msg, "entity_updates", &me).map_or(0, |e| e.to_string().len());
+        assert!(size <= 819 + own + 16, "a {size}-byte delta: {msg}");
+        for e in msg["payload"]["entity_updates"].as_array().unwrap() {
+            seen.insert(e["id"].as_str().unwrap().to_owned());
+        }
+    }
+    drop(others);
+}

@@ -174,9 +174,20 @@ pub struct Client {
     pub last_input_seq: u64,
     pub needs_snapshot: bool,
     pub last_snapshot_tick: u64,
-    /// Entities this client currently knows, with the ids it knows them by.
-    pub known: EntityHashMap<Arc<str>>,
+    /// Entities this client currently knows, and what it has been sent of each.
+    pub known: EntityHashMap<Seen>,
     pub actions: ActionBucket,
+}
+
+/// What a client has been sent of one entity.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// The id the client knows it by (kept to name it in `entity_removed`).
+    pub id: Arc<str>,
+    /// The tick of the state last sent; newer changes are pending.
+    pub sent_tick: u64,
+    /// Grows every tick a pending change waits; the highest go out first.
+    pub priority: f32,
 }
 
 /// An authenticated game connection.

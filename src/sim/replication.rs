@@ -2,14 +2,22 @@
 //!
 //! Serialize once: every tick, each ship whose quantized state changed (positions to 0.01,
 //! angles to 0.001) re-encodes its JSON fragment once; every client's `world.delta` is then
-//! assembled by copying the fragments of the changed entities in its area of interest (a
-//! radius around its ship, looked up in the instance's grid), plus `entity_removed` for
-//! those that left it, the tick's nearby events and its zone context. New arrivals are sent
-//! whole. A `world.snapshot` (everything visible, the player's own state, markets and zones)
-//! goes out on join, every `snapshot_interval`, and after a delta the client's queue could
-//! not take; the tick never waits for a slow client.
+//! assembled by copying fragments of entities in its area of interest (a radius around its
+//! ship, looked up in the instance's grid), plus `entity_removed` for those that left it,
+//! the tick's nearby events and its zone context.
+//!
+//! Bandwidth: each client has a byte budget per tick. Every visible entity that changed
+//! since it was last sent *to this client* gains priority each tick (nearer gains faster);
+//! the highest go out within the budget, the client's own ship always first. Because
+//! "pending" is measured against what this client was sent, a skipped entity's latest state
+//! still arrives later, even if it has stopped changing.
+//!
+//! A `world.snapshot` (the player's own state, markets, zones, and the nearest entities
+//! that fit its budget; the rest stream in through deltas) goes out on join, every
+//! `snapshot_interval`, and after a delta the client's queue could not take; the tick never
+//! waits for a slow client.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bevy_app::{App, FixedUpdate, Plugin};
@@ -20,7 +28,7 @@ use serde::Serialize;
 use super::instances::{InInstance, Instance};
 use super::markets::{Market, PriceView};
 use super::physics::{Kinematics, SpatialGrid};
-use super::players::{Client, Pilot};
+use super::players::{Client, Pilot, Seen};
 use super::ships::{Fuel, Hull, OutOfPlay};
 use super::stations::Station;
 use super::{Tick, TickSet};
@@ -31,7 +39,27 @@ use crate::protocol::game::GameOut;
 pub struct ReplicationSettings {
     pub aoi_radius: f32,
     pub snapshot_interval_ticks: u64,
+    /// Bytes of `world.delta` per client per tick; 0 = no limit.
+    pub budget_per_tick: usize,
 }
+
+impl ReplicationSettings {
+    /// Bytes of entities a snapshot may carry: half a second of the delta budget.
+    fn snapshot_entity_bytes(&self) -> usize {
+        match self.budget_per_tick {
+            0 => usize::MAX,
+            b => (b * 10).max(1024),
+        }
+    }
+}
+
+/// How fast a pending change gains priority at `distance`: 1 at the ship, ½ at 250 units.
+fn urgency(distance: f32) -> f32 {
+    1.0 / (1.0 + distance / 250.0)
+}
+
+/// What the writer adds around a payload (`{"type":…,"seq":…,"ts":…,"payload":…}`).
+const ENVELOPE_BYTES: usize = 64;
 
 /// An entity clients can see, with its encoded state.
 #[derive(Component, Debug)]
@@ -178,10 +206,15 @@ fn snapshot_for(
     let Ok((inst, grid)) = instances.get(instance.0) else {
         return;
     };
-    let mut visible: Vec<Entity> = Vec::new();
-    grid.for_each_within(kin.pos, settings.aoi_radius, |e| visible.push(e.entity));
-    if !visible.contains(&ship) && visible_entities.get(ship).is_ok() {
-        visible.push(ship);
+    let mut visible: Vec<(f32, Entity)> = Vec::new();
+    grid.for_each_within(kin.pos, settings.aoi_radius, |e| {
+        if e.entity != ship {
+            visible.push((e.pos.distance(kin.pos), e.entity));
+        }
+    });
+    visible.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    if visible_entities.get(ship).is_ok() {
+        visible.insert(0, (0.0, ship));
     }
     let mut out = String::with_capacity(1024 + visible.len() * 96);
     let you = YouView {
@@ -200,7 +233,9 @@ fn snapshot_for(
     client.known.clear();
     let mut fragment = String::with_capacity(128);
     let mut first = true;
-    for entity in &visible {
+    let budget = settings.snapshot_entity_bytes();
+    let mut used = 0;
+    for (_, entity) in &visible {
         let Ok((rep, kin, hull)) = visible_entities.get(*entity) else {
             continue;
         };
@@ -210,12 +245,23 @@ fn snapshot_for(
             rep.kind,
             &quantize(kin, hull.hp),
         );
+        if *entity != ship && used + fragment.len() > budget {
+            break; // the rest stream in through deltas
+        }
+        used += fragment.len() + 1;
         if !first {
             out.push(',');
         }
         first = false;
         out.push_str(&fragment);
-        client.known.insert(*entity, rep.net_id.clone());
+        client.known.insert(
+            *entity,
+            Seen {
+                id: rep.net_id.clone(),
+                sent_tick: tick.0,
+                priority: 0.0,
+            },
+        );
     }
     let markets: Vec<MarketView> = stations
         .iter()
@@ -263,51 +309,72 @@ fn send_due_snapshots(world: &mut World) {
 #[derive(Default)]
 pub(crate) struct DeltaScratch {
     visible: EntityHashSet,
+    /// Pending changes this tick: priority, entity.
+    pending: Vec<(f32, Entity)>,
     gone: Vec<Entity>,
+    tail: String,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn send_deltas(
     tick: Res<Tick>,
     settings: Res<ReplicationSettings>,
     instances: Query<(&Instance, &SpatialGrid)>,
     replicated: Query<&Replicated, Without<OutOfPlay>>,
-    mut clients: Query<(&mut Client, &Kinematics, &InInstance)>,
+    mut clients: Query<(Entity, &mut Client, &Kinematics, &InInstance)>,
     mut scratch: Local<DeltaScratch>,
-    metrics: Res<super::SimServices>,
+    services: Res<super::SimServices>,
 ) {
     let scratch = &mut *scratch;
-    for (mut client, kin, instance) in &mut clients {
+    for (ship, mut client, kin, instance) in &mut clients {
         if !client.streaming || client.last_snapshot_tick == tick.0 {
             continue;
         }
         let Ok((inst, grid)) = instances.get(instance.0) else {
             continue;
         };
+        let client = &mut *client;
         scratch.visible.clear();
+        scratch.pending.clear();
         grid.for_each_within(kin.pos, settings.aoi_radius, |e| {
             scratch.visible.insert(e.entity);
-        });
-        let client = &mut *client;
-        let mut out = String::with_capacity(320 + scratch.visible.len() * 100);
-        let _ = write!(out, "{{\"tick\":{},\"entity_updates\":[", tick.0);
-        let mut first = true;
-        for entity in &scratch.visible {
-            let Ok(rep) = replicated.get(*entity) else {
-                continue;
+            let Ok(rep) = replicated.get(e.entity) else {
+                return;
             };
-            let new = !client.known.contains_key(entity);
-            if new {
-                client.known.insert(*entity, rep.net_id.clone());
+            if rep.fragment.is_empty() {
+                return;
             }
-            if (new || rep.changed_tick == tick.0) && !rep.fragment.is_empty() {
-                if !first {
-                    out.push(',');
+            let weight = if e.entity == ship {
+                f32::INFINITY
+            } else {
+                urgency(e.pos.distance(kin.pos))
+            };
+            match client.known.get_mut(&e.entity) {
+                Some(seen) if rep.changed_tick > seen.sent_tick => {
+                    seen.priority += weight;
+                    scratch.pending.push((seen.priority, e.entity));
                 }
-                first = false;
-                out.push_str(&rep.fragment);
+                Some(_) => {}
+                None => {
+                    // New to this client: it needs the whole entity, soon.
+                    let priority = weight * 4.0;
+                    client.known.insert(
+                        e.entity,
+                        Seen {
+                            id: rep.net_id.clone(),
+                            sent_tick: 0,
+                            priority,
+                        },
+                    );
+                    scratch.pending.push((priority, e.entity));
+                }
             }
-        }
-        out.push_str("],\"entity_removed\":[");
+        });
+
+        // The fixed part first: removals, nearby events, zone context.
+        let tail = &mut scratch.tail;
+        tail.clear();
+        tail.push_str("],\"entity_removed\":[");
         scratch.gone.clear();
         scratch.gone.extend(
             client
@@ -317,34 +384,64 @@ pub(crate) fn send_deltas(
                 .copied(),
         );
         for (i, entity) in scratch.gone.iter().enumerate() {
-            if let Some(id) = client.known.remove(entity) {
+            if let Some(seen) = client.known.remove(entity) {
                 if i > 0 {
-                    out.push(',');
+                    tail.push(',');
                 }
-                let _ = write!(out, "\"{id}\"");
+                let _ = write!(tail, "\"{}\"", seen.id);
             }
         }
-        out.push_str("],\"events\":[");
+        tail.push_str("],\"events\":[");
         let r2 = settings.aoi_radius * settings.aoi_radius;
         let mut first = true;
         for (pos, event) in &inst.events {
             if pos.distance_squared(kin.pos) <= r2 {
                 if !first {
-                    out.push(',');
+                    tail.push(',');
                 }
                 first = false;
-                out.push_str(event);
+                tail.push_str(event);
             }
         }
         let context = super::zones::context_at(&inst.def, kin.pos);
         let _ = write!(
-            out,
+            tail,
             "],\"you_zone_context\":{}}}",
             serde_json::to_string(&context).unwrap_or_else(|_| "{}".into())
         );
+
+        // Then as many pending entities as the budget allows, most urgent first.
+        let mut out = String::with_capacity(320 + scratch.pending.len() * 100);
+        let _ = write!(out, "{{\"tick\":{},\"entity_updates\":[", tick.0);
+        let room = match settings.budget_per_tick {
+            0 => usize::MAX,
+            b => b.saturating_sub(ENVELOPE_BYTES + out.len() + tail.len()),
+        };
+        scratch.pending.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        let mut used = 0;
+        let mut first = true;
+        for (_, entity) in &scratch.pending {
+            let Ok(rep) = replicated.get(*entity) else {
+                continue;
+            };
+            if *entity != ship && used + rep.fragment.len() + 1 > room {
+                continue; // waits, gaining priority
+            }
+            used += rep.fragment.len() + 1;
+            if !first {
+                out.push(',');
+            }
+            first = false;
+            out.push_str(&rep.fragment);
+            if let Some(seen) = client.known.get_mut(entity) {
+                seen.sent_tick = tick.0;
+                seen.priority = 0.0;
+            }
+        }
+        out.push_str(tail);
         if !client.link.offer(GameOut::raw("world.delta", out)) {
             client.needs_snapshot = true;
-            metrics.metrics.deltas_dropped.inc();
+            services.metrics.deltas_dropped.inc();
         }
     }
 }

@@ -50,6 +50,7 @@ impl Crowd {
             data,
             replication: ReplicationSettings {
                 aoi_radius: size.aoi_radius,
+                budget_per_tick: 0,
                 snapshot_interval_ticks: 100,
             },
         };
