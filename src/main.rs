@@ -50,6 +50,27 @@ enum Command {
     },
     /// Drive many real clients against a running server and report what they saw.
     Loadgen(LoadgenArgs),
+    /// The wallet ledger, on the data directory.
+    Wallet {
+        #[command(subcommand)]
+        command: WalletCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WalletCommand {
+    /// Mint coins into a user's account.
+    Grant {
+        username: String,
+        amount: i64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Verify the ledger; exits 1 if the invariant does not hold.
+    Check {
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Args)]
@@ -245,6 +266,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Dev { command }) => dev(command),
         Some(Command::Play { command }) => play(command),
         Some(Command::Loadgen(args)) => loadgen(args),
+        Some(Command::Wallet { command }) => wallet(command),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -410,4 +432,53 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         print!("{}", report.table());
     }
     Ok(())
+}
+
+fn wallet(command: WalletCommand) -> anyhow::Result<()> {
+    use ecliptic::services::wallet;
+    init_logging("warn");
+    let data = match &command {
+        WalletCommand::Grant { data, .. } | WalletCommand::Check { data } => data.clone(),
+    };
+    let config = data.config()?;
+    runtime()?.block_on(async move {
+        let metrics = std::sync::Arc::new(ecliptic::metrics::Metrics::new());
+        let store = ecliptic::store::Store::open(&config.data_dir, metrics)?;
+        let outcome = match command {
+            WalletCommand::Grant {
+                username, amount, ..
+            } => {
+                let accounts = Accounts::open(store.clone(), &config.data_dir, &config.auth)?;
+                match accounts.find_by_username(&username).await? {
+                    None => Err(anyhow::anyhow!("no user named {username:?}")),
+                    Some(account) => {
+                        let balance = wallet::grant(&store, account.user_id, amount).await?;
+                        println!(
+                            "granted {amount} to {}; balance {balance}",
+                            account.username
+                        );
+                        Ok(())
+                    }
+                }
+            }
+            WalletCommand::Check { .. } => {
+                let audit = store.read_now(wallet::audit)?;
+                println!(
+                    "minted {}, users {}, pots {}, moves {}",
+                    audit.total_minted, audit.users, audit.pots, audit.moves
+                );
+                for violation in &audit.violations {
+                    println!("VIOLATION: {violation}");
+                }
+                if audit.holds() {
+                    println!("ok: the ledger balances");
+                    Ok(())
+                } else {
+                    Err(anyhow::anyhow!("the ledger does not balance"))
+                }
+            }
+        };
+        store.close();
+        outcome
+    })
 }

@@ -92,4 +92,27 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX mailbox_by_user ON mailbox(username_key, id);
     "#,
+    // 5: the wallet: a double-entry ledger with cached balances.
+    r#"
+    CREATE TABLE wallet_accounts (
+        account_id     TEXT PRIMARY KEY,               -- mint, user:<uuid>, pot:<game>:<period>
+        kind           TEXT NOT NULL CHECK (kind IN ('mint', 'user', 'pot')),
+        balance        INTEGER NOT NULL DEFAULT 0,
+        CHECK (kind = 'mint' OR balance >= 0)
+    );
+    CREATE TABLE wallet_moves (
+        move_id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind           TEXT NOT NULL,                  -- mint, wage, payout, carry
+        memo           TEXT NOT NULL,
+        created_at     INTEGER NOT NULL
+    );
+    CREATE TABLE wallet_entries (
+        move_id        INTEGER NOT NULL REFERENCES wallet_moves(move_id),
+        account_id     TEXT NOT NULL REFERENCES wallet_accounts(account_id),
+        amount         INTEGER NOT NULL                -- credit > 0, debit < 0
+    );
+    CREATE INDEX wallet_entries_by_account ON wallet_entries(account_id);
+    CREATE INDEX wallet_entries_by_move ON wallet_entries(move_id);
+    INSERT INTO wallet_accounts (account_id, kind, balance) VALUES ('mint', 'mint', 0);
+    "#,
 ];

@@ -1,0 +1,165 @@
+//! The wallet ledger: the invariant after every step of random sequences, concurrent
+//! debits, and `ecliptic wallet check` catching a tampered ledger.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ecliptic::metrics::Metrics;
+use ecliptic::services::wallet::{self, MINT, pot_account, user_account};
+use ecliptic::store::Store;
+use proptest::prelude::*;
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Grant {
+        user: usize,
+        amount: i64,
+    },
+    Wage {
+        user: usize,
+        pot: usize,
+        amount: i64,
+    },
+    Payout {
+        pot: usize,
+        user: usize,
+        amount: i64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0..4usize, 1..1000i64).prop_map(|(user, amount)| Op::Grant { user, amount }),
+        (0..4usize, 0..2usize, 1..1500i64).prop_map(|(user, pot, amount)| Op::Wage {
+            user,
+            pot,
+            amount
+        }),
+        (0..2usize, 0..4usize, 1..1500i64).prop_map(|(pot, user, amount)| Op::Payout {
+            pot,
+            user,
+            amount
+        }),
+    ]
+}
+
+fn open_store() -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), Arc::new(Metrics::new())).unwrap();
+    (store, dir)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn the_ledger_always_balances(ops in proptest::collection::vec(op(), 1..30)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (store, _dir) = open_store();
+        let users: Vec<String> = (0..4).map(|_| user_account(Uuid::new_v4())).collect();
+        let pots: Vec<String> = (0..2).map(|p| pot_account("game", p)).collect();
+        let mut model: HashMap<String, i64> = HashMap::new();
+        let mut minted = 0i64;
+        for op in ops {
+            let (from, to, amount) = match &op {
+                Op::Grant { user, amount } => (MINT.to_owned(), users[*user].clone(), *amount),
+                Op::Wage { user, pot, amount } => (users[*user].clone(), pots[*pot].clone(), *amount),
+                Op::Payout { pot, user, amount } => (pots[*pot].clone(), users[*user].clone(), *amount),
+            };
+            let (f, t) = (from.clone(), to.clone());
+            let outcome = runtime
+                .block_on(store.write(move |conn| wallet::transfer(conn, &f, &t, amount, "test", "")))
+                .unwrap();
+            let covered = from == MINT || model.get(&from).copied().unwrap_or(0) >= amount;
+            prop_assert_eq!(outcome.is_ok(), covered, "{:?}", op);
+            if covered {
+                if from == MINT { minted += amount } else { *model.entry(from).or_default() -= amount }
+                *model.entry(to).or_default() += amount;
+            }
+            let audit = store.read_now(wallet::audit).unwrap();
+            prop_assert!(audit.holds(), "{:?}", audit.violations);
+            prop_assert_eq!(audit.total_minted, minted);
+            for account in users.iter().chain(pots.iter()) {
+                let balance = store.read_now(|c| wallet::balance(c, account)).unwrap();
+                prop_assert!(balance >= 0);
+                prop_assert_eq!(balance, model.get(account).copied().unwrap_or(0));
+            }
+        }
+        store.close();
+    }
+}
+
+#[tokio::test]
+async fn two_debits_that_only_one_balance_covers() {
+    let (store, _dir) = open_store();
+    let user = Uuid::new_v4();
+    assert_eq!(wallet::grant(&store, user, 100).await.unwrap(), 100);
+    let account = user_account(user);
+    let wage = |pot: i64| {
+        let (store, from, to) = (store.clone(), account.clone(), pot_account("g", pot));
+        async move {
+            store
+                .write(move |c| wallet::transfer(c, &from, &to, 60, "wage", ""))
+                .await
+                .unwrap()
+        }
+    };
+    let (a, b) = tokio::join!(wage(1), wage(2));
+    assert_eq!(
+        usize::from(a.is_ok()) + usize::from(b.is_ok()),
+        1,
+        "{a:?} {b:?}"
+    );
+    assert_eq!(
+        store.read_now(|c| wallet::balance(c, &account)).unwrap(),
+        40
+    );
+    assert!(store.read_now(wallet::audit).unwrap().holds());
+    store.close();
+}
+
+#[test]
+fn wallet_commands_grant_and_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let ecliptic = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    assert!(
+        ecliptic(&["admin", "create-user", "rich", "--password", "pw"])
+            .status
+            .success()
+    );
+    let out = ecliptic(&["wallet", "grant", "rich", "250"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("balance 250"));
+    assert!(
+        !ecliptic(&["wallet", "grant", "nobody", "1"])
+            .status
+            .success()
+    );
+    assert!(!ecliptic(&["wallet", "grant", "rich", "0"]).status.success());
+    let out = ecliptic(&["wallet", "check"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("minted 250, users 250"));
+
+    // Tamper with a cached balance: the check fails and says why.
+    let conn = rusqlite::Connection::open(dir.path().join("ecliptic.db")).unwrap();
+    conn.execute(
+        "UPDATE wallet_accounts SET balance = balance + 5 WHERE kind = 'user'",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let out = ecliptic(&["wallet", "check"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("VIOLATION"),
+        "{out:?}"
+    );
+}
