@@ -584,15 +584,11 @@ async fn every_status_code() {
 
 #[tokio::test]
 async fn path_traversal_writes_nothing_outside_the_data_dir() {
-    let server = TestServer::start().await;
+    // The data dir sits inside a private directory, so anything written beside it shows.
+    let server = TestServer::start_with(|c| c.data_dir = c.data_dir.join("data")).await;
     let (mut dev, token) = developer(&server, "sneaky").await;
     let game = create_game(&mut dev, &token, "Escape", 1).await;
-    let outside = server.dir.path().parent().unwrap().to_owned();
-    let before: Vec<_> = std::fs::read_dir(&outside)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let outside = server.dir.path().to_owned();
     for version in [
         "../../evil",
         "..",
@@ -634,12 +630,13 @@ async fn path_traversal_writes_nothing_outside_the_data_dir() {
     )
     .await;
     assert_line_error(&reply, 100);
-    let after: Vec<_> = std::fs::read_dir(&outside)
+    let beside: Vec<_> = std::fs::read_dir(&outside)
         .unwrap()
         .flatten()
-        .map(|e| e.path())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(before.len(), after.len(), "nothing new beside the data dir");
+    assert_eq!(beside, ["data"], "nothing written beside the data dir");
+    assert!(!std::path::Path::new("/tmp/evil").exists());
 }
 
 #[tokio::test]
