@@ -30,6 +30,20 @@ fn self_signed() -> Certs {
     }
 }
 
+/// A rustls client that trusts the test's self-signed certificate.
+fn client_config(certs: &Certs) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut certs.cert_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
 async fn tls_server(certs: &Certs) -> TestServer {
     let (cert, key) = (certs.cert_path.clone(), certs.key_path.clone());
     TestServer::start_with(move |c| {
@@ -75,16 +89,7 @@ async fn https_serves_health_and_rest() {
 async fn tcp_listeners_speak_tls() {
     let certs = self_signed();
     let server = tls_server(&certs).await;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut certs.cert_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = client_config(&certs);
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     for addr in [server.handle().dev_tcp_addr, server.handle().lobby_tcp_addr] {
         let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -114,16 +119,7 @@ async fn wss_serves_the_game() {
     let (_, login) =
         common::post_json(&https, &server.url("/api/v1/auth/login"), &body, None).await;
 
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut certs.cert_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = client_config(&certs);
     let url = format!("wss://localhost:{}/game", server.handle().http_addr.port());
     let (mut ws, _) = tokio_tungstenite::connect_async_tls_with_config(
         url,
