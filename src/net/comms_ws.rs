@@ -27,7 +27,7 @@ use crate::bridge::{Command, Link, Outbound, next_conn_id};
 use crate::protocol::comms::{self as wire, ClientMessage, codes};
 use crate::services::accounts::{Identity, Role};
 use crate::services::{DomainError, mailbox};
-use crate::sim::comms::{CommsCommand, CommsLink, CommsOut, DirectOutcome, ExtensionCall};
+use crate::sim::comms::{self, CommsCommand, CommsLink, CommsOut, DirectOutcome, ExtensionCall};
 
 const PROTOCOL: &str = "comms";
 const SUBPROTOCOL_PREFIX: &str = "access_token.";
@@ -491,19 +491,15 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<i64> {
     None
 }
 
-/// Whether the caller may publish to `topic` (a valid name; `system.` only for admins);
-/// answers the error itself when not.
+/// Whether the caller may publish to `topic` (a valid name, and the hub's rule for
+/// `system.`); answers the error itself when not.
 fn may_publish(c: &Conn, topic: &str) -> bool {
     if let Err(e) = wire::validate_topic(topic, false) {
         c.error(codes::BAD_REQUEST, &e.message, e.details);
         return false;
     }
-    if topic.starts_with("system.") && !c.identity.has_role(Role::Admin) {
-        c.error(
-            codes::FORBIDDEN,
-            "publishing under system. needs the admin role",
-            json!({"topic": topic}),
-        );
+    if let Err(e) = comms::check_publish(topic, c.identity.has_role(Role::Admin)) {
+        c.domain_error(&e, json!({"topic": topic}));
         return false;
     }
     true

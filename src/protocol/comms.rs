@@ -279,24 +279,6 @@ pub fn validate_topic(topic: &str, pattern: bool) -> Result<(), DecodeError> {
     }
 }
 
-/// Whether `pattern` (with `*` segments) matches `topic`. A trailing `*` matches one or
-/// more segments (`updates.*` matches `updates.a` and `updates.a.b`); elsewhere `*` matches
-/// exactly one.
-pub fn topic_matches(pattern: &str, topic: &str) -> bool {
-    let mut p = pattern.split('.').peekable();
-    let mut t = topic.split('.');
-    while let Some(ps) = p.next() {
-        let last = p.peek().is_none();
-        match t.next() {
-            None => return false,
-            Some(_) if ps == "*" && last => return true,
-            Some(ts) if ps == "*" || ps == ts => {}
-            Some(_) => return false,
-        }
-    }
-    t.next().is_none()
-}
-
 fn frame(kind: &str, data: Value) -> Bytes {
     Bytes::from(json!({"type": kind, "data": data}).to_string())
 }
@@ -435,18 +417,6 @@ pub fn decode_binary(frame: Bytes) -> Result<BinaryFrame, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn wildcards() {
-        assert!(topic_matches("chat.general", "chat.general"));
-        assert!(!topic_matches("chat.general", "chat.random"));
-        assert!(topic_matches("updates.*", "updates.a"));
-        assert!(topic_matches("updates.*", "updates.a.b"));
-        assert!(!topic_matches("updates.*", "updates"));
-        assert!(topic_matches("game.*.score", "game.7.score"));
-        assert!(!topic_matches("game.*.score", "game.7.8.score"));
-        assert!(!topic_matches("chat", "chat.general"));
-    }
 
     #[test]
     fn binary_lengths_are_checked() {

@@ -92,6 +92,34 @@ impl CommsAppExt for App {
     }
 }
 
+/// Whether `pattern` (with `*` segments) matches `topic`. A trailing `*` matches one or
+/// more segments (`updates.*` matches `updates.a` and `updates.a.b`); elsewhere `*` matches
+/// exactly one.
+pub fn topic_matches(pattern: &str, topic: &str) -> bool {
+    let mut p = pattern.split('.').peekable();
+    let mut t = topic.split('.');
+    while let Some(ps) = p.next() {
+        let last = p.peek().is_none();
+        match t.next() {
+            None => return false,
+            Some(_) if ps == "*" && last => return true,
+            Some(ts) if ps == "*" || ps == ts => {}
+            Some(_) => return false,
+        }
+    }
+    t.next().is_none()
+}
+
+/// Whether someone may publish to `topic`: topics under `system.` are for admins.
+pub fn check_publish(topic: &str, is_admin: bool) -> Result<(), DomainError> {
+    if topic.starts_with("system.") && !is_admin {
+        return Err(DomainError::Forbidden(
+            "publishing under system. needs the admin role".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Where a direct message went.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DirectOutcome {
@@ -239,7 +267,7 @@ impl Hub {
             self.scratch.extend(set.iter().copied());
         }
         for (pattern, conn) in &self.patterns {
-            if wire::topic_matches(pattern, topic) {
+            if topic_matches(pattern, topic) {
                 self.scratch.insert(*conn);
             }
         }
@@ -426,5 +454,29 @@ impl Plugin for CommsPlugin {
             .init_resource::<CommsExtensions>()
             .init_resource::<Pending<CommsCommand>>()
             .add_systems(HandleCommands, handle_comms);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(topic_matches("chat.general", "chat.general"));
+        assert!(!topic_matches("chat.general", "chat.random"));
+        assert!(topic_matches("updates.*", "updates.a"));
+        assert!(topic_matches("updates.*", "updates.a.b"));
+        assert!(!topic_matches("updates.*", "updates"));
+        assert!(topic_matches("game.*.score", "game.7.score"));
+        assert!(!topic_matches("game.*.score", "game.7.8.score"));
+        assert!(!topic_matches("chat", "chat.general"));
+    }
+
+    #[test]
+    fn system_topics_are_for_admins() {
+        assert!(check_publish("system.alerts", false).is_err());
+        assert!(check_publish("system.alerts", true).is_ok());
+        assert!(check_publish("chat.system", false).is_ok());
     }
 }
