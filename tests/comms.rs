@@ -658,3 +658,47 @@ async fn shutdown_notifies_then_closes_with_1001() {
     assert_eq!(code, Some(1001));
     shutdown.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_full_mailbox_drops_the_oldest_and_counts_it() {
+    let server = TestServer::start_with(|c| c.comms.mailbox_per_user = 2).await;
+    let mut sender = Comms::connect(&server, &token_for(&server, "chatty").await).await;
+    let away = token_for(&server, "away").await;
+    for n in 1..=3 {
+        sender
+            .send(
+                "DirectMessage",
+                json!({"target_user": "away", "payload": n}),
+                Some(&format!("m{n}")),
+            )
+            .await;
+        let e = sender.recv_type("Error").await;
+        assert_eq!(e["data"]["details"]["queued"], true, "{e}");
+    }
+    let mut reader = Comms::connect(&server, &away).await;
+    let first = reader.recv_type("DirectMessage").await;
+    let second = reader.recv_type("DirectMessage").await;
+    assert_eq!(
+        (
+            first["data"]["payload"].clone(),
+            second["data"]["payload"].clone()
+        ),
+        (json!(2), json!(3))
+    );
+    // Nothing else waited: the next message is the answer to a ping.
+    reader.send("Ping", json!({"timestamp": 1}), None).await;
+    assert_eq!(reader.recv().await["type"], "Pong");
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("ecliptic_mailbox_dropped_total 1"),
+        "{metrics}"
+    );
+}
