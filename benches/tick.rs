@@ -32,11 +32,7 @@ fn bare_sim() -> (Sim, Inbox, tempfile::TempDir) {
     let (services, dir) = services();
     let (inbox, rx) = Inbox::bounded(1024, services.metrics.clone());
     let sim = Sim::new(
-        LoopConfig {
-            tick_hz: 20,
-            commands_per_wake: 1024,
-            max_catch_up_ticks: 3,
-        },
+        LoopConfig::from(&ecliptic::Config::default()),
         services,
         rx,
         |_| {},

@@ -283,11 +283,7 @@ fn spawn_sim(
     plugins: Vec<PluginFn>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let loop_config = LoopConfig {
-        tick_hz: config.tick_hz,
-        commands_per_wake: config.limits.commands_per_wake,
-        max_catch_up_ticks: config.sim.max_catch_up_ticks,
-    };
+    let loop_config = LoopConfig::from(config);
     // The App is built on its own thread: it never leaves it.
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     let handle = std::thread::Builder::new()

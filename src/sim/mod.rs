@@ -143,6 +143,16 @@ pub struct LoopConfig {
     pub max_catch_up_ticks: u32,
 }
 
+impl From<&crate::Config> for LoopConfig {
+    fn from(config: &crate::Config) -> Self {
+        Self {
+            tick_hz: config.tick_hz,
+            commands_per_wake: config.limits.commands_per_wake,
+            max_catch_up_ticks: config.sim.max_catch_up_ticks,
+        }
+    }
+}
+
 /// Registers the schedules, the tick order and the core resources.
 pub struct CorePlugin;
 

@@ -55,11 +55,7 @@ impl Crowd {
             },
         };
         let sim = Sim::new(
-            LoopConfig {
-                tick_hz: 20,
-                commands_per_wake: 1024,
-                max_catch_up_ticks: 3,
-            },
+            LoopConfig::from(&crate::Config::default()),
             services,
             rx,
             move |app| {
