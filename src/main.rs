@@ -288,6 +288,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     init_logging(&config.log);
     runtime()?.block_on(async move {
+        // Handlers go in before the listening lines: a script may signal as soon as it reads them.
+        let stop = ShutdownSignal::install()?;
         let server = ecliptic::Server::new(config).start().await?;
         for (name, addr) in [
             ("http", server.http_addr),
@@ -297,31 +299,42 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
             println!("listening {name} {addr}");
         }
         tracing::info!("ecliptic is up; SIGINT or SIGTERM stops it");
-        wait_for_signal().await;
+        stop.wait().await;
         tracing::info!("shutting down");
         server.shutdown().await;
         Ok(())
     })
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, registered up front so none arriving during startup is missed.
+struct ShutdownSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignal {
+    fn install() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    {
+
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
 }
