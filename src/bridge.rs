@@ -36,6 +36,8 @@ pub enum Command {
     Comms(crate::sim::comms::CommsCommand),
     /// From the developer or lobby server.
     Lobby(crate::sim::lobby::LobbyRequest),
+    /// From a GARP connection.
+    Wager(crate::sim::wagers::WagerRequest),
 }
 
 /// What the simulation reports about itself.

@@ -37,6 +37,7 @@ pub struct Config {
     pub game: GameConfig,
     pub uploads: UploadConfig,
     pub comms: CommsConfig,
+    pub wagers: WagerConfig,
 }
 
 impl Default for Config {
@@ -56,6 +57,7 @@ impl Default for Config {
             game: GameConfig::default(),
             uploads: UploadConfig::default(),
             comms: CommsConfig::default(),
+            wagers: WagerConfig::default(),
         }
     }
 }
@@ -206,6 +208,17 @@ impl Default for UploadConfig {
             idle_timeout_secs: 600,
         }
     }
+}
+
+/// Game wagers (garp.md): coins, pots and periods.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WagerConfig {
+    /// Coins minted into every new account (0: coins enter only by `wallet grant`).
+    pub signup_grant: i64,
+    /// Where GARP's redirect sends clients, e.g. `wss://node2.example.com`; default: the
+    /// node the client reached (from its `Host` header).
+    pub connect_base_url: Option<String>,
 }
 
 /// The space game.

@@ -127,11 +127,10 @@ impl Server {
         })?;
         let metrics = Arc::new(Metrics::new());
         let store = Store::open(&config.data_dir, metrics.clone())?;
-        let accounts = Arc::new(Accounts::open(
-            store.clone(),
-            &config.data_dir,
-            &config.auth,
-        )?);
+        let accounts = Arc::new(
+            Accounts::open(store.clone(), &config.data_dir, &config.auth)?
+                .with_signup_grant(config.wagers.signup_grant),
+        );
         let (inbox, inbox_rx) = Inbox::bounded(config.limits.inbox_capacity, metrics.clone());
 
         // Bound first: rooms tell clients where the game endpoint is.
@@ -151,6 +150,7 @@ impl Server {
             port: http_addr.port(),
         };
         let catalog = services::catalog::Catalog::load(&store, &config.data_dir)?;
+        let wager_book = sim::wagers::WagerBook::load(&store)?;
         let data = Arc::new(match &config.game.data_dir {
             Some(dir) => sim::data::GameData::from_dir(dir)?,
             None => sim::data::GameData::embedded()?,
@@ -177,10 +177,13 @@ impl Server {
             catalog: Arc::new(parking_lot::Mutex::new(Some(catalog))),
             endpoint,
         };
+        let wagers_plugin = sim::wagers::WagersPlugin {
+            book: Arc::new(parking_lot::Mutex::new(Some(wager_book))),
+        };
         plugins.insert(
             0,
             Box::new(move |app: &mut App| {
-                app.add_plugins((game, lobby_plugin, comms_plugin));
+                app.add_plugins((game, lobby_plugin, comms_plugin, wagers_plugin));
             }),
         );
         let stop_sim = Arc::new(AtomicBool::new(false));

@@ -4,6 +4,7 @@
 
 mod comms_ws;
 mod game_ws;
+mod garp_ws;
 pub mod http;
 pub mod listener;
 pub mod ndjson;

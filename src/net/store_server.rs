@@ -176,6 +176,9 @@ async fn dev(
                 description: m.description,
                 max_players: m.max_players,
                 game_type: m.game_type,
+                wage: m.wage,
+                period_hours: m.period_hours,
+                payout_shares: m.payout_shares,
             };
             ask(
                 state,

@@ -176,6 +176,13 @@ pub struct UpdateGameMeta {
     pub max_players: Option<u32>,
     #[serde(default)]
     pub game_type: Option<String>,
+    /// ecliptic's additions for GARP wagers (see the README).
+    #[serde(default)]
+    pub wage: Option<i64>,
+    #[serde(default)]
+    pub period_hours: Option<f64>,
+    #[serde(default)]
+    pub payout_shares: Option<Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -81,6 +81,8 @@ pub struct Game {
     pub api_secret: String,
     pub builtin: bool,
     pub created_at: i64,
+    /// The game's wager rules (GARP).
+    pub wager: WagerTerms,
     /// In upload order; the last is the latest.
     pub versions: Vec<Version>,
     pub reviews: Vec<Review>,
@@ -120,6 +122,94 @@ pub struct MetaUpdate {
     pub description: Option<String>,
     pub max_players: Option<u32>,
     pub game_type: Option<String>,
+    /// The wage GARP suggests to players (a positive whole number of coins).
+    pub wage: Option<i64>,
+    /// Period length in hours; fractions allowed down to one second.
+    pub period_hours: Option<f64>,
+    /// Percent of the pot paid to ladder positions 1-5 (one decimal), summing to <= 100.
+    pub payout_shares: Option<Vec<f64>>,
+}
+
+/// How a game's wagers work: the suggested wage, how long a period runs before its pot
+/// resolves, and the shares of the pot (in tenths of a percent, as GARP reports them) paid
+/// to ladder positions 1-5. What the shares leave is carried into the next period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WagerTerms {
+    pub wage: i64,
+    pub period_secs: i64,
+    pub shares_permille: [i64; 5],
+}
+
+impl Default for WagerTerms {
+    fn default() -> Self {
+        Self {
+            wage: 1,
+            period_secs: 24 * 3600,
+            shares_permille: [500, 250, 150, 70, 30],
+        }
+    }
+}
+
+impl WagerTerms {
+    const LONGEST_PERIOD_SECS: i64 = 366 * 24 * 3600;
+
+    /// The terms with `update`'s wager fields applied, or why they are invalid.
+    fn updated(mut self, update: &MetaUpdate) -> Result<Self, DomainError> {
+        if let Some(wage) = update.wage {
+            if wage < 1 {
+                return Err(DomainError::InvalidInput(
+                    "wage must be a positive whole number".into(),
+                ));
+            }
+            self.wage = wage;
+        }
+        if let Some(hours) = update.period_hours {
+            let secs = (hours * 3600.0).round();
+            if !secs.is_finite() || secs < 1.0 || secs > Self::LONGEST_PERIOD_SECS as f64 {
+                return Err(DomainError::InvalidInput(
+                    "period_hours must be between 1/3600 (one second) and 8784 (a year)".into(),
+                ));
+            }
+            self.period_secs = secs as i64;
+        }
+        if let Some(shares) = &update.payout_shares {
+            let permille: Vec<f64> = shares.iter().map(|p| (p * 10.0).round()).collect();
+            let valid = permille.len() == 5
+                && permille.iter().all(|p| p.is_finite() && *p >= 0.0)
+                && permille.iter().sum::<f64>() <= 1000.0;
+            if !valid {
+                return Err(DomainError::InvalidInput(
+                    "payout_shares must be 5 percentages (positions 1-5) summing to at most 100"
+                        .into(),
+                ));
+            }
+            for (slot, p) in self.shares_permille.iter_mut().zip(permille) {
+                *slot = p as i64;
+            }
+        }
+        Ok(self)
+    }
+
+    fn shares_column(&self) -> String {
+        self.shares_permille
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn from_columns(wage: i64, period_secs: i64, shares: &str) -> Self {
+        let mut terms = Self {
+            wage,
+            period_secs,
+            ..Self::default()
+        };
+        let parsed: Vec<i64> = shares.split(',').filter_map(|p| p.parse().ok()).collect();
+        if let Ok(shares) = <[i64; 5]>::try_from(parsed) {
+            terms.shares_permille = shares;
+        }
+        terms
+    }
 }
 
 /// A new game's details.
@@ -200,19 +290,20 @@ pub struct Manifest {
     pub uploader: String,
 }
 
-/// A new GARP game token, in the shape GARP clients know: five groups of five.
-fn new_api_key() -> String {
+/// A random token in the shape GARP clients know: five groups of five letters and digits
+/// (game tokens, GARP session ids).
+pub fn grouped_token() -> String {
+    (0..5).map(|_| alphanumeric(5)).collect::<Vec<_>>().join("-")
+}
+
+/// `len` random letters and digits.
+pub fn alphanumeric(len: usize) -> String {
     use rand::Rng;
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..5)
-        .map(|_| {
-            (0..5)
-                .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
-                .collect::<String>()
-        })
-        .collect::<Vec<_>>()
-        .join("-")
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 fn new_api_secret() -> String {
@@ -291,10 +382,11 @@ impl Catalog {
             game_type: new.game_type,
             max_players,
             status: GameStatus::Online,
-            api_key: new_api_key(),
+            api_key: grouped_token(),
             api_secret: new_api_secret(),
             builtin: false,
             created_at: now_ms(),
+            wager: WagerTerms::default(),
             versions: Vec::new(),
             reviews: Vec::new(),
         };
@@ -326,7 +418,9 @@ impl Catalog {
         if let Some(m) = update.max_players {
             check_max_players(i64::from(m))?;
         }
+        let wager = self.get(game_id)?.wager.updated(&update)?;
         let game = self.get_mut(game_id)?;
+        game.wager = wager;
         if let Some(d) = update.description {
             game.description = d;
         }
@@ -344,9 +438,18 @@ impl Catalog {
         );
         Ok(Box::new(move |conn: &rusqlite::Connection| {
             conn.execute(
-                "UPDATE games SET description = ?2, game_type = ?3, max_players = ?4
+                "UPDATE games SET description = ?2, game_type = ?3, max_players = ?4,
+                                  wage = ?5, period_secs = ?6, payout_shares = ?7
                  WHERE game_id = ?1",
-                params![id, description, game_type, max_players],
+                params![
+                    id,
+                    description,
+                    game_type,
+                    max_players,
+                    wager.wage,
+                    wager.period_secs,
+                    wager.shares_column()
+                ],
             )?;
             Ok(())
         }))
@@ -466,8 +569,9 @@ fn check_game_type(game_type: &str) -> Result<(), DomainError> {
 fn insert_game(conn: &rusqlite::Connection, game: &Game) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO games (game_id, owner_id, name, description, game_type, max_players,
-                            status, api_key, api_secret, builtin, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                            status, api_key, api_secret, builtin, created_at,
+                            wage, period_secs, payout_shares)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         params![
             game.game_id,
             game.owner.map(|o| o.to_string()),
@@ -479,7 +583,10 @@ fn insert_game(conn: &rusqlite::Connection, game: &Game) -> Result<(), StoreErro
             game.api_key,
             game.api_secret,
             game.builtin,
-            game.created_at
+            game.created_at,
+            game.wager.wage,
+            game.wager.period_secs,
+            game.wager.shares_column()
         ],
     )?;
     Ok(())
@@ -527,10 +634,11 @@ fn seed_builtin(store: &Store) -> anyhow::Result<()> {
         game_type: "multi".into(),
         max_players: 64,
         status: GameStatus::Online,
-        api_key: new_api_key(),
+        api_key: grouped_token(),
         api_secret: new_api_secret(),
         builtin: true,
         created_at: now_ms(),
+        wager: WagerTerms::default(),
         versions: Vec::new(),
         reviews: Vec::new(),
     };
@@ -614,7 +722,7 @@ fn load_games(conn: &rusqlite::Connection) -> Result<Vec<Game>, StoreError> {
     let mut games = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT game_id, owner_id, name, description, game_type, max_players, status, api_key,
-                api_secret, builtin, created_at
+                api_secret, builtin, created_at, wage, period_secs, payout_shares
          FROM games ORDER BY created_at, game_id",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -632,6 +740,7 @@ fn load_games(conn: &rusqlite::Connection) -> Result<Vec<Game>, StoreError> {
             api_secret: r.get(8)?,
             builtin: r.get(9)?,
             created_at: r.get(10)?,
+            wager: WagerTerms::from_columns(r.get(11)?, r.get(12)?, &r.get::<_, String>(13)?),
             versions: Vec::new(),
             reviews: Vec::new(),
         })
@@ -718,7 +827,7 @@ mod tests {
 
     #[test]
     fn api_keys_look_like_garp_tokens() {
-        let key = new_api_key();
+        let key = grouped_token();
         assert_eq!(key.len(), 29);
         assert_eq!(key.split('-').count(), 5);
     }

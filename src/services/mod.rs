@@ -7,6 +7,7 @@ mod error;
 pub mod mailbox;
 pub mod pilots;
 pub mod uploads;
+pub mod wagers;
 pub mod wallet;
 
 pub use accounts::Accounts;

@@ -23,6 +23,7 @@ pub mod scenario;
 pub mod ships;
 pub mod stations;
 mod stats;
+pub mod wagers;
 pub mod weapons;
 pub mod zones;
 
@@ -300,6 +301,22 @@ impl Sim {
                             .reply
                             .send(Err(crate::services::DomainError::Internal(
                                 "the lobby is not running".into(),
+                            )));
+                    }
+                }
+            }
+            Command::Wager(request) => {
+                match self
+                    .app
+                    .world_mut()
+                    .get_resource_mut::<Pending<wagers::WagerRequest>>()
+                {
+                    Some(mut pending) => pending.0.push(request),
+                    None => {
+                        let _ = request
+                            .reply
+                            .send(Err(crate::services::DomainError::Internal(
+                                "wagers are not running".into(),
                             )));
                     }
                 }

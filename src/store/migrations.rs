@@ -115,4 +115,38 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX wallet_entries_by_move ON wallet_entries(move_id);
     INSERT INTO wallet_accounts (account_id, kind, balance) VALUES ('mint', 'mint', 0);
     "#,
+    // 6: game wagers (GARP): each game's terms, its periods and the plays in them.
+    r#"
+    ALTER TABLE games ADD COLUMN wage INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE games ADD COLUMN period_secs INTEGER NOT NULL DEFAULT 86400;
+    ALTER TABLE games ADD COLUMN payout_shares TEXT NOT NULL DEFAULT '500,250,150,70,30';
+    CREATE TABLE wager_periods (
+        game_id        TEXT NOT NULL,
+        seq            INTEGER NOT NULL,               -- 1, 2, ... per game
+        starts_at      INTEGER NOT NULL,               -- unix ms
+        ends_at        INTEGER NOT NULL,               -- unix ms
+        resolved_at    INTEGER,                        -- set once, by the resolution
+        PRIMARY KEY (game_id, seq)
+    );
+    CREATE TABLE plays (
+        play_id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        game_id        TEXT NOT NULL,
+        seq            INTEGER NOT NULL,               -- the period
+        user_id        TEXT NOT NULL,
+        display_name   TEXT NOT NULL,
+        wage           INTEGER NOT NULL CHECK (wage > 0),
+        balance_after  INTEGER NOT NULL,               -- for replaying the original answer
+        move_id        INTEGER NOT NULL REFERENCES wallet_moves(move_id),
+        session_id     TEXT NOT NULL,
+        request_id     TEXT NOT NULL,
+        score          INTEGER,
+        finished_at    INTEGER,
+        payout         INTEGER,
+        created_at     INTEGER NOT NULL,
+        UNIQUE (session_id, request_id),
+        FOREIGN KEY (game_id, seq) REFERENCES wager_periods(game_id, seq)
+    );
+    CREATE INDEX plays_by_period ON plays(game_id, seq, score);
+    CREATE INDEX plays_by_user ON plays(user_id, game_id);
+    "#,
 ];

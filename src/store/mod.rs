@@ -36,6 +36,9 @@ pub enum StoreError {
     Closed,
     #[error("commit failed: {0}")]
     CommitFailed(String),
+    /// An operation found the data in a state that must not happen; rolled back.
+    #[error("internal invariant broken: {0}")]
+    Invariant(String),
 }
 
 /// A write operation queued for the writer thread.

@@ -175,6 +175,8 @@ pub struct Accounts {
     refresh_ttl: Duration,
     /// Verified against when the user does not exist, so both failures cost the same.
     dummy_hash: String,
+    /// Coins minted into each new account, in the same transaction that creates it.
+    signup_grant: i64,
 }
 
 fn now_secs() -> i64 {
@@ -264,7 +266,14 @@ impl Accounts {
             access_ttl,
             refresh_ttl: Duration::from_secs(config.refresh_token_days.max(1) * 86_400),
             dummy_hash: password::hash(&"0".repeat(64))?,
+            signup_grant: 0,
         })
+    }
+
+    /// Mints `coins` into every account created from now on (0: none).
+    pub fn with_signup_grant(mut self, coins: i64) -> Self {
+        self.signup_grant = coins.max(0);
+        self
     }
 
     pub fn access_ttl(&self) -> Duration {
@@ -322,6 +331,7 @@ impl Accounts {
             roles,
         };
         let row = account.clone();
+        let grant = self.signup_grant;
         let created = self
             .store
             .write(move |conn| {
@@ -351,6 +361,20 @@ impl Accounts {
                         now_secs()
                     ],
                 )?;
+                if grant > 0 {
+                    let account = crate::services::wallet::user_account(row.user_id);
+                    let minted = crate::services::wallet::transfer(
+                        conn,
+                        crate::services::wallet::MINT,
+                        &account,
+                        grant,
+                        "mint",
+                        "sign-up grant",
+                    )?;
+                    if let Err(e) = minted {
+                        return Err(StoreError::Invariant(e.to_string()));
+                    }
+                }
                 Ok(true)
             })
             .await?;
@@ -379,6 +403,18 @@ impl Accounts {
         ip: Option<IpAddr>,
         scope: Scope,
     ) -> Result<Grant, DomainError> {
+        let account = self.check_password(username, credential, ip).await?;
+        self.open_session(account, scope).await
+    }
+
+    /// Checks a password (throttled per account and IP) without opening a session: for
+    /// protocols that keep their own session, such as GARP.
+    pub async fn check_password(
+        &self,
+        username: &str,
+        credential: Credential,
+        ip: Option<IpAddr>,
+    ) -> Result<Account, DomainError> {
         let key = username.to_lowercase();
         let prehash = credential.prehash()?;
         self.throttle
@@ -401,7 +437,7 @@ impl Accounts {
             return Err(DomainError::InvalidCredentials);
         };
         self.throttle.record_success(&key);
-        self.open_session(account, scope).await
+        Ok(account)
     }
 
     async fn open_session(&self, account: Account, scope: Scope) -> Result<Grant, DomainError> {

@@ -1,0 +1,388 @@
+//! GARP (garp.md, garp-notes.md): JSON messages named by `"@class"`, each request answered
+//! by the response of the matching class (`.XRequest` → `.XResponse`) echoing its
+//! `requestId`. Errors are `"error": {"details": text}` inside that response; the connect
+//! handshake's errors are a plain `"error": text`, as the reference sends them.
+//!
+//! GARP clients send ids and amounts as strings or numbers (`"userId": "3"`, `"wage": "1"`,
+//! `"playid": 353`), so both are accepted wherever the spec shows either.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// The error texts garp.md and the reference server use, in one place.
+pub mod texts {
+    pub const UNKNOWN_GAME_ID: &str = "Unknown GameID";
+    pub const HMAC_MISMATCH: &str = "HMAC not matching.";
+    pub const API_KEY_MISMATCH: &str = "API key not matching.";
+    pub const USER_PASSWORD: &str = "User password unrecognized .";
+    pub const ACCOUNT_AUTH: &str = "Athentication not successful.";
+    pub const AUTH_FAILING: &str = "Authentication is failing.";
+    pub const NOT_ENOUGH_COINS: &str = "Error: Not enough coins available.";
+    pub const NO_GAME: &str = "Game doesn't exist.";
+    pub const NOT_CONNECTED: &str =
+        "Not connected: answer the AuthenticatedConnect challenge (hmac) first.";
+    pub const ALREADY_CONNECTED: &str = "Already connected.";
+    pub const PLAY_ID_MISSING: &str = "Play id missing.";
+    pub const NO_PLAY: &str = "Play doesn't exist.";
+    pub const NOT_YOUR_PLAY: &str = "Play doesn't belong to this user.";
+    pub const PLAY_FINISHED: &str = "Play already finished.";
+    pub const PERIOD_RESOLVED: &str = "The play's period is already resolved.";
+    pub const INVALID_WAGE: &str = "Invalid wage: a positive whole number is required.";
+    pub const INVALID_SCORE: &str = "Invalid scoreValue: a whole number is required.";
+    pub const RATE_LIMITED: &str = "Too many attempts: try again later.";
+    pub const BUSY: &str = "Server busy: try again shortly.";
+    pub const SERVER_ERROR: &str = "Server error: try again.";
+}
+
+pub const CONNECT_REQUEST: &str = ".AuthenticatedConnectRequest";
+pub const CONNECT_RESPONSE: &str = ".AuthenticatedConnectResponse";
+/// The class of an answer to something that is not a request at all.
+pub const ERROR_RESPONSE: &str = ".ErrorResponse";
+
+/// A decoded request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    /// The answer to the nonce challenge.
+    Connect { hmac: String },
+    Authentication {
+        username: String,
+        userpass: String,
+        apikey: String,
+    },
+    AccountDetails {
+        auth_token: String,
+        user_id: String,
+    },
+    SetWage {
+        auth_token: String,
+        game_id: String,
+        user_id: String,
+        api_key: Option<String>,
+        wage: Option<i64>,
+    },
+    GameInfo {
+        apikey: String,
+    },
+    FinishGame {
+        auth_token: Option<String>,
+        user_id: String,
+        play_id: Option<i64>,
+        score: Option<i64>,
+    },
+    GameLadder {
+        auth_token: String,
+        user_id: String,
+        game_id: String,
+    },
+}
+
+/// A request and what its answer must carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    /// The request's `@class`; the answer's is derived from it.
+    pub class: String,
+    pub request_id: Value,
+    pub request: Request,
+}
+
+/// A message that is not a valid request, with what its error answer needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeError {
+    /// The response class to answer with.
+    pub response_class: String,
+    pub request_id: Value,
+    pub details: String,
+}
+
+/// The response class of a request class: `.XRequest` → `.XResponse`.
+pub fn response_class(request_class: &str) -> String {
+    match request_class.strip_suffix("Request") {
+        Some(stem) if request_class.starts_with('.') => format!("{stem}Response"),
+        _ => ERROR_RESPONSE.to_owned(),
+    }
+}
+
+/// A text frame that is only a keep-alive (`" "`).
+pub fn is_keep_alive(text: &str) -> bool {
+    text.trim().is_empty()
+}
+
+/// A string, or a number written as one (`"3"` and `3` are both user 3).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Loose {
+    Text(String),
+    Int(i64),
+}
+
+impl Loose {
+    fn text(self) -> String {
+        match self {
+            Loose::Text(s) => s,
+            Loose::Int(i) => i.to_string(),
+        }
+    }
+
+    /// The whole number it holds, if it holds one.
+    fn int(self) -> Option<i64> {
+        match self {
+            Loose::Text(s) => s.trim().parse().ok(),
+            Loose::Int(i) => Some(i),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)] // the optional fields are accepted, not used
+struct ConnectFields {
+    hmac: String,
+    #[serde(default)]
+    request_id: Option<Value>,
+    // Optional extras the reference client may send; accepted and unused.
+    #[serde(default)]
+    auth_token: Option<String>,
+    #[serde(default)]
+    session_id: Option<String>,
+    #[serde(default)]
+    os: Option<String>,
+    #[serde(default)]
+    platform: Option<String>,
+    #[serde(default)]
+    device_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AuthenticationFields {
+    username: String,
+    userpass: String,
+    apikey: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct AccountDetailsFields {
+    auth_token: String,
+    user_id: Loose,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SetWageFields {
+    auth_token: String,
+    game_id: Loose,
+    user_id: Loose,
+    #[serde(default)]
+    api_key: Option<String>,
+    wage: Loose,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[allow(dead_code)] // protocolId and authToken are accepted, not used
+struct GameInfoFields {
+    apikey: String,
+    #[serde(default)]
+    protocol_id: Option<Loose>,
+    #[serde(default)]
+    auth_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FinishGameFields {
+    #[serde(default)]
+    auth_token: Option<String>,
+    user_id: Loose,
+    #[serde(default)]
+    play_id: Option<Loose>,
+    score_value: Loose,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct GameLadderFields {
+    auth_token: String,
+    user_id: Loose,
+    game_id: Loose,
+}
+
+/// Decodes one text frame (not a keep-alive).
+pub fn decode(text: &str) -> Result<Frame, DecodeError> {
+    let mut object = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => return Err(error_frame(ERROR_RESPONSE, "a request is a JSON object")),
+        Err(e) => return Err(error_frame(ERROR_RESPONSE, &format!("malformed JSON: {e}"))),
+    };
+    let class = match object.remove("@class") {
+        Some(Value::String(class)) => class,
+        Some(_) => return Err(error_frame(ERROR_RESPONSE, "\"@class\" must be a string")),
+        None => return Err(error_frame(ERROR_RESPONSE, "missing \"@class\"")),
+    };
+    let answer_class = response_class(&class);
+    let fail = |request_id: Value, details: String| DecodeError {
+        response_class: answer_class.clone(),
+        request_id,
+        details,
+    };
+    // The handshake's requestId is optional (the reference's is "0"); others must send one.
+    let request_id = match object.remove("requestId") {
+        Some(id @ (Value::String(_) | Value::Number(_))) => id,
+        Some(_) => {
+            return Err(fail(
+                Value::Null,
+                "requestId must be a string or a number".into(),
+            ));
+        }
+        None if class == CONNECT_REQUEST => json!("0"),
+        None => return Err(fail(Value::Null, "missing field `requestId`".into())),
+    };
+    if class == CONNECT_REQUEST {
+        object.insert("requestId".into(), request_id.clone());
+    }
+    let body = Value::Object(object);
+    let request = match class.as_str() {
+        CONNECT_REQUEST => fields::<ConnectFields>(body).map(|f| Request::Connect { hmac: f.hmac }),
+        ".AuthenticationRequest" => {
+            fields::<AuthenticationFields>(body).map(|f| Request::Authentication {
+                username: f.username,
+                userpass: f.userpass,
+                apikey: f.apikey,
+            })
+        }
+        ".AccountDetailsRequest" => {
+            fields::<AccountDetailsFields>(body).map(|f| Request::AccountDetails {
+                auth_token: f.auth_token,
+                user_id: f.user_id.text(),
+            })
+        }
+        ".SetWageRequest" => fields::<SetWageFields>(body).map(|f| Request::SetWage {
+            auth_token: f.auth_token,
+            game_id: f.game_id.text(),
+            user_id: f.user_id.text(),
+            api_key: f.api_key,
+            wage: f.wage.int(),
+        }),
+        ".GameInfoRequest" => fields::<GameInfoFields>(body).map(|f| Request::GameInfo {
+            apikey: f.apikey,
+        }),
+        ".FinishGameRequest" => fields::<FinishGameFields>(body).map(|f| Request::FinishGame {
+            auth_token: f.auth_token.filter(|t| !t.is_empty()),
+            user_id: f.user_id.text(),
+            play_id: f.play_id.and_then(Loose::int),
+            score: f.score_value.int(),
+        }),
+        ".GameLadderRequest" => fields::<GameLadderFields>(body).map(|f| Request::GameLadder {
+            auth_token: f.auth_token,
+            user_id: f.user_id.text(),
+            game_id: f.game_id.text(),
+        }),
+        other => Err(format!("unknown request class {other:?}")),
+    };
+    match request {
+        Ok(request) => Ok(Frame {
+            class,
+            request_id,
+            request,
+        }),
+        Err(details) => Err(fail(request_id, details)),
+    }
+}
+
+fn fields<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, String> {
+    serde_json::from_value(body).map_err(|e| e.to_string())
+}
+
+fn error_frame(class: &str, details: &str) -> DecodeError {
+    DecodeError {
+        response_class: class.to_owned(),
+        request_id: Value::Null,
+        details: details.to_owned(),
+    }
+}
+
+/// Builds a response: `@class`, the given fields, and `requestId`.
+pub fn response(class: &str, request_id: &Value, fields: Value) -> String {
+    let mut object = Map::new();
+    object.insert("@class".into(), json!(class));
+    if let Value::Object(fields) = fields {
+        object.extend(fields);
+    }
+    object.insert("requestId".into(), request_id.clone());
+    Value::Object(object).to_string()
+}
+
+/// An error response: `"error": {"details": ...}`, with the request's `authToken` if any.
+pub fn error(class: &str, request_id: &Value, auth_token: Option<&str>, details: &str) -> String {
+    let mut fields = json!({ "error": { "details": details } });
+    if let Some(token) = auth_token {
+        fields["authToken"] = json!(token);
+    }
+    response(class, request_id, fields)
+}
+
+/// A handshake error: the reference sends the text itself as `error`.
+pub fn connect_error(details: &str) -> String {
+    response(CONNECT_RESPONSE, &json!("0"), json!({ "error": details }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_classes_follow_request_classes() {
+        assert_eq!(response_class(".SetWageRequest"), ".SetWageResponse");
+        assert_eq!(
+            response_class(CONNECT_REQUEST),
+            ".AuthenticatedConnectResponse"
+        );
+        assert_eq!(response_class("SetWage"), ERROR_RESPONSE);
+    }
+
+    #[test]
+    fn ids_and_amounts_may_be_strings_or_numbers() {
+        let frame = decode(
+            r#"{"@class":".SetWageRequest","authToken":"t","gameId":27,"userId":"1",
+                "apiKey":"k","wage":"5","requestId":"r1"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            frame.request,
+            Request::SetWage {
+                auth_token: "t".into(),
+                game_id: "27".into(),
+                user_id: "1".into(),
+                api_key: Some("k".into()),
+                wage: Some(5),
+            }
+        );
+        assert_eq!(frame.request_id, json!("r1"));
+    }
+
+    #[test]
+    fn bad_requests_name_their_problem_in_the_right_class() {
+        let e = decode(r#"{"@class":".AccountDetailsRequest","requestId":"9"}"#).unwrap_err();
+        assert_eq!(e.response_class, ".AccountDetailsResponse");
+        assert_eq!(e.request_id, json!("9"));
+        assert!(e.details.contains("authToken"), "{}", e.details);
+        let e = decode(r#"{"@class":".NopeRequest","requestId":1}"#).unwrap_err();
+        assert_eq!(e.response_class, ".NopeResponse");
+        assert!(e.details.contains("unknown request class"));
+        let e = decode("{not json").unwrap_err();
+        assert_eq!(e.response_class, ERROR_RESPONSE);
+        let e = decode(
+            r#"{"@class":".AccountDetailsRequest","authToken":"t","userId":"1","x":1,"requestId":"2"}"#,
+        )
+        .unwrap_err();
+        assert!(e.details.contains("unknown field"), "{}", e.details);
+    }
+
+    #[test]
+    fn the_handshake_needs_no_request_id() {
+        let frame = decode(r#"{"@class":".AuthenticatedConnectRequest","hmac":"abc"}"#).unwrap();
+        assert_eq!(frame.request, Request::Connect { hmac: "abc".into() });
+        assert_eq!(frame.request_id, json!("0"));
+    }
+}
