@@ -341,11 +341,9 @@ impl Session {
                     return fail(Some(&auth_token), texts::ACCOUNT_AUTH);
                 };
                 match self.balance(player.user_id).await {
-                    Ok(value) => garp::response(
-                        &class,
-                        id,
-                        json!({ "value": value, "currency": CURRENCY }),
-                    ),
+                    Ok(value) => {
+                        garp::response(&class, id, json!({ "value": value, "currency": CURRENCY }))
+                    }
                     Err(e) => fail(Some(&auth_token), service_text(&e)),
                 }
             }
@@ -501,7 +499,11 @@ impl Session {
         let checked = self
             .state
             .accounts
-            .check_password(username, Credential::Password(userpass), Some(self.peer.ip()))
+            .check_password(
+                username,
+                Credential::Password(userpass),
+                Some(self.peer.ip()),
+            )
             .await;
         let account = match checked {
             Ok(account) => account,

@@ -18,7 +18,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/game", get(super::game_ws::upgrade))
         .route("/ws", get(super::comms_ws::upgrade))
-        .route("/ws/{gametoken}/{protocolid}", get(super::garp_ws::redirect))
+        .route(
+            "/ws/{gametoken}/{protocolid}",
+            get(super::garp_ws::redirect),
+        )
         .route("/fs/{gametoken}/{protocolid}", get(super::garp_ws::session))
         .route("/raos", get(not_yet("raos-integration")))
         .nest(

@@ -43,7 +43,9 @@ pub const ERROR_RESPONSE: &str = ".ErrorResponse";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     /// The answer to the nonce challenge.
-    Connect { hmac: String },
+    Connect {
+        hmac: String,
+    },
     Authentication {
         username: String,
         userpass: String,
@@ -264,9 +266,9 @@ pub fn decode(text: &str) -> Result<Frame, DecodeError> {
             api_key: f.api_key,
             wage: f.wage.int(),
         }),
-        ".GameInfoRequest" => fields::<GameInfoFields>(body).map(|f| Request::GameInfo {
-            apikey: f.apikey,
-        }),
+        ".GameInfoRequest" => {
+            fields::<GameInfoFields>(body).map(|f| Request::GameInfo { apikey: f.apikey })
+        }
         ".FinishGameRequest" => fields::<FinishGameFields>(body).map(|f| Request::FinishGame {
             auth_token: f.auth_token.filter(|t| !t.is_empty()),
             user_id: f.user_id.text(),

@@ -2,7 +2,7 @@
 //! domain rules; those live in `services` and `sim`.
 
 pub mod comms;
-pub mod garp;
 pub mod game;
+pub mod garp;
 pub mod raos;
 pub mod store;

@@ -293,7 +293,10 @@ pub struct Manifest {
 /// A random token in the shape GARP clients know: five groups of five letters and digits
 /// (game tokens, GARP session ids).
 pub fn grouped_token() -> String {
-    (0..5).map(|_| alphanumeric(5)).collect::<Vec<_>>().join("-")
+    (0..5)
+        .map(|_| alphanumeric(5))
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// `len` random letters and digits.

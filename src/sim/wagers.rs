@@ -118,9 +118,8 @@ impl WagerBook {
     /// its current one (if it has not ended); every other unresolved period is due.
     pub fn load(store: &Store) -> anyhow::Result<Self> {
         let mut book = Self::new();
-        let (periods, seqs) = store.read_now(|conn| {
-            Ok((wagers::unresolved_periods(conn)?, wagers::last_seqs(conn)?))
-        })?;
+        let (periods, seqs) = store
+            .read_now(|conn| Ok((wagers::unresolved_periods(conn)?, wagers::last_seqs(conn)?)))?;
         book.last_seq.extend(seqs);
         let now = now_ms();
         for period in periods {

@@ -1,0 +1,630 @@
+//! GARP (garp.md, garp-notes.md) over real WebSockets, as a GARP client plays it: the
+//! redirect, the nonce and HMAC, players, wages into pots, finishes, the ladder, and a
+//! period resolving.
+
+mod common;
+
+use base64::Engine;
+use common::{LineClient, TestServer, Ws, close_code, ws_connect, ws_next};
+use futures_util::SinkExt;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Coins every new account starts with in these tests.
+const GRANT: i64 = 100;
+
+async fn server() -> TestServer {
+    TestServer::start_with(|c| c.wagers.signup_grant = GRANT).await
+}
+
+/// A developer's game on the developer server: (dev client, token, game_id, api_key, secret).
+struct DevGame {
+    dev: LineClient<TcpStream>,
+    token: String,
+    game_id: String,
+    api_key: String,
+    secret: String,
+}
+
+async fn dev_call(
+    dev: &mut LineClient<TcpStream>,
+    kind: &str,
+    token: Option<&str>,
+    payload: Value,
+) -> Value {
+    let mut request = json!({"type": kind, "payload": payload});
+    if let Some(token) = token {
+        request["token"] = json!(token);
+    }
+    let reply = dev.request(&request).await;
+    assert_eq!(reply["status"], "ok", "{kind}: {reply}");
+    reply["payload"].clone()
+}
+
+async fn dev_game(server: &TestServer) -> DevGame {
+    let mut dev = LineClient::connect(server.handle().dev_tcp_addr).await;
+    let name = format!("dev{}", rand_suffix());
+    let token = dev_call(
+        &mut dev,
+        "REGISTER_DEV",
+        None,
+        json!({"username": name, "password": "pw"}),
+    )
+    .await["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let game = dev_call(
+        &mut dev,
+        "CREATE_GAME",
+        Some(&token),
+        json!({"name": "Dice", "description": "roll high", "game_type": "cli", "max_players": 4}),
+    )
+    .await;
+    DevGame {
+        game_id: game["game_id"].as_str().unwrap().to_owned(),
+        api_key: game["api_key"].as_str().unwrap().to_owned(),
+        secret: game["api_secret"].as_str().unwrap().to_owned(),
+        dev,
+        token,
+    }
+}
+
+impl DevGame {
+    async fn update(&mut self, fields: Value) {
+        let mut payload = fields;
+        payload["game_id"] = json!(self.game_id);
+        dev_call(
+            &mut self.dev,
+            "UPDATE_GAME_META",
+            Some(&self.token),
+            payload,
+        )
+        .await;
+    }
+
+    async fn set_status(&mut self, status: &str) {
+        let payload = json!({"game_id": self.game_id, "status": status});
+        dev_call(&mut self.dev, "SET_GAME_STATUS", Some(&self.token), payload).await;
+    }
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+fn sign(secret: &str, nonce: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(nonce.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A GARP client: a connected session and its request counter.
+struct Garp {
+    ws: Ws,
+    session_id: String,
+    next_id: u64,
+}
+
+/// Follows the redirect and opens the `/fs` socket; returns it with the first message.
+async fn open(server: &TestServer, api_key: &str) -> (Ws, Value) {
+    let mut redirect = ws_connect(&format!(
+        "ws://{}/ws/{api_key}/1",
+        server.handle().http_addr
+    ))
+    .await;
+    let answer = ws_next(&mut redirect).await.expect("the redirect");
+    assert_eq!(answer["@class"], ".AuthenticatedConnectRequest", "{answer}");
+    assert_eq!(answer["requestId"], "0");
+    let url = answer["connectUrl"]
+        .as_str()
+        .expect("connectUrl")
+        .to_owned();
+    assert_eq!(
+        url,
+        format!("ws://{}/fs/{api_key}/1", server.handle().http_addr)
+    );
+    assert_eq!(close_code(&mut redirect).await, Some(1000));
+    let mut ws = ws_connect(&url).await;
+    let first = ws_next(&mut ws)
+        .await
+        .expect("the challenge or the refusal");
+    (ws, first)
+}
+
+impl Garp {
+    async fn connect(server: &TestServer, game: &DevGame) -> Self {
+        let (mut ws, challenge) = open(server, &game.api_key).await;
+        assert_eq!(
+            challenge["@class"], ".AuthenticatedConnectResponse",
+            "{challenge}"
+        );
+        let nonce = challenge["nonce"].as_str().expect("a nonce").to_owned();
+        let hmac = sign(&game.secret, &nonce);
+        send(
+            &mut ws,
+            json!({"@class": ".AuthenticatedConnectRequest", "hmac": hmac}),
+        )
+        .await;
+        let welcome = ws_next(&mut ws).await.expect("the session");
+        assert_eq!(
+            welcome["@class"], ".AuthenticatedConnectResponse",
+            "{welcome}"
+        );
+        assert_eq!(welcome["requestId"], "0");
+        let session_id = welcome["sessionId"].as_str().expect("sessionId").to_owned();
+        assert!(welcome.get("error").is_none());
+        Self {
+            ws,
+            session_id,
+            next_id: 0,
+        }
+    }
+
+    /// Sends `fields` as `class` with a fresh requestId; returns the answer (which must
+    /// echo the id and be of the matching response class).
+    async fn call(&mut self, class: &str, fields: Value) -> Value {
+        self.next_id += 1;
+        let id = format!("1590177530798_{}", self.next_id);
+        self.call_with_id(class, fields, &id).await
+    }
+
+    async fn call_with_id(&mut self, class: &str, mut fields: Value, id: &str) -> Value {
+        fields["@class"] = json!(class);
+        fields["requestId"] = json!(id);
+        send(&mut self.ws, fields).await;
+        let answer = ws_next(&mut self.ws).await.expect("an answer");
+        assert_eq!(answer["requestId"], id, "{answer}");
+        assert_eq!(
+            answer["@class"],
+            class.replace("Request", "Response"),
+            "{answer}"
+        );
+        answer
+    }
+
+    async fn authenticate(&mut self, game: &DevGame, username: &str) -> Player {
+        let answer = self
+            .call(
+                ".AuthenticationRequest",
+                json!({"username": username, "userpass": "pw", "apikey": game.api_key}),
+            )
+            .await;
+        assert!(answer.get("error").is_none(), "{answer}");
+        Player {
+            token: answer["authToken"].as_str().unwrap().to_owned(),
+            user_id: answer["userId"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    async fn wage(&mut self, game: &DevGame, player: &Player, wage: &str) -> Value {
+        self.call(
+            ".SetWageRequest",
+            json!({"authToken": player.token, "gameId": game.game_id, "userId": player.user_id,
+                   "apiKey": game.api_key, "wage": wage}),
+        )
+        .await
+    }
+
+    async fn balance(&mut self, player: &Player) -> i64 {
+        let answer = self
+            .call(
+                ".AccountDetailsRequest",
+                json!({"authToken": player.token, "userId": player.user_id}),
+            )
+            .await;
+        assert_eq!(answer["currency"], "ATH", "{answer}");
+        answer["value"].as_i64().expect("value")
+    }
+
+    async fn finish(&mut self, player: &Player, play_id: &Value, score: i64) -> Value {
+        self.call(
+            ".FinishGameRequest",
+            json!({"authToken": player.token, "userId": player.user_id, "playId": play_id,
+                   "scoreValue": score}),
+        )
+        .await
+    }
+
+    async fn ladder(&mut self, game: &DevGame, player: &Player) -> Value {
+        self.call(
+            ".GameLadderRequest",
+            json!({"authToken": player.token, "userId": player.user_id, "gameId": game.game_id}),
+        )
+        .await
+    }
+}
+
+struct Player {
+    token: String,
+    user_id: String,
+}
+
+async fn send(ws: &mut Ws, message: Value) {
+    ws.send(Message::Text(message.to_string().into()))
+        .await
+        .expect("send");
+}
+
+fn details(answer: &Value) -> &str {
+    answer["error"]["details"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an error with details: {answer}"))
+}
+
+async fn register(server: &TestServer, name: &str) {
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/register",
+            &json!({"username": name, "password": "pw", "display_name": format!("The {name}")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_whole_flow_as_a_garp_client() {
+    let server = server().await;
+    let mut game = dev_game(&server).await;
+    register(&server, "lars").await;
+    register(&server, "mia").await;
+    let mut garp = Garp::connect(&server, &game).await;
+
+    // Authentication: ok, wrong password, wrong API key.
+    let answer = garp
+        .call(
+            ".AuthenticationRequest",
+            json!({"username": "lars", "userpass": "pw", "apikey": game.api_key}),
+        )
+        .await;
+    assert_eq!(answer["displayName"], "The lars", "{answer}");
+    assert_eq!(answer["newPlayer"], true);
+    assert_eq!(answer["gameId"], game.game_id.as_str());
+    assert_eq!(answer["wage"], "1");
+    assert!(answer["userId"].is_string());
+    assert!(answer["authToken"].as_str().unwrap().len() >= 16);
+    let lars = Player {
+        token: answer["authToken"].as_str().unwrap().to_owned(),
+        user_id: answer["userId"].as_str().unwrap().to_owned(),
+    };
+    let answer = garp
+        .call(
+            ".AuthenticationRequest",
+            json!({"username": "lars", "userpass": "nope", "apikey": game.api_key}),
+        )
+        .await;
+    assert_eq!(details(&answer), "User password unrecognized .");
+    let answer = garp
+        .call(
+            ".AuthenticationRequest",
+            json!({"username": "lars", "userpass": "pw", "apikey": "KpcxJ-mkxhV-nunAs-KbItV-FbNTV"}),
+        )
+        .await;
+    assert_eq!(details(&answer), "API key not matching.");
+    let mia = garp.authenticate(&game, "mia").await;
+
+    // A keep-alive gets no answer: the next message is the answer to the next request.
+    garp.ws.send(Message::Text(" ".into())).await.unwrap();
+
+    // Account details, and a token that is not this user's.
+    assert_eq!(garp.balance(&lars).await, GRANT);
+    let answer = garp
+        .call(
+            ".AccountDetailsRequest",
+            json!({"authToken": mia.token, "userId": lars.user_id}),
+        )
+        .await;
+    assert_eq!(details(&answer), "Athentication not successful.");
+
+    // A wage: the balance drops, a play opens.
+    let placed = garp.wage(&game, &lars, "10").await;
+    assert_eq!(placed["status"], "OK", "{placed}");
+    assert_eq!(placed["value"], GRANT - 10);
+    assert_eq!(placed["currency"], "ATH");
+    assert_eq!(placed["reason"], "");
+    assert_eq!(placed["gameid"], game.game_id.as_str());
+    assert_eq!(placed["authToken"], lars.token.as_str());
+    let lars_play = placed["playid"].clone();
+    assert!(lars_play.is_i64(), "{placed}");
+
+    // The same requestId again: the same answer, nothing more debited.
+    let repeat = json!({"authToken": lars.token, "gameId": game.game_id, "userId": lars.user_id,
+                        "apiKey": game.api_key, "wage": "10"});
+    let first = garp
+        .call_with_id(".SetWageRequest", repeat.clone(), "wage-once")
+        .await;
+    let again = garp
+        .call_with_id(".SetWageRequest", repeat, "wage-once")
+        .await;
+    assert_eq!(first, again);
+    assert_eq!(garp.balance(&lars).await, GRANT - 20);
+
+    // Refusals: not enough coins, another game, bad auth.
+    let answer = garp.wage(&game, &mia, "1000").await;
+    assert_eq!(details(&answer), "Error: Not enough coins available.");
+    assert_eq!(garp.balance(&mia).await, GRANT);
+    let answer = garp
+        .call(
+            ".SetWageRequest",
+            json!({"authToken": mia.token, "gameId": "no-such-game", "userId": mia.user_id,
+                   "apiKey": game.api_key, "wage": "1"}),
+        )
+        .await;
+    assert_eq!(details(&answer), "Game doesn't exist.");
+    let answer = garp
+        .call(
+            ".SetWageRequest",
+            json!({"authToken": "forged", "gameId": game.game_id, "userId": mia.user_id,
+                   "apiKey": game.api_key, "wage": "1"}),
+        )
+        .await;
+    assert_eq!(details(&answer), "Authentication is failing.");
+
+    // Finishing plays: ok, someone else's, twice, missing id.
+    let mia_play = garp.wage(&game, &mia, "5").await["playid"].clone();
+    let answer = garp.finish(&lars, &lars_play, 700).await;
+    assert_eq!(answer["status"], "OK", "{answer}");
+    assert_eq!(answer["authToken"], lars.token.as_str());
+    assert_eq!(
+        details(&garp.finish(&lars, &mia_play, 1).await),
+        "Play doesn't belong to this user."
+    );
+    assert_eq!(
+        details(&garp.finish(&lars, &lars_play, 5).await),
+        "Play already finished."
+    );
+    let answer = garp
+        .call(
+            ".FinishGameRequest",
+            json!({"authToken": lars.token, "userId": lars.user_id, "scoreValue": 3}),
+        )
+        .await;
+    assert_eq!(details(&answer), "Play id missing.");
+    assert_eq!(garp.finish(&mia, &mia_play, 900).await["status"], "OK");
+
+    // The ladder: the caller's latest finished play first, then by score.
+    let ladder = garp.ladder(&game, &lars).await;
+    assert_eq!(ladder["totalGames"], 3, "{ladder}");
+    assert_eq!(ladder["inPlay"], 25);
+    let time_left = ladder["timeLeft"].as_i64().unwrap();
+    assert!(time_left > 0 && time_left <= 24 * 3600, "{ladder}");
+    let lines = ladder["ladder"].as_array().unwrap();
+    assert_eq!(lines.len(), 3, "{ladder}");
+    assert_eq!(lines[0]["displayname"], "The lars");
+    assert_eq!(lines[0]["position"], 2);
+    assert_eq!(lines[1]["displayname"], "The mia");
+    assert_eq!(lines[1]["position"], 1);
+    assert_eq!(lines[1]["score"], 900);
+    assert_eq!(lines[1]["amount"], 5);
+    assert!(lines[1]["date"].is_string());
+    assert_eq!(lines[2]["position"], 2);
+
+    // Game info: the terms as the developer set them.
+    game.update(json!({"wage": 3, "payout_shares": [60, 30, 10, 0, 0]}))
+        .await;
+    let info = garp
+        .call(
+            ".GameInfoRequest",
+            json!({"apikey": game.api_key, "protocolId": "1"}),
+        )
+        .await;
+    assert_eq!(info["sessionId"], garp.session_id.as_str(), "{info}");
+    assert_eq!(info["gameId"], game.game_id.as_str());
+    assert_eq!(info["wage"], "3");
+    assert_eq!(
+        [
+            &info["player1"],
+            &info["player2"],
+            &info["player3"],
+            &info["player4"],
+            &info["player5"]
+        ],
+        [&json!(600), &json!(300), &json!(100), &json!(0), &json!(0)]
+    );
+    assert_eq!(info["description"], "roll high");
+    assert!(info["scheme"].is_string());
+    let answer = garp
+        .call(
+            ".GameInfoRequest",
+            json!({"apikey": "nope", "protocolId": "1"}),
+        )
+        .await;
+    assert_eq!(details(&answer), "API key not matching.");
+
+    // Offline: wages are refused, and new sessions get "Unknown GameID" and 4000.
+    game.set_status("OFFLINE").await;
+    let answer = garp.wage(&game, &mia, "1").await;
+    assert_eq!(details(&answer), "Game doesn't exist.");
+    let (mut refused, first) = open(&server, &game.api_key).await;
+    assert_eq!(first["@class"], ".AuthenticatedConnectResponse");
+    assert_eq!(first["error"], "Unknown GameID");
+    assert_eq!(first["requestId"], "0");
+    assert_eq!(close_code(&mut refused).await, Some(4000));
+
+    let audit = audit(&server);
+    assert!(audit.holds(), "{:?}", audit.violations);
+    assert_eq!(audit.pots, 25);
+}
+
+fn audit(server: &TestServer) -> ecliptic::services::wallet::Audit {
+    let conn = rusqlite::Connection::open(server.config.data_dir.join("ecliptic.db")).unwrap();
+    ecliptic::services::wallet::audit(&conn).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_tokens_and_wrong_hmacs_are_refused_with_4000() {
+    let server = server().await;
+    let game = dev_game(&server).await;
+
+    let (mut ws, first) = open(&server, "Nope0-Nope0-Nope0-Nope0-Nope0").await;
+    assert_eq!(first["error"], "Unknown GameID", "{first}");
+    assert_eq!(close_code(&mut ws).await, Some(4000));
+
+    // Before the handshake, any other request gets an error and the socket stays open.
+    let (mut ws, challenge) = open(&server, &game.api_key).await;
+    let nonce = challenge["nonce"].as_str().unwrap().to_owned();
+    send(
+        &mut ws,
+        json!({"@class": ".AccountDetailsRequest", "authToken": "x", "userId": "1", "requestId": "7"}),
+    )
+    .await;
+    let answer = ws_next(&mut ws).await.unwrap();
+    assert_eq!(answer["@class"], ".AccountDetailsResponse");
+    assert_eq!(answer["requestId"], "7");
+    assert!(details(&answer).contains("Not connected"), "{answer}");
+
+    // The HMAC of another nonce (or with another key) does not match.
+    let wrong = sign(&game.secret, &format!("{nonce}x"));
+    send(
+        &mut ws,
+        json!({"@class": ".AuthenticatedConnectRequest", "hmac": wrong}),
+    )
+    .await;
+    let answer = ws_next(&mut ws).await.unwrap();
+    assert_eq!(answer["@class"], ".AuthenticatedConnectResponse");
+    assert!(answer["error"].is_string(), "{answer}");
+    assert!(answer.get("sessionId").is_none());
+    assert_eq!(close_code(&mut ws).await, Some(4000));
+
+    let (mut ws, _) = open(&server, &game.api_key).await;
+    send(
+        &mut ws,
+        json!({"@class": ".AuthenticatedConnectRequest", "hmac": "not base64!"}),
+    )
+    .await;
+    assert!(ws_next(&mut ws).await.unwrap()["error"].is_string());
+    assert_eq!(close_code(&mut ws).await, Some(4000));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_gets_garp_errors_and_the_session_goes_on() {
+    let server = server().await;
+    let game = dev_game(&server).await;
+    register(&server, "olga").await;
+    let mut garp = Garp::connect(&server, &game).await;
+    let olga = garp.authenticate(&game, "olga").await;
+
+    let cases: [(&str, &str, &str); 6] = [
+        ("{not json", ".ErrorResponse", "malformed JSON"),
+        ("[1,2]", ".ErrorResponse", "JSON object"),
+        (r#"{"requestId":"1"}"#, ".ErrorResponse", "@class"),
+        (
+            r#"{"@class":".DanceRequest","requestId":"1"}"#,
+            ".DanceResponse",
+            "unknown request class",
+        ),
+        (
+            r#"{"@class":".AccountDetailsRequest","userId":"1","requestId":"1"}"#,
+            ".AccountDetailsResponse",
+            "authToken",
+        ),
+        (
+            r#"{"@class":".AccountDetailsRequest","authToken":"a","userId":"1","requestId":"1","extra":true}"#,
+            ".AccountDetailsResponse",
+            "unknown field",
+        ),
+    ];
+    for (text, class, needle) in cases {
+        garp.ws.send(Message::Text(text.into())).await.unwrap();
+        let answer = ws_next(&mut garp.ws).await.unwrap();
+        assert_eq!(answer["@class"], class, "{text} -> {answer}");
+        assert!(details(&answer).contains(needle), "{text} -> {answer}");
+    }
+    // Wrong types: a wage that is not a whole number, a userId that is an object.
+    let answer = garp.wage(&game, &olga, "ten").await;
+    assert!(details(&answer).contains("Invalid wage"), "{answer}");
+    let answer = garp
+        .call(
+            ".AccountDetailsRequest",
+            json!({"authToken": olga.token, "userId": {"id": 1}}),
+        )
+        .await;
+    assert!(answer["error"]["details"].is_string(), "{answer}");
+    garp.ws
+        .send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws_next(&mut garp.ws).await.unwrap()["@class"],
+        ".ErrorResponse"
+    );
+    // Still a working session, nothing debited.
+    assert_eq!(garp.balance(&olga).await, GRANT);
+
+    // A frame over the limit closes the socket with 1009; the server keeps serving.
+    let huge = "x".repeat(server.config.limits.ws_message_bytes + 1);
+    let _ = garp.ws.send(Message::Text(huge.into())).await;
+    assert_eq!(close_code(&mut garp.ws).await, Some(1009));
+    let mut again = Garp::connect(&server, &game).await;
+    let olga = again.authenticate(&game, "olga").await;
+    assert_eq!(again.balance(&olga).await, GRANT);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_concurrent_wages_that_one_balance_covers_once() {
+    let server = server().await;
+    let game = dev_game(&server).await;
+    register(&server, "twin").await;
+    let mut a = Garp::connect(&server, &game).await;
+    let mut b = Garp::connect(&server, &game).await;
+    let pa = a.authenticate(&game, "twin").await;
+    let pb = b.authenticate(&game, "twin").await;
+    let (ra, rb) = tokio::join!(a.wage(&game, &pa, "60"), b.wage(&game, &pb, "60"));
+    let ok = [&ra, &rb].iter().filter(|r| r["status"] == "OK").count();
+    assert_eq!(ok, 1, "{ra} {rb}");
+    let refused = if ra["status"] == "OK" { &rb } else { &ra };
+    assert_eq!(details(refused), "Error: Not enough coins available.");
+    assert_eq!(a.balance(&pa).await, GRANT - 60);
+    assert!(audit(&server).holds());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_period_resolves_once_pays_the_ladder_and_carries_the_rest() {
+    let server = server().await;
+    let mut game = dev_game(&server).await;
+    // A three-second period.
+    game.update(json!({"period_hours": 3.0 / 3600.0})).await;
+    let mut garp = Garp::connect(&server, &game).await;
+    let mut players = Vec::new();
+    for name in ["gold", "silver", "bronze"] {
+        register(&server, name).await;
+        players.push(garp.authenticate(&game, name).await);
+    }
+    for (player, score) in players.iter().zip([30, 20, 10]) {
+        let placed = garp.wage(&game, player, "10").await;
+        assert_eq!(placed["status"], "OK", "{placed}");
+        assert_eq!(
+            garp.finish(player, &placed["playid"], score).await["status"],
+            "OK"
+        );
+    }
+    // Pot 30: 50% = 15, 25% = 7, 15% = 4; 4 is carried into the next period.
+    let expected = [GRANT - 10 + 15, GRANT - 10 + 7, GRANT - 10 + 4];
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let mut balances = Vec::new();
+        for player in &players {
+            balances.push(garp.balance(player).await);
+        }
+        if balances == expected {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the period never resolved: {balances:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ladder = garp.ladder(&game, &players[0]).await;
+    assert_eq!(ladder["inPlay"], 4, "{ladder}");
+    assert_eq!(ladder["totalGames"], 0);
+    let audit = audit(&server);
+    assert!(audit.holds(), "{:?}", audit.violations);
+    assert_eq!(audit.pots, 4);
+    // Four accounts were granted coins: the developer and the three players.
+    assert_eq!(audit.total_minted, 4 * GRANT);
+    assert_eq!(audit.users, 4 * GRANT - 4);
+}
