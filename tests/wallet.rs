@@ -163,3 +163,131 @@ fn wallet_commands_grant_and_check() {
         "{out:?}"
     );
 }
+
+/// One step of a wager sequence.
+#[derive(Debug, Clone)]
+enum WagerStep {
+    Grant {
+        user: usize,
+        amount: i64,
+    },
+    Wage {
+        user: usize,
+        amount: i64,
+        repeat: bool,
+    },
+    Finish {
+        play: usize,
+        score: i64,
+    },
+    Resolve,
+}
+
+fn wager_step() -> impl Strategy<Value = WagerStep> {
+    prop_oneof![
+        (0..4usize, 1..200i64).prop_map(|(user, amount)| WagerStep::Grant { user, amount }),
+        (0..4usize, 1..150i64, proptest::bool::weighted(0.2)).prop_map(|(user, amount, repeat)| {
+            WagerStep::Wage {
+                user,
+                amount,
+                repeat,
+            }
+        }),
+        (0..16usize, -50..100i64).prop_map(|(play, score)| WagerStep::Finish { play, score }),
+        Just(WagerStep::Resolve),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn wages_finishes_and_resolutions_keep_the_invariant(
+        steps in proptest::collection::vec(wager_step(), 1..40)
+    ) {
+        use ecliptic::services::wagers::{self, Period, Wage};
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (store, _dir) = open_store();
+        let users: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        let period = |seq: i64| Period { game_id: "dice".into(), seq, starts_at: seq, ends_at: seq + 1 };
+        let shares = [500, 250, 150, 70, 30];
+        let mut seq = 1i64;
+        let mut plays: Vec<(i64, usize)> = Vec::new();
+        let mut request = 0u64;
+        for step in steps {
+            match step.clone() {
+                WagerStep::Grant { user, amount } => {
+                    runtime.block_on(wallet::grant(&store, users[user], amount)).unwrap();
+                }
+                WagerStep::Wage { user, amount, repeat } => {
+                    if !repeat || request == 0 {
+                        request += 1;
+                    }
+                    let account = user_account(users[user]);
+                    let before = store.read_now(|c| wallet::balance(c, &account)).unwrap();
+                    let wage = Wage {
+                        period: period(seq),
+                        user_id: users[user],
+                        display_name: format!("u{user}"),
+                        amount,
+                        session_id: format!("session-{user}"),
+                        request_id: request.to_string(),
+                    };
+                    let placed = runtime
+                        .block_on(store.write(move |c| wagers::place_wage(c, &wage)))
+                        .unwrap();
+                    let after = store.read_now(|c| wallet::balance(c, &account)).unwrap();
+                    match placed {
+                        Ok(receipt) if plays.iter().any(|p| p.0 == receipt.play_id) => {
+                            prop_assert_eq!(before, after, "a repeated request moved coins");
+                        }
+                        Ok(receipt) => {
+                            prop_assert_eq!(after, before - amount);
+                            prop_assert_eq!(receipt.balance, after);
+                            plays.push((receipt.play_id, user));
+                        }
+                        Err(_) => {
+                            prop_assert!(before < amount, "refused a covered wage");
+                            prop_assert_eq!(before, after);
+                        }
+                    }
+                }
+                WagerStep::Finish { play, score } => {
+                    if let Some(&(play_id, user)) = plays.get(play % plays.len().max(1)) {
+                        let user_id = users[user];
+                        let _ = runtime
+                            .block_on(store.write(move |c| wagers::finish_play(c, user_id, play_id, score)))
+                            .unwrap();
+                    }
+                }
+                WagerStep::Resolve => {
+                    let (current, next) = (period(seq), period(seq + 1));
+                    let pot_before = store.read_now(|c| wallet::balance(c, &current.pot())).unwrap();
+                    let resolved = runtime
+                        .block_on(store.write(move |c| wagers::resolve_period(c, &current, &shares, &next)))
+                        .unwrap();
+                    if let Some(resolution) = resolved {
+                        let paid: i64 = resolution.paid.iter().map(|p| p.1).sum();
+                        prop_assert_eq!(paid + resolution.carried, pot_before);
+                        let next_pot = store.read_now(|c| wallet::balance(c, &period(seq + 1).pot())).unwrap();
+                        prop_assert_eq!(next_pot, resolution.carried);
+                    }
+                    // A second resolution of the same period does nothing.
+                    let (again, next) = (period(seq), period(seq + 1));
+                    let twice = runtime
+                        .block_on(store.write(move |c| wagers::resolve_period(c, &again, &shares, &next)))
+                        .unwrap();
+                    prop_assert!(twice.is_none());
+                    seq += 1;
+                }
+            }
+            let audit = store.read_now(wallet::audit).unwrap();
+            prop_assert!(audit.holds(), "after {:?}: {:?}", step, audit.violations);
+            for user in &users {
+                let balance = store.read_now(|c| wallet::balance(c, &user_account(*user))).unwrap();
+                prop_assert!(balance >= 0);
+            }
+        }
+        store.close();
+    }
+}
