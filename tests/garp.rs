@@ -4,13 +4,10 @@
 
 mod common;
 
-use base64::Engine;
-use common::{LineClient, TestServer, Ws, close_code, ws_connect, ws_next};
+use common::garp::{Garp, Player, dev_game, open, send, sign};
+use common::{TestServer, close_code, ws_next};
 use futures_util::SinkExt;
-use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
-use sha2::Sha256;
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Coins every new account starts with in these tests.
@@ -18,235 +15,6 @@ const GRANT: i64 = 100;
 
 async fn server() -> TestServer {
     TestServer::start_with(|c| c.wagers.signup_grant = GRANT).await
-}
-
-/// A developer's game on the developer server: (dev client, token, game_id, api_key, secret).
-struct DevGame {
-    dev: LineClient<TcpStream>,
-    token: String,
-    game_id: String,
-    api_key: String,
-    secret: String,
-}
-
-async fn dev_call(
-    dev: &mut LineClient<TcpStream>,
-    kind: &str,
-    token: Option<&str>,
-    payload: Value,
-) -> Value {
-    let mut request = json!({"type": kind, "payload": payload});
-    if let Some(token) = token {
-        request["token"] = json!(token);
-    }
-    let reply = dev.request(&request).await;
-    assert_eq!(reply["status"], "ok", "{kind}: {reply}");
-    reply["payload"].clone()
-}
-
-async fn dev_game(server: &TestServer) -> DevGame {
-    let mut dev = LineClient::connect(server.handle().dev_tcp_addr).await;
-    let name = format!("dev{}", rand_suffix());
-    let token = dev_call(
-        &mut dev,
-        "REGISTER_DEV",
-        None,
-        json!({"username": name, "password": "pw"}),
-    )
-    .await["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let game = dev_call(
-        &mut dev,
-        "CREATE_GAME",
-        Some(&token),
-        json!({"name": "Dice", "description": "roll high", "game_type": "cli", "max_players": 4}),
-    )
-    .await;
-    DevGame {
-        game_id: game["game_id"].as_str().unwrap().to_owned(),
-        api_key: game["api_key"].as_str().unwrap().to_owned(),
-        secret: game["api_secret"].as_str().unwrap().to_owned(),
-        dev,
-        token,
-    }
-}
-
-impl DevGame {
-    async fn update(&mut self, fields: Value) {
-        let mut payload = fields;
-        payload["game_id"] = json!(self.game_id);
-        dev_call(
-            &mut self.dev,
-            "UPDATE_GAME_META",
-            Some(&self.token),
-            payload,
-        )
-        .await;
-    }
-
-    async fn set_status(&mut self, status: &str) {
-        let payload = json!({"game_id": self.game_id, "status": status});
-        dev_call(&mut self.dev, "SET_GAME_STATUS", Some(&self.token), payload).await;
-    }
-}
-
-fn rand_suffix() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
-}
-
-fn sign(secret: &str, nonce: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(nonce.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
-}
-
-/// A GARP client: a connected session and its request counter.
-struct Garp {
-    ws: Ws,
-    session_id: String,
-    next_id: u64,
-}
-
-/// Follows the redirect and opens the `/fs` socket; returns it with the first message.
-async fn open(server: &TestServer, api_key: &str) -> (Ws, Value) {
-    let mut redirect = ws_connect(&format!(
-        "ws://{}/ws/{api_key}/1",
-        server.handle().http_addr
-    ))
-    .await;
-    let answer = ws_next(&mut redirect).await.expect("the redirect");
-    assert_eq!(answer["@class"], ".AuthenticatedConnectRequest", "{answer}");
-    assert_eq!(answer["requestId"], "0");
-    let url = answer["connectUrl"]
-        .as_str()
-        .expect("connectUrl")
-        .to_owned();
-    assert_eq!(
-        url,
-        format!("ws://{}/fs/{api_key}/1", server.handle().http_addr)
-    );
-    assert_eq!(close_code(&mut redirect).await, Some(1000));
-    let mut ws = ws_connect(&url).await;
-    let first = ws_next(&mut ws)
-        .await
-        .expect("the challenge or the refusal");
-    (ws, first)
-}
-
-impl Garp {
-    async fn connect(server: &TestServer, game: &DevGame) -> Self {
-        let (mut ws, challenge) = open(server, &game.api_key).await;
-        assert_eq!(
-            challenge["@class"], ".AuthenticatedConnectResponse",
-            "{challenge}"
-        );
-        let nonce = challenge["nonce"].as_str().expect("a nonce").to_owned();
-        let hmac = sign(&game.secret, &nonce);
-        send(
-            &mut ws,
-            json!({"@class": ".AuthenticatedConnectRequest", "hmac": hmac}),
-        )
-        .await;
-        let welcome = ws_next(&mut ws).await.expect("the session");
-        assert_eq!(
-            welcome["@class"], ".AuthenticatedConnectResponse",
-            "{welcome}"
-        );
-        assert_eq!(welcome["requestId"], "0");
-        let session_id = welcome["sessionId"].as_str().expect("sessionId").to_owned();
-        assert!(welcome.get("error").is_none());
-        Self {
-            ws,
-            session_id,
-            next_id: 0,
-        }
-    }
-
-    /// Sends `fields` as `class` with a fresh requestId; returns the answer (which must
-    /// echo the id and be of the matching response class).
-    async fn call(&mut self, class: &str, fields: Value) -> Value {
-        self.next_id += 1;
-        let id = format!("1590177530798_{}", self.next_id);
-        self.call_with_id(class, fields, &id).await
-    }
-
-    async fn call_with_id(&mut self, class: &str, mut fields: Value, id: &str) -> Value {
-        fields["@class"] = json!(class);
-        fields["requestId"] = json!(id);
-        send(&mut self.ws, fields).await;
-        let answer = ws_next(&mut self.ws).await.expect("an answer");
-        assert_eq!(answer["requestId"], id, "{answer}");
-        assert_eq!(
-            answer["@class"],
-            class.replace("Request", "Response"),
-            "{answer}"
-        );
-        answer
-    }
-
-    async fn authenticate(&mut self, game: &DevGame, username: &str) -> Player {
-        let answer = self
-            .call(
-                ".AuthenticationRequest",
-                json!({"username": username, "userpass": "pw", "apikey": game.api_key}),
-            )
-            .await;
-        assert!(answer.get("error").is_none(), "{answer}");
-        Player {
-            token: answer["authToken"].as_str().unwrap().to_owned(),
-            user_id: answer["userId"].as_str().unwrap().to_owned(),
-        }
-    }
-
-    async fn wage(&mut self, game: &DevGame, player: &Player, wage: &str) -> Value {
-        self.call(
-            ".SetWageRequest",
-            json!({"authToken": player.token, "gameId": game.game_id, "userId": player.user_id,
-                   "apiKey": game.api_key, "wage": wage}),
-        )
-        .await
-    }
-
-    async fn balance(&mut self, player: &Player) -> i64 {
-        let answer = self
-            .call(
-                ".AccountDetailsRequest",
-                json!({"authToken": player.token, "userId": player.user_id}),
-            )
-            .await;
-        assert_eq!(answer["currency"], "ATH", "{answer}");
-        answer["value"].as_i64().expect("value")
-    }
-
-    async fn finish(&mut self, player: &Player, play_id: &Value, score: i64) -> Value {
-        self.call(
-            ".FinishGameRequest",
-            json!({"authToken": player.token, "userId": player.user_id, "playId": play_id,
-                   "scoreValue": score}),
-        )
-        .await
-    }
-
-    async fn ladder(&mut self, game: &DevGame, player: &Player) -> Value {
-        self.call(
-            ".GameLadderRequest",
-            json!({"authToken": player.token, "userId": player.user_id, "gameId": game.game_id}),
-        )
-        .await
-    }
-}
-
-struct Player {
-    token: String,
-    user_id: String,
-}
-
-async fn send(ws: &mut Ws, message: Value) {
-    ws.send(Message::Text(message.to_string().into()))
-        .await
-        .expect("send");
 }
 
 fn details(answer: &Value) -> &str {
@@ -268,10 +36,10 @@ async fn register(server: &TestServer, name: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_whole_flow_as_a_garp_client() {
     let server = server().await;
-    let mut game = dev_game(&server).await;
+    let mut game = dev_game(server.handle().dev_tcp_addr).await;
     register(&server, "lars").await;
     register(&server, "mia").await;
-    let mut garp = Garp::connect(&server, &game).await;
+    let mut garp = Garp::connect(server.handle().http_addr, &game).await;
 
     // Authentication: ok, wrong password, wrong API key.
     let answer = garp
@@ -438,7 +206,7 @@ async fn the_whole_flow_as_a_garp_client() {
     game.set_status("OFFLINE").await;
     let answer = garp.wage(&game, &mia, "1").await;
     assert_eq!(details(&answer), "Game doesn't exist.");
-    let (mut refused, first) = open(&server, &game.api_key).await;
+    let (mut refused, first) = open(server.handle().http_addr, &game.api_key).await;
     assert_eq!(first["@class"], ".AuthenticatedConnectResponse");
     assert_eq!(first["error"], "Unknown GameID");
     assert_eq!(first["requestId"], "0");
@@ -457,14 +225,14 @@ fn audit(server: &TestServer) -> ecliptic::services::wallet::Audit {
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_tokens_and_wrong_hmacs_are_refused_with_4000() {
     let server = server().await;
-    let game = dev_game(&server).await;
+    let game = dev_game(server.handle().dev_tcp_addr).await;
 
-    let (mut ws, first) = open(&server, "Nope0-Nope0-Nope0-Nope0-Nope0").await;
+    let (mut ws, first) = open(server.handle().http_addr, "Nope0-Nope0-Nope0-Nope0-Nope0").await;
     assert_eq!(first["error"], "Unknown GameID", "{first}");
     assert_eq!(close_code(&mut ws).await, Some(4000));
 
     // Before the handshake, any other request gets an error and the socket stays open.
-    let (mut ws, challenge) = open(&server, &game.api_key).await;
+    let (mut ws, challenge) = open(server.handle().http_addr, &game.api_key).await;
     let nonce = challenge["nonce"].as_str().unwrap().to_owned();
     send(
         &mut ws,
@@ -489,7 +257,7 @@ async fn unknown_tokens_and_wrong_hmacs_are_refused_with_4000() {
     assert!(answer.get("sessionId").is_none());
     assert_eq!(close_code(&mut ws).await, Some(4000));
 
-    let (mut ws, _) = open(&server, &game.api_key).await;
+    let (mut ws, _) = open(server.handle().http_addr, &game.api_key).await;
     send(
         &mut ws,
         json!({"@class": ".AuthenticatedConnectRequest", "hmac": "not base64!"}),
@@ -502,9 +270,9 @@ async fn unknown_tokens_and_wrong_hmacs_are_refused_with_4000() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_gets_garp_errors_and_the_session_goes_on() {
     let server = server().await;
-    let game = dev_game(&server).await;
+    let game = dev_game(server.handle().dev_tcp_addr).await;
     register(&server, "olga").await;
-    let mut garp = Garp::connect(&server, &game).await;
+    let mut garp = Garp::connect(server.handle().http_addr, &game).await;
     let olga = garp.authenticate(&game, "olga").await;
 
     let cases: [(&str, &str, &str); 6] = [
@@ -558,7 +326,7 @@ async fn bad_input_gets_garp_errors_and_the_session_goes_on() {
     let huge = "x".repeat(server.config.limits.ws_message_bytes + 1);
     let _ = garp.ws.send(Message::Text(huge.into())).await;
     assert_eq!(close_code(&mut garp.ws).await, Some(1009));
-    let mut again = Garp::connect(&server, &game).await;
+    let mut again = Garp::connect(server.handle().http_addr, &game).await;
     let olga = again.authenticate(&game, "olga").await;
     assert_eq!(again.balance(&olga).await, GRANT);
 }
@@ -566,10 +334,10 @@ async fn bad_input_gets_garp_errors_and_the_session_goes_on() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_concurrent_wages_that_one_balance_covers_once() {
     let server = server().await;
-    let game = dev_game(&server).await;
+    let game = dev_game(server.handle().dev_tcp_addr).await;
     register(&server, "twin").await;
-    let mut a = Garp::connect(&server, &game).await;
-    let mut b = Garp::connect(&server, &game).await;
+    let mut a = Garp::connect(server.handle().http_addr, &game).await;
+    let mut b = Garp::connect(server.handle().http_addr, &game).await;
     let pa = a.authenticate(&game, "twin").await;
     let pb = b.authenticate(&game, "twin").await;
     let (ra, rb) = tokio::join!(a.wage(&game, &pa, "60"), b.wage(&game, &pb, "60"));
@@ -584,10 +352,10 @@ async fn two_concurrent_wages_that_one_balance_covers_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_period_resolves_once_pays_the_ladder_and_carries_the_rest() {
     let server = server().await;
-    let mut game = dev_game(&server).await;
+    let mut game = dev_game(server.handle().dev_tcp_addr).await;
     // A three-second period.
     game.update(json!({"period_hours": 3.0 / 3600.0})).await;
-    let mut garp = Garp::connect(&server, &game).await;
+    let mut garp = Garp::connect(server.handle().http_addr, &game).await;
     let mut players = Vec::new();
     for name in ["gold", "silver", "bronze"] {
         register(&server, name).await;

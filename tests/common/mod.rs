@@ -2,6 +2,8 @@
 //! process, and talk to it over real sockets.
 #![allow(dead_code)]
 
+pub mod garp;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
