@@ -38,6 +38,8 @@ pub enum Command {
     Lobby(crate::sim::lobby::LobbyRequest),
     /// From a GARP connection.
     Wager(crate::sim::wagers::WagerRequest),
+    /// Event subscriptions and platform events (RaOS).
+    Events(crate::sim::events::EventsCommand),
 }
 
 /// What the simulation reports about itself.
@@ -99,9 +101,18 @@ impl Inbox {
 }
 
 /// A connection's bounded outbound queue, as the simulation sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Outbound<T> {
     tx: mpsc::Sender<T>,
+}
+
+// Not derived: a queue handle is cloneable whatever it carries.
+impl<T> Clone for Outbound<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+        }
+    }
 }
 
 /// Why a message could not be queued for a connection.
@@ -135,11 +146,21 @@ impl<T> Outbound<T> {
 
 /// The simulation's handle on one connection: its bounded queue, and a way to make it
 /// close at once when even a must-arrive message cannot be queued.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Link<T> {
     pub conn: ConnId,
     outbound: Outbound<T>,
     kick: tokio_util::sync::CancellationToken,
+}
+
+impl<T> Clone for Link<T> {
+    fn clone(&self) -> Self {
+        Self {
+            conn: self.conn,
+            outbound: self.outbound.clone(),
+            kick: self.kick.clone(),
+        }
+    }
 }
 
 impl<T> Link<T> {

@@ -38,6 +38,7 @@ pub struct Config {
     pub uploads: UploadConfig,
     pub comms: CommsConfig,
     pub wagers: WagerConfig,
+    pub raos: RaosConfig,
 }
 
 impl Default for Config {
@@ -58,6 +59,7 @@ impl Default for Config {
             uploads: UploadConfig::default(),
             comms: CommsConfig::default(),
             wagers: WagerConfig::default(),
+            raos: RaosConfig::default(),
         }
     }
 }
@@ -206,6 +208,34 @@ impl Default for UploadConfig {
             max_bytes: 1 << 30,
             chunk_bytes: 512 * 1024,
             idle_timeout_secs: 600,
+        }
+    }
+}
+
+/// The studio and platform API (raos-integration.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RaosConfig {
+    /// Requests per second per WebSocket connection, and per access token over REST ...
+    pub requests_per_second: f64,
+    /// ... with bursts of this many; over it: 1004.
+    pub request_burst: f64,
+    /// WebSocket pings this often; a connection silent for three intervals is closed.
+    pub ping_interval_secs: u64,
+    /// Largest project document.
+    pub project_max_bytes: usize,
+    /// Largest asset (after base64 and gzip are undone).
+    pub asset_max_bytes: usize,
+}
+
+impl Default for RaosConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_second: 20.0,
+            request_burst: 40.0,
+            ping_interval_secs: 30,
+            project_max_bytes: 1 << 20,
+            asset_max_bytes: 8 << 20,
         }
     }
 }

@@ -151,6 +151,9 @@ impl Server {
         };
         let catalog = services::catalog::Catalog::load(&store, &config.data_dir)?;
         let wager_book = sim::wagers::WagerBook::load(&store)?;
+        let achievements = Arc::new(services::progress::Achievements::load(
+            config.game.data_dir.as_deref(),
+        )?);
         let data = Arc::new(match &config.game.data_dir {
             Some(dir) => sim::data::GameData::from_dir(dir)?,
             None => sim::data::GameData::embedded()?,
@@ -180,10 +183,21 @@ impl Server {
         let wagers_plugin = sim::wagers::WagersPlugin {
             book: Arc::new(parking_lot::Mutex::new(Some(wager_book))),
         };
+        let progress_plugin = sim::progress::ProgressPlugin {
+            achievements: (*achievements).clone(),
+            save_every_ticks: 5 * u64::from(config.tick_hz.max(1)),
+        };
         plugins.insert(
             0,
             Box::new(move |app: &mut App| {
-                app.add_plugins((game, lobby_plugin, comms_plugin, wagers_plugin));
+                app.add_plugins((
+                    game,
+                    lobby_plugin,
+                    comms_plugin,
+                    wagers_plugin,
+                    sim::events::EventsPlugin,
+                    progress_plugin,
+                ));
             }),
         );
         let stop_sim = Arc::new(AtomicBool::new(false));
@@ -217,6 +231,8 @@ impl Server {
             config.uploads.chunk_bytes,
             Duration::from_secs(config.uploads.idle_timeout_secs.max(1)),
         ));
+        let assets =
+            services::assets::AssetFiles::new(&config.data_dir, config.raos.asset_max_bytes);
         let state = AppState {
             config: Arc::new(config),
             accounts,
@@ -224,6 +240,9 @@ impl Server {
             metrics: metrics.clone(),
             store: store.clone(),
             uploads,
+            assets,
+            achievements,
+            rest_limits: Arc::default(),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         };

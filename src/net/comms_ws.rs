@@ -98,28 +98,6 @@ pub async fn upgrade(
         .on_upgrade(move |socket| tasks.track_future(run(socket, state, identity)))
 }
 
-/// A token bucket for a connection's messages.
-struct Bucket {
-    tokens: f64,
-    rate: f64,
-    burst: f64,
-    at: tokio::time::Instant,
-}
-
-impl Bucket {
-    fn take(&mut self) -> bool {
-        let now = tokio::time::Instant::now();
-        self.tokens = (self.tokens + (now - self.at).as_secs_f64() * self.rate).min(self.burst);
-        self.at = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 /// What a connection task holds.
 struct Conn {
     state: AppState,
@@ -222,12 +200,7 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
     }
 
     let cfg = state.config.comms.clone();
-    let mut bucket = Bucket {
-        tokens: cfg.message_burst,
-        rate: cfg.messages_per_second,
-        burst: cfg.message_burst,
-        at: tokio::time::Instant::now(),
-    };
+    let mut bucket = super::RateBucket::new(cfg.messages_per_second, cfg.message_burst);
     let mut ping = tokio::time::interval(Duration::from_secs(cfg.ping_interval_secs.max(1)));
     ping.tick().await;
     let mut last_heard = tokio::time::Instant::now();

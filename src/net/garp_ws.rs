@@ -58,19 +58,7 @@ pub async fn redirect(
 ) -> Response {
     let base = match &state.config.wagers.connect_base_url {
         Some(base) => base.trim_end_matches('/').to_owned(),
-        None => {
-            let scheme = if state.config.tls_cert.is_some() {
-                "wss"
-            } else {
-                "ws"
-            };
-            let host = headers
-                .get(axum::http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-                .unwrap_or_else(|| state.config.http.to_string());
-            format!("{scheme}://{host}")
-        }
+        None => super::public_base(&state, &headers, true),
     };
     let url = format!(
         "{base}/fs/{}/{}",

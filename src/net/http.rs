@@ -23,10 +23,20 @@ pub fn router(state: AppState) -> Router {
             get(super::garp_ws::redirect),
         )
         .route("/fs/{gametoken}/{protocolid}", get(super::garp_ws::session))
-        .route("/raos", get(not_yet("raos-integration")))
+        .route("/raos", get(super::raos::upgrade))
+        .route("/assets/{asset_id}", get(super::rest::serve_asset))
+        .route(
+            "/downloads/{game_id}/{version}",
+            get(super::rest::serve_download),
+        )
         .nest(
             "/api/v1",
-            super::rest::routes().layer(middleware::from_fn_with_state(state.clone(), count_rest)),
+            super::rest::routes()
+                .layer(middleware::from_fn_with_state(state.clone(), count_rest))
+                // Assets arrive as base64 in JSON bodies: room for the largest one.
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    state.config.raos.asset_max_bytes / 3 * 4 + 64 * 1024,
+                )),
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such path\n") })
         .with_state(state)
@@ -62,21 +72,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
         state.metrics.render(),
     )
         .into_response()
-}
-
-/// A reserved endpoint whose protocol is not served yet.
-fn not_yet(protocol: &'static str) -> impl Fn() -> std::future::Ready<Response> + Clone {
-    move || {
-        std::future::ready(
-            (
-                StatusCode::NOT_IMPLEMENTED,
-                format!(
-                    "not implemented yet: the {protocol} protocol is not served by this build\n"
-                ),
-            )
-                .into_response(),
-        )
-    }
 }
 
 /// Counts REST requests and responses, and their declared sizes.

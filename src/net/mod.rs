@@ -8,6 +8,7 @@ mod garp_ws;
 pub mod http;
 pub mod listener;
 pub mod ndjson;
+pub mod raos;
 mod rest;
 pub mod store_server;
 pub mod ws;
@@ -32,6 +33,12 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub store: Store,
     pub uploads: Arc<crate::services::uploads::Uploads>,
+    /// Where RaOS asset bytes live.
+    pub assets: crate::services::assets::AssetFiles,
+    /// The achievements players can unlock (`data/achievements.json`).
+    pub achievements: Arc<crate::services::progress::Achievements>,
+    /// REST rate limits, per access token.
+    pub rest_limits: Arc<parking_lot::Mutex<std::collections::HashMap<String, RateBucket>>>,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them to close.
@@ -74,4 +81,56 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// A token bucket: `rate` requests per second with bursts of `burst`.
+#[derive(Debug, Clone)]
+pub struct RateBucket {
+    tokens: f64,
+    rate: f64,
+    burst: f64,
+    at: tokio::time::Instant,
+}
+
+impl RateBucket {
+    pub fn new(rate: f64, burst: f64) -> Self {
+        Self {
+            tokens: burst,
+            rate,
+            burst,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Takes one token; false if there is none (the request is over the limit).
+    pub fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        self.tokens = (self.tokens + (now - self.at).as_secs_f64() * self.rate).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The base URL clients reached this server at: `scheme://host`, from the `Host` header
+/// (the HTTP listener's address without one). `websocket` picks `ws`/`wss` over
+/// `http`/`https`.
+pub fn public_base(state: &AppState, headers: &axum::http::HeaderMap, websocket: bool) -> String {
+    let tls = state.config.tls_cert.is_some();
+    let scheme = match (websocket, tls) {
+        (true, true) => "wss",
+        (true, false) => "ws",
+        (false, true) => "https",
+        (false, false) => "http",
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| state.config.http.to_string());
+    format!("{scheme}://{host}")
 }

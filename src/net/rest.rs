@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{MethodFilter, on, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -17,22 +17,86 @@ use super::AppState;
 use super::listener::PeerAddr;
 use crate::protocol::raos::{self, ErrorCode};
 use crate::services::DomainError;
-use crate::services::accounts::{Credential, NewAccount, Role, Scope};
+use crate::services::accounts::{NewAccount, Role};
+
+/// A REST route that performs a RaOS action: the path's and query's parameters and the
+/// body's fields become the action's fields.
+pub struct ActionRoute {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub action: &'static str,
+    /// 201 for what creates something.
+    pub created: bool,
+}
+
+const fn route(method: &'static str, path: &'static str, action: &'static str) -> ActionRoute {
+    ActionRoute {
+        method,
+        path,
+        action,
+        created: false,
+    }
+}
+
+const fn creates(method: &'static str, path: &'static str, action: &'static str) -> ActionRoute {
+    ActionRoute {
+        method,
+        path,
+        action,
+        created: true,
+    }
+}
+
+/// Every RaOS action over REST (the README's table is this one).
+pub const ACTION_ROUTES: &[ActionRoute] = &[
+    route("POST", "/auth/login", "authenticate"),
+    route("POST", "/auth/refresh", "refresh_token"),
+    route("POST", "/auth/logout", "logout"),
+    route("GET", "/projects", "list_game_projects"),
+    creates("POST", "/projects", "create_game_project"),
+    route("GET", "/projects/{project_id}", "load_game_project"),
+    route("PUT", "/projects/{project_id}", "save_game_project"),
+    route("GET", "/projects/{project_id}/assets", "sync_assets"),
+    creates("POST", "/projects/{project_id}/assets", "add_asset"),
+    creates("POST", "/assets", "upload_binary_asset"),
+    route("GET", "/assets/{asset_id}/analysis", "analyze_asset"),
+    route("GET", "/games", "list_games"),
+    route("POST", "/games/{game_id}/launch", "launch_game"),
+    route("POST", "/games/sessions/{session_id}/stop", "stop_game"),
+    route("GET", "/profile", "get_player_profile"),
+    route("PATCH", "/profile", "update_player_profile"),
+    route("GET", "/achievements", "get_achievements"),
+    route("GET", "/leaderboards/{game_id}", "get_leaderboard"),
+    creates("POST", "/friends", "add_friend"),
+    route("DELETE", "/friends/{username}", "remove_friend"),
+    route("GET", "/content", "list_content"),
+    creates("POST", "/content", "create_content"),
+    route("GET", "/content/{asset_id}", "fetch_content"),
+    route("PUT", "/content/{asset_id}", "update_content"),
+    route("DELETE", "/content/{asset_id}", "delete_content"),
+];
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    let mut router = Router::new()
         .route("/auth/register", post(register))
-        .route("/auth/login", post(login))
-        .route("/auth/refresh", post(refresh))
-        .route("/auth/logout", post(logout))
-        .route("/notifications", post(notify))
-        .fallback(|| async {
-            RestReply::failure(
-                StatusCode::NOT_FOUND,
-                ErrorCode::NotFound,
-                "no such endpoint",
-            )
-        })
+        .route("/notifications", post(notify));
+    for r in ACTION_ROUTES {
+        let filter = match r.method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            "PATCH" => MethodFilter::PATCH,
+            _ => MethodFilter::DELETE,
+        };
+        router = router.route(r.path, on(filter, perform_action));
+    }
+    router.fallback(|| async {
+        RestReply::failure(
+            StatusCode::NOT_FOUND,
+            ErrorCode::NotFound,
+            "no such endpoint",
+        )
+    })
 }
 
 /// A REST answer: an HTTP status and a raos-format body.
@@ -112,23 +176,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     }
 }
 
-/// `password` or `password_hash`, exactly one.
-fn credential(
-    password: Option<String>,
-    password_hash: Option<String>,
-) -> Result<Credential, DomainError> {
-    match (password, password_hash) {
-        (Some(p), None) => Ok(Credential::Password(p)),
-        (None, Some(h)) => Ok(Credential::PasswordHash(h)),
-        (Some(_), Some(_)) => Err(DomainError::InvalidInput(
-            "send either password or password_hash, not both".into(),
-        )),
-        (None, None) => Err(DomainError::InvalidInput(
-            "password or password_hash is required".into(),
-        )),
-    }
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegisterRequest {
@@ -143,7 +190,7 @@ async fn register(
     State(state): State<AppState>,
     Body(req): Body<RegisterRequest>,
 ) -> Result<RestReply, RestReply> {
-    let credential = credential(req.password, req.password_hash)?;
+    let credential = super::raos::credential(req.password, req.password_hash)?;
     let roles = req
         .roles
         .unwrap_or_default()
@@ -169,84 +216,6 @@ async fn register(
         "user_profile": raos::user_profile(&account),
         "roles": account.roles,
     })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginRequest {
-    username: String,
-    password: Option<String>,
-    password_hash: Option<String>,
-}
-
-async fn login(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<PeerAddr>,
-    Body(req): Body<LoginRequest>,
-) -> Result<RestReply, RestReply> {
-    let credential = credential(req.password, req.password_hash)?;
-    let grant = state
-        .accounts
-        .login(&req.username, credential, Some(peer.0.ip()), Scope::Web)
-        .await?;
-    Ok(RestReply::ok(raos::grant_fields(&grant)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefreshRequest {
-    refresh_token: String,
-}
-
-async fn refresh(
-    State(state): State<AppState>,
-    Body(req): Body<RefreshRequest>,
-) -> Result<RestReply, RestReply> {
-    let grant = state.accounts.refresh(&req.refresh_token).await?;
-    Ok(RestReply::ok(json!({
-        "access_token": grant.access_token,
-        "refresh_token": grant.refresh_token,
-        "expires_in": grant.expires_in,
-    })))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct LogoutRequest {
-    access_token: Option<String>,
-}
-
-async fn logout(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<RestReply, RestReply> {
-    // The token comes in the Authorization header, or as `access_token` in the body as the
-    // RaOS `logout` action sends it.
-    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
-        LogoutRequest::default()
-    } else {
-        serde_json::from_slice::<LogoutRequest>(&body).map_err(|e| {
-            RestReply::failure(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidRequest,
-                &format!("invalid request: {e}"),
-            )
-        })?
-    };
-    let token = super::bearer(&headers)
-        .map(str::to_owned)
-        .or(from_body.access_token)
-        .ok_or_else(|| {
-            RestReply::failure(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                "missing access token: send Authorization: Bearer <token>",
-            )
-        })?;
-    let identity = state.accounts.verify(&token)?;
-    state.accounts.logout(&identity).await?;
-    Ok(RestReply::ok(Value::Null))
 }
 
 #[derive(Deserialize)]
@@ -325,4 +294,244 @@ pub async fn publish_notification(state: &AppState, data: Value) -> Result<usize
         })
         .await?;
     Ok(recipients)
+}
+
+/// Runs the RaOS action of the matched route.
+#[allow(clippy::too_many_arguments)] // one extractor per part of the request
+async fn perform_action(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    method: axum::http::Method,
+    matched: axum::extract::MatchedPath,
+    params: axum::extract::RawPathParams,
+    axum::extract::Query(query): axum::extract::Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<RestReply, RestReply> {
+    // Matched inside the `/api/v1` nest.
+    let path = matched.as_str();
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    let route = ACTION_ROUTES
+        .iter()
+        .find(|r| r.path == path && r.method == method.as_str())
+        .ok_or_else(|| {
+            RestReply::failure(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NotFound,
+                "no such endpoint",
+            )
+        })?;
+    let token = super::bearer(&headers).map(str::to_owned);
+    if let Some(token) = &token {
+        let cfg = &state.config.raos;
+        let allowed = state
+            .rest_limits
+            .lock()
+            .entry(token.clone())
+            .or_insert_with(|| super::RateBucket::new(cfg.requests_per_second, cfg.request_burst))
+            .take();
+        if !allowed {
+            return Err(RestReply::failure(
+                StatusCode::TOO_MANY_REQUESTS,
+                ErrorCode::RateLimited,
+                &format!(
+                    "rate limited: at most {} requests per second",
+                    cfg.requests_per_second
+                ),
+            ));
+        }
+    }
+    let mut fields = if body.iter().all(u8::is_ascii_whitespace) {
+        serde_json::Map::new()
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(RestReply::failure(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidRequest,
+                    "the body must be a JSON object",
+                ));
+            }
+            Err(e) => {
+                return Err(RestReply::failure(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidRequest,
+                    &format!("invalid JSON: {e}"),
+                ));
+            }
+        }
+    };
+    for (name, value) in query {
+        fields.insert(name, Value::String(value));
+    }
+    let path: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    place_path_params(route.action, &mut fields, path);
+    fields.insert("action".into(), Value::String(route.action.into()));
+    let request = raos::decode_value(Value::Object(fields)).map_err(|bad| {
+        RestReply::failure(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            &bad.message,
+        )
+    })?;
+    let ctx = super::raos::Context::new(&state, &headers, Some(peer.0));
+    let token = request.auth_token.or(token);
+    let fields = super::raos::perform(&ctx, token.as_deref(), request.action).await?;
+    Ok(if route.created {
+        RestReply::created(fields)
+    } else {
+        RestReply::ok(fields)
+    })
+}
+
+/// Puts the path's parameters where the action wants them: a project id inside `project`,
+/// a content id inside `asset`, a leaderboard's default category; elsewhere as fields.
+fn place_path_params(
+    action: &str,
+    fields: &mut serde_json::Map<String, Value>,
+    params: Vec<(String, String)>,
+) {
+    for (name, value) in params {
+        let value = Value::String(value);
+        match (action, name.as_str()) {
+            ("save_game_project", "project_id") => {
+                if let Some(Value::Object(project)) = fields.get_mut("project") {
+                    project.insert(name, value);
+                }
+            }
+            ("update_content", "asset_id") => {
+                let mut asset = std::mem::take(fields);
+                asset.insert(name, value);
+                fields.insert("asset".into(), Value::Object(asset));
+            }
+            _ => {
+                fields.insert(name, value);
+            }
+        }
+    }
+    if action == "get_leaderboard" && !fields.contains_key("category") {
+        fields.insert("category".into(), Value::String("global".into()));
+    }
+}
+
+/// `GET /assets/{asset_id}`: the bytes, with their content type, `ETag` (the sha256) and
+/// single-range `Range` requests.
+pub async fn serve_asset(
+    State(state): State<AppState>,
+    axum::extract::Path(asset_id): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, RestReply> {
+    use axum::http::header;
+    let record = super::raos::find_asset(&state, &asset_id).await?;
+    let etag = format!("\"{}\"", record.sha256);
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    }
+    let bytes = tokio::fs::read(state.assets.path(&record.sha256))
+        .await
+        .map_err(|e| DomainError::Internal(format!("reading the asset: {e}")))?;
+    let total = bytes.len() as u64;
+    let common = [
+        (header::CONTENT_TYPE, record.content_type.clone()),
+        (header::ETAG, etag),
+        (header::ACCEPT_RANGES, "bytes".to_owned()),
+    ];
+    let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else {
+        return Ok((StatusCode::OK, common, bytes).into_response());
+    };
+    match byte_range(range, total) {
+        Some((start, end)) => {
+            let slice = bytes[start as usize..=end as usize].to_vec();
+            let content_range = format!("bytes {start}-{end}/{total}");
+            Ok((
+                StatusCode::PARTIAL_CONTENT,
+                common,
+                [(header::CONTENT_RANGE, content_range)],
+                slice,
+            )
+                .into_response())
+        }
+        None => Ok((
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{total}"))],
+        )
+            .into_response()),
+    }
+}
+
+/// The inclusive byte range of a single-range `Range` header (`bytes=a-b`, `bytes=a-`,
+/// `bytes=-n`), or `None` if it cannot be satisfied.
+fn byte_range(header: &str, total: u64) -> Option<(u64, u64)> {
+    let spec = header.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') || total == 0 {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().ok()?;
+            if n == 0 {
+                return None;
+            }
+            (total.saturating_sub(n), total - 1)
+        }
+        (start, "") => (start.parse().ok()?, total - 1),
+        (start, end) => (start.parse().ok()?, end.parse::<u64>().ok()?.min(total - 1)),
+    };
+    (start <= end && start < total).then_some((start, end))
+}
+
+/// `GET /downloads/{game_id}/{version}`: a published build, for RaOS `launch_game` in
+/// download mode.
+pub async fn serve_download(
+    State(state): State<AppState>,
+    axum::extract::Path((game_id, version)): axum::extract::Path<(String, String)>,
+) -> Result<Response, RestReply> {
+    use crate::services::catalog;
+    catalog::validate_game_id(&game_id)?;
+    catalog::validate_version(&version)?;
+    let path =
+        catalog::version_dir(&state.config.data_dir, &game_id, &version).join(catalog::BUILD_FILE);
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| DomainError::NotFound(format!("no build of {game_id} {version}")))?;
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok((
+        StatusCode::OK,
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_owned(),
+            ),
+            (axum::http::header::CONTENT_LENGTH, size.to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(byte_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(byte_range("bytes=95-200", 100), Some((95, 99)));
+        assert_eq!(byte_range("bytes=100-", 100), None);
+        assert_eq!(byte_range("bytes=5-1", 100), None);
+        assert_eq!(byte_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+    }
 }

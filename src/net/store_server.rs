@@ -338,7 +338,7 @@ async fn lobby(
         LobbyReply::Started { room, host, port } => json!({
             "room_id": room.room_id, "game_host": host, "game_port": port, "version": room.version,
         }),
-        LobbyReply::Done => json!({}),
+        LobbyReply::Done | LobbyReply::Launched { .. } | LobbyReply::Stopped { .. } => json!({}),
     };
     Ok(Some(reply))
 }

@@ -54,6 +54,13 @@ pub fn timestamp() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Unix milliseconds as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// A success response: `fields` (an object) at top level plus `success` and `timestamp`.
 pub fn success(fields: Value) -> Value {
     let mut object = match fields {
@@ -103,4 +110,231 @@ pub fn grant_fields(grant: &crate::services::accounts::Grant) -> Value {
         "user_profile": user_profile(&grant.account),
         "roles": grant.account.roles,
     })
+}
+
+/// One RaOS request: the action, plus the fields every action may carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    /// Echoed in the response when the client sends one.
+    pub request_id: Option<Value>,
+    pub auth_token: Option<String>,
+    pub action: Action,
+}
+
+/// `update_content`'s `asset`: the id, and whichever fields change.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentChanges {
+    pub asset_id: String,
+    pub asset_type: Option<String>,
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+/// Every action of raos-integration.md, and the few the platform adds (friends, the
+/// profile's region). Unknown fields are refused.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    Authenticate {
+        username: String,
+        password_hash: Option<String>,
+        password: Option<String>,
+    },
+    RefreshToken {
+        refresh_token: String,
+    },
+    Logout {
+        access_token: Option<String>,
+    },
+    CreateGameProject {
+        name: String,
+        #[serde(default)]
+        description: String,
+    },
+    LoadGameProject {
+        project_id: String,
+    },
+    SaveGameProject {
+        project: Map<String, Value>,
+        /// The `modified_date` the client loaded; a newer one on the server is a conflict.
+        expected_modified_date: Option<String>,
+    },
+    ListGameProjects {},
+    SyncAssets {
+        project_id: String,
+    },
+    AddAsset {
+        project_id: String,
+        asset_name: String,
+        asset_type: String,
+        asset_data: String,
+        #[serde(default)]
+        compressed: bool,
+    },
+    ListGames {},
+    LaunchGame {
+        game_id: String,
+        mode: String,
+    },
+    StopGame {
+        session_id: String,
+    },
+    GetPlayerProfile {},
+    UpdatePlayerProfile {
+        region: String,
+    },
+    GetAchievements {
+        game_id: Option<String>,
+    },
+    GetLeaderboard {
+        game_id: String,
+        category: String,
+    },
+    AddFriend {
+        username: String,
+    },
+    RemoveFriend {
+        username: String,
+    },
+    ListContent {
+        content_type: Option<String>,
+    },
+    FetchContent {
+        asset_id: String,
+    },
+    CreateContent {
+        asset_type: String,
+        title: String,
+        content: String,
+        metadata: Option<Value>,
+    },
+    UpdateContent {
+        asset: ContentChanges,
+    },
+    DeleteContent {
+        asset_id: String,
+    },
+    UploadBinaryAsset {
+        asset_type: String,
+        filename: String,
+        file_data: String,
+        #[serde(default)]
+        compressed: bool,
+        format: Option<String>,
+    },
+    AnalyzeAsset {
+        asset_id: String,
+    },
+    SubscribeEvents {
+        event_types: Vec<String>,
+    },
+}
+
+impl Action {
+    /// Whether the action needs a signed-in caller.
+    pub fn needs_auth(&self) -> bool {
+        !matches!(
+            self,
+            Action::Authenticate { .. } | Action::RefreshToken { .. } | Action::Logout { .. }
+        )
+    }
+}
+
+/// A request that could not be decoded: its `request_id` if it had one, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadRequest {
+    pub request_id: Option<Value>,
+    pub message: String,
+}
+
+/// Decodes a request object (a WebSocket message, or a REST call turned into one).
+pub fn decode_value(value: Value) -> Result<Request, BadRequest> {
+    let Value::Object(mut object) = value else {
+        return Err(BadRequest {
+            request_id: None,
+            message: "a request is a JSON object with an \"action\"".into(),
+        });
+    };
+    let request_id = object.remove("request_id");
+    let fail = |message: String| BadRequest {
+        request_id: request_id.clone(),
+        message,
+    };
+    let auth_token = match object.remove("auth_token") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(token)) => Some(token),
+        Some(_) => return Err(fail("auth_token must be a string".into())),
+    };
+    if !object.contains_key("action") {
+        return Err(fail("missing field `action`".into()));
+    }
+    let action = serde_json::from_value::<Action>(Value::Object(object))
+        .map_err(|e| fail(format!("invalid request: {e}")))?;
+    Ok(Request {
+        request_id,
+        auth_token,
+        action,
+    })
+}
+
+/// Decodes one WebSocket text message.
+pub fn decode(text: &str) -> Result<Request, BadRequest> {
+    let value = serde_json::from_str::<Value>(text).map_err(|e| BadRequest {
+        request_id: None,
+        message: format!("malformed JSON: {e}"),
+    })?;
+    decode_value(value)
+}
+
+/// Adds the client's `request_id` to a response.
+pub fn with_request_id(mut response: Value, request_id: Option<Value>) -> Value {
+    if let (Some(id), Value::Object(map)) = (request_id, &mut response) {
+        map.insert("request_id".into(), id);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_decode_with_their_common_fields() {
+        let request = decode(
+            r#"{"action":"load_game_project","auth_token":"t","request_id":7,"project_id":"p"}"#,
+        )
+        .unwrap();
+        assert_eq!(request.request_id, Some(json!(7)));
+        assert_eq!(request.auth_token.as_deref(), Some("t"));
+        assert_eq!(
+            request.action,
+            Action::LoadGameProject {
+                project_id: "p".into()
+            }
+        );
+        assert_eq!(
+            decode(r#"{"action":"list_games"}"#).unwrap().action,
+            Action::ListGames {}
+        );
+    }
+
+    #[test]
+    fn unknown_actions_and_fields_are_refused() {
+        let e = decode(r#"{"action":"fly_to_moon","request_id":"a"}"#).unwrap_err();
+        assert_eq!(e.request_id, Some(json!("a")));
+        assert!(e.message.contains("unknown variant"), "{}", e.message);
+        let e = decode(r#"{"action":"list_games","bogus":1}"#).unwrap_err();
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+        let e = decode(r#"{"action":"fetch_content"}"#).unwrap_err();
+        assert!(e.message.contains("asset_id"), "{}", e.message);
+        assert!(decode("[1]").is_err());
+        assert!(
+            decode(r#"{"project_id":"p"}"#)
+                .unwrap_err()
+                .message
+                .contains("action")
+        );
+    }
 }

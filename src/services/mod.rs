@@ -2,10 +2,13 @@
 //! translate to and from these.
 
 pub mod accounts;
+pub mod assets;
 pub mod catalog;
 mod error;
 pub mod mailbox;
 pub mod pilots;
+pub mod progress;
+pub mod studio;
 pub mod uploads;
 pub mod wagers;
 pub mod wallet;

@@ -110,8 +110,14 @@ pub fn topic_matches(pattern: &str, topic: &str) -> bool {
     t.next().is_none()
 }
 
-/// Whether someone may publish to `topic`: topics under `system.` are for admins.
+/// Whether someone may publish to `topic`: topics under `system.` are for admins, and
+/// `events.` carries only the platform's own events (the event bus publishes there).
 pub fn check_publish(topic: &str, is_admin: bool) -> Result<(), DomainError> {
+    if topic.starts_with("events.") {
+        return Err(DomainError::Forbidden(
+            "topics under events. carry the platform's events; nobody publishes there".into(),
+        ));
+    }
     if topic.starts_with("system.") && !is_admin {
         return Err(DomainError::Forbidden(
             "publishing under system. needs the admin role".into(),

@@ -94,6 +94,14 @@ pub enum LobbyOp {
     StartRoom {
         room_id: String,
     },
+    /// RaOS `launch_game` in stream mode: an instance of the game for the caller alone.
+    LaunchStream {
+        game_id: String,
+    },
+    /// RaOS `stop_game`: ends a streamed session the caller launched.
+    StopStream {
+        session_id: String,
+    },
     /// A lobby connection logged in: it receives pushes from now on.
     Enter {
         push: mpsc::Sender<Bytes>,
@@ -118,6 +126,15 @@ pub enum LobbyReply {
         room: RoomView,
         host: String,
         port: u16,
+    },
+    Launched {
+        session_id: String,
+        game_id: String,
+        host: String,
+        port: u16,
+    },
+    Stopped {
+        game_id: String,
     },
     Done,
 }
@@ -198,6 +215,8 @@ pub struct GameEndpoint {
 pub struct Lobby {
     connections: HashMap<ConnId, (Uuid, String, mpsc::Sender<Bytes>)>,
     rooms: HashMap<String, Entity>,
+    /// Streamed sessions (RaOS `launch_game`): session id → (launcher, game id).
+    streams: HashMap<String, (Uuid, String)>,
     /// Room instances to remove once no ship is left in them.
     closing_instances: Vec<String>,
 }
@@ -360,6 +379,24 @@ fn answer(world: &mut World, caller: &Caller, op: LobbyOp) -> LobbyResult {
             leave_room(world, caller, &room_id).map(|()| LobbyReply::Done)
         }
         LobbyOp::StartRoom { room_id } => start_room(world, caller, &room_id),
+        LobbyOp::LaunchStream { game_id } => launch_stream(world, caller, &game_id),
+        LobbyOp::StopStream { session_id } => {
+            let mut lobby = world.resource_mut::<Lobby>();
+            match lobby.streams.get(&session_id) {
+                Some((owner, _)) if *owner == caller.user_id => {}
+                Some(_) => {
+                    return Err(DomainError::Forbidden(
+                        "only who launched a session stops it".into(),
+                    ));
+                }
+                None => {
+                    return Err(DomainError::NotFound(format!("no session {session_id:?}")));
+                }
+            }
+            let (_, game_id) = lobby.streams.remove(&session_id).unwrap_or_default();
+            lobby.closing_instances.push(session_id);
+            Ok(LobbyReply::Stopped { game_id })
+        }
         LobbyOp::Enter { push } => {
             let mut lobby = world.resource_mut::<Lobby>();
             let arriving = !lobby.is_online(caller.user_id);
@@ -549,6 +586,28 @@ fn start_room(world: &mut World, caller: &Caller, room_id: &str) -> LobbyResult 
     let endpoint = world.resource::<GameEndpoint>().clone();
     Ok(LobbyReply::Started {
         room: view,
+        host: endpoint.host,
+        port: endpoint.port,
+    })
+}
+
+/// Creates an instance (of the first star system, as rooms do) named by a new session id.
+fn launch_stream(world: &mut World, caller: &Caller, game_id: &str) -> LobbyResult {
+    online_game(world, game_id)?;
+    let data = world.resource::<Data>().0.clone();
+    let Some(template) = data.systems.first() else {
+        return Err(DomainError::Internal("no star system to launch in".into()));
+    };
+    let session_id = Uuid::new_v4().to_string();
+    create_instance(world, &session_id, Arc::new(template.clone()));
+    world
+        .resource_mut::<Lobby>()
+        .streams
+        .insert(session_id.clone(), (caller.user_id, game_id.to_owned()));
+    let endpoint = world.resource::<GameEndpoint>().clone();
+    Ok(LobbyReply::Launched {
+        session_id,
+        game_id: game_id.to_owned(),
         host: endpoint.host,
         port: endpoint.port,
     })

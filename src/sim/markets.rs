@@ -279,6 +279,11 @@ pub fn execute_trade(
     let held = pilot.held(&req.commodity_id);
     let cargo = pilot.cargo_view();
     let credits = pilot.credits;
+    let user_id = pilot.user_id;
+    super::progress::PlayEvents::raise(
+        world,
+        super::progress::PlayEvent::Traded { user_id, credits },
+    );
     let mut shown = cargo.clone();
     if held == 0 {
         // The spec's example shows the traded commodity even at zero.

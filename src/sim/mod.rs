@@ -12,12 +12,14 @@
 
 pub mod comms;
 pub mod data;
+pub mod events;
 pub mod instances;
 pub mod lobby;
 pub mod markets;
 pub mod npc;
 pub mod physics;
 pub mod players;
+pub mod progress;
 pub mod replication;
 pub mod scenario;
 pub mod ships;
@@ -319,6 +321,15 @@ impl Sim {
                                 "wagers are not running".into(),
                             )));
                     }
+                }
+            }
+            Command::Events(cmd) => {
+                if let Some(mut pending) = self
+                    .app
+                    .world_mut()
+                    .get_resource_mut::<Pending<events::EventsCommand>>()
+                {
+                    pending.0.push(cmd);
                 }
             }
             Command::Comms(cmd) => {

@@ -129,12 +129,14 @@ fn dock_ships(
             &InInstance,
             &mut Steering,
             &mut Fuel,
+            Option<&super::players::Pilot>,
         ),
         (Without<Docked>, Without<OutOfPlay>),
     >,
+    mut play: Option<ResMut<super::progress::PlayEvents>>,
 ) {
     let rules = &data.0.rules;
-    for (ship, controls, kin, instance, mut steering, mut fuel) in &mut ships {
+    for (ship, controls, kin, instance, mut steering, mut fuel, pilot) in &mut ships {
         if !controls.dock || kin.vel.length() > rules.dock_max_speed {
             continue;
         }
@@ -150,6 +152,11 @@ fn dock_ships(
             steering.linvel = Vec2::ZERO;
             steering.angvel = 0.0;
             fuel.level = fuel.max;
+            if let (Some(pilot), Some(play)) = (pilot, play.as_mut()) {
+                play.0.push(super::progress::PlayEvent::Docked {
+                    user_id: pilot.user_id,
+                });
+            }
         }
     }
 }

@@ -149,4 +149,62 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX plays_by_period ON plays(game_id, seq, score);
     CREATE INDEX plays_by_user ON plays(user_id, game_id);
     "#,
+    // 7: the studio and platform API (RaOS): projects, assets, content, progress, friends.
+    r#"
+    CREATE TABLE projects (
+        project_id     TEXT PRIMARY KEY,
+        owner_id       TEXT NOT NULL REFERENCES accounts(user_id),
+        name           TEXT NOT NULL,
+        description    TEXT NOT NULL,
+        document       TEXT NOT NULL,                  -- JSON: assets, scenes, scripts, ...
+        created_at     INTEGER NOT NULL,               -- unix ms
+        modified_at    INTEGER NOT NULL                -- unix ms; the concurrency check
+    );
+    CREATE INDEX projects_by_owner ON projects(owner_id, modified_at);
+    CREATE TABLE assets (
+        asset_id       TEXT PRIMARY KEY,
+        owner_id       TEXT NOT NULL REFERENCES accounts(user_id),
+        project_id     TEXT REFERENCES projects(project_id),
+        name           TEXT NOT NULL,
+        asset_type     TEXT NOT NULL,
+        content_type   TEXT NOT NULL,
+        size_bytes     INTEGER NOT NULL,
+        sha256         TEXT NOT NULL,                  -- also the file name under assets/
+        created_at     INTEGER NOT NULL
+    );
+    CREATE INDEX assets_by_project ON assets(project_id, created_at);
+    CREATE TABLE content (
+        asset_id       TEXT PRIMARY KEY,
+        owner_id       TEXT NOT NULL REFERENCES accounts(user_id),
+        asset_type     TEXT NOT NULL,
+        title          TEXT NOT NULL,
+        body           TEXT NOT NULL,
+        metadata       TEXT NOT NULL,                  -- JSON object
+        created_at     INTEGER NOT NULL,
+        modified_at    INTEGER NOT NULL
+    );
+    CREATE INDEX content_by_type ON content(asset_type, created_at);
+    CREATE TABLE player_stats (
+        user_id        TEXT PRIMARY KEY REFERENCES accounts(user_id),
+        trades         INTEGER NOT NULL DEFAULT 0,
+        kills          INTEGER NOT NULL DEFAULT 0,
+        deaths         INTEGER NOT NULL DEFAULT 0,
+        docks          INTEGER NOT NULL DEFAULT 0,
+        distance       REAL NOT NULL DEFAULT 0,
+        credits        INTEGER NOT NULL DEFAULT 0,     -- the most ever held
+        region         TEXT
+    );
+    CREATE TABLE achievements (
+        user_id        TEXT NOT NULL REFERENCES accounts(user_id),
+        achievement_id TEXT NOT NULL,
+        unlocked_at    INTEGER NOT NULL,
+        PRIMARY KEY (user_id, achievement_id)
+    );
+    CREATE TABLE friends (
+        user_id        TEXT NOT NULL REFERENCES accounts(user_id),
+        friend_id      TEXT NOT NULL REFERENCES accounts(user_id),
+        created_at     INTEGER NOT NULL,
+        PRIMARY KEY (user_id, friend_id)
+    );
+    "#,
 ];

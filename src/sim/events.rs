@@ -1,0 +1,170 @@
+//! The platform's event bus: achievements, leaderboards, assets, projects, content, game
+//! state and system notifications, published once and delivered to every subscriber.
+//!
+//! RaOS connections subscribe by event type (`subscribe_events`) and receive
+//! `{event_type, timestamp, data}`, encoded once per event. The same event goes to the comms
+//! hub as a broadcast on topic `events.<event_type>`, so a comms client can `Subscribe` to
+//! `events.*`. Events that concern one user (their project, their asset) reach only that
+//! user's subscriptions.
+
+use std::collections::{HashMap, HashSet};
+
+use bevy_app::{App, Plugin};
+use bevy_ecs::prelude::*;
+use bytes::Bytes;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::comms::{CommsOut, Hub};
+use super::{HandleCommands, Pending};
+use crate::bridge::{ConnId, Link};
+use crate::net::ws::WsOut;
+
+/// The event types of raos-integration.md.
+pub const EVENT_TYPES: [&str; 7] = [
+    "asset_updated",
+    "project_modified",
+    "game_state_change",
+    "achievement_unlocked",
+    "leaderboard_updated",
+    "content_published",
+    "system_notification",
+];
+
+/// One event.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub event_type: &'static str,
+    /// Only this user's subscriptions receive it; `None`: everyone subscribed.
+    pub audience: Option<Uuid>,
+    pub data: Value,
+}
+
+#[derive(Debug)]
+pub enum EventsCommand {
+    Subscribe {
+        conn: ConnId,
+        user_id: Uuid,
+        event_types: Vec<&'static str>,
+        link: Link<WsOut>,
+        reply: oneshot::Sender<String>,
+    },
+    /// The connection closed.
+    Drop {
+        conn: ConnId,
+    },
+    Publish(Event),
+}
+
+struct Subscriber {
+    user_id: Uuid,
+    event_types: HashSet<&'static str>,
+    link: Link<WsOut>,
+    subscription_id: String,
+}
+
+/// Subscribers by connection, and events waiting to go out.
+#[derive(Resource, Default)]
+pub struct EventBus {
+    subscribers: HashMap<ConnId, Subscriber>,
+    queued: Vec<Event>,
+}
+
+impl EventBus {
+    /// Queues an event; it is delivered when this round of commands or this tick ends.
+    pub fn publish(&mut self, event: Event) {
+        self.queued.push(event);
+    }
+}
+
+/// `{event_type, timestamp, data}`.
+pub fn encode(event: &Event) -> Bytes {
+    Bytes::from(
+        serde_json::json!({
+            "event_type": event.event_type,
+            "timestamp": crate::protocol::raos::timestamp(),
+            "data": event.data,
+        })
+        .to_string(),
+    )
+}
+
+fn handle_event_commands(world: &mut World) {
+    let pending = std::mem::take(&mut world.resource_mut::<Pending<EventsCommand>>().0);
+    let mut bus = world.resource_mut::<EventBus>();
+    for command in pending {
+        match command {
+            EventsCommand::Subscribe {
+                conn,
+                user_id,
+                event_types,
+                link,
+                reply,
+            } => {
+                // Subscribing again adds types to the connection's one subscription.
+                let subscriber = bus.subscribers.entry(conn).or_insert_with(|| Subscriber {
+                    user_id,
+                    event_types: HashSet::new(),
+                    link,
+                    subscription_id: Uuid::new_v4().to_string(),
+                });
+                subscriber.event_types.extend(event_types);
+                let _ = reply.send(subscriber.subscription_id.clone());
+            }
+            EventsCommand::Drop { conn } => {
+                bus.subscribers.remove(&conn);
+            }
+            EventsCommand::Publish(event) => bus.publish(event),
+        }
+    }
+    deliver(world);
+}
+
+/// Sends every queued event to its subscribers and to the comms hub.
+fn deliver(world: &mut World) {
+    let queued = std::mem::take(&mut world.resource_mut::<EventBus>().queued);
+    if queued.is_empty() {
+        return;
+    }
+    for event in queued {
+        let encoded = encode(&event);
+        let bus = world.resource::<EventBus>();
+        for subscriber in bus.subscribers.values() {
+            let wanted = subscriber.event_types.contains(event.event_type)
+                && event.audience.is_none_or(|u| u == subscriber.user_id);
+            if wanted {
+                subscriber.link.send(WsOut::SharedText(encoded.clone()));
+            }
+        }
+        if event.audience.is_none()
+            && let Some(mut hub) = world.get_resource_mut::<Hub>()
+        {
+            let topic = format!("events.{}", event.event_type);
+            let frame = crate::protocol::comms::broadcast(
+                &topic,
+                &event.data,
+                chrono::Utc::now().timestamp_millis(),
+                &Uuid::new_v4().to_string(),
+            );
+            hub.publish(&topic, &CommsOut::Text(frame));
+        }
+    }
+    world
+        .resource_mut::<EventBus>()
+        .subscribers
+        .retain(|_, s| !s.link.is_closed());
+}
+
+/// The event bus: subscriptions from RaOS connections, delivery after commands and after
+/// each tick (so an event raised in a tick reaches subscribers in that tick).
+pub struct EventsPlugin;
+
+impl Plugin for EventsPlugin {
+    fn build(&self, app: &mut App) {
+        app.init_resource::<EventBus>()
+            .init_resource::<Pending<EventsCommand>>()
+            .add_systems(HandleCommands, handle_event_commands)
+            .add_systems(bevy_app::FixedLast, deliver);
+    }
+}

@@ -1,0 +1,340 @@
+//! Progress in the world: counts what each pilot does (trades, kills, deaths, docks,
+//! distance, credits), unlocks achievements the moment their rule holds, and saves the
+//! totals now and then and when the pilot leaves.
+//!
+//! A pilot's saved record is read through the store's writer queue, so it comes after any
+//! save of the same player still queued; until it arrives, what the pilot does is counted
+//! and added to it. An unlocked achievement is saved and published on the event bus in the
+//! same tick.
+
+use std::collections::{HashMap, HashSet};
+
+use bevy_app::{App, Plugin};
+use bevy_ecs::prelude::*;
+use crossbeam_channel::{Receiver, Sender};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::events::{Event, EventBus};
+use super::physics::Kinematics;
+use super::players::Pilot;
+use super::weapons::CombatOutcome;
+use super::{Outcomes, SimServices, Tick, TickRate};
+use crate::services::catalog::SPACE_GAME_ID;
+use crate::services::progress::{self, Achievements, Record, Stats};
+
+/// Something a pilot did that counts towards progress, raised by the gameplay plugins.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PlayEvent {
+    Traded { user_id: Uuid, credits: i64 },
+    Docked { user_id: Uuid },
+}
+
+/// Play events of this round, drained by the progress plugin.
+#[derive(Resource, Debug, Default)]
+pub struct PlayEvents(pub Vec<PlayEvent>);
+
+impl PlayEvents {
+    /// Raises an event if progress is being kept (a plugin may run without it).
+    pub fn raise(world: &mut World, event: PlayEvent) {
+        if let Some(mut events) = world.get_resource_mut::<PlayEvents>() {
+            events.0.push(event);
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Tracked {
+    username: String,
+    /// Totals once the record is in; until then, only what happened since entering.
+    stats: Stats,
+    saved: Stats,
+    unlocked: HashSet<String>,
+    loaded: bool,
+}
+
+/// Progress of the pilots in the world.
+#[derive(Resource)]
+pub struct Progress {
+    achievements: Achievements,
+    players: HashMap<Uuid, Tracked>,
+    ships: HashMap<Entity, Uuid>,
+    loaded_tx: Sender<(Uuid, Record)>,
+    loaded_rx: Receiver<(Uuid, Record)>,
+    /// Players whose record just arrived: their achievements are checked this tick.
+    recheck: HashSet<Uuid>,
+    /// Ticks between saves of changed totals.
+    save_every: u64,
+}
+
+impl Progress {
+    pub fn new(achievements: Achievements, save_every: u64) -> Self {
+        let (loaded_tx, loaded_rx) = crossbeam_channel::unbounded();
+        Self {
+            achievements,
+            players: HashMap::new(),
+            ships: HashMap::new(),
+            loaded_tx,
+            loaded_rx,
+            recheck: HashSet::new(),
+            save_every: save_every.max(1),
+        }
+    }
+}
+
+fn add(into: &mut Stats, delta: &Stats) {
+    into.trades += delta.trades;
+    into.kills += delta.kills;
+    into.deaths += delta.deaths;
+    into.docks += delta.docks;
+    into.distance += delta.distance;
+    into.credits = into.credits.max(delta.credits);
+}
+
+/// Starts tracking pilots that entered the world and stops tracking those that left
+/// (saving them).
+fn track_pilots(world: &mut World) {
+    let pilots: Vec<(Entity, Uuid, String)> = world
+        .query_filtered::<(Entity, &Pilot), Added<Pilot>>()
+        .iter(world)
+        .map(|(e, p)| (e, p.user_id, p.username.clone()))
+        .collect();
+    let store = world.resource::<SimServices>().store.clone();
+    let mut progress = world.resource_mut::<Progress>();
+    for (ship, user_id, username) in pilots {
+        progress.ships.insert(ship, user_id);
+        if progress.players.contains_key(&user_id) {
+            continue;
+        }
+        progress.players.insert(
+            user_id,
+            Tracked {
+                username,
+                stats: Stats::default(),
+                saved: Stats::default(),
+                unlocked: HashSet::new(),
+                loaded: false,
+            },
+        );
+        let loaded = progress.loaded_tx.clone();
+        store.submit(
+            move |conn| progress::load(conn, user_id),
+            move |record| match record {
+                Ok(record) => {
+                    let _ = loaded.send((user_id, record));
+                }
+                Err(e) => tracing::error!(%user_id, "loading progress: {e}"),
+            },
+        );
+    }
+    let arrived: Vec<(Uuid, Record)> = progress.loaded_rx.try_iter().collect();
+    for (user_id, record) in arrived {
+        if let Some(tracked) = progress.players.get_mut(&user_id) {
+            let mut stats = record.stats;
+            add(&mut stats, &tracked.stats);
+            tracked.stats = stats;
+            tracked.saved = record.stats;
+            tracked.unlocked.extend(record.unlocked);
+            tracked.loaded = true;
+        }
+        progress.recheck.insert(user_id);
+    }
+    let ships: Vec<Entity> = progress.ships.keys().copied().collect();
+    let gone: Vec<Entity> = ships
+        .into_iter()
+        .filter(|ship| world.get::<Pilot>(*ship).is_none())
+        .collect();
+    let mut progress = world.resource_mut::<Progress>();
+    let mut leaving = Vec::new();
+    for ship in gone {
+        if let Some(user_id) = progress.ships.remove(&ship)
+            && !progress.ships.values().any(|u| *u == user_id)
+            && let Some(tracked) = progress.players.remove(&user_id)
+            && tracked.loaded
+        {
+            leaving.push((user_id, tracked.stats));
+        }
+    }
+    save(&store, leaving);
+}
+
+fn save(store: &crate::store::Store, stats: Vec<(Uuid, Stats)>) {
+    if stats.is_empty() {
+        return;
+    }
+    store.submit(
+        move |conn| {
+            for (user_id, stats) in &stats {
+                progress::save_stats(conn, *user_id, stats)?;
+            }
+            Ok(())
+        },
+        |result| {
+            if let Err(e) = result {
+                tracing::error!("saving progress: {e}");
+            }
+        },
+    );
+}
+
+/// Counts this tick's play: events, combat outcomes and distance flown.
+fn count_play(world: &mut World) {
+    let dt = f64::from(world.resource::<TickRate>().dt());
+    let events = std::mem::take(&mut world.resource_mut::<PlayEvents>().0);
+    let kills: Vec<(Option<Uuid>, Option<Uuid>)> = world
+        .resource::<Outcomes>()
+        .0
+        .iter()
+        .map(|CombatOutcome::Killed { killer, victim }| {
+            let user = |e: &Entity| world.get::<Pilot>(*e).map(|p| p.user_id);
+            (user(killer), user(victim))
+        })
+        .collect();
+    let flown: Vec<(Uuid, f64)> = world
+        .query::<(&Pilot, &Kinematics)>()
+        .iter(world)
+        .map(|(p, k)| (p.user_id, f64::from(k.vel.length()) * dt))
+        .filter(|(_, d)| *d > 0.0)
+        .collect();
+    let mut progress = world.resource_mut::<Progress>();
+    let mut touched = std::mem::take(&mut progress.recheck);
+    let mut count = |user_id: Uuid, change: &dyn Fn(&mut Stats)| {
+        if let Some(tracked) = progress.players.get_mut(&user_id) {
+            change(&mut tracked.stats);
+            touched.insert(user_id);
+        }
+    };
+    for event in events {
+        match event {
+            PlayEvent::Traded { user_id, credits } => count(user_id, &|s| {
+                s.trades += 1;
+                s.credits = s.credits.max(credits);
+            }),
+            PlayEvent::Docked { user_id } => count(user_id, &|s| s.docks += 1),
+        }
+    }
+    for (killer, victim) in kills {
+        if let Some(killer) = killer {
+            count(killer, &|s| s.kills += 1);
+        }
+        if let Some(victim) = victim {
+            count(victim, &|s| s.deaths += 1);
+        }
+    }
+    for (user_id, distance) in flown {
+        count(user_id, &|s| s.distance += distance);
+    }
+    unlock_reached(world, touched);
+}
+
+/// Unlocks what the touched players' totals now reach: saved, and published at once.
+fn unlock_reached(world: &mut World, touched: HashSet<Uuid>) {
+    let now = chrono::Utc::now();
+    let mut unlocked = Vec::new();
+    let mut progress = world.resource_mut::<Progress>();
+    let progress = &mut *progress;
+    for user_id in touched {
+        let Some(tracked) = progress.players.get_mut(&user_id) else {
+            continue;
+        };
+        if !tracked.loaded {
+            continue; // its record decides what is already unlocked
+        }
+        let reached: Vec<_> = progress
+            .achievements
+            .newly_reached(&tracked.stats, &tracked.unlocked)
+            .cloned()
+            .collect();
+        for achievement in reached {
+            tracked.unlocked.insert(achievement.achievement_id.clone());
+            unlocked.push((user_id, tracked.username.clone(), achievement));
+        }
+    }
+    if unlocked.is_empty() {
+        return;
+    }
+    let at = now.timestamp_millis();
+    let rows: Vec<(Uuid, String)> = unlocked
+        .iter()
+        .map(|(u, _, a)| (*u, a.achievement_id.clone()))
+        .collect();
+    world.resource::<SimServices>().store.submit(
+        move |conn| {
+            for (user_id, achievement_id) in &rows {
+                progress::unlock(conn, *user_id, achievement_id, at)?;
+            }
+            Ok(())
+        },
+        |result| {
+            if let Err(e) = result {
+                tracing::error!("saving achievements: {e}");
+            }
+        },
+    );
+    let date = crate::protocol::raos::rfc3339(at);
+    let mut bus = world.resource_mut::<EventBus>();
+    for (user_id, username, achievement) in unlocked {
+        bus.publish(Event {
+            event_type: "achievement_unlocked",
+            audience: None,
+            data: json!({
+                "user_id": user_id.to_string(),
+                "username": username,
+                "game_id": achievement.game_id,
+                "achievement_id": achievement.achievement_id,
+                "name": achievement.name,
+                "description": achievement.description,
+                "unlock_date": date,
+            }),
+        });
+    }
+}
+
+/// Saves changed totals every `save_every` ticks; a change of experience is a
+/// `leaderboard_updated` event.
+fn save_periodically(world: &mut World) {
+    let tick = world.resource::<Tick>().0;
+    let mut progress = world.resource_mut::<Progress>();
+    if !tick.is_multiple_of(progress.save_every) {
+        return;
+    }
+    let mut changed = Vec::new();
+    let mut ranks_moved = false;
+    for (user_id, tracked) in progress.players.iter_mut() {
+        if tracked.loaded && tracked.stats != tracked.saved {
+            ranks_moved |= tracked.stats.experience() != tracked.saved.experience();
+            tracked.saved = tracked.stats;
+            changed.push((*user_id, tracked.stats));
+        }
+    }
+    let store = world.resource::<SimServices>().store.clone();
+    save(&store, changed);
+    if ranks_moved {
+        world.resource_mut::<EventBus>().publish(Event {
+            event_type: "leaderboard_updated",
+            audience: None,
+            data: json!({ "game_id": SPACE_GAME_ID, "category": "global" }),
+        });
+    }
+}
+
+/// Progress: counting play, achievements, saving. Needs the event bus.
+pub struct ProgressPlugin {
+    pub achievements: Achievements,
+    /// Ticks between saves of changed totals.
+    pub save_every_ticks: u64,
+}
+
+impl Plugin for ProgressPlugin {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(Progress::new(
+            self.achievements.clone(),
+            self.save_every_ticks,
+        ))
+        .init_resource::<PlayEvents>()
+        .add_systems(
+            bevy_app::FixedPostUpdate,
+            (track_pilots, count_play, save_periodically).chain(),
+        );
+    }
+}
