@@ -272,6 +272,8 @@ pub struct GameConfig {
     /// Host name `START_ROOM` tells clients to connect to; default: the HTTP listener's
     /// address (127.0.0.1 when it listens on all interfaces).
     pub public_host: Option<String>,
+    /// Seconds between saves of players' progress (stats); achievements save at once.
+    pub progress_save_secs: f32,
 }
 
 impl Default for GameConfig {
@@ -283,6 +285,7 @@ impl Default for GameConfig {
             client_bytes_per_sec: 16 * 1024,
             outbound_queue: 40,
             public_host: None,
+            progress_save_secs: 5.0,
         }
     }
 }

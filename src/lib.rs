@@ -185,7 +185,9 @@ impl Server {
         };
         let progress_plugin = sim::progress::ProgressPlugin {
             achievements: (*achievements).clone(),
-            save_every_ticks: 5 * u64::from(config.tick_hz.max(1)),
+            save_every_ticks: (config.game.progress_save_secs * config.tick_hz as f32)
+                .ceil()
+                .max(1.0) as u64,
         };
         plugins.insert(
             0,

@@ -702,3 +702,32 @@ async fn a_full_mailbox_drops_the_oldest_and_counts_it() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn platform_events_reach_comms_subscribers_of_events_topics() {
+    let server = TestServer::start().await;
+    let token = token_for(&server, "reader").await;
+    let mut reader = Comms::connect(&server, &token).await;
+    reader.subscribe(&["events.*"]).await;
+    let (status, body) = server
+        .post_auth(
+            "/api/v1/content",
+            &token,
+            &json!({"asset_type": "blog", "title": "Launch day", "content": "We are live"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let message = reader.recv_type("Broadcast").await;
+    assert_eq!(message["data"]["topic"], "events.content_published");
+    assert_eq!(message["data"]["payload"]["title"], "Launch day");
+    // Nobody publishes under events. themselves.
+    reader
+        .send(
+            "Broadcast",
+            json!({"topic": "events.content_published", "payload": {"fake": true}}),
+            Some("p1"),
+        )
+        .await;
+    let refused = reader.recv_type("Error").await;
+    assert_eq!(refused["data"]["code"], 403, "{refused}");
+}

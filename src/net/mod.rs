@@ -9,7 +9,7 @@ pub mod http;
 pub mod listener;
 pub mod ndjson;
 pub mod raos;
-mod rest;
+pub mod rest;
 pub mod store_server;
 pub mod ws;
 

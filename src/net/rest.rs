@@ -274,7 +274,18 @@ async fn notify(
         "level": req.level, "title": req.title, "message": req.message,
         "actions": req.actions.unwrap_or_default(),
     });
+    let event = crate::sim::events::Event {
+        event_type: "system_notification",
+        audience: None,
+        data: data.clone(),
+    };
     let recipients = publish_notification(&state, data).await?;
+    state
+        .inbox
+        .send(crate::bridge::Command::Events(
+            crate::sim::events::EventsCommand::Publish(event),
+        ))
+        .map_err(|_| DomainError::Busy)?;
     Ok(RestReply::ok(json!({ "recipients": recipients })))
 }
 
