@@ -194,12 +194,7 @@ pub async fn perform(
                 compressed,
             )
             .await?;
-            Ok(json!({
-                "asset_id": record.asset_id,
-                "asset_url": asset_url(ctx, &record),
-                "size": record.size_bytes,
-                "hash": record.sha256,
-            }))
+            Ok(stored_reply(ctx, &record))
         }
         Action::UploadBinaryAsset {
             asset_type,
@@ -213,12 +208,7 @@ pub async fn perform(
                 ctx, &me, None, filename, asset_type, format, file_data, compressed,
             )
             .await?;
-            Ok(json!({
-                "asset_id": record.asset_id,
-                "asset_url": asset_url(ctx, &record),
-                "size": record.size_bytes,
-                "hash": record.sha256,
-            }))
+            Ok(stored_reply(ctx, &record))
         }
         Action::AnalyzeAsset { asset_id } => {
             me()?;
@@ -630,6 +620,16 @@ async fn launch(
 
 fn asset_url(ctx: &Context<'_>, asset: &AssetRecord) -> String {
     format!("{}/assets/{}", ctx.http_base, asset.asset_id)
+}
+
+/// What `add_asset` and `upload_binary_asset` answer.
+fn stored_reply(ctx: &Context<'_>, record: &AssetRecord) -> Value {
+    json!({
+        "asset_id": record.asset_id,
+        "asset_url": asset_url(ctx, record),
+        "size": record.size_bytes,
+        "hash": record.sha256,
+    })
 }
 
 fn asset_line(ctx: &Context<'_>, asset: &AssetRecord) -> Value {
