@@ -128,18 +128,17 @@ async fn healthz_and_metrics() {
 }
 
 #[tokio::test]
-async fn reserved_endpoints_say_not_implemented_and_unknown_paths_404() {
+async fn unknown_paths_404_and_websocket_paths_want_an_upgrade() {
     let server = TestServer::start().await;
     let status = |path: &'static str| {
         let url = server.url(path);
         async move { reqwest::get(url).await.unwrap().status().as_u16() }
     };
     assert_eq!(status("/nowhere").await, 404);
-    for path in ["/ws/token/1", "/fs/token/1", "/raos"] {
-        assert_eq!(status(path).await, 501, "{path}");
+    // Every WebSocket endpoint refuses a plain GET as a bad upgrade.
+    for path in ["/game", "/ws/token/1", "/fs/token/1", "/raos"] {
+        assert_eq!(status(path).await, 400, "{path}");
     }
-    // A served WebSocket endpoint refuses a plain GET as a bad upgrade, not 501.
-    assert_ne!(status("/game").await, 501);
     // Comms checks the token before anything else.
     assert_eq!(status("/ws").await, 401);
 }

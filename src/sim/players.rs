@@ -176,6 +176,8 @@ pub struct Client {
     pub last_snapshot_tick: u64,
     /// Entities this client currently knows, and what it has been sent of each.
     pub known: EntityHashMap<Seen>,
+    /// Replication's work between full scans of a crowded area (see `replication`).
+    pub interest: super::replication::Interest,
     pub actions: ActionBucket,
 }
 
@@ -605,6 +607,7 @@ fn spawn_player(world: &mut World, conn: ConnId, instance: Entity) -> Option<Ent
             needs_snapshot: true,
             last_snapshot_tick: 0,
             known: EntityHashMap::default(),
+            interest: Default::default(),
             actions: ActionBucket::new(data.rules.actions_per_second),
         },
     ));

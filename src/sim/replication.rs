@@ -305,6 +305,28 @@ fn send_due_snapshots(world: &mut World) {
     }
 }
 
+/// Above this many entities in a client's area of interest, the area is scanned in full
+/// only every `CROWDED_SCAN_TICKS` ticks (staggered across clients).
+const CROWDED: usize = 128;
+const CROWDED_SCAN_TICKS: u64 = 4;
+
+/// What a client's last full scan of its area of interest found.
+///
+/// A full scan (every entity in the area: new ones, removals, priorities) costs the
+/// area's population; with everyone in everyone's area that is players² per tick. In a
+/// crowded area the scan runs every few ticks instead, and the ticks between send from
+/// the candidates it ranked (skipping what was sent since), plus the client's own ship.
+/// Priorities accrue for the ticks between scans, so the order is the same; what a
+/// crowded client gives up is up to three ticks of latency for entities entering or
+/// leaving its area.
+#[derive(Debug, Default)]
+pub struct Interest {
+    /// Pending entities by priority at the last scan, most urgent first.
+    candidates: Vec<Entity>,
+    last_scan_tick: u64,
+    last_visible: usize,
+}
+
 /// Reused buffers for delta assembly.
 #[derive(Default)]
 pub(crate) struct DeltaScratch {
@@ -336,53 +358,87 @@ pub(crate) fn send_deltas(
         let client = &mut *client;
         scratch.visible.clear();
         scratch.pending.clear();
-        grid.for_each_within(kin.pos, settings.aoi_radius, |e| {
-            scratch.visible.insert(e.entity);
-            let Ok(rep) = replicated.get(e.entity) else {
-                return;
-            };
-            if rep.fragment.is_empty() {
-                return;
-            }
-            let weight = if e.entity == ship {
-                f32::INFINITY
-            } else {
-                urgency(e.pos.distance(kin.pos))
-            };
-            match client.known.get_mut(&e.entity) {
-                Some(seen) if rep.changed_tick > seen.sent_tick => {
-                    seen.priority += weight;
-                    scratch.pending.push((seen.priority, e.entity));
+        scratch.gone.clear();
+        let crowded = client.interest.last_visible > CROWDED;
+        let full_scan = !crowded
+            || (tick.0 + ship.index().index() as u64).is_multiple_of(CROWDED_SCAN_TICKS);
+        if full_scan {
+            let accrued = tick.0.saturating_sub(client.interest.last_scan_tick).max(1) as f32;
+            grid.for_each_within(kin.pos, settings.aoi_radius, |e| {
+                scratch.visible.insert(e.entity);
+                let Ok(rep) = replicated.get(e.entity) else {
+                    return;
+                };
+                if rep.fragment.is_empty() {
+                    return;
                 }
-                Some(_) => {}
-                None => {
-                    // New to this client: it needs the whole entity, soon.
-                    let priority = weight * 4.0;
-                    client.known.insert(
-                        e.entity,
-                        Seen {
-                            id: rep.net_id.clone(),
-                            sent_tick: 0,
-                            priority,
-                        },
-                    );
-                    scratch.pending.push((priority, e.entity));
+                let weight = if e.entity == ship {
+                    f32::INFINITY
+                } else {
+                    urgency(e.pos.distance(kin.pos)) * accrued
+                };
+                match client.known.get_mut(&e.entity) {
+                    Some(seen) if rep.changed_tick > seen.sent_tick => {
+                        seen.priority += weight;
+                        scratch.pending.push((seen.priority, e.entity));
+                    }
+                    Some(_) => {}
+                    None => {
+                        // New to this client: it needs the whole entity, soon.
+                        let priority = weight * 4.0;
+                        client.known.insert(
+                            e.entity,
+                            Seen {
+                                id: rep.net_id.clone(),
+                                sent_tick: 0,
+                                priority,
+                            },
+                        );
+                        scratch.pending.push((priority, e.entity));
+                    }
+                }
+            });
+            scratch.gone.extend(
+                client
+                    .known
+                    .keys()
+                    .filter(|e| !scratch.visible.contains(*e))
+                    .copied(),
+            );
+            scratch.pending.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+            client.interest.last_scan_tick = tick.0;
+            client.interest.last_visible = scratch.visible.len();
+            client.interest.candidates.clear();
+            client
+                .interest
+                .candidates
+                .extend(scratch.pending.iter().map(|p| p.1));
+        } else {
+            // Between scans: the own ship, then the ranked candidates not sent since.
+            let own = std::iter::once(ship).chain(
+                client
+                    .interest
+                    .candidates
+                    .iter()
+                    .copied()
+                    .filter(|e| *e != ship),
+            );
+            for entity in own {
+                let (Ok(rep), Some(seen)) = (replicated.get(entity), client.known.get(&entity))
+                else {
+                    continue;
+                };
+                if rep.changed_tick > seen.sent_tick {
+                    let priority = if entity == ship { f32::INFINITY } else { seen.priority };
+                    scratch.pending.push((priority, entity));
                 }
             }
-        });
+        }
 
         // The fixed part first: removals, nearby events, zone context.
         let tail = &mut scratch.tail;
         tail.clear();
         tail.push_str("],\"entity_removed\":[");
-        scratch.gone.clear();
-        scratch.gone.extend(
-            client
-                .known
-                .keys()
-                .filter(|e| !scratch.visible.contains(*e))
-                .copied(),
-        );
         for (i, entity) in scratch.gone.iter().enumerate() {
             if let Some(seen) = client.known.remove(entity) {
                 if i > 0 {
@@ -417,7 +473,6 @@ pub(crate) fn send_deltas(
             0 => usize::MAX,
             b => b.saturating_sub(ENVELOPE_BYTES + out.len() + tail.len()),
         };
-        scratch.pending.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         let mut used = 0;
         let mut first = true;
         for (_, entity) in &scratch.pending {

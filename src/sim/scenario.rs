@@ -144,6 +144,7 @@ impl Crowd {
                     needs_snapshot: false,
                     last_snapshot_tick: 0,
                     known: bevy_ecs::entity::EntityHashMap::default(),
+                    interest: Default::default(),
                     actions: ActionBucket::new(10),
                 },
             ));
