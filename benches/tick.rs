@@ -8,6 +8,8 @@
 //! - `tick/ships_5000_players_500`: the same with 500 of the ships played by clients that
 //!   receive a delta every tick (area of interest 1000).
 //! - `replication/deltas_per_client`: assembling one client's delta in a crowd.
+//! - `tick/players_1000_one_station`: 1,000 players in each other's area of interest, with
+//!   the default delta budget (the `game` load scenario without the network).
 //!
 //! `cargo bench --bench tick`
 
@@ -66,15 +68,7 @@ fn crowded_ticks(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8));
     for (ships, players) in [(1_000, 0), (5_000, 0), (20_000, 0), (5_000, 500)] {
         let (services, _dir) = services();
-        let mut crowd = Crowd::new(
-            services,
-            CrowdSize {
-                ships,
-                players,
-                projectiles: ships,
-                aoi_radius: 1000.0,
-            },
-        );
+        let mut crowd = Crowd::new(services, CrowdSize::spread_out(ships, players, ships));
         for _ in 0..20 {
             crowd.step();
         }
@@ -96,15 +90,7 @@ fn delta_assembly(c: &mut Criterion) {
     let mut group = c.benchmark_group("replication");
     let players = 500;
     let (services, _dir) = services();
-    let mut crowd = Crowd::new(
-        services,
-        CrowdSize {
-            ships: 5_000,
-            players,
-            projectiles: 0,
-            aoi_radius: 1000.0,
-        },
-    );
+    let mut crowd = Crowd::new(services, CrowdSize::spread_out(5_000, players, 0));
     for _ in 0..20 {
         crowd.step();
     }
@@ -113,11 +99,38 @@ fn delta_assembly(c: &mut Criterion) {
     group.finish();
 }
 
+/// 1,000 players at one station, everyone in everyone's area of interest, with the
+/// default delta budget: the load generator's `game` scenario without the network.
+fn one_station(c: &mut Criterion) {
+    let (services, _dir) = services();
+    let mut crowd = Crowd::new(
+        services,
+        CrowdSize {
+            ships: 1_000,
+            players: 1_000,
+            projectiles: 0,
+            aoi_radius: 2000.0,
+            spread: 300.0,
+            budget_per_tick: 16 * 1024 / 20,
+        },
+    );
+    for _ in 0..20 {
+        crowd.step();
+    }
+    let mut group = c.benchmark_group("tick");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(10));
+    group.bench_function("players_1000_one_station", |b| b.iter(|| crowd.step()));
+    group.finish();
+}
+
 criterion_group!(
     benches,
     empty_tick,
     command_path,
     crowded_ticks,
-    delta_assembly
+    delta_assembly,
+    one_station
 );
 criterion_main!(benches);

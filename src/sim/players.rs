@@ -190,6 +190,8 @@ pub struct Seen {
     pub sent_tick: u64,
     /// Grows every tick a pending change waits; the highest go out first.
     pub priority: f32,
+    /// The last full scan that found it in the area of interest.
+    pub scanned_tick: u64,
 }
 
 /// An authenticated game connection.

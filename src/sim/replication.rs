@@ -21,7 +21,6 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bevy_app::{App, FixedUpdate, Plugin};
-use bevy_ecs::entity::EntityHashSet;
 use bevy_ecs::prelude::*;
 use serde::Serialize;
 
@@ -260,6 +259,7 @@ fn snapshot_for(
                 id: rep.net_id.clone(),
                 sent_tick: tick.0,
                 priority: 0.0,
+                scanned_tick: tick.0,
             },
         );
     }
@@ -330,7 +330,6 @@ pub struct Interest {
 /// Reused buffers for delta assembly.
 #[derive(Default)]
 pub(crate) struct DeltaScratch {
-    visible: EntityHashSet,
     /// Pending changes this tick: priority, entity.
     pending: Vec<(f32, Entity)>,
     gone: Vec<Entity>,
@@ -356,16 +355,20 @@ pub(crate) fn send_deltas(
             continue;
         };
         let client = &mut *client;
-        scratch.visible.clear();
         scratch.pending.clear();
         scratch.gone.clear();
         let crowded = client.interest.last_visible > CROWDED;
-        let full_scan = !crowded
-            || (tick.0 + ship.index().index() as u64).is_multiple_of(CROWDED_SCAN_TICKS);
+        let full_scan =
+            !crowded || (tick.0 + ship.index().index() as u64).is_multiple_of(CROWDED_SCAN_TICKS);
         if full_scan {
             let accrued = tick.0.saturating_sub(client.interest.last_scan_tick).max(1) as f32;
+            let mut visible = 0;
             grid.for_each_within(kin.pos, settings.aoi_radius, |e| {
-                scratch.visible.insert(e.entity);
+                visible += 1;
+                let mut known = client.known.get_mut(&e.entity);
+                if let Some(seen) = known.as_mut() {
+                    seen.scanned_tick = tick.0;
+                }
                 let Ok(rep) = replicated.get(e.entity) else {
                     return;
                 };
@@ -377,7 +380,7 @@ pub(crate) fn send_deltas(
                 } else {
                     urgency(e.pos.distance(kin.pos)) * accrued
                 };
-                match client.known.get_mut(&e.entity) {
+                match known {
                     Some(seen) if rep.changed_tick > seen.sent_tick => {
                         seen.priority += weight;
                         scratch.pending.push((seen.priority, e.entity));
@@ -392,22 +395,34 @@ pub(crate) fn send_deltas(
                                 id: rep.net_id.clone(),
                                 sent_tick: 0,
                                 priority,
+                                scanned_tick: tick.0,
                             },
                         );
                         scratch.pending.push((priority, e.entity));
                     }
                 }
             });
+            // What the scan did not find has left the area.
             scratch.gone.extend(
                 client
                     .known
-                    .keys()
-                    .filter(|e| !scratch.visible.contains(*e))
-                    .copied(),
+                    .iter()
+                    .filter(|(_, seen)| seen.scanned_tick != tick.0)
+                    .map(|(e, _)| *e),
             );
-            scratch.pending.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+            // Only the most urgent can go before the next scan: rank those, not all.
+            let by_priority = |a: &(f32, Entity), b: &(f32, Entity)| b.0.total_cmp(&a.0);
+            let keep = match settings.budget_per_tick {
+                0 => scratch.pending.len(),
+                b => (b / 64 + 1) * CROWDED_SCAN_TICKS as usize,
+            };
+            if scratch.pending.len() > keep {
+                scratch.pending.select_nth_unstable_by(keep, by_priority);
+                scratch.pending.truncate(keep);
+            }
+            scratch.pending.sort_unstable_by(by_priority);
             client.interest.last_scan_tick = tick.0;
-            client.interest.last_visible = scratch.visible.len();
+            client.interest.last_visible = visible;
             client.interest.candidates.clear();
             client
                 .interest
@@ -423,13 +438,24 @@ pub(crate) fn send_deltas(
                     .copied()
                     .filter(|e| *e != ship),
             );
+            let mut planned = 0;
             for entity in own {
+                if settings.budget_per_tick > 0 && planned > settings.budget_per_tick {
+                    break;
+                }
                 let (Ok(rep), Some(seen)) = (replicated.get(entity), client.known.get(&entity))
                 else {
                     continue;
                 };
-                if rep.changed_tick > seen.sent_tick {
-                    let priority = if entity == ship { f32::INFINITY } else { seen.priority };
+                // A candidate sent since the scan has had its turn until the next one.
+                let had_turn = entity != ship && seen.sent_tick >= client.interest.last_scan_tick;
+                if rep.changed_tick > seen.sent_tick && !had_turn {
+                    planned += rep.fragment.len() + 1;
+                    let priority = if entity == ship {
+                        f32::INFINITY
+                    } else {
+                        seen.priority
+                    };
                     scratch.pending.push((priority, entity));
                 }
             }
@@ -480,7 +506,7 @@ pub(crate) fn send_deltas(
                 continue;
             };
             if *entity != ship && used + rep.fragment.len() + 1 > room {
-                continue; // waits, gaining priority
+                break; // the rest wait, gaining priority
             }
             used += rep.fragment.len() + 1;
             if !first {

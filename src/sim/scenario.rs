@@ -25,6 +25,7 @@ pub struct Crowd {
     pub clients: Vec<mpsc::Receiver<GameOut>>,
     instance: Entity,
     projectiles: usize,
+    spread: f32,
     rng: u64,
 }
 
@@ -39,6 +40,24 @@ pub struct CrowdSize {
     pub projectiles: usize,
     /// Area of interest radius for the players.
     pub aoi_radius: f32,
+    /// Ships are placed at random within this radius of the centre.
+    pub spread: f32,
+    /// Delta bytes per client per tick (0: no limit).
+    pub budget_per_tick: usize,
+}
+
+impl CrowdSize {
+    /// Ships spread over the whole system, no delta budget.
+    pub fn spread_out(ships: usize, players: usize, projectiles: usize) -> Self {
+        Self {
+            ships,
+            players,
+            projectiles,
+            aoi_radius: 1000.0,
+            spread: 11_000.0,
+            budget_per_tick: 0,
+        }
+    }
 }
 
 impl Crowd {
@@ -50,7 +69,7 @@ impl Crowd {
             data,
             replication: ReplicationSettings {
                 aoi_radius: size.aoi_radius,
-                budget_per_tick: 0,
+                budget_per_tick: size.budget_per_tick,
                 snapshot_interval_ticks: 100,
             },
         };
@@ -72,6 +91,7 @@ impl Crowd {
             clients: Vec::new(),
             instance,
             projectiles: size.projectiles,
+            spread: size.spread,
             rng: 0x9e37_79b9_7f4a_7c15,
         };
         for i in 0..size.ships {
@@ -95,7 +115,7 @@ impl Crowd {
     }
 
     fn add_ship(&mut self, player: bool) {
-        let pos = self.random_point(11_000.0);
+        let pos = self.random_point(self.spread);
         let rot = self.random() * std::f32::consts::TAU;
         let controls = Controls {
             thrust: self.random(),
@@ -163,7 +183,7 @@ impl Crowd {
             .next();
         let Some(owner) = owner else { return };
         for _ in alive..self.projectiles {
-            let pos = self.random_point(11_000.0);
+            let pos = self.random_point(self.spread);
             let vel = Vec2::from_angle(self.random() * std::f32::consts::TAU) * 800.0;
             self.sim.world_mut().spawn((
                 Projectile {

@@ -1,0 +1,72 @@
+//! Replication in a crowded area: with more entities in view than the delta budget can
+//! carry, full scans of the area run every few ticks; every entity must still reach every
+//! client, and one that disappears must be removed from every client within a scan.
+
+use std::sync::Arc;
+
+use ecliptic::metrics::Metrics;
+use ecliptic::sim::SimServices;
+use ecliptic::sim::players::{Client, Pilot, despawn_ship};
+use ecliptic::sim::scenario::{Crowd, CrowdSize};
+use ecliptic::sim::ships::Controls;
+use ecliptic::store::Store;
+
+#[test]
+fn a_crowded_area_still_reaches_everyone_and_removals_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let store = Store::open(dir.path(), metrics.clone()).unwrap();
+    let players = 200;
+    let mut crowd = Crowd::new(
+        SimServices { store, metrics },
+        CrowdSize {
+            ships: players,
+            players,
+            projectiles: 0,
+            aoi_radius: 2000.0,
+            spread: 100.0,
+            budget_per_tick: 16 * 1024 / 20,
+        },
+    );
+    // Everyone turns in place: always changing, never leaving anyone's area.
+    let world = crowd.sim.world_mut();
+    for mut controls in world.query::<&mut Controls>().iter_mut(world) {
+        controls.thrust = 0.0;
+        controls.turn = 1.0;
+    }
+    // ~6 entities fit a tick's budget, so 200 take a while; a snapshot every 100 ticks
+    // starts each client over with the ~80 nearest, so look 80 ticks after one.
+    for _ in 0..480 {
+        crowd.step();
+    }
+    let world = crowd.sim.world_mut();
+    let mut seen_by_all = 0;
+    for client in world.query::<&Client>().iter(world) {
+        assert_eq!(client.known.len(), players, "every ship is in view");
+        let never_sent = client.known.values().filter(|s| s.sent_tick == 0).count();
+        assert_eq!(never_sent, 0, "a client was never sent {never_sent} ships");
+        seen_by_all += 1;
+    }
+    assert_eq!(seen_by_all, players);
+
+    let gone = world
+        .query::<(bevy_ecs::entity::Entity, &Pilot)>()
+        .iter(world)
+        .map(|(e, _)| e)
+        .last()
+        .unwrap();
+    despawn_ship(world, gone);
+    for _ in 0..4 {
+        crowd.step();
+    }
+    let world = crowd.sim.world_mut();
+    let still_known = world
+        .query::<&Client>()
+        .iter(world)
+        .filter(|c| c.known.contains_key(&gone))
+        .count();
+    assert_eq!(
+        still_known, 0,
+        "the removed ship is still known to some clients"
+    );
+}
