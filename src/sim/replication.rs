@@ -305,10 +305,12 @@ fn send_due_snapshots(world: &mut World) {
     }
 }
 
-/// Above this many entities in a client's area of interest, the area is scanned in full
-/// only every `CROWDED_SCAN_TICKS` ticks (staggered across clients).
-const CROWDED: usize = 128;
-const CROWDED_SCAN_TICKS: u64 = 4;
+/// A client's area of interest is scanned in full every tick while it holds up to this
+/// many entities, and every `n / CROWD` ticks (at most `MAX_SCAN_TICKS`) when it holds `n`,
+/// staggered across clients, so the scanning work per tick stays near `CROWD` entities
+/// per client.
+const CROWD: usize = 64;
+const MAX_SCAN_TICKS: u64 = 16;
 
 /// What a client's last full scan of its area of interest found.
 ///
@@ -317,14 +319,17 @@ const CROWDED_SCAN_TICKS: u64 = 4;
 /// crowded area the scan runs every few ticks instead, and the ticks between send from
 /// the candidates it ranked (skipping what was sent since), plus the client's own ship.
 /// Priorities accrue for the ticks between scans, so the order is the same; what a
-/// crowded client gives up is up to three ticks of latency for entities entering or
-/// leaving its area.
+/// crowded client gives up is a few ticks of latency (at most `MAX_SCAN_TICKS` - 1) for
+/// entities entering or leaving its area, which its byte budget would impose anyway: with
+/// hundreds of entities in view, each is sent only every few seconds.
 #[derive(Debug, Default)]
 pub struct Interest {
     /// Pending entities by priority at the last scan, most urgent first.
     candidates: Vec<Entity>,
     last_scan_tick: u64,
-    last_visible: usize,
+    next_scan_tick: u64,
+    /// Ticks from one full scan to the next.
+    scan_every: u64,
 }
 
 /// Reused buffers for delta assembly.
@@ -357,10 +362,7 @@ pub(crate) fn send_deltas(
         let client = &mut *client;
         scratch.pending.clear();
         scratch.gone.clear();
-        let crowded = client.interest.last_visible > CROWDED;
-        let full_scan =
-            !crowded || (tick.0 + ship.index().index() as u64).is_multiple_of(CROWDED_SCAN_TICKS);
-        if full_scan {
+        if tick.0 >= client.interest.next_scan_tick {
             let accrued = tick.0.saturating_sub(client.interest.last_scan_tick).max(1) as f32;
             let mut visible = 0;
             grid.for_each_within(kin.pos, settings.aoi_radius, |e| {
@@ -414,15 +416,18 @@ pub(crate) fn send_deltas(
             let by_priority = |a: &(f32, Entity), b: &(f32, Entity)| b.0.total_cmp(&a.0);
             let keep = match settings.budget_per_tick {
                 0 => scratch.pending.len(),
-                b => (b / 64 + 1) * CROWDED_SCAN_TICKS as usize,
+                b => (b / 64 + 1) * client.interest.scan_every.max(1) as usize,
             };
             if scratch.pending.len() > keep {
                 scratch.pending.select_nth_unstable_by(keep, by_priority);
                 scratch.pending.truncate(keep);
             }
             scratch.pending.sort_unstable_by(by_priority);
+            let every = ((visible / CROWD) as u64).clamp(1, MAX_SCAN_TICKS);
+            let phase = (tick.0 + u64::from(ship.index().index())) % every;
             client.interest.last_scan_tick = tick.0;
-            client.interest.last_visible = visible;
+            client.interest.scan_every = every;
+            client.interest.next_scan_tick = tick.0 + every - phase;
             client.interest.candidates.clear();
             client
                 .interest
