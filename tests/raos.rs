@@ -1109,6 +1109,20 @@ async fn each_event_type_reaches_its_subscribers() {
     );
     let event = stranger.event("leaderboard_updated").await;
     assert_eq!(event["data"]["game_id"], "ecliptic-space");
+    // The saved stats behind it: one trade is 10 experience.
+    let profile = raos.ok("get_player_profile", t(json!({}))).await;
+    assert_eq!(profile["profile"]["stats"]["trades"], 1, "{profile}");
+    assert!(profile["profile"]["experience"].as_i64().unwrap() >= 10);
+    let board = raos
+        .ok(
+            "get_leaderboard",
+            t(json!({"game_id": "ecliptic-space", "category": "global"})),
+        )
+        .await;
+    assert_eq!(
+        board["leaderboard"][0]["player_name"], "listener",
+        "{board}"
+    );
 
     // The stranger never heard of the listener's project or asset.
     let heard: Vec<String> = stranger
@@ -1133,4 +1147,92 @@ async fn token_for_existing(server: &TestServer, name: &str) -> String {
         .await;
     assert_eq!(status, 200, "{body}");
     body["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_developers_game_is_listed_rated_and_downloadable() {
+    use common::LineClient;
+    use common::garp::{dev_call, dev_game};
+    let server = TestServer::start().await;
+    let mut dev = dev_game(server.handle().dev_tcp_addr).await;
+    let (game, dev_token) = (dev.keys.clone(), dev.token.clone());
+    let build: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let begin = dev_call(
+        &mut dev.dev,
+        "UPLOAD_BEGIN",
+        Some(&dev_token),
+        json!({"game_id": game.game_id, "version": "1.0", "size_bytes": build.len()}),
+    )
+    .await;
+    let upload_id = begin["upload_id"].clone();
+    dev_call(
+        &mut dev.dev,
+        "UPLOAD_CHUNK",
+        Some(&dev_token),
+        json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(&build)}),
+    )
+    .await;
+    dev_call(
+        &mut dev.dev,
+        "UPLOAD_END",
+        Some(&dev_token),
+        json!({"upload_id": upload_id}),
+    )
+    .await;
+    // Two players review it: 4 and 5. (Lobby pushes carry a `type`; replies do not.)
+    for (name, score) in [("critic-a", 4), ("critic-b", 5)] {
+        let mut lobby = LineClient::connect(server.handle().lobby_tcp_addr).await;
+        let mut call = async |request: Value| {
+            lobby.send(&request).await;
+            loop {
+                let line = lobby.recv().await.expect("a reply");
+                if line.get("type").is_none() {
+                    assert_eq!(line["status"], "ok", "{line}");
+                    return line["payload"].clone();
+                }
+            }
+        };
+        let registered = call(json!({"type": "REGISTER_PLAYER",
+            "payload": {"username": name, "password": "pw"}}))
+        .await;
+        call(
+            json!({"type": "ADD_REVIEW", "token": registered["session_token"],
+            "payload": {"game_id": game.game_id, "score": score, "comment": "fun"}}),
+        )
+        .await;
+    }
+
+    let mut raos = Raos::connect(&server).await;
+    let token = raos.sign_in(&server, "downloader").await;
+    let games = raos.ok("list_games", json!({"auth_token": token})).await;
+    let line = games["games"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["game_id"] == game.game_id.as_str())
+        .expect("the developer's game is listed")
+        .clone();
+    assert_eq!(line["name"], "Dice");
+    assert_eq!(line["genre"], "cli");
+    assert_eq!(line["players"], "1-4");
+    assert_eq!(line["rating"], "4.5/5", "{line}");
+    let launched = raos
+        .ok(
+            "launch_game",
+            json!({"auth_token": token, "game_id": game.game_id, "mode": "download"}),
+        )
+        .await;
+    assert_eq!(launched["version"], "1.0");
+    assert_eq!(launched["hash"], sha256_hex(&build));
+    let url = launched["download_url"].as_str().unwrap();
+    let bytes = server
+        .http
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(bytes.as_ref(), build.as_slice());
 }

@@ -61,6 +61,9 @@ pub struct Progress {
     ships: HashMap<Entity, Uuid>,
     loaded_tx: Sender<(Uuid, Record)>,
     loaded_rx: Receiver<(Uuid, Record)>,
+    /// Saves that moved the ranks and have committed: `leaderboard_updated` goes out then.
+    ranked_tx: Sender<()>,
+    ranked_rx: Receiver<()>,
     /// Players whose record just arrived: their achievements are checked this tick.
     recheck: HashSet<Uuid>,
     /// Ticks between saves of changed totals.
@@ -70,7 +73,10 @@ pub struct Progress {
 impl Progress {
     pub fn new(achievements: Achievements, save_every: u64) -> Self {
         let (loaded_tx, loaded_rx) = crossbeam_channel::unbounded();
+        let (ranked_tx, ranked_rx) = crossbeam_channel::unbounded();
         Self {
+            ranked_tx,
+            ranked_rx,
             achievements,
             players: HashMap::new(),
             ships: HashMap::new(),
@@ -155,10 +161,11 @@ fn track_pilots(world: &mut World) {
             leaving.push((user_id, tracked.stats));
         }
     }
-    save(&store, leaving);
+    save(&store, leaving, None);
 }
 
-fn save(store: &crate::store::Store, stats: Vec<(Uuid, Stats)>) {
+/// Saves totals; `committed` hears of it once they are durable.
+fn save(store: &crate::store::Store, stats: Vec<(Uuid, Stats)>, committed: Option<Sender<()>>) {
     if stats.is_empty() {
         return;
     }
@@ -169,10 +176,13 @@ fn save(store: &crate::store::Store, stats: Vec<(Uuid, Stats)>) {
             }
             Ok(())
         },
-        |result| {
-            if let Err(e) = result {
-                tracing::error!("saving progress: {e}");
+        move |result| match result {
+            Ok(()) => {
+                if let Some(committed) = committed {
+                    let _ = committed.send(());
+                }
             }
+            Err(e) => tracing::error!("saving progress: {e}"),
         },
     );
 }
@@ -290,11 +300,19 @@ fn unlock_reached(world: &mut World, touched: HashSet<Uuid>) {
     }
 }
 
-/// Saves changed totals every `save_every` ticks; a change of experience is a
-/// `leaderboard_updated` event.
+/// Saves changed totals every `save_every` ticks; once a save that changed someone's
+/// experience has committed, a `leaderboard_updated` event goes out.
 fn save_periodically(world: &mut World) {
     let tick = world.resource::<Tick>().0;
     let mut progress = world.resource_mut::<Progress>();
+    if progress.ranked_rx.try_iter().count() > 0 {
+        world.resource_mut::<EventBus>().publish(Event {
+            event_type: "leaderboard_updated",
+            audience: None,
+            data: json!({ "game_id": SPACE_GAME_ID, "category": "global" }),
+        });
+        progress = world.resource_mut::<Progress>();
+    }
     if !tick.is_multiple_of(progress.save_every) {
         return;
     }
@@ -307,15 +325,9 @@ fn save_periodically(world: &mut World) {
             changed.push((*user_id, tracked.stats));
         }
     }
+    let committed = ranks_moved.then(|| progress.ranked_tx.clone());
     let store = world.resource::<SimServices>().store.clone();
-    save(&store, changed);
-    if ranks_moved {
-        world.resource_mut::<EventBus>().publish(Event {
-            event_type: "leaderboard_updated",
-            audience: None,
-            data: json!({ "game_id": SPACE_GAME_ID, "category": "global" }),
-        });
-    }
+    save(&store, changed, committed);
 }
 
 /// Progress: counting play, achievements, saving. Needs the event bus.
