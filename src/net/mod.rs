@@ -102,6 +102,11 @@ impl RateBucket {
         }
     }
 
+    /// Whether the bucket has been left alone for `idle` (it is full again by then).
+    pub fn idle_for(&self, idle: std::time::Duration) -> bool {
+        self.at.elapsed() >= idle
+    }
+
     /// Takes one token; false if there is none (the request is over the limit).
     pub fn take(&mut self) -> bool {
         let now = tokio::time::Instant::now();

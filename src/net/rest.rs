@@ -335,12 +335,19 @@ async fn perform_action(
     let token = super::bearer(&headers).map(str::to_owned);
     if let Some(token) = &token {
         let cfg = &state.config.raos;
-        let allowed = state
-            .rest_limits
-            .lock()
+        let mut limits = state.rest_limits.lock();
+        if limits.len() > 4096 {
+            // Forget tokens idle long enough to have refilled: their buckets are full.
+            let refill = std::time::Duration::from_secs_f64(
+                (cfg.request_burst / cfg.requests_per_second.max(0.001)).min(3600.0),
+            );
+            limits.retain(|_, bucket| !bucket.idle_for(refill));
+        }
+        let allowed = limits
             .entry(token.clone())
             .or_insert_with(|| super::RateBucket::new(cfg.requests_per_second, cfg.request_burst))
             .take();
+        drop(limits);
         if !allowed {
             return Err(RestReply::failure(
                 StatusCode::TOO_MANY_REQUESTS,
