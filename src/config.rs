@@ -241,7 +241,7 @@ impl Default for RaosConfig {
 }
 
 /// Game wagers (garp.md): coins, pots and periods.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WagerConfig {
     /// Coins minted into every new account (0: coins enter only by `wallet grant`).
@@ -249,6 +249,21 @@ pub struct WagerConfig {
     /// Where GARP's redirect sends clients, e.g. `wss://node2.example.com`; default: the
     /// node the client reached (from its `Host` header).
     pub connect_base_url: Option<String>,
+    /// GARP requests per second per session ...
+    pub requests_per_second: f64,
+    /// ... with bursts of this many; over it, an error answer.
+    pub request_burst: f64,
+}
+
+impl Default for WagerConfig {
+    fn default() -> Self {
+        Self {
+            signup_grant: 0,
+            connect_base_url: None,
+            requests_per_second: 50.0,
+            request_burst: 100.0,
+        }
+    }
 }
 
 /// The space game.

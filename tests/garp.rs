@@ -396,3 +396,29 @@ async fn a_period_resolves_once_pays_the_ladder_and_carries_the_rest() {
     assert_eq!(audit.total_minted, 4 * GRANT);
     assert_eq!(audit.users, 4 * GRANT - 4);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_requests_is_refused_in_the_request_class() {
+    let server = TestServer::start_with(|c| {
+        c.wagers.signup_grant = GRANT;
+        c.wagers.requests_per_second = 0.5;
+        c.wagers.request_burst = 2.0;
+    })
+    .await;
+    let game = dev_game(server.handle().dev_tcp_addr).await;
+    let mut garp = Garp::connect(server.handle().http_addr, &game).await;
+    let mut refused = 0;
+    for _ in 0..5 {
+        let answer = garp
+            .call(
+                ".GameInfoRequest",
+                json!({"apikey": game.api_key, "protocolId": "1"}),
+            )
+            .await;
+        if answer.get("error").is_some() {
+            assert_eq!(details(&answer), "Too many attempts: try again later.");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3, "two fit the burst, the rest are refused");
+}

@@ -219,8 +219,14 @@ async fn run(mut socket: WebSocket, state: AppState, token: String, peer: Socket
         session_id,
         players: HashMap::new(),
     };
+    let cfg = &state.config.wagers;
+    let mut bucket = super::RateBucket::new(cfg.requests_per_second, cfg.request_burst);
     while let Next::Text(text) = next_text(&mut socket, &state).await {
         let answer = match garp::decode(&text) {
+            Ok(frame) if !bucket.take() => {
+                let class = garp::response_class(&frame.class);
+                garp::error(&class, &frame.request_id, None, texts::RATE_LIMITED)
+            }
             Ok(frame) => session.answer(frame).await,
             Err(e) => garp::error(&e.response_class, &e.request_id, None, &e.details),
         };
