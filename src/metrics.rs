@@ -43,6 +43,8 @@ pub struct Metrics {
     pub slow_consumers: IntCounterVec,
     /// Game deltas a client's full queue could not take (it gets a snapshot later).
     pub deltas_dropped: IntCounter,
+    /// The process's resident memory, read when metrics are rendered (Linux).
+    pub resident_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -116,6 +118,11 @@ impl Metrics {
                 "Direct messages dropped from full offline mailboxes",
             )
             .expect("valid"),
+            resident_bytes: IntGauge::new(
+                "process_resident_bytes",
+                "Resident memory of the server process",
+            )
+            .expect("valid"),
             registry,
         };
         metrics.register_all();
@@ -144,6 +151,7 @@ impl Metrics {
             Box::new(self.tick_max.clone()),
             Box::new(self.slow_consumers.clone()),
             Box::new(self.deltas_dropped.clone()),
+            Box::new(self.resident_bytes.clone()),
         ];
         for collector in collectors {
             self.registry
@@ -170,12 +178,22 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some(bytes) = resident_bytes() {
+            self.resident_bytes.set(bytes);
+        }
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::warn!("metrics encoding failed: {e}");
         }
         String::from_utf8(buf).unwrap_or_default()
     }
+}
+
+/// Resident memory from `/proc/self/statm` (pages × 4 KiB), where there is one.
+fn resident_bytes() -> Option<i64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 impl Default for Metrics {

@@ -99,3 +99,22 @@ async fn only_loopback_targets() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("loopback"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_idle_scenario_reports_server_memory_per_connection() {
+    let server = TestServer::start().await;
+    let report = loadgen(&server, "idle", &[]).await;
+    assert_eq!(report["scenario"], "idle", "{report}");
+    assert_eq!(report["clients_connected"], 3, "{report}");
+    assert_eq!(report["errors"], 0, "{report}");
+    let memory = &report["idle_memory"];
+    assert!(
+        memory["server_rss_before_bytes"].as_i64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(
+        memory["server_rss_after_bytes"].as_i64().unwrap() > 0,
+        "{report}"
+    );
+    assert!(memory["bytes_per_connection"].is_i64(), "{report}");
+}

@@ -4,12 +4,14 @@
 //! latency is input → the first delta that shows it: each client flips its turn direction
 //! every half second and times until its ship turns the new way), `comms-fanout`
 //! (subscribers and publishers on one topic; latency is publish → deliver), and `lobby`
-//! (TCP: log in, then `LIST_GAMES` and `LIST_ROOMS` back to back). Accounts are created by
+//! (TCP: log in, then `LIST_GAMES` and `LIST_ROOMS` back to back), and `idle` (comms
+//! connections that stay quiet; reports the server memory each costs). Accounts are created by
 //! the scenario itself (`lg-<scenario>-<n>`). Runs are bounded in clients and time, and
 //! only loopback targets are accepted.
 
 mod comms;
 mod game;
+mod idle;
 mod lobby;
 mod report;
 
@@ -32,6 +34,8 @@ pub enum Scenario {
     Game,
     CommsFanout,
     Lobby,
+    /// Idle comms connections: the server memory each one costs.
+    Idle,
 }
 
 impl Scenario {
@@ -40,6 +44,7 @@ impl Scenario {
             Scenario::Game => "game",
             Scenario::CommsFanout => "comms-fanout",
             Scenario::Lobby => "lobby",
+            Scenario::Idle => "idle",
         }
     }
 }
@@ -150,6 +155,12 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     check_target(&options.lobby)?;
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
+    if options.scenario == Scenario::Idle {
+        let memory = idle::run(&options, &stats).await?;
+        let mut report = Report::from_stats(&options, &stats, started.elapsed());
+        report.idle_memory = Some(memory);
+        return Ok(report);
+    }
     let deadline = tokio::time::Instant::now() + options.duration;
     let stop = tokio_util::sync::CancellationToken::new();
     let progress = progress_bar(&options);
@@ -166,6 +177,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
                 Scenario::Game => game::client(&options, n, &stats, stop).await,
                 Scenario::CommsFanout => comms::client(&options, n, &stats, stop).await,
                 Scenario::Lobby => lobby::client(&options, n, &stats, stop).await,
+                Scenario::Idle => Ok(()), // runs on its own, above
             };
             if let Err(e) = outcome {
                 stats.error(&format!("client {n}: {e:#}"));

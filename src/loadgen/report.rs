@@ -26,6 +26,17 @@ pub struct Report {
     pub bytes_in_per_client_per_sec: f64,
     pub latency: Latency,
     pub errors: u64,
+    /// The `idle` scenario's measurement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_memory: Option<IdleMemory>,
+}
+
+/// Server memory around connecting the `idle` scenario's clients.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleMemory {
+    pub server_rss_before_bytes: i64,
+    pub server_rss_after_bytes: i64,
+    pub bytes_per_connection: i64,
 }
 
 impl Report {
@@ -60,6 +71,7 @@ impl Report {
                 max_ms: samples.last().map_or(0.0, |v| *v as f64 / 1000.0),
             },
             errors: stats.errors.load(Ordering::Relaxed),
+            idle_memory: None,
         }
     }
 
@@ -92,6 +104,16 @@ impl Report {
             ),
             ("errors", self.errors.to_string()),
         ];
-        rows.iter().map(|(k, v)| format!("{k:<24} {v}\n")).collect()
+        let mut table: String = rows.iter().map(|(k, v)| format!("{k:<24} {v}\n")).collect();
+        if let Some(m) = &self.idle_memory {
+            table.push_str(&format!(
+                "{:<24} {} -> {} bytes: {} bytes per idle connection\n",
+                "server memory",
+                m.server_rss_before_bytes,
+                m.server_rss_after_bytes,
+                m.bytes_per_connection
+            ));
+        }
+        table
     }
 }
