@@ -23,7 +23,7 @@ use super::listener::PeerAddr;
 use super::ws::{self, WsOut};
 use super::{AppState, ConnectionGauge, RateBucket};
 use crate::bridge::{Command, ConnId, Link, Outbound, next_conn_id};
-use crate::protocol::raos::{self, Action, ErrorCode, Request};
+use crate::protocol::raos::{self, Action, ErrorCode, Outgoing, Request};
 use crate::services::accounts::{Credential, Identity, Role, Scope};
 use crate::services::catalog::Game;
 use crate::services::progress::{self, Board};
@@ -45,7 +45,7 @@ pub struct Context<'a> {
     /// `ws(s)://host`, for stream URLs.
     pub ws_base: String,
     /// The WebSocket connection, for event subscriptions (REST has none).
-    pub events: Option<(ConnId, Link<WsOut>)>,
+    pub events: Option<(ConnId, Link<Outgoing>)>,
 }
 
 impl<'a> Context<'a> {
@@ -743,14 +743,19 @@ pub async fn upgrade(
 async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: SocketAddr) {
     let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
     let conn = next_conn_id();
-    let (outbound, rx) = Outbound::<WsOut>::bounded(state.config.limits.outbound_queue.max(8));
+    let (outbound, rx) = Outbound::<Outgoing>::bounded(state.config.limits.outbound_queue.max(8));
     let kick = CancellationToken::new();
     let link = Link::new(conn, outbound, kick.clone());
     let (sink, mut stream) = socket.split();
     let writer = tokio::spawn(ws::write_loop(
         sink,
         rx,
-        |out| out,
+        |out| match out {
+            Outgoing::Reply(text) => WsOut::Text(text),
+            Outgoing::Event(bytes) => WsOut::SharedText(bytes),
+            Outgoing::Ping => WsOut::Ping,
+            Outgoing::Close(code, reason) => WsOut::Close(code, reason),
+        },
         kick.clone(),
         state.clone(),
         PROTOCOL,
@@ -772,10 +777,10 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
             _ = kick.cancelled() => break,
             _ = ping.tick() => {
                 if heard.elapsed() > interval * 3 {
-                    link.send(WsOut::Close(ws::close::POLICY, "no pong".into()));
+                    link.send(Outgoing::Close(ws::close::POLICY, "no pong".into()));
                     break;
                 }
-                link.send(WsOut::Ping);
+                link.send(Outgoing::Ping);
                 continue;
             }
             next = stream.next() => next,
@@ -790,13 +795,16 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
                     ErrorCode::InvalidRequest,
                     "binary frames are not part of this protocol: send JSON text",
                 );
-                link.send(WsOut::Text(failure.to_string()));
+                link.send(Outgoing::Reply(failure.to_string()));
                 continue;
             }
             Some(Ok(_)) => continue,
             Some(Err(e)) => {
                 if ws::is_too_big(&e) {
-                    link.send(WsOut::Close(ws::close::TOO_BIG, "message too big".into()));
+                    link.send(Outgoing::Close(
+                        ws::close::TOO_BIG,
+                        "message too big".into(),
+                    ));
                 }
                 break;
             }
@@ -807,7 +815,7 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
             Err(bad) => {
                 let failure = raos::failure(ErrorCode::InvalidRequest, &bad.message);
                 let reply = raos::with_request_id(failure, bad.request_id);
-                link.send(WsOut::Text(reply.to_string()));
+                link.send(Outgoing::Reply(reply.to_string()));
                 continue;
             }
         };
@@ -820,7 +828,7 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
                 ),
             );
             let reply = raos::with_request_id(failure, request.request_id);
-            link.send(WsOut::Text(reply.to_string()));
+            link.send(Outgoing::Reply(reply.to_string()));
             continue;
         }
         let Request {
@@ -840,7 +848,7 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
         {
             session_token = Some(access.to_owned());
         }
-        link.send(WsOut::Text(respond(result, request_id).to_string()));
+        link.send(Outgoing::Reply(respond(result, request_id).to_string()));
     }
     let _ = state
         .inbox

@@ -112,6 +112,16 @@ pub fn grant_fields(grant: &crate::services::accounts::Grant) -> Value {
     })
 }
 
+/// What a RaOS connection sends: replies, events (encoded once and shared by every
+/// subscriber), pings, and a close.
+#[derive(Debug)]
+pub enum Outgoing {
+    Reply(String),
+    Event(bytes::Bytes),
+    Ping,
+    Close(u16, String),
+}
+
 /// One RaOS request: the action, plus the fields every action may carry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Request {

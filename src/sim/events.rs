@@ -19,7 +19,7 @@ use uuid::Uuid;
 use super::comms::{CommsOut, Hub};
 use super::{HandleCommands, Pending};
 use crate::bridge::{ConnId, Link};
-use crate::net::ws::WsOut;
+use crate::protocol::raos::Outgoing;
 
 /// The event types of raos-integration.md.
 pub const EVENT_TYPES: [&str; 7] = [
@@ -47,7 +47,7 @@ pub enum EventsCommand {
         conn: ConnId,
         user_id: Uuid,
         event_types: Vec<&'static str>,
-        link: Link<WsOut>,
+        link: Link<Outgoing>,
         reply: oneshot::Sender<String>,
     },
     /// The connection closed.
@@ -60,7 +60,7 @@ pub enum EventsCommand {
 struct Subscriber {
     user_id: Uuid,
     event_types: HashSet<&'static str>,
-    link: Link<WsOut>,
+    link: Link<Outgoing>,
     subscription_id: String,
 }
 
@@ -134,7 +134,7 @@ fn deliver(world: &mut World) {
             let wanted = subscriber.event_types.contains(event.event_type)
                 && event.audience.is_none_or(|u| u == subscriber.user_id);
             if wanted {
-                subscriber.link.send(WsOut::SharedText(encoded.clone()));
+                subscriber.link.send(Outgoing::Event(encoded.clone()));
             }
         }
         if event.audience.is_none()
