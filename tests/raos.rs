@@ -1236,3 +1236,24 @@ async fn a_developers_game_is_listed_rated_and_downloadable() {
         .unwrap();
     assert_eq!(bytes.as_ref(), build.as_slice());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_pings_every_interval() {
+    let server = TestServer::start_with(|c| c.raos.ping_interval_secs = 1).await;
+    let mut raos = Raos::connect(&server).await;
+    let ping = tokio::time::timeout(common::WAIT, async {
+        loop {
+            match raos.ws.next().await {
+                Some(Ok(Message::Ping(_))) => return true,
+                Some(Ok(_)) => continue,
+                _ => return false,
+            }
+        }
+    })
+    .await
+    .expect("a ping within the wait");
+    assert!(ping, "the socket closed before a ping");
+    // The client's pong (sent by tungstenite) keeps the connection alive: it still answers.
+    let answer = raos.call("list_games", json!({})).await;
+    assert_eq!(answer["error_code"], 1001);
+}
