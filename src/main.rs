@@ -98,6 +98,10 @@ struct LoadgenArgs {
     /// ... and how many broadcasts each sends per second.
     #[arg(long, default_value_t = 10.0)]
     publish_rate: f64,
+    /// comms-fanout and idle: spread the clients over this many accounts (each logs in
+    /// once and its connections share the token); default: one account per client.
+    #[arg(long)]
+    accounts: Option<usize>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -436,6 +440,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         lobby: args.lobby_tcp,
         publishers: args.publishers,
         publish_per_sec: args.publish_rate,
+        accounts: args.accounts,
         progress: !args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
     let report = runtime()?.block_on(ecliptic::loadgen::run(options))?;

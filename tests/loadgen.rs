@@ -79,6 +79,23 @@ async fn every_scenario_runs_and_reports() {
         "comms-fanout",
     );
     check(&loadgen(&server, "lobby", &[]).await, "lobby");
+    // Clients may share one account: one login, three connections.
+    check(
+        &loadgen(
+            &server,
+            "comms-fanout",
+            &[
+                "--publishers",
+                "1",
+                "--publish-rate",
+                "20",
+                "--accounts",
+                "1",
+            ],
+        )
+        .await,
+        "comms-fanout",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -63,6 +63,10 @@ pub struct Options {
     /// comms-fanout: how many of the clients publish, and how often each.
     pub publishers: usize,
     pub publish_per_sec: f64,
+    /// Accounts the clients share (client `n` uses account `n % accounts`); `None`: one
+    /// each. Sharing lets a run reach thousands of connections without thousands of
+    /// password hashes.
+    pub accounts: Option<usize>,
     pub progress: bool,
 }
 
@@ -106,8 +110,31 @@ fn account(scenario: Scenario, n: usize) -> String {
     format!("lg-{}-{n}", scenario.name())
 }
 
-/// Registers (or logs in) client `n` on the lobby server and returns its access token.
+/// Tokens of accounts already logged in, when clients share accounts.
+fn shared_tokens() -> &'static tokio::sync::Mutex<std::collections::HashMap<usize, String>> {
+    static TOKENS: std::sync::OnceLock<
+        tokio::sync::Mutex<std::collections::HashMap<usize, String>>,
+    > = std::sync::OnceLock::new();
+    TOKENS.get_or_init(Default::default)
+}
+
+/// Client `n`'s access token: its account's, logged in once when accounts are shared.
 async fn token_for(options: &Options, n: usize) -> anyhow::Result<String> {
+    let Some(accounts) = options.accounts else {
+        return log_in(options, n).await;
+    };
+    let account = n % accounts.max(1);
+    let mut tokens = shared_tokens().lock().await;
+    if let Some(token) = tokens.get(&account) {
+        return Ok(token.clone());
+    }
+    let token = log_in(options, account).await?;
+    tokens.insert(account, token.clone());
+    Ok(token)
+}
+
+/// Registers (or logs in) account `n` on the lobby server and returns its access token.
+async fn log_in(options: &Options, n: usize) -> anyhow::Result<String> {
     let mut client = crate::client::LineClient::connect(&options.lobby.to_string()).await?;
     let name = account(options.scenario, n);
     let registered = client
@@ -153,6 +180,11 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     );
     check_target(&options.http)?;
     check_target(&options.lobby)?;
+    anyhow::ensure!(
+        options.accounts.is_none() || options.scenario != Scenario::Game,
+        "--accounts does not apply to game: a second login takes the ship over"
+    );
+    anyhow::ensure!(options.accounts != Some(0), "--accounts must be at least 1");
     let stats = Arc::new(Stats::default());
     let started = Instant::now();
     if options.scenario == Scenario::Idle {
