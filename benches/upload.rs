@@ -6,7 +6,6 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use base64::Engine;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ecliptic::client::LineClient;
 use serde_json::json;
@@ -31,14 +30,10 @@ async fn upload(
         .expect("begin");
     let id = begin["upload_id"].as_str().expect("id").to_owned();
     let chunk = chunk.unwrap_or(begin["chunk_size"].as_u64().expect("chunk") as usize);
-    let b64 = base64::engine::general_purpose::STANDARD;
     let mut in_flight = 0;
     for (seq, piece) in bytes.chunks(chunk).enumerate() {
         client
-            .send(
-                "UPLOAD_CHUNK",
-                json!({"upload_id": id, "seq": seq, "data_b64": b64.encode(piece)}),
-            )
+            .send_upload_chunk(&id, seq, piece)
             .await
             .expect("send");
         in_flight += 1;

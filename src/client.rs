@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::protocol::store;
 use base64::Engine;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -10,8 +11,6 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Chunks in flight at once during an upload.
 const WINDOW: usize = 16;
@@ -52,6 +51,23 @@ impl LineClient {
         }
         let mut line = serde_json::to_vec(&request)?;
         line.push(b'\n');
+        self.writer.write_all(&line).await?;
+        Ok(())
+    }
+
+    /// Sends one `UPLOAD_CHUNK`, its bytes encoded straight into the line.
+    pub async fn send_upload_chunk(
+        &mut self,
+        upload_id: &str,
+        seq: usize,
+        piece: &[u8],
+    ) -> anyhow::Result<()> {
+        let mut envelope = json!({"type": "UPLOAD_CHUNK"});
+        if let Some(token) = &self.token {
+            envelope["token"] = json!(token);
+        }
+        let fields = json!({"upload_id": upload_id, "seq": seq});
+        let line = store::data_line(&envelope, &fields, piece);
         self.writer.write_all(&line).await?;
         Ok(())
     }
@@ -119,7 +135,23 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     bar
 }
 
-/// Uploads `file` as `version` of `game`; returns the published checksum.
+/// What `upload` reports.
+#[derive(Debug, Clone)]
+pub struct Uploaded {
+    /// The published SHA-256, as the server computed it.
+    pub checksum: String,
+    pub size_bytes: u64,
+    /// From `UPLOAD_BEGIN` to `UPLOAD_END`'s answer: the transfer itself.
+    pub elapsed: std::time::Duration,
+}
+
+impl Uploaded {
+    pub fn mib_per_sec(&self) -> f64 {
+        self.size_bytes as f64 / (1 << 20) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Uploads `file` as `version` of `game`.
 pub async fn upload(
     server: &str,
     username: &str,
@@ -127,13 +159,14 @@ pub async fn upload(
     game: &str,
     version: &str,
     file: &Path,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Uploaded> {
     let bytes = tokio::fs::read(file)
         .await
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
     let checksum = hex::encode(Sha256::digest(&bytes));
     let mut client = LineClient::connect(server).await?;
     client.login("LOGIN_DEV", username, password).await?;
+    let started = std::time::Instant::now();
     let begin = client
         .request(
             "UPLOAD_BEGIN",
@@ -146,12 +179,7 @@ pub async fn upload(
     let pieces: Vec<&[u8]> = bytes.chunks(chunk).collect();
     let mut acked = 0;
     for (seq, piece) in pieces.iter().enumerate() {
-        client
-            .send(
-                "UPLOAD_CHUNK",
-                json!({"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(piece)}),
-            )
-            .await?;
+        client.send_upload_chunk(&upload_id, seq, piece).await?;
         if seq + 1 - acked >= WINDOW {
             client.reply().await?;
             progress.inc(pieces[acked].len() as u64);
@@ -167,7 +195,11 @@ pub async fn upload(
         .request("UPLOAD_END", json!({"upload_id": upload_id}))
         .await?;
     progress.finish_and_clear();
-    Ok(end["checksum"].as_str().unwrap_or(&checksum).to_owned())
+    Ok(Uploaded {
+        checksum: end["checksum"].as_str().unwrap_or(&checksum).to_owned(),
+        size_bytes: bytes.len() as u64,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// Downloads `game` into `<dir>/<player>/<game>/<version>/build.bin`, through a `.part`
@@ -204,7 +236,7 @@ pub async fn download(
         }
         match line["type"].as_str() {
             Some("DOWNLOAD_CHUNK") => {
-                let data = B64.decode(body["data_b64"].as_str().unwrap_or_default())?;
+                let data = store::base64().decode(body["data_b64"].as_str().unwrap_or_default())?;
                 hasher.update(&data);
                 out.write_all(&data).await?;
                 progress.inc(data.len() as u64);

@@ -396,7 +396,7 @@ fn dev(command: DevCommand) -> anyhow::Result<()> {
         server,
         login,
     } = command;
-    let checksum = runtime()?.block_on(ecliptic::client::upload(
+    let uploaded = runtime()?.block_on(ecliptic::client::upload(
         &server,
         &login.user,
         &login.password,
@@ -404,7 +404,13 @@ fn dev(command: DevCommand) -> anyhow::Result<()> {
         &version,
         &file,
     ))?;
-    println!("uploaded {game} {version} (sha256 {checksum})");
+    println!(
+        "uploaded {game} {version}: {:.1} MiB in {:.2} s ({:.0} MiB/s), sha256 {}",
+        uploaded.size_bytes as f64 / (1 << 20) as f64,
+        uploaded.elapsed.as_secs_f64(),
+        uploaded.mib_per_sec(),
+        uploaded.checksum
+    );
     Ok(())
 }
 

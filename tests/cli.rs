@@ -61,7 +61,13 @@ async fn dev_upload_then_play_download() {
     );
     assert!(out.status.success(), "{out:?}");
     let digest = hex::encode(Sha256::digest(&content));
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&digest));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&digest), "{stdout}");
+    assert!(
+        stdout.contains(&format!("uploaded {game} 1.2.3: 2.9 MiB in "))
+            && stdout.contains(" MiB/s)"),
+        "{stdout}"
+    );
 
     let dir = work.path().join("downloads");
     let out = ecliptic(

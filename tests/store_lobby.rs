@@ -472,6 +472,15 @@ async fn every_status_code() {
     )
     .await;
     assert_line_error(&changed, 120);
+    // Not base64: refused, nothing changes (the retry below is still recognised).
+    let garbled = call(
+        &mut dev,
+        "UPLOAD_CHUNK",
+        Some(&token),
+        json!({"upload_id": upload_id, "seq": 1, "data_b64": "not base64!"}),
+    )
+    .await;
+    assert!(assert_line_error(&garbled, 100).contains("not base64"));
     let retry = call(
         &mut dev,
         "UPLOAD_CHUNK",

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
@@ -458,11 +457,11 @@ async fn stream_file(
             break;
         }
         sent += filled as u64;
-        let data_b64 = base64::engine::general_purpose::STANDARD.encode(&buf[..filled]);
-        let chunk = wire::push(
-            "DOWNLOAD_CHUNK",
-            json!({ "download_id": download_id, "seq": seq, "data_b64": data_b64 }),
-        );
+        let chunk = Bytes::from(wire::data_line(
+            &wire::push_envelope("DOWNLOAD_CHUNK"),
+            &json!({ "download_id": download_id, "seq": seq }),
+            &buf[..filled],
+        ));
         if push.send(chunk).await.is_err() {
             return;
         }

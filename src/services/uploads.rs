@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
+use base64::Engine as _;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -39,9 +39,13 @@ struct Upload {
     hasher: Sha256,
     received: u64,
     next_seq: u64,
-    /// The last acknowledged chunk's bytes (its seq is `next_seq - 1`), kept to recognise
-    /// a retry; comparing bytes is cheaper than hashing every chunk twice.
+    /// The last acknowledged chunk's bytes, `last_chunk[..last_len]` (its seq is
+    /// `next_seq - 1`), kept to recognise a retry; comparing bytes is cheaper than hashing
+    /// every chunk twice.
     last_chunk: Vec<u8>,
+    last_len: usize,
+    /// The buffer the next chunk is decoded into; it trades places with `last_chunk`.
+    spare: Vec<u8>,
     last_activity: Instant,
 }
 
@@ -170,6 +174,8 @@ impl Uploads {
                 received: 0,
                 next_seq: 0,
                 last_chunk: Vec::new(),
+                last_len: 0,
+                spare: Vec::new(),
                 last_activity: Instant::now(),
             })),
         );
@@ -208,12 +214,20 @@ impl Uploads {
         let upload = self.get(owner, upload_id)?;
         let chunk_size = self.chunk_size;
         tokio::task::spawn_blocking(move || {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(data_b64.as_bytes())
-                .map_err(|e| DomainError::InvalidInput(format!("data_b64 is not base64: {e}")))?;
-            let mut up = upload.lock();
+            let mut guard = upload.lock();
+            let up = &mut *guard;
             up.last_activity = Instant::now();
-            if seq + 1 == up.next_seq && bytes == up.last_chunk {
+            // Decode into the spare buffer: it keeps its length between chunks, so it is
+            // neither reallocated nor cleared for each one.
+            let room = base64::decoded_len_estimate(data_b64.len());
+            if up.spare.len() < room {
+                up.spare.resize(room, 0);
+            }
+            let len = crate::protocol::store::base64()
+                .decode_slice(data_b64.as_bytes(), &mut up.spare)
+                .map_err(|e| DomainError::InvalidInput(format!("data_b64 is not base64: {e}")))?;
+            let bytes = &up.spare[..len];
+            if seq + 1 == up.next_seq && bytes == &up.last_chunk[..up.last_len] {
                 // A retry of the last acknowledged chunk: same bytes, same answer.
                 return Ok(ChunkAck {
                     seq,
@@ -225,25 +239,24 @@ impl Uploads {
                     expected: up.next_seq,
                 });
             }
-            if bytes.len() > chunk_size {
+            if len > chunk_size {
                 return Err(DomainError::InvalidInput(format!(
-                    "chunk of {} bytes is larger than chunk_size {chunk_size}",
-                    bytes.len()
+                    "chunk of {len} bytes is larger than chunk_size {chunk_size}"
                 )));
             }
-            if up.received + bytes.len() as u64 > up.size {
+            if up.received + len as u64 > up.size {
                 return Err(DomainError::InvalidInput(format!(
-                    "chunk goes past size_bytes ({} + {} > {})",
-                    up.received,
-                    bytes.len(),
-                    up.size
+                    "chunk goes past size_bytes ({} + {len} > {})",
+                    up.received, up.size
                 )));
             }
-            up.file.write_all(&bytes).map_err(io_error)?;
-            up.hasher.update(&bytes);
-            up.received += bytes.len() as u64;
-            up.last_chunk = bytes;
+            up.file.write_all(bytes).map_err(io_error)?;
+            up.hasher.update(bytes);
+            up.received += len as u64;
             up.next_seq += 1;
+            // The chunk just written is the one a retry is compared against.
+            std::mem::swap(&mut up.last_chunk, &mut up.spare);
+            up.last_len = len;
             Ok(ChunkAck {
                 seq,
                 received_bytes: up.received,
