@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bevy_app::{App, Plugin};
-use bevy_ecs::entity::EntityHashMap;
 use bevy_ecs::prelude::*;
 use uuid::Uuid;
 
@@ -175,7 +174,7 @@ pub struct Client {
     pub needs_snapshot: bool,
     pub last_snapshot_tick: u64,
     /// Entities this client currently knows, and what it has been sent of each.
-    pub known: EntityHashMap<Seen>,
+    pub known: Known,
     /// Replication's work between full scans of a crowded area (see `replication`).
     pub interest: super::replication::Interest,
     pub actions: ActionBucket,
@@ -190,8 +189,71 @@ pub struct Seen {
     pub sent_tick: u64,
     /// Grows every tick a pending change waits; the highest go out first.
     pub priority: f32,
-    /// The last full scan that found it in the area of interest.
-    pub scanned_tick: u64,
+}
+
+/// The entities a client knows, sorted by entity.
+///
+/// Sorted rather than hashed because replication's full scan of an area of interest is a
+/// merge of two sorted lists (what the grid holds there, what the client knows): one
+/// sequential pass instead of a hash probe, and usually a cache miss, per entity in view.
+/// With a thousand clients each knowing hundreds of entities, those probes were most of a
+/// crowded tick.
+#[derive(Debug, Default)]
+pub struct Known {
+    pub(crate) entries: Vec<(Entity, Seen)>,
+}
+
+impl Known {
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    /// Where `entity` is in the list, if known; valid until the list next changes.
+    pub fn index_of(&self, entity: Entity) -> Option<usize> {
+        self.entries.binary_search_by_key(&entity, |(e, _)| *e).ok()
+    }
+
+    pub fn get(&self, entity: Entity) -> Option<&Seen> {
+        self.index_of(entity).map(|i| &self.entries[i].1)
+    }
+
+    pub fn contains(&self, entity: Entity) -> bool {
+        self.index_of(entity).is_some()
+    }
+
+    /// The entry at `index` if it is still `entity`'s: a lookup without a search, for
+    /// indexes taken since the list last changed.
+    pub fn at(&self, index: usize, entity: Entity) -> Option<&Seen> {
+        match self.entries.get(index) {
+            Some((e, seen)) if *e == entity => Some(seen),
+            _ => None,
+        }
+    }
+
+    pub fn at_mut(&mut self, index: usize, entity: Entity) -> Option<&mut Seen> {
+        match self.entries.get_mut(index) {
+            Some((e, seen)) if *e == entity => Some(seen),
+            _ => None,
+        }
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Seen> {
+        self.entries.iter().map(|(_, seen)| seen)
+    }
+
+    /// Replaces what is known with `entries`, in any order.
+    pub fn replace(&mut self, mut entries: Vec<(Entity, Seen)>) {
+        entries.sort_unstable_by_key(|(e, _)| *e);
+        self.entries = entries;
+    }
 }
 
 /// An authenticated game connection.
@@ -470,6 +532,7 @@ fn connect(
         client.last_input_seq = 0;
         client.needs_snapshot = true;
         client.known.clear();
+        client.interest = Default::default();
     }
     link.send(GameOut::message(
         "auth.ok",
@@ -608,7 +671,7 @@ fn spawn_player(world: &mut World, conn: ConnId, instance: Entity) -> Option<Ent
             last_input_seq: 0,
             needs_snapshot: true,
             last_snapshot_tick: 0,
-            known: EntityHashMap::default(),
+            known: Known::default(),
             interest: Default::default(),
             actions: ActionBucket::new(data.rules.actions_per_second),
         },
@@ -684,5 +747,43 @@ impl Plugin for PlayersPlugin {
             .init_resource::<Pending<GameCommand>>()
             .add_systems(HandleCommands, handle_game_commands)
             .add_systems(bevy_app::FixedLast, save_pilots_periodically);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_entities_are_found_by_search_and_by_a_checked_index() {
+        let mut world = World::new();
+        let entities: Vec<Entity> = (0..50).map(|_| world.spawn_empty().id()).collect();
+        let seen = |tick| Seen {
+            id: Arc::from("s"),
+            sent_tick: tick,
+            priority: 0.0,
+        };
+        let mut known = Known::default();
+        // Any order in, sorted inside.
+        known.replace(
+            entities
+                .iter()
+                .rev()
+                .step_by(2)
+                .map(|e| (*e, seen(7)))
+                .collect(),
+        );
+        assert_eq!(known.len(), 25);
+        for (i, entity) in entities.iter().enumerate() {
+            assert_eq!(known.contains(*entity), i % 2 == 1, "entity {i}");
+        }
+        let entity = entities[11];
+        let index = known.index_of(entity).unwrap();
+        assert_eq!(known.at(index, entity).map(|s| s.sent_tick), Some(7));
+        known.at_mut(index, entity).unwrap().sent_tick = 9;
+        assert_eq!(known.get(entity).map(|s| s.sent_tick), Some(9));
+        // An index that no longer holds the entity finds nothing rather than another's.
+        assert!(known.at(index, entities[13]).is_none());
+        assert!(known.at(1000, entity).is_none());
     }
 }

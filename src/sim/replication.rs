@@ -229,7 +229,7 @@ fn snapshot_for(
         tick.0,
         serde_json::to_string(&you).unwrap_or_else(|_| "{}".into())
     );
-    client.known.clear();
+    let mut known = Vec::with_capacity(visible.len());
     let mut fragment = String::with_capacity(128);
     let mut first = true;
     let budget = settings.snapshot_entity_bytes();
@@ -253,16 +253,18 @@ fn snapshot_for(
         }
         first = false;
         out.push_str(&fragment);
-        client.known.insert(
+        known.push((
             *entity,
             Seen {
                 id: rep.net_id.clone(),
                 sent_tick: tick.0,
                 priority: 0.0,
-                scanned_tick: tick.0,
             },
-        );
+        ));
     }
+    client.known.replace(known);
+    // Indexes into the old list are stale: scan afresh on the next delta.
+    client.interest = Interest::default();
     let markets: Vec<MarketView> = stations
         .iter()
         .filter(|(_, _, i)| i.0 == instance.0)
@@ -317,15 +319,21 @@ const MAX_SCAN_TICKS: u64 = 16;
 /// A full scan (every entity in the area: new ones, removals, priorities) costs the
 /// area's population; with everyone in everyone's area that is players² per tick. In a
 /// crowded area the scan runs every few ticks instead, and the ticks between send from
-/// the candidates it ranked (skipping what was sent since), plus the client's own ship.
+/// the candidates it ranked (skipping what was sent since, and what had not changed when
+/// its turn came: that waits for the next scan), plus the client's own ship.
 /// Priorities accrue for the ticks between scans, so the order is the same; what a
 /// crowded client gives up is a few ticks of latency (at most `MAX_SCAN_TICKS` - 1) for
 /// entities entering or leaving its area, which its byte budget would impose anyway: with
 /// hundreds of entities in view, each is sent only every few seconds.
 #[derive(Debug, Default)]
 pub struct Interest {
-    /// Pending entities by priority at the last scan, most urgent first.
-    candidates: Vec<Entity>,
+    /// Pending entities by priority at the last scan, most urgent first, with their
+    /// index in the client's `known` list (checked before use).
+    candidates: Vec<(Entity, usize)>,
+    /// Candidates before this index are done until the next scan.
+    next_candidate: usize,
+    /// Where the client's own ship is in its `known` list, as of the last scan.
+    own_index: Option<usize>,
     last_scan_tick: u64,
     next_scan_tick: u64,
     /// Ticks from one full scan to the next.
@@ -335,9 +343,14 @@ pub struct Interest {
 /// Reused buffers for delta assembly.
 #[derive(Default)]
 pub(crate) struct DeltaScratch {
-    /// Pending changes this tick: priority, entity.
-    pending: Vec<(f32, Entity)>,
-    gone: Vec<Entity>,
+    /// Pending changes this tick: priority, entity, its index in the client's `known`.
+    pending: Vec<(f32, Entity, usize)>,
+    /// Ids of the entities that left the client's area this tick.
+    gone: Vec<Arc<str>>,
+    /// A full scan's entities in view, with their distance, sorted by entity.
+    in_view: Vec<(Entity, f32)>,
+    /// The client's known entities as the scan rebuilds them; swaps with `Client::known`.
+    known: Vec<(Entity, Seen)>,
     tail: String,
 }
 
@@ -364,56 +377,75 @@ pub(crate) fn send_deltas(
         scratch.gone.clear();
         if tick.0 >= client.interest.next_scan_tick {
             let accrued = tick.0.saturating_sub(client.interest.last_scan_tick).max(1) as f32;
-            let mut visible = 0;
+            scratch.in_view.clear();
             grid.for_each_within(kin.pos, settings.aoi_radius, |e| {
-                visible += 1;
-                let mut known = client.known.get_mut(&e.entity);
-                if let Some(seen) = known.as_mut() {
-                    seen.scanned_tick = tick.0;
+                scratch.in_view.push((e.entity, e.pos.distance(kin.pos)));
+            });
+            let visible = scratch.in_view.len();
+            scratch.in_view.sort_unstable_by_key(|(e, _)| *e);
+            // Merge what is in view with what the client knows (both sorted by entity):
+            // known and in view → pending if changed; known only → gone; in view only → new.
+            let mut old = std::mem::take(&mut client.known.entries);
+            let mut was_known = old.drain(..).peekable();
+            let now_known = &mut scratch.known;
+            now_known.clear();
+            client.interest.own_index = None;
+            for &(entity, distance) in &scratch.in_view {
+                while let Some((e, _)) = was_known.peek()
+                    && *e < entity
+                {
+                    if let Some((_, seen)) = was_known.next() {
+                        scratch.gone.push(seen.id);
+                    }
                 }
-                let Ok(rep) = replicated.get(e.entity) else {
-                    return;
+                let mut known = was_known.next_if(|(e, _)| *e == entity);
+                let Ok(rep) = replicated.get(entity) else {
+                    now_known.extend(known);
+                    continue;
                 };
                 if rep.fragment.is_empty() {
-                    return;
+                    now_known.extend(known);
+                    continue;
                 }
-                let weight = if e.entity == ship {
+                let weight = if entity == ship {
                     f32::INFINITY
                 } else {
-                    urgency(e.pos.distance(kin.pos)) * accrued
+                    urgency(distance) * accrued
                 };
-                match known {
-                    Some(seen) if rep.changed_tick > seen.sent_tick => {
+                match &mut known {
+                    Some((_, seen)) if rep.changed_tick > seen.sent_tick => {
                         seen.priority += weight;
-                        scratch.pending.push((seen.priority, e.entity));
+                        scratch
+                            .pending
+                            .push((seen.priority, entity, now_known.len()));
                     }
                     Some(_) => {}
                     None => {
                         // New to this client: it needs the whole entity, soon.
                         let priority = weight * 4.0;
-                        client.known.insert(
-                            e.entity,
+                        known = Some((
+                            entity,
                             Seen {
                                 id: rep.net_id.clone(),
                                 sent_tick: 0,
                                 priority,
-                                scanned_tick: tick.0,
                             },
-                        );
-                        scratch.pending.push((priority, e.entity));
+                        ));
+                        scratch.pending.push((priority, entity, now_known.len()));
                     }
                 }
-            });
-            // What the scan did not find has left the area.
-            scratch.gone.extend(
-                client
-                    .known
-                    .iter()
-                    .filter(|(_, seen)| seen.scanned_tick != tick.0)
-                    .map(|(e, _)| *e),
-            );
+                if entity == ship && known.is_some() {
+                    client.interest.own_index = Some(now_known.len());
+                }
+                now_known.extend(known);
+            }
+            // What is left was not found: it has left the area.
+            scratch.gone.extend(was_known.map(|(_, seen)| seen.id));
+            // The old list's buffer becomes the next scan's.
+            client.known.entries = std::mem::replace(now_known, old);
             // Only the most urgent can go before the next scan: rank those, not all.
-            let by_priority = |a: &(f32, Entity), b: &(f32, Entity)| b.0.total_cmp(&a.0);
+            let by_priority =
+                |a: &(f32, Entity, usize), b: &(f32, Entity, usize)| b.0.total_cmp(&a.0);
             let keep = match settings.budget_per_tick {
                 0 => scratch.pending.len(),
                 b => (b / 64 + 1) * client.interest.scan_every.max(1) as usize,
@@ -429,39 +461,50 @@ pub(crate) fn send_deltas(
             client.interest.scan_every = every;
             client.interest.next_scan_tick = tick.0 + every - phase;
             client.interest.candidates.clear();
+            client.interest.next_candidate = 0;
             client
                 .interest
                 .candidates
-                .extend(scratch.pending.iter().map(|p| p.1));
+                .extend(scratch.pending.iter().map(|p| (p.1, p.2)));
         } else {
-            // Between scans: the own ship, then the ranked candidates not sent since.
-            let own = std::iter::once(ship).chain(
-                client
-                    .interest
-                    .candidates
-                    .iter()
-                    .copied()
-                    .filter(|e| *e != ship),
-            );
+            // Between scans: the own ship, then the ranked candidates not sent since. The
+            // candidates before `next_candidate` are done until the next scan (sent since
+            // it, or unchanged when their turn came), so each tick starts past them.
+            let budget = settings.budget_per_tick;
             let mut planned = 0;
-            for entity in own {
-                if settings.budget_per_tick > 0 && planned > settings.budget_per_tick {
-                    break;
-                }
-                let (Ok(rep), Some(seen)) = (replicated.get(entity), client.known.get(&entity))
-                else {
-                    continue;
+            if let (Ok(rep), Some(at)) = (replicated.get(ship), client.interest.own_index)
+                && client
+                    .known
+                    .at(at, ship)
+                    .is_some_and(|seen| rep.changed_tick > seen.sent_tick)
+            {
+                planned += rep.fragment.len() + 1;
+                scratch.pending.push((f32::INFINITY, ship, at));
+            }
+            let interest = &mut client.interest;
+            let mut at = interest.next_candidate;
+            let mut done_so_far = true;
+            while at < interest.candidates.len() && (budget == 0 || planned <= budget) {
+                let (entity, index) = interest.candidates[at];
+                at += 1;
+                let waiting = match (replicated.get(entity), client.known.at(index, entity)) {
+                    (Ok(rep), Some(seen))
+                        if entity != ship
+                            && seen.sent_tick < interest.last_scan_tick
+                            && rep.changed_tick > seen.sent_tick =>
+                    {
+                        Some((rep.fragment.len(), seen.priority))
+                    }
+                    _ => None,
                 };
-                // A candidate sent since the scan has had its turn until the next one.
-                let had_turn = entity != ship && seen.sent_tick >= client.interest.last_scan_tick;
-                if rep.changed_tick > seen.sent_tick && !had_turn {
-                    planned += rep.fragment.len() + 1;
-                    let priority = if entity == ship {
-                        f32::INFINITY
-                    } else {
-                        seen.priority
-                    };
-                    scratch.pending.push((priority, entity));
+                match waiting {
+                    Some((len, priority)) => {
+                        done_so_far = false;
+                        planned += len + 1;
+                        scratch.pending.push((priority, entity, index));
+                    }
+                    None if done_so_far => interest.next_candidate = at,
+                    None => {}
                 }
             }
         }
@@ -470,13 +513,11 @@ pub(crate) fn send_deltas(
         let tail = &mut scratch.tail;
         tail.clear();
         tail.push_str("],\"entity_removed\":[");
-        for (i, entity) in scratch.gone.iter().enumerate() {
-            if let Some(seen) = client.known.remove(entity) {
-                if i > 0 {
-                    tail.push(',');
-                }
-                let _ = write!(tail, "\"{}\"", seen.id);
+        for (i, id) in scratch.gone.iter().enumerate() {
+            if i > 0 {
+                tail.push(',');
             }
+            let _ = write!(tail, "\"{id}\"");
         }
         tail.push_str("],\"events\":[");
         let r2 = settings.aoi_radius * settings.aoi_radius;
@@ -506,11 +547,11 @@ pub(crate) fn send_deltas(
         };
         let mut used = 0;
         let mut first = true;
-        for (_, entity) in &scratch.pending {
-            let Ok(rep) = replicated.get(*entity) else {
+        for &(_, entity, index) in &scratch.pending {
+            let Ok(rep) = replicated.get(entity) else {
                 continue;
             };
-            if *entity != ship && used + rep.fragment.len() + 1 > room {
+            if entity != ship && used + rep.fragment.len() + 1 > room {
                 break; // the rest wait, gaining priority
             }
             used += rep.fragment.len() + 1;
@@ -519,7 +560,7 @@ pub(crate) fn send_deltas(
             }
             first = false;
             out.push_str(&rep.fragment);
-            if let Some(seen) = client.known.get_mut(entity) {
+            if let Some(seen) = client.known.at_mut(index, entity) {
                 seen.sent_tick = tick.0;
                 seen.priority = 0.0;
             }

@@ -163,7 +163,7 @@ impl Crowd {
                     last_input_seq: 0,
                     needs_snapshot: false,
                     last_snapshot_tick: 0,
-                    known: bevy_ecs::entity::EntityHashMap::default(),
+                    known: Default::default(),
                     interest: Default::default(),
                     actions: ActionBucket::new(10),
                 },
