@@ -7,7 +7,7 @@
 //!   clients (the simulation alone).
 //! - `tick/ships_5000_players_500`: the same with 500 of the ships played by clients that
 //!   receive a delta every tick (area of interest 1000).
-//! - `replication/deltas_per_client`: assembling one client's delta in a crowd.
+//! - `replication/deltas_per_client`: assembling one client's delta in a crowd, from a full scan of its area.
 //! - `tick/players_1000_one_station`: 1,000 players in each other's area of interest, with
 //!   the default delta budget (the `game` load scenario without the network).
 //!

@@ -340,6 +340,13 @@ pub struct Interest {
     scan_every: u64,
 }
 
+impl Interest {
+    /// Makes the next delta scan the whole area again.
+    pub(crate) fn rescan(&mut self) {
+        self.next_scan_tick = 0;
+    }
+}
+
 /// Reused buffers for delta assembly.
 #[derive(Default)]
 pub(crate) struct DeltaScratch {

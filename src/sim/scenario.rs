@@ -213,10 +213,14 @@ impl Crowd {
         bytes
     }
 
-    /// Assembles and queues every player's delta for the current tick again (the steady
-    /// state: every moving entity changed, every visible one already known), then drains.
+    /// Assembles and queues every player's delta for the current tick again, each from a
+    /// full scan of its area of interest (the steady state: every moving entity changed,
+    /// every visible one already known), then drains.
     pub fn deltas_again(&mut self) -> usize {
         let world = self.sim.world_mut();
+        for mut client in world.query::<&mut Client>().iter_mut(world) {
+            client.interest.rescan();
+        }
         if let Err(e) = world.run_system_cached(super::replication::send_deltas) {
             tracing::error!("delta assembly failed: {e}");
         }
