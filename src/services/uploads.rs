@@ -213,6 +213,8 @@ impl Uploads {
     ) -> Result<ChunkAck, DomainError> {
         let upload = self.get(owner, upload_id)?;
         let chunk_size = self.chunk_size;
+        let this = self.clone();
+        let upload_id = upload_id.to_owned();
         tokio::task::spawn_blocking(move || {
             let mut guard = upload.lock();
             let up = &mut *guard;
@@ -250,7 +252,12 @@ impl Uploads {
                     up.received, up.size
                 )));
             }
-            up.file.write_all(bytes).map_err(io_error)?;
+            if let Err(e) = up.file.write_all(bytes) {
+                // Part of the chunk may be on disk but unacknowledged: the staging file no
+                // longer matches what was acknowledged, so the upload ends here.
+                this.discard(&upload_id, up);
+                return Err(io_error(e));
+            }
             up.hasher.update(bytes);
             up.received += len as u64;
             up.next_seq += 1;
@@ -355,11 +362,16 @@ impl Uploads {
 
     pub fn cancel(&self, owner: Uuid, upload_id: &str) -> Result<(), DomainError> {
         let upload = self.get(owner, upload_id)?;
+        self.discard(upload_id, &upload.lock());
+        Ok(())
+    }
+
+    /// Ends an upload without publishing it: forgotten, staging files deleted, its version
+    /// free again.
+    fn discard(&self, upload_id: &str, up: &Upload) {
         self.active.lock().remove(upload_id);
-        let up = upload.lock();
         let _ = std::fs::remove_dir_all(&up.dir);
         self.release(&up.game_id, &up.version);
-        Ok(())
     }
 
     /// Drops uploads idle longer than the configured time, and their staging files.
@@ -377,11 +389,53 @@ impl Uploads {
                 .collect()
         };
         for (id, upload) in &expired {
-            let up = upload.lock();
-            let _ = std::fs::remove_dir_all(&up.dir);
-            self.release(&up.game_id, &up.version);
+            self.discard(id, &upload.lock());
             tracing::info!(upload = id, "abandoned upload expired");
         }
         expired.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    #[tokio::test]
+    async fn a_failed_write_ends_the_upload_and_deletes_its_files() {
+        let data = tempfile::tempdir().unwrap();
+        let uploads = Arc::new(Uploads::new(
+            data.path(),
+            1 << 20,
+            4,
+            Duration::from_secs(60),
+        ));
+        let owner = Uuid::new_v4();
+        let id = uploads.begin(owner, "dev", "game", "1.0", 8, None).unwrap();
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        uploads.chunk(owner, &id, 0, b64(b"abcd")).await.unwrap();
+        let staging = uploads.active.lock()[&id].lock().dir.clone();
+        assert!(staging.exists());
+
+        // The disk fills up under the next chunk.
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
+        uploads.active.lock()[&id].lock().file = full.expect("/dev/full");
+        let failed = uploads.chunk(owner, &id, 1, b64(b"efgh")).await;
+        assert!(
+            matches!(failed, Err(DomainError::Internal(_))),
+            "{failed:?}"
+        );
+
+        assert!(!staging.exists(), "the staging files are deleted");
+        let next = uploads.chunk(owner, &id, 1, b64(b"efgh")).await;
+        assert!(matches!(next, Err(DomainError::BadState(_))), "{next:?}");
+        // The version can be uploaded again from the start.
+        let again = uploads.begin(owner, "dev", "game", "1.0", 8, None).unwrap();
+        uploads.chunk(owner, &again, 0, b64(b"abcd")).await.unwrap();
+        uploads.chunk(owner, &again, 1, b64(b"efgh")).await.unwrap();
+        let published = uploads.finish(owner, &again).await.unwrap();
+        let build = catalog::version_dir(data.path(), "game", "1.0").join(BUILD_FILE);
+        assert_eq!(std::fs::read(build).unwrap(), b"abcdefgh");
+        assert_eq!(published.size_bytes, 8);
     }
 }
