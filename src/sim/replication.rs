@@ -263,8 +263,12 @@ fn snapshot_for(
         ));
     }
     client.known.replace(known);
-    // Indexes into the old list are stale: scan afresh on the next delta.
-    client.interest = Interest::default();
+    // Indexes into the old list are stale: scan afresh on the next delta, with priorities
+    // accruing from now.
+    client.interest = Interest {
+        last_scan_tick: tick.0,
+        ..Interest::default()
+    };
     let markets: Vec<MarketView> = stations
         .iter()
         .filter(|(_, _, i)| i.0 == instance.0)
