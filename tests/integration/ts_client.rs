@@ -2,7 +2,7 @@
 //! spec's code block as is), subscribes, broadcasts and receives against a real server,
 //! under Node with the `ws` package standing in for the browser's WebSocket.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,6 @@
 //! realtime-game.md on `/game`: played over a real WebSocket.
 
-mod common;
+use crate::common;
 
 use common::{GameClient, TestServer, token_for};
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! The command-line clients for people, run as a person would, against a real server.
 
-mod common;
+use crate::common;
 
 use common::{LineClient, TestServer};
 use serde_json::json;

@@ -1,6 +1,6 @@
 //! The server binary as an operator runs it: listening lines, signals, and crashes.
 
-mod common;
+use crate::common;
 
 use common::{ChildServer, temp_data_dir};
 use serde_json::json;

@@ -1,6 +1,6 @@
 //! TLS: with a certificate and key, HTTPS and the TCP listeners speak TLS.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Accounts and tokens over REST (`/api/v1/auth/*`), in the raos response format.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{TestServer, assert_failure};

@@ -1,7 +1,7 @@
 //! raos-integration.md over real sockets: every action on `GET /raos`, every REST route,
 //! the error codes, events from the game, assets, and concurrent project saves.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashSet, VecDeque};
 

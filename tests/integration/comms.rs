@@ -1,6 +1,6 @@
 //! comms-ws.md on `/ws`, over real WebSockets.
 
-mod common;
+use crate::common;
 
 use bytes::Bytes;
 use common::{TestServer, Ws, token_for, ws_connect, ws_next};

@@ -1,6 +1,6 @@
 //! Uploads across `kill -9`: a version is either wholly there or not at all.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{ChildServer, LineClient, temp_data_dir};

@@ -1,6 +1,6 @@
 //! store-lobby-tcp.md: the developer server and the lobby/store server over real TCP.
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{GameClient, LineClient, TestServer, assert_line_error};

@@ -3,7 +3,7 @@
 //! the database must hold every acknowledged wage, nothing half-applied, and a ledger
 //! whose invariant holds.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

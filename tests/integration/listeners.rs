@@ -1,7 +1,7 @@
 //! Listener behaviour shared by every protocol: framing errors, limits, timeouts, health
 //! and metrics.
 
-mod common;
+use crate::common;
 
 use common::{LineClient, TestServer, assert_line_error};
 

@@ -2,7 +2,7 @@
 //! redirect, the nonce and HMAC, players, wages into pots, finishes, the ladder, and a
 //! period resolving.
 
-mod common;
+use crate::common;
 
 use common::garp::{Garp, Player, dev_game, open, send, sign};
 use common::{TestServer, close_code, ws_next};

@@ -1,7 +1,7 @@
 //! `ecliptic loadgen`: each scenario, a few clients for a few seconds, against a real
 //! server; the report says what they saw.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use serde_json::Value;

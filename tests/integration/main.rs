@@ -1,0 +1,23 @@
+//! The integration suite: every test starts a real server on port 0 with its own temp
+//! data directory and talks to it over real sockets. One test binary, so the suite links
+//! once instead of once per file (`tick_rate.rs` stays alone: it measures the tick).
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod auth;
+mod cli;
+mod comms;
+mod game;
+mod garp;
+mod garp_crash;
+mod listeners;
+mod loadgen;
+mod process;
+mod raos;
+mod replication;
+mod store_lobby;
+mod tls;
+mod ts_client;
+mod upload_crash;
+mod wallet;
