@@ -2,8 +2,10 @@
 //! line in, one per line out.
 //!
 //! The reader decodes a line at a time and answers in order; a writer task owns the socket's
-//! write half and a bounded queue, so pushed messages (room updates, presence, download
-//! chunks) interleave with replies without either blocking the other. Lines over the limit
+//! write half and two bounded queues: replies and pushed messages (room updates, presence)
+//! go first, and download chunks, a few at a time, fill the socket between them. So a
+//! reply never waits behind a download, and a download to a slow reader holds a couple
+//! of chunks in memory, not the whole build. Lines over the limit
 //! and lines that are not UTF-8 get a code-100 error and the connection carries on. A
 //! connection that has not authenticated within the configured time is closed.
 
@@ -46,7 +48,14 @@ pub struct Session {
     pub entered: Option<crate::services::accounts::Identity>,
     /// Queue to the writer, for messages pushed outside the request/response rhythm.
     pub push: mpsc::Sender<Bytes>,
+    /// Queue to the writer for bulk lines (download chunks, and the line that ends each
+    /// download, so it follows its chunks). Written only when `push` is empty.
+    pub bulk: mpsc::Sender<Bytes>,
 }
+
+/// Bulk lines waiting for the writer: enough to keep the socket busy while the next
+/// chunk is read and encoded, few enough that a slow reader costs little memory.
+const BULK_QUEUE: usize = 2;
 
 /// Serves every connection the acceptor hands over until it stops.
 pub async fn serve(mut conns: mpsc::Receiver<Conn>, server: TcpServer, state: AppState) {
@@ -64,7 +73,14 @@ async fn connection(conn: Conn, server: TcpServer, state: AppState) {
     let peer = conn.peer;
     let (reader, writer) = tokio::io::split(conn);
     let (push, outbound) = mpsc::channel::<Bytes>(state.config.limits.outbound_queue);
-    let writer_task = tokio::spawn(write_lines(writer, outbound, state.clone(), protocol));
+    let (bulk, bulk_lines) = mpsc::channel::<Bytes>(BULK_QUEUE);
+    let writer_task = tokio::spawn(write_lines(
+        writer,
+        outbound,
+        bulk_lines,
+        state.clone(),
+        protocol,
+    ));
 
     let max_line = state.config.limits.ndjson_line_bytes;
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
@@ -77,6 +93,7 @@ async fn connection(conn: Conn, server: TcpServer, state: AppState) {
         token: None,
         entered: None,
         push: push.clone(),
+        bulk,
     };
     let auth_deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
 
@@ -191,15 +208,23 @@ async fn handle_line(line: &[u8], session: &mut Session, state: &AppState) -> Op
     super::store_server::dispatch(request, session, state).await
 }
 
-/// Writes queued lines, batching whatever is waiting into one flush.
+/// Writes queued lines: whatever replies and pushes are waiting, batched into one flush,
+/// before each bulk line. Ends when both queues have closed.
 async fn write_lines(
     mut writer: tokio::io::WriteHalf<Conn>,
     mut outbound: mpsc::Receiver<Bytes>,
+    mut bulk: mpsc::Receiver<Bytes>,
     state: AppState,
     protocol: &'static str,
 ) {
     let metrics = Arc::clone(&state.metrics);
-    while let Some(first) = outbound.recv().await {
+    loop {
+        let first = tokio::select! {
+            biased;
+            Some(line) = outbound.recv() => line,
+            Some(line) = bulk.recv() => line,
+            else => break,
+        };
         let mut batch = vec![first];
         while let Ok(more) = outbound.try_recv() {
             batch.push(more);

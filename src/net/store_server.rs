@@ -412,14 +412,14 @@ async fn download(
         .send(Bytes::from(begin.to_line()))
         .await
         .map_err(|_| DomainError::Busy)?;
-    let push = session.push.clone();
+    let bulk = session.bulk.clone();
     let shutdown = state.shutdown.clone();
     tokio::spawn(stream_file(
         file,
         download_id,
         version,
         chunk_size,
-        push,
+        bulk,
         shutdown,
     ));
     Ok(())
@@ -430,7 +430,7 @@ async fn stream_file(
     download_id: String,
     version: Version,
     chunk_size: usize,
-    push: tokio::sync::mpsc::Sender<Bytes>,
+    bulk: tokio::sync::mpsc::Sender<Bytes>,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut buf = vec![0u8; chunk_size];
@@ -448,7 +448,7 @@ async fn stream_file(
                 Err(e) => {
                     let line =
                         wire::download_error(&download_id, Code::ServerError, &e.to_string());
-                    let _ = push.send(line).await;
+                    let _ = bulk.send(line).await;
                     return;
                 }
             }
@@ -462,7 +462,7 @@ async fn stream_file(
             &json!({ "download_id": download_id, "seq": seq }),
             &buf[..filled],
         ));
-        if push.send(chunk).await.is_err() {
+        if bulk.send(chunk).await.is_err() {
             return;
         }
         seq += 1;
@@ -479,7 +479,7 @@ async fn stream_file(
             "the build file changed size",
         )
     };
-    let _ = push.send(last).await;
+    let _ = bulk.send(last).await;
 }
 
 /// Drops abandoned uploads now and then.

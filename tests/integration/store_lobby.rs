@@ -1049,8 +1049,18 @@ async fn login_player_and_requests_answered_while_a_download_streams() {
     lobby
         .send(&json!({"type": "DOWNLOAD_BEGIN", "token": ptoken, "payload": {"game_id": game}}))
         .await;
-    let begin = lobby.recv().await.unwrap();
-    ok(&begin);
+    ok(&lobby.recv().await.unwrap());
+    // Read half the chunks slowly, one per round trip through the simulation on a second
+    // connection, so the server has queued all the download it is going to before the next
+    // request arrives. That request's reply must still not wait for the rest: only the
+    // chunks already in the socket's buffers and the writer's short queue come first.
+    let mut pacer = LineClient::connect(server.handle().lobby_tcp_addr).await;
+    for seq in 0..32 {
+        let chunk = lobby.recv().await.unwrap();
+        assert_eq!(chunk["type"], "DOWNLOAD_CHUNK");
+        assert_eq!(chunk["payload"]["seq"], seq);
+        ok(&call(&mut pacer, "LIST_PLAYERS", Some(&ptoken), json!({})).await);
+    }
     lobby
         .send(&json!({"type": "LIST_PLAYERS", "token": ptoken, "payload": {}}))
         .await;
