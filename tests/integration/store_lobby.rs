@@ -27,6 +27,37 @@ async fn call(client: &mut Client, kind: &str, token: Option<&str>, payload: Val
     }
 }
 
+/// A connection and the token of its login, which its requests carry.
+struct Signed {
+    client: Client,
+    token: String,
+}
+
+impl Signed {
+    async fn call(&mut self, kind: &str, payload: Value) -> Value {
+        call(&mut self.client, kind, Some(&self.token), payload).await
+    }
+
+    /// Sends a request without waiting for its reply.
+    async fn request(&mut self, kind: &str, payload: Value) {
+        let request = json!({"type": kind, "token": self.token, "payload": payload});
+        self.client.send(&request).await;
+    }
+}
+
+impl std::ops::Deref for Signed {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Signed {
+    fn deref_mut(&mut self) -> &mut Client {
+        &mut self.client
+    }
+}
+
 fn ok(reply: &Value) -> &Value {
     assert_eq!(reply["status"], "ok", "{reply}");
     assert_eq!(reply["code"], 0, "{reply}");
@@ -34,37 +65,26 @@ fn ok(reply: &Value) -> &Value {
     &reply["payload"]
 }
 
-async fn developer(server: &TestServer, name: &str) -> (Client, String) {
-    let mut dev = LineClient::connect(server.handle().dev_tcp_addr).await;
-    let reply = call(
-        &mut dev,
-        "REGISTER_DEV",
-        None,
-        json!({"username": name, "password": "pw"}),
-    )
-    .await;
+/// A new connection to `addr`, logged in by `kind` (a REGISTER or LOGIN) with password "pw".
+async fn signed_in(addr: std::net::SocketAddr, kind: &str, name: &str) -> Signed {
+    let mut client = LineClient::connect(addr).await;
+    let payload = json!({"username": name, "password": "pw"});
+    let reply = call(&mut client, kind, None, payload).await;
     let token = ok(&reply)["session_token"].as_str().unwrap().to_owned();
-    (dev, token)
+    Signed { client, token }
 }
 
-async fn player(server: &TestServer, name: &str) -> (Client, String) {
-    let mut lobby = LineClient::connect(server.handle().lobby_tcp_addr).await;
-    let reply = call(
-        &mut lobby,
-        "REGISTER_PLAYER",
-        None,
-        json!({"username": name, "password": "pw"}),
-    )
-    .await;
-    let token = ok(&reply)["session_token"].as_str().unwrap().to_owned();
-    (lobby, token)
+async fn developer(server: &TestServer, name: &str) -> Signed {
+    signed_in(server.handle().dev_tcp_addr, "REGISTER_DEV", name).await
 }
 
-async fn create_game(dev: &mut Client, token: &str, name: &str, max_players: u32) -> String {
-    let reply = call(
-        dev,
+async fn player(server: &TestServer, name: &str) -> Signed {
+    signed_in(server.handle().lobby_tcp_addr, "REGISTER_PLAYER", name).await
+}
+
+async fn create_game(dev: &mut Signed, name: &str, max_players: u32) -> String {
+    let reply = dev.call(
         "CREATE_GAME",
-        Some(token),
         json!({"name": name, "description": "a test game", "game_type": "cli", "max_players": max_players}),
     )
     .await;
@@ -77,8 +97,7 @@ async fn create_game(dev: &mut Client, token: &str, name: &str, max_players: u32
 /// Uploads `bytes` as `version` in `chunk`-sized pieces; `pipelined` sends every chunk
 /// before reading the acknowledgements.
 async fn upload(
-    dev: &mut Client,
-    token: &str,
+    dev: &mut Signed,
     game: &str,
     version: &str,
     bytes: &[u8],
@@ -86,10 +105,8 @@ async fn upload(
     pipelined: bool,
 ) -> Value {
     let checksum = hex::encode(Sha256::digest(bytes));
-    let begin = call(
-        dev,
+    let begin = dev.call(
         "UPLOAD_BEGIN",
-        Some(token),
         json!({"game_id": game, "version": version, "size_bytes": bytes.len(), "checksum": checksum}),
     )
     .await;
@@ -99,9 +116,9 @@ async fn upload(
     let pieces: Vec<&[u8]> = bytes.chunks(chunk).collect();
     if pipelined {
         for (seq, piece) in pieces.iter().enumerate() {
-            dev.send(&json!({"type": "UPLOAD_CHUNK", "token": token,
-                "payload": {"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(piece)}}))
-                .await;
+            let payload =
+                json!({"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(piece)});
+            dev.request("UPLOAD_CHUNK", payload).await;
         }
         for seq in 0..pieces.len() {
             let reply = dev.recv().await.unwrap();
@@ -109,29 +126,22 @@ async fn upload(
         }
     } else {
         for (seq, piece) in pieces.iter().enumerate() {
-            let reply = call(
-                dev,
-                "UPLOAD_CHUNK",
-                Some(token),
-                json!({"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(piece)}),
-            )
-            .await;
+            let reply = dev
+                .call(
+                    "UPLOAD_CHUNK",
+                    json!({"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(piece)}),
+                )
+                .await;
             ok(&reply);
         }
     }
-    call(
-        dev,
-        "UPLOAD_END",
-        Some(token),
-        json!({"upload_id": upload_id}),
-    )
-    .await
+    dev.call("UPLOAD_END", json!({"upload_id": upload_id}))
+        .await
 }
 
 /// Downloads a game; returns (version, bytes, checksum from DOWNLOAD_END).
 async fn download(
-    lobby: &mut Client,
-    token: &str,
+    lobby: &mut Signed,
     game: &str,
     version: Option<&str>,
 ) -> (String, Vec<u8>, String) {
@@ -139,7 +149,7 @@ async fn download(
     if let Some(v) = version {
         payload["version"] = json!(v);
     }
-    let begin = call(lobby, "DOWNLOAD_BEGIN", Some(token), payload).await;
+    let begin = lobby.call("DOWNLOAD_BEGIN", payload).await;
     let begin = ok(&begin).clone();
     let id = begin["download_id"].as_str().unwrap().to_owned();
     let mut bytes = Vec::new();
@@ -185,23 +195,15 @@ fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 #[tokio::test]
 async fn developer_commands_and_the_duplicate_login_rule() {
     let server = TestServer::start().await;
-    let (mut dev, first_token) = developer(&server, "studio").await;
-    let game = create_game(&mut dev, &first_token, "Snake", 4).await;
+    let mut dev = developer(&server, "studio").await;
+    let game = create_game(&mut dev, "Snake", 4).await;
 
     // A newer login ends the older token: its next request gets 105.
-    let mut second = LineClient::connect(server.handle().dev_tcp_addr).await;
-    let reply = call(
-        &mut second,
-        "LOGIN_DEV",
-        None,
-        json!({"username": "studio", "password": "pw"}),
-    )
-    .await;
-    let token = ok(&reply)["session_token"].as_str().unwrap().to_owned();
-    let stale = call(&mut dev, "LIST_MY_GAMES", Some(&first_token), json!({})).await;
+    let mut second = signed_in(server.handle().dev_tcp_addr, "LOGIN_DEV", "studio").await;
+    let stale = dev.call("LIST_MY_GAMES", json!({})).await;
     assert_line_error(&stale, 105);
 
-    let list = call(&mut second, "LIST_MY_GAMES", Some(&token), json!({})).await;
+    let list = second.call("LIST_MY_GAMES", json!({})).await;
     let games = ok(&list)["games"].as_array().unwrap().clone();
     assert_eq!(games.len(), 1);
     assert_eq!(games[0]["game_id"], game.as_str());
@@ -210,57 +212,31 @@ async fn developer_commands_and_the_duplicate_login_rule() {
     assert_eq!(games[0]["status"], "ONLINE");
     assert_eq!(games[0]["latest_version"], Value::Null);
 
-    let reply = call(
-        &mut second,
-        "UPDATE_GAME_META",
-        Some(&token),
-        json!({"game_id": game, "description": "now with walls", "max_players": 2}),
-    )
-    .await;
+    let reply = second
+        .call(
+            "UPDATE_GAME_META",
+            json!({"game_id": game, "description": "now with walls", "max_players": 2}),
+        )
+        .await;
     ok(&reply);
-    let reply = call(
-        &mut second,
-        "SET_GAME_STATUS",
-        Some(&token),
-        json!({"game_id": game, "status": "OFFLINE"}),
-    )
-    .await;
+    let reply = second
+        .call(
+            "SET_GAME_STATUS",
+            json!({"game_id": game, "status": "OFFLINE"}),
+        )
+        .await;
     assert_eq!(ok(&reply)["status"], "OFFLINE");
-    let list = call(&mut second, "LIST_MY_GAMES", Some(&token), json!({})).await;
+    let list = second.call("LIST_MY_GAMES", json!({})).await;
     assert_eq!(ok(&list)["games"][0]["description"], "now with walls");
     assert_eq!(ok(&list)["games"][0]["status"], "OFFLINE");
 
     let data = random_bytes(10_000, 7);
-    let end = upload(
-        &mut second,
-        &token,
-        &game,
-        "1.0.0",
-        &data,
-        Some(4096),
-        false,
-    )
-    .await;
+    let end = upload(&mut second, &game, "1.0.0", &data, Some(4096), false).await;
     assert_eq!(ok(&end)["version"], "1.0.0");
     assert_eq!(ok(&end)["is_latest"], true);
-    let end = upload(
-        &mut second,
-        &token,
-        &game,
-        "1.1.0",
-        &data[..100],
-        None,
-        true,
-    )
-    .await;
+    let end = upload(&mut second, &game, "1.1.0", &data[..100], None, true).await;
     ok(&end);
-    let versions = call(
-        &mut second,
-        "LIST_VERSIONS",
-        Some(&token),
-        json!({"game_id": game}),
-    )
-    .await;
+    let versions = second.call("LIST_VERSIONS", json!({"game_id": game})).await;
     let versions = ok(&versions)["versions"].as_array().unwrap().clone();
     assert_eq!(versions.len(), 2);
     assert_eq!(versions[0]["version"], "1.0.0");
@@ -293,37 +269,24 @@ async fn developer_commands_and_the_duplicate_login_rule() {
 #[tokio::test]
 async fn every_status_code() {
     let server = TestServer::start().await;
-    let (mut dev, token) = developer(&server, "coder").await;
-    let game = create_game(&mut dev, &token, "Pong", 2).await;
+    let mut dev = developer(&server, "coder").await;
+    let game = create_game(&mut dev, "Pong", 2).await;
 
     // 100: unknown type, malformed payloads, extra fields.
+    assert_line_error(&dev.call("LAUNCH_MISSILES", json!({})).await, 100);
+    assert_line_error(&dev.call("CREATE_GAME", json!({"name": "x"})).await, 100);
+    assert_line_error(&dev.call("LIST_MY_GAMES", json!({"extra": 1})).await, 100);
     assert_line_error(
-        &call(&mut dev, "LAUNCH_MISSILES", Some(&token), json!({})).await,
-        100,
-    );
-    assert_line_error(
-        &call(&mut dev, "CREATE_GAME", Some(&token), json!({"name": "x"})).await,
-        100,
-    );
-    assert_line_error(
-        &call(&mut dev, "LIST_MY_GAMES", Some(&token), json!({"extra": 1})).await,
-        100,
-    );
-    assert_line_error(
-        &call(
-            &mut dev,
+        &dev.call(
             "SET_GAME_STATUS",
-            Some(&token),
             json!({"game_id": game, "status": "MAYBE"}),
         )
         .await,
         100,
     );
     assert_line_error(
-        &call(
-            &mut dev,
+        &dev.call(
             "CREATE_GAME",
-            Some(&token),
             json!({"name": "x", "description": "", "game_type": "cli", "max_players": 0}),
         )
         .await,
@@ -352,25 +315,23 @@ async fn every_status_code() {
         101,
     );
     // 102: someone else's game; a player at the developer server.
-    let (mut rival, rival_token) = developer(&server, "rival").await;
+    let mut rival = developer(&server, "rival").await;
     assert_line_error(
-        &call(
-            &mut rival,
-            "SET_GAME_STATUS",
-            Some(&rival_token),
-            json!({"game_id": game, "status": "OFFLINE"}),
-        )
-        .await,
+        &rival
+            .call(
+                "SET_GAME_STATUS",
+                json!({"game_id": game, "status": "OFFLINE"}),
+            )
+            .await,
         102,
     );
     assert_line_error(
-        &call(
-            &mut rival,
-            "UPLOAD_BEGIN",
-            Some(&rival_token),
-            json!({"game_id": game, "version": "1", "size_bytes": 1}),
-        )
-        .await,
+        &rival
+            .call(
+                "UPLOAD_BEGIN",
+                json!({"game_id": game, "version": "1", "size_bytes": 1}),
+            )
+            .await,
         102,
     );
     player(&server, "gamer").await;
@@ -387,13 +348,8 @@ async fn every_status_code() {
     );
     // 103: unknown game.
     assert_line_error(
-        &call(
-            &mut dev,
-            "LIST_VERSIONS",
-            Some(&token),
-            json!({"game_id": "no-such-game"}),
-        )
-        .await,
+        &dev.call("LIST_VERSIONS", json!({"game_id": "no-such-game"}))
+            .await,
         103,
     );
     // 104: duplicate username, duplicate version.
@@ -408,12 +364,10 @@ async fn every_status_code() {
         .await,
         104,
     );
-    ok(&upload(&mut dev, &token, &game, "1.0", b"hello", None, false).await);
+    ok(&upload(&mut dev, &game, "1.0", b"hello", None, false).await);
     assert_line_error(
-        &call(
-            &mut dev,
+        &dev.call(
             "UPLOAD_BEGIN",
-            Some(&token),
             json!({"game_id": game, "version": "1.0", "size_bytes": 5}),
         )
         .await,
@@ -421,121 +375,95 @@ async fn every_status_code() {
     );
     // 105: a chunk without BEGIN; END before all bytes.
     assert_line_error(
-        &call(
-            &mut dev,
+        &dev.call(
             "UPLOAD_CHUNK",
-            Some(&token),
             json!({"upload_id": "nope", "seq": 0, "data_b64": "aGk="}),
         )
         .await,
         105,
     );
-    let begin = call(
-        &mut dev,
-        "UPLOAD_BEGIN",
-        Some(&token),
-        json!({"game_id": game, "version": "2.0", "size_bytes": 10}),
-    )
-    .await;
-    let upload_id = ok(&begin)["upload_id"].as_str().unwrap().to_owned();
-    ok(&call(
-        &mut dev,
-        "UPLOAD_CHUNK",
-        Some(&token),
-        json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"12345")}),
-    )
-    .await);
-    assert_line_error(
-        &call(
-            &mut dev,
-            "UPLOAD_END",
-            Some(&token),
-            json!({"upload_id": upload_id}),
+    let begin = dev
+        .call(
+            "UPLOAD_BEGIN",
+            json!({"game_id": game, "version": "2.0", "size_bytes": 10}),
         )
-        .await,
+        .await;
+    let upload_id = ok(&begin)["upload_id"].as_str().unwrap().to_owned();
+    ok(&dev
+        .call(
+            "UPLOAD_CHUNK",
+            json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"12345")}),
+        )
+        .await);
+    assert_line_error(
+        &dev.call("UPLOAD_END", json!({"upload_id": upload_id}))
+            .await,
         105,
     );
     // 120: a skipped seq and a changed retry; an identical retry is acknowledged again.
-    let gap = call(
-        &mut dev,
-        "UPLOAD_CHUNK",
-        Some(&token),
-        json!({"upload_id": upload_id, "seq": 2, "data_b64": B64.encode(b"67890")}),
-    )
-    .await;
+    let gap = dev
+        .call(
+            "UPLOAD_CHUNK",
+            json!({"upload_id": upload_id, "seq": 2, "data_b64": B64.encode(b"67890")}),
+        )
+        .await;
     assert!(assert_line_error(&gap, 120).contains("expected seq 1"));
-    let changed = call(
-        &mut dev,
-        "UPLOAD_CHUNK",
-        Some(&token),
-        json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"XXXXX")}),
-    )
-    .await;
+    let changed = dev
+        .call(
+            "UPLOAD_CHUNK",
+            json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"XXXXX")}),
+        )
+        .await;
     assert_line_error(&changed, 120);
     // Not base64: refused, nothing changes (the retry below is still recognised).
-    let garbled = call(
-        &mut dev,
-        "UPLOAD_CHUNK",
-        Some(&token),
-        json!({"upload_id": upload_id, "seq": 1, "data_b64": "not base64!"}),
-    )
-    .await;
+    let garbled = dev
+        .call(
+            "UPLOAD_CHUNK",
+            json!({"upload_id": upload_id, "seq": 1, "data_b64": "not base64!"}),
+        )
+        .await;
     assert!(assert_line_error(&garbled, 100).contains("not base64"));
-    let retry = call(
-        &mut dev,
-        "UPLOAD_CHUNK",
-        Some(&token),
-        json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"12345")}),
-    )
-    .await;
+    let retry = dev
+        .call(
+            "UPLOAD_CHUNK",
+            json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"12345")}),
+        )
+        .await;
     assert_eq!(ok(&retry)["received_bytes"], 5);
     // Over the size: refused, nothing changes.
-    let past = call(
-        &mut dev,
-        "UPLOAD_CHUNK",
-        Some(&token),
-        json!({"upload_id": upload_id, "seq": 1, "data_b64": B64.encode(b"123456789")}),
-    )
-    .await;
-    assert_line_error(&past, 100);
-    ok(&call(
-        &mut dev,
-        "UPLOAD_CHUNK",
-        Some(&token),
-        json!({"upload_id": upload_id, "seq": 1, "data_b64": B64.encode(b"67890")}),
-    )
-    .await);
-    ok(&call(
-        &mut dev,
-        "UPLOAD_END",
-        Some(&token),
-        json!({"upload_id": upload_id}),
-    )
-    .await);
-    // 121: a checksum that does not match; nothing is published.
-    let begin = call(
-        &mut dev,
-        "UPLOAD_BEGIN",
-        Some(&token),
-        json!({"game_id": game, "version": "3.0", "size_bytes": 3, "checksum": "0".repeat(64)}),
-    )
-    .await;
-    let upload_id = ok(&begin)["upload_id"].as_str().unwrap().to_owned();
-    ok(&call(
-        &mut dev,
-        "UPLOAD_CHUNK",
-        Some(&token),
-        json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"abc")}),
-    )
-    .await);
-    assert_line_error(
-        &call(
-            &mut dev,
-            "UPLOAD_END",
-            Some(&token),
-            json!({"upload_id": upload_id}),
+    let past = dev
+        .call(
+            "UPLOAD_CHUNK",
+            json!({"upload_id": upload_id, "seq": 1, "data_b64": B64.encode(b"123456789")}),
         )
-        .await,
+        .await;
+    assert_line_error(&past, 100);
+    ok(&dev
+        .call(
+            "UPLOAD_CHUNK",
+            json!({"upload_id": upload_id, "seq": 1, "data_b64": B64.encode(b"67890")}),
+        )
+        .await);
+    ok(&dev
+        .call("UPLOAD_END", json!({"upload_id": upload_id}))
+        .await);
+    // 121: a checksum that does not match; nothing is published.
+    let begin = dev
+        .call(
+            "UPLOAD_BEGIN",
+            json!({"game_id": game, "version": "3.0", "size_bytes": 3, "checksum": "0".repeat(64)}),
+        )
+        .await;
+    let upload_id = ok(&begin)["upload_id"].as_str().unwrap().to_owned();
+    ok(&dev
+        .call(
+            "UPLOAD_CHUNK",
+            json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(b"abc")}),
+        )
+        .await);
+    assert_line_error(
+        &dev.call("UPLOAD_END", json!({"upload_id": upload_id}))
+            .await,
         121,
     );
     assert!(
@@ -547,47 +475,34 @@ async fn every_status_code() {
             .join("3.0")
             .exists()
     );
-    let versions = call(
-        &mut dev,
-        "LIST_VERSIONS",
-        Some(&token),
-        json!({"game_id": game}),
-    )
-    .await;
+    let versions = dev.call("LIST_VERSIONS", json!({"game_id": game})).await;
     assert_eq!(ok(&versions)["versions"].as_array().unwrap().len(), 2);
     // A chunk larger than chunk_size.
-    let begin = call(
-        &mut dev,
-        "UPLOAD_BEGIN",
-        Some(&token),
-        json!({"game_id": game, "version": "4.0", "size_bytes": 2_000_000}),
-    )
-    .await;
+    let begin = dev
+        .call(
+            "UPLOAD_BEGIN",
+            json!({"game_id": game, "version": "4.0", "size_bytes": 2_000_000}),
+        )
+        .await;
     let begin = ok(&begin).clone();
     let too_big = vec![0u8; begin["chunk_size"].as_u64().unwrap() as usize + 1];
-    let reply = call(
-        &mut dev,
-        "UPLOAD_CHUNK",
-        Some(&token),
-        json!({"upload_id": begin["upload_id"], "seq": 0, "data_b64": B64.encode(&too_big)}),
-    )
-    .await;
+    let reply = dev
+        .call(
+            "UPLOAD_CHUNK",
+            json!({"upload_id": begin["upload_id"], "seq": 0, "data_b64": B64.encode(&too_big)}),
+        )
+        .await;
     assert!(assert_line_error(&reply, 100).contains("chunk_size"));
-    ok(&call(
-        &mut dev,
-        "CANCEL_UPLOAD",
-        Some(&token),
-        json!({"upload_id": begin["upload_id"]}),
-    )
-    .await);
+    ok(&dev
+        .call("CANCEL_UPLOAD", json!({"upload_id": begin["upload_id"]}))
+        .await);
     // Over the maximum size: refused at BEGIN.
-    let reply = call(
-        &mut dev,
-        "UPLOAD_BEGIN",
-        Some(&token),
-        json!({"game_id": game, "version": "5.0", "size_bytes": 1u64 << 40}),
-    )
-    .await;
+    let reply = dev
+        .call(
+            "UPLOAD_BEGIN",
+            json!({"game_id": game, "version": "5.0", "size_bytes": 1u64 << 40}),
+        )
+        .await;
     assert_line_error(&reply, 100);
 }
 
@@ -595,8 +510,8 @@ async fn every_status_code() {
 async fn path_traversal_writes_nothing_outside_the_data_dir() {
     // The data dir sits inside a private directory, so anything written beside it shows.
     let server = TestServer::start_with(|c| c.data_dir = c.data_dir.join("data")).await;
-    let (mut dev, token) = developer(&server, "sneaky").await;
-    let game = create_game(&mut dev, &token, "Escape", 1).await;
+    let mut dev = developer(&server, "sneaky").await;
+    let game = create_game(&mut dev, "Escape", 1).await;
     let outside = server.dir.path().to_owned();
     for version in [
         "../../evil",
@@ -607,13 +522,12 @@ async fn path_traversal_writes_nothing_outside_the_data_dir() {
         "x\u{0}y",
         ".hidden",
     ] {
-        let reply = call(
-            &mut dev,
-            "UPLOAD_BEGIN",
-            Some(&token),
-            json!({"game_id": game, "version": version, "size_bytes": 1}),
-        )
-        .await;
+        let reply = dev
+            .call(
+                "UPLOAD_BEGIN",
+                json!({"game_id": game, "version": version, "size_bytes": 1}),
+            )
+            .await;
         let message = assert_line_error(&reply, 100);
         assert!(
             message.contains("invalid version"),
@@ -621,23 +535,21 @@ async fn path_traversal_writes_nothing_outside_the_data_dir() {
         );
     }
     for game_id in ["../..", "x/../../y", "/etc"] {
-        let reply = call(
-            &mut dev,
-            "UPLOAD_BEGIN",
-            Some(&token),
-            json!({"game_id": game_id, "version": "1", "size_bytes": 1}),
-        )
-        .await;
+        let reply = dev
+            .call(
+                "UPLOAD_BEGIN",
+                json!({"game_id": game_id, "version": "1", "size_bytes": 1}),
+            )
+            .await;
         assert!(assert_line_error(&reply, 100).contains("invalid game_id"));
     }
-    let (mut lobby, ptoken) = player(&server, "downloader").await;
-    let reply = call(
-        &mut lobby,
-        "DOWNLOAD_BEGIN",
-        Some(&ptoken),
-        json!({"game_id": game, "version": "../../../etc/passwd"}),
-    )
-    .await;
+    let mut lobby = player(&server, "downloader").await;
+    let reply = lobby
+        .call(
+            "DOWNLOAD_BEGIN",
+            json!({"game_id": game, "version": "../../../etc/passwd"}),
+        )
+        .await;
     assert_line_error(&reply, 100);
     let beside: Vec<_> = std::fs::read_dir(&outside)
         .unwrap()
@@ -651,15 +563,15 @@ async fn path_traversal_writes_nothing_outside_the_data_dir() {
 #[tokio::test]
 async fn fifty_mib_round_trip_pipelined_and_not() {
     let server = TestServer::start().await;
-    let (mut dev, token) = developer(&server, "bigfiles").await;
-    let game = create_game(&mut dev, &token, "Huge", 8).await;
+    let mut dev = developer(&server, "bigfiles").await;
+    let game = create_game(&mut dev, "Huge", 8).await;
     let data = random_bytes(50 << 20, 99);
     let digest = hex::encode(Sha256::digest(&data));
-    ok(&upload(&mut dev, &token, &game, "1.0.0", &data, None, true).await);
-    ok(&upload(&mut dev, &token, &game, "1.0.1", &data, None, false).await);
-    let (mut lobby, ptoken) = player(&server, "fetcher").await;
+    ok(&upload(&mut dev, &game, "1.0.0", &data, None, true).await);
+    ok(&upload(&mut dev, &game, "1.0.1", &data, None, false).await);
+    let mut lobby = player(&server, "fetcher").await;
     for version in [Some("1.0.0"), None] {
-        let (got_version, bytes, checksum) = download(&mut lobby, &ptoken, &game, version).await;
+        let (got_version, bytes, checksum) = download(&mut lobby, &game, version).await;
         assert_eq!(got_version, version.unwrap_or("1.0.1"));
         assert_eq!(checksum, digest);
         assert!(bytes == data, "identical bytes");
@@ -669,12 +581,12 @@ async fn fifty_mib_round_trip_pipelined_and_not() {
 #[tokio::test]
 async fn lobby_catalog_reviews_and_presence() {
     let server = TestServer::start().await;
-    let (mut dev, dtoken) = developer(&server, "maker").await;
-    let game = create_game(&mut dev, &dtoken, "Chess", 2).await;
-    ok(&upload(&mut dev, &dtoken, &game, "0.9", b"pieces", None, false).await);
+    let mut dev = developer(&server, "maker").await;
+    let game = create_game(&mut dev, "Chess", 2).await;
+    ok(&upload(&mut dev, &game, "0.9", b"pieces", None, false).await);
 
-    let (mut watcher, wtoken) = player(&server, "watcher").await;
-    let (mut alice, atoken) = player(&server, "alice").await;
+    let mut watcher = player(&server, "watcher").await;
+    let mut alice = player(&server, "alice").await;
     // The watcher is told alice arrived.
     let push = loop {
         let line = watcher.recv().await.unwrap();
@@ -684,7 +596,7 @@ async fn lobby_catalog_reviews_and_presence() {
     };
     assert_eq!(push["payload"]["online"], json!(["alice"]));
 
-    let games = call(&mut alice, "LIST_GAMES", Some(&atoken), json!({})).await;
+    let games = alice.call("LIST_GAMES", json!({})).await;
     let games = ok(&games)["games"].as_array().unwrap().clone();
     let space = games
         .iter()
@@ -699,44 +611,34 @@ async fn lobby_catalog_reviews_and_presence() {
     assert_eq!(chess["latest_version"], "0.9");
     assert_eq!(chess["avg_score"], Value::Null);
 
-    ok(&call(
-        &mut alice,
-        "ADD_REVIEW",
-        Some(&atoken),
-        json!({"game_id": game, "score": 2, "comment": "meh"}),
-    )
-    .await);
-    ok(&call(
-        &mut alice,
-        "ADD_REVIEW",
-        Some(&atoken),
-        json!({"game_id": game, "score": 4, "comment": "grew on me"}),
-    )
-    .await);
-    ok(&call(
-        &mut watcher,
-        "ADD_REVIEW",
-        Some(&wtoken),
-        json!({"game_id": game, "score": 5, "comment": "great"}),
-    )
-    .await);
-    assert_line_error(
-        &call(
-            &mut alice,
+    ok(&alice
+        .call(
             "ADD_REVIEW",
-            Some(&atoken),
-            json!({"game_id": game, "score": 6, "comment": "x"}),
+            json!({"game_id": game, "score": 2, "comment": "meh"}),
         )
-        .await,
+        .await);
+    ok(&alice
+        .call(
+            "ADD_REVIEW",
+            json!({"game_id": game, "score": 4, "comment": "grew on me"}),
+        )
+        .await);
+    ok(&watcher
+        .call(
+            "ADD_REVIEW",
+            json!({"game_id": game, "score": 5, "comment": "great"}),
+        )
+        .await);
+    assert_line_error(
+        &alice
+            .call(
+                "ADD_REVIEW",
+                json!({"game_id": game, "score": 6, "comment": "x"}),
+            )
+            .await,
         100,
     );
-    let reviews = call(
-        &mut alice,
-        "LIST_REVIEWS",
-        Some(&atoken),
-        json!({"game_id": game}),
-    )
-    .await;
+    let reviews = alice.call("LIST_REVIEWS", json!({"game_id": game})).await;
     let reviews = ok(&reviews)["reviews"].as_array().unwrap().clone();
     assert_eq!(
         reviews.len(),
@@ -748,13 +650,9 @@ async fn lobby_catalog_reviews_and_presence() {
     assert_eq!(mine["comment"], "grew on me");
     assert!(mine["created_at"].is_string());
 
-    let detail = call(
-        &mut alice,
-        "GET_GAME_DETAIL",
-        Some(&atoken),
-        json!({"game_id": game}),
-    )
-    .await;
+    let detail = alice
+        .call("GET_GAME_DETAIL", json!({"game_id": game}))
+        .await;
     let detail = ok(&detail);
     assert_eq!(detail["avg_score"], 4.5);
     assert_eq!(detail["game_type"], "cli");
@@ -762,13 +660,7 @@ async fn lobby_catalog_reviews_and_presence() {
     assert_eq!(detail["reviews_sample"].as_array().unwrap().len(), 2);
     assert_eq!(detail["description"], "a test game");
 
-    let latest = call(
-        &mut alice,
-        "LATEST_VERSION",
-        Some(&atoken),
-        json!({"game_id": game}),
-    )
-    .await;
+    let latest = alice.call("LATEST_VERSION", json!({"game_id": game})).await;
     assert_eq!(ok(&latest)["version"], "0.9");
     assert_eq!(ok(&latest)["size_bytes"], 6);
     assert_eq!(
@@ -776,12 +668,12 @@ async fn lobby_catalog_reviews_and_presence() {
         hex::encode(Sha256::digest(b"pieces"))
     );
 
-    let players = call(&mut alice, "LIST_PLAYERS", Some(&atoken), json!({})).await;
+    let players = alice.call("LIST_PLAYERS", json!({})).await;
     assert_eq!(ok(&players)["online_players"], json!(["alice", "watcher"]));
     drop(watcher);
     let deadline = tokio::time::Instant::now() + common::WAIT;
     loop {
-        let players = call(&mut alice, "LIST_PLAYERS", Some(&atoken), json!({})).await;
+        let players = alice.call("LIST_PLAYERS", json!({})).await;
         if ok(&players)["online_players"] == json!(["alice"]) {
             break;
         }
@@ -789,21 +681,17 @@ async fn lobby_catalog_reviews_and_presence() {
     }
     // A lobby token does not open the developer server, and vice versa.
     assert_line_error(
-        &call(&mut dev, "LIST_MY_GAMES", Some(&atoken), json!({})).await,
+        &call(&mut dev, "LIST_MY_GAMES", Some(&alice.token), json!({})).await,
         101,
     );
     assert_line_error(
-        &call(&mut alice, "LIST_GAMES", Some(&dtoken), json!({})).await,
+        &call(&mut alice, "LIST_GAMES", Some(&dev.token), json!({})).await,
         101,
     );
     assert_line_error(
-        &call(
-            &mut alice,
-            "GET_GAME_DETAIL",
-            Some(&atoken),
-            json!({"game_id": "nope"}),
-        )
-        .await,
+        &alice
+            .call("GET_GAME_DETAIL", json!({"game_id": "nope"}))
+            .await,
         103,
     );
 }
@@ -811,63 +699,35 @@ async fn lobby_catalog_reviews_and_presence() {
 #[tokio::test]
 async fn rooms_from_creation_to_a_game_client_in_the_instance() {
     let server = TestServer::start().await;
-    let (mut dev, dtoken) = developer(&server, "host-dev").await;
-    let duel = create_game(&mut dev, &dtoken, "Duel", 2).await;
-    ok(&upload(&mut dev, &dtoken, &duel, "1.0", b"duel", None, false).await);
-    let (mut host, htoken) = player(&server, "hostess").await;
-    let (mut guest, gtoken) = player(&server, "guest").await;
-    let (mut third, ttoken) = player(&server, "third").await;
+    let mut dev = developer(&server, "host-dev").await;
+    let duel = create_game(&mut dev, "Duel", 2).await;
+    ok(&upload(&mut dev, &duel, "1.0", b"duel", None, false).await);
+    let mut host = player(&server, "hostess").await;
+    let mut guest = player(&server, "guest").await;
+    let mut third = player(&server, "third").await;
 
-    let created = call(
-        &mut host,
-        "CREATE_ROOM",
-        Some(&htoken),
-        json!({"game_id": duel}),
-    )
-    .await;
+    let created = host.call("CREATE_ROOM", json!({"game_id": duel})).await;
     let room_id = ok(&created)["room_id"].as_str().unwrap().to_owned();
     assert_eq!(ok(&created)["version"], "1.0");
-    let joined = call(
-        &mut guest,
-        "JOIN_ROOM",
-        Some(&gtoken),
-        json!({"room_id": room_id}),
-    )
-    .await;
+    let joined = guest.call("JOIN_ROOM", json!({"room_id": room_id})).await;
     assert_eq!(ok(&joined)["room_id"], room_id.as_str());
     // Full (max_players 2): 105. Unknown room: 103. Only the host starts: 102.
     assert_line_error(
-        &call(
-            &mut third,
-            "JOIN_ROOM",
-            Some(&ttoken),
-            json!({"room_id": room_id}),
-        )
-        .await,
+        &third.call("JOIN_ROOM", json!({"room_id": room_id})).await,
         105,
     );
     assert_line_error(
-        &call(
-            &mut third,
-            "JOIN_ROOM",
-            Some(&ttoken),
-            json!({"room_id": "room-nope"}),
-        )
-        .await,
+        &third
+            .call("JOIN_ROOM", json!({"room_id": "room-nope"}))
+            .await,
         103,
     );
     assert_line_error(
-        &call(
-            &mut guest,
-            "START_ROOM",
-            Some(&gtoken),
-            json!({"room_id": room_id}),
-        )
-        .await,
+        &guest.call("START_ROOM", json!({"room_id": room_id})).await,
         102,
     );
 
-    let rooms = call(&mut third, "LIST_ROOMS", Some(&ttoken), json!({})).await;
+    let rooms = third.call("LIST_ROOMS", json!({})).await;
     let room = ok(&rooms)["rooms"][0].clone();
     assert_eq!(
         room,
@@ -876,16 +736,10 @@ async fn rooms_from_creation_to_a_game_client_in_the_instance() {
     );
 
     // An observer that only listens.
-    let (mut observer, _) = player(&server, "observer").await;
+    let mut observer = player(&server, "observer").await;
     // The host leaves: the guest becomes host.
-    ok(&call(
-        &mut host,
-        "LEAVE_ROOM",
-        Some(&htoken),
-        json!({"room_id": room_id}),
-    )
-    .await);
-    let rooms = call(&mut third, "LIST_ROOMS", Some(&ttoken), json!({})).await;
+    ok(&host.call("LEAVE_ROOM", json!({"room_id": room_id})).await);
+    let rooms = third.call("LIST_ROOMS", json!({})).await;
     assert_eq!(ok(&rooms)["rooms"][0]["host"], "guest");
     // The observer saw the room change.
     let update = loop {
@@ -899,48 +753,28 @@ async fn rooms_from_creation_to_a_game_client_in_the_instance() {
     assert_eq!(update["status"], "ok");
 
     // An offline game takes no new rooms: 105.
-    ok(&call(
-        &mut dev,
-        "SET_GAME_STATUS",
-        Some(&dtoken),
-        json!({"game_id": duel, "status": "OFFLINE"}),
-    )
-    .await);
-    assert_line_error(
-        &call(
-            &mut third,
-            "CREATE_ROOM",
-            Some(&ttoken),
-            json!({"game_id": duel}),
+    ok(&dev
+        .call(
+            "SET_GAME_STATUS",
+            json!({"game_id": duel, "status": "OFFLINE"}),
         )
-        .await,
+        .await);
+    assert_line_error(
+        &third.call("CREATE_ROOM", json!({"game_id": duel})).await,
         105,
     );
     assert_line_error(
-        &call(
-            &mut guest,
-            "START_ROOM",
-            Some(&gtoken),
-            json!({"room_id": room_id}),
-        )
-        .await,
+        &guest.call("START_ROOM", json!({"room_id": room_id})).await,
         105,
     );
-    ok(&call(
-        &mut dev,
-        "SET_GAME_STATUS",
-        Some(&dtoken),
-        json!({"game_id": duel, "status": "ONLINE"}),
-    )
-    .await);
+    ok(&dev
+        .call(
+            "SET_GAME_STATUS",
+            json!({"game_id": duel, "status": "ONLINE"}),
+        )
+        .await);
 
-    let started = call(
-        &mut guest,
-        "START_ROOM",
-        Some(&gtoken),
-        json!({"room_id": room_id}),
-    )
-    .await;
+    let started = guest.call("START_ROOM", json!({"room_id": room_id})).await;
     let started = ok(&started).clone();
     assert_eq!(started["room_id"], room_id.as_str());
     assert_eq!(started["version"], "1.0");
@@ -965,29 +799,22 @@ async fn rooms_from_creation_to_a_game_client_in_the_instance() {
     assert!(snapshot["payload"]["you"]["ship_id"].is_string());
 
     // The last player leaves: the room closes.
-    ok(&call(
-        &mut guest,
-        "LEAVE_ROOM",
-        Some(&gtoken),
-        json!({"room_id": room_id}),
-    )
-    .await);
-    let rooms = call(&mut third, "LIST_ROOMS", Some(&ttoken), json!({})).await;
+    ok(&guest.call("LEAVE_ROOM", json!({"room_id": room_id})).await);
+    let rooms = third.call("LIST_ROOMS", json!({})).await;
     assert_eq!(ok(&rooms)["rooms"], json!([]));
 }
 
 #[tokio::test]
 async fn abandoned_uploads_expire_with_their_staging_files() {
     let server = TestServer::start_with(|c| c.uploads.idle_timeout_secs = 1).await;
-    let (mut dev, token) = developer(&server, "quitter").await;
-    let game = create_game(&mut dev, &token, "Left", 1).await;
-    let begin = call(
-        &mut dev,
-        "UPLOAD_BEGIN",
-        Some(&token),
-        json!({"game_id": game, "version": "1", "size_bytes": 10}),
-    )
-    .await;
+    let mut dev = developer(&server, "quitter").await;
+    let game = create_game(&mut dev, "Left", 1).await;
+    let begin = dev
+        .call(
+            "UPLOAD_BEGIN",
+            json!({"game_id": game, "version": "1", "size_bytes": 10}),
+        )
+        .await;
     let upload_id = ok(&begin)["upload_id"].as_str().unwrap().to_owned();
     let staging = server.dir.path().join("staging").join(&upload_id);
     assert!(staging.exists());
@@ -999,42 +826,32 @@ async fn abandoned_uploads_expire_with_their_staging_files() {
         );
         tokio::task::yield_now().await;
     }
-    let reply = call(
-        &mut dev,
-        "UPLOAD_CHUNK",
-        Some(&token),
-        json!({"upload_id": upload_id, "seq": 0, "data_b64": "aGk="}),
-    )
-    .await;
+    let reply = dev
+        .call(
+            "UPLOAD_CHUNK",
+            json!({"upload_id": upload_id, "seq": 0, "data_b64": "aGk="}),
+        )
+        .await;
     assert_line_error(&reply, 105);
     // The version is free again.
-    let again = call(
-        &mut dev,
-        "UPLOAD_BEGIN",
-        Some(&token),
-        json!({"game_id": game, "version": "1", "size_bytes": 10}),
-    )
-    .await;
+    let again = dev
+        .call(
+            "UPLOAD_BEGIN",
+            json!({"game_id": game, "version": "1", "size_bytes": 10}),
+        )
+        .await;
     ok(&again);
 }
 
 #[tokio::test]
 async fn login_player_and_requests_answered_while_a_download_streams() {
     let server = TestServer::start().await;
-    let (mut dev, token) = developer(&server, "streamer").await;
-    let game = create_game(&mut dev, &token, "Stream", 1).await;
+    let mut dev = developer(&server, "streamer").await;
+    let game = create_game(&mut dev, "Stream", 1).await;
     let data = random_bytes(32 << 20, 3);
-    ok(&upload(&mut dev, &token, &game, "1", &data, None, true).await);
+    ok(&upload(&mut dev, &game, "1", &data, None, true).await);
     player(&server, "reader").await;
-    let mut lobby = LineClient::connect(server.handle().lobby_tcp_addr).await;
-    let login = call(
-        &mut lobby,
-        "LOGIN_PLAYER",
-        None,
-        json!({"username": "reader", "password": "pw"}),
-    )
-    .await;
-    let ptoken = ok(&login)["session_token"].as_str().unwrap().to_owned();
+    let mut lobby = signed_in(server.handle().lobby_tcp_addr, "LOGIN_PLAYER", "reader").await;
     assert_line_error(
         &call(
             &mut lobby,
@@ -1047,23 +864,24 @@ async fn login_player_and_requests_answered_while_a_download_streams() {
     );
 
     lobby
-        .send(&json!({"type": "DOWNLOAD_BEGIN", "token": ptoken, "payload": {"game_id": game}}))
+        .request("DOWNLOAD_BEGIN", json!({"game_id": game}))
         .await;
     ok(&lobby.recv().await.unwrap());
     // Read half the chunks slowly, one per round trip through the simulation on a second
     // connection, so the server has queued all the download it is going to before the next
     // request arrives. That request's reply must still not wait for the rest: only the
     // chunks already in the socket's buffers and the writer's short queue come first.
-    let mut pacer = LineClient::connect(server.handle().lobby_tcp_addr).await;
+    let mut pacer = Signed {
+        client: LineClient::connect(server.handle().lobby_tcp_addr).await,
+        token: lobby.token.clone(),
+    };
     for seq in 0..32 {
         let chunk = lobby.recv().await.unwrap();
         assert_eq!(chunk["type"], "DOWNLOAD_CHUNK");
         assert_eq!(chunk["payload"]["seq"], seq);
-        ok(&call(&mut pacer, "LIST_PLAYERS", Some(&ptoken), json!({})).await);
+        ok(&pacer.call("LIST_PLAYERS", json!({})).await);
     }
-    lobby
-        .send(&json!({"type": "LIST_PLAYERS", "token": ptoken, "payload": {}}))
-        .await;
+    lobby.request("LIST_PLAYERS", json!({})).await;
     let (mut replied, mut ended) = (false, false);
     while !(replied && ended) {
         let line = lobby.recv().await.unwrap();
