@@ -103,17 +103,7 @@ fn delta_assembly(c: &mut Criterion) {
 /// default delta budget: the load generator's `game` scenario without the network.
 fn one_station(c: &mut Criterion) {
     let (services, _dir) = services();
-    let mut crowd = Crowd::new(
-        services,
-        CrowdSize {
-            ships: 1_000,
-            players: 1_000,
-            projectiles: 0,
-            aoi_radius: 2000.0,
-            spread: 300.0,
-            budget_per_tick: 16 * 1024 / 20,
-        },
-    );
+    let mut crowd = Crowd::new(services, CrowdSize::one_station(1_000));
     for _ in 0..20 {
         crowd.step();
     }

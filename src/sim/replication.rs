@@ -300,15 +300,31 @@ fn send_due_snapshots(world: &mut World) {
     let due: Vec<Entity> = world
         .query::<(Entity, &Client)>()
         .iter(world)
-        .filter(|(_, c)| {
+        .filter(|(ship, c)| {
             c.streaming
-                && (c.needs_snapshot || tick >= c.last_snapshot_tick.saturating_add(interval))
+                && (c.needs_snapshot
+                    || periodic_snapshot_due(
+                        tick,
+                        c.last_snapshot_tick,
+                        interval,
+                        u64::from(ship.index().index()),
+                    ))
         })
         .map(|(e, _)| e)
         .collect();
     for ship in due {
         send_snapshot(world, ship);
     }
+}
+
+/// Whether a client's periodic snapshot is due: on its own slot of the interval (`phase`,
+/// its ship's index), and not within half an interval of its last snapshot. Slots spread
+/// clients evenly over the interval, so clients that joined together (a server full of
+/// players reconnecting after a restart) do not all take a snapshot, and a full rescan
+/// after it, on the same tick.
+fn periodic_snapshot_due(tick: u64, last: u64, interval: u64, phase: u64) -> bool {
+    let interval = interval.max(1);
+    tick >= last.saturating_add(interval / 2) && (tick + phase).is_multiple_of(interval)
 }
 
 /// A client's area of interest is scanned in full every tick while it holds up to this
@@ -602,6 +618,36 @@ impl Plugin for ReplicationPlugin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn periodic_snapshots_of_clients_that_joined_together_spread_over_the_interval() {
+        let (interval, clients, joined) = (100u64, 1000u64, 7u64);
+        let mut last = vec![joined; clients as usize];
+        let mut gaps = Vec::new();
+        let mut busiest = 0;
+        for tick in joined + 1..joined + 10 * interval {
+            let mut due = 0;
+            for (phase, last) in last.iter_mut().enumerate() {
+                if periodic_snapshot_due(tick, *last, interval, phase as u64) {
+                    gaps.push(tick - *last);
+                    *last = tick;
+                    due += 1;
+                }
+            }
+            busiest = busiest.max(due);
+        }
+        // Ten per tick, not a thousand on one tick.
+        assert_eq!(busiest, clients / interval);
+        // Each client still gets one about every interval: half to one and a half of it
+        // after joining, then exactly one.
+        assert!(
+            gaps.iter()
+                .all(|&g| g >= interval / 2 && g <= interval * 3 / 2)
+        );
+        assert!(last.iter().all(|&l| l > joined + 8 * interval));
+        // A zero interval does not divide by zero.
+        assert!(periodic_snapshot_due(5, 0, 0, 3));
+    }
 
     #[test]
     fn fixed_point_numbers_are_exact() {

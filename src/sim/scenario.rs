@@ -58,6 +58,20 @@ impl CrowdSize {
             budget_per_tick: 0,
         }
     }
+
+    /// `players` players at one station, all in each other's area of interest, with the
+    /// default delta budget: the load generator's `game` scenario without the network.
+    pub fn one_station(players: usize) -> Self {
+        let defaults = crate::Config::default();
+        Self {
+            ships: players,
+            players,
+            projectiles: 0,
+            aoi_radius: 2000.0,
+            spread: 300.0,
+            budget_per_tick: defaults.game.client_bytes_per_sec / defaults.tick_hz as usize,
+        }
+    }
 }
 
 impl Crowd {
