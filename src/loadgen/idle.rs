@@ -8,23 +8,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
 use super::report::IdleMemory;
 use super::{Options, Stats};
 
-/// The server's `ecliptic_process_resident_bytes`, read over plain HTTP.
+/// The server's `ecliptic_process_resident_bytes`.
 async fn server_resident_bytes(options: &Options) -> anyhow::Result<i64> {
-    let mut stream = tokio::net::TcpStream::connect(options.http).await?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: loadgen\r\nConnection: close\r\n\r\n")
-        .await?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("ecliptic_process_resident_bytes "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
+    let text = super::server::metrics(options).await?;
+    super::server::value(&text, "ecliptic_process_resident_bytes")
         .map(|v| v as i64)
         .ok_or_else(|| anyhow::anyhow!("the server's /metrics has no resident memory"))
 }

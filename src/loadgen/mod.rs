@@ -14,6 +14,7 @@ mod game;
 mod idle;
 mod lobby;
 mod report;
+mod server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -220,9 +221,17 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         }
         tokio::time::sleep(ramp).await;
     }
+    // Steady state starts once every client is connected: read the server's tick
+    // histogram then, and again at the end.
+    let mut steady: Option<(server::TickHistogram, Instant)> = None;
     while tokio::time::Instant::now() < deadline {
         if let Some(bar) = &progress {
             bar.set_message(describe(&stats, started));
+        }
+        if steady.is_none() && stats.connected.load(Ordering::Relaxed) >= options.clients as u64 {
+            steady = tick_histogram(&options)
+                .await
+                .map(|histogram| (histogram, Instant::now()));
         }
         tokio::time::sleep_until(
             (tokio::time::Instant::now() + Duration::from_millis(250)).min(deadline),
@@ -234,10 +243,26 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         while tasks.join_next().await.is_some() {}
     })
     .await;
+    let end = tick_histogram(&options).await;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-    Ok(Report::from_stats(&options, &stats, started.elapsed()))
+    let mut report = Report::from_stats(&options, &stats, started.elapsed());
+    if let (Some((from, at)), Some(to)) = (steady, end) {
+        report.server_ticks = Some(to.since(&from, at.elapsed().as_secs_f64()));
+    }
+    Ok(report)
+}
+
+/// The server's tick histogram now, if its `/metrics` can be read (a run goes on without).
+async fn tick_histogram(options: &Options) -> Option<server::TickHistogram> {
+    match server::metrics(options).await {
+        Ok(text) => server::TickHistogram::parse(&text),
+        Err(e) => {
+            tracing::debug!("reading the server's /metrics: {e}");
+            None
+        }
+    }
 }
 
 fn describe(stats: &Stats, started: Instant) -> String {

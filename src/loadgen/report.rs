@@ -26,9 +26,26 @@ pub struct Report {
     pub bytes_in_per_client_per_sec: f64,
     pub latency: Latency,
     pub errors: u64,
+    /// The server's ticks from the moment every client was connected to the end (absent
+    /// when not all of them connected, and for `idle`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_ticks: Option<ServerTicks>,
     /// The `idle` scenario's measurement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_memory: Option<IdleMemory>,
+}
+
+/// The server's tick in steady state, from two readings of its `/metrics` histogram.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerTicks {
+    pub measured_secs: f64,
+    pub ticks: u64,
+    /// The upper bound of the histogram bucket holding the percentile (`null` if past
+    /// the last bound, or without ticks).
+    pub p50_ms_at_most: Option<f64>,
+    pub p99_ms_at_most: Option<f64>,
+    pub over_25ms: u64,
+    pub overruns: u64,
 }
 
 /// Server memory around connecting the `idle` scenario's clients.
@@ -71,6 +88,7 @@ impl Report {
                 max_ms: samples.last().map_or(0.0, |v| *v as f64 / 1000.0),
             },
             errors: stats.errors.load(Ordering::Relaxed),
+            server_ticks: None,
             idle_memory: None,
         }
     }
@@ -105,6 +123,20 @@ impl Report {
             ("errors", self.errors.to_string()),
         ];
         let mut table: String = rows.iter().map(|(k, v)| format!("{k:<24} {v}\n")).collect();
+        if let Some(t) = &self.server_ticks {
+            let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v}"));
+            table.push_str(&format!(
+                "{:<24} p50 <= {} ms, p99 <= {} ms; {} of {} ticks over 25 ms, {} overruns \
+                 (last {:.0} s, all clients connected)\n",
+                "server tick",
+                ms(t.p50_ms_at_most),
+                ms(t.p99_ms_at_most),
+                t.over_25ms,
+                t.ticks,
+                t.overruns,
+                t.measured_secs
+            ));
+        }
         if let Some(m) = &self.idle_memory {
             table.push_str(&format!(
                 "{:<24} {} -> {} bytes: {} bytes per idle connection\n",

@@ -63,6 +63,18 @@ fn check(report: &Value, scenario: &str) {
         latency["max_ms"].as_f64().unwrap(),
     );
     assert!(p50 > 0.0 && p50 <= p99 && p99 <= max, "{report}");
+    // The server's tick once every client was connected, from its /metrics histogram.
+    let ticks = &report["server_ticks"];
+    assert!(ticks["measured_secs"].as_f64().unwrap() > 0.0, "{report}");
+    let counted = ticks["ticks"].as_u64().unwrap();
+    assert!(counted > 0, "{report}");
+    assert!(ticks["over_25ms"].as_u64().unwrap() <= counted, "{report}");
+    assert!(ticks["overruns"].is_u64(), "{report}");
+    let (p50, p99) = (
+        ticks["p50_ms_at_most"].as_f64(),
+        ticks["p99_ms_at_most"].as_f64(),
+    );
+    assert!(p50.is_some() && p50 <= p99, "{report}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,4 +146,5 @@ async fn the_idle_scenario_reports_server_memory_per_connection() {
         "{report}"
     );
     assert!(memory["bytes_per_connection"].is_i64(), "{report}");
+    assert!(report.get("server_ticks").is_none(), "{report}");
 }
