@@ -41,11 +41,7 @@ pub async fn dev_call(
     token: Option<&str>,
     payload: Value,
 ) -> Value {
-    let mut request = json!({"type": kind, "payload": payload});
-    if let Some(token) = token {
-        request["token"] = json!(token);
-    }
-    let reply = dev.request(&request).await;
+    let reply = dev.call(kind, token, payload).await;
     assert_eq!(reply["status"], "ok", "{kind}: {reply}");
     reply["payload"].clone()
 }

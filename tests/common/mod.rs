@@ -310,6 +310,22 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> LineClient<S> {
         self.send(request).await;
         self.recv().await.expect("a reply")
     }
+
+    /// Sends a store-lobby request (`token` in the envelope when given) and returns its
+    /// reply: the next line without a `type`, since pushes may arrive at any time.
+    pub async fn call(&mut self, kind: &str, token: Option<&str>, payload: Value) -> Value {
+        let mut request = json!({"type": kind, "payload": payload});
+        if let Some(token) = token {
+            request["token"] = json!(token);
+        }
+        self.send(&request).await;
+        loop {
+            let line = self.recv().await.expect("a reply");
+            if line.get("type").is_none() {
+                return line;
+            }
+        }
+    }
 }
 
 /// Asserts the store-lobby error shape and returns its message.

@@ -12,19 +12,9 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 type Client = LineClient<TcpStream>;
 
+/// `LineClient::call`, callable on a [`Signed`] with another token.
 async fn call(client: &mut Client, kind: &str, token: Option<&str>, payload: Value) -> Value {
-    let mut request = json!({"type": kind, "payload": payload});
-    if let Some(token) = token {
-        request["token"] = json!(token);
-    }
-    // Pushes may arrive at any time; the reply is the next line without a `type`.
-    client.send(&request).await;
-    loop {
-        let line = client.recv().await.expect("a reply");
-        if line.get("type").is_none() {
-            return line;
-        }
-    }
+    client.call(kind, token, payload).await
 }
 
 /// A connection and the token of its login, which its requests carry.

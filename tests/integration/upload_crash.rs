@@ -9,19 +9,6 @@ use sha2::{Digest, Sha256};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
-async fn call(
-    client: &mut LineClient<tokio::net::TcpStream>,
-    kind: &str,
-    token: Option<&str>,
-    payload: Value,
-) -> Value {
-    let mut request = json!({"type": kind, "payload": payload});
-    if let Some(token) = token {
-        request["token"] = json!(token);
-    }
-    client.request(&request).await
-}
-
 async fn login(
     server: &ChildServer,
     register: bool,
@@ -32,13 +19,9 @@ async fn login(
     } else {
         "LOGIN_DEV"
     };
-    let reply = call(
-        &mut dev,
-        kind,
-        None,
-        json!({"username": "crashy", "password": "pw"}),
-    )
-    .await;
+    let reply = dev
+        .call(kind, None, json!({"username": "crashy", "password": "pw"}))
+        .await;
     assert_eq!(reply["status"], "ok", "{reply}");
     let token = reply["payload"]["session_token"]
         .as_str()
@@ -49,13 +32,9 @@ async fn login(
 
 async fn versions(server: &ChildServer, game: &str) -> Vec<Value> {
     let (mut dev, token) = login(server, false).await;
-    let reply = call(
-        &mut dev,
-        "LIST_VERSIONS",
-        Some(&token),
-        json!({"game_id": game}),
-    )
-    .await;
+    let reply = dev
+        .call("LIST_VERSIONS", Some(&token), json!({"game_id": game}))
+        .await;
     assert_eq!(reply["status"], "ok", "{reply}");
     reply["payload"]["versions"].as_array().unwrap().clone()
 }
@@ -65,24 +44,24 @@ async fn a_kill_mid_upload_leaves_no_version() {
     let (_tmp, data) = temp_data_dir();
     let server = ChildServer::spawn(&data, &[]);
     let (mut dev, token) = login(&server, true).await;
-    let game = call(
-        &mut dev,
-        "CREATE_GAME",
-        Some(&token),
-        json!({"name": "Half", "description": "", "game_type": "cli", "max_players": 2}),
-    )
-    .await;
+    let game = dev
+        .call(
+            "CREATE_GAME",
+            Some(&token),
+            json!({"name": "Half", "description": "", "game_type": "cli", "max_players": 2}),
+        )
+        .await;
     let game = game["payload"]["game_id"].as_str().unwrap().to_owned();
-    let begin = call(
-        &mut dev,
-        "UPLOAD_BEGIN",
-        Some(&token),
-        json!({"game_id": game, "version": "1.0", "size_bytes": 3 * 100_000}),
-    )
-    .await;
+    let begin = dev
+        .call(
+            "UPLOAD_BEGIN",
+            Some(&token),
+            json!({"game_id": game, "version": "1.0", "size_bytes": 3 * 100_000}),
+        )
+        .await;
     let upload_id = begin["payload"]["upload_id"].as_str().unwrap().to_owned();
     for seq in 0..2 {
-        let reply = call(&mut dev, "UPLOAD_CHUNK", Some(&token),
+        let reply = dev.call("UPLOAD_CHUNK", Some(&token),
             json!({"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(vec![seq as u8; 100_000])})).await;
         assert_eq!(reply["status"], "ok", "{reply}");
     }
@@ -102,40 +81,36 @@ async fn a_kill_right_after_upload_end_keeps_the_version() {
     let (_tmp, data) = temp_data_dir();
     let server = ChildServer::spawn(&data, &[]);
     let (mut dev, token) = login(&server, true).await;
-    let game = call(
-        &mut dev,
-        "CREATE_GAME",
-        Some(&token),
-        json!({"name": "Whole", "description": "", "game_type": "cli", "max_players": 2}),
-    )
-    .await;
-    let game = game["payload"]["game_id"].as_str().unwrap().to_owned();
-    let bytes: Vec<u8> = (0..250_000u32).map(|i| (i % 251) as u8).collect();
-    let begin = call(
-        &mut dev,
-        "UPLOAD_BEGIN",
-        Some(&token),
-        json!({"game_id": game, "version": "2.0", "size_bytes": bytes.len()}),
-    )
-    .await;
-    let upload_id = begin["payload"]["upload_id"].as_str().unwrap().to_owned();
-    for (seq, piece) in bytes.chunks(100_000).enumerate() {
-        let reply = call(
-            &mut dev,
-            "UPLOAD_CHUNK",
+    let game = dev
+        .call(
+            "CREATE_GAME",
             Some(&token),
-            json!({"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(piece)}),
+            json!({"name": "Whole", "description": "", "game_type": "cli", "max_players": 2}),
         )
         .await;
+    let game = game["payload"]["game_id"].as_str().unwrap().to_owned();
+    let bytes: Vec<u8> = (0..250_000u32).map(|i| (i % 251) as u8).collect();
+    let begin = dev
+        .call(
+            "UPLOAD_BEGIN",
+            Some(&token),
+            json!({"game_id": game, "version": "2.0", "size_bytes": bytes.len()}),
+        )
+        .await;
+    let upload_id = begin["payload"]["upload_id"].as_str().unwrap().to_owned();
+    for (seq, piece) in bytes.chunks(100_000).enumerate() {
+        let reply = dev
+            .call(
+                "UPLOAD_CHUNK",
+                Some(&token),
+                json!({"upload_id": upload_id, "seq": seq, "data_b64": B64.encode(piece)}),
+            )
+            .await;
         assert_eq!(reply["status"], "ok", "{reply}");
     }
-    let end = call(
-        &mut dev,
-        "UPLOAD_END",
-        Some(&token),
-        json!({"upload_id": upload_id}),
-    )
-    .await;
+    let end = dev
+        .call("UPLOAD_END", Some(&token), json!({"upload_id": upload_id}))
+        .await;
     assert_eq!(end["status"], "ok", "{end}");
     server.kill_hard();
 
