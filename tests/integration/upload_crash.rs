@@ -6,6 +6,7 @@ use base64::Engine;
 use common::{ChildServer, LineClient, temp_data_dir};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use tokio::net::TcpStream;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -39,19 +40,19 @@ async fn versions(server: &ChildServer, game: &str) -> Vec<Value> {
     reply["payload"]["versions"].as_array().unwrap().clone()
 }
 
+async fn create_game(dev: &mut LineClient<TcpStream>, token: &str, name: &str) -> String {
+    let payload = json!({"name": name, "description": "", "game_type": "cli", "max_players": 2});
+    let reply = dev.call("CREATE_GAME", Some(token), payload).await;
+    assert_eq!(reply["status"], "ok", "{reply}");
+    reply["payload"]["game_id"].as_str().unwrap().to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_kill_mid_upload_leaves_no_version() {
     let (_tmp, data) = temp_data_dir();
     let server = ChildServer::spawn(&data, &[]);
     let (mut dev, token) = login(&server, true).await;
-    let game = dev
-        .call(
-            "CREATE_GAME",
-            Some(&token),
-            json!({"name": "Half", "description": "", "game_type": "cli", "max_players": 2}),
-        )
-        .await;
-    let game = game["payload"]["game_id"].as_str().unwrap().to_owned();
+    let game = create_game(&mut dev, &token, "Half").await;
     let begin = dev
         .call(
             "UPLOAD_BEGIN",
@@ -81,14 +82,7 @@ async fn a_kill_right_after_upload_end_keeps_the_version() {
     let (_tmp, data) = temp_data_dir();
     let server = ChildServer::spawn(&data, &[]);
     let (mut dev, token) = login(&server, true).await;
-    let game = dev
-        .call(
-            "CREATE_GAME",
-            Some(&token),
-            json!({"name": "Whole", "description": "", "game_type": "cli", "max_players": 2}),
-        )
-        .await;
-    let game = game["payload"]["game_id"].as_str().unwrap().to_owned();
+    let game = create_game(&mut dev, &token, "Whole").await;
     let bytes: Vec<u8> = (0..250_000u32).map(|i| (i % 251) as u8).collect();
     let begin = dev
         .call(
