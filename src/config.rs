@@ -253,6 +253,15 @@ pub struct WagerConfig {
     pub requests_per_second: f64,
     /// ... with bursts of this many; over it, an error answer.
     pub request_burst: f64,
+    /// How long a player's GARP `authToken` stays valid, across reconnects, unless the
+    /// player authenticates to the same game again.
+    pub player_token_hours: f64,
+}
+
+impl WagerConfig {
+    pub fn player_token_lifetime(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.player_token_hours.max(0.0) * 3600.0)
+    }
 }
 
 impl Default for WagerConfig {
@@ -262,6 +271,7 @@ impl Default for WagerConfig {
             connect_base_url: None,
             requests_per_second: 50.0,
             request_burst: 100.0,
+            player_token_hours: 24.0,
         }
     }
 }

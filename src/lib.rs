@@ -235,6 +235,9 @@ impl Server {
         ));
         let assets =
             services::assets::AssetFiles::new(&config.data_dir, config.raos.asset_max_bytes);
+        let garp_players = Arc::new(services::garp_players::GarpPlayers::new(
+            config.wagers.player_token_lifetime(),
+        ));
         let state = AppState {
             config: Arc::new(config),
             accounts,
@@ -244,6 +247,7 @@ impl Server {
             uploads,
             assets,
             achievements,
+            garp_players,
             rest_limits: Arc::default(),
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),

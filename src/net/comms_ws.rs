@@ -349,6 +349,7 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<i64> {
                     "unsubscribed",
                     json!({"topics": shown, "active_subscriptions": active}),
                 ));
+                acknowledge(c, id, "unsubscribed", active);
             }
         }
         ClientMessage::Broadcast { topic, payload } => {

@@ -7,12 +7,14 @@
 //! base64(HMAC-SHA256(secret, nonce)). After that it authenticates players with their
 //! account passwords and places wages for them.
 //!
-//! GARP is strictly request/response, so one task reads a request, answers it and reads
-//! the next. Player `authToken`s belong to the session (the connection): a reconnecting
-//! client authenticates its players again. Wages go through the simulation (which decides
-//! the period); balances, finishes and ladders go to the store directly.
+//! One task per socket reads a request, answers it and reads the next; between requests it
+//! also forwards room chat for the players this socket speaks for. Player `authToken`s
+//! belong to the game, not the socket ([`GarpPlayers`]), so the module's automatic
+//! reconnect goes on with the tokens and `sessionId` it had. Wages and rooms go through the
+//! simulation (which decides periods and owns the lobby's rooms); balances, finishes and
+//! ladders go to the store directly.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -23,16 +25,19 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::listener::PeerAddr;
 use super::{AppState, ConnectionGauge, ws};
-use crate::bridge::Command;
+use crate::bridge::{Command, ConnId};
 use crate::protocol::garp::{self, Frame, Request, texts};
 use crate::services::DomainError;
 use crate::services::accounts::Credential;
 use crate::services::catalog::{alphanumeric, grouped_token};
+use crate::services::garp_players::{GarpPlayer, GarpPlayers};
 use crate::services::{wagers, wallet};
+use crate::sim::lobby::{Caller, LobbyOp, LobbyReply, LobbyRequest, RoomChat, RoomView};
 use crate::sim::wagers::{WagerGame, WagerOp, WagerReply, WagerRequest};
 
 const PROTOCOL: &str = "garp";
@@ -71,6 +76,7 @@ pub async fn redirect(
         json!({ "connectUrl": url }),
     );
     let tasks = state.tasks.clone();
+    let ws = ws::select_first_offered(ws, &headers);
     upgrade_with_limits(ws, &state).on_upgrade(move |mut socket| {
         tasks.track_future(async move {
             let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
@@ -101,8 +107,10 @@ pub async fn session(
     State(state): State<AppState>,
     Path((token, _protocol)): Path<(String, String)>,
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    headers: HeaderMap,
 ) -> Response {
     let tasks = state.tasks.clone();
+    let ws = ws::select_first_offered(ws, &headers);
     upgrade_with_limits(ws, &state)
         .on_upgrade(move |socket| tasks.track_future(run(socket, state, token, peer.0)))
 }
@@ -115,21 +123,20 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
-/// A player authenticated in this session.
-#[derive(Debug, Clone)]
-struct Player {
-    user_id: Uuid,
-    display_name: String,
-}
-
-/// One GARP session: its game and the players authenticated in it.
+/// One GARP socket: its game, its session, and the players it has spoken for.
 struct Session {
     state: AppState,
+    conn: ConnId,
     peer: SocketAddr,
     game: WagerGame,
     session_id: String,
-    players: HashMap<String, Player>,
+    /// Players whose room chat the simulation pushes to this socket.
+    listening: HashSet<Uuid>,
+    chat: mpsc::Sender<RoomChat>,
 }
+
+/// Room chat waiting to be written to one socket; more than this and it is dropped.
+const CHAT_QUEUE: usize = 64;
 
 /// What happened to the socket while waiting for a message.
 enum Next {
@@ -212,28 +219,78 @@ async fn run(mut socket: WebSocket, state: AppState, token: String, peer: Socket
     let Some(session_id) = handshake(&mut socket, &state, &game).await else {
         return;
     };
+    let (chat, mut chat_rx) = mpsc::channel(CHAT_QUEUE);
     let mut session = Session {
         state: state.clone(),
+        conn: crate::bridge::next_conn_id(),
         peer,
         game,
         session_id,
-        players: HashMap::new(),
+        listening: HashSet::new(),
+        chat,
     };
     let cfg = &state.config.wagers;
     let mut bucket = super::RateBucket::new(cfg.requests_per_second, cfg.request_burst);
-    while let Next::Text(text) = next_text(&mut socket, &state).await {
-        let answer = match garp::decode(&text) {
-            Ok(frame) if !bucket.take() => {
-                let class = garp::response_class(&frame.class);
-                garp::error(&class, &frame.request_id, None, texts::RATE_LIMITED)
+    loop {
+        let outgoing = tokio::select! {
+            next = next_text(&mut socket, &state) => {
+                let Next::Text(text) = next else { break };
+                match garp::decode(&text) {
+                    Ok(frame) if !bucket.take() => {
+                        let class = garp::response_class(&frame.class);
+                        garp::error(&class, &frame.request_id, None, texts::RATE_LIMITED)
+                    }
+                    Ok(frame) => session.answer(frame).await,
+                    Err(e) => garp::error(&e.response_class, &e.request_id, None, &e.details),
+                }
             }
-            Ok(frame) => session.answer(frame).await,
-            Err(e) => garp::error(&e.response_class, &e.request_id, None, &e.details),
+            Some(chat) = chat_rx.recv() => chat_event(&chat),
         };
-        if send(&mut socket, &state, answer).await.is_err() {
+        if send(&mut socket, &state, outgoing).await.is_err() {
             break;
         }
     }
+    if let Some(&user_id) = session.listening.iter().next() {
+        let caller = Caller {
+            user_id,
+            username: String::new(),
+            conn: session.conn,
+        };
+        let _ = state.inbox.send(Command::Lobby(LobbyRequest {
+            caller,
+            op: LobbyOp::Unlisten,
+            reply: tokio::sync::oneshot::channel().0,
+        }));
+    }
+}
+
+/// A room chat message as a GARP push.
+fn chat_event(chat: &RoomChat) -> String {
+    garp::room_chat_event(json!({
+        "roomId": chat.room_id,
+        "userId": chat.from_user.to_string(),
+        "username": chat.from,
+        "meta": chat.meta,
+        "msg": chat.message,
+        "date": chrono::DateTime::from_timestamp_millis(chat.sent_at_ms)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    }))
+}
+
+/// A room as GARP answers show it.
+fn room_fields(auth_token: &str, room: &RoomView) -> Value {
+    json!({
+        "authToken": auth_token,
+        "roomId": room.room_id,
+        "roomSerial": room.serial,
+        "roomSeats": room.seats,
+        "gameId": room.game_id,
+        "version": room.version,
+        "host": room.host,
+        "players": room.players,
+        "status": room.status,
+        "locked": room.status != "WAITING",
+    })
 }
 
 /// Sends the nonce and checks the answer; the session id on success. Anything else
@@ -267,9 +324,19 @@ async fn handshake(socket: &mut WebSocket, state: &AppState, game: &WagerGame) -
             }
         };
         match frame.request {
-            Request::Connect { hmac } => {
+            Request::Connect {
+                hmac,
+                apikey,
+                session_id,
+            } => {
+                if apikey.is_some_and(|key| key != game.api_key) {
+                    let _ = send(socket, state, garp::connect_error(texts::UNKNOWN_GAME_ID)).await;
+                    close(socket, CLOSE_REFUSED, "unknown game").await;
+                    return None;
+                }
                 if hmac_matches(&game.api_secret, &nonce, &hmac) {
-                    let session_id = grouped_token();
+                    let players = &state.garp_players;
+                    let session_id = resumed_or_new(players, &game.game_id, session_id);
                     let welcome = garp::response(
                         garp::CONNECT_RESPONSE,
                         &frame.request_id,
@@ -289,6 +356,17 @@ async fn handshake(socket: &mut WebSocket, state: &AppState, game: &WagerGame) -
             }
         }
     }
+}
+
+/// The session a reconnecting client presents, if it is a live one of this game; else a
+/// new one.
+fn resumed_or_new(players: &GarpPlayers, game_id: &str, presented: Option<String>) -> String {
+    if let Some(id) = presented.filter(|id| players.resume_session(game_id, id)) {
+        return id;
+    }
+    let id = grouped_token();
+    players.open_session(game_id, id.clone());
+    id
 }
 
 /// base64(HMAC-SHA256(key = secret, message = nonce)) == `hmac`, in constant time.
@@ -311,35 +389,38 @@ impl Session {
     async fn answer(&mut self, frame: Frame) -> String {
         let class = garp::response_class(&frame.class);
         let id = &frame.request_id;
-        let fail = |token: Option<&str>, details: &str| garp::error(&class, id, token, details);
-        match frame.request {
-            Request::Connect { .. } => fail(None, texts::ALREADY_CONNECTED),
+        let token = frame.request.auth_token().map(str::to_owned);
+        match self.outcome(frame.request, id).await {
+            Ok(fields) => garp::response(&class, id, fields),
+            Err(details) => garp::error(&class, id, token.as_deref(), &details),
+        }
+    }
+
+    /// The answer's fields, or the error's details.
+    async fn outcome(&mut self, request: Request, id: &Value) -> Result<Value, String> {
+        match request {
+            Request::Connect { .. } => Err(texts::ALREADY_CONNECTED.into()),
             Request::Authentication {
                 username,
                 userpass,
                 apikey,
             } => {
                 if apikey != self.game.api_key {
-                    return fail(None, texts::API_KEY_MISMATCH);
+                    return Err(texts::API_KEY_MISMATCH.into());
                 }
-                match self.authenticate(&username, userpass).await {
-                    Ok(fields) => garp::response(&class, id, fields),
-                    Err(details) => fail(None, details),
-                }
+                self.authenticate(&username, userpass)
+                    .await
+                    .map_err(Into::into)
             }
             Request::AccountDetails {
                 auth_token,
                 user_id,
             } => {
-                let Some(player) = self.player(&auth_token, &user_id) else {
-                    return fail(Some(&auth_token), texts::ACCOUNT_AUTH);
-                };
-                match self.balance(player.user_id).await {
-                    Ok(value) => {
-                        garp::response(&class, id, json!({ "value": value, "currency": CURRENCY }))
-                    }
-                    Err(e) => fail(Some(&auth_token), service_text(&e)),
-                }
+                let player = self
+                    .signed(&auth_token, &user_id, texts::ACCOUNT_AUTH)
+                    .await?;
+                let value = self.balance(player.user_id).await.map_err(service_text)?;
+                Ok(json!({ "value": value, "currency": CURRENCY }))
             }
             Request::SetWage {
                 auth_token,
@@ -347,19 +428,19 @@ impl Session {
                 user_id,
                 api_key,
                 wage,
+                currency,
             } => {
-                let Some(player) = self.player(&auth_token, &user_id) else {
-                    return fail(Some(&auth_token), texts::AUTH_FAILING);
-                };
-                if game_id != self.game.game_id {
-                    return fail(Some(&auth_token), texts::NO_GAME);
-                }
+                let player = self
+                    .signed(&auth_token, &user_id, texts::AUTH_FAILING)
+                    .await?;
+                self.check_game(&game_id)?;
                 if api_key.is_some_and(|k| k != self.game.api_key) {
-                    return fail(Some(&auth_token), texts::API_KEY_MISMATCH);
+                    return Err(texts::API_KEY_MISMATCH.into());
                 }
-                let Some(amount) = wage.filter(|w| *w > 0) else {
-                    return fail(Some(&auth_token), texts::INVALID_WAGE);
-                };
+                if currency.is_some_and(|c| c != CURRENCY) {
+                    return Err(texts::CURRENCY_UNSUPPORTED.into());
+                }
+                let amount = wage.filter(|w| *w > 0).ok_or(texts::INVALID_WAGE)?;
                 let op = WagerOp::Wage {
                     game_id,
                     user_id: player.user_id,
@@ -369,53 +450,37 @@ impl Session {
                     request_id: request_key(id),
                 };
                 match ask(&self.state, op).await {
-                    Ok(WagerReply::Placed(receipt)) => garp::response(
-                        &class,
-                        id,
-                        json!({
-                            "authToken": auth_token,
-                            "value": receipt.balance,
-                            "playid": receipt.play_id,
-                            "gameid": receipt.game_id,
-                            "currency": CURRENCY,
-                            "status": "OK",
-                            "reason": "",
-                        }),
-                    ),
-                    Ok(_) => fail(Some(&auth_token), texts::SERVER_ERROR),
-                    Err(DomainError::NotFound(_)) => fail(Some(&auth_token), texts::NO_GAME),
-                    Err(DomainError::BadState(_)) => {
-                        fail(Some(&auth_token), texts::NOT_ENOUGH_COINS)
-                    }
-                    Err(e) => fail(Some(&auth_token), service_text(&e)),
+                    Ok(WagerReply::Placed(receipt)) => Ok(json!({
+                        "authToken": auth_token,
+                        "value": receipt.balance,
+                        "playid": receipt.play_id,
+                        "gameid": receipt.game_id,
+                        "currency": CURRENCY,
+                        "status": "OK",
+                        "reason": "",
+                    })),
+                    Ok(_) => Err(texts::SERVER_ERROR.into()),
+                    Err(DomainError::NotFound(_)) => Err(texts::NO_GAME.into()),
+                    Err(DomainError::BadState(_)) => Err(texts::NOT_ENOUGH_COINS.into()),
+                    Err(e) => Err(service_text(e).into()),
                 }
             }
             Request::GameInfo { apikey } => {
                 if apikey != self.game.api_key {
-                    return fail(None, texts::API_KEY_MISMATCH);
+                    return Err(texts::API_KEY_MISMATCH.into());
                 }
-                match self.refresh_game().await {
-                    Ok(game) => {
-                        let shares = game.terms.shares_permille;
-                        garp::response(
-                            &class,
-                            id,
-                            json!({
-                                "sessionId": self.session_id,
-                                "gameId": game.game_id,
-                                "wage": game.terms.wage.to_string(),
-                                "player1": shares[0],
-                                "player2": shares[1],
-                                "player3": shares[2],
-                                "player4": shares[3],
-                                "player5": shares[4],
-                                "scheme": "ladder",
-                                "description": game.description,
-                            }),
-                        )
-                    }
-                    Err(e) => fail(None, service_text(&e)),
+                let game = self.refresh_game().await.map_err(service_text)?;
+                let mut fields = json!({
+                    "sessionId": self.session_id,
+                    "gameId": game.game_id,
+                    "wage": game.terms.wage.to_string(),
+                    "scheme": "ladder",
+                    "description": game.description,
+                });
+                for (i, permille) in game.terms.shares_permille.iter().enumerate() {
+                    fields[format!("player{}", i + 1)] = json!(percent(*permille));
                 }
+                Ok(fields)
             }
             Request::FinishGame {
                 auth_token,
@@ -423,39 +488,27 @@ impl Session {
                 play_id,
                 score,
             } => {
-                let Some(auth_token) = auth_token else {
-                    return fail(None, texts::AUTH_FAILING);
-                };
-                let Some(player) = self.player(&auth_token, &user_id) else {
-                    return fail(Some(&auth_token), texts::AUTH_FAILING);
-                };
-                let Some(play_id) = play_id else {
-                    return fail(Some(&auth_token), texts::PLAY_ID_MISSING);
-                };
-                let Some(score) = score else {
-                    return fail(Some(&auth_token), texts::INVALID_SCORE);
-                };
+                let auth_token = auth_token.ok_or(texts::AUTH_FAILING)?;
+                let player = self
+                    .signed(&auth_token, &user_id, texts::AUTH_FAILING)
+                    .await?;
+                let play_id = play_id.ok_or(texts::PLAY_ID_MISSING)?;
+                let score = score.ok_or(texts::INVALID_SCORE)?;
                 let finished = self
                     .state
                     .store
                     .write(move |conn| wagers::finish_play(conn, player.user_id, play_id, score))
                     .await;
                 match finished {
-                    Ok(Ok(())) => garp::response(
-                        &class,
-                        id,
-                        json!({ "authToken": auth_token, "status": "OK" }),
-                    ),
-                    Ok(Err(refused)) => {
-                        let details = match refused {
-                            DomainError::NotFound(_) => texts::NO_PLAY,
-                            DomainError::Forbidden(_) => texts::NOT_YOUR_PLAY,
-                            DomainError::Conflict(_) => texts::PLAY_FINISHED,
-                            _ => texts::PERIOD_RESOLVED,
-                        };
-                        fail(Some(&auth_token), details)
+                    Ok(Ok(())) => Ok(json!({ "authToken": auth_token, "status": "OK" })),
+                    Ok(Err(refused)) => Err(match refused {
+                        DomainError::NotFound(_) => texts::NO_PLAY,
+                        DomainError::Forbidden(_) => texts::NOT_YOUR_PLAY,
+                        DomainError::Conflict(_) => texts::PLAY_FINISHED,
+                        _ => texts::PERIOD_RESOLVED,
                     }
-                    Err(e) => fail(Some(&auth_token), service_text(&e.into())),
+                    .into()),
+                    Err(e) => Err(service_text(e.into()).into()),
                 }
             }
             Request::GameLadder {
@@ -463,26 +516,195 @@ impl Session {
                 user_id,
                 game_id,
             } => {
-                let Some(player) = self.player(&auth_token, &user_id) else {
-                    return fail(Some(&auth_token), texts::AUTH_FAILING);
+                let player = self
+                    .signed(&auth_token, &user_id, texts::AUTH_FAILING)
+                    .await?;
+                self.check_game(&game_id)?;
+                let mut fields = self.ladder(player.user_id).await.map_err(service_text)?;
+                fields["authToken"] = json!(auth_token);
+                Ok(fields)
+            }
+            Request::CreateRoom {
+                auth_token,
+                user_id,
+                game_id,
+                seats,
+            } => {
+                let player = self
+                    .signed(&auth_token, &user_id, texts::AUTH_FAILING)
+                    .await?;
+                self.check_game(&game_id)?;
+                let op = LobbyOp::CreateRoom { game_id, seats };
+                self.room_answer(&player, &auth_token, op).await
+            }
+            Request::JoinRoom {
+                auth_token,
+                user_id,
+                game_id,
+                serial,
+            } => {
+                let player = self
+                    .signed(&auth_token, &user_id, texts::AUTH_FAILING)
+                    .await?;
+                self.check_game(&game_id)?;
+                let serial = serial.ok_or(texts::ROOM_SERIAL_MISSING)?;
+                let op = LobbyOp::JoinRoomBySerial { game_id, serial };
+                self.room_answer(&player, &auth_token, op).await
+            }
+            Request::LeaveRoom {
+                auth_token,
+                user_id,
+                room_id,
+            } => {
+                let player = self
+                    .signed(&auth_token, &user_id, texts::AUTH_FAILING)
+                    .await?;
+                let op = LobbyOp::LeaveRoom {
+                    room_id: room_id.clone(),
                 };
-                if game_id != self.game.game_id {
-                    return fail(Some(&auth_token), texts::NO_GAME);
+                self.lobby(&player, op).await?;
+                Ok(json!({ "authToken": auth_token, "roomId": room_id, "status": "OK" }))
+            }
+            Request::LockRoom {
+                auth_token,
+                room_id,
+            } => {
+                let player = self.signed_by_token(&auth_token).await?;
+                match self.lobby(&player, LobbyOp::StartRoom { room_id }).await? {
+                    LobbyReply::Started { room, host, port } => {
+                        let mut fields = room_fields(&auth_token, &room);
+                        fields["gameHost"] = json!(host);
+                        fields["gamePort"] = json!(port);
+                        Ok(fields)
+                    }
+                    _ => Err(texts::SERVER_ERROR.into()),
                 }
-                match self.ladder(player.user_id).await {
-                    Ok(fields) => garp::response(&class, id, fields),
-                    Err(e) => fail(Some(&auth_token), service_text(&e)),
+            }
+            Request::QueryRoom {
+                auth_token,
+                game_id,
+            } => {
+                let player = self.signed_by_token(&auth_token).await?;
+                self.check_game(&game_id)?;
+                match self.lobby(&player, LobbyOp::ListRooms).await? {
+                    LobbyReply::Rooms(rooms) => {
+                        let rooms: Vec<Value> = rooms
+                            .iter()
+                            .filter(|r| r.game_id == game_id)
+                            .map(|r| room_fields(&auth_token, r))
+                            .collect();
+                        Ok(json!({ "authToken": auth_token, "gameId": game_id, "rooms": rooms }))
+                    }
+                    _ => Err(texts::SERVER_ERROR.into()),
+                }
+            }
+            Request::SendChat {
+                auth_token,
+                user_id,
+                room_id,
+                meta,
+                msg,
+            } => {
+                let player = self
+                    .signed(&auth_token, &user_id, texts::AUTH_FAILING)
+                    .await?;
+                let op = LobbyOp::Chat {
+                    room_id: room_id.clone(),
+                    meta,
+                    message: msg,
+                };
+                match self.lobby(&player, op).await? {
+                    LobbyReply::Chatted(delivered) => Ok(json!({
+                        "authToken": auth_token,
+                        "roomId": room_id,
+                        "delivered": delivered,
+                        "status": "OK",
+                    })),
+                    _ => Err(texts::SERVER_ERROR.into()),
                 }
             }
         }
     }
 
-    /// The player behind `auth_token`, if the token is this session's and names `user_id`.
-    fn player(&self, auth_token: &str, user_id: &str) -> Option<Player> {
-        self.players
-            .get(auth_token)
+    /// Refuses a request about another game than this socket's.
+    fn check_game(&self, game_id: &str) -> Result<(), String> {
+        if game_id == self.game.game_id {
+            Ok(())
+        } else {
+            Err(texts::NO_GAME.into())
+        }
+    }
+
+    /// The player behind `auth_token`, if the token is live for this game and names
+    /// `user_id`; else `refusal`.
+    async fn signed(
+        &mut self,
+        auth_token: &str,
+        user_id: &str,
+        refusal: &str,
+    ) -> Result<GarpPlayer, String> {
+        self.player_by_token(auth_token)
+            .await
             .filter(|p| p.user_id.to_string() == user_id)
-            .cloned()
+            .ok_or_else(|| refusal.to_owned())
+    }
+
+    /// The player behind a live `auth_token` of this game, for requests without `userId`.
+    async fn signed_by_token(&mut self, auth_token: &str) -> Result<GarpPlayer, String> {
+        self.player_by_token(auth_token)
+            .await
+            .ok_or_else(|| texts::AUTH_FAILING.to_owned())
+    }
+
+    /// The player behind a live `auth_token` of this game. The first time this socket
+    /// speaks for a player, room chat for them starts coming here.
+    async fn player_by_token(&mut self, auth_token: &str) -> Option<GarpPlayer> {
+        let player = self
+            .state
+            .garp_players
+            .player(&self.game.game_id, auth_token)?;
+        if self.listening.insert(player.user_id) {
+            let push = self.chat.clone();
+            // Best effort: if the simulation is busy, chat waits for the next request.
+            if self.lobby(&player, LobbyOp::Listen { push }).await.is_err() {
+                self.listening.remove(&player.user_id);
+            }
+        }
+        Some(player)
+    }
+
+    /// Asks the lobby in the simulation, as `player` on this socket.
+    async fn lobby(&self, player: &GarpPlayer, op: LobbyOp) -> Result<LobbyReply, String> {
+        let caller = Caller {
+            user_id: player.user_id,
+            username: player.username.clone(),
+            conn: self.conn,
+        };
+        let answer = self
+            .state
+            .inbox
+            .ask(|reply| Command::Lobby(LobbyRequest { caller, op, reply }))
+            .await
+            .map_err(|_| texts::BUSY.to_owned())?;
+        answer.map_err(|e| match e {
+            DomainError::Busy | DomainError::Internal(_) | DomainError::RateLimited { .. } => {
+                service_text(e).to_owned()
+            }
+            refused => refused.to_string(),
+        })
+    }
+
+    /// A room request's answer: the room as GARP shows it.
+    async fn room_answer(
+        &self,
+        player: &GarpPlayer,
+        auth_token: &str,
+        op: LobbyOp,
+    ) -> Result<Value, String> {
+        match self.lobby(player, op).await? {
+            LobbyReply::Room(room) => Ok(room_fields(auth_token, &room)),
+            _ => Err(texts::SERVER_ERROR.into()),
+        }
     }
 
     async fn authenticate(
@@ -504,7 +726,7 @@ impl Session {
             Err(DomainError::InvalidCredentials | DomainError::InvalidInput(_)) => {
                 return Err(texts::USER_PASSWORD);
             }
-            Err(e) => return Err(service_text(&e)),
+            Err(e) => return Err(service_text(e)),
         };
         let (user_id, game_id) = (account.user_id, self.game.game_id.clone());
         let new_player = self
@@ -512,12 +734,14 @@ impl Session {
             .store
             .read(move |conn| wagers::is_new_player(conn, user_id, &game_id))
             .await
-            .map_err(|e| service_text(&e.into()))?;
+            .map_err(|e| service_text(e.into()))?;
         let auth_token = alphanumeric(24);
-        self.players.insert(
+        self.state.garp_players.issue(
+            &self.game.game_id,
             auth_token.clone(),
-            Player {
+            GarpPlayer {
                 user_id: account.user_id,
+                username: account.username.clone(),
                 display_name: account.display_name.clone(),
             },
         );
@@ -554,6 +778,8 @@ impl Session {
         }
     }
 
+    /// The ladder as the reference sends it: positions, scores and amounts as strings,
+    /// dates as `YYYY-MM-DD`.
     async fn ladder(&mut self, user_id: Uuid) -> Result<Value, DomainError> {
         let game = self.refresh_game().await?;
         let Some(period) = game.period else {
@@ -572,12 +798,12 @@ impl Session {
             .await?;
         let line = |s: &wagers::Standing| {
             json!({
-                "position": s.position,
-                "score": s.score,
+                "position": s.position.to_string(),
+                "score": s.score.to_string(),
                 "displayname": s.display_name,
-                "amount": s.wage,
+                "amount": s.wage.to_string(),
                 "date": chrono::DateTime::from_timestamp_millis(s.finished_at)
-                    .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                    .map(|d| d.format("%Y-%m-%d").to_string()),
             })
         };
         let lines: Vec<Value> = ladder
@@ -596,6 +822,16 @@ impl Session {
     }
 }
 
+/// A share in tenths of a percent as the reference shows it: percent, as a string
+/// (`500` → `"50"`, `125` → `"12.5"`).
+fn percent(permille: i64) -> String {
+    if permille % 10 == 0 {
+        (permille / 10).to_string()
+    } else {
+        format!("{}.{}", permille / 10, permille % 10)
+    }
+}
+
 /// The request id as the key of an idempotent request (`"7"` and `7` are the same).
 fn request_key(id: &Value) -> String {
     match id {
@@ -605,7 +841,7 @@ fn request_key(id: &Value) -> String {
 }
 
 /// The text for a failure that is the server's, not the client's.
-fn service_text(e: &DomainError) -> &'static str {
+fn service_text(e: DomainError) -> &'static str {
     match e {
         DomainError::Busy => texts::BUSY,
         DomainError::RateLimited { .. } => texts::RATE_LIMITED,

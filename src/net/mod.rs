@@ -37,6 +37,8 @@ pub struct AppState {
     pub assets: crate::services::assets::AssetFiles,
     /// The achievements players can unlock (`data/achievements.json`).
     pub achievements: Arc<crate::services::progress::Achievements>,
+    /// GARP player tokens and sessions, which outlive any one socket.
+    pub garp_players: Arc<crate::services::garp_players::GarpPlayers>,
     /// REST rate limits, per access token.
     pub rest_limits: Arc<parking_lot::Mutex<std::collections::HashMap<String, RateBucket>>>,
     /// Cancelled when the server begins to shut down.

@@ -237,6 +237,7 @@ pub async fn perform(
             Ok(json!({ "games": games }))
         }
         Action::LaunchGame { game_id, mode } => launch(ctx, me()?, game_id, &mode).await,
+        Action::DownloadGame { game_id } => launch(ctx, me()?, game_id, "download").await,
         Action::StopGame { session_id } => {
             let me = me()?;
             let op = LobbyOp::StopStream {

@@ -1,7 +1,7 @@
 //! REST under `/api/v1`, in the response format of raos-integration.md.
 //!
-//! Bodies are parsed here (strictly: unknown fields are refused) and every failure, from a
-//! malformed body to a domain error, leaves as `{success: false, error, error_code,
+//! Bodies are parsed here (under the decoding rule of [`crate::protocol`]) and every
+//! failure, from a malformed body to a domain error, leaves as `{success: false, error, error_code,
 //! timestamp}` with the matching HTTP status.
 
 use axum::Router;
@@ -62,6 +62,7 @@ pub const ACTION_ROUTES: &[ActionRoute] = &[
     route("GET", "/assets/{asset_id}/analysis", "analyze_asset"),
     route("GET", "/games", "list_games"),
     route("POST", "/games/{game_id}/launch", "launch_game"),
+    route("POST", "/games/{game_id}/download", "download_game"),
     route("POST", "/games/sessions/{session_id}/stop", "stop_game"),
     route("GET", "/profile", "get_player_profile"),
     route("PATCH", "/profile", "update_player_profile"),
@@ -140,7 +141,7 @@ impl From<DomainError> for RestReply {
     }
 }
 
-/// A JSON body parsed strictly; any failure is a 1000 in the raos format.
+/// A JSON body parsed under the decoding rule; any failure is a 1000 in the raos format.
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
@@ -166,7 +167,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
                 "the body must be a JSON object",
             ));
         }
-        serde_json::from_value(value).map(Body).map_err(|e| {
+        crate::protocol::tolerant(value).map(Body).map_err(|e| {
             RestReply::failure(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidRequest,
@@ -177,7 +178,6 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RegisterRequest {
     username: String,
     password: Option<String>,
@@ -219,7 +219,6 @@ async fn register(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct NotificationRequest {
     level: String,
     title: String,
@@ -229,7 +228,6 @@ struct NotificationRequest {
 }
 
 #[derive(Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
 struct NotificationAction {
     label: String,
     url: String,
@@ -422,7 +420,12 @@ fn place_path_params(
                 }
             }
             ("update_content", "asset_id") => {
-                let mut asset = std::mem::take(fields);
+                // The body holds the asset's fields, or (as the studio client sends it)
+                // `{asset: {...}}`.
+                let mut asset = match fields.remove("asset") {
+                    Some(Value::Object(asset)) => asset,
+                    _ => std::mem::take(fields),
+                };
                 asset.insert(name, value);
                 fields.insert("asset".into(), Value::Object(asset));
             }

@@ -313,10 +313,18 @@ async fn lobby(
         },
         LobbyCommand::ListPlayers => LobbyOp::ListPlayers,
         LobbyCommand::ListRooms => LobbyOp::ListRooms,
-        LobbyCommand::CreateRoom(g) => LobbyOp::CreateRoom { game_id: g.game_id },
+        LobbyCommand::CreateRoom(g) => LobbyOp::CreateRoom {
+            game_id: g.game_id,
+            seats: None,
+        },
         LobbyCommand::JoinRoom(r) => LobbyOp::JoinRoom { room_id: r.room_id },
         LobbyCommand::LeaveRoom(r) => LobbyOp::LeaveRoom { room_id: r.room_id },
         LobbyCommand::StartRoom(r) => LobbyOp::StartRoom { room_id: r.room_id },
+        LobbyCommand::SendChat(c) => LobbyOp::Chat {
+            room_id: c.room_id,
+            meta: c.meta.unwrap_or(Value::Null),
+            message: c.message,
+        },
     };
     let detail = matches!(op, LobbyOp::GameDetail { .. });
     let reply = match ask(state, &identity, session, op).await? {
@@ -337,6 +345,7 @@ async fn lobby(
         LobbyReply::Started { room, host, port } => json!({
             "room_id": room.room_id, "game_host": host, "game_port": port, "version": room.version,
         }),
+        LobbyReply::Chatted(delivered) => json!({ "delivered": delivered }),
         LobbyReply::Done | LobbyReply::Launched { .. } | LobbyReply::Stopped { .. } => json!({}),
     };
     Ok(Some(reply))

@@ -39,6 +39,26 @@ pub enum WsOut {
     Close(u16, String),
 }
 
+/// Selects the first subprotocol the client offers, in the order it offered them (what
+/// GARP's reference server does: the module offers `echo-protocol`, and a browser fails a
+/// connection whose offered subprotocol is not selected). None when none is offered.
+pub fn select_first_offered(
+    mut ws: axum::extract::WebSocketUpgrade,
+    headers: &axum::http::HeaderMap,
+) -> axum::extract::WebSocketUpgrade {
+    let first = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .flat_map(|value| value.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .find(|offered| !offered.is_empty())
+        .and_then(|offered| axum::http::HeaderValue::from_bytes(offered).ok());
+    if let Some(protocol) = first {
+        ws.set_selected_protocol(protocol);
+    }
+    ws
+}
+
 /// Why a read ended badly: too big, or anything else.
 pub fn is_too_big(e: &axum::Error) -> bool {
     let text = e.to_string();

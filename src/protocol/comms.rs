@@ -122,7 +122,6 @@ fn bad(message: impl Into<String>, details: Value) -> DecodeError {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Envelope {
     #[serde(rename = "type")]
     kind: String,
@@ -138,27 +137,23 @@ struct Envelope {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Topics {
     topics: Vec<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct BroadcastData {
     topic: String,
     payload: Value,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct DirectData {
     target_user: String,
     payload: Value,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct HistoryData {
     topic: String,
     #[serde(default)]
@@ -166,13 +161,12 @@ struct HistoryData {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RefreshData {
     token: String,
 }
 
 fn data<T: serde::de::DeserializeOwned>(kind: &str, value: Value) -> Result<T, DecodeError> {
-    serde_json::from_value(value).map_err(|e| {
+    super::tolerant(value).map_err(|e| {
         bad(
             format!("{kind}: invalid data: {e}"),
             json!({"type": kind, "field": "data"}),
@@ -190,7 +184,7 @@ pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
             json!({"field": "message"}),
         ));
     }
-    let envelope: Envelope = serde_json::from_value(value)
+    let envelope: Envelope = super::tolerant(value)
         .map_err(|e| bad(format!("invalid message: {e}"), json!({"field": "message"})))?;
     let id = match envelope.id {
         None | Some(Value::Null) => None,

@@ -1,8 +1,9 @@
 //! realtime-game.md: the space game on `GET /game`.
 //!
-//! Every message is `{type, seq, ts, payload}`. Client messages are decoded in two steps: the
-//! envelope (strict: unknown fields refused), then the payload by `type`, so an unknown type
-//! and a malformed payload get different codes (`UNKNOWN_TYPE`, `BAD_MESSAGE`). Server
+//! Every message is `{type, seq, ts, payload}`. Client messages are decoded in two steps
+//! under the decoding rule of [`crate::protocol`]: the envelope, then the payload by
+//! `type`, so an unknown type and a malformed payload get different codes (`UNKNOWN_TYPE`,
+//! `BAD_MESSAGE`). Server
 //! messages leave the simulation as a `type` and an encoded payload; the connection's writer
 //! adds its own increasing `seq` and the server's `ts`, so a payload is never re-encoded.
 
@@ -49,7 +50,6 @@ pub fn auth_code_for(e: &DomainError) -> &'static str {
 
 /// A player's controls, as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Input {
     pub thrust: f64,
     pub turn: f64,
@@ -112,7 +112,6 @@ pub struct DecodeError {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Envelope {
     #[serde(rename = "type")]
     kind: String,
@@ -124,7 +123,6 @@ struct Envelope {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct LoginPayload {
     token: String,
     #[serde(default)]
@@ -132,13 +130,11 @@ struct LoginPayload {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct JoinPayload {
     system_id: String,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct TradePayload {
     station_id: String,
     commodity_id: String,
@@ -146,7 +142,6 @@ struct TradePayload {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RepairPayload {
     station_id: String,
 }
@@ -159,7 +154,7 @@ fn bad(message: impl Into<String>) -> DecodeError {
 }
 
 fn payload<T: serde::de::DeserializeOwned>(kind: &str, value: Value) -> Result<T, DecodeError> {
-    serde_json::from_value(value).map_err(|e| bad(format!("{kind}: invalid payload: {e}")))
+    super::tolerant(value).map_err(|e| bad(format!("{kind}: invalid payload: {e}")))
 }
 
 /// Decodes one text frame.
@@ -169,7 +164,7 @@ pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
         return Err(bad("a message must be a JSON object"));
     }
     let envelope: Envelope =
-        serde_json::from_value(value).map_err(|e| bad(format!("invalid envelope: {e}")))?;
+        super::tolerant(value).map_err(|e| bad(format!("invalid envelope: {e}")))?;
     let kind = envelope.kind.as_str();
     let message = match kind {
         "auth.login" => {
@@ -360,8 +355,23 @@ mod tests {
             codes::BAD_MESSAGE
         );
         assert_eq!(
-            code(r#"{"type":"session.join_system","seq":1,"payload":{"system_id":"a","x":1}}"#),
+            code(r#"{"type":"session.join_system","seq":1,"payload":{"system_id":null}}"#),
             codes::BAD_MESSAGE
+        );
+    }
+
+    #[test]
+    fn fields_a_message_does_not_use_are_ignored() {
+        let frame = decode(
+            r#"{"type":"session.join_system","seq":1,"ts":null,"client":"v9",
+                "payload":{"system_id":"a","x":{"y":1}}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            frame.message,
+            ClientMessage::JoinSystem {
+                system_id: "a".into()
+            }
         );
     }
 

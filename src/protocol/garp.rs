@@ -18,6 +18,9 @@ pub mod texts {
     pub const ACCOUNT_AUTH: &str = "Athentication not successful.";
     pub const AUTH_FAILING: &str = "Authentication is failing.";
     pub const NOT_ENOUGH_COINS: &str = "Error: Not enough coins available.";
+    pub const CURRENCY_UNSUPPORTED: &str = "Error: Currency not supported.";
+    pub const ROOM_SERIAL_MISSING: &str = "Invalid roomSerial: a room number is required.";
+    pub const INVALID_SEATS: &str = "Invalid roomSeats: a whole number of seats is required.";
     pub const NO_GAME: &str = "Game doesn't exist.";
     pub const NOT_CONNECTED: &str =
         "Not connected: answer the AuthenticatedConnect challenge (hmac) first.";
@@ -42,9 +45,13 @@ pub const ERROR_RESPONSE: &str = ".ErrorResponse";
 /// A decoded request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
-    /// The answer to the nonce challenge.
+    /// The answer to the nonce challenge, with what a reconnecting module sends.
     Connect {
         hmac: String,
+        /// The game token, as 0.1.5 and later send it; must be this socket's.
+        apikey: Option<String>,
+        /// The session a reconnecting client had.
+        session_id: Option<String>,
     },
     Authentication {
         username: String,
@@ -61,6 +68,8 @@ pub enum Request {
         user_id: String,
         api_key: Option<String>,
         wage: Option<i64>,
+        /// 0.3.0 names the coin; only `ATH` is served.
+        currency: Option<String>,
     },
     GameInfo {
         apikey: String,
@@ -76,6 +85,61 @@ pub enum Request {
         user_id: String,
         game_id: String,
     },
+    CreateRoom {
+        auth_token: String,
+        user_id: String,
+        game_id: String,
+        /// Seats wanted; the game's `max_players` when absent.
+        seats: Option<i64>,
+    },
+    JoinRoom {
+        auth_token: String,
+        user_id: String,
+        game_id: String,
+        serial: Option<i64>,
+    },
+    LeaveRoom {
+        auth_token: String,
+        user_id: String,
+        room_id: String,
+    },
+    /// Locking a room is starting it, as the lobby's `START_ROOM` does.
+    LockRoom {
+        auth_token: String,
+        room_id: String,
+    },
+    QueryRoom {
+        auth_token: String,
+        game_id: String,
+    },
+    SendChat {
+        auth_token: String,
+        user_id: String,
+        room_id: String,
+        meta: Value,
+        msg: String,
+    },
+}
+
+impl Request {
+    /// The player token the request carries, which its error answer echoes.
+    pub fn auth_token(&self) -> Option<&str> {
+        match self {
+            Request::Connect { .. } | Request::Authentication { .. } | Request::GameInfo { .. } => {
+                None
+            }
+            Request::FinishGame { auth_token, .. } => auth_token.as_deref(),
+            Request::AccountDetails { auth_token, .. }
+            | Request::SetWage { auth_token, .. }
+            | Request::GameLadder { auth_token, .. }
+            | Request::CreateRoom { auth_token, .. }
+            | Request::JoinRoom { auth_token, .. }
+            | Request::LeaveRoom { auth_token, .. }
+            | Request::LockRoom { auth_token, .. }
+            | Request::QueryRoom { auth_token, .. }
+            | Request::SendChat { auth_token, .. } => Some(auth_token),
+        }
+    }
 }
 
 /// A request and what its answer must carry.
@@ -134,28 +198,21 @@ impl Loose {
     }
 }
 
+// Fields a message type does not name (`protocolId` on every 0.3.0 request, `platform`,
+// `os`, `deviceId`, `playId` and `typeId` on the ladder) are ignored: see `crate::protocol`.
+
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)] // the optional fields are accepted, not used
+#[serde(rename_all = "camelCase")]
 struct ConnectFields {
     hmac: String,
     #[serde(default)]
-    request_id: Option<Value>,
-    // Optional extras the reference client may send; accepted and unused.
-    #[serde(default)]
-    auth_token: Option<String>,
+    apikey: Option<String>,
     #[serde(default)]
     session_id: Option<String>,
-    #[serde(default)]
-    os: Option<String>,
-    #[serde(default)]
-    platform: Option<String>,
-    #[serde(default)]
-    device_id: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct AuthenticationFields {
     username: String,
     userpass: String,
@@ -163,14 +220,14 @@ struct AuthenticationFields {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct AccountDetailsFields {
     auth_token: String,
     user_id: Loose,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct SetWageFields {
     auth_token: String,
     game_id: Loose,
@@ -178,21 +235,20 @@ struct SetWageFields {
     #[serde(default)]
     api_key: Option<String>,
     wage: Loose,
+    #[serde(default)]
+    currency: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-#[allow(dead_code)] // protocolId and authToken are accepted, not used
+#[serde(rename_all = "camelCase")]
 struct GameInfoFields {
+    /// 0.1.5's `gameInfoRequest` helper spells it `apiKey`.
+    #[serde(alias = "apiKey")]
     apikey: String,
-    #[serde(default)]
-    protocol_id: Option<Loose>,
-    #[serde(default)]
-    auth_token: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct FinishGameFields {
     #[serde(default)]
     auth_token: Option<String>,
@@ -203,11 +259,63 @@ struct FinishGameFields {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 struct GameLadderFields {
     auth_token: String,
     user_id: Loose,
     game_id: Loose,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateRoomFields {
+    auth_token: String,
+    user_id: Loose,
+    game_id: Loose,
+    #[serde(default)]
+    room_seats: Option<Loose>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JoinRoomFields {
+    auth_token: String,
+    user_id: Loose,
+    game_id: Loose,
+    room_serial: Loose,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeaveRoomFields {
+    auth_token: String,
+    user_id: Loose,
+    room_id: Loose,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LockRoomFields {
+    auth_token: String,
+    room_id: Loose,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QueryRoomFields {
+    auth_token: String,
+    game_id: Loose,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendChatFields {
+    auth_token: String,
+    user_id: Loose,
+    room_id: Loose,
+    #[serde(default)]
+    meta: Value,
+    msg: String,
 }
 
 /// Decodes one text frame (not a keep-alive).
@@ -245,7 +353,11 @@ pub fn decode(text: &str) -> Result<Frame, DecodeError> {
     }
     let body = Value::Object(object);
     let request = match class.as_str() {
-        CONNECT_REQUEST => fields::<ConnectFields>(body).map(|f| Request::Connect { hmac: f.hmac }),
+        CONNECT_REQUEST => fields::<ConnectFields>(body).map(|f| Request::Connect {
+            hmac: f.hmac,
+            apikey: f.apikey,
+            session_id: f.session_id,
+        }),
         ".AuthenticationRequest" => {
             fields::<AuthenticationFields>(body).map(|f| Request::Authentication {
                 username: f.username,
@@ -265,6 +377,7 @@ pub fn decode(text: &str) -> Result<Frame, DecodeError> {
             user_id: f.user_id.text(),
             api_key: f.api_key,
             wage: f.wage.int(),
+            currency: f.currency,
         }),
         ".GameInfoRequest" => {
             fields::<GameInfoFields>(body).map(|f| Request::GameInfo { apikey: f.apikey })
@@ -280,6 +393,38 @@ pub fn decode(text: &str) -> Result<Frame, DecodeError> {
             user_id: f.user_id.text(),
             game_id: f.game_id.text(),
         }),
+        ".CreateRoomRequest" => fields::<CreateRoomFields>(body).map(|f| Request::CreateRoom {
+            auth_token: f.auth_token,
+            user_id: f.user_id.text(),
+            game_id: f.game_id.text(),
+            seats: f.room_seats.and_then(Loose::int),
+        }),
+        ".JoinRoomRequest" => fields::<JoinRoomFields>(body).map(|f| Request::JoinRoom {
+            auth_token: f.auth_token,
+            user_id: f.user_id.text(),
+            game_id: f.game_id.text(),
+            serial: f.room_serial.int(),
+        }),
+        ".LeaveRoomRequest" => fields::<LeaveRoomFields>(body).map(|f| Request::LeaveRoom {
+            auth_token: f.auth_token,
+            user_id: f.user_id.text(),
+            room_id: f.room_id.text(),
+        }),
+        ".LockRoomRequest" => fields::<LockRoomFields>(body).map(|f| Request::LockRoom {
+            auth_token: f.auth_token,
+            room_id: f.room_id.text(),
+        }),
+        ".QueryRoomRequest" => fields::<QueryRoomFields>(body).map(|f| Request::QueryRoom {
+            auth_token: f.auth_token,
+            game_id: f.game_id.text(),
+        }),
+        ".SendChatRequest" => fields::<SendChatFields>(body).map(|f| Request::SendChat {
+            auth_token: f.auth_token,
+            user_id: f.user_id.text(),
+            room_id: f.room_id.text(),
+            meta: f.meta,
+            msg: f.msg,
+        }),
         other => Err(format!("unknown request class {other:?}")),
     };
     match request {
@@ -293,7 +438,7 @@ pub fn decode(text: &str) -> Result<Frame, DecodeError> {
 }
 
 fn fields<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, String> {
-    serde_json::from_value(body).map_err(|e| e.to_string())
+    super::tolerant(body).map_err(|e| e.to_string())
 }
 
 fn error_frame(class: &str, details: &str) -> DecodeError {
@@ -322,6 +467,21 @@ pub fn error(class: &str, request_id: &Value, auth_token: Option<&str>, details:
         fields["authToken"] = json!(token);
     }
     response(class, request_id, fields)
+}
+
+/// The class of the message pushed to a GARP socket when chat arrives in a room one of
+/// its players is in (the reference server never sent one; ecliptic names it).
+pub const ROOM_CHAT_EVENT: &str = ".RoomChatEvent";
+
+/// A room chat message pushed to a GARP socket. It answers no request, so it carries no
+/// `requestId`.
+pub fn room_chat_event(fields: Value) -> String {
+    let mut object = Map::new();
+    object.insert("@class".into(), json!(ROOM_CHAT_EVENT));
+    if let Value::Object(fields) = fields {
+        object.extend(fields);
+    }
+    Value::Object(object).to_string()
 }
 
 /// A handshake error: the reference sends the text itself as `error`.
@@ -358,6 +518,7 @@ mod tests {
                 user_id: "1".into(),
                 api_key: Some("k".into()),
                 wage: Some(5),
+                currency: None,
             }
         );
         assert_eq!(frame.request_id, json!("r1"));
@@ -374,17 +535,49 @@ mod tests {
         assert!(e.details.contains("unknown request class"));
         let e = decode("{not json").unwrap_err();
         assert_eq!(e.response_class, ERROR_RESPONSE);
-        let e = decode(
-            r#"{"@class":".AccountDetailsRequest","authToken":"t","userId":"1","x":1,"requestId":"2"}"#,
+    }
+
+    #[test]
+    fn fields_a_request_does_not_use_are_ignored() {
+        let frame = decode(
+            r#"{"@class":".GameLadderRequest","authToken":"t","userId":"1","gameId":"g",
+                "protocolId":4,"playId":9,"typeId":"1","requestId":"2","later":{"x":[1]}}"#,
         )
-        .unwrap_err();
-        assert!(e.details.contains("unknown field"), "{}", e.details);
+        .unwrap();
+        assert_eq!(
+            frame.request,
+            Request::GameLadder {
+                auth_token: "t".into(),
+                user_id: "1".into(),
+                game_id: "g".into(),
+            }
+        );
+        let frame = decode(
+            r#"{"@class":".AuthenticatedConnectRequest","protocolId":4,"apikey":"K",
+                "hmac":"h","platform":"Chrome","os":"Linux","sessionId":null}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            frame.request,
+            Request::Connect {
+                hmac: "h".into(),
+                apikey: Some("K".into()),
+                session_id: None,
+            }
+        );
     }
 
     #[test]
     fn the_handshake_needs_no_request_id() {
         let frame = decode(r#"{"@class":".AuthenticatedConnectRequest","hmac":"abc"}"#).unwrap();
-        assert_eq!(frame.request, Request::Connect { hmac: "abc".into() });
+        assert_eq!(
+            frame.request,
+            Request::Connect {
+                hmac: "abc".into(),
+                apikey: None,
+                session_id: None,
+            }
+        );
         assert_eq!(frame.request_id, json!("0"));
     }
 }

@@ -1,8 +1,69 @@
 //! One module per wire protocol: serde types, decoding and encoding. Pure: no I/O, no
 //! domain rules; those live in `services` and `sim`.
+//!
+//! # The decoding rule
+//! Every protocol but store-lobby decodes tolerantly, because its clients are written
+//! elsewhere and add fields over time: a field a message does not use is ignored, and a
+//! `null` is the same as an absent field. Missing required fields, wrong types and values
+//! out of range remain errors in the protocol's own shape. Each protocol applies the rule
+//! in its one decoding entry point with [`tolerant`]; store-lobby's spec lists "extra
+//! fields" under code 100, so its types deny unknown fields instead.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 pub mod comms;
 pub mod game;
 pub mod garp;
 pub mod raos;
 pub mod store;
+
+/// Drops the `null` members of a message object (they mean "absent"), so that optional
+/// fields and fields with defaults read `null` as not sent. Free-form values inside a
+/// message (a project document, a payload) are left as they are.
+pub fn drop_nulls(value: &mut Value) {
+    if let Value::Object(object) = value {
+        object.retain(|_, v| !v.is_null());
+    }
+}
+
+/// Deserializes one message object (or nested message object) under the decoding rule:
+/// `null` members are absent; members the type does not name are ignored (serde's
+/// default, which is why no tolerant type carries `deny_unknown_fields`).
+pub fn tolerant<T: DeserializeOwned>(mut value: Value) -> Result<T, serde_json::Error> {
+    drop_nulls(&mut value);
+    serde_json::from_value(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Example {
+        name: String,
+        #[serde(default)]
+        flag: bool,
+        limit: Option<u32>,
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_and_null_is_absent() {
+        let decoded: Example = tolerant(serde_json::json!({
+            "name": "a", "flag": null, "limit": null, "added_later": {"x": 1}
+        }))
+        .unwrap();
+        assert_eq!(
+            decoded,
+            Example {
+                name: "a".into(),
+                flag: false,
+                limit: None
+            }
+        );
+        // Required fields stay required, and null does not stand in for them.
+        assert!(tolerant::<Example>(serde_json::json!({"name": null})).is_err());
+        assert!(tolerant::<Example>(serde_json::json!({"name": 3})).is_err());
+    }
+}

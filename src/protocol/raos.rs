@@ -131,9 +131,10 @@ pub struct Request {
     pub action: Action,
 }
 
-/// `update_content`'s `asset`: the id, and whichever fields change.
+/// `update_content`'s `asset`: the id, and whichever fields change. The studio client also
+/// sends `created_date` and `modified_date`; those are the server's to set, so they are
+/// ignored like any field the action does not use.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ContentChanges {
     pub asset_id: String,
     pub asset_type: Option<String>,
@@ -143,9 +144,9 @@ pub struct ContentChanges {
 }
 
 /// Every action of raos-integration.md, and the few the platform adds (friends, the
-/// profile's region). Unknown fields are refused.
+/// profile's region). Fields an action does not use are ignored (see [`crate::protocol`]).
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     Authenticate {
         username: String,
@@ -187,6 +188,10 @@ pub enum Action {
     LaunchGame {
         game_id: String,
         mode: String,
+    },
+    /// The studio client's name for `launch_game` in download mode.
+    DownloadGame {
+        game_id: String,
     },
     StopGame {
         session_id: String,
@@ -280,7 +285,7 @@ pub fn decode_value(value: Value) -> Result<Request, BadRequest> {
     if !object.contains_key("action") {
         return Err(fail("missing field `action`".into()));
     }
-    let action = serde_json::from_value::<Action>(Value::Object(object))
+    let action = super::tolerant::<Action>(Value::Object(object))
         .map_err(|e| fail(format!("invalid request: {e}")))?;
     Ok(Request {
         request_id,
@@ -331,12 +336,34 @@ mod tests {
     }
 
     #[test]
-    fn unknown_actions_and_fields_are_refused() {
+    fn unknown_actions_are_refused_and_unknown_fields_ignored() {
         let e = decode(r#"{"action":"fly_to_moon","request_id":"a"}"#).unwrap_err();
         assert_eq!(e.request_id, Some(json!("a")));
         assert!(e.message.contains("unknown variant"), "{}", e.message);
-        let e = decode(r#"{"action":"list_games","bogus":1}"#).unwrap_err();
-        assert!(e.message.contains("unknown field"), "{}", e.message);
+        assert_eq!(
+            decode(r#"{"action":"list_games","bogus":1}"#)
+                .unwrap()
+                .action,
+            Action::ListGames {}
+        );
+        let studio = decode(
+            r#"{"action":"update_content","asset":{"asset_id":"a","asset_type":null,
+                "title":"T","content":"c","metadata":null,"created_date":"2024-01-01",
+                "modified_date":"2024-01-02"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            studio.action,
+            Action::UpdateContent {
+                asset: ContentChanges {
+                    asset_id: "a".into(),
+                    asset_type: None,
+                    title: Some("T".into()),
+                    content: Some("c".into()),
+                    metadata: None,
+                }
+            }
+        );
         let e = decode(r#"{"action":"fetch_content"}"#).unwrap_err();
         assert!(e.message.contains("asset_id"), "{}", e.message);
         assert!(decode("[1]").is_err());

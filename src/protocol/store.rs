@@ -244,6 +244,16 @@ pub struct DownloadBegin {
     pub version: Option<String>,
 }
 
+/// `SEND_CHAT` (ecliptic's addition): chat to the members of a room the player is in.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendChat {
+    pub room_id: String,
+    pub message: String,
+    #[serde(default)]
+    pub meta: Option<Value>,
+}
+
 /// A developer-server request, decoded.
 #[derive(Debug, Clone)]
 pub enum DevCommand {
@@ -276,6 +286,7 @@ pub enum LobbyCommand {
     JoinRoom(RoomRef),
     LeaveRoom(RoomRef),
     StartRoom(RoomRef),
+    SendChat(SendChat),
     DownloadBegin(DownloadBegin),
 }
 
@@ -332,6 +343,7 @@ pub fn decode_lobby(req: &mut Request) -> Result<LobbyCommand, Response> {
         "JOIN_ROOM" => LobbyCommand::JoinRoom(fields(k, p)?),
         "LEAVE_ROOM" => LobbyCommand::LeaveRoom(fields(k, p)?),
         "START_ROOM" => LobbyCommand::StartRoom(fields(k, p)?),
+        "SEND_CHAT" => LobbyCommand::SendChat(fields(k, p)?),
         "DOWNLOAD_BEGIN" => LobbyCommand::DownloadBegin(fields(k, p)?),
         other => return Err(unknown(other)),
     })
@@ -446,6 +458,17 @@ pub fn room_push(view: &RoomView, closed: bool) -> Bytes {
         room["status"] = Value::from("CLOSED");
     }
     push("ROOM_UPDATED", serde_json::json!({ "room": room }))
+}
+
+/// `ROOM_CHAT`: a chat message in a room the connection's player is in.
+pub fn room_chat_push(chat: &crate::sim::lobby::RoomChat) -> Bytes {
+    push(
+        "ROOM_CHAT",
+        serde_json::json!({
+            "room_id": chat.room_id, "from": chat.from, "meta": chat.meta,
+            "message": chat.message, "sent_at": iso(chat.sent_at_ms),
+        }),
+    )
 }
 
 /// `PLAYER_PRESENCE`.

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod assets;
 pub mod catalog;
 mod error;
+pub mod garp_players;
 pub mod mailbox;
 pub mod pilots;
 pub mod progress;

@@ -345,6 +345,14 @@ impl Hub {
         }
     }
 
+    /// Queues `frame` for every connection of `user`; returns how many.
+    pub fn send_to_user(&self, user: &str, frame: &CommsOut) -> usize {
+        match self.direct(user, frame) {
+            DirectOutcome::Delivered(conns) => conns.len(),
+            DirectOutcome::Offline => 0,
+        }
+    }
+
     fn direct(&self, target: &str, frame: &CommsOut) -> DirectOutcome {
         let Some(conns) = self.users.get(&target.to_lowercase()) else {
             return DirectOutcome::Offline;

@@ -84,10 +84,30 @@ pub enum LobbyOp {
     ListRooms,
     CreateRoom {
         game_id: String,
+        /// Seats wanted (GARP's `roomSeats`); the game's `max_players` when `None`.
+        seats: Option<i64>,
     },
     JoinRoom {
         room_id: String,
     },
+    /// Joins a game's room by its small per-game number (GARP's `roomSerial`).
+    JoinRoomBySerial {
+        game_id: String,
+        serial: i64,
+    },
+    /// Chat to every member of a room the caller is in, on whatever protocol each is
+    /// connected with.
+    Chat {
+        room_id: String,
+        meta: serde_json::Value,
+        message: String,
+    },
+    /// A GARP socket speaks for the caller: room chat for them is pushed to it.
+    Listen {
+        push: mpsc::Sender<RoomChat>,
+    },
+    /// A GARP socket closed: nothing more is pushed to it.
+    Unlisten,
     LeaveRoom {
         room_id: String,
     },
@@ -121,6 +141,8 @@ pub enum LobbyReply {
     },
     Players(Vec<String>),
     Rooms(Vec<RoomView>),
+    /// Chat was delivered to this many connections.
+    Chatted(usize),
     Room(RoomView),
     Started {
         room: RoomView,
@@ -163,10 +185,23 @@ impl RoomStatus {
     }
 }
 
+/// A chat message in a room, as every member's connection receives it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomChat {
+    pub room_id: String,
+    pub from_user: Uuid,
+    pub from: String,
+    pub meta: serde_json::Value,
+    pub message: String,
+    pub sent_at_ms: i64,
+}
+
 /// A lobby room.
 #[derive(Component, Debug, Clone)]
 pub struct Room {
     pub room_id: String,
+    /// A small number, unique among the game's open rooms, that people can say aloud.
+    pub serial: u32,
     pub game_id: String,
     pub version: String,
     /// Players in join order; the first is the host.
@@ -179,6 +214,8 @@ pub struct Room {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomView {
     pub room_id: String,
+    pub serial: u32,
+    pub seats: u32,
     pub game_id: String,
     pub version: String,
     pub host: String,
@@ -190,6 +227,8 @@ impl Room {
     pub fn view(&self) -> RoomView {
         RoomView {
             room_id: self.room_id.clone(),
+            serial: self.serial,
+            seats: self.max_players,
             game_id: self.game_id.clone(),
             version: self.version.clone(),
             host: self
@@ -219,6 +258,8 @@ pub struct Lobby {
     streams: HashMap<String, (Uuid, String)>,
     /// Room instances to remove once no ship is left in them.
     closing_instances: Vec<String>,
+    /// GARP sockets and the player each speaks for: room chat is pushed to them.
+    listeners: HashMap<(ConnId, Uuid), mpsc::Sender<RoomChat>>,
 }
 
 impl Lobby {
@@ -373,8 +414,37 @@ fn answer(world: &mut World, caller: &Caller, op: LobbyOp) -> LobbyResult {
             rooms.sort_by(|a, b| a.room_id.cmp(&b.room_id));
             Ok(LobbyReply::Rooms(rooms))
         }
-        LobbyOp::CreateRoom { game_id } => create_room(world, caller, &game_id),
+        LobbyOp::CreateRoom { game_id, seats } => create_room(world, caller, &game_id, seats),
         LobbyOp::JoinRoom { room_id } => join_room(world, caller, &room_id),
+        LobbyOp::JoinRoomBySerial { game_id, serial } => {
+            let room_id = world
+                .query::<&Room>()
+                .iter(world)
+                .find(|r| r.game_id == game_id && i64::from(r.serial) == serial)
+                .map(|r| r.room_id.clone())
+                .ok_or_else(|| {
+                    DomainError::NotFound(format!("no room number {serial} of game {game_id}"))
+                })?;
+            join_room(world, caller, &room_id)
+        }
+        LobbyOp::Chat {
+            room_id,
+            meta,
+            message,
+        } => chat(world, caller, &room_id, meta, message),
+        LobbyOp::Listen { push } => {
+            let mut lobby = world.resource_mut::<Lobby>();
+            lobby.listeners.retain(|_, push| !push.is_closed());
+            lobby.listeners.insert((caller.conn, caller.user_id), push);
+            Ok(LobbyReply::Done)
+        }
+        LobbyOp::Unlisten => {
+            world
+                .resource_mut::<Lobby>()
+                .listeners
+                .retain(|(conn, _), _| *conn != caller.conn);
+            Ok(LobbyReply::Done)
+        }
         LobbyOp::LeaveRoom { room_id } => {
             leave_room(world, caller, &room_id).map(|()| LobbyReply::Done)
         }
@@ -468,8 +538,23 @@ fn push_room(world: &World, room: &Room) {
         .broadcast(wire::room_push(&room.view(), false));
 }
 
-fn create_room(world: &mut World, caller: &Caller, game_id: &str) -> LobbyResult {
+fn create_room(
+    world: &mut World,
+    caller: &Caller,
+    game_id: &str,
+    seats: Option<i64>,
+) -> LobbyResult {
     let game = online_game(world, game_id)?;
+    let seats = match seats {
+        None => game.max_players,
+        Some(n) if n >= 1 && n <= i64::from(game.max_players) => n as u32,
+        Some(n) => {
+            return Err(DomainError::InvalidInput(format!(
+                "a room of {} has 1 to {} seats, not {n}",
+                game.name, game.max_players
+            )));
+        }
+    };
     let Some(version) = game.latest_version() else {
         return Err(bad_state(format!(
             "{} has no version to play yet",
@@ -481,12 +566,14 @@ fn create_room(world: &mut World, caller: &Caller, game_id: &str) -> LobbyResult
             "already in room {current}; leave it first"
         )));
     }
+    let serial = next_serial(world, &game.game_id);
     let room = Room {
         room_id: format!("room-{}", &Uuid::new_v4().simple().to_string()[..12]),
+        serial,
         game_id: game.game_id.clone(),
         version,
         players: vec![(caller.user_id, caller.username.clone())],
-        max_players: game.max_players,
+        max_players: seats,
         status: RoomStatus::Waiting,
     };
     let view = room.view();
@@ -497,6 +584,83 @@ fn create_room(world: &mut World, caller: &Caller, game_id: &str) -> LobbyResult
         .rooms
         .insert(view.room_id.clone(), entity);
     Ok(LobbyReply::Room(view))
+}
+
+/// The lowest number no open room of the game has, so numbers stay small.
+fn next_serial(world: &mut World, game_id: &str) -> u32 {
+    let mut taken: Vec<u32> = world
+        .query::<&Room>()
+        .iter(world)
+        .filter(|r| r.game_id == game_id)
+        .map(|r| r.serial)
+        .collect();
+    taken.sort_unstable();
+    let mut serial = 1;
+    for n in taken {
+        if n == serial {
+            serial += 1;
+        }
+    }
+    serial
+}
+
+/// Delivers a chat message to every member of the room: lobby connections as a
+/// `ROOM_CHAT` line, GARP sockets as a typed message they encode, comms connections as a
+/// broadcast on `room.<room_id>`.
+fn chat(
+    world: &mut World,
+    caller: &Caller,
+    room_id: &str,
+    meta: serde_json::Value,
+    message: String,
+) -> LobbyResult {
+    let entity = room_entity(world, room_id)?;
+    let room = world
+        .get::<Room>(entity)
+        .ok_or_else(|| DomainError::NotFound(format!("no room {room_id:?}")))?;
+    if !room.players.iter().any(|p| p.0 == caller.user_id) {
+        return Err(DomainError::Forbidden(format!(
+            "only members of room {room_id} chat in it"
+        )));
+    }
+    let members: Vec<(Uuid, String)> = room.players.clone();
+    let chat = RoomChat {
+        room_id: room_id.to_owned(),
+        from_user: caller.user_id,
+        from: caller.username.clone(),
+        meta,
+        message,
+        sent_at_ms: chrono::Utc::now().timestamp_millis(),
+    };
+    let is_member = |user: &Uuid| members.iter().any(|m| m.0 == *user);
+    let lobby = world.resource::<Lobby>();
+    let mut delivered = 0;
+    let line = wire::room_chat_push(&chat);
+    for (user, _, push) in lobby.connections.values() {
+        if is_member(user) && push.try_send(line.clone()).is_ok() {
+            delivered += 1;
+        }
+    }
+    for ((_, user), push) in &lobby.listeners {
+        if is_member(user) && push.try_send(chat.clone()).is_ok() {
+            delivered += 1;
+        }
+    }
+    if let Some(hub) = world.get_resource::<super::comms::Hub>() {
+        let frame = super::comms::CommsOut::Text(crate::protocol::comms::broadcast(
+            &format!("room.{room_id}"),
+            &serde_json::json!({
+                "room_id": chat.room_id, "from": chat.from, "meta": chat.meta,
+                "message": chat.message,
+            }),
+            chat.sent_at_ms,
+            &format!("chat_{}", Uuid::new_v4().simple()),
+        ));
+        for (_, name) in &members {
+            delivered += hub.send_to_user(name, &frame);
+        }
+    }
+    Ok(LobbyReply::Chatted(delivered))
 }
 
 fn room_of(world: &mut World, user: Uuid) -> Option<String> {

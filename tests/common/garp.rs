@@ -12,6 +12,32 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{LineClient, Ws, close_code, ws_connect, ws_next};
 
+/// Coins every new account starts with in the GARP tests.
+pub const GRANT: i64 = 100;
+
+/// A server that grants every new account [`GRANT`] coins.
+pub async fn wager_server() -> super::TestServer {
+    super::TestServer::start_with(|c| c.wagers.signup_grant = GRANT).await
+}
+
+/// The `details` of a GARP error answer.
+pub fn details(answer: &Value) -> &str {
+    answer["error"]["details"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an error with details: {answer}"))
+}
+
+/// Registers `name` (password "pw", display name "The <name>") over REST.
+pub async fn register(server: &super::TestServer, name: &str) {
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/register",
+            &json!({"username": name, "password": "pw", "display_name": format!("The {name}")}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 /// What a GARP client knows of its game.
 #[derive(Debug, Clone)]
 pub struct GameKeys {
@@ -90,6 +116,27 @@ impl DevGame {
         .await;
     }
 
+    /// Publishes `bytes` as `version` in one chunk.
+    pub async fn publish(&mut self, version: &str, bytes: &[u8]) {
+        use sha2::Digest;
+        let checksum = hex::encode(Sha256::digest(bytes));
+        let token = Some(self.token.as_str());
+        let begin = dev_call(
+            &mut self.dev,
+            "UPLOAD_BEGIN",
+            token,
+            json!({"game_id": self.keys.game_id, "version": version,
+                   "size_bytes": bytes.len(), "checksum": checksum}),
+        )
+        .await;
+        let upload_id = begin["upload_id"].clone();
+        let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+        let chunk = json!({"upload_id": upload_id, "seq": 0, "data_b64": data});
+        dev_call(&mut self.dev, "UPLOAD_CHUNK", token, chunk).await;
+        let end = json!({"upload_id": upload_id});
+        dev_call(&mut self.dev, "UPLOAD_END", token, end).await;
+    }
+
     pub async fn set_status(&mut self, status: &str) {
         let payload = json!({"game_id": self.keys.game_id, "status": status});
         dev_call(&mut self.dev, "SET_GAME_STATUS", Some(&self.token), payload).await;
@@ -111,6 +158,43 @@ pub struct Garp {
     pub ws: Ws,
     pub session_id: String,
     pub next_id: u64,
+    /// Room chat that arrived while waiting for an answer.
+    pub pushed: Vec<Value>,
+    /// Speaks as the GARP JavaScript module 0.3.0 does: `protocolId` on every request,
+    /// plus a field from a release ahead of this server.
+    pub module: bool,
+}
+
+/// The subprotocol every version of the GARP module offers.
+pub const MODULE_SUBPROTOCOL: &str = "echo-protocol";
+
+/// Opens `url` offering the module's subprotocol; fails unless the server selects it.
+pub async fn ws_connect_as_module(url: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().expect("a WebSocket URL");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        MODULE_SUBPROTOCOL.parse().unwrap(),
+    );
+    let (ws, response) =
+        tokio::time::timeout(super::WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("connect within the wait")
+            .expect("a handshake that selects the offered subprotocol");
+    assert_eq!(
+        response
+            .headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.to_str().unwrap()),
+        Some(MODULE_SUBPROTOCOL)
+    );
+    ws
+}
+
+/// A player's credentials as a reconnecting module holds them.
+pub struct Resume<'a> {
+    pub session_id: &'a str,
+    pub auth_token: &'a str,
 }
 
 /// Follows the redirect and opens the `/fs` socket; returns it with the first message.
@@ -158,6 +242,48 @@ impl Garp {
             ws,
             session_id,
             next_id: 0,
+            pushed: Vec::new(),
+            module: false,
+        }
+    }
+
+    /// Connects as the 0.3.0 module does: the redirect and `/fs` both offering
+    /// `echo-protocol`, and the handshake with `protocolId`, `apikey`, `platform` and `os`
+    /// (plus `authToken` and `sessionId` when it reconnects).
+    pub async fn connect_as_module(
+        http: SocketAddr,
+        game: &GameKeys,
+        resume: Option<Resume<'_>>,
+    ) -> Self {
+        let mut redirect =
+            ws_connect_as_module(&format!("ws://{http}/ws/{}/4", game.api_key)).await;
+        let answer = ws_next(&mut redirect).await.expect("the redirect");
+        let url = answer["connectUrl"]
+            .as_str()
+            .expect("connectUrl")
+            .to_owned();
+        assert_eq!(close_code(&mut redirect).await, Some(1000));
+        let mut ws = ws_connect_as_module(&url).await;
+        let challenge = ws_next(&mut ws).await.expect("the challenge");
+        let nonce = challenge["nonce"].as_str().expect("a nonce").to_owned();
+        let mut hello = json!({
+            "@class": ".AuthenticatedConnectRequest", "protocolId": 4,
+            "apikey": game.api_key, "hmac": sign(&game.secret, &nonce),
+            "platform": "Chrome", "os": "Linux",
+        });
+        if let Some(resume) = resume {
+            hello["authToken"] = json!(resume.auth_token);
+            hello["sessionId"] = json!(resume.session_id);
+        }
+        send(&mut ws, hello).await;
+        let welcome = ws_next(&mut ws).await.expect("the session");
+        assert!(welcome.get("error").is_none(), "{welcome}");
+        Self {
+            ws,
+            session_id: welcome["sessionId"].as_str().expect("sessionId").to_owned(),
+            next_id: 0,
+            pushed: Vec::new(),
+            module: true,
         }
     }
 
@@ -172,8 +298,19 @@ impl Garp {
     pub async fn call_with_id(&mut self, class: &str, mut fields: Value, id: &str) -> Value {
         fields["@class"] = json!(class);
         fields["requestId"] = json!(id);
+        if self.module {
+            fields["protocolId"] = json!(4);
+            fields["sentBy"] = json!({"module": "0.3.0", "features": ["rooms"]});
+        }
         send(&mut self.ws, fields).await;
-        let answer = ws_next(&mut self.ws).await.expect("an answer");
+        let answer = loop {
+            let message = ws_next(&mut self.ws).await.expect("an answer");
+            // Room chat may arrive between requests.
+            if message["@class"] != ".RoomChatEvent" {
+                break message;
+            }
+            self.pushed.push(message);
+        };
         assert_eq!(answer["requestId"], id, "{answer}");
         assert_eq!(
             answer["@class"],
@@ -198,12 +335,22 @@ impl Garp {
     }
 
     pub async fn wage(&mut self, game: &GameKeys, player: &Player, wage: &str) -> Value {
-        self.call(
-            ".SetWageRequest",
-            json!({"authToken": player.token, "gameId": game.game_id, "userId": player.user_id,
-                   "apiKey": game.api_key, "wage": wage}),
-        )
-        .await
+        let mut fields = json!({"authToken": player.token, "gameId": game.game_id,
+                                "userId": player.user_id, "apiKey": game.api_key, "wage": wage});
+        if self.module {
+            fields["currency"] = json!("ATH");
+        }
+        self.call(".SetWageRequest", fields).await
+    }
+
+    /// The next room chat pushed to this socket.
+    pub async fn chat_event(&mut self) -> Value {
+        if !self.pushed.is_empty() {
+            return self.pushed.remove(0);
+        }
+        let message = ws_next(&mut self.ws).await.expect("a chat event");
+        assert_eq!(message["@class"], ".RoomChatEvent", "{message}");
+        message
     }
 
     pub async fn balance(&mut self, player: &Player) -> i64 {
@@ -227,11 +374,13 @@ impl Garp {
     }
 
     pub async fn ladder(&mut self, game: &GameKeys, player: &Player) -> Value {
-        self.call(
-            ".GameLadderRequest",
-            json!({"authToken": player.token, "userId": player.user_id, "gameId": game.game_id}),
-        )
-        .await
+        let mut fields =
+            json!({"authToken": player.token, "userId": player.user_id, "gameId": game.game_id});
+        if self.module {
+            fields["playId"] = json!(1);
+            fields["typeId"] = json!("1");
+        }
+        self.call(".GameLadderRequest", fields).await
     }
 }
 

@@ -382,6 +382,21 @@ pub async fn close_code(ws: &mut Ws) -> Option<u16> {
 pub struct GameClient {
     pub ws: Ws,
     seq: u64,
+    /// Adds fields from a newer client release to every message and its payload, which
+    /// the server must ignore.
+    pub future_fields: bool,
+}
+
+/// Adds a field this server does not know to `message`, and to each of its object members
+/// named in `nested`, as a client one release ahead would.
+pub fn add_future_fields(message: &mut Value, nested: &[&str]) {
+    let extra = json!({"added_in": "v99", "flags": [1, "two", null]});
+    for name in nested {
+        if let Some(inner) = message.get_mut(*name).filter(|v| v.is_object()) {
+            inner["client_hint"] = extra.clone();
+        }
+    }
+    message["client_build"] = extra;
 }
 
 impl GameClient {
@@ -390,6 +405,7 @@ impl GameClient {
         Self {
             ws: ws_connect(&url).await,
             seq: 0,
+            future_fields: false,
         }
     }
 
@@ -401,8 +417,11 @@ impl GameClient {
     }
 
     pub async fn send_seq(&mut self, kind: &str, seq: u64, payload: Value) {
-        let frame =
+        let mut frame =
             json!({"type": kind, "seq": seq, "ts": 1_700_000_000_000u64, "payload": payload});
+        if self.future_fields {
+            add_future_fields(&mut frame, &["payload"]);
+        }
         self.send_text(&frame.to_string()).await;
     }
 
@@ -440,7 +459,12 @@ impl GameClient {
 
     /// The next message that is not a delta or snapshot.
     pub async fn recv_reply(&mut self) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no reply within the wait"
+            );
             let msg = self.recv().await;
             let kind = msg["type"].as_str().unwrap_or("");
             if kind != "world.delta" && kind != "world.snapshot" && kind != "combat.event" {
@@ -518,5 +542,15 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> LineClient<S> {
     /// The next line, which may be a push.
     pub async fn recv_or_push(&mut self) -> Value {
         self.recv().await.expect("a line")
+    }
+
+    /// The next push of `kind`, passing over other pushes.
+    pub async fn recv_push(&mut self, kind: &str) -> Value {
+        loop {
+            let line = self.recv_or_push().await;
+            if line["type"] == kind {
+                return line;
+            }
+        }
     }
 }

@@ -13,6 +13,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 struct Comms {
     ws: Ws,
     welcome: Value,
+    /// Adds fields from a newer client to every message and its `data`.
+    future_fields: bool,
 }
 
 impl Comms {
@@ -25,13 +27,20 @@ impl Comms {
         let welcome = ws_next(&mut ws).await.expect("welcome");
         assert_eq!(welcome["type"], "Status", "{welcome}");
         assert_eq!(welcome["data"]["status"], "connected");
-        Self { ws, welcome }
+        Self {
+            ws,
+            welcome,
+            future_fields: false,
+        }
     }
 
     async fn send(&mut self, kind: &str, data: Value, id: Option<&str>) {
         let mut msg = json!({"type": kind, "data": data, "timestamp": 1});
         if let Some(id) = id {
             msg["id"] = json!(id);
+        }
+        if self.future_fields {
+            common::add_future_fields(&mut msg, &["data"]);
         }
         self.send_text(&msg.to_string()).await;
     }
@@ -730,4 +739,69 @@ async fn platform_events_reach_comms_subscribers_of_events_topics() {
         .await;
     let refused = reader.recv_type("Error").await;
     assert_eq!(refused["data"]["code"], 403, "{refused}");
+}
+
+#[tokio::test]
+async fn every_message_from_a_newer_client_gets_its_normal_answer() {
+    let server = TestServer::start().await;
+    let mut c = Comms::connect(&server, &token_for(&server, "newer").await).await;
+    let mut peer = Comms::connect(&server, &token_for(&server, "peer").await).await;
+    c.future_fields = true;
+
+    c.send("Ping", json!({"timestamp": 7}), None).await;
+    assert_eq!(c.recv_type("Pong").await["data"]["timestamp"], 7);
+    c.send("Subscribe", json!({"topics": ["news"]}), Some("s1"))
+        .await;
+    assert_eq!(c.recv_type("Status").await["data"]["status"], "subscribed");
+    assert_eq!(c.recv_type("Ack").await["data"]["message_id"], "s1");
+    c.send(
+        "Broadcast",
+        json!({"topic": "news", "payload": {"n": 1}}),
+        Some("b1"),
+    )
+    .await;
+    let own = c.recv_type("Broadcast").await;
+    assert_eq!(own["data"]["payload"], json!({"n": 1}), "{own}");
+    c.send("History", json!({"topic": "news", "limit": 5}), None)
+        .await;
+    let history = c.recv_type("History").await;
+    assert_eq!(history["data"]["messages"].as_array().unwrap().len(), 1);
+    c.send(
+        "DirectMessage",
+        json!({"target_user": "peer", "payload": "hi"}),
+        Some("d1"),
+    )
+    .await;
+    assert_eq!(
+        peer.recv_type("DirectMessage").await["data"]["payload"],
+        "hi"
+    );
+
+    // Unsubscribe with an id is acknowledged like Subscribe.
+    c.send("Unsubscribe", json!({"topics": ["news"]}), Some("u1"))
+        .await;
+    let ack = loop {
+        let ack = c.recv_type("Ack").await;
+        if ack["data"]["message_id"] == "u1" {
+            break ack;
+        }
+    };
+    assert_eq!(
+        ack["data"],
+        json!({"message_id": "u1", "status": "unsubscribed", "active_subscriptions": 0})
+    );
+
+    let (status, fresh) = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "newer", "password": "pw"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{fresh}");
+    c.send("Refresh", json!({"token": fresh["access_token"]}), None)
+        .await;
+    assert_eq!(
+        c.recv_type("Status").await["data"]["status"],
+        "token_refreshed"
+    );
 }

@@ -129,17 +129,22 @@ async fn flying_moves_the_ship_from_inputs_only() {
     let server = TestServer::start().await;
     let (mut client, ship, snapshot) = joined_player(&server, "pilot").await;
     let start = entity(&snapshot, "entities", &ship).unwrap().clone();
-    // A client cannot place itself: extra fields are refused, positions are never read.
+    // A client cannot place itself: fields an input does not use are ignored, and
+    // positions are never read.
     client
-        .send("input.command", json!({"thrust": 0, "turn": 0, "fire_primary": false, "dock_request": false, "x": 9999}))
+        .send(
+            "input.command",
+            json!({"thrust": 1, "turn": 0, "fire_primary": false,
+                                      "dock_request": false, "x": 9999, "y": {"set": 9999}}),
+        )
         .await;
-    assert_eq!(client.recv_reply().await["payload"]["code"], "BAD_MESSAGE");
-    client.input(1.0, 0.0, false, false).await;
     let update = wait_moved(&mut client, &ship, &start, 20.0).await;
     assert!(
         update["vx"].as_f64().unwrap() > 0.0,
         "heading 0 flies along +x: {update}"
     );
+    let dx = update["x"].as_f64().unwrap() - start["x"].as_f64().unwrap();
+    assert!(dx < 1000.0, "flown, not placed: {update}");
 }
 
 #[tokio::test]
@@ -775,4 +780,48 @@ async fn deltas_keep_to_the_bandwidth_budget_and_everyone_still_arrives() {
         }
     }
     drop(others);
+}
+
+#[tokio::test]
+async fn every_message_from_a_newer_client_gets_its_normal_answer() {
+    let server = TestServer::start().await;
+    let token = token_for(&server, "newer").await;
+    let mut client = GameClient::connect(&server).await;
+    // Every message below carries an unknown top-level field and one inside its payload.
+    client.future_fields = true;
+    let ok = client.login(&token).await;
+    assert!(ok["payload"]["player_id"].is_string(), "{ok}");
+    let (joined, snapshot) = client.join("sol-1").await;
+    let ship = joined["payload"]["ship_id"].as_str().unwrap().to_owned();
+
+    let station = "earth-orbit-station";
+    for (kind, quantity, cargo) in [("trade.buy", 10, 10), ("trade.sell", 4, 6)] {
+        client
+            .send(
+                kind,
+                json!({"station_id": station, "commodity_id": "food", "quantity": quantity}),
+            )
+            .await;
+        let result = client.recv_reply().await;
+        assert_eq!(result["type"], "trade.result", "{kind}: {result}");
+        assert_eq!(result["payload"]["ok"], true, "{result}");
+        let food = result["payload"]["cargo"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["commodity_id"] == "food")
+            .cloned()
+            .unwrap();
+        assert_eq!(food["qty"], cargo, "{result}");
+    }
+    client
+        .send("ship.repair_request", json!({"station_id": station}))
+        .await;
+    let repaired = client.recv_reply().await;
+    assert_eq!(repaired["type"], "trade.result", "{repaired}");
+    assert_eq!(repaired["payload"]["details"]["hull"], 100);
+
+    let start = entity(&snapshot, "entities", &ship).unwrap().clone();
+    client.input(1.0, 0.0, false, false).await;
+    wait_moved(&mut client, &ship, &start, 20.0).await;
 }

@@ -4,34 +4,13 @@
 
 use crate::common;
 
-use common::garp::{Garp, Player, dev_game, open, send, sign};
+use common::garp::{
+    GRANT, Garp, Player, details, dev_game, open, register, send, sign, wager_server as server,
+};
 use common::{TestServer, close_code, ws_next};
 use futures_util::SinkExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-
-/// Coins every new account starts with in these tests.
-const GRANT: i64 = 100;
-
-async fn server() -> TestServer {
-    TestServer::start_with(|c| c.wagers.signup_grant = GRANT).await
-}
-
-fn details(answer: &Value) -> &str {
-    answer["error"]["details"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an error with details: {answer}"))
-}
-
-async fn register(server: &TestServer, name: &str) {
-    let (status, body) = server
-        .post(
-            "/api/v1/auth/register",
-            &json!({"username": name, "password": "pw", "display_name": format!("The {name}")}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_whole_flow_as_a_garp_client() {
@@ -161,14 +140,17 @@ async fn the_whole_flow_as_a_garp_client() {
     assert!(time_left > 0 && time_left <= 24 * 3600, "{ladder}");
     let lines = ladder["ladder"].as_array().unwrap();
     assert_eq!(lines.len(), 3, "{ladder}");
+    // Values as the reference sends them: strings, and the date as YYYY-MM-DD.
+    assert_eq!(ladder["authToken"], lars.token.as_str());
     assert_eq!(lines[0]["displayname"], "The lars");
-    assert_eq!(lines[0]["position"], 2);
+    assert_eq!(lines[0]["position"], "2");
     assert_eq!(lines[1]["displayname"], "The mia");
-    assert_eq!(lines[1]["position"], 1);
-    assert_eq!(lines[1]["score"], 900);
-    assert_eq!(lines[1]["amount"], 5);
-    assert!(lines[1]["date"].is_string());
-    assert_eq!(lines[2]["position"], 2);
+    assert_eq!(lines[1]["position"], "1");
+    assert_eq!(lines[1]["score"], "900");
+    assert_eq!(lines[1]["amount"], "5");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert_eq!(lines[1]["date"], today.as_str());
+    assert_eq!(lines[2]["position"], "2");
 
     // Game info: the terms as the developer set them.
     game.update(json!({"wage": 3, "payout_shares": [60, 30, 10, 0, 0]}))
@@ -190,7 +172,13 @@ async fn the_whole_flow_as_a_garp_client() {
             &info["player4"],
             &info["player5"]
         ],
-        [&json!(600), &json!(300), &json!(100), &json!(0), &json!(0)]
+        [
+            &json!("60"),
+            &json!("30"),
+            &json!("10"),
+            &json!("0"),
+            &json!("0")
+        ]
     );
     assert_eq!(info["description"], "roll high");
     assert!(info["scheme"].is_string());
@@ -289,10 +277,11 @@ async fn bad_input_gets_garp_errors_and_the_session_goes_on() {
             ".AccountDetailsResponse",
             "authToken",
         ),
+        // A field the request does not use is ignored: the answer is about the token.
         (
             r#"{"@class":".AccountDetailsRequest","authToken":"a","userId":"1","requestId":"1","extra":true}"#,
             ".AccountDetailsResponse",
-            "unknown field",
+            "Athentication not successful.",
         ),
     ];
     for (text, class, needle) in cases {
@@ -338,8 +327,12 @@ async fn two_concurrent_wages_that_one_balance_covers_once() {
     register(&server, "twin").await;
     let mut a = Garp::connect(server.handle().http_addr, &game).await;
     let mut b = Garp::connect(server.handle().http_addr, &game).await;
+    // One player's token, used from two sockets at once (a login replaces the token).
     let pa = a.authenticate(&game, "twin").await;
-    let pb = b.authenticate(&game, "twin").await;
+    let pb = Player {
+        token: pa.token.clone(),
+        user_id: pa.user_id.clone(),
+    };
     let (ra, rb) = tokio::join!(a.wage(&game, &pa, "60"), b.wage(&game, &pb, "60"));
     let ok = [&ra, &rb].iter().filter(|r| r["status"] == "OK").count();
     assert_eq!(ok, 1, "{ra} {rb}");

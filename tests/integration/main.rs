@@ -11,6 +11,7 @@ mod comms;
 mod game;
 mod garp;
 mod garp_crash;
+mod garp_module;
 mod listeners;
 mod loadgen;
 mod process;

@@ -19,6 +19,8 @@ struct Raos {
     ws: Ws,
     next: u64,
     events: VecDeque<Value>,
+    /// Adds fields from a newer client to every request and to its `asset`.
+    future_fields: bool,
 }
 
 impl Raos {
@@ -28,6 +30,7 @@ impl Raos {
             ws,
             next: 0,
             events: VecDeque::new(),
+            future_fields: false,
         }
     }
 
@@ -51,6 +54,9 @@ impl Raos {
         let mut request = fields;
         request["action"] = json!(action);
         request["request_id"] = json!(id);
+        if self.future_fields {
+            common::add_future_fields(&mut request, &["asset"]);
+        }
         self.send_text(&request.to_string()).await;
         loop {
             let message = self.read().await;
@@ -144,9 +150,21 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_action_over_the_websocket() {
+    every_action(false).await;
+}
+
+/// Every action again with a field the server does not know at the top level and in
+/// `update_content`'s `asset`, as a client one release ahead sends them.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_action_from_a_newer_client() {
+    every_action(true).await;
+}
+
+async fn every_action(future_fields: bool) {
     // This test sends far more than the default burst; the limit has its own test.
     let server = TestServer::start_with(|c| c.raos.request_burst = 1000.0).await;
     let mut raos = Raos::connect(&server).await;
+    raos.future_fields = future_fields;
     let mut other = Raos::connect(&server).await;
     let token = raos.sign_in(&server, "studio").await;
     let other_token = other.sign_in(&server, "rival").await;
@@ -192,7 +210,8 @@ async fn every_action_over_the_websocket() {
         .fail("list_games", json!({"auth_token": "not-a-token"}), 1001)
         .await;
 
-    // 1000: malformed JSON, unknown action, extra and missing fields.
+    // 1000: malformed JSON, unknown action, missing fields and wrong types. A field the
+    // action does not use is ignored.
     raos.send_text("{oops").await;
     let bad = raos.read().await;
     assert_eq!(
@@ -200,7 +219,10 @@ async fn every_action_over_the_websocket() {
         (json!(false), json!(1000))
     );
     raos.fail("teleport", json!({}), 1000).await;
-    raos.fail("list_games", t(json!({"extra": 1})), 1000).await;
+    raos.ok("list_games", t(json!({"extra": {"added": "later"}})))
+        .await;
+    raos.fail("fetch_content", t(json!({"asset_id": 7})), 1000)
+        .await;
     raos.fail("fetch_content", t(json!({})), 1000).await;
 
     // Projects.
@@ -459,6 +481,24 @@ async fn every_action_over_the_websocket() {
         )
         .await;
     assert!(updated["modified_date"].is_string());
+    // The studio client's shape: the whole asset, with dates that are the server's to set.
+    let studio = other
+        .ok(
+            "update_content",
+            json!({"auth_token": other_token, "asset": {"asset_id": post, "asset_type": "post",
+                   "title": "From the studio", "content": "Body", "metadata": null,
+                   "created_date": "2020-01-01", "modified_date": "2020-01-01"}}),
+        )
+        .await;
+    assert_ne!(studio["modified_date"], "2020-01-01", "{studio}");
+    let fetched = other
+        .ok(
+            "fetch_content",
+            json!({"auth_token": other_token, "asset_id": post, "content_type": null}),
+        )
+        .await;
+    assert_eq!(fetched["asset"]["title"], "From the studio", "{fetched}");
+    assert_eq!(fetched["asset"]["content"], "Body");
     other
         .ok(
             "delete_content",
@@ -535,6 +575,17 @@ async fn rest(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_rest_route() {
+    rest_routes(false).await;
+}
+
+/// Every route again with an unknown query parameter, and unknown fields in every body
+/// (top level and in `asset`).
+#[tokio::test(flavor = "multi_thread")]
+async fn every_rest_route_from_a_newer_client() {
+    rest_routes(true).await;
+}
+
+async fn rest_routes(future_fields: bool) {
     let server = TestServer::start_with(|c| c.raos.request_burst = 1000.0).await;
     let mut visited: HashSet<(&str, &str)> = HashSet::new();
     let mut call = async |method: &'static str,
@@ -545,6 +596,16 @@ async fn every_rest_route() {
                           status: u16|
            -> Value {
         visited.insert((method, template));
+        let (path, body) = if future_fields {
+            let separator = if path.contains('?') { '&' } else { '?' };
+            let body = body.map(|mut b| {
+                common::add_future_fields(&mut b, &["asset"]);
+                b
+            });
+            (format!("{path}{separator}client_build=v99"), body)
+        } else {
+            (path, body)
+        };
         let (got, answer) = rest(&server, method, &path, token, body).await;
         assert_eq!(got, status, "{method} {path}: {answer}");
         assert_eq!(answer["success"], status < 300, "{method} {path}: {answer}");
@@ -682,6 +743,16 @@ async fn every_rest_route() {
     )
     .await;
     let session = launched["session_id"].as_str().unwrap().to_owned();
+    // The built-in game is played on the server: there is nothing to download.
+    call(
+        "POST",
+        "/games/{game_id}/download",
+        "/games/ecliptic-space/download".into(),
+        tk,
+        None,
+        400,
+    )
+    .await;
     call(
         "POST",
         "/games/sessions/{session_id}/stop",
@@ -779,6 +850,32 @@ async fn every_rest_route() {
     )
     .await;
     assert_eq!(fetched["asset"]["title"], "T2");
+    // The studio client's shape: the whole asset, with dates that are the server's to set.
+    call(
+        "PUT",
+        "/content/{asset_id}",
+        format!("/content/{id}"),
+        tk,
+        Some(
+            json!({"asset": {"asset_id": id, "asset_type": "post", "title": "T3",
+                    "content": "C3", "metadata": null, "created_date": "2020-01-01",
+                    "modified_date": "2020-01-01"}}),
+        ),
+        200,
+    )
+    .await;
+    let fetched = call(
+        "GET",
+        "/content/{asset_id}",
+        format!("/content/{id}"),
+        tk,
+        None,
+        200,
+    )
+    .await;
+    assert_eq!(fetched["asset"]["title"], "T3");
+    assert_eq!(fetched["asset"]["content"], "C3");
+    assert_ne!(fetched["asset"]["modified_date"], "2020-01-01");
     call(
         "DELETE",
         "/content/{asset_id}",
@@ -802,7 +899,7 @@ async fn every_rest_route() {
         "/content",
         "/content".into(),
         tk,
-        Some(json!({"asset_type": "post", "title": "T", "content": "C", "bogus": 1})),
+        Some(json!({"asset_type": "post", "title": 5, "content": "C"})),
         400,
     )
     .await;
@@ -1153,33 +1250,12 @@ async fn token_for_existing(server: &TestServer, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_developers_game_is_listed_rated_and_downloadable() {
     use common::LineClient;
-    use common::garp::{dev_call, dev_game};
+    use common::garp::dev_game;
     let server = TestServer::start().await;
     let mut dev = dev_game(server.handle().dev_tcp_addr).await;
-    let (game, dev_token) = (dev.keys.clone(), dev.token.clone());
+    let game = dev.keys.clone();
     let build: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-    let begin = dev_call(
-        &mut dev.dev,
-        "UPLOAD_BEGIN",
-        Some(&dev_token),
-        json!({"game_id": game.game_id, "version": "1.0", "size_bytes": build.len()}),
-    )
-    .await;
-    let upload_id = begin["upload_id"].clone();
-    dev_call(
-        &mut dev.dev,
-        "UPLOAD_CHUNK",
-        Some(&dev_token),
-        json!({"upload_id": upload_id, "seq": 0, "data_b64": B64.encode(&build)}),
-    )
-    .await;
-    dev_call(
-        &mut dev.dev,
-        "UPLOAD_END",
-        Some(&dev_token),
-        json!({"upload_id": upload_id}),
-    )
-    .await;
+    dev.publish("1.0", &build).await;
     // Two players review it: 4 and 5. (Lobby pushes carry a `type`; replies do not.)
     for (name, score) in [("critic-a", 4), ("critic-b", 5)] {
         let mut lobby = LineClient::connect(server.handle().lobby_tcp_addr).await;
@@ -1236,6 +1312,31 @@ async fn a_developers_game_is_listed_rated_and_downloadable() {
         .await
         .unwrap();
     assert_eq!(bytes.as_ref(), build.as_slice());
+
+    // The studio client's `download_game` is the same, over the socket and over REST;
+    // its absent optional fields come as null.
+    let studio = raos
+        .ok(
+            "download_game",
+            json!({"auth_token": token, "game_id": game.game_id, "format": null}),
+        )
+        .await;
+    let (status, rest_answer) = rest(
+        &server,
+        "POST",
+        &format!("/games/{}/download", game.game_id),
+        Some(&token),
+        Some(json!({"content_type": null})),
+    )
+    .await;
+    assert_eq!(status, 200, "{rest_answer}");
+    for answer in [&studio, &rest_answer] {
+        assert_eq!(answer["success"], true, "{answer}");
+        assert_eq!(answer["download_url"], launched["download_url"], "{answer}");
+        assert_eq!(answer["version"], "1.0");
+        assert_eq!(answer["size"], build.len());
+        assert_eq!(answer["hash"], sha256_hex(&build));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
