@@ -63,6 +63,16 @@ pub fn transfer(
     if from == to || to_kind == "mint" {
         return Ok(Err(DomainError::InvalidInput("not a valid move".into())));
     }
+    // SQLite turns an integer that overflows into a REAL, which would break the ledger for
+    // good: refuse, before anything is written, a move that takes any balance (and so the
+    // mint's, which is minus the total minted) past what an i64 holds.
+    let overflows = balance(conn, from)?.checked_sub(amount).is_none()
+        || balance(conn, to)?.checked_add(amount).is_none();
+    if overflows {
+        return Ok(Err(DomainError::InvalidInput(format!(
+            "{amount} coins would take a balance past the largest amount the ledger holds"
+        ))));
+    }
     for (account, kind) in [(from, from_kind), (to, to_kind)] {
         conn.execute(
             "INSERT OR IGNORE INTO wallet_accounts (account_id, kind, balance) VALUES (?1, ?2, 0)",

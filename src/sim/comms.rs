@@ -110,20 +110,29 @@ pub fn topic_matches(pattern: &str, topic: &str) -> bool {
     t.next().is_none()
 }
 
-/// Whether someone may publish to `topic`: topics under `system.` are for admins, and
-/// `events.` carries only the platform's own events (the event bus publishes there).
+/// Whether someone may publish to `topic`, whatever its letter case: `events` and `room`
+/// topics carry only what the server itself sends (the event bus, room chat), and
+/// `system`, `notifications` and `presence` topics are for admins.
 pub fn check_publish(topic: &str, is_admin: bool) -> Result<(), DomainError> {
-    if topic.starts_with("events.") {
-        return Err(DomainError::Forbidden(
-            "topics under events. carry the platform's events; nobody publishes there".into(),
-        ));
+    let topic = topic.to_ascii_lowercase();
+    let under = |root: &str| {
+        topic == root
+            || topic
+                .strip_prefix(root)
+                .is_some_and(|rest| rest.starts_with('.'))
+    };
+    if let Some(root) = ["events", "room"].into_iter().find(|r| under(r)) {
+        return Err(DomainError::Forbidden(format!(
+            "{root} topics carry what the server sends; nobody publishes there"
+        )));
     }
-    if topic.starts_with("system.") && !is_admin {
-        return Err(DomainError::Forbidden(
-            "publishing under system. needs the admin role".into(),
-        ));
+    let reserved = ["system", "notifications", "presence"];
+    match reserved.into_iter().find(|r| under(r)) {
+        Some(root) if !is_admin => Err(DomainError::Forbidden(format!(
+            "publishing to {root} topics needs the admin role"
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Where a direct message went.
@@ -492,5 +501,14 @@ mod tests {
         assert!(check_publish("system.alerts", false).is_err());
         assert!(check_publish("system.alerts", true).is_ok());
         assert!(check_publish("chat.system", false).is_ok());
+        for reserved in ["System.x", "NOTIFICATIONS", "presence.bob", "Presence"] {
+            assert!(check_publish(reserved, false).is_err(), "{reserved}");
+            assert!(check_publish(reserved, true).is_ok(), "{reserved}");
+        }
+        for servers_own in ["Events.x", "room.room-1", "ROOM"] {
+            assert!(check_publish(servers_own, true).is_err(), "{servers_own}");
+        }
+        assert!(check_publish("systems", false).is_ok());
+        assert!(check_publish("roomy.chat", false).is_ok());
     }
 }

@@ -107,9 +107,18 @@ impl Store {
     /// the writer thread.
     pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
+        make_private(data_dir, 0o700)?;
         let path = data_dir.join("ecliptic.db");
         let mut writer = open_connection(&path, false)?;
         migrate(&mut writer)?;
+        // The database holds every game's GARP secret and every password hash. SQLite
+        // creates its WAL and shared-memory files with the database file's mode.
+        for file in ["ecliptic.db", "ecliptic.db-wal", "ecliptic.db-shm"] {
+            let file = data_dir.join(file);
+            if file.exists() {
+                make_private(&file, 0o600)?;
+            }
+        }
         let readers = (0..READERS)
             .map(|_| open_connection(&path, true))
             .collect::<Result<Vec<_>, _>>()?;
@@ -312,4 +321,17 @@ fn commit_group(conn: &mut Connection, group: &mut [Job]) -> bool {
             false
         }
     }
+}
+
+/// Sets `path`'s permission bits to `mode` (owner only), whatever the umask was when it
+/// was made, and whatever an older version left.
+pub fn make_private(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }

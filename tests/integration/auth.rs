@@ -330,6 +330,23 @@ async fn malformed_bodies_are_invalid_requests() {
             "/api/v1/auth/register",
             r#"{"username": null, "password": "pw"}"#,
         ),
+        // Lookalikes (a Cyrillic U+0430, a full-width U+FF41), a display name that reverses text, an empty password.
+        (
+            "/api/v1/auth/register",
+            r#"{"username": "\u0430lice", "password": "pw"}"#,
+        ),
+        (
+            "/api/v1/auth/register",
+            r#"{"username": "\uff41lice", "password": "pw"}"#,
+        ),
+        (
+            "/api/v1/auth/register",
+            r#"{"username": "alice", "password": "pw", "display_name": "evil\u202etxt.exe"}"#,
+        ),
+        (
+            "/api/v1/auth/register",
+            r#"{"username": "alice", "password": ""}"#,
+        ),
         ("/api/v1/auth/register", r#"{"username": "zed"}"#),
         (
             "/api/v1/auth/register",
@@ -373,4 +390,25 @@ async fn malformed_bodies_are_invalid_requests() {
     let (status, body): (u16, Value) = server.post("/api/v1/nope", &json!({})).await;
     assert_eq!(status, 404);
     assert_failure(&body, 1003);
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_and_its_secrets_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    // A data directory someone made open to all: the server closes it whatever the umask.
+    let server = TestServer::start_with(|c| {
+        let dir = c.data_dir.join("open-to-all");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        c.data_dir = dir;
+    })
+    .await;
+    let mode =
+        |path: std::path::PathBuf| std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    let dir = server.config.data_dir.clone();
+    assert!(dir.ends_with("open-to-all"));
+    assert_eq!(mode(dir.clone()), 0o700);
+    assert_eq!(mode(dir.join("ecliptic.db")), 0o600);
+    assert_eq!(mode(dir.join("jwt.key")), 0o600);
 }

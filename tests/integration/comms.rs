@@ -256,6 +256,19 @@ async fn error_table_codes() {
     // 401: a Refresh with a bad token.
     c.send("Refresh", json!({"token": "bad"}), None).await;
     assert_eq!(error_code(&c.recv().await), 401);
+    // 403: reserved topics in any letter case, and the server's own.
+    for topic in [
+        "System.alerts",
+        "SYSTEM",
+        "notifications",
+        "Presence.someone",
+        "events.game_state_change",
+        "room.room-1",
+    ] {
+        c.send("Broadcast", json!({"topic": topic, "payload": 1}), None)
+            .await;
+        assert_eq!(error_code(&c.recv().await), 403, "{topic}");
+    }
     // 403: system topics need admin.
     c.send(
         "Broadcast",

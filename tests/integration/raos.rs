@@ -1318,7 +1318,8 @@ async fn a_developers_game_is_listed_rated_and_downloadable() {
     let studio = raos
         .ok(
             "download_game",
-            json!({"auth_token": token, "game_id": game.game_id, "format": null}),
+            json!({"auth_token": token, "game_id": game.game_id, "format": null,
+                   "client_build": {"studio": "2.1"}}),
         )
         .await;
     let (status, rest_answer) = rest(
@@ -1326,7 +1327,7 @@ async fn a_developers_game_is_listed_rated_and_downloadable() {
         "POST",
         &format!("/games/{}/download", game.game_id),
         Some(&token),
-        Some(json!({"content_type": null})),
+        Some(json!({"content_type": null, "client_build": {"studio": "2.1"}})),
     )
     .await;
     assert_eq!(status, 200, "{rest_answer}");

@@ -144,6 +144,12 @@ fn wallet_commands_grant_and_check() {
             .success()
     );
     assert!(!ecliptic(&["wallet", "grant", "rich", "0"]).status.success());
+    // An amount that would overflow the balance or the minted total is refused, and
+    // nothing of it is written.
+    let out = ecliptic(&["wallet", "grant", "rich", &i64::MAX.to_string()]);
+    assert!(!out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("largest amount"), "{said}");
     let out = ecliptic(&["wallet", "check"]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("minted 250, users 250"));

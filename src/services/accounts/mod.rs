@@ -183,28 +183,36 @@ fn now_secs() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// Usernames: 3 to 64 characters of letters, digits and `_ - . @ +`.
+/// Usernames: 3 to 64 ASCII letters, digits and `_ - . @ +`. ASCII only, so that no two
+/// names look alike (a Cyrillic "а" or a full-width "ａ" beside a Latin "a").
 pub fn validate_username(name: &str) -> Result<(), DomainError> {
-    let ok_len = (3..=64).contains(&name.chars().count());
+    let ok_len = (3..=64).contains(&name.len());
     let ok_chars = name
         .chars()
-        .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.' | '@' | '+'));
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@' | '+'));
     if ok_len && ok_chars {
         Ok(())
     } else {
         Err(DomainError::InvalidInput(
-            "username must be 3 to 64 letters, digits or _ - . @ +".into(),
+            "username must be 3 to 64 ASCII letters, digits or _ - . @ +".into(),
         ))
     }
 }
 
+/// Characters that reorder the text around them (bidirectional embeddings, overrides,
+/// isolates and marks): in a display name they would disguise what other players read.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 fn validate_display_name(name: &str) -> Result<(), DomainError> {
     let len = name.chars().count();
-    if (1..=64).contains(&len) && !name.chars().any(char::is_control) {
+    let printable = !name.chars().any(|c| c.is_control() || is_bidi_control(c));
+    if (1..=64).contains(&len) && printable {
         Ok(())
     } else {
         Err(DomainError::InvalidInput(
-            "display_name must be 1 to 64 printable characters".into(),
+            "display_name must be 1 to 64 printable characters, without direction controls".into(),
         ))
     }
 }

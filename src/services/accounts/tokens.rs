@@ -66,6 +66,10 @@ impl TokenKeys {
                 "signing key {} is shorter than 32 bytes",
                 path.display()
             );
+            // An operator's own key file (elsewhere, owned by someone else) may refuse.
+            if let Err(e) = crate::store::make_private(path, 0o600) {
+                tracing::warn!("cannot make signing key {} private: {e}", path.display());
+            }
             return Ok(Self::from_secret(&secret));
         }
         let secret: [u8; 32] = rand::random();
