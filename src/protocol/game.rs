@@ -31,6 +31,8 @@ pub mod codes {
     pub const INVALID_QUANTITY: &str = "INVALID_QUANTITY";
     pub const COOLDOWN: &str = "COOLDOWN";
     pub const NOT_JOINED: &str = "NOT_JOINED";
+    /// A room's (or launched session's) instance entered by someone not in it.
+    pub const NOT_IN_ROOM: &str = "NOT_IN_ROOM";
     pub const NOT_AUTHENTICATED: &str = "NOT_AUTHENTICATED";
     pub const ALREADY_AUTHENTICATED: &str = "ALREADY_AUTHENTICATED";
     pub const BAD_MESSAGE: &str = "BAD_MESSAGE";

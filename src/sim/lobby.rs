@@ -511,6 +511,33 @@ fn answer(world: &mut World, caller: &Caller, op: LobbyOp) -> LobbyResult {
     }
 }
 
+/// Whether `user` may enter the instance named `instance`: a room's instance is for its
+/// members, a launched session's for whoever launched it; star systems are open to all.
+pub fn may_enter(world: &World, instance: &str, user: Uuid) -> Result<(), DomainError> {
+    let Some(lobby) = world.get_resource::<Lobby>() else {
+        return Ok(());
+    };
+    let room = lobby
+        .rooms
+        .get(instance)
+        .and_then(|e| world.get::<Room>(*e));
+    if room.is_some_and(|room| !room.players.iter().any(|p| p.0 == user)) {
+        return Err(DomainError::Forbidden(format!(
+            "only the players of room {instance} enter it"
+        )));
+    }
+    if lobby
+        .streams
+        .get(instance)
+        .is_some_and(|(launcher, _)| *launcher != user)
+    {
+        return Err(DomainError::Forbidden(format!(
+            "only who launched session {instance} enters it"
+        )));
+    }
+    Ok(())
+}
+
 fn room_entity(world: &World, room_id: &str) -> Result<Entity, DomainError> {
     world
         .resource::<Lobby>()

@@ -557,6 +557,7 @@ fn join(world: &mut World, conn: ConnId, system_id: &str) {
         return;
     };
     let link = session.link.clone();
+    let user_id = session.user_id;
     let Some(instance) = world.resource::<Instances>().get(system_id) else {
         link.error(
             codes::UNKNOWN_SYSTEM,
@@ -564,6 +565,10 @@ fn join(world: &mut World, conn: ConnId, system_id: &str) {
         );
         return;
     };
+    if let Err(refused) = super::lobby::may_enter(world, system_id, user_id) {
+        link.error(codes::NOT_IN_ROOM, &refused.to_string());
+        return;
+    }
     // A ship taken over in the same instance is kept; one elsewhere is saved and moved.
     let mut keep = None;
     if let Some(existing) = session.ship {

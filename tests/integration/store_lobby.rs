@@ -787,6 +787,24 @@ async fn rooms_from_creation_to_a_game_client_in_the_instance() {
     let (joined, snapshot) = game.join(&room_id).await;
     assert_eq!(joined["payload"]["system_id"], room_id.as_str());
     assert!(snapshot["payload"]["you"]["ship_id"].is_string());
+    // Someone who is not in the room cannot enter its instance.
+    let login = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "third", "password": "pw"}),
+        )
+        .await
+        .1;
+    let mut outsider = GameClient::connect(&server).await;
+    outsider
+        .login(login["access_token"].as_str().unwrap())
+        .await;
+    outsider
+        .send("session.join_system", json!({"system_id": room_id}))
+        .await;
+    let refused = outsider.recv_reply().await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["payload"]["code"], "NOT_IN_ROOM", "{refused}");
 
     // The last player leaves: the room closes.
     ok(&guest.call("LEAVE_ROOM", json!({"room_id": room_id})).await);
