@@ -7,7 +7,7 @@
 //! `null` is the same as an absent field. Missing required fields, wrong types and values
 //! out of range remain errors in the protocol's own shape. Each protocol applies the rule
 //! in its one decoding entry point with [`tolerant`]; store-lobby's spec lists "extra
-//! fields" under code 100, so its types deny unknown fields instead.
+//! fields" under code 100, so its types refuse unknown fields instead.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -29,7 +29,7 @@ pub fn drop_nulls(value: &mut Value) {
 
 /// Deserializes one message object (or nested message object) under the decoding rule:
 /// `null` members are absent; members the type does not name are ignored (serde's
-/// default, which is why no tolerant type carries `deny_unknown_fields`).
+/// default, so no tolerant type may refuse unknown fields).
 pub fn tolerant<T: DeserializeOwned>(mut value: Value) -> Result<T, serde_json::Error> {
     drop_nulls(&mut value);
     serde_json::from_value(value)
