@@ -27,7 +27,7 @@ fn services() -> (SimServices, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let metrics = Arc::new(Metrics::new());
     let store = Store::open(dir.path(), metrics.clone()).expect("store opens");
-    (SimServices { store, metrics }, dir)
+    (SimServices::new(store, metrics), dir)
 }
 
 fn bare_sim() -> (Sim, Inbox, tempfile::TempDir) {

@@ -20,7 +20,7 @@ fn main() {
     let metrics = Arc::new(Metrics::new());
     let store = Store::open(dir.path(), metrics.clone()).expect("store opens");
     let mut crowd = Crowd::new(
-        SimServices { store, metrics },
+        SimServices::new(store, metrics),
         CrowdSize::one_station(1_000),
     );
     for _ in 0..WARM_UP_TICKS {

@@ -34,6 +34,7 @@ pub struct Config {
     pub limits: Limits,
     pub auth: AuthConfig,
     pub sim: SimConfig,
+    pub store: StoreConfig,
     pub game: GameConfig,
     pub uploads: UploadConfig,
     pub comms: CommsConfig,
@@ -55,6 +56,7 @@ impl Default for Config {
             limits: Limits::default(),
             auth: AuthConfig::default(),
             sim: SimConfig::default(),
+            store: StoreConfig::default(),
             game: GameConfig::default(),
             uploads: UploadConfig::default(),
             comms: CommsConfig::default(),
@@ -151,6 +153,29 @@ impl Default for SimConfig {
         Self {
             max_catch_up_ticks: 3,
         }
+    }
+}
+
+/// The database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// How long a write waits for a lock held by another process (a backup, an operator's
+    /// `sqlite3`) before it fails and its clients hear an error.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn busy_timeout(&self) -> Duration {
+        Duration::from_millis(self.busy_timeout_ms)
     }
 }
 

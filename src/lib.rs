@@ -126,7 +126,11 @@ impl Server {
             anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
         })?;
         let metrics = Arc::new(Metrics::new());
-        let store = Store::open(&config.data_dir, metrics.clone())?;
+        let store = Store::open_with(
+            &config.data_dir,
+            metrics.clone(),
+            config.store.busy_timeout(),
+        )?;
         let accounts = Arc::new(
             Accounts::open(store.clone(), &config.data_dir, &config.auth)?
                 .with_signup_grant(config.wagers.signup_grant),
@@ -205,10 +209,7 @@ impl Server {
         let stop_sim = Arc::new(AtomicBool::new(false));
         let sim_thread = spawn_sim(
             &config,
-            SimServices {
-                store: store.clone(),
-                metrics: metrics.clone(),
-            },
+            SimServices::new(store.clone(), metrics.clone()),
             inbox_rx,
             plugins,
             stop_sim.clone(),

@@ -24,6 +24,8 @@ pub struct Listing {
     pub stock: f32,
     pub target_stock: u32,
     pub spread: f32,
+    /// Units bought by trades still being saved: not for sale to anyone else meanwhile.
+    pub held: i64,
 }
 
 impl Listing {
@@ -48,9 +50,10 @@ impl Listing {
         ((self.mid() * (1.0 - self.spread / 2.0)).floor() as i64).max(0)
     }
 
-    /// Whole units in stock.
+    /// Whole units in stock and not held for a trade being saved.
     pub fn units(&self) -> u32 {
-        self.stock.max(0.0).floor() as u32
+        let whole = self.stock.max(0.0).floor() as i64;
+        u32::try_from((whole - self.held).max(0)).unwrap_or(u32::MAX)
     }
 }
 
@@ -71,6 +74,7 @@ impl Market {
                     stock: e.stock as f32,
                     target_stock: e.target_stock,
                     spread: e.spread,
+                    held: 0,
                 })
                 .collect(),
         }
@@ -142,6 +146,7 @@ mod tests {
             stock,
             target_stock: 100,
             spread: 0.1,
+            held: 0,
         }
     }
 
@@ -179,15 +184,15 @@ pub struct TradeRequest {
 /// Most units one trade may move.
 const MAX_TRADE_UNITS: i64 = 1_000_000;
 
-/// Checks a trade against the world and, if it holds, applies it: credits, cargo and the
-/// station's stock change together. Returns the `trade.result` to send once it is saved.
-pub fn execute_trade(
+/// Checks a trade against the world: what it would change if it holds. Nothing changes
+/// until it is saved (see [`super::trades`]).
+pub fn quote_trade(
     world: &mut World,
     ship: Entity,
     req: &TradeRequest,
-) -> Result<crate::protocol::game::GameOut, super::players::GameError> {
+) -> Result<super::trades::Settlement, super::players::GameError> {
     use super::players::{GameError, Pilot};
-    use crate::protocol::game::{GameOut, TradeResult, TradeSide, codes};
+    use crate::protocol::game::{TradeSide, codes};
 
     if req.quantity <= 0 || req.quantity > MAX_TRADE_UNITS {
         return Err(GameError::new(
@@ -266,45 +271,17 @@ pub fn execute_trade(
             (unit, unit.saturating_mul(quantity), -quantity)
         }
     };
-    if let Some(mut market) = world.get_mut::<Market>(station)
-        && let Some(listing) = market.listing_mut(&req.commodity_id)
-    {
-        listing.stock = (listing.stock - cargo_delta as f32).max(0.0);
-    }
-    let mut pilot = world
-        .get_mut::<Pilot>(ship)
-        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
-    pilot.credits += credits_delta;
-    pilot.stow(&req.commodity_id, cargo_delta);
-    let held = pilot.held(&req.commodity_id);
-    let cargo = pilot.cargo_view();
-    let credits = pilot.credits;
-    let user_id = pilot.user_id;
-    super::progress::PlayEvents::raise(
-        world,
-        super::progress::PlayEvent::Traded { user_id, credits },
-    );
-    let mut shown = cargo.clone();
-    if held == 0 {
-        // The spec's example shows the traded commodity even at zero.
-        shown.push(crate::protocol::game::CargoItem {
-            commodity_id: req.commodity_id.clone(),
-            qty: 0,
-        });
-    }
-    Ok(GameOut::message(
-        "trade.result",
-        &TradeResult {
-            ok: true,
-            credits,
-            cargo: &shown,
-            details: serde_json::json!({
-                "station_id": req.station_id,
-                "commodity_id": req.commodity_id,
-                "quantity": quantity,
-                "unit_price": unit_price,
-                "total": unit_price.saturating_mul(quantity),
-            }),
-        },
-    ))
+    Ok(super::trades::Settlement {
+        station,
+        credits: credits_delta,
+        cargo: Some((req.commodity_id.clone(), cargo_delta)),
+        repair: false,
+        details: serde_json::json!({
+            "station_id": req.station_id,
+            "commodity_id": req.commodity_id,
+            "quantity": quantity,
+            "unit_price": unit_price,
+            "total": unit_price.saturating_mul(quantity),
+        }),
+    })
 }

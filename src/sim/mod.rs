@@ -25,6 +25,7 @@ pub mod scenario;
 pub mod ships;
 pub mod stations;
 mod stats;
+pub mod trades;
 pub mod wagers;
 pub mod weapons;
 pub mod zones;
@@ -37,11 +38,11 @@ use bevy_app::{App, FixedMain, FixedUpdate, Plugin};
 use bevy_ecs::message::message_update_system;
 use bevy_ecs::prelude::*;
 use bevy_ecs::schedule::{ScheduleLabel, SingleThreadedExecutor};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, Select, Sender};
 
 use crate::bridge::{Command, SimStatus};
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{Store, StoreError, rusqlite::Connection};
 
 pub use stats::TickStats;
 
@@ -136,6 +137,36 @@ impl Plugin for GamePlugins {
 pub struct SimServices {
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    completions: (Sender<Completion>, Receiver<Completion>),
+}
+
+/// What to do in the world once work handed elsewhere has finished (a store commit).
+pub type Completion = Box<dyn FnOnce(&mut World) + Send>;
+
+impl SimServices {
+    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            metrics,
+            completions: crossbeam_channel::unbounded(),
+        }
+    }
+
+    /// Queues a write without blocking; once its transaction has committed (or failed),
+    /// `then` runs on the simulation thread with the result, before the next tick. This is
+    /// how a change reaches the world only after it is durable.
+    pub fn write_then<T, F, D>(&self, op: F, then: D)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        D: FnOnce(&mut World, Result<T, StoreError>) + Send + 'static,
+    {
+        let completions = self.completions.0.clone();
+        self.store.submit(op, move |result| {
+            // The simulation has stopped if this fails; nothing is left to update.
+            let _ = completions.send(Box::new(move |world: &mut World| then(world, result)));
+        });
+    }
 }
 
 /// Settings of the loop itself.
@@ -192,6 +223,7 @@ impl Plugin for CorePlugin {
 pub struct Sim {
     app: App,
     inbox: Receiver<Command>,
+    completions: Receiver<Completion>,
     config: LoopConfig,
     stats: TickStats,
     metrics: Arc<Metrics>,
@@ -216,6 +248,7 @@ impl Sim {
         Self {
             app,
             inbox,
+            completions: services.completions.1.clone(),
             batch: Vec::with_capacity(config.commands_per_wake),
             config,
             stats: TickStats::new(4096),
@@ -238,15 +271,21 @@ impl Sim {
         let mut n: u64 = 1;
         while !stop.load(Ordering::Relaxed) {
             let next_tick = start + period.mul_f64(n as f64);
-            match self.inbox.recv_deadline(next_tick) {
-                Ok(first) => {
-                    self.batch.push(first);
-                    self.drain_inbox();
-                    self.handle_commands();
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                // Every sender is gone: nothing will ever arrive again.
-                Err(RecvTimeoutError::Disconnected) => break,
+            let mut ready = Select::new();
+            let inbox = ready.recv(&self.inbox);
+            ready.recv(&self.completions);
+            match ready.ready_deadline(next_tick) {
+                Ok(index) if index == inbox => match self.inbox.try_recv() {
+                    Ok(first) => {
+                        self.batch.push(first);
+                        self.drain_and_handle();
+                    }
+                    // Every sender is gone: nothing will ever arrive again.
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                    Err(crossbeam_channel::TryRecvError::Empty) => {}
+                },
+                Ok(_) => self.drain_and_handle(),
+                Err(_timeout) => {}
             }
             let now = Instant::now();
             if now < next_tick {
@@ -275,8 +314,12 @@ impl Sim {
         self.metrics.inbox_depth.set(self.inbox.len() as i64);
     }
 
-    /// Routes the commands waiting in `batch` into the world and runs `HandleCommands`.
+    /// Runs finished work's completions, routes the commands waiting in `batch` into the
+    /// world and runs `HandleCommands`.
     fn handle_commands(&mut self) {
+        while let Ok(complete) = self.completions.try_recv() {
+            complete(self.app.world_mut());
+        }
         let mut batch = std::mem::take(&mut self.batch);
         for cmd in batch.drain(..) {
             self.route(cmd);

@@ -4,8 +4,8 @@
 //! simulation, so commands here carry an authenticated user. One game session per account:
 //! a second login takes the ship over and the first connection is told `SESSION_REPLACED`
 //! and closed. Inputs are buffered on the ship (the latest wins within a tick; a `seq` not
-//! above the last accepted one is ignored). Trades and repairs change the world at once and
-//! are saved with their reply attached, so `trade.result` leaves only after COMMIT.
+//! above the last accepted one is ignored). Trades and repairs reach the world only once
+//! they are saved ([`super::trades`]), so `trade.result` leaves only after COMMIT.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,6 +21,7 @@ use super::physics::{Body, Kinematics, PhysicsSpace, Steering};
 use super::replication::Replicated;
 use super::ships::{Controls, Docked, Fuel, Hull, OutOfPlay, Ship};
 use super::stations;
+use super::trades::{self, Settlement};
 use super::weapons::Weapon;
 use super::{HandleCommands, Pending, SimServices, Tick, TickRate};
 use crate::bridge::{ConnId, Link};
@@ -329,25 +330,28 @@ pub fn pilot_record(world: &World, ship: Entity) -> Option<SavedPilot> {
     })
 }
 
-/// Saves a ship's pilot; once committed, `then` is sent to the client (or an error if the
-/// save failed).
-pub fn persist(world: &World, ship: Entity, then: Option<GameOut>) {
+/// Saves a ship's pilot. A ship whose trade is being saved is saved once it settles, so
+/// this save cannot write the state from before the trade over it.
+pub fn persist(world: &mut World, ship: Entity) {
+    if super::trades::Settling::defer_save(world, ship) {
+        return;
+    }
+    save_now(world, ship);
+}
+
+/// Saves a ship's pilot as the world has it now; for a ship about to leave the world (any
+/// trade still being saved is then cancelled: this save, queued after it, undoes it).
+fn save_now(world: &World, ship: Entity) {
     let Some(record) = pilot_record(world, ship) else {
         return;
     };
-    let link = world.get::<Client>(ship).map(|c| c.link.clone());
     let store = world.resource::<SimServices>().store.clone();
     store.submit(
         move |conn| pilots::save(conn, &record),
-        move |result| match (result, link, then) {
-            (Ok(()), Some(link), Some(msg)) => link.send(msg),
-            (Err(e), link, _) => {
+        |result| {
+            if let Err(e) = result {
                 tracing::error!("saving a pilot failed: {e}");
-                if let Some(link) = link {
-                    link.error(codes::SERVER_ERROR, "the change could not be saved");
-                }
             }
-            _ => {}
         },
     );
 }
@@ -436,16 +440,18 @@ fn handle_game_commands(world: &mut World) {
                         commodity_id,
                         quantity,
                     };
-                    let outcome = take_action(world, ship)
-                        .and_then(|()| markets::execute_trade(world, ship, &request));
-                    reply(world, ship, outcome);
+                    let quote = trades::ensure_idle(world, ship)
+                        .and_then(|()| take_action(world, ship))
+                        .and_then(|()| markets::quote_trade(world, ship, &request));
+                    settle_or_refuse(world, ship, quote);
                 }
             }
             GameCommand::Repair { conn, station_id } => {
                 if let Some(ship) = joined_ship(world, conn) {
-                    let outcome = take_action(world, ship)
-                        .and_then(|()| stations::repair(world, ship, &station_id));
-                    reply(world, ship, outcome);
+                    let quote = trades::ensure_idle(world, ship)
+                        .and_then(|()| take_action(world, ship))
+                        .and_then(|()| stations::quote_repair(world, ship, &station_id));
+                    settle_or_refuse(world, ship, quote);
                 }
             }
             GameCommand::Disconnect { conn } => disconnect(world, conn),
@@ -453,10 +459,10 @@ fn handle_game_commands(world: &mut World) {
     }
 }
 
-/// Sends a trade or repair outcome: a result after its save commits, or an error at once.
-fn reply(world: &World, ship: Entity, outcome: Result<GameOut, GameError>) {
-    match outcome {
-        Ok(result) => persist(world, ship, Some(result)),
+/// Starts saving a trade or repair that passed the rules, or answers the rule it broke.
+fn settle_or_refuse(world: &mut World, ship: Entity, quote: Result<Settlement, GameError>) {
+    match quote {
+        Ok(settlement) => trades::begin(world, ship, settlement),
         Err(e) => {
             if let Some(client) = world.get::<Client>(ship) {
                 client.link.error(e.code, &e.message);
@@ -575,7 +581,12 @@ fn join(world: &mut World, conn: ConnId, system_id: &str) {
         if world.get::<InInstance>(existing).map(|i| i.0) == Some(instance) {
             keep = Some(existing);
         } else {
-            persist(world, existing, None);
+            // The new ship starts from this one's state, not from the one loaded at login.
+            let record = pilot_record(world, existing);
+            if let Some(session) = world.resource_mut::<Connections>().sessions.get_mut(&conn) {
+                session.saved = record;
+            }
+            save_now(world, existing);
             despawn_ship(world, existing);
         }
     }
@@ -721,7 +732,7 @@ fn disconnect(world: &mut World, conn: ConnId) {
             .get::<Client>(ship)
             .is_some_and(|c| c.link.conn == conn)
     {
-        persist(world, ship, None);
+        save_now(world, ship);
         despawn_ship(world, ship);
     }
 }
@@ -739,7 +750,7 @@ fn save_pilots_periodically(world: &mut World) {
         .iter(world)
         .collect();
     for ship in ships {
-        persist(world, ship, None);
+        persist(world, ship);
     }
 }
 

@@ -14,7 +14,8 @@ use super::instances::{Data, InInstance, Instance};
 use super::physics::{Kinematics, Steering};
 use super::players::{GameError, Pilot};
 use super::ships::{Controls, Docked, Fuel, Hull, OutOfPlay};
-use crate::protocol::game::{GameOut, TradeResult, codes};
+use super::trades::Settlement;
+use crate::protocol::game::codes;
 
 #[derive(Component, Debug, Clone)]
 pub struct Station {
@@ -76,17 +77,21 @@ pub fn profit_multiplier_at(world: &World, station: Entity) -> f32 {
     })
 }
 
-/// Repairs the ship's hull fully at `station_id`, for credits.
-pub fn repair(world: &mut World, ship: Entity, station_id: &str) -> Result<GameOut, GameError> {
-    docked_station(world, ship, station_id)?;
+/// Checks a full hull repair at `station_id`, for credits: what it would change.
+pub fn quote_repair(
+    world: &mut World,
+    ship: Entity,
+    station_id: &str,
+) -> Result<Settlement, GameError> {
+    let station = docked_station(world, ship, station_id)?;
     let per_hp = world.resource::<Data>().0.rules.repair_cost_per_hp;
     let hull = *world
         .get::<Hull>(ship)
         .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
     let missing = i64::from(hull.max - hull.hp.min(hull.max));
-    let cost = missing * per_hp;
-    let mut pilot = world
-        .get_mut::<Pilot>(ship)
+    let cost = missing.saturating_mul(per_hp);
+    let pilot = world
+        .get::<Pilot>(ship)
         .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
     if pilot.credits < cost {
         return Err(GameError::new(
@@ -94,26 +99,18 @@ pub fn repair(world: &mut World, ship: Entity, station_id: &str) -> Result<GameO
             format!("repair costs {cost} credits, {} available", pilot.credits),
         ));
     }
-    pilot.credits -= cost;
-    let credits = pilot.credits;
-    let cargo = pilot.cargo_view();
-    if let Some(mut hull) = world.get_mut::<Hull>(ship) {
-        hull.hp = hull.max;
-    }
-    Ok(GameOut::message(
-        "trade.result",
-        &TradeResult {
-            ok: true,
-            credits,
-            cargo: &cargo,
-            details: serde_json::json!({
-                "station_id": station_id,
-                "repaired_hp": missing,
-                "cost": cost,
-                "hull": hull.max,
-            }),
-        },
-    ))
+    Ok(Settlement {
+        station,
+        credits: -cost,
+        cargo: None,
+        repair: true,
+        details: serde_json::json!({
+            "station_id": station_id,
+            "repaired_hp": missing,
+            "cost": cost,
+            "hull": hull.max,
+        }),
+    })
 }
 
 #[allow(clippy::type_complexity)]

@@ -252,7 +252,7 @@ fn knock_out(world: &mut World, ship: Entity, respawn_tick: u64) {
         .entity_mut(ship)
         .remove::<(Body, Docked)>()
         .insert((OutOfPlay { respawn_tick }, Controls::default()));
-    persist(world, ship, None);
+    persist(world, ship);
 }
 
 /// Players whose respawn time has come reappear docked at the home station, repaired.
@@ -313,7 +313,7 @@ fn respawn_players(world: &mut World) {
         if let Some(mut client) = world.get_mut::<Client>(ship) {
             client.needs_snapshot = true;
         }
-        persist(world, ship, None);
+        persist(world, ship);
     }
 }
 

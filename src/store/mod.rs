@@ -27,6 +27,7 @@ pub use rusqlite;
 /// Operations committed in one transaction at most; more wait for the next one.
 const MAX_GROUP: usize = 512;
 const READERS: usize = 4;
+const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -106,10 +107,19 @@ impl Store {
     /// Opens (creating if needed) `<data_dir>/ecliptic.db`, applies migrations and starts
     /// the writer thread.
     pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        Self::open_with(data_dir, metrics, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// [`Store::open`], waiting at most `busy_timeout` for a lock another process holds.
+    pub fn open_with(
+        data_dir: &Path,
+        metrics: Arc<Metrics>,
+        busy_timeout: Duration,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         make_private(data_dir, 0o700)?;
         let path = data_dir.join("ecliptic.db");
-        let mut writer = open_connection(&path, false)?;
+        let mut writer = open_connection(&path, false, busy_timeout)?;
         migrate(&mut writer)?;
         // The database holds every game's GARP secret and every password hash. SQLite
         // creates its WAL and shared-memory files with the database file's mode.
@@ -120,7 +130,7 @@ impl Store {
             }
         }
         let readers = (0..READERS)
-            .map(|_| open_connection(&path, true))
+            .map(|_| open_connection(&path, true, busy_timeout))
             .collect::<Result<Vec<_>, _>>()?;
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let thread_metrics = metrics.clone();
@@ -210,7 +220,7 @@ impl Store {
         &self,
         op: impl FnOnce(&Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let conn = open_connection(&self.inner.path, true)?;
+        let conn = open_connection(&self.inner.path, true, DEFAULT_BUSY_TIMEOUT)?;
         op(&conn)
     }
 
@@ -223,7 +233,11 @@ impl Store {
     }
 }
 
-fn open_connection(path: &Path, read_only: bool) -> Result<Connection, rusqlite::Error> {
+fn open_connection(
+    path: &Path,
+    read_only: bool,
+    busy_timeout: Duration,
+) -> Result<Connection, rusqlite::Error> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -232,7 +246,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, rusqlite:
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;

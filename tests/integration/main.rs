@@ -17,6 +17,7 @@ mod loadgen;
 mod process;
 mod raos;
 mod replication;
+mod store_failure;
 mod store_lobby;
 mod tls;
 mod ts_client;

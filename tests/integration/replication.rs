@@ -19,7 +19,7 @@ fn a_crowded_area_still_reaches_everyone_and_removals_follow() {
     // 300 in view: a full scan every other tick.
     let players = 300;
     let mut crowd = Crowd::new(
-        SimServices { store, metrics },
+        SimServices::new(store, metrics),
         CrowdSize {
             ships: players,
             players,

@@ -1,0 +1,199 @@
+//! Trades and repairs: checked in the world, saved, and only then applied.
+//!
+//! A `trade.buy`, `trade.sell` or `ship.repair_request` that passes the rules becomes a
+//! [`Settlement`]: what it will change. The pilot's record with the change applied goes to
+//! the store; the world is left as it was until the transaction commits. Then the change is
+//! applied and `trade.result` is sent; if the write fails the client hears `SERVER_ERROR`
+//! and nothing of the trade remains, in memory or on disk.
+//!
+//! While a settlement is in flight its ship is [`Settling`]: it may not start another, the
+//! units it buys are held out of the station's stock (so no one else can buy them), and
+//! saves of the ship wait until it settles, since they would otherwise write the state from
+//! before the trade over the trade.
+
+use bevy_ecs::prelude::*;
+
+use super::SimServices;
+use super::markets::Market;
+use super::players::{Client, ClientLink, GameError, Pilot, persist, pilot_record};
+use super::ships::Hull;
+use crate::protocol::game::{CargoItem, GameOut, TradeResult, codes};
+use crate::services::pilots;
+
+/// A trade or repair that passed the rules, not yet saved.
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    /// The station it happens at.
+    pub station: Entity,
+    /// Credits gained (positive) or spent (negative).
+    pub credits: i64,
+    /// Units of a commodity taken aboard (positive) or sold (negative).
+    pub cargo: Option<(String, i64)>,
+    /// Whether the hull is restored.
+    pub repair: bool,
+    /// The `details` of `trade.result`.
+    pub details: serde_json::Value,
+}
+
+/// A ship whose settlement is being saved.
+#[derive(Component, Debug, Default)]
+pub struct Settling {
+    /// A save of the ship was asked for meanwhile; it runs once the settlement is applied.
+    save_after: bool,
+}
+
+impl Settling {
+    /// Notes that `ship` must be saved once it settles; false if it is not settling.
+    pub fn defer_save(world: &mut World, ship: Entity) -> bool {
+        match world.get_mut::<Settling>(ship) {
+            Some(mut settling) => {
+                settling.save_after = true;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Refuses a second trade while one is being saved.
+pub fn ensure_idle(world: &World, ship: Entity) -> Result<(), GameError> {
+    if world.get::<Settling>(ship).is_some() {
+        return Err(GameError::new(
+            codes::COOLDOWN,
+            "the last trade is still being saved; wait for its trade.result",
+        ));
+    }
+    Ok(())
+}
+
+/// Saves `ship`'s pilot as it will be after `settlement`, then applies it and answers.
+pub fn begin(world: &mut World, ship: Entity, settlement: Settlement) {
+    let Some(mut record) = pilot_record(world, ship) else {
+        return;
+    };
+    let Some(link) = world.get::<Client>(ship).map(|c| c.link.clone()) else {
+        return;
+    };
+    record.credits += settlement.credits;
+    if let Some((commodity_id, delta)) = &settlement.cargo {
+        let mut pilot = Pilot {
+            user_id: record.user_id,
+            username: String::new(),
+            credits: record.credits,
+            cargo: record.cargo,
+        };
+        pilot.stow(commodity_id, *delta);
+        record.cargo = pilot.cargo;
+    }
+    if settlement.repair
+        && let Some(hull) = world.get::<Hull>(ship)
+    {
+        record.hull = hull.max;
+    }
+    hold_stock(world, &settlement, 1);
+    world.entity_mut(ship).insert(Settling::default());
+    world.resource::<SimServices>().clone().write_then(
+        move |conn| pilots::save(conn, &record),
+        move |world: &mut World, saved| settle(world, ship, link, settlement, saved.is_ok()),
+    );
+}
+
+/// Applies a settlement whose save has committed, or drops one whose save failed.
+fn settle(
+    world: &mut World,
+    ship: Entity,
+    link: ClientLink,
+    settlement: Settlement,
+    committed: bool,
+) {
+    hold_stock(world, &settlement, -1);
+    let settling = world
+        .get_entity_mut(ship)
+        .ok()
+        .and_then(|mut ship| ship.take::<Settling>());
+    let Some(settling) = settling else {
+        // The ship left (disconnected or moved) before the save finished; its last save,
+        // queued after this one, holds the state from before the trade.
+        if committed {
+            link.error(
+                codes::SERVER_ERROR,
+                "the trade was cancelled: the ship left before it was saved",
+            );
+        }
+        return;
+    };
+    if !committed {
+        tracing::error!("saving a trade failed; it was not applied");
+        link.error(codes::SERVER_ERROR, "the change could not be saved");
+    } else {
+        let reply = apply(world, ship, &settlement);
+        if let Some(client) = world.get::<Client>(ship) {
+            client.link.send(reply);
+        }
+    }
+    if settling.save_after {
+        persist(world, ship);
+    }
+}
+
+/// Holds (`sign` 1) or releases (`sign` -1) the units a buy takes from the station.
+fn hold_stock(world: &mut World, settlement: &Settlement, sign: i64) {
+    let Some((commodity_id, delta)) = &settlement.cargo else {
+        return;
+    };
+    if *delta <= 0 {
+        return;
+    }
+    if let Some(mut market) = world.get_mut::<Market>(settlement.station)
+        && let Some(listing) = market.listing_mut(commodity_id)
+    {
+        listing.held = (listing.held + sign * delta).max(0);
+    }
+}
+
+/// Changes the world as the saved record says, and builds `trade.result`.
+fn apply(world: &mut World, ship: Entity, settlement: &Settlement) -> GameOut {
+    if let Some((commodity_id, delta)) = &settlement.cargo
+        && let Some(mut market) = world.get_mut::<Market>(settlement.station)
+        && let Some(listing) = market.listing_mut(commodity_id)
+    {
+        listing.stock = (listing.stock - *delta as f32).max(0.0);
+    }
+    if settlement.repair
+        && let Some(mut hull) = world.get_mut::<Hull>(ship)
+    {
+        hull.hp = hull.max;
+    }
+    let (user_id, credits, mut cargo) = match world.get_mut::<Pilot>(ship) {
+        Some(mut pilot) => {
+            pilot.credits += settlement.credits;
+            if let Some((commodity_id, delta)) = &settlement.cargo {
+                pilot.stow(commodity_id, *delta);
+            }
+            (pilot.user_id, pilot.credits, pilot.cargo_view())
+        }
+        None => return GameOut::error(codes::SERVER_ERROR, "the ship has no pilot"),
+    };
+    if let Some((commodity_id, _)) = &settlement.cargo {
+        super::progress::PlayEvents::raise(
+            world,
+            super::progress::PlayEvent::Traded { user_id, credits },
+        );
+        if !cargo.iter().any(|c| &c.commodity_id == commodity_id) {
+            // The spec's example shows the traded commodity even at zero.
+            cargo.push(CargoItem {
+                commodity_id: commodity_id.clone(),
+                qty: 0,
+            });
+        }
+    }
+    GameOut::message(
+        "trade.result",
+        &TradeResult {
+            ok: true,
+            credits,
+            cargo: &cargo,
+            details: settlement.details.clone(),
+        },
+    )
+}
