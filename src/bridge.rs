@@ -30,6 +30,10 @@ pub fn next_conn_id() -> ConnId {
 pub enum Command {
     /// Liveness and tick statistics, for `/healthz`.
     Status { reply: oneshot::Sender<SimStatus> },
+    /// Answered once every command sent before it has been handled and every write those
+    /// made has committed and reached the world: what shutdown waits for before closing
+    /// connections, so their answers are queued first.
+    Flush { reply: oneshot::Sender<()> },
     /// From a `/game` connection.
     Game(crate::sim::players::GameCommand),
     /// From a `/ws` connection or the notifications API.

@@ -361,6 +361,16 @@ impl ServerHandle {
         if published.is_ok() {
             let _ = tokio::time::timeout(Duration::from_millis(500), done_rx).await;
         }
+        // Writes already asked for commit and their answers are queued before connections
+        // close; their writers send what is queued, then close.
+        let (flushed_tx, flushed_rx) = tokio::sync::oneshot::channel();
+        if self
+            .inbox
+            .send(bridge::Command::Flush { reply: flushed_tx })
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(2), flushed_rx).await;
+        }
         self.shutdown.cancel();
         if tokio::time::timeout(Duration::from_secs(3), self.tasks.wait())
             .await

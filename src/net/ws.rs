@@ -66,7 +66,9 @@ pub fn is_too_big(e: &axum::Error) -> bool {
 }
 
 /// Drains `rx` into the socket until the queue ends, a close is queued, the connection is
-/// kicked, or the server shuts down. `encode` turns a queued item into what to send.
+/// kicked, or the server shuts down. `encode` turns a queued item into what to send. At
+/// shutdown what is already queued (a trade's result, the shutdown notice) is sent before
+/// the close.
 pub async fn write_loop<T>(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<T>,
@@ -77,66 +79,69 @@ pub async fn write_loop<T>(
 ) {
     let metrics = state.metrics.clone();
     let mut batch: Vec<T> = Vec::with_capacity(64);
-    loop {
-        let closing = tokio::select! {
+    let close_with = loop {
+        let shutting_down = tokio::select! {
             biased;
-            _ = state.shutdown.cancelled() => Some((close::GOING_AWAY, "server shutting down")),
+            _ = state.shutdown.cancelled() => true,
             _ = kick.cancelled() => {
                 metrics.slow_consumers.with_label_values(&[protocol]).inc();
-                Some((close::POLICY, "outbound queue full: reading too slowly"))
+                break Some((close::POLICY, "outbound queue full: reading too slowly".to_owned()));
             }
             n = rx.recv_many(&mut batch, 64) => {
                 if n == 0 {
-                    None
-                } else {
-                    let mut close_with = None;
-                    for item in batch.drain(..) {
-                        let out = match encode(item) {
-                            WsOut::Text(text) => {
-                                metrics.sent(protocol, text.len());
-                                Message::Text(text.into())
-                            }
-                            WsOut::SharedText(bytes) => {
-                                metrics.sent(protocol, bytes.len());
-                                match axum::extract::ws::Utf8Bytes::try_from(bytes) {
-                                    Ok(text) => Message::Text(text),
-                                    Err(_) => continue,
-                                }
-                            }
-                            WsOut::Binary(bytes) => {
-                                metrics.sent(protocol, bytes.len());
-                                Message::Binary(bytes)
-                            }
-                            WsOut::Ping => Message::Ping(bytes::Bytes::new()),
-                            WsOut::Close(code, reason) => {
-                                close_with = Some((code, reason));
-                                break;
-                            }
-                        };
-                        if sink.feed(out).await.is_err() {
-                            return;
-                        }
-                    }
-                    if sink.flush().await.is_err() {
-                        return;
-                    }
-                    match close_with {
-                        Some((code, reason)) => {
-                            send_close(&mut sink, code, &reason).await;
-                            return;
-                        }
-                        None => continue,
-                    }
+                    break None;
                 }
+                false
             }
         };
-        match closing {
-            Some((code, reason)) => send_close(&mut sink, code, reason).await,
-            None => {
-                let _ = sink.close().await;
+        if shutting_down {
+            while let Ok(item) = rx.try_recv() {
+                batch.push(item);
             }
         }
-        return;
+        let mut closed_by_queue = None;
+        for item in batch.drain(..) {
+            let out = match encode(item) {
+                WsOut::Text(text) => {
+                    metrics.sent(protocol, text.len());
+                    Message::Text(text.into())
+                }
+                WsOut::SharedText(bytes) => {
+                    metrics.sent(protocol, bytes.len());
+                    match axum::extract::ws::Utf8Bytes::try_from(bytes) {
+                        Ok(text) => Message::Text(text),
+                        Err(_) => continue,
+                    }
+                }
+                WsOut::Binary(bytes) => {
+                    metrics.sent(protocol, bytes.len());
+                    Message::Binary(bytes)
+                }
+                WsOut::Ping => Message::Ping(bytes::Bytes::new()),
+                WsOut::Close(code, reason) => {
+                    closed_by_queue = Some((code, reason));
+                    break;
+                }
+            };
+            if sink.feed(out).await.is_err() {
+                return;
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+        if closed_by_queue.is_some() {
+            break closed_by_queue;
+        }
+        if shutting_down {
+            break Some((close::GOING_AWAY, "server shutting down".to_owned()));
+        }
+    };
+    match close_with {
+        Some((code, reason)) => send_close(&mut sink, code, &reason).await,
+        None => {
+            let _ = sink.close().await;
+        }
     }
 }
 

@@ -334,6 +334,16 @@ impl Sim {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            Command::Flush { reply } => {
+                // The store commits in order and completions run in order, so this one's
+                // runs after those of every write queued before it.
+                self.app.world().resource::<SimServices>().write_then(
+                    |_| Ok(()),
+                    move |_, _: Result<(), StoreError>| {
+                        let _ = reply.send(());
+                    },
+                );
+            }
             Command::Lobby(request) => {
                 match self
                     .app

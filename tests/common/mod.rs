@@ -369,6 +369,16 @@ pub async fn ws_next(ws: &mut Ws) -> Result<Value, Option<u16>> {
     }
 }
 
+/// Sends `msg` as a text frame.
+pub async fn ws_send(ws: &mut Ws, msg: &Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(
+        msg.to_string().into(),
+    ))
+    .await
+    .expect("send");
+}
+
 /// Reads until the server closes; returns its close code.
 pub async fn close_code(ws: &mut Ws) -> Option<u16> {
     loop {
@@ -401,7 +411,12 @@ pub fn add_future_fields(message: &mut Value, nested: &[&str]) {
 
 impl GameClient {
     pub async fn connect(server: &TestServer) -> Self {
-        let url = format!("ws://{}/game", server.handle().http_addr);
+        Self::connect_to(server.handle().http_addr).await
+    }
+
+    /// Connects to the server whose HTTP listener is `http`.
+    pub async fn connect_to(http: SocketAddr) -> Self {
+        let url = format!("ws://{http}/game");
         Self {
             ws: ws_connect(&url).await,
             seq: 0,

@@ -109,3 +109,97 @@ async fn admin_create_user_works_on_the_data_dir() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["roles"], json!(["player", "admin"]));
 }
+
+/// `food` units aboard `username`'s saved pilot.
+fn food_on_disk(data: &std::path::Path, username: &str) -> i64 {
+    let conn = ecliptic::store::rusqlite::Connection::open(data.join("ecliptic.db")).unwrap();
+    let cargo: Option<String> = conn
+        .query_row(
+            "SELECT p.cargo FROM pilots p JOIN accounts a ON a.user_id = p.user_id
+             WHERE a.username = ?1",
+            [username],
+            |row| row.get(0),
+        )
+        .ok();
+    let cargo: Vec<serde_json::Value> =
+        serde_json::from_str(cargo.as_deref().unwrap_or("[]")).unwrap();
+    cargo
+        .iter()
+        .filter(|c| c["commodity_id"] == "food")
+        .map(|c| c["qty"].as_i64().unwrap())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_trading_delivers_every_committed_answer_and_the_notice() {
+    let (_tmp, data) = temp_data_dir();
+    let client = reqwest::Client::new();
+    let mut delivered = 0;
+    for round in 0..3 {
+        let server = ChildServer::spawn(&data, &[]);
+        if round == 0 {
+            let (status, body) = common::post_json(
+                &client,
+                &server.url("/api/v1/auth/register"),
+                &json!({"username": "closing", "password": "pw"}),
+                None,
+            )
+            .await;
+            assert_eq!(status, 201, "{body}");
+        }
+        let (_, login) = common::post_json(
+            &client,
+            &server.url("/api/v1/auth/login"),
+            &json!({"username": "closing", "password": "pw"}),
+            None,
+        )
+        .await;
+        let token = login["access_token"].as_str().unwrap().to_owned();
+        let mut comms = common::ws_connect(&format!("ws://{}/ws?token={token}", server.http)).await;
+        let welcome = common::ws_next(&mut comms).await.unwrap();
+        assert_eq!(welcome["type"], "Status");
+        common::ws_send(
+            &mut comms,
+            &json!({"type": "Subscribe", "data": {"topics": ["notifications"]}}),
+        )
+        .await;
+        while common::ws_next(&mut comms).await.unwrap()["type"] != "Status" {}
+        let mut game = common::GameClient::connect_to(server.http).await;
+        game.login(&token).await;
+        game.join("sol-1").await;
+        let before = food_on_disk(&data, "closing");
+
+        game.send(
+            "trade.buy",
+            json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1}),
+        )
+        .await;
+        let stopped = tokio::task::spawn_blocking(move || server.signal_and_wait("TERM"));
+        let mut answered = false;
+        let close = loop {
+            match common::ws_next(&mut game.ws).await {
+                Ok(msg) if msg["type"] == "trade.result" => answered = true,
+                Ok(_) => {}
+                Err(code) => break code,
+            }
+        };
+        assert_eq!(close, Some(1001), "round {round}");
+        let note = loop {
+            match common::ws_next(&mut comms).await {
+                Ok(msg) if msg["type"] == "Notification" => break msg,
+                Ok(_) => {}
+                Err(code) => panic!("round {round}: closed ({code:?}) without the notice"),
+            }
+        };
+        assert_eq!(note["data"]["title"], "Server shutting down");
+        let (status, _) = stopped.await.unwrap();
+        assert!(status.success(), "{status:?}");
+        let committed = food_on_disk(&data, "closing") == before + 1;
+        assert_eq!(
+            answered, committed,
+            "round {round}: the answer must say what the disk holds"
+        );
+        delivered += usize::from(answered);
+    }
+    assert!(delivered > 0, "a trade sent before SIGTERM is answered");
+}
