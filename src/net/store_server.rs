@@ -262,8 +262,16 @@ async fn dev(
             let op = LobbyOp::Publish {
                 game_id: published.game_id.clone(),
                 version,
+                files: published.files.clone(),
             };
-            ask(state, &identity, session, op).await?;
+            // Every error here is a decision not to publish (the store answers only after
+            // its transaction's fate is known): nothing of the build may remain.
+            let recorded = ask(state, &identity, session, op).await;
+            if recorded.is_err() {
+                published.files.discard();
+            }
+            state.uploads.released(&published);
+            recorded?;
             json!({ "version": published.version, "is_latest": true, "checksum": published.sha256 })
         }
         DevCommand::CancelUpload(u) => {

@@ -228,6 +228,8 @@ pub type Persist = Box<dyn FnOnce(&rusqlite::Connection) -> Result<(), StoreErro
 #[derive(Resource, Debug, Default)]
 pub struct Catalog {
     games: Vec<Game>,
+    /// Games with a change being saved; another change to one of them waits.
+    changing: std::collections::HashSet<String>,
 }
 
 fn now_ms() -> i64 {
@@ -322,11 +324,43 @@ impl Catalog {
         seed_builtin(store)?;
         adopt_orphan_versions(store, data_dir)?;
         let games = store.read_now(load_games)?;
-        Ok(Self { games })
+        Ok(Self {
+            games,
+            changing: Default::default(),
+        })
     }
 
     pub fn games(&self) -> &[Game] {
         &self.games
+    }
+
+    /// Whether a change to `game_id` is being saved.
+    pub fn is_changing(&self, game_id: &str) -> bool {
+        self.changing.contains(game_id)
+    }
+
+    /// Puts `before` back in place of `game_id` as a change left it (or removes the game if
+    /// the change created it), marks the game as changing, and returns the changed game.
+    /// The change is applied with [`Catalog::settle`] once it is saved.
+    pub fn stage(&mut self, game_id: &str, before: Option<Game>) -> Option<Game> {
+        self.changing.insert(game_id.to_owned());
+        let index = self.games.iter().position(|g| g.game_id == game_id)?;
+        match before {
+            Some(before) => Some(std::mem::replace(&mut self.games[index], before)),
+            None => Some(self.games.remove(index)),
+        }
+    }
+
+    /// Ends a staged change: `after` takes the game's place if the change was saved.
+    pub fn settle(&mut self, game_id: &str, after: Option<Game>) {
+        self.changing.remove(game_id);
+        let Some(after) = after else {
+            return;
+        };
+        match self.games.iter().position(|g| g.game_id == game_id) {
+            Some(index) => self.games[index] = after,
+            None => self.games.push(after),
+        }
     }
 
     pub fn get(&self, game_id: &str) -> Result<&Game, DomainError> {

@@ -58,6 +58,45 @@ pub struct Published {
     pub sha256: String,
     pub uploader: String,
     pub uploaded_at_ms: i64,
+    pub files: BuildFiles,
+}
+
+/// A verified build's directory, and where it goes when the version is recorded.
+#[derive(Debug, Clone)]
+pub struct BuildFiles {
+    staging: PathBuf,
+    target: PathBuf,
+}
+
+impl BuildFiles {
+    /// Renames the build into place and makes the rename durable. Runs on the store's
+    /// writer, inside the transaction that records the version.
+    pub fn place(&self) -> std::io::Result<()> {
+        let parent = self
+            .target
+            .parent()
+            .ok_or_else(|| std::io::Error::other("version directory has no parent"))?;
+        std::fs::create_dir_all(parent)?;
+        if self.target.exists() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the version directory already exists",
+            ));
+        }
+        std::fs::rename(&self.staging, &self.target)?;
+        fsync_dir(parent)
+    }
+
+    /// Deletes the build wherever it is: the version was not recorded.
+    pub fn discard(&self) {
+        for dir in [&self.staging, &self.target] {
+            if dir.exists()
+                && let Err(e) = std::fs::remove_dir_all(dir)
+            {
+                tracing::error!("removing an unpublished build {}: {e}", dir.display());
+            }
+        }
+    }
 }
 
 /// What a chunk's acknowledgement reports.
@@ -273,8 +312,9 @@ impl Uploads {
         .map_err(|e| DomainError::Internal(format!("upload task: {e}")))?
     }
 
-    /// Verifies and publishes the files of an upload; the caller then records it in the
-    /// catalog. On a checksum mismatch the upload is discarded.
+    /// Verifies an upload's files and makes them durable in staging; the caller then has
+    /// the catalog record the version and place the files ([`BuildFiles`]), and finally
+    /// calls [`Uploads::released`]. On a checksum mismatch the upload is discarded.
     pub async fn finish(
         self: &Arc<Self>,
         owner: Uuid,
@@ -313,20 +353,29 @@ impl Uploads {
                 sha256,
                 uploader: up.uploader.clone(),
                 uploaded_at_ms: chrono::Utc::now().timestamp_millis(),
+                files: BuildFiles {
+                    staging: up.dir.clone(),
+                    target: catalog::version_dir(&this.data_dir, &up.game_id, &up.version),
+                },
             };
-            let outcome = this.place(up, &published);
-            if outcome.is_err() {
+            let sealed = this.seal(up, &published);
+            if sealed.is_err() {
                 let _ = std::fs::remove_dir_all(&up.dir);
+                this.release(&up.game_id, &up.version);
             }
-            this.release(&up.game_id, &up.version);
-            outcome.map(|()| published)
+            sealed.map(|()| published)
         })
         .await
         .map_err(|e| DomainError::Internal(format!("upload task: {e}")))?
     }
 
-    /// fsync, manifest, rename into place, fsync the parent.
-    fn place(&self, up: &Upload, published: &Published) -> Result<(), DomainError> {
+    /// The version of a finished upload is free again (recorded, or not).
+    pub fn released(&self, published: &Published) {
+        self.release(&published.game_id, &published.version);
+    }
+
+    /// fsync the build, write the manifest, fsync it and the directory.
+    fn seal(&self, up: &Upload, published: &Published) -> Result<(), DomainError> {
         up.file.sync_all().map_err(io_error)?;
         let manifest = Manifest {
             game_id: published.game_id.clone(),
@@ -344,19 +393,6 @@ impl Uploads {
         file.write_all(&text).map_err(io_error)?;
         file.sync_all().map_err(io_error)?;
         fsync_dir(&up.dir).map_err(io_error)?;
-        let target = catalog::version_dir(&self.data_dir, &published.game_id, &published.version);
-        let parent = target
-            .parent()
-            .ok_or_else(|| DomainError::Internal("version directory has no parent".into()))?;
-        std::fs::create_dir_all(parent).map_err(io_error)?;
-        if target.exists() {
-            return Err(DomainError::Conflict(format!(
-                "version {} already exists",
-                published.version
-            )));
-        }
-        std::fs::rename(&up.dir, &target).map_err(io_error)?;
-        fsync_dir(parent).map_err(io_error)?;
         Ok(())
     }
 
@@ -434,6 +470,8 @@ mod tests {
         uploads.chunk(owner, &again, 0, b64(b"abcd")).await.unwrap();
         uploads.chunk(owner, &again, 1, b64(b"efgh")).await.unwrap();
         let published = uploads.finish(owner, &again).await.unwrap();
+        published.files.place().unwrap();
+        uploads.released(&published);
         let build = catalog::version_dir(data.path(), "game", "1.0").join(BUILD_FILE);
         assert_eq!(std::fs::read(build).unwrap(), b"abcdefgh");
         assert_eq!(published.size_bytes, 8);

@@ -1,7 +1,8 @@
 //! The lobby and the developer server's decisions: catalog changes, rooms, and who is in
 //! the lobby. Requests arrive as commands with a reply channel and are answered between
-//! ticks, in microseconds. A change to the catalog is applied here and saved through the
-//! store with the reply attached, so "ok" means committed.
+//! ticks, in microseconds. A change to the catalog is worked out here, saved through the
+//! store, and applied to the catalog only once it has committed; the reply follows, so "ok"
+//! means committed and "error" means nothing changed.
 //!
 //! Rooms are entities: a game, its version, a host, players, and a status. Only the host
 //! starts a room; starting creates a simulation instance named by the room id, which
@@ -28,6 +29,7 @@ use crate::services::DomainError;
 use crate::services::catalog::{
     Catalog, Game, GameStatus, MetaUpdate, NewGame, Persist, Review, Version,
 };
+use crate::store::StoreError;
 
 /// Who is asking.
 #[derive(Debug, Clone)]
@@ -58,10 +60,12 @@ pub enum LobbyOp {
         game_id: String,
         version: String,
     },
-    /// The build is in place on disk: record it.
+    /// The build is verified in staging: record it, and move its files into place in the
+    /// same decision.
     Publish {
         game_id: String,
         version: Version,
+        files: crate::services::uploads::BuildFiles,
     },
     ListGames,
     GameDetail {
@@ -283,59 +287,88 @@ impl Lobby {
     }
 }
 
-/// Saves, then replies; or replies with the error at once.
-fn persist_then_reply(
-    world: &World,
+/// Works out a catalog change with `change`, saves it, and applies it once committed; then
+/// replies. Until then the catalog shows the game as it was, and another change to the same
+/// game is answered "busy". `game_id` is `None` for a change that creates a game.
+fn change_then_reply(
+    world: &mut World,
+    game_id: Option<&str>,
     reply: oneshot::Sender<LobbyResult>,
-    outcome: Result<(LobbyReply, Persist), DomainError>,
+    change: impl FnOnce(&mut Catalog) -> Result<(LobbyReply, Persist), DomainError>,
 ) {
-    match outcome {
-        Ok((answer, op)) => {
-            world
-                .resource::<SimServices>()
-                .store
-                .submit(op, move |result| {
-                    let _ = reply.send(result.map(|()| answer).map_err(DomainError::from));
-                });
-        }
+    let mut catalog = world.resource_mut::<Catalog>();
+    if game_id.is_some_and(|id| catalog.is_changing(id)) {
+        let _ = reply.send(Err(DomainError::Busy));
+        return;
+    }
+    let before = game_id.and_then(|id| catalog.get(id).ok().cloned());
+    let (answer, op) = match change(&mut catalog) {
+        Ok(changed) => changed,
         Err(e) => {
             let _ = reply.send(Err(e));
+            return;
         }
-    }
+    };
+    let changed = match (&answer, game_id) {
+        (_, Some(id)) => id.to_owned(),
+        (LobbyReply::Game(game), None) => game.game_id.clone(),
+        _ => {
+            let _ = reply.send(Err(DomainError::Internal("a change with no game".into())));
+            return;
+        }
+    };
+    let after = catalog.stage(&changed, before);
+    let services = world.resource::<SimServices>();
+    let completions = services.completions();
+    services
+        .store
+        .submit(op, move |result: Result<(), StoreError>| {
+            let committed = result.is_ok();
+            // Queued before the reply goes out, so a request the client sends after hearing
+            // "ok" finds the change.
+            let _ = completions.send(Box::new(move |world: &mut World| {
+                world
+                    .resource_mut::<Catalog>()
+                    .settle(&changed, committed.then_some(after).flatten());
+            }));
+            let _ = reply.send(result.map(|()| answer).map_err(DomainError::from));
+        });
 }
 
 fn handle_lobby_requests(world: &mut World) {
     let pending = std::mem::take(&mut world.resource_mut::<Pending<LobbyRequest>>().0);
     for LobbyRequest { caller, op, reply } in pending {
         match op {
-            LobbyOp::CreateGame(new) => {
-                let outcome = world
-                    .resource_mut::<Catalog>()
-                    .create_game(caller.user_id, new)
-                    .map(|(game, op)| (LobbyReply::Game(game), op));
-                persist_then_reply(world, reply, outcome);
-            }
+            LobbyOp::CreateGame(new) => change_then_reply(world, None, reply, |catalog| {
+                let (game, op) = catalog.create_game(caller.user_id, new)?;
+                Ok((LobbyReply::Game(game), op))
+            }),
             LobbyOp::UpdateMeta { game_id, update } => {
-                let outcome = world
-                    .resource_mut::<Catalog>()
-                    .update_meta(caller.user_id, &game_id, update)
-                    .map(|op| (LobbyReply::Done, op));
-                persist_then_reply(world, reply, outcome);
+                change_then_reply(world, Some(&game_id), reply, |catalog| {
+                    let op = catalog.update_meta(caller.user_id, &game_id, update)?;
+                    Ok((LobbyReply::Done, op))
+                });
             }
             LobbyOp::SetStatus { game_id, status } => {
-                let outcome = world
-                    .resource_mut::<Catalog>()
-                    .set_status(caller.user_id, &game_id, status)
-                    .map(|op| (LobbyReply::Done, op));
-                persist_then_reply(world, reply, outcome);
+                change_then_reply(world, Some(&game_id), reply, |catalog| {
+                    let op = catalog.set_status(caller.user_id, &game_id, status)?;
+                    Ok((LobbyReply::Done, op))
+                });
             }
-            LobbyOp::Publish { game_id, version } => {
-                let outcome = world
-                    .resource_mut::<Catalog>()
-                    .add_version(caller.user_id, &game_id, version)
-                    .map(|op| (LobbyReply::Done, op));
-                persist_then_reply(world, reply, outcome);
-            }
+            LobbyOp::Publish {
+                game_id,
+                version,
+                files,
+            } => change_then_reply(world, Some(&game_id), reply, |catalog| {
+                let record = catalog.add_version(caller.user_id, &game_id, version)?;
+                let op: Persist = Box::new(move |conn| {
+                    record(conn)?;
+                    files
+                        .place()
+                        .map_err(|e| StoreError::Invariant(format!("placing the build: {e}")))
+                });
+                Ok((LobbyReply::Done, op))
+            }),
             LobbyOp::AddReview {
                 game_id,
                 score,
@@ -348,11 +381,10 @@ fn handle_lobby_requests(world: &mut World) {
                     comment,
                     created_at: chrono::Utc::now().timestamp_millis(),
                 };
-                let outcome = world
-                    .resource_mut::<Catalog>()
-                    .review(&game_id, review)
-                    .map(|op| (LobbyReply::Done, op));
-                persist_then_reply(world, reply, outcome);
+                change_then_reply(world, Some(&game_id), reply, |catalog| {
+                    let op = catalog.review(&game_id, review)?;
+                    Ok((LobbyReply::Done, op))
+                });
             }
             other => {
                 let answer = answer(world, &caller, other);

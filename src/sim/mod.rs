@@ -152,6 +152,11 @@ impl SimServices {
         }
     }
 
+    /// A handle for queueing work to run on the simulation thread before the next tick.
+    pub fn completions(&self) -> Sender<Completion> {
+        self.completions.0.clone()
+    }
+
     /// Queues a write without blocking; once its transaction has committed (or failed),
     /// `then` runs on the simulation thread with the result, before the next tick. This is
     /// how a change reaches the world only after it is durable.

@@ -51,6 +51,7 @@ pub struct DevGame {
     pub dev: LineClient<TcpStream>,
     pub token: String,
     pub keys: GameKeys,
+    pub username: String,
 }
 
 impl std::ops::Deref for DevGame {
@@ -100,10 +101,22 @@ pub async fn dev_game(dev_tcp: SocketAddr) -> DevGame {
         },
         dev,
         token,
+        username: name,
     }
 }
 
 impl DevGame {
+    /// The same developer and game, logged in again on a new connection to `dev_tcp`.
+    pub async fn reconnect(self, dev_tcp: SocketAddr) -> Self {
+        let mut dev = LineClient::connect(dev_tcp).await;
+        let login = json!({"username": self.username, "password": "pw"});
+        let token = dev_call(&mut dev, "LOGIN_DEV", None, login).await["session_token"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        Self { dev, token, ..self }
+    }
+
     pub async fn update(&mut self, fields: Value) {
         let mut payload = fields;
         payload["game_id"] = json!(self.keys.game_id);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use ecliptic::store::rusqlite::Connection;
 use serde_json::{Value, json};
 
+use crate::common::garp::{GRANT, Garp, dev_call, dev_game, register};
 use crate::common::{GameClient, TestServer, token_for};
 
 /// Another process's write transaction on the server's database.
@@ -205,4 +206,111 @@ async fn moving_to_another_system_keeps_what_was_bought() {
         you(&moved)["cargo"],
         json!([{"commodity_id": "food", "qty": 3}])
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_or_catalog_change_that_cannot_be_saved_leaves_no_trace() {
+    use base64::Engine;
+    use sha2::Digest;
+    let server = impatient_server().await;
+    let mut game = dev_game(server.handle().dev_tcp_addr).await;
+    let token = game.token.clone();
+    let build = b"a build that never was".to_vec();
+    let checksum = hex::encode(sha2::Sha256::digest(&build));
+    let begin = dev_call(
+        &mut game.dev,
+        "UPLOAD_BEGIN",
+        Some(&token),
+        json!({"game_id": game.keys.game_id, "version": "1.0",
+               "size_bytes": build.len(), "checksum": checksum}),
+    )
+    .await;
+    let upload_id = begin["upload_id"].clone();
+    let data = base64::engine::general_purpose::STANDARD.encode(&build);
+    dev_call(
+        &mut game.dev,
+        "UPLOAD_CHUNK",
+        Some(&token),
+        json!({"upload_id": upload_id, "seq": 0, "data_b64": data}),
+    )
+    .await;
+
+    let lock = DbLock::take(server.dir.path());
+    let end = game
+        .dev
+        .call("UPLOAD_END", Some(&token), json!({"upload_id": upload_id}))
+        .await;
+    assert_eq!(end["status"], "error", "{end}");
+    let meta = game
+        .dev
+        .call(
+            "UPDATE_GAME_META",
+            Some(&token),
+            json!({"game_id": game.keys.game_id, "description": "never saved"}),
+        )
+        .await;
+    assert_eq!(meta["status"], "error", "{meta}");
+    lock.release();
+
+    let check = |server: &TestServer| {
+        let version_dir = server
+            .dir
+            .path()
+            .join("uploadedGame")
+            .join(&game.keys.game_id);
+        assert!(!version_dir.join("1.0").exists(), "no files of the version");
+    };
+    check(&server);
+    let versions = dev_call(
+        &mut game.dev,
+        "LIST_VERSIONS",
+        Some(&token),
+        json!({"game_id": game.keys.game_id}),
+    )
+    .await;
+    assert_eq!(versions["versions"], json!([]), "{versions}");
+    let detail = dev_call(&mut game.dev, "LIST_MY_GAMES", Some(&token), json!({})).await;
+    assert_eq!(detail["games"][0]["description"], "roll high", "{detail}");
+
+    let server = server.restart().await;
+    check(&server);
+    let mut game = game.reconnect(server.handle().dev_tcp_addr).await;
+    let versions = dev_call(
+        &mut game.dev,
+        "LIST_VERSIONS",
+        Some(&game.token.clone()),
+        json!({"game_id": game.keys.game_id}),
+    )
+    .await;
+    assert_eq!(versions["versions"], json!([]), "{versions}");
+    // The same version can be published now, not "104 already exists".
+    game.publish("1.0", &build).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wage_that_cannot_be_saved_takes_nothing() {
+    let server = TestServer::start_with(|config| {
+        config.store.busy_timeout_ms = 100;
+        config.wagers.signup_grant = GRANT;
+    })
+    .await;
+    let game = dev_game(server.handle().dev_tcp_addr).await;
+    register(&server, "punter").await;
+    let mut garp = Garp::connect(server.handle().http_addr, &game).await;
+    let punter = garp.authenticate(&game, "punter").await;
+
+    let lock = DbLock::take(server.dir.path());
+    let refused = garp.wage(&game, &punter, "10").await;
+    assert!(refused.get("error").is_some(), "{refused}");
+    lock.release();
+    assert_eq!(garp.balance(&punter).await, GRANT);
+    let placed = garp.wage(&game, &punter, "10").await;
+    assert_eq!(placed["status"], "OK", "{placed}");
+    assert_eq!(placed["value"], GRANT - 10);
+    drop(garp);
+
+    let server = server.restart().await;
+    let mut garp = Garp::connect(server.handle().http_addr, &game).await;
+    let punter = garp.authenticate(&game, "punter").await;
+    assert_eq!(garp.balance(&punter).await, GRANT - 10);
 }
