@@ -119,6 +119,9 @@ pub struct AuthConfig {
     /// Failed logins allowed per client IP within `login_window_secs`.
     pub login_failures_per_ip: u32,
     pub login_window_secs: u64,
+    /// Password checks one client IP may have running at once; the rest of its logins
+    /// wait their turn behind it, not in front of other addresses.
+    pub password_checks_per_ip: usize,
     /// Password hashes computed at once. The default leaves one core to the simulation.
     pub hash_concurrency: usize,
     /// HMAC key file for access tokens; generated on first start when absent.
@@ -134,6 +137,7 @@ impl Default for AuthConfig {
             login_failures_per_account: 5,
             login_failures_per_ip: 50,
             login_window_secs: 300,
+            password_checks_per_ip: 1,
             hash_concurrency: cores.saturating_sub(1).max(1),
             signing_key_file: None,
         }

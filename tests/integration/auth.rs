@@ -315,6 +315,74 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
     assert_failure(&body, 1004);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_logins_are_counted_when_they_start() {
+    let server = TestServer::start_with(|c| c.auth.login_failures_per_account = 5).await;
+    server.register_and_login("olga", "right").await;
+    let url = server.url("/api/v1/auth/login");
+    let wrong = json!({"username": "olga", "password": "wrong"});
+    let attempts = (0..30).map(|_| common::post_json(&server.http, &url, &wrong, None));
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|(status, _)| status)
+        .collect();
+    let rejected = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((rejected, throttled), (5, 25), "{statuses:?}");
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "olga", "password": "right"}),
+        )
+        .await;
+    assert_eq!(
+        status, 429,
+        "the right password does not get through: {body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_bad_logins_from_one_address_does_not_hold_up_another() {
+    let server = TestServer::start().await;
+    server.register_and_login("patient", "pw").await;
+    let flooder = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let url = server.url("/api/v1/auth/login");
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
+    for i in 0..200 {
+        let (flooder, url, done) = (flooder.clone(), url.clone(), done_tx.clone());
+        tokio::spawn(async move {
+            let wrong = json!({"username": format!("nobody{i}"), "password": "wrong"});
+            let (status, _) = common::post_json(&flooder, &url, &wrong, None).await;
+            let _ = done.send(status);
+        });
+    }
+    drop(done_tx);
+    // Wait until the flood is being hashed: the first refusals for the address's own
+    // limit come back at once.
+    assert_eq!(done_rx.recv().await, Some(429));
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "patient", "password": "pw"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut hashed_after = 0;
+    while let Some(status) = done_rx.recv().await {
+        hashed_after += usize::from(status == 401);
+    }
+    // 50 of the flood (the address's limit) get a password check, one at a time: most of
+    // them were still waiting when the other user was let in.
+    assert!(
+        hashed_after >= 40,
+        "only {hashed_after} of the flood's checks were left when the other login finished"
+    );
+}
+
 #[tokio::test]
 async fn malformed_bodies_are_invalid_requests() {
     let server = TestServer::start().await;

@@ -270,6 +270,7 @@ impl Accounts {
                 Duration::from_secs(config.login_window_secs.max(1)),
                 config.login_failures_per_account.max(1),
                 config.login_failures_per_ip.max(1),
+                config.password_checks_per_ip,
             ),
             access_ttl,
             refresh_ttl: Duration::from_secs(config.refresh_token_days.max(1) * 86_400),
@@ -425,8 +426,10 @@ impl Accounts {
     ) -> Result<Account, DomainError> {
         let key = username.to_lowercase();
         let prehash = credential.prehash()?;
-        self.throttle
-            .check(&key, ip)
+        let attempt = self
+            .throttle
+            .begin(&key, ip)
+            .await
             .map_err(|retry_after_secs| DomainError::RateLimited { retry_after_secs })?;
         let lookup_key = key.clone();
         let found = self
@@ -440,11 +443,11 @@ impl Accounts {
         let matches = self
             .hashing(move || password::verify(&prehash, &phc))
             .await?;
-        let Some(account) = account.filter(|_| matches) else {
-            self.throttle.record_failure(&key, ip);
-            return Err(DomainError::InvalidCredentials);
-        };
-        self.throttle.record_success(&key);
+        // A wrong password leaves the attempt counted.
+        let account = account
+            .filter(|_| matches)
+            .ok_or(DomainError::InvalidCredentials)?;
+        attempt.succeeded();
         Ok(account)
     }
 
