@@ -245,10 +245,15 @@ impl Default for UploadConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RaosConfig {
-    /// Requests per second per WebSocket connection, and per access token over REST ...
+    /// Requests per second per WebSocket connection, and per account over REST ...
     pub requests_per_second: f64,
     /// ... with bursts of this many; over it: 1004.
     pub request_burst: f64,
+    /// REST requests per second per client address (IPv6: per /64), before any token is
+    /// looked at ...
+    pub address_requests_per_second: f64,
+    /// ... with bursts of this many; over it: 429 and 1004.
+    pub address_request_burst: f64,
     /// WebSocket pings this often; a connection silent for three intervals is closed.
     pub ping_interval_secs: u64,
     /// Largest project document.
@@ -262,6 +267,8 @@ impl Default for RaosConfig {
         Self {
             requests_per_second: 20.0,
             request_burst: 40.0,
+            address_requests_per_second: 200.0,
+            address_request_burst: 400.0,
             ping_interval_secs: 30,
             project_max_bytes: 1 << 20,
             asset_max_bytes: 8 << 20,

@@ -239,6 +239,7 @@ impl Server {
         let garp_players = Arc::new(services::garp_players::GarpPlayers::new(
             config.wagers.player_token_lifetime(),
         ));
+        let rest_limits = Arc::new(net::rest_guard::RestLimits::new(&config.raos));
         let state = AppState {
             config: Arc::new(config),
             accounts,
@@ -249,11 +250,12 @@ impl Server {
             assets,
             achievements,
             garp_players,
-            rest_limits: Arc::default(),
+            rest_limits,
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         };
         net::store_server::spawn_upload_expiry(state.clone());
+        net::rest_guard::RestLimits::spawn_forgetting(state.clone());
         let http_conns = net::listener::spawn_acceptor(http, "http", Refusal::Http, accept.clone());
         let router = net::http::router(state.clone());
         let http_shutdown = shutdown.clone();

@@ -32,10 +32,14 @@ pub fn router(state: AppState) -> Router {
         .nest(
             "/api/v1",
             super::rest::routes()
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    super::rest_guard::guard,
+                ))
                 .layer(middleware::from_fn_with_state(state.clone(), count_rest))
-                // Assets arrive as base64 in JSON bodies: room for the largest one.
+                // The guard has already limited the body, by whether a token came with it.
                 .layer(axum::extract::DefaultBodyLimit::max(
-                    state.config.raos.asset_max_bytes / 3 * 4 + 64 * 1024,
+                    super::rest_guard::authenticated_body_bytes(&state.config.raos),
                 )),
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such path\n") })

@@ -10,6 +10,7 @@ pub mod listener;
 pub mod ndjson;
 pub mod raos;
 pub mod rest;
+pub mod rest_guard;
 pub mod store_server;
 pub mod ws;
 
@@ -40,7 +41,7 @@ pub struct AppState {
     /// GARP player tokens and sessions, which outlive any one socket.
     pub garp_players: Arc<crate::services::garp_players::GarpPlayers>,
     /// REST rate limits, per access token.
-    pub rest_limits: Arc<parking_lot::Mutex<std::collections::HashMap<String, RateBucket>>>,
+    pub rest_limits: Arc<rest_guard::RestLimits>,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them to close.

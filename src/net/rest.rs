@@ -245,7 +245,9 @@ fn caller(
             "missing access token: send Authorization: Bearer <token>",
         )
     })?;
-    Ok(state.accounts.verify(token)?)
+    let identity = state.accounts.verify(token)?;
+    state.rest_limits.check_account(identity.user_id)?;
+    Ok(identity)
 }
 
 /// `POST /api/v1/notifications` (admin): a system notification to every subscriber of
@@ -331,32 +333,6 @@ async fn perform_action(
             )
         })?;
     let token = super::bearer(&headers).map(str::to_owned);
-    if let Some(token) = &token {
-        let cfg = &state.config.raos;
-        let mut limits = state.rest_limits.lock();
-        if limits.len() > 4096 {
-            // Forget tokens idle long enough to have refilled: their buckets are full.
-            let refill = std::time::Duration::from_secs_f64(
-                (cfg.request_burst / cfg.requests_per_second.max(0.001)).min(3600.0),
-            );
-            limits.retain(|_, bucket| !bucket.idle_for(refill));
-        }
-        let allowed = limits
-            .entry(token.clone())
-            .or_insert_with(|| super::RateBucket::new(cfg.requests_per_second, cfg.request_burst))
-            .take();
-        drop(limits);
-        if !allowed {
-            return Err(RestReply::failure(
-                StatusCode::TOO_MANY_REQUESTS,
-                ErrorCode::RateLimited,
-                &format!(
-                    "rate limited: at most {} requests per second",
-                    cfg.requests_per_second
-                ),
-            ));
-        }
-    }
     let mut fields = if body.iter().all(u8::is_ascii_whitespace) {
         serde_json::Map::new()
     } else {
@@ -396,6 +372,10 @@ async fn perform_action(
     })?;
     let ctx = super::raos::Context::new(&state, &headers, Some(peer.0));
     let token = request.auth_token.or(token);
+    // However it came (header, query, body), a valid token's account has its own limit.
+    if let Some(identity) = token.as_deref().and_then(|t| state.accounts.verify(t).ok()) {
+        state.rest_limits.check_account(identity.user_id)?;
+    }
     let fields = super::raos::perform(&ctx, token.as_deref(), request.action).await?;
     Ok(if route.created {
         RestReply::created(fields)

@@ -203,3 +203,44 @@ async fn sigterm_during_trading_delivers_every_committed_answer_and_the_notice()
     }
     assert!(delivered > 0, "a trade sent before SIGTERM is answered");
 }
+
+/// The server process's resident memory, in MiB.
+fn rss_mib(server: &ChildServer) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib / 1024
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_bodies_without_a_token_are_refused_before_they_are_read() {
+    let (_tmp, data) = temp_data_dir();
+    let server = ChildServer::spawn(&data, &[]);
+    let before = rss_mib(&server);
+    let client = reqwest::Client::new();
+    let url = server.url("/api/v1/projects");
+    let sends = (0..40).map(|_| {
+        client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(vec![b' '; 10 << 20])
+            .send()
+    });
+    // The answer may come before the client has finished sending; then the server
+    // closes the connection and the client sees its write fail.
+    for response in futures_util::future::join_all(sends)
+        .await
+        .into_iter()
+        .flatten()
+    {
+        assert_eq!(response.status(), 413);
+    }
+    let after = rss_mib(&server);
+    assert!(
+        after < before + 64,
+        "40 bodies of 10 MiB without a token took RSS from {before} to {after} MiB"
+    );
+}

@@ -550,6 +550,152 @@ async fn requests_over_the_limit_get_1004() {
     assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_in_the_query_is_limited_by_its_account() {
+    let server = TestServer::start_with(|c| {
+        c.raos.requests_per_second = 0.5;
+        c.raos.request_burst = 3.0;
+    })
+    .await;
+    let token = token_for(&server, "querying").await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let url = server.url(&format!("/api/v1/games?auth_token={token}"));
+        statuses.push(
+            server
+                .http
+                .get(&url)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses[..3], [200, 200, 200], "{statuses:?}");
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn junk_tokens_are_limited_by_address() {
+    let server = TestServer::start_with(|c| {
+        c.raos.address_requests_per_second = 0.5;
+        c.raos.address_request_burst = 5.0;
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        let response = server
+            .http
+            .get(server.url("/api/v1/games"))
+            .bearer_auth(format!("junk-{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(response.status().as_u16());
+        let body: Value = response.json().await.unwrap();
+        let code = if i < 5 { 1001 } else { 1004 };
+        assert_eq!(body["error_code"], code, "{body}");
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429, 429]);
+    // Another address is not held back by this one's flood.
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+        .build()
+        .unwrap();
+    let response = elsewhere.get(server.url("/api/v1/games")).send().await;
+    assert_ne!(response.unwrap().status(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rest_errors_always_have_the_json_shape() {
+    let server = TestServer::start().await;
+    let token = token_for(&server, "shaped").await;
+    let check = |status: u16, body: &Value, code: u64| {
+        assert_eq!(body["success"], false, "{status} {body}");
+        assert_eq!(body["error_code"], code, "{status} {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+        assert!(body["timestamp"].is_string(), "{body}");
+    };
+    // A method the route does not take.
+    let response = server
+        .http
+        .delete(server.url("/api/v1/auth/register"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert!(response.headers().contains_key("allow"));
+    check(405, &response.json().await.unwrap(), 1000);
+    // Without a valid token, a body over 64 KiB is refused before it is read.
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(100 * 1024));
+    for bearer in [None, Some("junk")] {
+        let mut request = server
+            .http
+            .post(server.url("/api/v1/projects"))
+            .header("content-type", "application/json")
+            .body(big.clone());
+        if let Some(bearer) = bearer {
+            request = request.bearer_auth(bearer);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 413);
+        check(413, &response.json().await.unwrap(), 1000);
+    }
+    // With one, the same body reaches the action (which judges it on its merits).
+    let response = server
+        .http
+        .post(server.url("/api/v1/projects"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(response.status(), 413);
+    // Over even the authenticated limit: 413 in the same shape, answered from the
+    // declared length alone (the body is never sent).
+    let mut socket = tokio::net::TcpStream::connect(server.handle().http_addr)
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/v1/projects HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        12 << 20
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut socket, head.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let body = loop {
+        let n = tokio::time::timeout(
+            common::WAIT,
+            tokio::io::AsyncReadExt::read(&mut socket, &mut buf),
+        )
+        .await
+        .expect("an answer")
+        .unwrap();
+        assert!(
+            n > 0,
+            "closed without an answer: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n")
+            && let Ok(body) = serde_json::from_str::<Value>(body)
+        {
+            assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+            break body;
+        }
+    };
+    check(413, &body, 1000);
+}
+
 /// Calls a REST route; returns (status, body).
 async fn rest(
     server: &TestServer,
