@@ -78,6 +78,9 @@ pub struct Limits {
     pub connections_per_ip: usize,
     /// Seconds a connection may stay open without authenticating.
     pub unauthenticated_timeout_secs: u64,
+    /// Seconds an HTTP client has to send each request head (also how long a kept-alive
+    /// connection may sit idle between requests).
+    pub header_read_timeout_secs: u64,
     /// Commands waiting for the simulation; when full, clients are told the server is busy.
     pub inbox_capacity: usize,
     /// Messages waiting to be written to one connection.
@@ -93,6 +96,7 @@ impl Default for Limits {
             ndjson_line_bytes: 1024 * 1024,
             connections_per_ip: 512,
             unauthenticated_timeout_secs: 30,
+            header_read_timeout_secs: 10,
             inbox_capacity: 65_536,
             outbound_queue: 1024,
             commands_per_wake: 4096,
@@ -103,6 +107,10 @@ impl Default for Limits {
 impl Limits {
     pub fn unauthenticated_timeout(&self) -> Duration {
         Duration::from_secs(self.unauthenticated_timeout_secs)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs.max(1))
     }
 }
 

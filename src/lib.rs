@@ -72,7 +72,7 @@ pub use config::Config;
 use crate::bridge::Inbox;
 use crate::metrics::Metrics;
 use crate::net::AppState;
-use crate::net::listener::{AcceptConfig, AxumListener, ConnLimiter, PeerAddr, Refusal};
+use crate::net::listener::{AcceptConfig, ConnLimiter, Refusal};
 use crate::net::ndjson::TcpServer;
 use crate::services::Accounts;
 use crate::sim::{LoopConfig, Sim, SimServices};
@@ -258,22 +258,13 @@ impl Server {
         net::rest_guard::RestLimits::spawn_forgetting(state.clone());
         let http_conns = net::listener::spawn_acceptor(http, "http", Refusal::Http, accept.clone());
         let router = net::http::router(state.clone());
-        let http_shutdown = shutdown.clone();
-        tasks.spawn(async move {
-            let listener = AxumListener {
-                conns: http_conns,
-                local: http_addr,
-            };
-            let served = axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<PeerAddr>(),
-            )
-            .with_graceful_shutdown(http_shutdown.cancelled_owned())
-            .await;
-            if let Err(e) = served {
-                tracing::error!("http server: {e}");
-            }
-        });
+        tasks.spawn(net::http::serve(
+            http_conns,
+            router,
+            shutdown.clone(),
+            tasks.clone(),
+            state.config.limits.header_read_timeout(),
+        ));
         for (listener, server) in [(dev, TcpServer::Dev), (lobby, TcpServer::Lobby)] {
             let conns = net::listener::spawn_acceptor(
                 listener,

@@ -1,5 +1,10 @@
-//! The HTTP listener's router: health, metrics, REST under `/api/v1`, and the WebSocket
-//! endpoints of the game, comms, GARP and RaOS protocols.
+//! The HTTP listener: its router (health, metrics, REST under `/api/v1`, and the WebSocket
+//! endpoints of the game, comms, GARP and RaOS protocols) and the loop that serves it.
+//!
+//! Connections are served by hyper directly rather than `axum::serve`, for its header-read
+//! timeout: a client must finish each request head, the first and every one after on a
+//! kept-alive connection, within `header_read_timeout_secs`, or it is closed. Slow-header
+//! and idle connections therefore cannot pile up.
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -10,7 +15,63 @@ use axum::routing::get;
 use serde_json::json;
 
 use super::AppState;
+use super::listener::{Conn, PeerAddr};
 use crate::bridge::Command;
+
+/// Serves `router` on the connections an acceptor hands over, until `shutdown`; then each
+/// connection finishes the request it is on (briefly) and closes.
+pub async fn serve(
+    mut conns: tokio::sync::mpsc::Receiver<Conn>,
+    router: Router,
+    shutdown: tokio_util::sync::CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+    header_read_timeout: std::time::Duration,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    loop {
+        let conn = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            conn = conns.recv() => match conn {
+                Some(conn) => conn,
+                None => break,
+            },
+        };
+        let peer = axum::extract::ConnectInfo(PeerAddr(conn.peer));
+        let service =
+            router
+                .clone()
+                .map_request(move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(peer);
+                    request
+                });
+        let connection = http
+            .serve_connection(
+                TokioIo::new(conn),
+                hyper_util::service::TowerToHyperService::new(service),
+            )
+            .with_upgrades();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let mut connection = std::pin::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    tokio::time::timeout(std::time::Duration::from_secs(3), connection)
+                        .await
+                        .unwrap_or(Ok(()))
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!("http connection: {e}");
+            }
+        });
+    }
+}
 
 pub fn router(state: AppState) -> Router {
     Router::new()

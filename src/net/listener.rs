@@ -266,43 +266,9 @@ impl AsyncWrite for Conn {
     }
 }
 
-/// Adapts an acceptor's queue to axum's `Listener`.
-pub struct AxumListener {
-    pub conns: mpsc::Receiver<Conn>,
-    pub local: SocketAddr,
-}
-
-impl axum::serve::Listener for AxumListener {
-    type Io = Conn;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.conns.recv().await {
-            Some(conn) => {
-                let peer = conn.peer;
-                (conn, peer)
-            }
-            // The acceptor stopped (shutdown): never return; graceful shutdown ends serve.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        Ok(self.local)
-    }
-}
-
 /// The client's address, for handlers (`ConnectInfo<PeerAddr>`).
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, AxumListener>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, AxumListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
 
 /// Builds the TLS acceptor from PEM files.
 pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {

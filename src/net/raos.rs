@@ -772,10 +772,23 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
     // After `authenticate` (or `refresh_token`) on this socket, actions without an
     // `auth_token` use the token it returned.
     let mut session_token: Option<String> = None;
+    // A socket that never shows a valid token is closed after the unauthenticated timeout.
+    let mut authenticated =
+        super::bearer(&headers).is_some_and(|token| state.accounts.verify(token).is_ok());
+    let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
     loop {
         let next = tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = kick.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline), if !authenticated => {
+                let failure = raos::failure(
+                    ErrorCode::Unauthorized,
+                    "no valid token within the time allowed; closing",
+                );
+                link.send(Outgoing::Reply(failure.to_string()));
+                link.send(Outgoing::Close(ws::close::POLICY, "not authenticated in time".into()));
+                break;
+            }
             _ = ping.tick() => {
                 if heard.elapsed() > interval * 3 {
                     link.send(Outgoing::Close(ws::close::POLICY, "no pong".into()));
@@ -842,12 +855,17 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
             Action::Authenticate { .. } | Action::RefreshToken { .. }
         );
         let token = auth_token.or_else(|| session_token.clone());
+        authenticated = authenticated
+            || token
+                .as_deref()
+                .is_some_and(|token| state.accounts.verify(token).is_ok());
         let result = perform(&ctx, token.as_deref(), action).await;
         if remembers
             && let Ok(fields) = &result
             && let Some(access) = fields.get("access_token").and_then(Value::as_str)
         {
             session_token = Some(access.to_owned());
+            authenticated = true;
         }
         link.send(Outgoing::Reply(respond(result, request_id).to_string()));
     }

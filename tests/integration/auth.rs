@@ -361,9 +361,9 @@ async fn a_flood_of_bad_logins_from_one_address_does_not_hold_up_another() {
         });
     }
     drop(done_tx);
-    // Wait until the flood is being hashed: the first refusals for the address's own
-    // limit come back at once.
-    assert_eq!(done_rx.recv().await, Some(429));
+    // Wait until the flood is being hashed: refusals for the address's own limit come
+    // back at once, while its checks queue.
+    while done_rx.recv().await != Some(429) {}
     let (status, body) = server
         .post(
             "/api/v1/auth/login",
@@ -376,9 +376,10 @@ async fn a_flood_of_bad_logins_from_one_address_does_not_hold_up_another() {
         hashed_after += usize::from(status == 401);
     }
     // 50 of the flood (the address's limit) get a password check, one at a time: most of
-    // them were still waiting when the other user was let in.
+    // them were still waiting when the other user was let in (without the per-address
+    // turn, the other user waited behind all of them).
     assert!(
-        hashed_after >= 40,
+        hashed_after >= 25,
         "only {hashed_after} of the flood's checks were left when the other login finished"
     );
 }

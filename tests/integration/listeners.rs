@@ -142,3 +142,109 @@ async fn unknown_paths_404_and_websocket_paths_want_an_upgrade() {
     // Comms checks the token before anything else.
     assert_eq!(status("/ws").await, 401);
 }
+
+/// Reads from `socket` until the server closes it; fails the test after `WAIT`. While
+/// waiting, `dribble` (if any) is sent one byte at a time, as a slow client would.
+async fn closed_by_server(socket: &mut tokio::net::TcpStream, dribble: &[u8]) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let mut next = 0;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still open after the wait"
+        );
+        let pace = tokio::time::sleep(std::time::Duration::from_millis(200));
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => panic!("still open after the wait"),
+            read = socket.read(&mut buf) => match read {
+                Ok(0) | Err(_) => return answer,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            },
+            _ = pace, if next < dribble.len() => {
+                if socket.write_all(&dribble[next..=next]).await.is_err() {
+                    return answer;
+                }
+                next += 1;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_and_slow_http_clients_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let server = TestServer::start_with(|c| c.limits.header_read_timeout_secs = 1).await;
+    let addr = server.handle().http_addr;
+    // Connected, silent.
+    let mut idle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    closed_by_server(&mut idle, b"").await;
+    // Headers at a byte every 200 ms: the head is never finished in time.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    let answer = closed_by_server(&mut slow, head).await;
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("200 OK"),
+        "the slow request was never served"
+    );
+    // Kept alive after a request, then idle.
+    let mut kept = tokio::net::TcpStream::connect(addr).await.unwrap();
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = closed_by_server(&mut kept, b"").await;
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn a_raos_socket_without_a_valid_token_is_closed_after_the_timeout() {
+    let server = TestServer::start_with(|c| c.limits.unauthenticated_timeout_secs = 1).await;
+    let url = format!("ws://{}/raos", server.handle().http_addr);
+    let mut silent = common::ws_connect(&url).await;
+    let goodbye = common::ws_next(&mut silent).await.expect("a goodbye");
+    assert_eq!(goodbye["error_code"], 1001, "{goodbye}");
+    assert_eq!(common::close_code(&mut silent).await, Some(1008));
+    // Requests with junk tokens do not count as authenticating.
+    let mut junk = common::ws_connect(&url).await;
+    common::ws_send(
+        &mut junk,
+        &serde_json::json!({"action": "list_games", "auth_token": "junk"}),
+    )
+    .await;
+    let refused = common::ws_next(&mut junk).await.expect("an answer");
+    assert_eq!(refused["error_code"], 1001, "{refused}");
+    let goodbye = common::ws_next(&mut junk).await.expect("a goodbye");
+    assert!(
+        goodbye["error"].as_str().unwrap().contains("closing"),
+        "{goodbye}"
+    );
+    assert_eq!(common::close_code(&mut junk).await, Some(1008));
+    // A socket that has authenticated stays.
+    let token = common::token_for(&server, "settled").await;
+    let mut settled = common::ws_connect(&url).await;
+    common::ws_send(
+        &mut settled,
+        &serde_json::json!({"action": "list_games", "auth_token": token, "request_id": "a"}),
+    )
+    .await;
+    assert_eq!(
+        common::ws_next(&mut settled).await.unwrap()["success"],
+        true
+    );
+    // Outlives the timeout: a later request is still answered.
+    let mut silent_again = common::ws_connect(&url).await;
+    common::ws_next(&mut silent_again)
+        .await
+        .expect("the timeout passed");
+    common::ws_send(
+        &mut settled,
+        &serde_json::json!({"action": "list_games", "request_id": "b", "auth_token": token}),
+    )
+    .await;
+    assert_eq!(
+        common::ws_next(&mut settled).await.unwrap()["success"],
+        true
+    );
+}
