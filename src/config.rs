@@ -237,6 +237,10 @@ pub struct UploadConfig {
     pub chunk_bytes: usize,
     /// An upload with no chunk for this long is dropped with its staging files.
     pub idle_timeout_secs: u64,
+    /// Uploads one developer may have open at once ...
+    pub open_per_account: usize,
+    /// ... and all developers together.
+    pub open_total: usize,
 }
 
 impl Default for UploadConfig {
@@ -245,6 +249,8 @@ impl Default for UploadConfig {
             max_bytes: 1 << 30,
             chunk_bytes: 512 * 1024,
             idle_timeout_secs: 600,
+            open_per_account: 4,
+            open_total: 256,
         }
     }
 }

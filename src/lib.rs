@@ -228,12 +228,15 @@ impl Server {
         };
 
         let tasks = TaskTracker::new();
-        let uploads = Arc::new(services::uploads::Uploads::new(
-            &config.data_dir,
-            config.uploads.max_bytes,
-            config.uploads.chunk_bytes,
-            Duration::from_secs(config.uploads.idle_timeout_secs.max(1)),
-        ));
+        let uploads = Arc::new(
+            services::uploads::Uploads::new(
+                &config.data_dir,
+                config.uploads.max_bytes,
+                config.uploads.chunk_bytes,
+                Duration::from_secs(config.uploads.idle_timeout_secs.max(1)),
+            )
+            .with_open_limits(config.uploads.open_per_account, config.uploads.open_total),
+        );
         let assets =
             services::assets::AssetFiles::new(&config.data_dir, config.raos.asset_max_bytes);
         let garp_players = Arc::new(services::garp_players::GarpPlayers::new(

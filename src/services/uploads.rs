@@ -28,14 +28,15 @@ use crate::services::catalog::{self, BUILD_FILE, MANIFEST_FILE, Manifest};
 
 /// One upload in progress.
 struct Upload {
-    owner: Uuid,
     uploader: String,
     game_id: String,
     version: String,
     size: u64,
     checksum: Option<String>,
     dir: PathBuf,
-    file: std::fs::File,
+    /// The build file; opened for each chunk and closed after, so an upload holds no file
+    /// descriptor between chunks.
+    build: PathBuf,
     hasher: Sha256,
     received: u64,
     next_seq: u64,
@@ -111,9 +112,14 @@ pub struct Uploads {
     max_size: u64,
     chunk_size: usize,
     idle: Duration,
-    active: Mutex<HashMap<String, Arc<Mutex<Upload>>>>,
+    /// Open uploads by id, with their owner (readable without locking the upload: the
+    /// lock order is upload, then this map).
+    active: Mutex<HashMap<String, (Uuid, Arc<Mutex<Upload>>)>>,
     /// (game, version) pairs being uploaded, so two uploads cannot race for one version.
     reserved: Mutex<HashSet<(String, String)>>,
+    /// Uploads one developer may have open at once, and all developers together.
+    open_per_account: usize,
+    open_total: usize,
 }
 
 fn fsync_dir(path: &Path) -> std::io::Result<()> {
@@ -134,7 +140,16 @@ impl Uploads {
             idle,
             active: Mutex::new(HashMap::new()),
             reserved: Mutex::new(HashSet::new()),
+            open_per_account: usize::MAX,
+            open_total: usize::MAX,
         }
+    }
+
+    /// Limits how many uploads may be open at once: per developer, and in all.
+    pub fn with_open_limits(mut self, per_account: usize, total: usize) -> Self {
+        self.open_per_account = per_account.max(1);
+        self.open_total = total.max(1);
+        self
     }
 
     pub fn chunk_size(&self) -> usize {
@@ -178,6 +193,17 @@ impl Uploads {
         checksum: Option<String>,
     ) -> Result<String, DomainError> {
         self.check_begin(game_id, version, size, checksum.as_deref())?;
+        // Held across the check and the insert, so concurrent begins cannot overshoot.
+        let mut active = self.active.lock();
+        if active.len() >= self.open_total {
+            return Err(DomainError::Busy);
+        }
+        let mine = active.values().filter(|(o, _)| *o == owner).count();
+        if mine >= self.open_per_account {
+            return Err(DomainError::BadState(format!(
+                "{mine} uploads already open: finish or cancel one first"
+            )));
+        }
         if !self
             .reserved
             .lock()
@@ -189,34 +215,33 @@ impl Uploads {
         }
         let upload_id = Uuid::new_v4().to_string();
         let dir = self.data_dir.join("staging").join(&upload_id);
-        let opened = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::File::create(dir.join(BUILD_FILE)));
-        let file = match opened {
-            Ok(file) => file,
-            Err(e) => {
-                self.release(game_id, version);
-                return Err(io_error(e));
-            }
-        };
-        self.active.lock().insert(
+        let build = dir.join(BUILD_FILE);
+        let created = std::fs::create_dir_all(&dir).and_then(|()| std::fs::File::create(&build));
+        if let Err(e) = created {
+            self.release(game_id, version);
+            return Err(io_error(e));
+        }
+        active.insert(
             upload_id.clone(),
-            Arc::new(Mutex::new(Upload {
+            (
                 owner,
-                uploader: uploader.to_owned(),
-                game_id: game_id.to_owned(),
-                version: version.to_owned(),
-                size,
-                checksum: checksum.map(|c| c.to_ascii_lowercase()),
-                dir,
-                file,
-                hasher: Sha256::new(),
-                received: 0,
-                next_seq: 0,
-                last_chunk: Vec::new(),
-                last_len: 0,
-                spare: Vec::new(),
-                last_activity: Instant::now(),
-            })),
+                Arc::new(Mutex::new(Upload {
+                    uploader: uploader.to_owned(),
+                    game_id: game_id.to_owned(),
+                    version: version.to_owned(),
+                    size,
+                    checksum: checksum.map(|c| c.to_ascii_lowercase()),
+                    dir,
+                    build,
+                    hasher: Sha256::new(),
+                    received: 0,
+                    next_seq: 0,
+                    last_chunk: Vec::new(),
+                    last_len: 0,
+                    spare: Vec::new(),
+                    last_activity: Instant::now(),
+                })),
+            ),
         );
         Ok(upload_id)
     }
@@ -228,12 +253,13 @@ impl Uploads {
     }
 
     fn get(&self, owner: Uuid, upload_id: &str) -> Result<Arc<Mutex<Upload>>, DomainError> {
-        let upload = self.active.lock().get(upload_id).cloned().ok_or_else(|| {
-            DomainError::BadState(format!(
-                "no upload {upload_id:?} in progress: send UPLOAD_BEGIN first"
-            ))
-        })?;
-        if upload.lock().owner != owner {
+        let (upload_owner, upload) =
+            self.active.lock().get(upload_id).cloned().ok_or_else(|| {
+                DomainError::BadState(format!(
+                    "no upload {upload_id:?} in progress: send UPLOAD_BEGIN first"
+                ))
+            })?;
+        if upload_owner != owner {
             return Err(DomainError::Forbidden(
                 "this upload is someone else's".into(),
             ));
@@ -291,7 +317,11 @@ impl Uploads {
                     up.received, up.size
                 )));
             }
-            if let Err(e) = up.file.write_all(bytes) {
+            let written = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&up.build)
+                .and_then(|mut file| file.write_all(bytes));
+            if let Err(e) = written {
                 // Part of the chunk may be on disk but unacknowledged: the staging file no
                 // longer matches what was acknowledged, so the upload ends here.
                 this.discard(&upload_id, up);
@@ -376,7 +406,9 @@ impl Uploads {
 
     /// fsync the build, write the manifest, fsync it and the directory.
     fn seal(&self, up: &Upload, published: &Published) -> Result<(), DomainError> {
-        up.file.sync_all().map_err(io_error)?;
+        std::fs::File::open(&up.build)
+            .and_then(|file| file.sync_all())
+            .map_err(io_error)?;
         let manifest = Manifest {
             game_id: published.game_id.clone(),
             version: published.version.clone(),
@@ -414,14 +446,18 @@ impl Uploads {
     pub fn expire_idle(&self) -> usize {
         let expired: Vec<(String, Arc<Mutex<Upload>>)> = {
             let mut active = self.active.lock();
+            // An upload whose lock is held is taking a chunk: not idle.
             let stale: Vec<String> = active
                 .iter()
-                .filter(|(_, u)| u.lock().last_activity.elapsed() > self.idle)
+                .filter(|(_, (_, u))| {
+                    u.try_lock()
+                        .is_some_and(|u| u.last_activity.elapsed() > self.idle)
+                })
                 .map(|(id, _)| id.clone())
                 .collect();
             stale
                 .into_iter()
-                .filter_map(|id| active.remove(&id).map(|u| (id, u)))
+                .filter_map(|id| active.remove(&id).map(|(_, u)| (id, u)))
                 .collect()
         };
         for (id, upload) in &expired {
@@ -450,12 +486,11 @@ mod tests {
         let id = uploads.begin(owner, "dev", "game", "1.0", 8, None).unwrap();
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         uploads.chunk(owner, &id, 0, b64(b"abcd")).await.unwrap();
-        let staging = uploads.active.lock()[&id].lock().dir.clone();
+        let staging = uploads.active.lock()[&id].1.lock().dir.clone();
         assert!(staging.exists());
 
         // The disk fills up under the next chunk.
-        let full = std::fs::OpenOptions::new().write(true).open("/dev/full");
-        uploads.active.lock()[&id].lock().file = full.expect("/dev/full");
+        uploads.active.lock()[&id].1.lock().build = "/dev/full".into();
         let failed = uploads.chunk(owner, &id, 1, b64(b"efgh")).await;
         assert!(
             matches!(failed, Err(DomainError::Internal(_))),

@@ -904,3 +904,45 @@ async fn login_player_and_requests_answered_while_a_download_streams() {
         }
     }
 }
+
+/// Files this process (the in-process server) holds open under `dir`.
+fn open_files_under(dir: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(dir))
+        .count()
+}
+
+#[tokio::test]
+async fn open_uploads_are_limited_per_developer_and_in_all_and_hold_no_files() {
+    let server = TestServer::start_with(|c| {
+        c.uploads.open_per_account = 2;
+        c.uploads.open_total = 3;
+    })
+    .await;
+    let mut first = developer(&server, "hoarder").await;
+    let game = create_game(&mut first, "Many", 1).await;
+    let begin = |version: &str| json!({"game_id": game, "version": version, "size_bytes": 8});
+    let a = first.call("UPLOAD_BEGIN", begin("1")).await;
+    let a = ok(&a)["upload_id"].as_str().unwrap().to_owned();
+    ok(&first.call("UPLOAD_BEGIN", begin("2")).await);
+    let third = first.call("UPLOAD_BEGIN", begin("3")).await;
+    let message = assert_line_error(&third, 105);
+    assert!(message.contains("2 uploads already open"), "{message}");
+    // Between chunks an upload holds no file open.
+    let chunk = json!({"upload_id": a, "seq": 0, "data_b64": B64.encode(b"abcd")});
+    ok(&first.call("UPLOAD_CHUNK", chunk).await);
+    assert_eq!(open_files_under(&server.dir.path().join("staging")), 0);
+    // Cancelling one makes room.
+    ok(&first.call("CANCEL_UPLOAD", json!({"upload_id": a})).await);
+    ok(&first.call("UPLOAD_BEGIN", begin("3")).await);
+    // Another developer's first is the third open in all; their second waits, though
+    // they have only one open.
+    let mut second = developer(&server, "latecomer").await;
+    let other = create_game(&mut second, "Late", 1).await;
+    let theirs = |version: &str| json!({"game_id": other, "version": version, "size_bytes": 8});
+    ok(&second.call("UPLOAD_BEGIN", theirs("1")).await);
+    let refused = second.call("UPLOAD_BEGIN", theirs("2")).await;
+    assert_line_error(&refused, 105);
+}
