@@ -50,6 +50,9 @@ struct Upload {
     last_activity: Instant,
 }
 
+/// An open upload and its owner.
+type OpenUpload = (Uuid, Arc<Mutex<Upload>>);
+
 /// A finished upload, ready for the catalog.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -114,7 +117,7 @@ pub struct Uploads {
     idle: Duration,
     /// Open uploads by id, with their owner (readable without locking the upload: the
     /// lock order is upload, then this map).
-    active: Mutex<HashMap<String, (Uuid, Arc<Mutex<Upload>>)>>,
+    active: Mutex<HashMap<String, OpenUpload>>,
     /// (game, version) pairs being uploaded, so two uploads cannot race for one version.
     reserved: Mutex<HashSet<(String, String)>>,
     /// Uploads one developer may have open at once, and all developers together.
