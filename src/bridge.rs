@@ -8,7 +8,7 @@
 //! full queue can never stall a tick.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -104,10 +104,12 @@ impl Inbox {
     }
 }
 
-/// A connection's bounded outbound queue, as the simulation sees it.
+/// A connection's bounded outbound queue, as the simulation sees it: bounded by count,
+/// and optionally by the bytes waiting in it.
 #[derive(Debug)]
 pub struct Outbound<T> {
     tx: mpsc::Sender<T>,
+    bytes: Option<(Arc<ByteBudget>, fn(&T) -> usize)>,
 }
 
 // Not derived: a queue handle is cloneable whatever it carries.
@@ -115,7 +117,42 @@ impl<T> Clone for Outbound<T> {
     fn clone(&self) -> Self {
         Self {
             tx: self.tx.clone(),
+            bytes: self.bytes.clone(),
         }
+    }
+}
+
+/// The bytes a queue may hold. The queue's sender takes from it; its reader gives back
+/// what it has taken off the queue ([`ByteBudget::give_back`]).
+#[derive(Debug)]
+pub struct ByteBudget {
+    queued: AtomicUsize,
+    max: usize,
+}
+
+impl ByteBudget {
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            queued: AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    fn take(&self, n: usize) -> bool {
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+                (queued + n <= self.max).then_some(queued + n)
+            })
+            .is_ok()
+    }
+
+    pub fn give_back(&self, n: usize) {
+        self.queued.fetch_sub(n.min(self.queued.load(Ordering::Acquire)), Ordering::AcqRel);
+    }
+
+    /// Bytes queued now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 }
 
@@ -132,14 +169,40 @@ impl<T> Outbound<T> {
     /// A queue of `capacity` messages and the receiver the connection's writer drains.
     pub fn bounded(capacity: usize) -> (Self, mpsc::Receiver<T>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Self { tx }, rx)
+        (Self { tx, bytes: None }, rx)
+    }
+
+    /// Also bounds the queue by `budget`, each message weighing `weigh(message)` bytes;
+    /// the reader gives a message's weight back when it takes it off.
+    pub fn with_byte_budget(mut self, budget: Arc<ByteBudget>, weigh: fn(&T) -> usize) -> Self {
+        self.bytes = Some((budget, weigh));
+        self
     }
 
     /// Queues a message without waiting.
     pub fn push(&self, msg: T) -> Result<(), QueueError> {
-        self.tx.try_send(msg).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => QueueError::Full,
-            mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+        let weight = match &self.bytes {
+            Some((budget, weigh)) => {
+                let weight = weigh(&msg);
+                if !budget.take(weight) {
+                    return Err(if self.tx.is_closed() {
+                        QueueError::Closed
+                    } else {
+                        QueueError::Full
+                    });
+                }
+                weight
+            }
+            None => 0,
+        };
+        self.tx.try_send(msg).map_err(|e| {
+            if let Some((budget, _)) = &self.bytes {
+                budget.give_back(weight);
+            }
+            match e {
+                mpsc::error::TrySendError::Full(_) => QueueError::Full,
+                mpsc::error::TrySendError::Closed(_) => QueueError::Closed,
+            }
         })
     }
 

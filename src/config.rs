@@ -210,6 +210,8 @@ pub struct CommsConfig {
     pub ping_interval_secs: u64,
     /// ... and a connection silent for this long is closed.
     pub pong_timeout_secs: u64,
+    /// Bytes that may wait for one slow reader; past them it is closed (1008).
+    pub outbound_bytes: usize,
 }
 
 impl Default for CommsConfig {
@@ -223,6 +225,7 @@ impl Default for CommsConfig {
             token_expiry_lead_secs: 60,
             ping_interval_secs: 30,
             pong_timeout_secs: 60,
+            outbound_bytes: 4 << 20,
         }
     }
 }

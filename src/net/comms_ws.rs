@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ws::{self, WsOut};
 use super::{AppState, ConnectionGauge};
-use crate::bridge::{Command, Link, Outbound, next_conn_id};
+use crate::bridge::{ByteBudget, Command, Link, Outbound, next_conn_id};
 use crate::protocol::comms::{self as wire, ClientMessage, codes};
 use crate::services::accounts::{Identity, Role};
 use crate::services::{DomainError, mailbox};
@@ -151,17 +151,24 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
     let conn = next_conn_id();
     let connection_id = uuid::Uuid::new_v4().to_string();
     let (outbound, rx) = Outbound::<CommsOut>::bounded(state.config.limits.outbound_queue);
+    // A reader that falls behind is closed once this many bytes wait for it, whatever
+    // their number.
+    let budget = ByteBudget::new(state.config.comms.outbound_bytes);
+    let outbound = outbound.with_byte_budget(budget.clone(), CommsOut::weight);
     let kick = CancellationToken::new();
     let link = Link::new(conn, outbound, kick.clone());
     let (sink, mut stream) = socket.split();
     let writer = tokio::spawn(ws::write_loop(
         sink,
         rx,
-        |out: CommsOut| match out {
-            CommsOut::Text(bytes) => WsOut::SharedText(bytes),
-            CommsOut::Binary(bytes) => WsOut::Binary(bytes),
-            CommsOut::Ping => WsOut::Ping,
-            CommsOut::Close(code, reason) => WsOut::Close(code, reason),
+        move |out: CommsOut| {
+            budget.give_back(out.weight());
+            match out {
+                CommsOut::Text(bytes) => WsOut::SharedText(bytes),
+                CommsOut::Binary(bytes) => WsOut::Binary(bytes),
+                CommsOut::Ping => WsOut::Ping,
+                CommsOut::Close(code, reason) => WsOut::Close(code, reason),
+            }
         },
         kick.clone(),
         state.clone(),

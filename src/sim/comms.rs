@@ -31,6 +31,18 @@ pub enum CommsOut {
     Close(u16, String),
 }
 
+impl CommsOut {
+    /// Bytes a queued message counts for against its connection's budget. A frame shared
+    /// by many recipients counts fully for each: each could be the one keeping it alive.
+    pub fn weight(&self) -> usize {
+        match self {
+            CommsOut::Text(bytes) | CommsOut::Binary(bytes) => bytes.len(),
+            CommsOut::Ping => 0,
+            CommsOut::Close(_, reason) => reason.len(),
+        }
+    }
+}
+
 pub type CommsLink = Link<CommsOut>;
 
 /// An `X-` message as its handler sees it.

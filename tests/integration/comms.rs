@@ -622,18 +622,18 @@ async fn oversized_frames_close_with_1009() {
     assert_eq!(code, Some(1009));
 }
 
-#[tokio::test]
-async fn a_subscriber_that_never_reads_is_dropped_without_delaying_others() {
-    let server = TestServer::start_with(|c| c.limits.outbound_queue = 16).await;
-    let mut publisher = Comms::connect(&server, &token_for(&server, "pub").await).await;
-    let mut reader = Comms::connect(&server, &token_for(&server, "reader").await).await;
-    let mut sleeper = Comms::connect(&server, &token_for(&server, "sleeper").await).await;
+/// Publishes 60 KiB broadcasts to a reader and a subscriber that never reads, until the
+/// sleeper is dropped from the recipients (at most `limit` of them); returns the sleeper and
+/// how many were sent.
+async fn flood_a_sleeper(server: &TestServer, limit: usize) -> (Comms, usize) {
+    let mut publisher = Comms::connect(server, &token_for(server, "pub").await).await;
+    let mut reader = Comms::connect(server, &token_for(server, "reader").await).await;
+    let mut sleeper = Comms::connect(server, &token_for(server, "sleeper").await).await;
     reader.subscribe(&["firehose"]).await;
     sleeper.subscribe(&["firehose"]).await;
     // Big payloads fill the sleeper's socket buffers and then its queue.
     let payload = "y".repeat(60 * 1024);
-    let mut delivered = 0;
-    for n in 0..400 {
+    for n in 0..limit {
         publisher
             .send(
                 "Broadcast",
@@ -644,12 +644,27 @@ async fn a_subscriber_that_never_reads_is_dropped_without_delaying_others() {
         let ack = publisher.recv_type("Ack").await;
         let got = reader.recv_type("Broadcast").await;
         assert_eq!(got["data"]["metadata"]["message_id"], format!("f{n}"));
-        delivered = ack["data"]["recipients"].as_u64().unwrap();
-        if delivered == 1 {
-            break;
+        if ack["data"]["recipients"] == 1 {
+            return (sleeper, n + 1);
         }
     }
-    assert_eq!(delivered, 1, "the sleeper was dropped from the recipients");
+    panic!("the sleeper was still a recipient after {limit} broadcasts");
+}
+
+#[tokio::test]
+async fn a_slow_readers_queue_is_bounded_in_bytes() {
+    // 1,024 messages may queue, but only 256 KiB: the sleeper goes long before the count
+    // bound (over 60 MiB of these messages) could be reached.
+    let server = TestServer::start_with(|c| c.comms.outbound_bytes = 256 * 1024).await;
+    let (mut sleeper, sent) = flood_a_sleeper(&server, 400).await;
+    assert!(sent < 400, "{sent}");
+    assert_eq!(common::close_code(&mut sleeper.ws).await, Some(1008));
+}
+
+#[tokio::test]
+async fn a_subscriber_that_never_reads_is_dropped_without_delaying_others() {
+    let server = TestServer::start_with(|c| c.limits.outbound_queue = 16).await;
+    let (mut sleeper, _) = flood_a_sleeper(&server, 400).await;
     let code = common::close_code(&mut sleeper.ws).await;
     assert_eq!(code, Some(1008));
     let metrics = server
