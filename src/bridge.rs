@@ -147,7 +147,8 @@ impl ByteBudget {
     }
 
     pub fn give_back(&self, n: usize) {
-        self.queued.fetch_sub(n.min(self.queued.load(Ordering::Acquire)), Ordering::AcqRel);
+        self.queued
+            .fetch_sub(n.min(self.queued.load(Ordering::Acquire)), Ordering::AcqRel);
     }
 
     /// Bytes queued now.

@@ -5,6 +5,12 @@
 //! player, and forwards everything else as commands. Messages before login get
 //! `NOT_AUTHENTICATED`; a connection that does not log in within the configured time is
 //! closed.
+//!
+//! Inputs reach the simulation at most once a tick per connection ([`InputGate`]): the
+//! first of a tick goes at once, later ones replace each other and the latest goes when
+//! the tick is over, which is all the simulation would have used. A client flooding inputs
+//! therefore costs the inbox one command a tick, and "busy" answers to its inputs are sent
+//! at most once a second.
 
 use std::net::SocketAddr;
 
@@ -18,7 +24,7 @@ use super::listener::PeerAddr;
 use super::ws::{self, WsOut};
 use super::{AppState, ConnectionGauge};
 use crate::bridge::{Command, ConnId, Outbound, next_conn_id};
-use crate::protocol::game::{self, ClientMessage, GameOut, PROTOCOL_VERSION, codes};
+use crate::protocol::game::{self, ClientMessage, GameOut, Input, PROTOCOL_VERSION, codes};
 use crate::services::pilots;
 use crate::sim::players::{ClientLink, GameCommand};
 
@@ -35,6 +41,81 @@ pub async fn upgrade(
         .max_frame_size(limit)
         .read_buffer_size(super::ws::READ_BUFFER)
         .on_upgrade(move |socket| tasks.track_future(run(socket, state, peer.0)))
+}
+
+/// Holds a connection's inputs to one a tick, the latest winning.
+struct InputGate {
+    tick: std::time::Duration,
+    /// When an input last went to the simulation.
+    sent_at: Option<tokio::time::Instant>,
+    /// The latest input since then, waiting for the tick to end.
+    held: Option<(u64, Input)>,
+    /// When the client was last told the server is busy.
+    busy_told_at: Option<tokio::time::Instant>,
+}
+
+impl InputGate {
+    fn new(tick_hz: u32) -> Self {
+        Self {
+            tick: std::time::Duration::from_secs_f64(1.0 / f64::from(tick_hz.max(1))),
+            sent_at: None,
+            held: None,
+            busy_told_at: None,
+        }
+    }
+
+    /// The input to send now, if any; otherwise it is held (replacing an older one).
+    fn offer(&mut self, seq: u64, input: Input) -> Option<(u64, Input)> {
+        let now = tokio::time::Instant::now();
+        match self.sent_at {
+            Some(at) if now < at + self.tick => {
+                if self.held.as_ref().is_none_or(|(held, _)| seq > *held) {
+                    self.held = Some((seq, input));
+                }
+                None
+            }
+            _ => {
+                self.sent_at = Some(now);
+                Some((seq, input))
+            }
+        }
+    }
+
+    /// When the held input is due, if one is held.
+    fn due(&self) -> Option<tokio::time::Instant> {
+        self.held.as_ref()?;
+        self.sent_at.map(|at| at + self.tick)
+    }
+
+    fn take_due(&mut self) -> Option<(u64, Input)> {
+        self.sent_at = Some(tokio::time::Instant::now());
+        self.held.take()
+    }
+
+    /// Whether a "busy" answer may be sent now (at most one a second).
+    fn may_tell_busy(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        let told = self
+            .busy_told_at
+            .is_some_and(|at| now < at + std::time::Duration::from_secs(1));
+        if !told {
+            self.busy_told_at = Some(now);
+        }
+        !told
+    }
+}
+
+fn send_input(
+    state: &AppState,
+    link: &ClientLink,
+    conn: ConnId,
+    gate: &mut InputGate,
+    (seq, input): (u64, Input),
+) {
+    let command = Command::Game(GameCommand::Input { conn, seq, input });
+    if state.inbox.send(command).is_err() && gate.may_tell_busy() {
+        link.error(codes::SERVER_BUSY, "the server is busy; try again shortly");
+    }
 }
 
 fn now_ms() -> i64 {
@@ -66,10 +147,18 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
 
     let mut authenticated = false;
     let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
+    let mut inputs = InputGate::new(state.config.tick_hz);
     loop {
+        let held_due = inputs.due();
         let next = tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = kick.cancelled() => break,
+            _ = tokio::time::sleep_until(held_due.unwrap_or(deadline)), if held_due.is_some() => {
+                if let Some(input) = inputs.take_due() {
+                    send_input(&state, &link, conn, &mut inputs, input);
+                }
+                continue;
+            }
             _ = tokio::time::sleep_until(deadline), if !authenticated => {
                 link.error(codes::NOT_AUTHENTICATED, "log in with auth.login first; closing");
                 link.close(ws::close::POLICY, "not authenticated in time");
@@ -119,7 +208,12 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
             _ if !authenticated => {
                 link.error(codes::NOT_AUTHENTICATED, "log in with auth.login first");
             }
-            message => forward(&state, &link, conn, frame.seq, message),
+            ClientMessage::Input(input) => {
+                if let Some(input) = inputs.offer(frame.seq, input) {
+                    send_input(&state, &link, conn, &mut inputs, input);
+                }
+            }
+            message => forward(&state, &link, conn, message),
         }
     }
     if authenticated {
@@ -183,11 +277,10 @@ async fn login(
     true
 }
 
-fn forward(state: &AppState, link: &ClientLink, conn: ConnId, seq: u64, message: ClientMessage) {
+fn forward(state: &AppState, link: &ClientLink, conn: ConnId, message: ClientMessage) {
     let command = match message {
-        ClientMessage::Login { .. } => return,
+        ClientMessage::Login { .. } | ClientMessage::Input(_) => return,
         ClientMessage::JoinSystem { system_id } => GameCommand::Join { conn, system_id },
-        ClientMessage::Input(input) => GameCommand::Input { conn, seq, input },
         ClientMessage::Trade {
             side,
             station_id,

@@ -825,3 +825,47 @@ async fn every_message_from_a_newer_client_gets_its_normal_answer() {
     client.input(1.0, 0.0, false, false).await;
     wait_moved(&mut client, &ship, &start, 20.0).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_input_flood_costs_the_inbox_one_input_a_tick() {
+    // An inbox this small overflows at once if each input takes a place in it.
+    let server = TestServer::start_with(|c| {
+        c.limits.inbox_capacity = 32;
+        c.game.outbound_queue = 16;
+    })
+    .await;
+    let (mut client, ship, snapshot) = joined_player(&server, "flooder").await;
+    let start = entity(&snapshot, "entities", &ship).unwrap().clone();
+    // Thousands of "stay docked" inputs, then one to fly: the latest wins.
+    let stay = r#"{"thrust": 0.0, "turn": 0.0, "fire_primary": false, "dock_request": false}"#;
+    for seq in 1..=5000u64 {
+        client
+            .send_text(&format!(
+                r#"{{"type":"input.command","seq":{seq},"payload":{stay}}}"#
+            ))
+            .await;
+    }
+    client
+        .send_seq(
+            "input.command",
+            5001,
+            json!({"thrust": 1.0, "turn": 0.0, "fire_primary": false, "dock_request": false}),
+        )
+        .await;
+    // The connection survived (a busy answer per input would have overflowed its queue),
+    // and the last input flew the ship.
+    wait_moved(&mut client, &ship, &start, 1.0).await;
+    client
+        .send(
+            "trade.buy",
+            json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1}),
+        )
+        .await;
+    let reply = client.recv_reply().await;
+    assert!(
+        reply["type"] == "error" || reply["type"] == "trade.result",
+        "{reply}"
+    );
+    let busy = |m: &Value| m["type"] == "error" && m["payload"]["code"] == "SERVER_BUSY";
+    assert!(!busy(&reply), "the inbox had room: {reply}");
+}
