@@ -109,8 +109,11 @@ impl Inbox {
 #[derive(Debug)]
 pub struct Outbound<T> {
     tx: mpsc::Sender<T>,
-    bytes: Option<(Arc<ByteBudget>, fn(&T) -> usize)>,
+    bytes: Option<Weighing<T>>,
 }
+
+/// A byte budget and how much each message counts against it.
+type Weighing<T> = (Arc<ByteBudget>, fn(&T) -> usize);
 
 // Not derived: a queue handle is cloneable whatever it carries.
 impl<T> Clone for Outbound<T> {
