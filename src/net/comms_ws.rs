@@ -275,11 +275,8 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
                 binary(&c, bytes).await;
             }
             Some(Err(e)) => {
-                if ws::is_too_big(&e) {
-                    c.link.send(CommsOut::Close(
-                        ws::close::TOO_BIG,
-                        "message too big".into(),
-                    ));
+                if let Some((code, reason)) = ws::close_for(&e) {
+                    c.link.send(CommsOut::Close(code, reason.into()));
                 }
                 break;
             }

@@ -179,8 +179,8 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
             }
             Some(Ok(_)) => continue, // ping/pong: answered by the WebSocket layer
             Some(Err(e)) => {
-                if ws::is_too_big(&e) {
-                    link.close(ws::close::TOO_BIG, "message too big");
+                if let Some((code, reason)) = ws::close_for(&e) {
+                    link.close(code, reason);
                 }
                 tracing::debug!(%peer, "game: read error: {e}");
                 break;

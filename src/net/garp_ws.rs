@@ -175,8 +175,8 @@ async fn next_text(socket: &mut WebSocket, state: &AppState) -> Next {
             }
             Some(Ok(_)) => {} // ping/pong
             Some(Err(e)) => {
-                if ws::is_too_big(&e) {
-                    close(socket, ws::close::TOO_BIG, "message too big").await;
+                if let Some((code, reason)) = ws::close_for(&e) {
+                    close(socket, code, reason).await;
                 }
                 return Next::Closed;
             }

@@ -814,11 +814,8 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
             }
             Some(Ok(_)) => continue,
             Some(Err(e)) => {
-                if ws::is_too_big(&e) {
-                    link.send(Outgoing::Close(
-                        ws::close::TOO_BIG,
-                        "message too big".into(),
-                    ));
+                if let Some((code, reason)) = ws::close_for(&e) {
+                    link.send(Outgoing::Close(code, reason.into()));
                 }
                 break;
             }

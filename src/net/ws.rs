@@ -3,7 +3,8 @@
 //! A connection's writer owns the socket's sending half and drains its bounded queue,
 //! batching whatever is waiting into one flush. It closes the socket with 1001 when the
 //! server shuts down, and with 1008 when the connection is kicked (its queue overflowed
-//! with messages that must not be dropped). The reader side checks message size (1009).
+//! with messages that must not be dropped). The reader side closes with 1009 for a message
+//! over the size limit and 1007 for a text frame that is not UTF-8.
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::SinkExt;
@@ -25,6 +26,8 @@ pub mod close {
     pub const POLICY: u16 = 1008;
     /// A message over the size limit.
     pub const TOO_BIG: u16 = 1009;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
 }
 
 /// What a writer sends.
@@ -59,10 +62,17 @@ pub fn select_first_offered(
     ws
 }
 
-/// Why a read ended badly: too big, or anything else.
-pub fn is_too_big(e: &axum::Error) -> bool {
+/// The close a failed read calls for: 1009 for a message over the size limit, 1007 for a
+/// text frame that is not UTF-8; `None` for anything else (the connection just ends).
+pub fn close_for(e: &axum::Error) -> Option<(u16, &'static str)> {
     let text = e.to_string();
-    text.contains("too long") || text.contains("Space limit")
+    if text.contains("too long") || text.contains("Space limit") {
+        Some((close::TOO_BIG, "message too big"))
+    } else if text.contains("UTF-8") {
+        Some((close::INVALID_DATA, "text frames must be UTF-8"))
+    } else {
+        None
+    }
 }
 
 /// Drains `rx` into the socket until the queue ends, a close is queued, the connection is

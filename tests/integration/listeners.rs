@@ -248,3 +248,31 @@ async fn a_raos_socket_without_a_valid_token_is_closed_after_the_timeout() {
         true
     );
 }
+
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = TestServer::start().await;
+    let http = server.handle().http_addr;
+    let token = common::token_for(&server, "garbled").await;
+    let game = common::garp::dev_game(server.handle().dev_tcp_addr).await;
+    let mut sockets = vec![
+        common::ws_connect(&format!("ws://{http}/game")).await,
+        common::ws_connect(&format!("ws://{http}/ws?token={token}")).await,
+        common::ws_connect(&format!("ws://{http}/raos")).await,
+    ];
+    let (garp, _challenge) = common::garp::open(http, &game.api_key).await;
+    sockets.push(garp);
+    for mut socket in sockets {
+        let bad = Frame::message(
+            &b"{\"type\": \"\xff\xfe\"}"[..],
+            OpCode::Data(Data::Text),
+            true,
+        );
+        socket.send(Message::Frame(bad)).await.unwrap();
+        assert_eq!(common::close_code(&mut socket).await, Some(1007));
+    }
+}
