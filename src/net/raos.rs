@@ -523,7 +523,11 @@ fn publish(state: &AppState, event_type: &'static str, audience: Option<Uuid>, d
     }
 }
 
-async fn lobby(state: &AppState, me: &Identity, op: LobbyOp) -> Result<LobbyReply, DomainError> {
+pub async fn lobby(
+    state: &AppState,
+    me: &Identity,
+    op: LobbyOp,
+) -> Result<LobbyReply, DomainError> {
     let caller = Caller {
         user_id: me.user_id,
         username: me.username.clone(),
@@ -592,6 +596,7 @@ async fn launch(
             let LobbyReply::Version { game, version } = lobby(state, &me, op).await? else {
                 return Err(DomainError::Internal("unexpected version reply".into()));
             };
+            game.downloadable_by(me.user_id)?;
             let Some(version) = version else {
                 return Err(DomainError::InvalidInput(if game.builtin {
                     format!(

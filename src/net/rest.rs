@@ -495,10 +495,39 @@ fn byte_range(header: &str, total: u64) -> Option<(u64, u64)> {
 pub async fn serve_download(
     State(state): State<AppState>,
     axum::extract::Path((game_id, version)): axum::extract::Path<(String, String)>,
+    axum::extract::Query(query): axum::extract::Query<Vec<(String, String)>>,
+    headers: HeaderMap,
 ) -> Result<Response, RestReply> {
     use crate::services::catalog;
+    use crate::sim::lobby::{LobbyOp, LobbyReply};
     catalog::validate_game_id(&game_id)?;
     catalog::validate_version(&version)?;
+    // A download link is followed by a client that may not set headers: the token may
+    // also come as `?auth_token=` (or `?token=`).
+    let token = super::bearer(&headers)
+        .map(str::to_owned)
+        .or_else(|| {
+            query
+                .into_iter()
+                .find(|(name, _)| name == "auth_token" || name == "token")
+                .map(|(_, value)| value)
+        })
+        .ok_or_else(|| {
+            RestReply::failure(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                "missing access token: send Authorization: Bearer <token> or ?auth_token=",
+            )
+        })?;
+    let me = state.accounts.verify(&token)?;
+    let op = LobbyOp::Version {
+        game_id: game_id.clone(),
+        version: Some(version.clone()),
+    };
+    let LobbyReply::Version { game, .. } = super::raos::lobby(&state, &me, op).await? else {
+        return Err(DomainError::Internal("unexpected version reply".into()).into());
+    };
+    game.downloadable_by(me.user_id)?;
     let path =
         catalog::version_dir(&state.config.data_dir, &game_id, &version).join(catalog::BUILD_FILE);
     let file = tokio::fs::File::open(&path)

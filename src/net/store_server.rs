@@ -407,6 +407,7 @@ async fn download(
     let LobbyReply::Version { game, version } = ask(state, identity, session, op).await? else {
         return Err(DomainError::Internal("unexpected reply".into()));
     };
+    game.downloadable_by(identity.user_id)?;
     let Some(version) = version else {
         return Err(DomainError::NotFound(format!(
             "{} is played on this server: there is nothing to download",

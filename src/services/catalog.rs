@@ -89,6 +89,18 @@ pub struct Game {
 }
 
 impl Game {
+    /// Whether `user` may download this game's builds: anyone while it is online, only its
+    /// developer while it is offline.
+    pub fn downloadable_by(&self, user: Uuid) -> Result<(), DomainError> {
+        if self.status == GameStatus::Offline && self.owner != Some(user) {
+            return Err(DomainError::Forbidden(format!(
+                "{} is offline; only its developer may download it",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
     pub fn latest(&self) -> Option<&Version> {
         self.versions.last()
     }

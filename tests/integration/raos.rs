@@ -1451,6 +1451,7 @@ async fn a_developers_game_is_listed_rated_and_downloadable() {
     let bytes = server
         .http
         .get(url)
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()
@@ -1458,6 +1459,54 @@ async fn a_developers_game_is_listed_rated_and_downloadable() {
         .await
         .unwrap();
     assert_eq!(bytes.as_ref(), build.as_slice());
+    // A download needs a token (in the header or the query).
+    let anonymous = server.http.get(url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let body: Value = anonymous.json().await.unwrap();
+    assert_eq!(body["error_code"], 1001, "{body}");
+    let by_query = server
+        .http
+        .get(format!("{url}?auth_token={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_query.status(), 200);
+    // An offline game's builds go to its developer only.
+    dev.set_status("OFFLINE").await;
+    let refused = server
+        .http
+        .get(url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let developer = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": dev.username, "password": "pw"}),
+        )
+        .await
+        .1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let owners = server
+        .http
+        .get(url)
+        .bearer_auth(&developer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(owners.status(), 200);
+    assert_eq!(owners.bytes().await.unwrap().as_ref(), build.as_slice());
+    raos.fail(
+        "launch_game",
+        json!({"auth_token": token, "game_id": game.game_id, "mode": "download"}),
+        1002,
+    )
+    .await;
+    dev.set_status("ONLINE").await;
 
     // The studio client's `download_game` is the same, over the socket and over REST;
     // its absent optional fields come as null.
