@@ -212,12 +212,18 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
     ping.tick().await;
     let mut last_heard = tokio::time::Instant::now();
     let mut warned = false;
+    let mut watch = state.accounts.watch_ended();
     loop {
         let (warn_at, expire_at) =
             expiry_deadlines(c.identity.expires_at, cfg.token_expiry_lead_secs);
+        let session = c.identity.session_id;
         let next = tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = kick.cancelled() => break,
+            _ = watch.ended(&state.accounts, session) => {
+                c.link.send(CommsOut::Close(wire::CLOSE_TOKEN_EXPIRED, "session ended".into()));
+                break;
+            }
             _ = tokio::time::sleep_until(warn_at), if !warned => {
                 warned = true;
                 c.text(wire::auth_expiring(c.identity.expires_at));
@@ -254,8 +260,10 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
                 }
                 match wire::decode(&text) {
                     Ok(frame) => {
-                        if let Some(new_expiry) = handle(&c, frame).await {
-                            c.identity.expires_at = new_expiry;
+                        if let Some(fresh) = handle(&c, frame).await {
+                            // The connection now lives on the new token's session.
+                            c.identity.expires_at = fresh.expires_at;
+                            c.identity.session_id = fresh.session_id;
                             warned = false;
                         }
                     }
@@ -303,8 +311,8 @@ fn expiry_deadlines(
     )
 }
 
-/// Handles one message; returns a new token expiry after a successful `Refresh`.
-async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<i64> {
+/// Handles one message; returns the new token's identity after a successful `Refresh`.
+async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
     let id = frame.id.clone();
     let ttl = frame.meta.ttl_secs;
     match frame.message {
@@ -440,7 +448,7 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<i64> {
                     "token_refreshed",
                     json!({"expires_at": fresh.expires_at}),
                 ));
-                return Some(fresh.expires_at);
+                return Some(fresh);
             }
             Ok(_) => c.error(
                 codes::UNAUTHORIZED,

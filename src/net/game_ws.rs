@@ -148,11 +148,20 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
     let mut authenticated = false;
     let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
     let mut inputs = InputGate::new(state.config.tick_hz);
+    // The session the login's token belongs to: a logout ends this connection too (the
+    // token merely expiring does not).
+    let mut session = None;
+    let mut watch = state.accounts.watch_ended();
     loop {
         let held_due = inputs.due();
         let next = tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = kick.cancelled() => break,
+            _ = watch.ended(&state.accounts, session.unwrap_or_default()), if session.is_some() => {
+                link.error(codes::INVALID_TOKEN, "your session was ended (logged out); closing");
+                link.close(ws::close::POLICY, "session ended");
+                break;
+            }
             _ = tokio::time::sleep_until(held_due.unwrap_or(deadline)), if held_due.is_some() => {
                 if let Some(input) = inputs.take_due() {
                     send_input(&state, &link, conn, &mut inputs, input);
@@ -201,8 +210,10 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
             } => {
                 if authenticated {
                     link.error(codes::ALREADY_AUTHENTICATED, "already logged in");
-                } else if login(&state, &link, conn, &token, protocol_version).await {
+                } else if let Some(id) = login(&state, &link, conn, &token, protocol_version).await
+                {
                     authenticated = true;
+                    session = Some(id);
                 }
             }
             _ if !authenticated => {
@@ -223,14 +234,15 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
     let _ = writer.await;
 }
 
-/// Verifies the token and hands the player to the simulation; true on success.
+/// Verifies the token and hands the player to the simulation; the token's session on
+/// success.
 async fn login(
     state: &AppState,
     link: &ClientLink,
     conn: ConnId,
     token: &str,
     protocol_version: Option<u64>,
-) -> bool {
+) -> Option<uuid::Uuid> {
     let auth_error = |code: &str, message: &str| {
         link.send(GameOut::message(
             "auth.error",
@@ -246,13 +258,13 @@ async fn login(
                 "protocol_version {version} is not supported; this server speaks {PROTOCOL_VERSION}"
             ),
         );
-        return false;
+        return None;
     }
     let identity = match state.accounts.verify(token) {
         Ok(identity) => identity,
         Err(e) => {
             auth_error(game::auth_code_for(&e), &e.to_string());
-            return false;
+            return None;
         }
     };
     let saved = match pilots::load(&state.store, identity.user_id).await {
@@ -260,9 +272,10 @@ async fn login(
         Err(e) => {
             tracing::error!("loading pilot {}: {e}", identity.user_id);
             auth_error(codes::SERVER_ERROR, "could not load your pilot; try again");
-            return false;
+            return None;
         }
     };
+    let session_id = identity.session_id;
     let command = Command::Game(GameCommand::Connect {
         conn,
         user_id: identity.user_id,
@@ -272,9 +285,9 @@ async fn login(
     });
     if state.inbox.send(command).is_err() {
         auth_error(codes::SERVER_BUSY, "the server is busy; try again shortly");
-        return false;
+        return None;
     }
-    true
+    Some(session_id)
 }
 
 fn forward(state: &AppState, link: &ClientLink, conn: ConnId, message: ClientMessage) {

@@ -44,6 +44,9 @@ pub struct Session {
     pub authenticated: bool,
     /// The token of the last login on this connection.
     pub token: Option<String>,
+    /// That login's session: when it is ended (logout elsewhere, a reused refresh token),
+    /// the connection closes.
+    pub session_id: Option<uuid::Uuid>,
     /// Set when a lobby login registered the connection for pushes.
     pub entered: Option<crate::services::accounts::Identity>,
     /// Queue to the writer, for messages pushed outside the request/response rhythm.
@@ -91,15 +94,23 @@ async fn connection(conn: Conn, server: TcpServer, state: AppState) {
         peer,
         authenticated: false,
         token: None,
+        session_id: None,
         entered: None,
         push: push.clone(),
         bulk,
     };
     let auth_deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
 
+    let mut watch = state.accounts.watch_ended();
     loop {
+        let session_id = session.session_id;
         let next = tokio::select! {
             _ = state.shutdown.cancelled() => break,
+            _ = watch.ended(&state.accounts, session_id.unwrap_or_default()), if session_id.is_some() => {
+                let reply = Response::error(Code::Unauthorized, "your session was ended; closing");
+                let _ = push.send(Bytes::from(reply.to_line())).await;
+                break;
+            }
             _ = tokio::time::sleep_until(auth_deadline), if !session.authenticated => {
                 let reply = Response::error(Code::Unauthorized, "not authenticated in time; closing");
                 let _ = push.send(Bytes::from(reply.to_line())).await;

@@ -778,13 +778,24 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
     // `auth_token` use the token it returned.
     let mut session_token: Option<String> = None;
     // A socket that never shows a valid token is closed after the unauthenticated timeout.
-    let mut authenticated =
-        super::bearer(&headers).is_some_and(|token| state.accounts.verify(token).is_ok());
+    // The session of the last valid token the socket used: when it is ended (logout, a
+    // reused refresh token), the socket closes.
+    let mut session = super::bearer(&headers)
+        .and_then(|token| state.accounts.verify(token).ok())
+        .map(|identity| identity.session_id);
+    let mut authenticated = session.is_some();
+    let mut watch = state.accounts.watch_ended();
     let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
     loop {
         let next = tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = kick.cancelled() => break,
+            _ = watch.ended(&state.accounts, session.unwrap_or_default()), if session.is_some() => {
+                let failure = raos::failure(ErrorCode::Unauthorized, "the session was ended; closing");
+                link.send(Outgoing::Reply(failure.to_string()));
+                link.send(Outgoing::Close(ws::close::POLICY, "session ended".into()));
+                break;
+            }
             _ = tokio::time::sleep_until(deadline), if !authenticated => {
                 let failure = raos::failure(
                     ErrorCode::Unauthorized,
@@ -857,17 +868,38 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
             Action::Authenticate { .. } | Action::RefreshToken { .. }
         );
         let token = auth_token.or_else(|| session_token.clone());
-        authenticated = authenticated
-            || token
+        // Which session a logout ends (its `access_token`, else the request's token).
+        let logs_out = match &action {
+            Action::Logout { access_token } => access_token
                 .as_deref()
-                .is_some_and(|token| state.accounts.verify(token).is_ok());
+                .or(token.as_deref())
+                .and_then(|t| state.accounts.verify(t).ok())
+                .map(|identity| identity.session_id),
+            _ => None,
+        };
+        if let Some(identity) = token
+            .as_deref()
+            .and_then(|token| state.accounts.verify(token).ok())
+        {
+            authenticated = true;
+            session = Some(identity.session_id);
+        }
         let result = perform(&ctx, token.as_deref(), action).await;
         if remembers
             && let Ok(fields) = &result
             && let Some(access) = fields.get("access_token").and_then(Value::as_str)
         {
+            if let Ok(identity) = state.accounts.verify(access) {
+                session = Some(identity.session_id);
+            }
             session_token = Some(access.to_owned());
             authenticated = true;
+        }
+        if logs_out.is_some() && logs_out == session && result.is_ok() {
+            // The socket that logged out of its own session stays open (it may log in
+            // again); the session's other connections close.
+            session = None;
+            session_token = None;
         }
         link.send(Outgoing::Reply(respond(result, request_id).to_string()));
     }

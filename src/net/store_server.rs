@@ -107,6 +107,7 @@ async fn log_in(
         .await?;
     session.authenticated = true;
     session.token = Some(grant.access_token.clone());
+    session.session_id = Some(grant.identity.session_id);
     Ok(grant.identity)
 }
 

@@ -481,3 +481,139 @@ async fn the_data_directory_and_its_secrets_are_private() {
     assert_eq!(mode(dir.join("ecliptic.db")), 0o600);
     assert_eq!(mode(dir.join("jwt.key")), 0o600);
 }
+
+/// A client of every protocol on one session: `/game` logged in, `/ws`, and `/raos`
+/// having used the token.
+struct EverySocket {
+    game: common::GameClient,
+    comms: common::Ws,
+    raos: common::Ws,
+}
+
+impl EverySocket {
+    async fn open(server: &TestServer, token: &str) -> Self {
+        let http = server.handle().http_addr;
+        let mut game = common::GameClient::connect(server).await;
+        game.login(token).await;
+        game.join("sol-1").await;
+        let mut comms = common::ws_connect(&format!("ws://{http}/ws?token={token}")).await;
+        assert_eq!(common::ws_next(&mut comms).await.unwrap()["type"], "Status");
+        let mut raos = common::ws_connect(&format!("ws://{http}/raos")).await;
+        common::ws_send(
+            &mut raos,
+            &json!({"action": "list_games", "auth_token": token}),
+        )
+        .await;
+        assert_eq!(common::ws_next(&mut raos).await.unwrap()["success"], true);
+        Self { game, comms, raos }
+    }
+
+    /// Each closes as the session's end says it should.
+    async fn all_closed(mut self) {
+        let error = self.game.recv_reply().await;
+        assert_eq!(error["type"], "error", "{error}");
+        assert_eq!(error["payload"]["code"], "INVALID_TOKEN", "{error}");
+        assert_eq!(common::close_code(&mut self.game.ws).await, Some(1008));
+        assert_eq!(common::close_code(&mut self.comms).await, Some(4001));
+        let failure = common::ws_next(&mut self.raos).await.unwrap();
+        assert_eq!(failure["error_code"], 1001, "{failure}");
+        assert_eq!(common::close_code(&mut self.raos).await, Some(1008));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_ends_every_live_connection_of_the_session() {
+    let server = TestServer::start().await;
+    let login = server.register_and_login("leaver", "pw").await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let sockets = EverySocket::open(&server, &token).await;
+    // Another session of the same account is not touched.
+    let other = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "leaver", "password": "pw"}),
+        )
+        .await
+        .1["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let http = server.handle().http_addr;
+    let mut bystander = common::ws_connect(&format!("ws://{http}/ws?token={other}")).await;
+    common::ws_next(&mut bystander).await.unwrap();
+    // A lobby connection on a session of its own, ended by a REST logout of its token.
+    let mut lobby = common::LineClient::connect(server.handle().lobby_tcp_addr).await;
+    let entered = lobby
+        .call(
+            "LOGIN_PLAYER",
+            None,
+            json!({"username": "leaver", "password": "pw"}),
+        )
+        .await;
+    let lobby_token = entered["payload"]["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (status, _) = server
+        .post_auth("/api/v1/auth/logout", &token, &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    sockets.all_closed().await;
+    let (status, _) = server
+        .post_auth("/api/v1/auth/logout", &lobby_token, &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    loop {
+        match lobby.recv().await {
+            Some(line) if line["code"] == 101 => break,
+            Some(_) => continue,
+            None => panic!("closed without saying why"),
+        }
+    }
+    assert!(lobby.recv().await.is_none(), "then the connection closes");
+    // The bystander's session lives on.
+    common::ws_send(
+        &mut bystander,
+        &json!({"type": "Ping", "data": {"timestamp": 1}}),
+    )
+    .await;
+    assert_eq!(
+        common::ws_next(&mut bystander).await.unwrap()["type"],
+        "Pong"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_refresh_token_ends_every_live_connection_of_the_session() {
+    let server = TestServer::start().await;
+    let login = server.register_and_login("replayed", "pw").await;
+    let token = login["access_token"].as_str().unwrap().to_owned();
+    let sockets = EverySocket::open(&server, &token).await;
+    let refresh = json!({"refresh_token": login["refresh_token"]});
+    let (status, _) = server.post("/api/v1/auth/refresh", &refresh).await;
+    assert_eq!(status, 200);
+    let (status, _) = server.post("/api/v1/auth/refresh", &refresh).await;
+    assert_eq!(status, 401, "reused");
+    sockets.all_closed().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_token_does_not_end_a_running_game_session() {
+    let server = TestServer::start_with(|c| c.auth.access_token_secs = 1).await;
+    let login = server.register_and_login("lingerer", "pw").await;
+    let token = login["access_token"].as_str().unwrap();
+    let mut game = common::GameClient::connect(&server).await;
+    game.login(token).await;
+    game.join("sol-1").await;
+    // Three seconds of deltas: the token expires a second in; play goes on.
+    for _ in 0..60 {
+        game.recv_type("world.delta").await;
+    }
+    game.send(
+        "trade.buy",
+        json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1}),
+    )
+    .await;
+    assert_eq!(game.recv_reply().await["type"], "trade.result");
+}

@@ -181,7 +181,10 @@ async fn every_action(future_fields: bool) {
         1001,
     )
     .await;
-    let login = raos
+    // A second session on a socket of its own: reusing its refresh token ends it, and
+    // with it that socket (the first session lives on).
+    let mut studio = Raos::connect(&server).await;
+    let login = studio
         .ok(
             "authenticate",
             json!({"username": "studio", "password_hash": sha256_hex(b"pw")}),
@@ -190,7 +193,7 @@ async fn every_action(future_fields: bool) {
     assert_eq!(login["expires_in"], 3600);
     assert_eq!(login["user_profile"]["username"], "studio");
     assert_eq!(login["roles"], json!(["player"]));
-    let refreshed = raos
+    let refreshed = studio
         .ok(
             "refresh_token",
             json!({"refresh_token": login["refresh_token"]}),
@@ -198,12 +201,14 @@ async fn every_action(future_fields: bool) {
         .await;
     assert!(refreshed["access_token"].is_string());
     assert_eq!(refreshed["expires_in"], 3600);
-    raos.fail(
-        "refresh_token",
-        json!({"refresh_token": login["refresh_token"]}),
-        1001,
-    )
-    .await;
+    studio
+        .fail(
+            "refresh_token",
+            json!({"refresh_token": login["refresh_token"]}),
+            1001,
+        )
+        .await;
+    assert_eq!(studio.read().await["error_code"], 1001, "the session ended");
     let mut anonymous = Raos::connect(&server).await;
     anonymous.fail("list_games", json!({}), 1001).await;
     anonymous

@@ -177,6 +177,32 @@ pub struct Accounts {
     dummy_hash: String,
     /// Coins minted into each new account, in the same transaction that creates it.
     signup_grant: i64,
+    /// Sessions ended by logout or by a reused refresh token: live connections of theirs
+    /// listen here and close.
+    ended: tokio::sync::broadcast::Sender<Uuid>,
+}
+
+/// Waits until a session has been ended (logout, a reused refresh token); see
+/// [`Accounts::watch_ended`].
+pub struct SessionWatch {
+    ended: tokio::sync::broadcast::Receiver<Uuid>,
+}
+
+impl SessionWatch {
+    /// Returns once `session_id` has ended. Never returns for a session that lives on.
+    pub async fn ended(&mut self, accounts: &Accounts, session_id: Uuid) {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match self.ended.recv().await {
+                Ok(id) if id == session_id => return,
+                Ok(_) => {}
+                // Missed some: ask the table instead.
+                Err(RecvError::Lagged(_)) if !accounts.is_live(session_id) => return,
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => std::future::pending().await,
+            }
+        }
+    }
 }
 
 fn now_secs() -> i64 {
@@ -265,6 +291,7 @@ impl Accounts {
             store,
             keys,
             sessions: RwLock::new(sessions),
+            ended: tokio::sync::broadcast::channel(1024).0,
             hash_permits: Arc::new(Semaphore::new(config.hash_concurrency.max(1))),
             throttle: LoginThrottle::new(
                 Duration::from_secs(config.login_window_secs.max(1)),
@@ -562,6 +589,27 @@ impl Accounts {
     }
 
     /// Verifies an access token: signature, claims, expiry, and that its session is live.
+    /// A watch for ended sessions, for a connection to close when its session ends.
+    pub fn watch_ended(&self) -> SessionWatch {
+        SessionWatch {
+            ended: self.ended.subscribe(),
+        }
+    }
+
+    /// Whether a session can still be used (not logged out, revoked or replaced).
+    pub fn is_live(&self, session_id: Uuid) -> bool {
+        self.sessions
+            .read()
+            .get(&session_id)
+            .is_some_and(|e| e.state == SessionState::Active)
+    }
+
+    fn end_session(&self, session_id: Uuid) {
+        self.sessions.write().remove(&session_id);
+        // No receiver is fine: no connection uses the session.
+        let _ = self.ended.send(session_id);
+    }
+
     pub fn verify(&self, token: &str) -> Result<Identity, DomainError> {
         let claims = self.keys.decode(token)?;
         let (user_id, session_id) = tokens::ids(&claims)?;
@@ -616,7 +664,7 @@ impl Accounts {
                 self.grant(account, session_id, scope, next)
             }
             Rotation::Reused { session_id } => {
-                self.sessions.write().remove(&session_id);
+                self.end_session(session_id);
                 Err(DomainError::RefreshReused)
             }
             Rotation::Expired => Err(DomainError::ExpiredToken),
@@ -634,7 +682,7 @@ impl Accounts {
                 Ok(())
             })
             .await?;
-        self.sessions.write().remove(&sid);
+        self.end_session(sid);
         Ok(())
     }
 }
