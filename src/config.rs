@@ -78,6 +78,9 @@ pub struct Limits {
     pub connections_per_ip: usize,
     /// Seconds a connection may stay open without authenticating.
     pub unauthenticated_timeout_secs: u64,
+    /// Bytes a `/raos` socket may send before it has shown a valid token (in the upgrade
+    /// request or a message); past them it is closed.
+    pub unauthenticated_read_bytes: usize,
     /// Seconds an HTTP client has to send each request head (also how long a kept-alive
     /// connection may sit idle between requests).
     pub header_read_timeout_secs: u64,
@@ -97,6 +100,7 @@ impl Default for Limits {
             connections_per_ip: 512,
             unauthenticated_timeout_secs: 30,
             header_read_timeout_secs: 10,
+            unauthenticated_read_bytes: 1 << 20,
             inbox_capacity: 65_536,
             outbound_queue: 1024,
             commands_per_wake: 4096,

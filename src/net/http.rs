@@ -41,11 +41,13 @@ pub async fn serve(
             },
         };
         let peer = axum::extract::ConnectInfo(PeerAddr(conn.peer));
+        let budget = conn.budget.clone();
         let service =
             router
                 .clone()
                 .map_request(move |mut request: Request<hyper::body::Incoming>| {
                     request.extensions_mut().insert(peer);
+                    request.extensions_mut().insert(budget.clone());
                     request
                 });
         let connection = http

@@ -82,7 +82,47 @@ pub enum Stream {
 pub struct Conn {
     pub stream: Stream,
     pub peer: SocketAddr,
+    /// What the connection may still read; unlimited unless its handler says otherwise.
+    pub budget: ReadBudget,
     _guard: ConnGuard,
+}
+
+/// Bytes a connection may still read. A WebSocket that has not authenticated gets a small
+/// budget, so that a client that never shows a token cannot make the server buffer a large
+/// message for it; authenticating lifts it. When it runs out, reading fails and the
+/// connection ends.
+#[derive(Debug, Clone)]
+pub struct ReadBudget(Arc<std::sync::atomic::AtomicI64>);
+
+impl Default for ReadBudget {
+    fn default() -> Self {
+        Self(Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)))
+    }
+}
+
+impl ReadBudget {
+    /// From now on, at most `bytes` more may be read.
+    pub fn limit(&self, bytes: usize) {
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        self.0.store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// No limit any more.
+    pub fn lift(&self) {
+        self.0.store(i64::MAX, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes read; false once the budget is overdrawn.
+    fn spend(&self, n: usize) -> bool {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        let left = self.0.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        // The unlimited budget is never worth counting down to zero.
+        if left > i64::MAX / 2 {
+            self.0.store(i64::MAX, std::sync::atomic::Ordering::Relaxed);
+            return true;
+        }
+        left >= n
+    }
 }
 
 /// How a listener tells an over-limit client no, in its own protocol, before closing.
@@ -178,6 +218,7 @@ pub fn spawn_acceptor(
                     let conn = Conn {
                         stream: Stream::Plain(tcp),
                         peer,
+                        budget: ReadBudget::default(),
                         _guard: guard,
                     };
                     if tx.send(conn).await.is_err() {
@@ -193,6 +234,7 @@ pub fn spawn_acceptor(
                                 let conn = Conn {
                                     stream: Stream::Tls(Box::new(tls)),
                                     peer,
+                                    budget: ReadBudget::default(),
                                     _guard: guard,
                                 };
                                 let _ = tx.send(conn).await;
@@ -214,10 +256,20 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().stream {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = match &mut this.stream {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if let Poll::Ready(Ok(())) = read
+            && !this.budget.spend(buf.filled().len() - before)
+        {
+            return Poll::Ready(Err(io::Error::other(
+                "read budget spent before authenticating",
+            )));
         }
+        read
     }
 }
 

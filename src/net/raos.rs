@@ -731,8 +731,10 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    budget: Option<axum::Extension<super::listener::ReadBudget>>,
     headers: HeaderMap,
 ) -> Response {
+    let budget = budget.map(|b| b.0).unwrap_or_default();
     // Assets travel inside messages as base64: room for the largest one.
     let limit = state
         .config
@@ -743,10 +745,16 @@ pub async fn upgrade(
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(ws::READ_BUFFER)
-        .on_upgrade(move |socket| tasks.track_future(run(socket, state, headers, peer.0)))
+        .on_upgrade(move |socket| tasks.track_future(run(socket, state, headers, peer.0, budget)))
 }
 
-async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: SocketAddr) {
+async fn run(
+    socket: WebSocket,
+    state: AppState,
+    headers: HeaderMap,
+    peer: SocketAddr,
+    budget: super::listener::ReadBudget,
+) {
     let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
     let conn = next_conn_id();
     let (outbound, rx) = Outbound::<Outgoing>::bounded(state.config.limits.outbound_queue.max(8));
@@ -784,6 +792,11 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
         .and_then(|token| state.accounts.verify(token).ok())
         .map(|identity| identity.session_id);
     let mut authenticated = session.is_some();
+    // Until it shows a valid token, the socket may send only a little: a client that never
+    // authenticates cannot make the server hold large messages for it.
+    if !authenticated {
+        budget.limit(state.config.limits.unauthenticated_read_bytes);
+    }
     let mut watch = state.accounts.watch_ended();
     let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
     loop {
@@ -882,6 +895,7 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
             .and_then(|token| state.accounts.verify(token).ok())
         {
             authenticated = true;
+            budget.lift();
             session = Some(identity.session_id);
         }
         let result = perform(&ctx, token.as_deref(), action).await;
@@ -894,6 +908,7 @@ async fn run(socket: WebSocket, state: AppState, headers: HeaderMap, peer: Socke
             }
             session_token = Some(access.to_owned());
             authenticated = true;
+            budget.lift();
         }
         if logs_out.is_some() && logs_out == session && result.is_ok() {
             // The socket that logged out of its own session stays open (it may log in

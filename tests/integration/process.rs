@@ -244,3 +244,59 @@ async fn large_bodies_without_a_token_are_refused_before_they_are_read() {
         "40 bodies of 10 MiB without a token took RSS from {before} to {after} MiB"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_raos_messages_before_authenticating_are_not_buffered() {
+    use futures_util::SinkExt;
+    let (_tmp, data) = temp_data_dir();
+    let server = ChildServer::spawn(&data, &[]);
+    let before = rss_mib(&server);
+    let url = format!("ws://{}/raos", server.http);
+    let sends = (0..40).map(|_| {
+        let url = url.clone();
+        async move {
+            let mut ws = common::ws_connect(&url).await;
+            // Ten MiB of one message that would be valid JSON, from a socket with no token.
+            let text = format!(
+                "{{\"action\":\"list_games\",\"pad\":\"{}\"}}",
+                "x".repeat(10 << 20)
+            );
+            // The server stops reading after its pre-authentication budget: the send fails
+            // or the socket ends without an answer.
+            let sent = ws
+                .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+                .await;
+            if sent.is_ok() {
+                let answer = common::ws_next(&mut ws).await;
+                assert!(answer.is_err(), "no answer to it: {answer:?}");
+            }
+        }
+    });
+    futures_util::future::join_all(sends).await;
+    let after = rss_mib(&server);
+    assert!(
+        after < before + 64,
+        "40 unauthenticated 10 MiB messages took RSS from {before} to {after} MiB"
+    );
+    // An authenticated socket may still send large messages.
+    let client = reqwest::Client::new();
+    let (status, _) = common::post_json(
+        &client,
+        &server.url("/api/v1/auth/register"),
+        &json!({"username": "bulky", "password": "pw"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut ws = common::ws_connect(&url).await;
+    common::ws_send(
+        &mut ws,
+        &json!({"action": "authenticate", "username": "bulky",
+                "password_hash": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"pw"))}),
+    )
+    .await;
+    assert_eq!(common::ws_next(&mut ws).await.unwrap()["success"], true);
+    let big = json!({"action": "list_games", "pad": "x".repeat(2 << 20)});
+    common::ws_send(&mut ws, &big).await;
+    assert_eq!(common::ws_next(&mut ws).await.unwrap()["success"], true);
+}
