@@ -107,19 +107,7 @@ impl Pilot {
 
     /// Adds (or with a negative `delta`, removes) units; empty holds disappear.
     pub fn stow(&mut self, commodity_id: &str, delta: i64) {
-        match self
-            .cargo
-            .iter_mut()
-            .find(|c| c.commodity_id == commodity_id)
-        {
-            Some(hold) => hold.qty = (i64::from(hold.qty) + delta).max(0) as u32,
-            None if delta > 0 => self.cargo.push(CargoHold {
-                commodity_id: commodity_id.to_owned(),
-                qty: delta as u32,
-            }),
-            None => {}
-        }
-        self.cargo.retain(|c| c.qty > 0);
+        stow(&mut self.cargo, commodity_id, delta);
     }
 
     pub fn cargo_view(&self) -> Vec<game::CargoItem> {
@@ -311,6 +299,20 @@ impl GameError {
             message: message.into(),
         }
     }
+}
+
+/// Adds (or with a negative `delta`, removes) units of a commodity in `cargo`; empty holds
+/// disappear.
+pub fn stow(cargo: &mut Vec<CargoHold>, commodity_id: &str, delta: i64) {
+    match cargo.iter_mut().find(|c| c.commodity_id == commodity_id) {
+        Some(hold) => hold.qty = (i64::from(hold.qty) + delta).max(0) as u32,
+        None if delta > 0 => cargo.push(CargoHold {
+            commodity_id: commodity_id.to_owned(),
+            qty: u32::try_from(delta).unwrap_or(u32::MAX),
+        }),
+        None => {}
+    }
+    cargo.retain(|c| c.qty > 0);
 }
 
 /// The record saved for a ship's pilot.

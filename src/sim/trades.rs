@@ -15,7 +15,7 @@ use bevy_ecs::prelude::*;
 
 use super::SimServices;
 use super::markets::Market;
-use super::players::{Client, ClientLink, GameError, Pilot, persist, pilot_record};
+use super::players::{Client, ClientLink, GameError, Pilot, persist, pilot_record, stow};
 use super::ships::Hull;
 use crate::protocol::game::{CargoItem, GameOut, TradeResult, codes};
 use crate::services::pilots;
@@ -76,14 +76,7 @@ pub fn begin(world: &mut World, ship: Entity, settlement: Settlement) {
     };
     record.credits += settlement.credits;
     if let Some((commodity_id, delta)) = &settlement.cargo {
-        let mut pilot = Pilot {
-            user_id: record.user_id,
-            username: String::new(),
-            credits: record.credits,
-            cargo: record.cargo,
-        };
-        pilot.stow(commodity_id, *delta);
-        record.cargo = pilot.cargo;
+        stow(&mut record.cargo, commodity_id, *delta);
     }
     if settlement.repair
         && let Some(hull) = world.get::<Hull>(ship)
