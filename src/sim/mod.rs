@@ -13,6 +13,7 @@
 pub mod comms;
 pub mod data;
 pub mod events;
+pub mod facts;
 pub mod instances;
 pub mod lobby;
 pub mod markets;
@@ -94,16 +95,11 @@ impl<T> Default for Pending<T> {
     }
 }
 
-/// What happened in combat this tick, for whoever keeps score (progress, achievements).
-#[derive(Resource, Debug, Default)]
-pub struct Outcomes(pub Vec<weapons::CombatOutcome>);
-
-/// Per-tick bookkeeping done first: last tick's events and outcomes are dropped.
-fn begin_tick(mut instances: Query<&mut instances::Instance>, mut outcomes: ResMut<Outcomes>) {
+/// Per-tick bookkeeping done first: last tick's events are dropped.
+fn begin_tick(mut instances: Query<&mut instances::Instance>) {
     for mut instance in &mut instances {
         instance.events.clear();
     }
-    outcomes.0.clear();
 }
 
 /// The space game: every gameplay plugin, in one place.
@@ -124,6 +120,7 @@ impl Plugin for GamePlugins {
             npc::NpcPlugin,
             stations::StationsPlugin,
             markets::MarketsPlugin,
+            zones::ZonesPlugin,
             players::PlayersPlugin,
             replication::ReplicationPlugin {
                 settings: self.replication.clone(),
@@ -205,7 +202,7 @@ impl Plugin for CorePlugin {
         app.add_schedule(handle)
             .add_schedule(tick_end)
             .init_resource::<Tick>()
-            .init_resource::<Outcomes>()
+            .add_plugins(facts::FactsPlugin)
             .add_systems(bevy_app::FixedFirst, begin_tick)
             .configure_sets(
                 FixedUpdate,

@@ -589,13 +589,22 @@ fn join(world: &mut World, conn: ConnId, system_id: &str) {
                 session.saved = record;
             }
             save_now(world, existing);
+            left_instance(world, existing);
             despawn_ship(world, existing);
         }
     }
     let ship = match keep {
         Some(ship) => ship,
         None => match spawn_player(world, conn, instance) {
-            Some(ship) => ship,
+            Some(ship) => {
+                world.write_message(super::facts::PlayerJoined {
+                    user_id,
+                    ship,
+                    instance,
+                    system_id: system_id.to_owned(),
+                });
+                ship
+            }
             None => {
                 link.error(codes::SERVER_ERROR, "could not place your ship");
                 return;
@@ -735,8 +744,28 @@ fn disconnect(world: &mut World, conn: ConnId) {
             .is_some_and(|c| c.link.conn == conn)
     {
         save_now(world, ship);
+        left_instance(world, ship);
         despawn_ship(world, ship);
     }
+}
+
+/// Tells whoever listens that a player's ship is leaving its instance.
+fn left_instance(world: &mut World, ship: Entity) {
+    let (Some(pilot), Some(instance)) = (world.get::<Pilot>(ship), world.get::<InInstance>(ship))
+    else {
+        return;
+    };
+    let (user_id, instance) = (pilot.user_id, instance.0);
+    let system_id = world
+        .get::<Instance>(instance)
+        .map(|i| i.id.clone())
+        .unwrap_or_default();
+    world.write_message(super::facts::PlayerLeft {
+        user_id,
+        ship,
+        instance,
+        system_id,
+    });
 }
 
 /// Saves every pilot now and then, so a crash loses little hull and fuel (credits and

@@ -15,32 +15,22 @@ use crossbeam_channel::{Receiver, Sender};
 use serde_json::json;
 use uuid::Uuid;
 
+use bevy_ecs::message::{MessageCursor, Messages};
+
 use super::events::{Event, EventBus};
+use super::facts::{AchievementUnlocked, ShipDestroyed, ShipDocked, TradeDone};
 use super::physics::Kinematics;
 use super::players::Pilot;
-use super::weapons::CombatOutcome;
-use super::{Outcomes, SimServices, Tick, TickRate};
+use super::{SimServices, Tick, TickRate};
 use crate::services::catalog::SPACE_GAME_ID;
 use crate::services::progress::{self, Achievements, Record, Stats};
 
-/// Something a pilot did that counts towards progress, raised by the gameplay plugins.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PlayEvent {
-    Traded { user_id: Uuid, credits: i64 },
-    Docked { user_id: Uuid },
-}
-
-/// Play events of this round, drained by the progress plugin.
-#[derive(Resource, Debug, Default)]
-pub struct PlayEvents(pub Vec<PlayEvent>);
-
-impl PlayEvents {
-    /// Raises an event if progress is being kept (a plugin may run without it).
-    pub fn raise(world: &mut World, event: PlayEvent) {
-        if let Some(mut events) = world.get_resource_mut::<PlayEvents>() {
-            events.0.push(event);
-        }
-    }
+/// Where progress has read the gameplay facts up to.
+#[derive(Default)]
+struct FactCursors {
+    trades: MessageCursor<TradeDone>,
+    docks: MessageCursor<ShipDocked>,
+    kills: MessageCursor<ShipDestroyed>,
 }
 
 #[derive(Debug)]
@@ -187,18 +177,24 @@ fn save(store: &crate::store::Store, stats: Vec<(Uuid, Stats)>, committed: Optio
     );
 }
 
-/// Counts this tick's play: events, combat outcomes and distance flown.
-fn count_play(world: &mut World) {
+/// Counts this tick's play from the gameplay facts (trades, docks, kills) and the
+/// distance flown.
+fn count_play(world: &mut World, mut cursors: Local<FactCursors>) {
     let dt = f64::from(world.resource::<TickRate>().dt());
-    let events = std::mem::take(&mut world.resource_mut::<PlayEvents>().0);
-    let kills: Vec<(Option<Uuid>, Option<Uuid>)> = world
-        .resource::<Outcomes>()
-        .0
-        .iter()
-        .map(|CombatOutcome::Killed { killer, victim }| {
-            let user = |e: &Entity| world.get::<Pilot>(*e).map(|p| p.user_id);
-            (user(killer), user(victim))
-        })
+    let trades: Vec<(Uuid, i64)> = cursors
+        .trades
+        .read(world.resource::<Messages<TradeDone>>())
+        .map(|t| (t.user_id, t.credits))
+        .collect();
+    let docks: Vec<Uuid> = cursors
+        .docks
+        .read(world.resource::<Messages<ShipDocked>>())
+        .filter_map(|d| d.user_id)
+        .collect();
+    let kills: Vec<(Option<Uuid>, Option<Uuid>)> = cursors
+        .kills
+        .read(world.resource::<Messages<ShipDestroyed>>())
+        .map(|k| (k.killer_user, k.victim_user))
         .collect();
     let flown: Vec<(Uuid, f64)> = world
         .query::<(&Pilot, &Kinematics)>()
@@ -214,14 +210,14 @@ fn count_play(world: &mut World) {
             touched.insert(user_id);
         }
     };
-    for event in events {
-        match event {
-            PlayEvent::Traded { user_id, credits } => count(user_id, &|s| {
-                s.trades += 1;
-                s.credits = s.credits.max(credits);
-            }),
-            PlayEvent::Docked { user_id } => count(user_id, &|s| s.docks += 1),
-        }
+    for (user_id, credits) in trades {
+        count(user_id, &|s| {
+            s.trades += 1;
+            s.credits = s.credits.max(credits);
+        });
+    }
+    for user_id in docks {
+        count(user_id, &|s| s.docks += 1);
     }
     for (killer, victim) in kills {
         if let Some(killer) = killer {
@@ -281,6 +277,13 @@ fn unlock_reached(world: &mut World, touched: HashSet<Uuid>) {
             }
         },
     );
+    for (user_id, username, achievement) in &unlocked {
+        world.write_message(AchievementUnlocked {
+            user_id: *user_id,
+            username: username.clone(),
+            achievement_id: achievement.achievement_id.clone(),
+        });
+    }
     let date = crate::protocol::raos::rfc3339(at);
     let mut bus = world.resource_mut::<EventBus>();
     for (user_id, username, achievement) in unlocked {
@@ -343,7 +346,6 @@ impl Plugin for ProgressPlugin {
             self.achievements.clone(),
             self.save_every_ticks,
         ))
-        .init_resource::<PlayEvents>()
         .add_systems(
             bevy_app::FixedPostUpdate,
             (track_pilots, count_play, save_periodically).chain(),

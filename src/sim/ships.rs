@@ -68,15 +68,22 @@ fn apply_controls(
             &mut Steering,
             &mut Fuel,
             Option<&Docked>,
+            Option<&super::players::Pilot>,
         ),
         Without<OutOfPlay>,
     >,
+    mut undocked: MessageWriter<super::facts::ShipUndocked>,
 ) {
     let dt = rate.dt();
-    for (entity, ship, controls, kin, mut steering, mut fuel, docked) in &mut ships {
-        if docked.is_some() {
+    for (entity, ship, controls, kin, mut steering, mut fuel, docked, pilot) in &mut ships {
+        if let Some(&Docked(station)) = docked {
             if controls.thrust > 0.0 {
                 commands.entity(entity).remove::<Docked>();
+                undocked.write(super::facts::ShipUndocked {
+                    ship: entity,
+                    station,
+                    user_id: pilot.map(|p| p.user_id),
+                });
             } else {
                 steering.linvel = Vec2::ZERO;
                 steering.angvel = 0.0;

@@ -130,7 +130,7 @@ fn dock_ships(
         ),
         (Without<Docked>, Without<OutOfPlay>),
     >,
-    mut play: Option<ResMut<super::progress::PlayEvents>>,
+    mut docked: MessageWriter<super::facts::ShipDocked>,
 ) {
     let rules = &data.0.rules;
     for (ship, controls, kin, instance, mut steering, mut fuel, pilot) in &mut ships {
@@ -149,11 +149,11 @@ fn dock_ships(
             steering.linvel = Vec2::ZERO;
             steering.angvel = 0.0;
             fuel.level = fuel.max;
-            if let (Some(pilot), Some(play)) = (pilot, play.as_mut()) {
-                play.0.push(super::progress::PlayEvent::Docked {
-                    user_id: pilot.user_id,
-                });
-            }
+            docked.write(super::facts::ShipDocked {
+                ship,
+                station,
+                user_id: pilot.map(|p| p.user_id),
+            });
         }
     }
 }

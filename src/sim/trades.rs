@@ -167,11 +167,16 @@ fn apply(world: &mut World, ship: Entity, settlement: &Settlement) -> GameOut {
         }
         None => return GameOut::error(codes::SERVER_ERROR, "the ship has no pilot"),
     };
-    if let Some((commodity_id, _)) = &settlement.cargo {
-        super::progress::PlayEvents::raise(
-            world,
-            super::progress::PlayEvent::Traded { user_id, credits },
-        );
+    if let Some((commodity_id, quantity)) = &settlement.cargo {
+        world.write_message(super::facts::TradeDone {
+            ship,
+            user_id,
+            station: settlement.station,
+            commodity_id: commodity_id.clone(),
+            quantity: *quantity,
+            credits_delta: settlement.credits,
+            credits,
+        });
         if !cargo.iter().any(|c| &c.commodity_id == commodity_id) {
             // The spec's example shows the traded commodity even at zero.
             cargo.push(CargoItem {

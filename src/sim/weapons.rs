@@ -51,12 +51,6 @@ pub struct Hit {
 #[derive(Resource, Default)]
 pub struct Hits(pub Vec<Hit>);
 
-/// Statistics the progress service reads (kills and deaths per pilot).
-#[derive(Debug, Clone, PartialEq)]
-pub enum CombatOutcome {
-    Killed { killer: Entity, victim: Entity },
-}
-
 fn ticks_for(ms: u32, hz: u32) -> u64 {
     (u64::from(ms) * u64::from(hz)).div_ceil(1000).max(1)
 }
@@ -189,6 +183,12 @@ fn resolve_hits(world: &mut World) {
         };
         hull.hp = hull.hp.saturating_sub(hit.damage);
         let hp = hull.hp;
+        world.write_message(super::facts::ProjectileHit {
+            source: hit.source,
+            target: hit.target,
+            damage: hit.damage,
+            hull_left: hp,
+        });
         let Some(target_id) = world
             .get::<Replicated>(hit.target)
             .map(|r| r.net_id.clone())
@@ -221,13 +221,14 @@ fn resolve_hits(world: &mut World) {
                 target_hp: 0,
             },
         );
-        world
-            .resource_mut::<super::Outcomes>()
-            .0
-            .push(CombatOutcome::Killed {
-                killer: hit.source,
-                victim: hit.target,
-            });
+        let user = |e: Entity| world.get::<Pilot>(e).map(|p| p.user_id);
+        let destroyed = super::facts::ShipDestroyed {
+            victim: hit.target,
+            killer: hit.source,
+            victim_user: user(hit.target),
+            killer_user: user(hit.source),
+        };
+        world.write_message(destroyed);
         if world.get::<Pilot>(hit.target).is_some() {
             knock_out(world, hit.target, tick + ticks_for(respawn_ms, hz));
         } else {
@@ -238,8 +239,16 @@ fn resolve_hits(world: &mut World) {
 
 /// A destroyed player: cargo lost (saved at once), body removed until respawn.
 fn knock_out(world: &mut World, ship: Entity, respawn_tick: u64) {
-    if let Some(mut pilot) = world.get_mut::<Pilot>(ship) {
+    let user_id = world.get_mut::<Pilot>(ship).map(|mut pilot| {
         pilot.cargo.clear();
+        pilot.user_id
+    });
+    if let Some(&Docked(station)) = world.get::<Docked>(ship) {
+        world.write_message(super::facts::ShipUndocked {
+            ship,
+            station,
+            user_id,
+        });
     }
     let body = world.get::<Body>(ship).copied();
     let instance = world.get::<InInstance>(ship).copied();

@@ -2,9 +2,17 @@
 //! Where zones overlap, a position's context blends them by depth: a zone weighs
 //! `1 - distance / radius`, so its centre counts fully and its rim not at all.
 
+use bevy_app::{App, FixedUpdate, Plugin};
+use bevy_ecs::prelude::*;
 use serde::Serialize;
 
+use super::TickSet;
 use super::data::SystemDef;
+use super::facts::{ZoneEntered, ZoneLeft};
+use super::instances::{InInstance, Instance};
+use super::physics::Kinematics;
+use super::players::Pilot;
+use super::ships::OutOfPlay;
 
 /// The blended zone context at a position (`world.delta`'s `you_zone_context`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,6 +73,75 @@ pub fn pvp_allowed_at(system: &SystemDef, pos: glam::Vec2) -> bool {
         .zones
         .iter()
         .any(|z| z.pvp_allowed && pos.distance(glam::Vec2::new(z.center.x, z.center.y)) < z.radius)
+}
+
+/// The zones a player's ship is in, to tell when it enters or leaves one.
+#[derive(Component, Debug, Default)]
+pub struct InZones(pub Vec<String>);
+
+/// Writes [`ZoneEntered`] and [`ZoneLeft`] as players' ships cross zone edges.
+#[allow(clippy::type_complexity)]
+fn track_zones(
+    mut commands: Commands,
+    instances: Query<&Instance>,
+    mut ships: Query<
+        (
+            Entity,
+            &Pilot,
+            &Kinematics,
+            &InInstance,
+            Option<&mut InZones>,
+        ),
+        Without<OutOfPlay>,
+    >,
+    mut entered: MessageWriter<ZoneEntered>,
+    mut left: MessageWriter<ZoneLeft>,
+) {
+    for (ship, pilot, kin, instance, known) in &mut ships {
+        let Ok(instance) = instances.get(instance.0) else {
+            continue;
+        };
+        let now: Vec<String> = instance
+            .def
+            .zones
+            .iter()
+            .filter(|z| kin.pos.distance(glam::Vec2::new(z.center.x, z.center.y)) < z.radius)
+            .map(|z| z.zone_id.clone())
+            .collect();
+        let before: &[String] = known.as_deref().map_or(&[], |k| &k.0);
+        if before == now.as_slice() {
+            continue;
+        }
+        for zone_id in now.iter().filter(|z| !before.contains(z)) {
+            entered.write(ZoneEntered {
+                ship,
+                user_id: pilot.user_id,
+                zone_id: zone_id.clone(),
+            });
+        }
+        for zone_id in before.iter().filter(|z| !now.contains(z)) {
+            left.write(ZoneLeft {
+                ship,
+                user_id: pilot.user_id,
+                zone_id: zone_id.clone(),
+            });
+        }
+        match known {
+            Some(mut known) => known.0 = now,
+            None => {
+                commands.entity(ship).insert(InZones(now));
+            }
+        }
+    }
+}
+
+/// Zone crossings of players' ships, as gameplay facts.
+pub struct ZonesPlugin;
+
+impl Plugin for ZonesPlugin {
+    fn build(&self, app: &mut App) {
+        app.add_systems(FixedUpdate, track_zones.in_set(TickSet::Zones));
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ mod common;
 mod auth;
 mod cli;
 mod comms;
+mod facts;
 mod game;
 mod garp;
 mod garp_crash;
