@@ -62,7 +62,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bevy_app::{App, Plugin};
+use bevy_app::{App, Plugin, PluginGroupBuilder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -84,7 +84,11 @@ type PluginFn = Box<dyn FnOnce(&mut App) + Send>;
 pub struct Server {
     config: Config,
     plugins: Vec<PluginFn>,
+    game: GameCustomizer,
 }
+
+/// Changes the space game's plugin group before it is added.
+type GameCustomizer = Box<dyn FnOnce(PluginGroupBuilder) -> PluginGroupBuilder + Send>;
 
 /// A running server: its bound addresses, and the way to stop it.
 pub struct ServerHandle {
@@ -107,7 +111,26 @@ impl Server {
         Self {
             config,
             plugins: Vec::new(),
+            game: Box::new(|group| group),
         }
+    }
+
+    /// Changes the space game's features ([`sim::SpaceGamePlugins`]): leave one out, or put
+    /// another in its place.
+    ///
+    /// ```
+    /// use ecliptic::sim::npc::NpcPlugin;
+    /// let server = ecliptic::Server::new(ecliptic::Config::default())
+    ///     .game_plugins(|game| game.disable::<NpcPlugin>());
+    /// # drop(server);
+    /// ```
+    pub fn game_plugins(
+        mut self,
+        change: impl FnOnce(PluginGroupBuilder) -> PluginGroupBuilder + Send + 'static,
+    ) -> Self {
+        let before = self.game;
+        self.game = Box::new(move |group| change(before(group)));
+        self
     }
 
     /// Adds a gameplay plugin to the simulation.
@@ -163,7 +186,7 @@ impl Server {
             None => sim::data::GameData::embedded()?,
         });
         let mut plugins = self.plugins;
-        let game = sim::GamePlugins {
+        let game = sim::SpaceGamePlugins {
             data: data.clone(),
             replication: sim::replication::ReplicationSettings {
                 aoi_radius: config.game.aoi_radius,
@@ -193,6 +216,7 @@ impl Server {
                 .ceil()
                 .max(1.0) as u64,
         };
+        let game = (self.game)(bevy_app::PluginGroup::build(game));
         plugins.insert(
             0,
             Box::new(move |app: &mut App| {

@@ -102,30 +102,29 @@ fn begin_tick(mut instances: Query<&mut instances::Instance>) {
     }
 }
 
-/// The space game: every gameplay plugin, in one place.
-pub struct GamePlugins {
+/// The space game: every gameplay plugin, in one group. A server can leave one out or put
+/// its own in its place (`.disable::<npc::NpcPlugin>()`, `.set(...)`); the order of a tick
+/// stays declared once, by [`TickSet`], whichever plugins run.
+pub struct SpaceGamePlugins {
     pub data: Arc<data::GameData>,
     pub replication: replication::ReplicationSettings,
 }
 
-impl Plugin for GamePlugins {
-    fn build(&self, app: &mut App) {
-        app.add_plugins((
-            instances::InstancesPlugin {
-                data: self.data.clone(),
-            },
-            physics::PhysicsPlugin,
-            ships::ShipsPlugin,
-            weapons::WeaponsPlugin,
-            npc::NpcPlugin,
-            stations::StationsPlugin,
-            markets::MarketsPlugin,
-            zones::ZonesPlugin,
-            players::PlayersPlugin,
-            replication::ReplicationPlugin {
-                settings: self.replication.clone(),
-            },
-        ));
+impl bevy_app::PluginGroup for SpaceGamePlugins {
+    fn build(self) -> bevy_app::PluginGroupBuilder {
+        bevy_app::PluginGroupBuilder::start::<Self>()
+            .add(instances::InstancesPlugin { data: self.data })
+            .add(physics::PhysicsPlugin)
+            .add(ships::ShipsPlugin)
+            .add(weapons::WeaponsPlugin)
+            .add(npc::NpcPlugin)
+            .add(stations::StationsPlugin)
+            .add(markets::MarketsPlugin)
+            .add(zones::ZonesPlugin)
+            .add(players::PlayersPlugin)
+            .add(replication::ReplicationPlugin {
+                settings: self.replication,
+            })
     }
 }
 

@@ -15,7 +15,7 @@ use super::players::{ActionBucket, Client, ClientLink, NetIds, Pilot, spawn_ship
 use super::replication::ReplicationSettings;
 use super::ships::Controls;
 use super::weapons::Projectile;
-use super::{GamePlugins, LoopConfig, Sim, SimServices, Tick};
+use super::{LoopConfig, Sim, SimServices, SpaceGamePlugins, Tick};
 use crate::bridge::Outbound;
 use crate::protocol::game::GameOut;
 
@@ -79,7 +79,7 @@ impl Crowd {
     pub fn new(services: SimServices, size: CrowdSize) -> Self {
         let data = Arc::new(GameData::embedded().expect("embedded data is valid"));
         let (_inbox, rx) = crossbeam_channel::bounded(16);
-        let game = GamePlugins {
+        let game = SpaceGamePlugins {
             data,
             replication: ReplicationSettings {
                 aoi_radius: size.aoi_radius,

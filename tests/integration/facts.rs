@@ -94,3 +94,31 @@ async fn a_plugin_reads_gameplay_facts_as_messages() {
     drop(client);
     expect(&mut log, "left sol-1").await;
 }
+
+/// The kinds of the entities in a snapshot that sees the whole system.
+async fn kinds_seen(server: &TestServer) -> Vec<String> {
+    let token = token_for(server, "surveyor").await;
+    let mut client = GameClient::connect(server).await;
+    client.login(&token).await;
+    let (_, snapshot) = client.join("sol-1").await;
+    snapshot["payload"]["entities"]
+        .as_array()
+        .expect("entities")
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_can_leave_a_built_in_feature_out() {
+    let everywhere = |c: &mut ecliptic::Config| c.game.aoi_radius = 1.0e6;
+    let full = TestServer::start_with(everywhere).await;
+    assert!(kinds_seen(&full).await.iter().any(|k| k == "pirate"));
+    let peaceful = TestServer::start_full(everywhere, |s| {
+        s.game_plugins(|game| game.disable::<ecliptic::sim::npc::NpcPlugin>())
+    })
+    .await;
+    let kinds = kinds_seen(&peaceful).await;
+    assert!(!kinds.is_empty(), "the player's own ship is there");
+    assert!(!kinds.iter().any(|k| k == "pirate"), "{kinds:?}");
+}
