@@ -19,12 +19,11 @@
 //! ## Adding gameplay
 //!
 //! A feature is a bevy `Plugin`; its systems go into `FixedUpdate` in one of the
-//! [`sim::TickSet`]s, which fix the order of a tick:
+//! [`sim::TickSet`]s, which fix the order of a tick. [`prelude`] has what a mod usually
+//! needs:
 //!
 //! ```
-//! use bevy_app::{App, FixedUpdate, Plugin};
-//! use bevy_ecs::prelude::*;
-//! use ecliptic::sim::TickSet;
+//! use ecliptic::prelude::*;
 //!
 //! #[derive(Resource, Default)]
 //! struct TicksSeen(u64);
@@ -45,9 +44,52 @@
 //! let server = ecliptic::Server::new(ecliptic::Config::default()).add_plugin(CounterPlugin);
 //! # drop(server);
 //! ```
+//!
+//! ## Reading what happens in play
+//!
+//! Gameplay facts ([`sim::facts`]) are bevy messages: a plugin reads them like any other.
+//!
+//! ```
+//! use ecliptic::prelude::*;
+//!
+//! #[derive(Resource, Default)]
+//! struct Kills(u64);
+//!
+//! fn count_kills(mut destroyed: MessageReader<ShipDestroyed>, mut kills: ResMut<Kills>) {
+//!     kills.0 += destroyed.read().filter(|d| d.killer_user.is_some()).count() as u64;
+//! }
+//!
+//! struct KillCounter;
+//!
+//! impl Plugin for KillCounter {
+//!     fn build(&self, app: &mut App) {
+//!         app.init_resource::<Kills>()
+//!             .add_systems(FixedLast, count_kills);
+//!     }
+//! }
+//!
+//! // Without the built-in pirates, and with the counter.
+//! let server = ecliptic::Server::new(ecliptic::Config::default())
+//!     .game_plugins(|game| game.disable::<NpcPlugin>())
+//!     .add_plugin(KillCounter);
+//! # drop(server);
+//! ```
 
 pub mod bridge;
 pub mod client;
+
+/// What a gameplay mod usually needs, in one import: `use ecliptic::prelude::*;`.
+pub mod prelude {
+    pub use crate::sim::facts::{
+        AchievementUnlocked, PlayerJoined, PlayerLeft, ProjectileHit, ShipDestroyed, ShipDocked,
+        ShipUndocked, TradeDone, ZoneEntered, ZoneLeft,
+    };
+    pub use crate::sim::npc::NpcPlugin;
+    pub use crate::sim::{SimServices, SpaceGamePlugins, Tick, TickRate, TickSet};
+    pub use crate::{Config, Server, ServerHandle};
+    pub use bevy_app::{App, FixedLast, FixedUpdate, Plugin, PluginGroup};
+    pub use bevy_ecs::prelude::*;
+}
 pub mod config;
 pub mod loadgen;
 pub mod metrics;
