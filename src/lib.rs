@@ -76,6 +76,7 @@
 //! ```
 
 pub mod bridge;
+pub mod cli;
 pub mod client;
 
 /// What a gameplay mod usually needs, in one import: `use ecliptic::prelude::*;`.

@@ -167,7 +167,32 @@ pub struct ChildServer {
 impl ChildServer {
     /// Starts `ecliptic serve` on port 0 in `data_dir` and reads its `listening` lines.
     pub fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+        Self::spawn_program(Path::new(env!("CARGO_BIN_EXE_ecliptic")), data_dir, extra)
+    }
+
+    /// An example's binary: `cargo test` builds the examples beside the test binaries;
+    /// a narrower run (`cargo test --test integration`) does not, so it is built here then.
+    pub fn example(name: &str) -> PathBuf {
+        let deps = std::env::current_exe().expect("the test binary's path");
+        let profile = deps
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps");
+        let path = profile.join("examples").join(name);
+        if !path.exists() {
+            let built = Command::new(env!("CARGO"))
+                .args(["build", "--example", name])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo runs");
+            assert!(built.success(), "building the example {name}");
+        }
+        path
+    }
+
+    /// Starts `program serve` (the stock binary or a modded one) as [`ChildServer::spawn`].
+    pub fn spawn_program(program: &Path, data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(program)
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)

@@ -122,3 +122,63 @@ async fn a_server_can_leave_a_built_in_feature_out() {
     assert!(!kinds.is_empty(), "the player's own ship is there");
     assert!(!kinds.iter().any(|k| k == "pirate"), "{kinds:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_modded_binary_keeps_the_whole_command_line() {
+    let (_tmp, data) = common::temp_data_dir();
+    let program = common::ChildServer::example("peaceful");
+    // A flag of the stock command line, and the three listening lines.
+    let server = common::ChildServer::spawn_program(&program, &data, &["--tick-hz", "30"]);
+    let health: serde_json::Value = reqwest::get(server.url("/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["tick_hz"], 30);
+    // The mod took the pirates out.
+    let client = reqwest::Client::new();
+    let (status, _) = common::post_json(
+        &client,
+        &server.url("/api/v1/auth/register"),
+        &json!({"username": "modder", "password": "pw"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, login) = common::post_json(
+        &client,
+        &server.url("/api/v1/auth/login"),
+        &json!({"username": "modder", "password": "pw"}),
+        None,
+    )
+    .await;
+    let mut game = GameClient::connect_to(server.http).await;
+    game.login(login["access_token"].as_str().unwrap()).await;
+    let (_, snapshot) = game.join("sol-1").await;
+    let kinds: Vec<&str> = snapshot["payload"]["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap_or(""))
+        .collect();
+    assert!(!kinds.contains(&"pirate"), "{kinds:?}");
+    // A subcommand of the stock command line works on the modded binary too.
+    let (status, _) = server.signal_and_wait("TERM");
+    assert!(status.success());
+    let made = std::process::Command::new(&program)
+        .args([
+            "admin",
+            "create-user",
+            "root",
+            "--password",
+            "pw",
+            "--role",
+            "admin",
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+}
