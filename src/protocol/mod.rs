@@ -1,5 +1,6 @@
 //! One module per wire protocol: serde types, decoding and encoding. Pure: no I/O, no
-//! domain rules; those live in `services` and `sim`.
+//! domain rules; those live in `services` and `sim`. No protocol module depends on the
+//! simulation (a test checks it): what they encode is domain data from `services`.
 //!
 //! # The decoding rule
 //! Every protocol but store-lobby decodes tolerantly, because its clients are written
@@ -65,5 +66,19 @@ mod tests {
         // Required fields stay required, and null does not stand in for them.
         assert!(tolerant::<Example>(serde_json::json!({"name": null})).is_err());
         assert!(tolerant::<Example>(serde_json::json!({"name": 3})).is_err());
+    }
+
+    #[test]
+    fn no_protocol_module_depends_on_the_simulation() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protocol");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains(&["crate", "::sim"].concat()),
+                "{} uses the simulation",
+                path.display()
+            );
+        }
     }
 }

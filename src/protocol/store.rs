@@ -350,7 +350,7 @@ pub fn decode_lobby(req: &mut Request) -> Result<LobbyCommand, Response> {
 }
 
 use crate::services::catalog::Game;
-use crate::sim::lobby::RoomView;
+use crate::services::rooms::{RoomChat, RoomView};
 
 /// `LIST_MY_GAMES`.
 pub fn my_games(games: &[Game]) -> Value {
@@ -461,7 +461,7 @@ pub fn room_push(view: &RoomView, closed: bool) -> Bytes {
 }
 
 /// `ROOM_CHAT`: a chat message in a room the connection's player is in.
-pub fn room_chat_push(chat: &crate::sim::lobby::RoomChat) -> Bytes {
+pub fn room_chat_push(chat: &RoomChat) -> Bytes {
     push(
         "ROOM_CHAT",
         serde_json::json!({

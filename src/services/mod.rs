@@ -9,6 +9,7 @@ pub mod garp_players;
 pub mod mailbox;
 pub mod pilots;
 pub mod progress;
+pub mod rooms;
 pub mod studio;
 pub mod uploads;
 pub mod wagers;

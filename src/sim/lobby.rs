@@ -29,6 +29,7 @@ use crate::services::DomainError;
 use crate::services::catalog::{
     Catalog, Game, GameStatus, MetaUpdate, NewGame, Persist, Review, Version,
 };
+pub use crate::services::rooms::{RoomChat, RoomView};
 use crate::store::StoreError;
 
 /// Who is asking.
@@ -189,17 +190,6 @@ impl RoomStatus {
     }
 }
 
-/// A chat message in a room, as every member's connection receives it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoomChat {
-    pub room_id: String,
-    pub from_user: Uuid,
-    pub from: String,
-    pub meta: serde_json::Value,
-    pub message: String,
-    pub sent_at_ms: i64,
-}
-
 /// A lobby room.
 #[derive(Component, Debug, Clone)]
 pub struct Room {
@@ -212,19 +202,6 @@ pub struct Room {
     pub players: Vec<(Uuid, String)>,
     pub max_players: u32,
     pub status: RoomStatus,
-}
-
-/// A room as clients see it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoomView {
-    pub room_id: String,
-    pub serial: u32,
-    pub seats: u32,
-    pub game_id: String,
-    pub version: String,
-    pub host: String,
-    pub players: Vec<String>,
-    pub status: &'static str,
 }
 
 impl Room {

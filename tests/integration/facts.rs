@@ -95,32 +95,56 @@ async fn a_plugin_reads_gameplay_facts_as_messages() {
     expect(&mut log, "left sol-1").await;
 }
 
-/// The kinds of the entities in a snapshot that sees the whole system.
-async fn kinds_seen(server: &TestServer) -> Vec<String> {
-    let token = token_for(server, "surveyor").await;
-    let mut client = GameClient::connect(server).await;
-    client.login(&token).await;
-    let (_, snapshot) = client.join("sol-1").await;
-    snapshot["payload"]["entities"]
-        .as_array()
-        .expect("entities")
-        .iter()
-        .map(|e| e["kind"].as_str().unwrap_or("").to_owned())
-        .collect()
+/// Reports, at tick 20, how many pirates the world holds (they spawn in its first ticks).
+struct PirateCensus(mpsc::UnboundedSender<usize>);
+
+#[derive(Resource)]
+struct Census(mpsc::UnboundedSender<usize>);
+
+fn count_pirates(
+    tick: Res<ecliptic::sim::Tick>,
+    census: Res<Census>,
+    ships: Query<&ecliptic::sim::replication::Replicated>,
+) {
+    if tick.0 == 20 {
+        let _ = census
+            .0
+            .send(ships.iter().filter(|r| r.kind == "pirate").count());
+    }
+}
+
+impl Plugin for PirateCensus {
+    fn build(&self, app: &mut App) {
+        app.insert_resource(Census(self.0.clone()))
+            .add_systems(FixedLast, count_pirates);
+    }
+}
+
+/// Pirates in a server's world at tick 20, without pirates if `peaceful`.
+async fn pirates(peaceful: bool) -> usize {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _server = TestServer::start_full(
+        |_| {},
+        |s| {
+            let s = s.add_plugin(PirateCensus(tx));
+            if peaceful {
+                s.game_plugins(|game| game.disable::<ecliptic::sim::npc::NpcPlugin>())
+            } else {
+                s
+            }
+        },
+    )
+    .await;
+    tokio::time::timeout(common::WAIT, rx.recv())
+        .await
+        .expect("tick 20 within the wait")
+        .expect("a census")
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_can_leave_a_built_in_feature_out() {
-    let everywhere = |c: &mut ecliptic::Config| c.game.aoi_radius = 1.0e6;
-    let full = TestServer::start_with(everywhere).await;
-    assert!(kinds_seen(&full).await.iter().any(|k| k == "pirate"));
-    let peaceful = TestServer::start_full(everywhere, |s| {
-        s.game_plugins(|game| game.disable::<ecliptic::sim::npc::NpcPlugin>())
-    })
-    .await;
-    let kinds = kinds_seen(&peaceful).await;
-    assert!(!kinds.is_empty(), "the player's own ship is there");
-    assert!(!kinds.iter().any(|k| k == "pirate"), "{kinds:?}");
+    assert!(pirates(false).await > 0, "the stock game has pirates");
+    assert_eq!(pirates(true).await, 0, "without NpcPlugin, none");
 }
 
 #[tokio::test(flavor = "multi_thread")]
