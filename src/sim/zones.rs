@@ -101,17 +101,21 @@ fn track_zones(
         let Ok(instance) = instances.get(instance.0) else {
             continue;
         };
-        let now: Vec<String> = instance
-            .def
-            .zones
-            .iter()
-            .filter(|z| kin.pos.distance(glam::Vec2::new(z.center.x, z.center.y)) < z.radius)
-            .map(|z| z.zone_id.clone())
-            .collect();
+        let inside =
+            || {
+                instance.def.zones.iter().filter(|z| {
+                    kin.pos.distance(glam::Vec2::new(z.center.x, z.center.y)) < z.radius
+                })
+            };
         let before: &[String] = known.as_deref().map_or(&[], |k| &k.0);
-        if before == now.as_slice() {
+        // Checked without allocating: most ships cross no edge in most ticks.
+        let unchanged = known.is_some()
+            && inside().count() == before.len()
+            && inside().zip(before).all(|(z, b)| z.zone_id == *b);
+        if unchanged {
             continue;
         }
+        let now: Vec<String> = inside().map(|z| z.zone_id.clone()).collect();
         for zone_id in now.iter().filter(|z| !before.contains(z)) {
             entered.write(ZoneEntered {
                 ship,
