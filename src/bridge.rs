@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use bevy_ecs::prelude::{Resource, World};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
@@ -24,8 +25,8 @@ pub fn next_conn_id() -> ConnId {
     NEXT_CONN.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Everything the network side can ask of the simulation. Each protocol adds its own
-/// variant; the sim loop routes each variant to the plugin that owns it.
+/// Everything the network side can ask of the simulation: two requests the loop answers
+/// itself, and typed commands for whichever plugin registered their type.
 #[derive(Debug)]
 pub enum Command {
     /// Liveness and tick statistics, for `/healthz`.
@@ -34,16 +35,73 @@ pub enum Command {
     /// made has committed and reached the world: what shutdown waits for before closing
     /// connections, so their answers are queued first.
     Flush { reply: oneshot::Sender<()> },
-    /// From a `/game` connection.
-    Game(crate::sim::players::GameCommand),
-    /// From a `/ws` connection or the notifications API.
-    Comms(crate::sim::comms::CommsCommand),
-    /// From the developer or lobby server.
-    Lobby(crate::sim::lobby::LobbyRequest),
-    /// From a GARP connection.
-    Wager(crate::sim::wagers::WagerRequest),
-    /// Event subscriptions and platform events (RaOS).
-    Events(crate::sim::events::EventsCommand),
+    /// A command for the plugin that owns its type ([`Command::to`]).
+    Deliver(Delivery),
+}
+
+impl Command {
+    /// A command of type `T`, for the plugin that reads [`Pending<T>`]: each feature
+    /// declares its own command type, and a mod adds one the same way, without a variant
+    /// here.
+    pub fn to<T: InboxCommand>(command: T) -> Self {
+        Command::Deliver(Delivery(Box::new(move |world: &mut World| {
+            match world.get_resource_mut::<Pending<T>>() {
+                Some(mut pending) => pending.0.push(command),
+                None => command.unhandled(),
+            }
+        })))
+    }
+}
+
+/// A typed command on its way into the world.
+pub struct Delivery(Box<dyn FnOnce(&mut World) + Send>);
+
+impl Delivery {
+    /// Puts the command where its plugin will find it.
+    pub fn deliver(self, world: &mut World) {
+        (self.0)(world)
+    }
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Delivery")
+    }
+}
+
+/// A command type the inbox carries. `unhandled` runs when no plugin takes this type (the
+/// feature is left out of the server): a request answers its caller there.
+pub trait InboxCommand: Send + Sync + 'static {
+    fn unhandled(self)
+    where
+        Self: Sized,
+    {
+    }
+}
+
+/// Commands of one type waiting for the plugin that owns them: the sim loop fills it,
+/// the plugin's `HandleCommands` system drains it. A plugin that takes commands of type
+/// `T` inits `Pending<T>`.
+#[derive(Resource, Debug)]
+pub struct Pending<T>(pub Vec<T>);
+
+impl<T> Default for Pending<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T> Pending<T> {
+    /// Everything waiting, leaving the queue empty.
+    pub fn take(world: &mut World) -> Vec<T>
+    where
+        T: Send + Sync + 'static,
+    {
+        world
+            .get_resource_mut::<Self>()
+            .map(|mut pending| std::mem::take(&mut pending.0))
+            .unwrap_or_default()
+    }
 }
 
 /// What the simulation reports about itself.

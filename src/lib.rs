@@ -81,12 +81,20 @@ pub mod client;
 
 /// What a gameplay mod usually needs, in one import: `use ecliptic::prelude::*;`.
 pub mod prelude {
+    pub use crate::bridge::{ConnId, InboxCommand, Pending};
+    pub use crate::sim::extend::{Caller, FromClient, GameAppExt};
     pub use crate::sim::facts::{
         AchievementUnlocked, PlayerJoined, PlayerLeft, ProjectileHit, ShipDestroyed, ShipDocked,
         ShipUndocked, TradeDone, ZoneEntered, ZoneLeft,
     };
-    pub use crate::sim::npc::NpcPlugin;
-    pub use crate::sim::{SimServices, SpaceGamePlugins, Tick, TickRate, TickSet};
+    pub use crate::sim::instances::InInstance;
+    pub use crate::sim::npc::{NpcPlugin, Pirate};
+    pub use crate::sim::physics::Kinematics;
+    pub use crate::sim::players::{Client, Pilot};
+    pub use crate::sim::replication::Replicated;
+    pub use crate::sim::{HandleCommands, SimServices, SpaceGamePlugins, Tick, TickRate, TickSet};
+    pub use crate::store::StoreError;
+    pub use crate::store::rusqlite::{self, Connection, OptionalExtension};
     pub use crate::{Config, Server, ServerHandle};
     pub use bevy_app::{App, FixedLast, FixedUpdate, Plugin, PluginGroup};
     pub use bevy_ecs::prelude::*;
@@ -274,7 +282,7 @@ impl Server {
             }),
         );
         let stop_sim = Arc::new(AtomicBool::new(false));
-        let sim_thread = spawn_sim(
+        let (sim_thread, sim_ready) = spawn_sim(
             &config,
             SimServices::new(store.clone(), metrics.clone()),
             inbox_rx,
@@ -321,6 +329,7 @@ impl Server {
             achievements,
             garp_players,
             rest_limits,
+            game_messages: sim_ready.game_messages,
             shutdown: shutdown.clone(),
             tasks: tasks.clone(),
         };
@@ -368,16 +377,21 @@ async fn bind(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .map_err(|e| anyhow::anyhow!("cannot bind {name} on {addr}: {e}"))
 }
 
+/// What the network side takes from the simulation once every plugin is built.
+struct SimReady {
+    game_messages: Arc<sim::extend::GameMessageTypes>,
+}
+
 fn spawn_sim(
     config: &Config,
     services: SimServices,
     inbox: crossbeam_channel::Receiver<bridge::Command>,
     plugins: Vec<PluginFn>,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
+) -> anyhow::Result<(std::thread::JoinHandle<()>, SimReady)> {
     let loop_config = LoopConfig::from(config);
     // The App is built on its own thread: it never leaves it.
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SimReady, String>>();
     let handle = std::thread::Builder::new()
         .name("ecliptic-sim".into())
         .spawn(move || {
@@ -386,13 +400,24 @@ fn spawn_sim(
                     plugin(app);
                 }
             });
-            let _ = ready_tx.send(());
+            let world = sim.world();
+            if let Some(errors) = world.get_resource::<sim::extend::StartupErrors>()
+                && !errors.0.is_empty()
+            {
+                let _ = ready_tx.send(Err(errors.0.join("; ")));
+                return;
+            }
+            let ready = SimReady {
+                game_messages: Arc::new(world.resource::<sim::extend::GameMessageTypes>().clone()),
+            };
+            let _ = ready_tx.send(Ok(ready));
             sim.run(stop);
         })?;
-    ready_rx
+    let ready = ready_rx
         .recv()
-        .map_err(|_| anyhow::anyhow!("the simulation failed to start"))?;
-    Ok(handle)
+        .map_err(|_| anyhow::anyhow!("the simulation failed to start"))?
+        .map_err(|e| anyhow::anyhow!("the simulation failed to start: {e}"))?;
+    Ok((handle, ready))
 }
 
 impl ServerHandle {
@@ -413,14 +438,14 @@ impl ServerHandle {
         // Tell comms subscribers first, then close everything.
         let (frame, data) = shutdown_notice();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        let published =
-            self.inbox
-                .send(bridge::Command::Comms(sim::comms::CommsCommand::Publish {
-                    topic: "notifications".into(),
-                    frame: sim::comms::CommsOut::Text(frame),
-                    record: Some(data),
-                    reply: Some(done_tx),
-                }));
+        let published = self
+            .inbox
+            .send(bridge::Command::to(sim::comms::CommsCommand::Publish {
+                topic: "notifications".into(),
+                frame: sim::comms::CommsOut::Text(frame),
+                record: Some(data),
+                reply: Some(done_tx),
+            }));
         if published.is_ok() {
             let _ = tokio::time::timeout(Duration::from_millis(500), done_rx).await;
         }

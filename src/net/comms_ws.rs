@@ -120,7 +120,7 @@ impl Conn {
     }
 
     fn hub(&self, cmd: CommsCommand) -> bool {
-        if self.state.inbox.send(Command::Comms(cmd)).is_err() {
+        if self.state.inbox.send(Command::to(cmd)).is_err() {
             self.error(
                 codes::UNAVAILABLE,
                 "the server is busy; try again shortly",
@@ -290,9 +290,7 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
             }
         }
     }
-    let _ = state
-        .inbox
-        .send(Command::Comms(CommsCommand::Close { conn }));
+    let _ = state.inbox.send(Command::to(CommsCommand::Close { conn }));
     drop(c);
     let _ = writer.await;
 }

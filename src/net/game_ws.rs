@@ -112,7 +112,7 @@ fn send_input(
     gate: &mut InputGate,
     (seq, input): (u64, Input),
 ) {
-    let command = Command::Game(GameCommand::Input { conn, seq, input });
+    let command = Command::to(GameCommand::Input { conn, seq, input });
     if state.inbox.send(command).is_err() && gate.may_tell_busy() {
         link.error(codes::SERVER_BUSY, "the server is busy; try again shortly");
     }
@@ -196,7 +196,8 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
             }
         };
         state.metrics.received(PROTOCOL, text.len());
-        let frame = match game::decode(&text) {
+        let extra = &state.game_messages;
+        let frame = match game::decode_with(&text, |kind| extra.contains(kind)) {
             Ok(frame) => frame,
             Err(e) => {
                 link.error(e.code, &e.message);
@@ -222,6 +223,15 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
             ClientMessage::Input(input) => {
                 if let Some(input) = inputs.offer(frame.seq, input) {
                     send_input(&state, &link, conn, &mut inputs, input);
+                }
+            }
+            ClientMessage::Extra { kind, payload } => {
+                match state.game_messages.decode(&kind, payload) {
+                    Ok(arrival) => {
+                        let seq = frame.seq;
+                        send_game(&state, &link, GameCommand::Extra { conn, seq, arrival });
+                    }
+                    Err(e) => link.error(e.code, &e.message),
                 }
             }
             message => forward(&state, &link, conn, message),
@@ -276,7 +286,7 @@ async fn login(
         }
     };
     let session_id = identity.session_id;
-    let command = Command::Game(GameCommand::Connect {
+    let command = Command::to(GameCommand::Connect {
         conn,
         user_id: identity.user_id,
         username: identity.username,
@@ -292,7 +302,9 @@ async fn login(
 
 fn forward(state: &AppState, link: &ClientLink, conn: ConnId, message: ClientMessage) {
     let command = match message {
-        ClientMessage::Login { .. } | ClientMessage::Input(_) => return,
+        ClientMessage::Login { .. } | ClientMessage::Input(_) | ClientMessage::Extra { .. } => {
+            return;
+        }
         ClientMessage::JoinSystem { system_id } => GameCommand::Join { conn, system_id },
         ClientMessage::Trade {
             side,
@@ -308,7 +320,11 @@ fn forward(state: &AppState, link: &ClientLink, conn: ConnId, message: ClientMes
         },
         ClientMessage::Repair { station_id } => GameCommand::Repair { conn, station_id },
     };
-    if state.inbox.send(Command::Game(command)).is_err() {
+    send_game(state, link, command);
+}
+
+fn send_game(state: &AppState, link: &ClientLink, command: GameCommand) {
+    if state.inbox.send(Command::to(command)).is_err() {
         link.error(codes::SERVER_BUSY, "the server is busy; try again shortly");
     }
 }
@@ -320,7 +336,7 @@ async fn disconnect(state: &AppState, conn: ConnId) {
     for _ in 0..50 {
         if state
             .inbox
-            .send(Command::Game(GameCommand::Disconnect { conn }))
+            .send(Command::to(GameCommand::Disconnect { conn }))
             .is_ok()
         {
             return;

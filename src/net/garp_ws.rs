@@ -195,7 +195,7 @@ async fn send(socket: &mut WebSocket, state: &AppState, text: String) -> Result<
 async fn ask(state: &AppState, op: WagerOp) -> Result<WagerReply, DomainError> {
     state
         .inbox
-        .ask(|reply| Command::Wager(WagerRequest { op, reply }))
+        .ask(|reply| Command::to(WagerRequest { op, reply }))
         .await
         .map_err(|_| DomainError::Busy)?
 }
@@ -256,7 +256,7 @@ async fn run(mut socket: WebSocket, state: AppState, token: String, peer: Socket
             username: String::new(),
             conn: session.conn,
         };
-        let _ = state.inbox.send(Command::Lobby(LobbyRequest {
+        let _ = state.inbox.send(Command::to(LobbyRequest {
             caller,
             op: LobbyOp::Unlisten,
             reply: tokio::sync::oneshot::channel().0,
@@ -683,7 +683,7 @@ impl Session {
         let answer = self
             .state
             .inbox
-            .ask(|reply| Command::Lobby(LobbyRequest { caller, op, reply }))
+            .ask(|reply| Command::to(LobbyRequest { caller, op, reply }))
             .await
             .map_err(|_| texts::BUSY.to_owned())?;
         answer.map_err(|e| match e {

@@ -42,6 +42,8 @@ pub struct AppState {
     pub garp_players: Arc<crate::services::garp_players::GarpPlayers>,
     /// REST rate limits, per access token.
     pub rest_limits: Arc<rest_guard::RestLimits>,
+    /// The `/game` message types plugins added.
+    pub game_messages: Arc<crate::sim::extend::GameMessageTypes>,
     /// Cancelled when the server begins to shut down.
     pub shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them to close.

@@ -456,7 +456,7 @@ pub async fn perform(
             let subscription_id = state
                 .inbox
                 .ask(|reply| {
-                    Command::Events(EventsCommand::Subscribe {
+                    Command::to(EventsCommand::Subscribe {
                         conn,
                         user_id: me.user_id,
                         event_types: types,
@@ -516,7 +516,7 @@ fn publish(state: &AppState, event_type: &'static str, audience: Option<Uuid>, d
     };
     if state
         .inbox
-        .send(Command::Events(EventsCommand::Publish(event)))
+        .send(Command::to(EventsCommand::Publish(event)))
         .is_err()
     {
         tracing::warn!(event_type, "event dropped: the simulation is busy");
@@ -535,7 +535,7 @@ pub async fn lobby(
     };
     state
         .inbox
-        .ask(|reply| Command::Lobby(LobbyRequest { caller, op, reply }))
+        .ask(|reply| Command::to(LobbyRequest { caller, op, reply }))
         .await?
 }
 
@@ -918,9 +918,7 @@ async fn run(
         }
         link.send(Outgoing::Reply(respond(result, request_id).to_string()));
     }
-    let _ = state
-        .inbox
-        .send(Command::Events(EventsCommand::Drop { conn }));
+    let _ = state.inbox.send(Command::to(EventsCommand::Drop { conn }));
     drop(ctx);
     drop(link);
     let _ = writer.await;

@@ -282,7 +282,7 @@ async fn notify(
     let recipients = publish_notification(&state, data).await?;
     state
         .inbox
-        .send(crate::bridge::Command::Events(
+        .send(crate::bridge::Command::to(
             crate::sim::events::EventsCommand::Publish(event),
         ))
         .map_err(|_| DomainError::Busy)?;
@@ -296,7 +296,7 @@ pub async fn publish_notification(state: &AppState, data: Value) -> Result<usize
     let recipients = state
         .inbox
         .ask(|reply| {
-            crate::bridge::Command::Comms(CommsCommand::Publish {
+            crate::bridge::Command::to(CommsCommand::Publish {
                 topic: "notifications".into(),
                 frame: CommsOut::Text(frame),
                 record: Some(data),

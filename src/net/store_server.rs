@@ -75,7 +75,7 @@ async fn ask(
     };
     state
         .inbox
-        .ask(|reply| Command::Lobby(LobbyRequest { caller, op, reply }))
+        .ask(|reply| Command::to(LobbyRequest { caller, op, reply }))
         .await?
 }
 

@@ -97,7 +97,22 @@ pub enum ClientMessage {
     Repair {
         station_id: String,
     },
+    /// A type a plugin added to the protocol; its payload is decoded by the plugin's type.
+    Extra {
+        kind: String,
+        payload: Value,
+    },
 }
+
+/// The message types the protocol itself defines; a plugin cannot take these over.
+pub const BUILT_IN_TYPES: &[&str] = &[
+    "auth.login",
+    "session.join_system",
+    "input.command",
+    "trade.buy",
+    "trade.sell",
+    "ship.repair_request",
+];
 
 /// One decoded frame: the client's `seq` and the message.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,12 +170,25 @@ fn bad(message: impl Into<String>) -> DecodeError {
     }
 }
 
-fn payload<T: serde::de::DeserializeOwned>(kind: &str, value: Value) -> Result<T, DecodeError> {
+/// Decodes a payload of type `kind` under the decoding rule; `BAD_MESSAGE` when it does not fit.
+pub fn decode_payload<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    value: Value,
+) -> Result<T, DecodeError> {
     super::tolerant(value).map_err(|e| bad(format!("{kind}: invalid payload: {e}")))
 }
 
-/// Decodes one text frame.
+/// Decodes one text frame of the protocol's own types.
 pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
+    decode_with(text, |_| false)
+}
+
+/// Decodes one text frame; a type `is_extra` knows becomes [`ClientMessage::Extra`] with
+/// its payload left for the plugin that added it.
+pub fn decode_with(
+    text: &str,
+    is_extra: impl Fn(&str) -> bool,
+) -> Result<ClientFrame, DecodeError> {
     let value: Value = serde_json::from_str(text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
     if !value.is_object() {
         return Err(bad("a message must be a JSON object"));
@@ -170,21 +198,21 @@ pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
     let kind = envelope.kind.as_str();
     let message = match kind {
         "auth.login" => {
-            let p: LoginPayload = payload(kind, envelope.payload)?;
+            let p: LoginPayload = decode_payload(kind, envelope.payload)?;
             ClientMessage::Login {
                 token: p.token,
                 protocol_version: p.protocol_version,
             }
         }
         "session.join_system" => {
-            let p: JoinPayload = payload(kind, envelope.payload)?;
+            let p: JoinPayload = decode_payload(kind, envelope.payload)?;
             ClientMessage::JoinSystem {
                 system_id: p.system_id,
             }
         }
-        "input.command" => ClientMessage::Input(payload(kind, envelope.payload)?),
+        "input.command" => ClientMessage::Input(decode_payload(kind, envelope.payload)?),
         "trade.buy" | "trade.sell" => {
-            let p: TradePayload = payload(kind, envelope.payload)?;
+            let p: TradePayload = decode_payload(kind, envelope.payload)?;
             ClientMessage::Trade {
                 side: if kind == "trade.buy" {
                     TradeSide::Buy
@@ -197,11 +225,15 @@ pub fn decode(text: &str) -> Result<ClientFrame, DecodeError> {
             }
         }
         "ship.repair_request" => {
-            let p: RepairPayload = payload(kind, envelope.payload)?;
+            let p: RepairPayload = decode_payload(kind, envelope.payload)?;
             ClientMessage::Repair {
                 station_id: p.station_id,
             }
         }
+        other if is_extra(other) => ClientMessage::Extra {
+            kind: other.to_owned(),
+            payload: envelope.payload,
+        },
         other => {
             return Err(DecodeError {
                 code: codes::UNKNOWN_TYPE,

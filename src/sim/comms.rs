@@ -200,6 +200,8 @@ pub enum CommsCommand {
     },
 }
 
+impl crate::bridge::InboxCommand for CommsCommand {}
+
 struct ConnEntry {
     connection_id: String,
     user: String,

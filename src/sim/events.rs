@@ -57,6 +57,8 @@ pub enum EventsCommand {
     Publish(Event),
 }
 
+impl crate::bridge::InboxCommand for EventsCommand {}
+
 struct Subscriber {
     user_id: Uuid,
     event_types: HashSet<&'static str>,

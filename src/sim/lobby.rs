@@ -175,6 +175,14 @@ pub struct LobbyRequest {
     pub reply: oneshot::Sender<LobbyResult>,
 }
 
+impl crate::bridge::InboxCommand for LobbyRequest {
+    fn unhandled(self) {
+        let _ = self.reply.send(Err(crate::services::DomainError::Internal(
+            "the lobby is not running".into(),
+        )));
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoomStatus {
     Waiting,

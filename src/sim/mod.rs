@@ -13,6 +13,7 @@
 pub mod comms;
 pub mod data;
 pub mod events;
+pub mod extend;
 pub mod facts;
 pub mod instances;
 pub mod lobby;
@@ -84,16 +85,7 @@ impl TickRate {
     }
 }
 
-/// Commands of one kind waiting for the plugin that owns them; the sim loop fills it, the
-/// plugin's `HandleCommands` system drains it.
-#[derive(Resource, Debug)]
-pub struct Pending<T>(pub Vec<T>);
-
-impl<T> Default for Pending<T> {
-    fn default() -> Self {
-        Self(Vec::new())
-    }
-}
+pub use crate::bridge::Pending;
 
 /// Per-tick bookkeeping done first: last tick's events are dropped.
 fn begin_tick(mut instances: Query<&mut instances::Instance>) {
@@ -134,6 +126,8 @@ pub struct SimServices {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     completions: (Sender<Completion>, Receiver<Completion>),
+    /// Where reads run, when the server was built inside a tokio runtime.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// What to do in the world once work handed elsewhere has finished (a store commit).
@@ -145,6 +139,31 @@ impl SimServices {
             store,
             metrics,
             completions: crossbeam_channel::unbounded(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+        }
+    }
+
+    /// Runs a read on one of the store's read connections, off the simulation thread;
+    /// `then` runs on the simulation thread with the result, before the next tick.
+    pub fn read_then<T, F, D>(&self, op: F, then: D)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        D: FnOnce(&mut World, Result<T, StoreError>) + Send + 'static,
+    {
+        let completions = self.completions.0.clone();
+        let finish = move |result| {
+            // The simulation has stopped if this fails; nothing is left to update.
+            let _ = completions.send(Box::new(move |world: &mut World| then(world, result)));
+        };
+        let store = self.store.clone();
+        match &self.runtime {
+            Some(runtime) => {
+                runtime.spawn(async move { finish(store.read(op).await) });
+            }
+            None => {
+                std::thread::spawn(move || finish(store.read_now(op)));
+            }
         }
     }
 
@@ -201,6 +220,7 @@ impl Plugin for CorePlugin {
         app.add_schedule(handle)
             .add_schedule(tick_end)
             .init_resource::<Tick>()
+            .init_resource::<extend::GameMessageTypes>()
             .add_plugins(facts::FactsPlugin)
             .add_systems(bevy_app::FixedFirst, begin_tick)
             .configure_sets(
@@ -345,65 +365,7 @@ impl Sim {
                     },
                 );
             }
-            Command::Lobby(request) => {
-                match self
-                    .app
-                    .world_mut()
-                    .get_resource_mut::<Pending<lobby::LobbyRequest>>()
-                {
-                    Some(mut pending) => pending.0.push(request),
-                    None => {
-                        let _ = request
-                            .reply
-                            .send(Err(crate::services::DomainError::Internal(
-                                "the lobby is not running".into(),
-                            )));
-                    }
-                }
-            }
-            Command::Wager(request) => {
-                match self
-                    .app
-                    .world_mut()
-                    .get_resource_mut::<Pending<wagers::WagerRequest>>()
-                {
-                    Some(mut pending) => pending.0.push(request),
-                    None => {
-                        let _ = request
-                            .reply
-                            .send(Err(crate::services::DomainError::Internal(
-                                "wagers are not running".into(),
-                            )));
-                    }
-                }
-            }
-            Command::Events(cmd) => {
-                if let Some(mut pending) = self
-                    .app
-                    .world_mut()
-                    .get_resource_mut::<Pending<events::EventsCommand>>()
-                {
-                    pending.0.push(cmd);
-                }
-            }
-            Command::Comms(cmd) => {
-                if let Some(mut pending) = self
-                    .app
-                    .world_mut()
-                    .get_resource_mut::<Pending<comms::CommsCommand>>()
-                {
-                    pending.0.push(cmd);
-                }
-            }
-            Command::Game(cmd) => {
-                if let Some(mut pending) = self
-                    .app
-                    .world_mut()
-                    .get_resource_mut::<Pending<players::GameCommand>>()
-                {
-                    pending.0.push(cmd);
-                }
-            }
+            Command::Deliver(delivery) => delivery.deliver(self.app.world_mut()),
         }
     }
 

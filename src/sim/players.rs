@@ -62,7 +62,15 @@ pub enum GameCommand {
     Disconnect {
         conn: ConnId,
     },
+    /// A message of a type a plugin added ([`super::extend::GameAppExt::add_game_message`]).
+    Extra {
+        conn: ConnId,
+        seq: u64,
+        arrival: super::extend::Arrival,
+    },
 }
+
+impl crate::bridge::InboxCommand for GameCommand {}
 
 /// The simulation's handle on one game connection.
 pub type ClientLink = Link<GameOut>;
@@ -167,6 +175,14 @@ pub struct Client {
     /// Replication's work between full scans of a crowded area (see `replication`).
     pub interest: super::replication::Interest,
     pub actions: ActionBucket,
+}
+
+impl Client {
+    /// Sends this player a message of type `kind` (a plugin's push); it must arrive, so a
+    /// client too slow to take it is disconnected.
+    pub fn push<T: serde::Serialize>(&self, kind: &'static str, payload: &T) {
+        self.link.send(GameOut::message(kind, payload));
+    }
 }
 
 /// What a client has been sent of one entity.
@@ -457,6 +473,24 @@ fn handle_game_commands(world: &mut World) {
                 }
             }
             GameCommand::Disconnect { conn } => disconnect(world, conn),
+            GameCommand::Extra { conn, seq, arrival } => {
+                let caller = world
+                    .resource::<Connections>()
+                    .sessions
+                    .get(&conn)
+                    .map(|s| {
+                        super::extend::Caller::new(
+                            conn,
+                            s.user_id,
+                            s.username.clone(),
+                            s.ship,
+                            s.link.clone(),
+                        )
+                    });
+                if let Some(caller) = caller {
+                    arrival.deliver(world, caller, seq);
+                }
+            }
         }
     }
 }

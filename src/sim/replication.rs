@@ -122,7 +122,69 @@ fn write_fixed(out: &mut String, value: i32, decimals: u32) {
     }
 }
 
-fn write_fragment(out: &mut String, id: &str, kind: &str, q: &[i32; 6]) {
+/// Fields plugins add to an entity's updates ([`crate::sim::extend::GameAppExt::replicate_field`]):
+/// each field's name and its value as JSON, in the order they were first set.
+#[derive(Component, Debug, Default)]
+pub struct ReplicatedFields(Vec<(&'static str, String)>);
+
+impl ReplicatedFields {
+    fn set(&mut self, name: &'static str, value: String) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, old)) => *old = value,
+            None => self.0.push((name, value)),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The members every entity update has; a plugin's field may not take one of these names.
+pub const ENTITY_FIELDS: &[&str] = &["id", "kind", "x", "y", "vx", "vy", "r", "hp"];
+
+/// Makes component `C` a field named `name` of its entity's updates, encoded with serde,
+/// sent whenever it changes. Panics on a name an update already has.
+pub(crate) fn replicate_field<C: Component + Serialize>(app: &mut App, name: &'static str) {
+    assert!(
+        !ENTITY_FIELDS.contains(&name),
+        "replicated field {name:?} would replace an entity update's own member"
+    );
+    // Already required when another field uses the same component: nothing to do then.
+    let _ = app.try_register_required_components::<C, ReplicatedFields>();
+    let encode = move |mut changed: Query<(&C, &mut ReplicatedFields), Changed<C>>,
+                       mut removed: RemovedComponents<C>,
+                       mut all: Query<&mut ReplicatedFields>| {
+        for (component, mut fields) in &mut changed {
+            let value = serde_json::to_string(component).unwrap_or_else(|_| "null".into());
+            if fields.get(name) != Some(value.as_str()) {
+                fields.set(name, value);
+            }
+        }
+        for entity in removed.read() {
+            if let Ok(mut fields) = all.get_mut(entity)
+                && fields.get(name).is_some()
+            {
+                fields.0.retain(|(n, _)| *n != name);
+            }
+        }
+    };
+    app.add_systems(
+        FixedUpdate,
+        encode.in_set(TickSet::Replication).before(encode_changed),
+    );
+}
+
+fn write_fragment(
+    out: &mut String,
+    id: &str,
+    kind: &str,
+    q: &[i32; 6],
+    fields: Option<&ReplicatedFields>,
+) {
     out.clear();
     out.push_str("{\"id\":\"");
     out.push_str(id);
@@ -140,21 +202,42 @@ fn write_fragment(out: &mut String, id: &str, kind: &str, q: &[i32; 6]) {
     write_fixed(out, q[4], 3);
     out.push_str(",\"hp\":");
     out.push_str(itoa::Buffer::new().format(q[5]));
+    for (name, value) in fields.into_iter().flat_map(|f| &f.0) {
+        out.push_str(",\"");
+        out.push_str(name);
+        out.push_str("\":");
+        out.push_str(value);
+    }
     out.push('}');
 }
 
+#[allow(clippy::type_complexity)]
 fn encode_changed(
     tick: Res<Tick>,
-    mut entities: Query<(&Kinematics, &Hull, &mut Replicated), Without<OutOfPlay>>,
+    mut entities: Query<
+        (
+            &Kinematics,
+            &Hull,
+            &mut Replicated,
+            Option<Ref<ReplicatedFields>>,
+        ),
+        Without<OutOfPlay>,
+    >,
 ) {
-    for (kin, hull, mut rep) in &mut entities {
+    for (kin, hull, mut rep, fields) in &mut entities {
         let q = quantize(kin, hull.hp);
-        if rep.last == Some(q) {
+        if rep.last == Some(q) && !fields.as_ref().is_some_and(|f| f.is_changed()) {
             continue;
         }
         let rep = &mut *rep;
         rep.last = Some(q);
-        write_fragment(&mut rep.fragment, &rep.net_id, rep.kind, &q);
+        write_fragment(
+            &mut rep.fragment,
+            &rep.net_id,
+            rep.kind,
+            &q,
+            fields.as_deref(),
+        );
         rep.changed_tick = tick.0;
     }
 }
@@ -187,7 +270,10 @@ fn snapshot_for(
     tick: Res<Tick>,
     settings: Res<ReplicationSettings>,
     instances: Query<(&Instance, &SpatialGrid)>,
-    visible_entities: Query<(&Replicated, &Kinematics, &Hull), Without<OutOfPlay>>,
+    visible_entities: Query<
+        (&Replicated, &Kinematics, &Hull, Option<&ReplicatedFields>),
+        Without<OutOfPlay>,
+    >,
     stations: Query<(&Station, &Market, &InInstance)>,
     mut clients: Query<(
         &mut Client,
@@ -235,7 +321,7 @@ fn snapshot_for(
     let budget = settings.snapshot_entity_bytes();
     let mut used = 0;
     for (_, entity) in &visible {
-        let Ok((rep, kin, hull)) = visible_entities.get(*entity) else {
+        let Ok((rep, kin, hull, fields)) = visible_entities.get(*entity) else {
             continue;
         };
         write_fragment(
@@ -243,6 +329,7 @@ fn snapshot_for(
             &rep.net_id,
             rep.kind,
             &quantize(kin, hull.hp),
+            fields,
         );
         if *entity != ship && used + fragment.len() > budget {
             break; // the rest stream in through deltas
@@ -674,11 +761,34 @@ mod tests {
             "s_1",
             "player_ship",
             &[120000, -40050, 800, 200, 1620, 100],
+            None,
         );
         let v: serde_json::Value = serde_json::from_str(&s).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"id":"s_1","kind":"player_ship","x":1200,"y":-400.5,"vx":8,"vy":2,"r":1.62,"hp":100})
+        );
+    }
+
+    #[test]
+    fn plugin_fields_follow_the_spec_fields() {
+        let mut fields = ReplicatedFields::default();
+        fields.set("bounty", "150".into());
+        fields.set("faction", "\"red\"".into());
+        fields.set("bounty", "200".into());
+        let mut s = String::new();
+        write_fragment(
+            &mut s,
+            "npc_2",
+            "pirate",
+            &[0, 0, 0, 0, 0, 10],
+            Some(&fields),
+        );
+        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id":"npc_2","kind":"pirate","x":0,"y":0,"vx":0,"vy":0,"r":0,"hp":10,
+                "bounty":200,"faction":"red"})
         );
     }
 }

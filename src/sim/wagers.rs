@@ -63,6 +63,14 @@ pub struct WagerRequest {
     pub reply: oneshot::Sender<Result<WagerReply, DomainError>>,
 }
 
+impl crate::bridge::InboxCommand for WagerRequest {
+    fn unhandled(self) {
+        let _ = self.reply.send(Err(crate::services::DomainError::Internal(
+            "wagers are not running".into(),
+        )));
+    }
+}
+
 #[derive(Debug, Clone)]
 struct OpenPeriod {
     period: Period,

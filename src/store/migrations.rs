@@ -207,4 +207,11 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, friend_id)
     );
     "#,
+    // 8: the schema versions of plugins' own tables (see `Store::migrate_namespace`).
+    r#"
+    CREATE TABLE mod_schema (
+        namespace      TEXT PRIMARY KEY,
+        version        INTEGER NOT NULL
+    );
+    "#,
 ];

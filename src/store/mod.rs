@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use parking_lot::Mutex;
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::metrics::Metrics;
@@ -224,6 +224,37 @@ impl Store {
         op(&conn)
     }
 
+    /// Applies a plugin's own migrations, in order, each once: `mod_schema` records how
+    /// many of `namespace`'s have run. Every table and index a migration creates must be
+    /// named `<namespace>_…`, so plugins cannot collide with each other or the server; a
+    /// migration that breaks this, or fails, is rolled back and the error returned. Blocks
+    /// until committed: for start-up only.
+    pub fn migrate_namespace(
+        &self,
+        namespace: &str,
+        migrations: &'static [&'static str],
+    ) -> Result<(), StoreError> {
+        let valid = namespace.len() <= 32
+            && namespace.starts_with(|c: char| c.is_ascii_lowercase())
+            && namespace
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(StoreError::Invariant(format!(
+                "namespace {namespace:?} must be 1-32 of a-z, 0-9 and _, starting with a letter"
+            )));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let name = namespace.to_owned();
+        self.submit(
+            move |conn| apply_namespace(conn, &name, migrations),
+            move |result| {
+                let _ = tx.send(result);
+            },
+        );
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
     /// Stops taking writes, commits everything queued, and waits for the writer to finish.
     pub fn close(&self) {
         self.inner.jobs.lock().take();
@@ -270,6 +301,59 @@ fn migrate(conn: &mut Connection) -> anyhow::Result<()> {
         tx.commit()?;
         tracing::info!(version = index + 1, "applied schema migration");
     }
+    Ok(())
+}
+
+fn apply_namespace(
+    conn: &Connection,
+    namespace: &str,
+    migrations: &[&str],
+) -> Result<(), StoreError> {
+    let done: i64 = conn
+        .query_row(
+            "SELECT version FROM mod_schema WHERE namespace = ?1",
+            [namespace],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let done = usize::try_from(done).unwrap_or(usize::MAX);
+    if done > migrations.len() {
+        return Err(StoreError::Invariant(format!(
+            "{namespace}'s tables are at version {done}; this server knows {}",
+            migrations.len()
+        )));
+    }
+    let names = |conn: &Connection| -> Result<Vec<String>, StoreError> {
+        let mut stmt =
+            conn.prepare("SELECT name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    };
+    let prefix = format!("{namespace}_");
+    for (index, sql) in migrations.iter().enumerate().skip(done) {
+        let before = names(conn)?;
+        conn.execute_batch(sql)?;
+        let after = names(conn)?;
+        let created = after.iter().filter(|n| !before.contains(n));
+        let dropped = before.iter().filter(|n| !after.contains(n));
+        if let Some(stray) = created.chain(dropped).find(|n| !n.starts_with(&prefix)) {
+            return Err(StoreError::Invariant(format!(
+                "{namespace}'s migration {} creates or drops {stray:?}; it may only touch names starting with {prefix:?}",
+                index + 1
+            )));
+        }
+        tracing::info!(
+            namespace,
+            version = index + 1,
+            "applied a plugin's migration"
+        );
+    }
+    conn.execute(
+        "INSERT INTO mod_schema (namespace, version) VALUES (?1, ?2)
+         ON CONFLICT (namespace) DO UPDATE SET version = excluded.version",
+        rusqlite::params![namespace, migrations.len() as i64],
+    )?;
     Ok(())
 }
 
