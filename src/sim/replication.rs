@@ -155,17 +155,19 @@ pub(crate) fn replicate_field<C: Component + Serialize>(app: &mut App, name: &'s
     );
     // Already required when another field uses the same component: nothing to do then.
     let _ = app.try_register_required_components::<C, ReplicatedFields>();
-    let encode = move |mut changed: Query<(&C, &mut ReplicatedFields), Changed<C>>,
+    let encode = move |changed: Query<(Entity, &C), Changed<C>>,
                        mut removed: RemovedComponents<C>,
-                       mut all: Query<&mut ReplicatedFields>| {
-        for (component, mut fields) in &mut changed {
+                       mut fields: Query<&mut ReplicatedFields>| {
+        for (entity, component) in &changed {
             let value = serde_json::to_string(component).unwrap_or_else(|_| "null".into());
-            if fields.get(name) != Some(value.as_str()) {
+            if let Ok(mut fields) = fields.get_mut(entity)
+                && fields.get(name) != Some(value.as_str())
+            {
                 fields.set(name, value);
             }
         }
         for entity in removed.read() {
-            if let Ok(mut fields) = all.get_mut(entity)
+            if let Ok(mut fields) = fields.get_mut(entity)
                 && fields.get(name).is_some()
             {
                 fields.0.retain(|(n, _)| *n != name);

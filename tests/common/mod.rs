@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod garp;
+pub mod hunt;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -114,22 +115,45 @@ impl TestServer {
 
     /// Registers `username` with `password` and logs in; returns the login response.
     pub async fn register_and_login(&self, username: &str, password: &str) -> Value {
-        let (status, body) = self
-            .post(
-                "/api/v1/auth/register",
-                &json!({"username": username, "password": password}),
-            )
-            .await;
-        assert_eq!(status, 201, "register {username}: {body}");
-        let (status, body) = self
-            .post(
-                "/api/v1/auth/login",
-                &json!({"username": username, "password": password}),
-            )
-            .await;
-        assert_eq!(status, 200, "login {username}: {body}");
-        body
+        register_and_login_at(&self.http, &self.url(""), username, password).await
     }
+}
+
+/// Registers `username` with `password` on the server at `base` (`http://host:port`) and
+/// logs in; returns the login response.
+pub async fn register_and_login_at(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> Value {
+    let (status, body) = post_json(
+        client,
+        &format!("{base}/api/v1/auth/register"),
+        &json!({"username": username, "password": password}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 201, "register {username}: {body}");
+    login_at(client, base, username, password).await
+}
+
+/// Logs `username` in on the server at `base`; returns the login response.
+pub async fn login_at(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> Value {
+    let (status, body) = post_json(
+        client,
+        &format!("{base}/api/v1/auth/login"),
+        &json!({"username": username, "password": password}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "login {username}: {body}");
+    body
 }
 
 pub async fn post_json(

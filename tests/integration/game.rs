@@ -586,132 +586,34 @@ async fn shutdown_closes_game_sockets_with_1001() {
     shutdown.await.unwrap();
 }
 
-/// An arena: one station, and one weak pirate next to it that barely hurts.
-fn arena(files: &mut std::collections::BTreeMap<String, Value>) {
-    files.insert(
-        "systems/arena-1.json".into(),
-        json!({
-            "system_id": "arena-1", "name": "Arena", "radius": 3000,
-            "home_station": "arena-dock",
-            "stations": [{"station_id": "arena-dock", "name": "Arena Dock", "x": 0, "y": 0,
-                "market": [{"commodity_id": "food", "price": 10, "stock": 100,
-                            "target_stock": 100, "spread": 0.1}]}],
-            "zones": [{"zone_id": "z_pit", "zone_type": "pirate_nest",
-                "center": {"x": 350, "y": 0}, "radius": 120, "risk_level": 15,
-                "security_level": 0, "profit_multiplier": 1.0, "pvp_allowed": false}]
-        }),
-    );
-    let ships = files.get_mut("ships.json").unwrap();
-    for class in ships["ship_classes"].as_array_mut().unwrap() {
-        if class["class_id"] == "raider" {
-            // Big, slow and fragile: one hit kills, and a lagging client can still aim.
-            class["hull"] = json!(10);
-            class["radius"] = json!(45);
-            class["max_speed"] = json!(40);
-            class["weapon"]["damage"] = json!(1);
-        }
-    }
-}
-
 #[tokio::test]
 async fn fighting_a_pirate_until_it_is_destroyed() {
     let data = tempfile::tempdir().unwrap();
-    common::game_data_copy(data.path(), arena);
+    common::game_data_copy(data.path(), common::hunt::arena);
     let dir = data.path().to_owned();
     let server = TestServer::start_with(move |c| c.game.data_dir = Some(dir)).await;
     let token = token_for(&server, "hunter").await;
     let mut client = GameClient::connect(&server).await;
     client.login(&token).await;
     let (joined, snapshot) = client.join("arena-1").await;
-    let me = joined["payload"]["ship_id"].as_str().unwrap().to_owned();
-
-    // Track every entity from the snapshot and deltas; steer at the nearest pirate.
-    let mut seen: std::collections::HashMap<String, Value> = std::collections::HashMap::new();
-    let remember = |list: &Value, seen: &mut std::collections::HashMap<String, Value>| {
-        for e in list.as_array().into_iter().flatten() {
-            let id = e["id"].as_str().unwrap().to_owned();
-            let merged = seen.entry(id).or_insert_with(|| json!({}));
-            for (k, v) in e.as_object().unwrap() {
-                merged[k] = v.clone();
+    let mut hunt = common::hunt::Hunt::new(&joined, &snapshot);
+    let me = hunt.me.clone();
+    let destroyed = hunt
+        .until(&mut client, |msg| {
+            if msg["type"] != "combat.event" {
+                return false;
             }
-        }
-    };
-    remember(&snapshot["payload"]["entities"], &mut seen);
-    // A gameplay loop, not a single wait: allow it longer on a loaded machine.
-    let deadline = tokio::time::Instant::now() + 3 * common::WAIT;
-    let mut hits = 0;
-    loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no pirate destroyed ({hits} hits)"
-        );
-        let msg = client.recv().await;
-        match msg["type"].as_str() {
-            Some("world.delta") => {
-                remember(&msg["payload"]["entity_updates"], &mut seen);
-                for id in msg["payload"]["entity_removed"].as_array().unwrap() {
-                    seen.remove(id.as_str().unwrap());
-                }
-            }
-            Some("combat.event") => {
-                let event = &msg["payload"];
-                assert!(
-                    event["damage"].is_u64() && event["target_hp"].is_u64(),
-                    "{event}"
-                );
-                if event["source_id"] == me.as_str() && event["kind"] == "hit" {
-                    hits += 1;
-                }
-                if event["kind"] == "destroyed" && event["source_id"] == me.as_str() {
-                    assert!(event["target_id"].as_str().unwrap().starts_with("npc_"));
-                    assert_eq!(event["target_hp"], 0);
-                    break;
-                }
-                continue;
-            }
-            _ => continue,
-        }
-        let Some(ship) = seen.get(&me).cloned() else {
-            continue;
-        };
-        let target = seen
-            .values()
-            .filter(|e| e["kind"] == "pirate")
-            .min_by(|a, b| {
-                let d = |e: &Value| {
-                    (e["x"].as_f64().unwrap() - ship["x"].as_f64().unwrap())
-                        .hypot(e["y"].as_f64().unwrap() - ship["y"].as_f64().unwrap())
-                };
-                d(a).total_cmp(&d(b))
-            })
-            .cloned();
-        let Some(target) = target else {
-            client.input(0.0, 0.0, false, false).await;
-            continue;
-        };
-        let (sx, sy) = (ship["x"].as_f64().unwrap(), ship["y"].as_f64().unwrap());
-        let distance =
-            (target["x"].as_f64().unwrap() - sx).hypot(target["y"].as_f64().unwrap() - sy);
-        let lead = distance / 800.0;
-        let tx = target["x"].as_f64().unwrap() + target["vx"].as_f64().unwrap() * lead;
-        let ty = target["y"].as_f64().unwrap() + target["vy"].as_f64().unwrap() * lead;
-        let mut diff = (ty - sy).atan2(tx - sx) - ship["r"].as_f64().unwrap();
-        while diff > std::f64::consts::PI {
-            diff -= 2.0 * std::f64::consts::PI;
-        }
-        while diff < -std::f64::consts::PI {
-            diff += 2.0 * std::f64::consts::PI;
-        }
-        let thrust = if distance > 250.0 { 0.4 } else { 0.05 };
-        client
-            .input(
-                thrust,
-                (diff * 3.0).clamp(-1.0, 1.0),
-                diff.abs() < 0.12,
-                false,
-            )
-            .await;
-    }
+            let event = &msg["payload"];
+            assert!(
+                event["damage"].is_u64() && event["target_hp"].is_u64(),
+                "{event}"
+            );
+            event["kind"] == "destroyed" && event["source_id"] == me.as_str()
+        })
+        .await;
+    let event = &destroyed["payload"];
+    assert!(event["target_id"].as_str().unwrap().starts_with("npc_"));
+    assert_eq!(event["target_hp"], 0);
 }
 
 #[tokio::test]

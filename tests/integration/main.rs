@@ -15,6 +15,7 @@ mod garp_crash;
 mod garp_module;
 mod listeners;
 mod loadgen;
+mod mods;
 mod process;
 mod raos;
 mod replication;

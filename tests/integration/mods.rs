@@ -1,0 +1,162 @@
+//! The example mods, each run as its own server binary with the stock command line, and
+//! driven over real sockets like any client would.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::common::{self, ChildServer, GameClient, hunt};
+
+/// A config file that loads the arena (one weak pirate beside the home station).
+fn arena_config(dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("game-data");
+    common::game_data_copy(&data, hunt::arena);
+    let config = dir.join("ecliptic.toml");
+    std::fs::write(
+        &config,
+        format!("[game]\ndata_dir = {:?}\n", data.display().to_string()),
+    )
+    .unwrap();
+    config
+}
+
+/// Logs a new (or, with `existing`, a known) player in over `/game`.
+async fn player(server: &ChildServer, name: &str, existing: bool) -> GameClient {
+    let http = reqwest::Client::new();
+    let base = server.url("");
+    let login = if existing {
+        common::login_at(&http, &base, name, "pw").await
+    } else {
+        common::register_and_login_at(&http, &base, name, "pw").await
+    };
+    let mut game = GameClient::connect_to(server.http).await;
+    game.login(login["access_token"].as_str().unwrap()).await;
+    game
+}
+
+/// The next `error`, skipping the world's stream.
+async fn next_error(game: &mut GameClient) -> Value {
+    game.recv_type("error").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mods_message_is_unknown_without_the_mod_and_answered_with_it() {
+    let (_tmp, data) = common::temp_data_dir();
+
+    // The stock server does not know the type.
+    let stock = ChildServer::spawn(&data, &[]);
+    let mut game = player(&stock, "hunter", false).await;
+    game.send("bounty.board", json!({})).await;
+    let error = next_error(&mut game).await;
+    assert_eq!(error["payload"]["code"], "UNKNOWN_TYPE", "{error}");
+    assert_eq!(
+        error["payload"]["message"],
+        "unknown message type \"bounty.board\""
+    );
+    drop(game);
+    let (status, _) = stock.signal_and_wait("TERM");
+    assert!(status.success());
+
+    // The same data, served by the modded binary.
+    let program = ChildServer::example("bounty_hunting");
+    let modded = ChildServer::spawn_program(&program, &data, &[]);
+    let mut anonymous = GameClient::connect_to(modded.http).await;
+    anonymous.send("bounty.board", json!({})).await;
+    let error = next_error(&mut anonymous).await;
+    assert_eq!(error["payload"]["code"], "NOT_AUTHENTICATED", "{error}");
+
+    let mut game = player(&modded, "hunter", true).await;
+    game.send("bounty.board", json!({"limit": 5, "added_later": true}))
+        .await;
+    let board = game.recv_type("bounty.board").await;
+    // The stock world's pirates, all at their opening bounty, none claimed yet.
+    assert_eq!(board["payload"]["earned"], 0, "{board}");
+    let bounties = board["payload"]["bounties"].as_array().unwrap();
+    assert!(!bounties.is_empty() && bounties.len() <= 5, "{board}");
+    for entry in bounties {
+        let id = entry["id"].as_str().unwrap();
+        assert!(id.starts_with("npc_"), "{board}");
+        assert_eq!(entry, &json!({"id": id, "bounty": 100}));
+    }
+    game.send("bounty.board", json!({"limit": 1})).await;
+    let board = game.recv_type("bounty.board").await;
+    assert_eq!(board["payload"]["bounties"].as_array().unwrap().len(), 1);
+
+    // Bad input to the mod's message gets the protocol's own error shape.
+    for (payload, message) in [
+        (
+            json!({"limit": "ten"}),
+            "bounty.board: invalid payload: invalid type: string \"ten\", expected u32",
+        ),
+        (
+            json!({"limit": -1}),
+            "bounty.board: invalid payload: invalid value: integer `-1`, expected u32",
+        ),
+        (json!({"limit": 0}), "bounty.board: limit must be 1 to 50"),
+        (json!({"limit": 51}), "bounty.board: limit must be 1 to 50"),
+    ] {
+        game.send("bounty.board", payload.clone()).await;
+        let error = next_error(&mut game).await;
+        assert_eq!(
+            error["payload"],
+            json!({"code": "BAD_MESSAGE", "message": message}),
+            "{payload}"
+        );
+    }
+    game.send_text(r#"{"type":"bounty.board","seq":99}"#).await;
+    let error = next_error(&mut game).await;
+    assert_eq!(error["payload"]["code"], "BAD_MESSAGE", "{error}");
+    // Still serving.
+    game.send("bounty.board", json!({})).await;
+    game.recv_type("bounty.board").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paid_bounty_is_sent_in_deltas_and_survives_sigkill() {
+    let (tmp, data) = common::temp_data_dir();
+    let config = arena_config(tmp.path());
+    let config = config.to_str().unwrap();
+    let program = ChildServer::example("bounty_hunting");
+    let server = ChildServer::spawn_program(&program, &data, &["--config", config]);
+    let mut game = player(&server, "hunter", false).await;
+    let (joined, snapshot) = game.join("arena-1").await;
+    let mut hunting = hunt::Hunt::new(&joined, &snapshot);
+
+    // Pirates carry their bounty in every update; the hunter is paid once one is saved.
+    let mut bounties_seen = Vec::new();
+    let paid = hunting
+        .until(&mut game, |msg| {
+            let updates = match msg["type"].as_str() {
+                Some("world.delta") => &msg["payload"]["entity_updates"],
+                Some("world.snapshot") => &msg["payload"]["entities"],
+                _ => return msg["type"] == "bounty.paid",
+            };
+            for pirate in updates.as_array().unwrap() {
+                if pirate["kind"] == "pirate" {
+                    bounties_seen.push(pirate["bounty"].clone());
+                }
+            }
+            false
+        })
+        .await;
+    assert!(!bounties_seen.is_empty(), "no pirate update was seen");
+    assert!(
+        bounties_seen.iter().all(|b| b == &json!(100)),
+        "{bounties_seen:?}"
+    );
+    let target = paid["payload"]["target_id"].as_str().unwrap().to_owned();
+    assert!(target.starts_with("npc_"), "{paid}");
+    assert_eq!(
+        paid["payload"],
+        json!({"target_id": target, "amount": 100, "earned": 100})
+    );
+
+    // The payment was acknowledged after COMMIT: it is there after kill -9.
+    drop(game);
+    server.kill_hard();
+    let server = ChildServer::spawn_program(&program, &data, &["--config", config]);
+    let mut game = player(&server, "hunter", true).await;
+    game.send("bounty.board", json!({})).await;
+    let board = game.recv_type("bounty.board").await;
+    assert_eq!(board["payload"]["earned"], 100, "{board}");
+}
