@@ -87,11 +87,12 @@ pub mod prelude {
         AchievementUnlocked, PlayerJoined, PlayerLeft, ProjectileHit, ShipDestroyed, ShipDocked,
         ShipUndocked, TradeDone, ZoneEntered, ZoneLeft,
     };
-    pub use crate::sim::instances::InInstance;
+    pub use crate::sim::instances::{Data, InInstance, Instance};
     pub use crate::sim::npc::{NpcPlugin, Pirate};
     pub use crate::sim::physics::Kinematics;
-    pub use crate::sim::players::{Client, Pilot};
+    pub use crate::sim::players::{Client, NetIds, Pilot, spawn_ship};
     pub use crate::sim::replication::Replicated;
+    pub use crate::sim::ships::{Controls, Hull, Ship};
     pub use crate::sim::{HandleCommands, SimServices, SpaceGamePlugins, Tick, TickRate, TickSet};
     pub use crate::store::StoreError;
     pub use crate::store::rusqlite::{self, Connection, OptionalExtension};

@@ -127,14 +127,7 @@ pub async fn register_and_login_at(
     username: &str,
     password: &str,
 ) -> Value {
-    let (status, body) = post_json(
-        client,
-        &format!("{base}/api/v1/auth/register"),
-        &json!({"username": username, "password": password}),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201, "register {username}: {body}");
+    auth_call(client, base, "register", username, password, 201).await;
     login_at(client, base, username, password).await
 }
 
@@ -145,14 +138,21 @@ pub async fn login_at(
     username: &str,
     password: &str,
 ) -> Value {
-    let (status, body) = post_json(
-        client,
-        &format!("{base}/api/v1/auth/login"),
-        &json!({"username": username, "password": password}),
-        None,
-    )
-    .await;
-    assert_eq!(status, 200, "login {username}: {body}");
+    auth_call(client, base, "login", username, password, 200).await
+}
+
+async fn auth_call(
+    client: &reqwest::Client,
+    base: &str,
+    action: &str,
+    username: &str,
+    password: &str,
+    expect: u16,
+) -> Value {
+    let url = format!("{base}/api/v1/auth/{action}");
+    let body = json!({"username": username, "password": password});
+    let (status, body) = post_json(client, &url, &body, None).await;
+    assert_eq!(status, expect, "{action} {username}: {body}");
     body
 }
 

@@ -161,22 +161,9 @@ async fn a_modded_binary_keeps_the_whole_command_line() {
         .unwrap();
     assert_eq!(health["tick_hz"], 30);
     // The mod took the pirates out.
-    let client = reqwest::Client::new();
-    let (status, _) = common::post_json(
-        &client,
-        &server.url("/api/v1/auth/register"),
-        &json!({"username": "modder", "password": "pw"}),
-        None,
-    )
-    .await;
-    assert_eq!(status, 201);
-    let (_, login) = common::post_json(
-        &client,
-        &server.url("/api/v1/auth/login"),
-        &json!({"username": "modder", "password": "pw"}),
-        None,
-    )
-    .await;
+    let login =
+        common::register_and_login_at(&reqwest::Client::new(), &server.url(""), "modder", "pw")
+            .await;
     let mut game = GameClient::connect_to(server.http).await;
     game.login(login["access_token"].as_str().unwrap()).await;
     let (_, snapshot) = game.join("sol-1").await;

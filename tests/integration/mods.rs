@@ -160,3 +160,43 @@ async fn a_paid_bounty_is_sent_in_deltas_and_survives_sigkill() {
     let board = game.recv_type("bounty.board").await;
     assert_eq!(board["payload"]["earned"], 100, "{board}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn traders_fly_in_place_of_the_pirates() {
+    let (_tmp, data) = common::temp_data_dir();
+    let program = ChildServer::example("custom_npcs");
+    let server = ChildServer::spawn_program(&program, &data, &["--tick-hz", "30"]);
+    let health: Value = reqwest::get(server.url("/healthz"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["tick_hz"], 30);
+    let mut game = player(&server, "watcher", false).await;
+    let (_, snapshot) = game.join("sol-1").await;
+
+    // Watch until a trader has been seen in two places; no pirate may appear meanwhile.
+    let mut first_seen: std::collections::HashMap<String, (f64, f64)> = Default::default();
+    let mut updates = snapshot["payload"]["entities"].clone();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    'watch: loop {
+        for entity in updates.as_array().unwrap() {
+            assert_ne!(entity["kind"], "pirate", "{entity}");
+            if entity["kind"] != "trader" {
+                continue;
+            }
+            let id = entity["id"].as_str().unwrap().to_owned();
+            assert!(id.starts_with("trader_"), "{entity}");
+            let at = (entity["x"].as_f64().unwrap(), entity["y"].as_f64().unwrap());
+            if *first_seen.entry(id).or_insert(at) != at {
+                break 'watch;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no trader seen moving: {first_seen:?}"
+        );
+        updates = game.recv_type("world.delta").await["payload"]["entity_updates"].clone();
+    }
+}
