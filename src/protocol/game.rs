@@ -175,6 +175,10 @@ pub fn decode_payload<T: serde::de::DeserializeOwned>(
     kind: &str,
     value: Value,
 ) -> Result<T, DecodeError> {
+    // serde would also read a struct from an array of its fields: not this protocol.
+    if !value.is_object() {
+        return Err(bad(format!("{kind}: the payload must be a JSON object")));
+    }
     super::tolerant(value).map_err(|e| bad(format!("{kind}: invalid payload: {e}")))
 }
 
@@ -390,6 +394,10 @@ mod tests {
         );
         assert_eq!(
             code(r#"{"type":"session.join_system","seq":1,"payload":{"system_id":null}}"#),
+            codes::BAD_MESSAGE
+        );
+        assert_eq!(
+            code(r#"{"type":"input.command","seq":1,"payload":[1,0,false,false]}"#),
             codes::BAD_MESSAGE
         );
     }

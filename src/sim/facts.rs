@@ -28,6 +28,10 @@ pub struct ProjectileHit {
 pub struct ShipDestroyed {
     pub victim: Entity,
     pub killer: Entity,
+    /// The id clients knew the victim by (`npc_3`, `s_12`).
+    pub victim_id: std::sync::Arc<str>,
+    /// The victim's entity kind as clients saw it (`pirate`, `player_ship`).
+    pub victim_kind: &'static str,
     /// The victim's pilot, if a player flew it.
     pub victim_user: Option<Uuid>,
     /// The killer's pilot, if a player flew it.

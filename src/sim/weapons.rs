@@ -189,9 +189,9 @@ fn resolve_hits(world: &mut World) {
             damage: hit.damage,
             hull_left: hp,
         });
-        let Some(target_id) = world
+        let Some((target_id, target_kind)) = world
             .get::<Replicated>(hit.target)
-            .map(|r| r.net_id.clone())
+            .map(|r| (r.net_id.clone(), r.kind))
         else {
             continue;
         };
@@ -225,6 +225,8 @@ fn resolve_hits(world: &mut World) {
         let destroyed = super::facts::ShipDestroyed {
             victim: hit.target,
             killer: hit.source,
+            victim_id: target_id.clone(),
+            victim_kind: target_kind,
             victim_user: user(hit.target),
             killer_user: user(hit.source),
         };

@@ -194,24 +194,21 @@ impl ChildServer {
         Self::spawn_program(Path::new(env!("CARGO_BIN_EXE_ecliptic")), data_dir, extra)
     }
 
-    /// An example's binary: `cargo test` builds the examples beside the test binaries;
-    /// a narrower run (`cargo test --test integration`) does not, so it is built here then.
+    /// An example's binary, built first if it is missing or stale: `cargo test` builds
+    /// the examples, but a narrower run (`cargo test --test integration`) does not.
     pub fn example(name: &str) -> PathBuf {
         let deps = std::env::current_exe().expect("the test binary's path");
         let profile = deps
             .parent()
             .and_then(Path::parent)
             .expect("target/<profile>/deps");
-        let path = profile.join("examples").join(name);
-        if !path.exists() {
-            let built = Command::new(env!("CARGO"))
-                .args(["build", "--example", name])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("cargo runs");
-            assert!(built.success(), "building the example {name}");
-        }
-        path
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("cargo runs");
+        assert!(built.success(), "building the example {name}");
+        profile.join("examples").join(name)
     }
 
     /// Starts `program serve` (the stock binary or a modded one) as [`ChildServer::spawn`].

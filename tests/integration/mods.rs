@@ -200,3 +200,82 @@ async fn traders_fly_in_place_of_the_pirates() {
         updates = game.recv_type("world.delta").await["payload"]["entity_updates"].clone();
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_commands_list_a_players_kills_on_comms_and_game() {
+    let (tmp, data) = common::temp_data_dir();
+    let config = arena_config(tmp.path());
+    let program = ChildServer::example("chat_commands");
+    let server =
+        ChildServer::spawn_program(&program, &data, &["--config", config.to_str().unwrap()]);
+    let http = reqwest::Client::new();
+    let login = common::register_and_login_at(&http, &server.url(""), "ace", "pw").await;
+    let token = login["access_token"].as_str().unwrap();
+    let mut game = GameClient::connect_to(server.http).await;
+    game.login(token).await;
+    let mut comms = common::ws_connect(&format!("ws://{}/ws?token={token}", server.http)).await;
+    let welcome = common::ws_next(&mut comms).await.unwrap();
+    assert_eq!(welcome["type"], "Status", "{welcome}");
+
+    // Nothing yet, on either protocol.
+    game.send("kills.recent", json!({})).await;
+    let none = game.recv_type("kills.recent").await;
+    assert_eq!(none["payload"], json!({"kills": [], "total": 0}));
+    common::ws_send(&mut comms, &json!({"type": "X-Kills", "data": null})).await;
+    let none = common::ws_next(&mut comms).await.unwrap();
+    assert_eq!(none["type"], "X-Kills", "{none}");
+    assert_eq!(none["data"], json!({"kills": [], "total": 0}));
+
+    // One pirate down.
+    let (joined, snapshot) = game.join("arena-1").await;
+    let mut hunting = hunt::Hunt::new(&joined, &snapshot);
+    let me = hunting.me.clone();
+    let destroyed = hunting
+        .until(&mut game, |msg| {
+            msg["type"] == "combat.event"
+                && msg["payload"]["kind"] == "destroyed"
+                && msg["payload"]["source_id"] == me.as_str()
+        })
+        .await;
+    let target = destroyed["payload"]["target_id"].clone();
+
+    game.send("kills.recent", json!({"limit": 3})).await;
+    let kills = game.recv_type("kills.recent").await;
+    let tick = kills["payload"]["kills"][0]["tick"].clone();
+    assert!(tick.as_u64().is_some_and(|t| t > 0), "{kills}");
+    let listed =
+        json!({"kills": [{"target_id": target, "kind": "pirate", "tick": tick}], "total": 1});
+    assert_eq!(kills["payload"], listed);
+    common::ws_send(
+        &mut comms,
+        &json!({"type": "X-Kills", "data": {"limit": 3, "added_later": 1}, "id": "k1"}),
+    )
+    .await;
+    let kills = common::ws_next(&mut comms).await.unwrap();
+    assert_eq!(kills["type"], "X-Kills", "{kills}");
+    assert_eq!(kills["data"], listed);
+
+    // Bad input, in each protocol's own shape.
+    game.send("kills.recent", json!({"limit": 0})).await;
+    let error = game.recv_type("error").await;
+    assert_eq!(
+        error["payload"],
+        json!({"code": "BAD_MESSAGE", "message": "kills.recent: limit must be 1 to 20"})
+    );
+    game.send("kills.recent", json!([1])).await;
+    let error = game.recv_type("error").await;
+    assert_eq!(error["payload"]["code"], "BAD_MESSAGE", "{error}");
+    for data in [json!({"limit": 99}), json!({"limit": "five"}), json!([1])] {
+        common::ws_send(&mut comms, &json!({"type": "X-Kills", "data": data})).await;
+        let error = common::ws_next(&mut comms).await.unwrap();
+        assert_eq!(error["type"], "Error", "{error}");
+        assert_eq!(error["data"]["code"], 400, "{error}");
+        assert!(
+            error["data"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("X-Kills: "),
+            "{error}"
+        );
+    }
+}
