@@ -279,3 +279,106 @@ async fn chat_commands_list_a_players_kills_on_comms_and_game() {
         );
     }
 }
+
+/// A plugin with its own tables: `migrations` under `namespace`.
+struct Tables {
+    namespace: &'static str,
+    migrations: &'static [&'static str],
+}
+
+impl bevy_app::Plugin for Tables {
+    fn build(&self, app: &mut bevy_app::App) {
+        use ecliptic::prelude::GameAppExt;
+        app.add_store_tables(self.namespace, self.migrations);
+    }
+}
+
+async fn start_with_tables(
+    dir: &Path,
+    namespace: &'static str,
+    migrations: &'static [&'static str],
+) -> anyhow::Result<ecliptic::ServerHandle> {
+    ecliptic::Server::new(ecliptic::Config::ephemeral(dir))
+        .add_plugin(Tables {
+            namespace,
+            migrations,
+        })
+        .start()
+        .await
+}
+
+fn tables_in(dir: &Path) -> Vec<String> {
+    let db = rusqlite::Connection::open(dir.join("ecliptic.db")).unwrap();
+    let mut names = db
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'mine%' ORDER BY name")
+        .unwrap();
+    names
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugins_tables_are_namespaced_and_migrated_once() {
+    const V1: &[&str] = &["CREATE TABLE mine_scores (user_id TEXT PRIMARY KEY, n INTEGER)"];
+    const V2: &[&str] = &[
+        "CREATE TABLE mine_scores (user_id TEXT PRIMARY KEY, n INTEGER)",
+        "CREATE TABLE mine_badges (user_id TEXT, badge TEXT)",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    // Applied once: a second start would fail on CREATE TABLE if it ran again.
+    for migrations in [V1, V1, V2] {
+        let server = start_with_tables(dir.path(), "mine", migrations)
+            .await
+            .expect("starts");
+        server.shutdown().await;
+    }
+    assert_eq!(tables_in(dir.path()), ["mine_badges", "mine_scores"]);
+
+    // A migration that touches a name outside its namespace is rolled back, and the
+    // server does not start.
+    const STRAY: &[&str] = &["CREATE TABLE mine_ok (x); CREATE TABLE scores (x)"];
+    let other = tempfile::tempdir().unwrap();
+    let e = start_with_tables(other.path(), "mine", STRAY)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        e.to_string().contains(r#"creates or drops "scores""#),
+        "{e}"
+    );
+    assert!(tables_in(other.path()).is_empty());
+    const DROPS: &[&str] = &["DROP TABLE pilots"];
+    let e = start_with_tables(other.path(), "mine", DROPS)
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains(r#""pilots""#), "{e}");
+    let db = rusqlite::Connection::open(other.path().join("ecliptic.db")).unwrap();
+    let pilots: i64 = db
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'pilots'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(pilots, 1, "the server's table is still there");
+
+    // Failing SQL, a bad namespace, and fewer migrations than already applied.
+    let e = start_with_tables(other.path(), "mine", &["CREATE TABLE mine_x ("])
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("tables of mine"), "{e}");
+    let e = start_with_tables(other.path(), "Bad-Name", V1)
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("namespace"), "{e}");
+    let e = start_with_tables(dir.path(), "mine", V1)
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("version 2"), "{e}");
+}
