@@ -24,7 +24,7 @@ use super::listener::PeerAddr;
 use super::ws::{self, WsOut};
 use super::{AppState, ConnectionGauge};
 use crate::bridge::{Command, ConnId, Outbound, next_conn_id};
-use crate::protocol::game::{self, ClientMessage, GameOut, Input, PROTOCOL_VERSION, codes};
+use crate::protocol::game::{self, ClientMessage, Frame, GameOut, Input, PROTOCOL_VERSION, codes};
 use crate::services::pilots;
 use crate::sim::players::{ClientLink, GameCommand};
 
@@ -133,12 +133,12 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
     let writer = tokio::spawn(ws::write_loop(
         sink,
         rx,
-        move |out: GameOut| match out {
-            GameOut::Message { kind, payload } => {
+        move |out: GameOut| match game::encode(out) {
+            Frame::Message(kind, payload) => {
                 seq += 1;
                 WsOut::Text(game::envelope(kind, seq, now_ms(), &payload))
             }
-            GameOut::Close { code, reason } => WsOut::Close(code, reason),
+            Frame::Close(code, reason) => WsOut::Close(code, reason),
         },
         kick.clone(),
         state.clone(),

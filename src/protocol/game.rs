@@ -50,32 +50,7 @@ pub fn auth_code_for(e: &DomainError) -> &'static str {
     }
 }
 
-/// A player's controls, as sent.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-pub struct Input {
-    pub thrust: f64,
-    pub turn: f64,
-    pub fire_primary: bool,
-    pub dock_request: bool,
-}
-
-impl Input {
-    /// Out-of-range controls are clamped, never trusted; non-finite ones count as zero.
-    pub fn clamped(self) -> Self {
-        let clamp = |v: f64, lo: f64, hi: f64| if v.is_finite() { v.clamp(lo, hi) } else { 0.0 };
-        Self {
-            thrust: clamp(self.thrust, 0.0, 1.0),
-            turn: clamp(self.turn, -1.0, 1.0),
-            ..self
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TradeSide {
-    Buy,
-    Sell,
-}
+pub use crate::services::play::{Input, TradeSide};
 
 /// A decoded client message.
 #[derive(Debug, Clone, PartialEq)]
@@ -251,34 +226,106 @@ pub fn decode_with(
     })
 }
 
-/// What the simulation (or the connection task) queues for a game connection.
-#[derive(Debug, Clone)]
-pub enum GameOut {
-    /// A message: its `type` and its encoded `payload`.
-    Message { kind: &'static str, payload: Bytes },
-    /// Close the connection with this WebSocket close code and reason.
-    Close { code: u16, reason: String },
+pub use crate::services::play::{CargoItem, GameOut};
+use crate::services::play::{CombatEvent, Refusal};
+
+/// The `error` code for a rule's refusal.
+pub fn code_for(refusal: Refusal) -> &'static str {
+    match refusal {
+        Refusal::NotJoined => codes::NOT_JOINED,
+        Refusal::NotInRoom => codes::NOT_IN_ROOM,
+        Refusal::NotDocked => codes::NOT_DOCKED,
+        Refusal::UnknownStation => codes::UNKNOWN_STATION,
+        Refusal::UnknownCommodity => codes::UNKNOWN_COMMODITY,
+        Refusal::UnknownSystem => codes::UNKNOWN_SYSTEM,
+        Refusal::InsufficientCredits => codes::INSUFFICIENT_CREDITS,
+        Refusal::InsufficientCargo => codes::INSUFFICIENT_CARGO,
+        Refusal::CargoFull => codes::CARGO_FULL,
+        Refusal::InvalidQuantity => codes::INVALID_QUANTITY,
+        Refusal::Cooldown => codes::COOLDOWN,
+        Refusal::SessionReplaced => codes::SESSION_REPLACED,
+        Refusal::ServerError => codes::SERVER_ERROR,
+    }
 }
 
 impl GameOut {
+    /// A message of type `kind` with `payload` encoded now.
     pub fn message<T: Serialize>(kind: &'static str, payload: &T) -> Self {
-        let payload = serde_json::to_vec(payload).unwrap_or_else(|_| b"{}".to_vec());
         GameOut::Message {
             kind,
-            payload: Bytes::from(payload),
+            payload: Bytes::from(to_json(payload)),
         }
     }
+}
 
-    pub fn raw(kind: &'static str, payload: impl Into<Bytes>) -> Self {
-        GameOut::Message {
-            kind,
-            payload: payload.into(),
-        }
-    }
+fn to_json<T: Serialize>(payload: &T) -> Vec<u8> {
+    serde_json::to_vec(payload).unwrap_or_else(|_| b"{}".to_vec())
+}
 
-    pub fn error(code: &str, message: &str) -> Self {
-        Self::message("error", &ErrorPayload { code, message })
-    }
+/// What the connection's writer sends for one [`GameOut`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A message's `type` and encoded `payload`, for [`envelope`].
+    Message(&'static str, Bytes),
+    /// A WebSocket close with this code and reason.
+    Close(u16, String),
+}
+
+/// Encodes one [`GameOut`] for the client.
+pub fn encode(out: GameOut) -> Frame {
+    let (kind, payload) = match out {
+        GameOut::LoggedIn { player_id } => (
+            "auth.ok",
+            to_json(&serde_json::json!({ "player_id": player_id.to_string() })),
+        ),
+        GameOut::Joined {
+            system_id,
+            ship_id,
+            x,
+            y,
+            rotation,
+        } => (
+            "session.joined",
+            to_json(&Joined {
+                system_id: &system_id,
+                ship_id: &ship_id,
+                spawn: Spawn { x, y, rotation },
+            }),
+        ),
+        GameOut::Traded {
+            credits,
+            cargo,
+            details,
+        } => (
+            "trade.result",
+            to_json(&TradeResult {
+                ok: true,
+                credits,
+                cargo: &cargo,
+                details,
+            }),
+        ),
+        GameOut::Combat(event) => ("combat.event", to_json(&CombatPayload::from(&event))),
+        GameOut::Refused(e) => (
+            "error",
+            to_json(&ErrorPayload {
+                code: code_for(e.refusal),
+                message: &e.message,
+            }),
+        ),
+        GameOut::Error { code, message } => (
+            "error",
+            to_json(&ErrorPayload {
+                code,
+                message: &message,
+            }),
+        ),
+        GameOut::Snapshot(json) => return Frame::Message("world.snapshot", Bytes::from(json)),
+        GameOut::Delta(json) => return Frame::Message("world.delta", Bytes::from(json)),
+        GameOut::Message { kind, payload } => return Frame::Message(kind, payload),
+        GameOut::Close { code, reason } => return Frame::Close(code, reason),
+    };
+    Frame::Message(kind, Bytes::from(payload))
 }
 
 #[derive(Debug, Serialize)]
@@ -302,41 +349,47 @@ pub fn envelope(kind: &str, seq: u64, ts_ms: i64, payload: &[u8]) -> String {
     out
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct CargoItem {
-    pub commodity_id: String,
-    pub qty: u32,
+#[derive(Debug, Serialize)]
+struct Spawn {
+    x: f32,
+    y: f32,
+    rotation: f32,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Spawn {
-    pub x: f32,
-    pub y: f32,
-    pub rotation: f32,
+struct Joined<'a> {
+    system_id: &'a str,
+    ship_id: &'a str,
+    spawn: Spawn,
 }
 
 #[derive(Debug, Serialize)]
-pub struct Joined<'a> {
-    pub system_id: &'a str,
-    pub ship_id: &'a str,
-    pub spawn: Spawn,
+struct TradeResult<'a> {
+    ok: bool,
+    credits: i64,
+    cargo: &'a [CargoItem],
+    details: Value,
 }
 
 #[derive(Debug, Serialize)]
-pub struct TradeResult<'a> {
-    pub ok: bool,
-    pub credits: i64,
-    pub cargo: &'a [CargoItem],
-    pub details: Value,
+struct CombatPayload<'a> {
+    kind: &'a str,
+    source_id: &'a str,
+    target_id: &'a str,
+    damage: u32,
+    target_hp: u32,
 }
 
-#[derive(Debug, Serialize)]
-pub struct CombatEvent<'a> {
-    pub kind: &'a str,
-    pub source_id: &'a str,
-    pub target_id: &'a str,
-    pub damage: u32,
-    pub target_hp: u32,
+impl<'a> From<&'a CombatEvent> for CombatPayload<'a> {
+    fn from(event: &'a CombatEvent) -> Self {
+        Self {
+            kind: event.kind,
+            source_id: &event.source_id,
+            target_id: &event.target_id,
+            damage: event.damage,
+            target_hp: event.target_hp,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -81,4 +81,31 @@ mod tests {
             );
         }
     }
+
+    /// The space game's rules decide outcomes ([`crate::services::play`]); only
+    /// `protocol::game` turns them into messages and codes. The one simulation module that
+    /// may name the game protocol is `extend`, which decodes plugins' message types.
+    #[test]
+    fn the_game_rules_build_no_game_messages() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sim");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.ends_with("extend.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(
+                !text.contains(&["protocol", "::game"].concat()),
+                "{} uses the game protocol",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn the_bridge_names_no_gameplay_feature() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bridge.rs");
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(!text.contains(&["crate", "::sim"].concat()));
+    }
 }

@@ -8,6 +8,7 @@ mod error;
 pub mod garp_players;
 pub mod mailbox;
 pub mod pilots;
+pub mod play;
 pub mod progress;
 pub mod rooms;
 pub mod studio;

@@ -195,7 +195,7 @@ impl Caller {
     }
 
     /// Sends the caller an `error` with `code`, the protocol's error shape.
-    pub fn error(&self, code: &str, message: &str) {
+    pub fn error(&self, code: &'static str, message: &str) {
         self.link.error(code, message);
     }
 }

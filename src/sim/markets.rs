@@ -175,7 +175,7 @@ mod tests {
 /// A `trade.buy` or `trade.sell` from a player.
 #[derive(Debug, Clone)]
 pub struct TradeRequest {
-    pub side: crate::protocol::game::TradeSide,
+    pub side: crate::services::play::TradeSide,
     pub station_id: String,
     pub commodity_id: String,
     pub quantity: i64,
@@ -192,11 +192,11 @@ pub fn quote_trade(
     req: &TradeRequest,
 ) -> Result<super::trades::Settlement, super::players::GameError> {
     use super::players::{GameError, Pilot};
-    use crate::protocol::game::{TradeSide, codes};
+    use crate::services::play::{Refusal, TradeSide};
 
     if req.quantity <= 0 || req.quantity > MAX_TRADE_UNITS {
         return Err(GameError::new(
-            codes::INVALID_QUANTITY,
+            Refusal::InvalidQuantity,
             format!("quantity must be a whole number from 1 to {MAX_TRADE_UNITS}"),
         ));
     }
@@ -209,7 +209,7 @@ pub fn quote_trade(
         .any(|c| c.commodity_id == req.commodity_id);
     if !known {
         return Err(GameError::new(
-            codes::UNKNOWN_COMMODITY,
+            Refusal::UnknownCommodity,
             format!("no commodity named {:?}", req.commodity_id),
         ));
     }
@@ -224,33 +224,33 @@ pub fn quote_trade(
         .cloned()
         .ok_or_else(|| {
             GameError::new(
-                codes::UNKNOWN_COMMODITY,
+                Refusal::UnknownCommodity,
                 format!("{} does not trade {}", req.station_id, req.commodity_id),
             )
         })?;
     let pilot = world
         .get::<Pilot>(ship)
         .cloned()
-        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
+        .ok_or_else(|| GameError::new(Refusal::NotJoined, "join a system first"))?;
     let (unit_price, credits_delta, cargo_delta) = match req.side {
         TradeSide::Buy => {
             let unit = listing.buy_price();
             if i64::from(listing.units()) < quantity {
                 return Err(GameError::new(
-                    codes::INVALID_QUANTITY,
+                    Refusal::InvalidQuantity,
                     format!("the station has only {} in stock", listing.units()),
                 ));
             }
             let total = unit.saturating_mul(quantity);
             if pilot.credits < total {
                 return Err(GameError::new(
-                    codes::INSUFFICIENT_CREDITS,
+                    Refusal::InsufficientCredits,
                     format!("{total} credits needed, {} available", pilot.credits),
                 ));
             }
             if i64::from(pilot.cargo_units()) + quantity > i64::from(capacity) {
                 return Err(GameError::new(
-                    codes::CARGO_FULL,
+                    Refusal::CargoFull,
                     format!(
                         "cargo hold holds {capacity}, {} already aboard",
                         pilot.cargo_units()
@@ -263,7 +263,7 @@ pub fn quote_trade(
             let held = i64::from(pilot.held(&req.commodity_id));
             if held < quantity {
                 return Err(GameError::new(
-                    codes::INSUFFICIENT_CARGO,
+                    Refusal::InsufficientCargo,
                     format!("{held} {} aboard", req.commodity_id),
                 ));
             }

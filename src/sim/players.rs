@@ -24,9 +24,10 @@ use super::stations;
 use super::trades::{self, Settlement};
 use super::weapons::Weapon;
 use super::{HandleCommands, Pending, SimServices, Tick, TickRate};
-use crate::bridge::{ConnId, Link};
-use crate::protocol::game::{self, GameOut, Input, Joined, Spawn, TradeSide, codes};
+use crate::bridge::ConnId;
 use crate::services::pilots::{self, CargoHold, SavedPilot};
+use crate::services::play::{CargoItem, GameOut, Input, Refusal, TradeSide};
+pub use crate::services::play::{ClientLink, GameError};
 
 /// Commands from `/game` connections.
 #[derive(Debug)]
@@ -72,23 +73,6 @@ pub enum GameCommand {
 
 impl crate::bridge::InboxCommand for GameCommand {}
 
-/// The simulation's handle on one game connection.
-pub type ClientLink = Link<GameOut>;
-
-impl Link<GameOut> {
-    pub fn error(&self, code: &str, message: &str) {
-        self.send(GameOut::error(code, message));
-    }
-
-    /// Asks the connection to close with `code`.
-    pub fn close(&self, code: u16, reason: &str) {
-        self.send(GameOut::Close {
-            code,
-            reason: reason.to_owned(),
-        });
-    }
-}
-
 /// WebSocket close code for a connection whose session another login took over.
 pub const CLOSE_SESSION_REPLACED: u16 = 4001;
 
@@ -118,10 +102,10 @@ impl Pilot {
         stow(&mut self.cargo, commodity_id, delta);
     }
 
-    pub fn cargo_view(&self) -> Vec<game::CargoItem> {
+    pub fn cargo_view(&self) -> Vec<CargoItem> {
         self.cargo
             .iter()
-            .map(|c| game::CargoItem {
+            .map(|c| CargoItem {
                 commodity_id: c.commodity_id.clone(),
                 qty: c.qty,
             })
@@ -298,22 +282,6 @@ impl NetIds {
     pub fn next(&mut self, prefix: &str) -> Arc<str> {
         self.next += 1;
         Arc::from(format!("{prefix}{}", self.next))
-    }
-}
-
-/// A game-rule refusal: an `error` with a code from realtime-game.md.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GameError {
-    pub code: &'static str,
-    pub message: String,
-}
-
-impl GameError {
-    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-        }
     }
 }
 
@@ -501,7 +469,7 @@ fn settle_or_refuse(world: &mut World, ship: Entity, quote: Result<Settlement, G
         Ok(settlement) => trades::begin(world, ship, settlement),
         Err(e) => {
             if let Some(client) = world.get::<Client>(ship) {
-                client.link.error(e.code, &e.message);
+                client.link.send(GameOut::Refused(e));
             }
         }
     }
@@ -512,12 +480,12 @@ fn take_action(world: &mut World, ship: Entity) -> Result<(), GameError> {
     let hz = world.resource::<TickRate>().0;
     let mut client = world
         .get_mut::<Client>(ship)
-        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
+        .ok_or_else(|| GameError::new(Refusal::NotJoined, "join a system first"))?;
     if client.actions.take(tick, hz) {
         Ok(())
     } else {
         Err(GameError::new(
-            codes::COOLDOWN,
+            Refusal::Cooldown,
             "too many actions; wait a moment",
         ))
     }
@@ -529,8 +497,8 @@ fn joined_ship(world: &World, conn: ConnId) -> Option<Entity> {
     match session.ship {
         Some(ship) if world.get::<Client>(ship).is_some_and(|c| c.streaming) => Some(ship),
         _ => {
-            session.link.error(
-                codes::NOT_JOINED,
+            session.link.refuse(
+                Refusal::NotJoined,
                 "join a system first: session.join_system",
             );
             None
@@ -558,8 +526,8 @@ fn connect(
             .sessions
             .remove(&old_conn)
     {
-        old.link.error(
-            codes::SESSION_REPLACED,
+        old.link.refuse(
+            Refusal::SessionReplaced,
             "another login took this session over",
         );
         old.link.close(CLOSE_SESSION_REPLACED, "session replaced");
@@ -576,10 +544,7 @@ fn connect(
         client.known.clear();
         client.interest = Default::default();
     }
-    link.send(GameOut::message(
-        "auth.ok",
-        &serde_json::json!({ "player_id": user_id.to_string() }),
-    ));
+    link.send(GameOut::LoggedIn { player_id: user_id });
     let mut connections = world.resource_mut::<Connections>();
     connections.by_user.insert(user_id, conn);
     connections.sessions.insert(
@@ -601,14 +566,14 @@ fn join(world: &mut World, conn: ConnId, system_id: &str) {
     let link = session.link.clone();
     let user_id = session.user_id;
     let Some(instance) = world.resource::<Instances>().get(system_id) else {
-        link.error(
-            codes::UNKNOWN_SYSTEM,
-            &format!("no system or room named {system_id:?}"),
+        link.refuse(
+            Refusal::UnknownSystem,
+            format!("no system or room named {system_id:?}"),
         );
         return;
     };
     if let Err(refused) = super::lobby::may_enter(world, system_id, user_id) {
-        link.error(codes::NOT_IN_ROOM, &refused.to_string());
+        link.refuse(Refusal::NotInRoom, refused.to_string());
         return;
     }
     // A ship taken over in the same instance is kept; one elsewhere is saved and moved.
@@ -640,7 +605,7 @@ fn join(world: &mut World, conn: ConnId, system_id: &str) {
                 ship
             }
             None => {
-                link.error(codes::SERVER_ERROR, "could not place your ship");
+                link.refuse(Refusal::ServerError, "could not place your ship");
                 return;
             }
         },
@@ -655,18 +620,13 @@ fn join(world: &mut World, conn: ConnId, system_id: &str) {
         .get::<Replicated>(ship)
         .map(|r| r.net_id.clone())
         .unwrap_or_else(|| Arc::from(""));
-    link.send(GameOut::message(
-        "session.joined",
-        &Joined {
-            system_id,
-            ship_id: &ship_id,
-            spawn: Spawn {
-                x: round2(kin.pos.x),
-                y: round2(kin.pos.y),
-                rotation: round3(kin.rot),
-            },
-        },
-    ));
+    link.send(GameOut::Joined {
+        system_id: system_id.to_owned(),
+        ship_id,
+        x: round2(kin.pos.x),
+        y: round2(kin.pos.y),
+        rotation: round3(kin.rot),
+    });
     if let Some(mut client) = world.get_mut::<Client>(ship) {
         client.streaming = true;
         client.needs_snapshot = true;

@@ -31,7 +31,7 @@ use super::players::{Client, Pilot, Seen};
 use super::ships::{Fuel, Hull, OutOfPlay};
 use super::stations::Station;
 use super::{Tick, TickSet};
-use crate::protocol::game::GameOut;
+use crate::services::play::{CargoItem, GameOut};
 
 /// Replication settings (from the config's `[game]` section).
 #[derive(Resource, Debug, Clone)]
@@ -250,7 +250,7 @@ struct YouView<'a> {
     credits: i64,
     hull: u32,
     fuel: f32,
-    cargo: Vec<crate::protocol::game::CargoItem>,
+    cargo: Vec<CargoItem>,
 }
 
 #[derive(Serialize)]
@@ -373,7 +373,7 @@ fn snapshot_for(
         serde_json::to_string(&markets).unwrap_or_else(|_| "[]".into()),
         serde_json::to_string(&inst.def.zones).unwrap_or_else(|_| "[]".into())
     );
-    if client.link.offer(GameOut::raw("world.snapshot", out)) {
+    if client.link.offer(GameOut::Snapshot(out)) {
         client.needs_snapshot = false;
         client.last_snapshot_tick = tick.0;
     } else {
@@ -682,7 +682,7 @@ pub(crate) fn send_deltas(
             }
         }
         out.push_str(tail);
-        if !client.link.offer(GameOut::raw("world.delta", out)) {
+        if !client.link.offer(GameOut::Delta(out)) {
             client.needs_snapshot = true;
             services.metrics.deltas_dropped.inc();
         }

@@ -17,7 +17,7 @@ use super::ships::Controls;
 use super::weapons::Projectile;
 use super::{LoopConfig, Sim, SimServices, SpaceGamePlugins, Tick};
 use crate::bridge::Outbound;
-use crate::protocol::game::GameOut;
+use crate::services::play::GameOut;
 
 /// A populated simulation and the receiving ends of its players' queues.
 pub struct Crowd {
@@ -219,9 +219,11 @@ impl Crowd {
         let mut bytes = 0;
         for rx in &mut self.clients {
             while let Ok(msg) = rx.try_recv() {
-                if let GameOut::Message { payload, .. } = msg {
-                    bytes += payload.len();
-                }
+                bytes += match msg {
+                    GameOut::Snapshot(json) | GameOut::Delta(json) => json.len(),
+                    GameOut::Message { payload, .. } => payload.len(),
+                    _ => 0,
+                };
             }
         }
         bytes

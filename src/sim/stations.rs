@@ -15,7 +15,7 @@ use super::physics::{Kinematics, Steering};
 use super::players::{GameError, Pilot};
 use super::ships::{Controls, Docked, Fuel, Hull, OutOfPlay};
 use super::trades::Settlement;
-use crate::protocol::game::codes;
+use crate::services::play::Refusal;
 
 #[derive(Component, Debug, Clone)]
 pub struct Station {
@@ -43,7 +43,7 @@ pub fn docked_station(
     let instance = world
         .get::<InInstance>(ship)
         .map(|i| i.0)
-        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
+        .ok_or_else(|| GameError::new(Refusal::NotJoined, "join a system first"))?;
     let station = world
         .query::<(Entity, &Station, &InInstance)>()
         .iter(world)
@@ -51,14 +51,14 @@ pub fn docked_station(
         .map(|(e, _, _)| e)
         .ok_or_else(|| {
             GameError::new(
-                codes::UNKNOWN_STATION,
+                Refusal::UnknownStation,
                 format!("no station named {station_id:?} in this system"),
             )
         })?;
     match world.get::<Docked>(ship) {
         Some(docked) if docked.0 == station => Ok(station),
         _ => Err(GameError::new(
-            codes::NOT_DOCKED,
+            Refusal::NotDocked,
             format!("dock at {station_id} first"),
         )),
     }
@@ -87,15 +87,15 @@ pub fn quote_repair(
     let per_hp = world.resource::<Data>().0.rules.repair_cost_per_hp;
     let hull = *world
         .get::<Hull>(ship)
-        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
+        .ok_or_else(|| GameError::new(Refusal::NotJoined, "join a system first"))?;
     let missing = i64::from(hull.max - hull.hp.min(hull.max));
     let cost = missing.saturating_mul(per_hp);
     let pilot = world
         .get::<Pilot>(ship)
-        .ok_or_else(|| GameError::new(codes::NOT_JOINED, "join a system first"))?;
+        .ok_or_else(|| GameError::new(Refusal::NotJoined, "join a system first"))?;
     if pilot.credits < cost {
         return Err(GameError::new(
-            codes::INSUFFICIENT_CREDITS,
+            Refusal::InsufficientCredits,
             format!("repair costs {cost} credits, {} available", pilot.credits),
         ));
     }

@@ -17,8 +17,8 @@ use super::SimServices;
 use super::markets::Market;
 use super::players::{Client, ClientLink, GameError, Pilot, persist, pilot_record, stow};
 use super::ships::Hull;
-use crate::protocol::game::{CargoItem, GameOut, TradeResult, codes};
 use crate::services::pilots;
+use crate::services::play::{CargoItem, GameOut, Refusal};
 
 /// A trade or repair that passed the rules, not yet saved.
 #[derive(Debug, Clone)]
@@ -59,7 +59,7 @@ impl Settling {
 pub fn ensure_idle(world: &World, ship: Entity) -> Result<(), GameError> {
     if world.get::<Settling>(ship).is_some() {
         return Err(GameError::new(
-            codes::COOLDOWN,
+            Refusal::Cooldown,
             "the last trade is still being saved; wait for its trade.result",
         ));
     }
@@ -108,8 +108,8 @@ fn settle(
         // The ship left (disconnected or moved) before the save finished; its last save,
         // queued after this one, holds the state from before the trade.
         if committed {
-            link.error(
-                codes::SERVER_ERROR,
+            link.refuse(
+                Refusal::ServerError,
                 "the trade was cancelled: the ship left before it was saved",
             );
         }
@@ -117,7 +117,7 @@ fn settle(
     };
     if !committed {
         tracing::error!("saving a trade failed; it was not applied");
-        link.error(codes::SERVER_ERROR, "the change could not be saved");
+        link.refuse(Refusal::ServerError, "the change could not be saved");
     } else {
         let reply = apply(world, ship, &settlement);
         if let Some(client) = world.get::<Client>(ship) {
@@ -144,7 +144,7 @@ fn hold_stock(world: &mut World, settlement: &Settlement, sign: i64) {
     }
 }
 
-/// Changes the world as the saved record says, and builds `trade.result`.
+/// Changes the world as the saved record says; what the player is told.
 fn apply(world: &mut World, ship: Entity, settlement: &Settlement) -> GameOut {
     if let Some((commodity_id, delta)) = &settlement.cargo
         && let Some(mut market) = world.get_mut::<Market>(settlement.station)
@@ -165,7 +165,12 @@ fn apply(world: &mut World, ship: Entity, settlement: &Settlement) -> GameOut {
             }
             (pilot.user_id, pilot.credits, pilot.cargo_view())
         }
-        None => return GameOut::error(codes::SERVER_ERROR, "the ship has no pilot"),
+        None => {
+            return GameOut::Refused(super::players::GameError::new(
+                Refusal::ServerError,
+                "the ship has no pilot",
+            ));
+        }
     };
     if let Some((commodity_id, quantity)) = &settlement.cargo {
         world.write_message(super::facts::TradeDone {
@@ -185,13 +190,9 @@ fn apply(world: &mut World, ship: Entity, settlement: &Settlement) -> GameOut {
             });
         }
     }
-    GameOut::message(
-        "trade.result",
-        &TradeResult {
-            ok: true,
-            credits,
-            cargo: &cargo,
-            details: settlement.details.clone(),
-        },
-    )
+    GameOut::Traded {
+        credits,
+        cargo,
+        details: settlement.details.clone(),
+    }
 }

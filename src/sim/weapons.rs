@@ -19,7 +19,7 @@ use super::players::{Client, NetIds, Pilot, persist};
 use super::replication::Replicated;
 use super::ships::{Controls, Docked, Fuel, Hull, OutOfPlay, Ship};
 use super::{Tick, TickRate, TickSet};
-use crate::protocol::game::{CombatEvent, GameOut};
+use crate::services::play::{CombatEvent, GameOut};
 
 /// When the ship may fire next.
 #[derive(Component, Debug, Default, Clone, Copy)]
@@ -155,8 +155,8 @@ fn move_projectiles(
     }
 }
 
-fn notify(world: &World, entities: &[Entity], event: &CombatEvent) {
-    let msg = GameOut::message("combat.event", event);
+fn notify(world: &World, entities: &[Entity], event: CombatEvent) {
+    let msg = GameOut::Combat(event);
     let mut sent = Vec::with_capacity(2);
     for &e in entities {
         if let Some(client) = world.get::<Client>(e)
@@ -199,10 +199,10 @@ fn resolve_hits(world: &mut World) {
         notify(
             world,
             &involved,
-            &CombatEvent {
+            CombatEvent {
                 kind: "hit",
-                source_id: &hit.source_id,
-                target_id: &target_id,
+                source_id: hit.source_id.clone(),
+                target_id: target_id.clone(),
                 damage: hit.damage,
                 target_hp: hp,
             },
@@ -213,10 +213,10 @@ fn resolve_hits(world: &mut World) {
         notify(
             world,
             &involved,
-            &CombatEvent {
+            CombatEvent {
                 kind: "destroyed",
-                source_id: &hit.source_id,
-                target_id: &target_id,
+                source_id: hit.source_id.clone(),
+                target_id: target_id.clone(),
                 damage: hit.damage,
                 target_hp: 0,
             },
@@ -312,10 +312,10 @@ fn respawn_players(world: &mut World) {
             notify(
                 world,
                 &[ship],
-                &CombatEvent {
+                CombatEvent {
                     kind: "respawned",
-                    source_id: &id,
-                    target_id: &id,
+                    source_id: id.clone(),
+                    target_id: id,
                     damage: 0,
                     target_hp: hp,
                 },

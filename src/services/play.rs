@@ -1,0 +1,165 @@
+//! The space game as a player hears of it. The simulation decides what happens (a trade
+//! done, a rule refused, a hit) and queues it for the player's connection as a
+//! [`GameOut`] value; `protocol::game` chooses the message type, the payload and the error
+//! code. The simulation never builds a wire message, with one exception: world
+//! snapshots and deltas, whose entity fragments replication encodes once per tick for
+//! every client that sees them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use crate::bridge::Link;
+
+/// A player's controls, as sent.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+pub struct Input {
+    pub thrust: f64,
+    pub turn: f64,
+    pub fire_primary: bool,
+    pub dock_request: bool,
+}
+
+impl Input {
+    /// Out-of-range controls are clamped, never trusted; non-finite ones count as zero.
+    pub fn clamped(self) -> Self {
+        let clamp = |v: f64, lo: f64, hi: f64| if v.is_finite() { v.clamp(lo, hi) } else { 0.0 };
+        Self {
+            thrust: clamp(self.thrust, 0.0, 1.0),
+            turn: clamp(self.turn, -1.0, 1.0),
+            ..self
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TradeSide {
+    Buy,
+    Sell,
+}
+
+/// Why a game rule refused what a player asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    NotJoined,
+    NotInRoom,
+    NotDocked,
+    UnknownStation,
+    UnknownCommodity,
+    UnknownSystem,
+    InsufficientCredits,
+    InsufficientCargo,
+    CargoFull,
+    InvalidQuantity,
+    Cooldown,
+    SessionReplaced,
+    /// The server failed (a save that did not commit); nothing changed.
+    ServerError,
+}
+
+/// A refusal, with the reason in words for the player.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GameError {
+    pub refusal: Refusal,
+    pub message: String,
+}
+
+impl GameError {
+    pub fn new(refusal: Refusal, message: impl Into<String>) -> Self {
+        Self {
+            refusal,
+            message: message.into(),
+        }
+    }
+}
+
+/// Units of a commodity aboard, as the player is told.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CargoItem {
+    pub commodity_id: String,
+    pub qty: u32,
+}
+
+/// A hit or a kill, told to the ships involved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CombatEvent {
+    /// `hit` or `destroyed`.
+    pub kind: &'static str,
+    pub source_id: Arc<str>,
+    pub target_id: Arc<str>,
+    pub damage: u32,
+    pub target_hp: u32,
+}
+
+/// What the simulation (or the connection task) queues for a game connection.
+#[derive(Debug, Clone)]
+pub enum GameOut {
+    /// The login was accepted.
+    LoggedIn {
+        player_id: Uuid,
+    },
+    /// The player's ship is in `system_id`.
+    Joined {
+        system_id: String,
+        ship_id: Arc<str>,
+        x: f32,
+        y: f32,
+        rotation: f32,
+    },
+    /// A trade or repair was saved and applied.
+    Traded {
+        credits: i64,
+        cargo: Vec<CargoItem>,
+        details: serde_json::Value,
+    },
+    Combat(CombatEvent),
+    /// A rule refused a request.
+    Refused(GameError),
+    /// An error of the protocol itself (a frame it could not decode, no login yet) or a
+    /// plugin's, with the protocol's code.
+    Error {
+        code: &'static str,
+        message: String,
+    },
+    /// The player's view of the world, encoded by replication.
+    Snapshot(String),
+    /// What changed in it this tick, encoded by replication.
+    Delta(String),
+    /// A message of another type, encoded already: a plugin's, or `auth.error`.
+    Message {
+        kind: &'static str,
+        payload: Bytes,
+    },
+    /// Close the connection with this WebSocket close code and reason.
+    Close {
+        code: u16,
+        reason: String,
+    },
+}
+
+/// The simulation's handle on one game connection.
+pub type ClientLink = Link<GameOut>;
+
+impl Link<GameOut> {
+    /// Tells the player a rule refused their request.
+    pub fn refuse(&self, refusal: Refusal, message: impl Into<String>) {
+        self.send(GameOut::Refused(GameError::new(refusal, message)));
+    }
+
+    /// An `error` with one of the protocol's codes.
+    pub fn error(&self, code: &'static str, message: impl Into<String>) {
+        self.send(GameOut::Error {
+            code,
+            message: message.into(),
+        });
+    }
+
+    /// Asks the connection to close with `code`.
+    pub fn close(&self, code: u16, reason: &str) {
+        self.send(GameOut::Close {
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+}
