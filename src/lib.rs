@@ -18,6 +18,9 @@
 //!
 //! ## Adding gameplay
 //!
+//! The whole modding surface, from an empty crate to a modded server, is the guide in
+//! [`modding`] (`docs/modding.md`); what follows is the short version.
+//!
 //! A feature is a bevy `Plugin`; its systems go into `FixedUpdate` in one of the
 //! [`sim::TickSet`]s, which fix the order of a tick. [`prelude`] has what a mod usually
 //! needs:
@@ -102,6 +105,10 @@ pub mod prelude {
 }
 pub mod config;
 pub mod loadgen;
+
+#[doc = include_str!("../docs/modding.md")]
+pub mod modding {}
+
 pub mod metrics;
 pub mod net;
 pub mod protocol;
