@@ -68,11 +68,24 @@ mod tests {
         assert!(tolerant::<Example>(serde_json::json!({"name": 3})).is_err());
     }
 
+    /// Every `.rs` file under `dir`.
+    fn rust_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(rust_files(&path));
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+        files
+    }
+
     #[test]
     fn no_protocol_module_depends_on_the_simulation() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protocol");
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
+        for path in rust_files(&dir) {
             let text = std::fs::read_to_string(&path).unwrap();
             assert!(
                 !text.contains(&["crate", "::sim"].concat()),
@@ -88,8 +101,7 @@ mod tests {
     #[test]
     fn the_game_rules_build_no_game_messages() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/sim");
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
+        for path in rust_files(&dir) {
             if path.ends_with("extend.rs") {
                 continue;
             }

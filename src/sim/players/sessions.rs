@@ -1,0 +1,239 @@
+//! Game connections: logging in (one session per account), joining a system, inputs,
+//! leaving.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bevy_ecs::prelude::*;
+use uuid::Uuid;
+
+use super::*;
+use crate::bridge::ConnId;
+use crate::services::pilots::SavedPilot;
+use crate::services::play::ClientLink;
+use crate::services::play::{GameOut, Input, Refusal};
+use crate::sim::instances::{InInstance, Instance, Instances};
+use crate::sim::physics::Kinematics;
+use crate::sim::replication::Replicated;
+use crate::sim::ships::Controls;
+
+/// WebSocket close code for a connection whose session another login took over.
+pub const CLOSE_SESSION_REPLACED: u16 = 4001;
+
+/// An authenticated game connection.
+#[derive(Debug)]
+pub struct Session {
+    pub user_id: Uuid,
+    pub username: String,
+    pub link: ClientLink,
+    pub saved: Option<SavedPilot>,
+    pub ship: Option<Entity>,
+}
+
+/// Game connections by id and by account.
+#[derive(Resource, Default)]
+pub struct Connections {
+    pub(super) sessions: HashMap<ConnId, Session>,
+    pub(super) by_user: HashMap<Uuid, ConnId>,
+}
+
+impl Connections {
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+pub(super) fn connect(
+    world: &mut World,
+    conn: ConnId,
+    user_id: Uuid,
+    username: String,
+    saved: Option<SavedPilot>,
+    link: ClientLink,
+) {
+    let mut ship = None;
+    let previous = world
+        .resource::<Connections>()
+        .by_user
+        .get(&user_id)
+        .copied();
+    if let Some(old_conn) = previous
+        && let Some(old) = world
+            .resource_mut::<Connections>()
+            .sessions
+            .remove(&old_conn)
+    {
+        old.link.refuse(
+            Refusal::SessionReplaced,
+            "another login took this session over",
+        );
+        old.link.close(CLOSE_SESSION_REPLACED, "session replaced");
+        ship = old.ship;
+    }
+    // The new connection takes the ship over; it streams again once it joins.
+    if let Some(entity) = ship
+        && let Some(mut client) = world.get_mut::<Client>(entity)
+    {
+        client.link = link.clone();
+        client.streaming = false;
+        client.last_input_seq = 0;
+        client.needs_snapshot = true;
+        client.known.clear();
+        client.interest = Default::default();
+    }
+    link.send(GameOut::LoggedIn { player_id: user_id });
+    let mut connections = world.resource_mut::<Connections>();
+    connections.by_user.insert(user_id, conn);
+    connections.sessions.insert(
+        conn,
+        Session {
+            user_id,
+            username,
+            link,
+            saved,
+            ship,
+        },
+    );
+}
+
+pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
+    let Some(session) = world.resource::<Connections>().sessions.get(&conn) else {
+        return;
+    };
+    let link = session.link.clone();
+    let user_id = session.user_id;
+    let Some(instance) = world.resource::<Instances>().get(system_id) else {
+        link.refuse(
+            Refusal::UnknownSystem,
+            format!("no system or room named {system_id:?}"),
+        );
+        return;
+    };
+    if let Err(refused) = crate::sim::lobby::may_enter(world, system_id, user_id) {
+        link.refuse(Refusal::NotInRoom, refused.to_string());
+        return;
+    }
+    // A ship taken over in the same instance is kept; one elsewhere is saved and moved.
+    let mut keep = None;
+    if let Some(existing) = session.ship {
+        if world.get::<InInstance>(existing).map(|i| i.0) == Some(instance) {
+            keep = Some(existing);
+        } else {
+            // The new ship starts from this one's state, not from the one loaded at login.
+            let record = pilot_record(world, existing);
+            if let Some(session) = world.resource_mut::<Connections>().sessions.get_mut(&conn) {
+                session.saved = record;
+            }
+            save_now(world, existing);
+            left_instance(world, existing);
+            despawn_ship(world, existing);
+        }
+    }
+    let ship = match keep {
+        Some(ship) => ship,
+        None => match spawn_player(world, conn, instance) {
+            Some(ship) => {
+                world.write_message(crate::sim::facts::PlayerJoined {
+                    user_id,
+                    ship,
+                    instance,
+                    system_id: system_id.to_owned(),
+                });
+                ship
+            }
+            None => {
+                link.refuse(Refusal::ServerError, "could not place your ship");
+                return;
+            }
+        },
+    };
+    if let Some(session) = world.resource_mut::<Connections>().sessions.get_mut(&conn) {
+        session.ship = Some(ship);
+    }
+    let Some(kin) = world.get::<Kinematics>(ship).copied() else {
+        return;
+    };
+    let ship_id = world
+        .get::<Replicated>(ship)
+        .map(|r| r.net_id.clone())
+        .unwrap_or_else(|| Arc::from(""));
+    link.send(GameOut::Joined {
+        system_id: system_id.to_owned(),
+        ship_id,
+        x: round2(kin.pos.x),
+        y: round2(kin.pos.y),
+        rotation: round3(kin.rot),
+    });
+    if let Some(mut client) = world.get_mut::<Client>(ship) {
+        client.streaming = true;
+        client.needs_snapshot = true;
+    }
+    // The snapshot goes out now, not at the next tick, so it directly follows the join.
+    crate::sim::replication::send_snapshot(world, ship);
+}
+
+pub(super) fn buffer_input(world: &mut World, conn: ConnId, seq: u64, input: Input) {
+    let Some(ship) = joined_ship(world, conn) else {
+        return;
+    };
+    let Some(mut client) = world.get_mut::<Client>(ship) else {
+        return;
+    };
+    if seq <= client.last_input_seq {
+        return; // stale or duplicate
+    }
+    client.last_input_seq = seq;
+    let input = input.clamped();
+    if let Some(mut controls) = world.get_mut::<Controls>(ship) {
+        *controls = Controls {
+            thrust: input.thrust as f32,
+            turn: input.turn as f32,
+            fire: input.fire_primary,
+            dock: input.dock_request,
+        };
+    }
+}
+
+pub(super) fn disconnect(world: &mut World, conn: ConnId) {
+    let Some(session) = world.resource_mut::<Connections>().sessions.remove(&conn) else {
+        return;
+    };
+    {
+        let mut connections = world.resource_mut::<Connections>();
+        if connections.by_user.get(&session.user_id) == Some(&conn) {
+            connections.by_user.remove(&session.user_id);
+        }
+    }
+    if let Some(ship) = session.ship
+        && world
+            .get::<Client>(ship)
+            .is_some_and(|c| c.link.conn == conn)
+    {
+        save_now(world, ship);
+        left_instance(world, ship);
+        despawn_ship(world, ship);
+    }
+}
+
+/// Tells whoever listens that a player's ship is leaving its instance.
+pub(super) fn left_instance(world: &mut World, ship: Entity) {
+    let (Some(pilot), Some(instance)) = (world.get::<Pilot>(ship), world.get::<InInstance>(ship))
+    else {
+        return;
+    };
+    let (user_id, instance) = (pilot.user_id, instance.0);
+    let system_id = world
+        .get::<Instance>(instance)
+        .map(|i| i.id.clone())
+        .unwrap_or_default();
+    world.write_message(crate::sim::facts::PlayerLeft {
+        user_id,
+        ship,
+        instance,
+        system_id,
+    });
+}
