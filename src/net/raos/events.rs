@@ -1,0 +1,53 @@
+//! Event subscriptions over the WebSocket.
+
+use super::*;
+
+pub(super) async fn perform(
+    ctx: &Context<'_>,
+    caller: Option<Identity>,
+    action: Action,
+) -> Result<Value, DomainError> {
+    let state = ctx.state;
+    let me = || caller.clone().ok_or(DomainError::InvalidToken);
+    match action {
+        Action::SubscribeEvents { event_types } => {
+            let me = me()?;
+            let Some((conn, link)) = ctx.events.clone() else {
+                return Err(DomainError::InvalidInput(
+                    "events are delivered over the WebSocket (GET /raos): subscribe there".into(),
+                ));
+            };
+            let mut types = Vec::new();
+            for wanted in &event_types {
+                match EVENT_TYPES.iter().find(|t| **t == wanted.as_str()) {
+                    Some(t) => types.push(*t),
+                    None => {
+                        return Err(DomainError::InvalidInput(format!(
+                            "unknown event type {wanted:?}; the types are {}",
+                            EVENT_TYPES.join(", ")
+                        )));
+                    }
+                }
+            }
+            if types.is_empty() {
+                return Err(DomainError::InvalidInput(
+                    "event_types must name at least one event type".into(),
+                ));
+            }
+            let subscription_id = state
+                .inbox
+                .ask(|reply| {
+                    Command::to(EventsCommand::Subscribe {
+                        conn,
+                        user_id: me.user_id,
+                        event_types: types,
+                        link,
+                        reply,
+                    })
+                })
+                .await?;
+            Ok(json!({ "subscription_id": subscription_id, "event_types": event_types }))
+        }
+        other => Err(misrouted(&other)),
+    }
+}

@@ -1,0 +1,133 @@
+//! Game projects and their assets.
+
+use super::*;
+
+pub(super) async fn perform(
+    ctx: &Context<'_>,
+    caller: Option<Identity>,
+    action: Action,
+) -> Result<Value, DomainError> {
+    let state = ctx.state;
+    let me = || caller.clone().ok_or(DomainError::InvalidToken);
+    match action {
+        Action::CreateGameProject { name, description } => {
+            let me = me()?;
+            let project = write(state, move |c| {
+                studio::create_project(c, me.user_id, &name, &description)
+            })
+            .await?;
+            Ok(json!({
+                "project_id": project.project_id,
+                "created_date": project.created_date,
+            }))
+        }
+        Action::LoadGameProject { project_id } => {
+            let me = me()?;
+            let project = read(state, move |c| {
+                studio::load_project(c, me.user_id, &project_id)
+            })
+            .await?;
+            Ok(json!({ "project": project }))
+        }
+        Action::SaveGameProject {
+            project,
+            expected_modified_date,
+        } => {
+            let me = me()?;
+            let expected = expected_modified_date
+                .map(|d| parse_date("expected_modified_date", &d))
+                .transpose()?;
+            let project_id = project
+                .get("project_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let max = state.config.raos.project_max_bytes;
+            let modified = write(state, move |c| {
+                studio::save_project(c, me.user_id, project, expected, max)
+            })
+            .await?;
+            let modified_date = raos::rfc3339(modified);
+            publish(
+                state,
+                "project_modified",
+                Some(me.user_id),
+                json!({"project_id": project_id, "modified_date": modified_date,
+                       "modified_by": me.username}),
+            );
+            Ok(json!({ "modified_date": modified_date }))
+        }
+        Action::ListGameProjects {} => {
+            let me = me()?;
+            let projects = state
+                .store
+                .read(move |c| studio::list_projects(c, me.user_id))
+                .await?;
+            Ok(json!({ "projects": projects }))
+        }
+        Action::SyncAssets { project_id } => {
+            let me = me()?;
+            let assets = read(state, move |c| {
+                Ok(studio::check_owner(c, me.user_id, &project_id)?
+                    .and_then(|()| Ok(studio::project_assets(c, &project_id)?)))
+            })
+            .await?;
+            let assets: Vec<Value> = assets.iter().map(|a| asset_line(ctx, a)).collect();
+            Ok(json!({ "assets": assets }))
+        }
+        Action::AddAsset {
+            project_id,
+            asset_name,
+            asset_type,
+            asset_data,
+            compressed,
+        } => {
+            let me = me()?;
+            let owner_check = project_id.clone();
+            read(state, move |c| {
+                studio::check_owner(c, me.user_id, &owner_check)
+            })
+            .await?;
+            let record = store_asset(
+                ctx,
+                &me,
+                Some(project_id),
+                asset_name,
+                asset_type,
+                None,
+                asset_data,
+                compressed,
+            )
+            .await?;
+            Ok(stored_reply(ctx, &record))
+        }
+        Action::UploadBinaryAsset {
+            asset_type,
+            filename,
+            file_data,
+            compressed,
+            format,
+        } => {
+            let me = me()?;
+            let record = store_asset(
+                ctx, &me, None, filename, asset_type, format, file_data, compressed,
+            )
+            .await?;
+            Ok(stored_reply(ctx, &record))
+        }
+        Action::AnalyzeAsset { asset_id } => {
+            me()?;
+            let record = find_asset(state, &asset_id).await?;
+            let path = state.assets.path(&record.sha256);
+            let analysis = tokio::task::spawn_blocking(move || {
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| DomainError::Internal(format!("reading the asset: {e}")))?;
+                assets::analyze(&bytes)
+            })
+            .await
+            .map_err(|e| DomainError::Internal(format!("analysis task: {e}")))??;
+            Ok(json!({ "analysis": analysis }))
+        }
+        other => Err(misrouted(&other)),
+    }
+}

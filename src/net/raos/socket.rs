@@ -1,0 +1,202 @@
+//! The WebSocket transport: one action per message, one response per request, and the
+//! events the connection subscribed to.
+
+use super::*;
+
+/// `GET /raos`.
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<PeerAddr>,
+    budget: Option<axum::Extension<crate::net::listener::ReadBudget>>,
+    headers: HeaderMap,
+) -> Response {
+    let budget = budget.map(|b| b.0).unwrap_or_default();
+    // Assets travel inside messages as base64: room for the largest one.
+    let limit = state
+        .config
+        .limits
+        .ws_message_bytes
+        .max(state.config.raos.asset_max_bytes / 3 * 4 + 64 * 1024);
+    let tasks = state.tasks.clone();
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .read_buffer_size(ws::READ_BUFFER)
+        .on_upgrade(move |socket| tasks.track_future(run(socket, state, headers, peer.0, budget)))
+}
+
+async fn run(
+    socket: WebSocket,
+    state: AppState,
+    headers: HeaderMap,
+    peer: SocketAddr,
+    budget: crate::net::listener::ReadBudget,
+) {
+    let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
+    let conn = next_conn_id();
+    let (outbound, rx) = Outbound::<Outgoing>::bounded(state.config.limits.outbound_queue.max(8));
+    let kick = CancellationToken::new();
+    let link = Link::new(conn, outbound, kick.clone());
+    let (sink, mut stream) = socket.split();
+    let writer = tokio::spawn(ws::write_loop(
+        sink,
+        rx,
+        |out| match out {
+            Outgoing::Reply(text) => WsOut::Text(text),
+            Outgoing::Event(bytes) => WsOut::SharedText(bytes),
+            Outgoing::Ping => WsOut::Ping,
+            Outgoing::Close(code, reason) => WsOut::Close(code, reason),
+        },
+        kick.clone(),
+        state.clone(),
+        PROTOCOL,
+    ));
+    let mut ctx = Context::new(&state, &headers, Some(peer));
+    ctx.events = Some((conn, link.clone()));
+    let cfg = state.config.raos.clone();
+    let mut bucket = RateBucket::new(cfg.requests_per_second, cfg.request_burst);
+    let interval = Duration::from_secs(cfg.ping_interval_secs.max(1));
+    let mut ping = tokio::time::interval(interval);
+    ping.tick().await;
+    let mut heard = tokio::time::Instant::now();
+    // After `authenticate` (or `refresh_token`) on this socket, actions without an
+    // `auth_token` use the token it returned.
+    let mut session_token: Option<String> = None;
+    // A socket that never shows a valid token is closed after the unauthenticated timeout.
+    // The session of the last valid token the socket used: when it is ended (logout, a
+    // reused refresh token), the socket closes.
+    let mut session = crate::net::bearer(&headers)
+        .and_then(|token| state.accounts.verify(token).ok())
+        .map(|identity| identity.session_id);
+    let mut authenticated = session.is_some();
+    // Until it shows a valid token, the socket may send only a little: a client that never
+    // authenticates cannot make the server hold large messages for it.
+    if !authenticated {
+        budget.limit(state.config.limits.unauthenticated_read_bytes);
+    }
+    let mut watch = state.accounts.watch_ended();
+    let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
+    loop {
+        let next = tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            _ = kick.cancelled() => break,
+            _ = watch.ended(&state.accounts, session.unwrap_or_default()), if session.is_some() => {
+                let failure = raos::failure(ErrorCode::Unauthorized, "the session was ended; closing");
+                link.send(Outgoing::Reply(failure.to_string()));
+                link.send(Outgoing::Close(ws::close::POLICY, "session ended".into()));
+                break;
+            }
+            _ = tokio::time::sleep_until(deadline), if !authenticated => {
+                let failure = raos::failure(
+                    ErrorCode::Unauthorized,
+                    "no valid token within the time allowed; closing",
+                );
+                link.send(Outgoing::Reply(failure.to_string()));
+                link.send(Outgoing::Close(ws::close::POLICY, "not authenticated in time".into()));
+                break;
+            }
+            _ = ping.tick() => {
+                if heard.elapsed() > interval * 3 {
+                    link.send(Outgoing::Close(ws::close::POLICY, "no pong".into()));
+                    break;
+                }
+                link.send(Outgoing::Ping);
+                continue;
+            }
+            next = stream.next() => next,
+        };
+        heard = tokio::time::Instant::now();
+        let text = match next {
+            None | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(bytes))) => {
+                state.metrics.received(PROTOCOL, bytes.len());
+                let failure = raos::failure(
+                    ErrorCode::InvalidRequest,
+                    "binary frames are not part of this protocol: send JSON text",
+                );
+                link.send(Outgoing::Reply(failure.to_string()));
+                continue;
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                if let Some((code, reason)) = ws::close_for(&e) {
+                    link.send(Outgoing::Close(code, reason.into()));
+                }
+                break;
+            }
+        };
+        state.metrics.received(PROTOCOL, text.len());
+        let request = match raos::decode(&text) {
+            Ok(request) => request,
+            Err(bad) => {
+                let failure = raos::failure(ErrorCode::InvalidRequest, &bad.message);
+                let reply = raos::with_request_id(failure, bad.request_id);
+                link.send(Outgoing::Reply(reply.to_string()));
+                continue;
+            }
+        };
+        if !bucket.take() {
+            let failure = raos::failure(
+                ErrorCode::RateLimited,
+                &format!(
+                    "rate limited: at most {} requests per second",
+                    cfg.requests_per_second
+                ),
+            );
+            let reply = raos::with_request_id(failure, request.request_id);
+            link.send(Outgoing::Reply(reply.to_string()));
+            continue;
+        }
+        let Request {
+            request_id,
+            auth_token,
+            action,
+        } = request;
+        let remembers = matches!(
+            action,
+            Action::Authenticate { .. } | Action::RefreshToken { .. }
+        );
+        let token = auth_token.or_else(|| session_token.clone());
+        // Which session a logout ends (its `access_token`, else the request's token).
+        let logs_out = match &action {
+            Action::Logout { access_token } => access_token
+                .as_deref()
+                .or(token.as_deref())
+                .and_then(|t| state.accounts.verify(t).ok())
+                .map(|identity| identity.session_id),
+            _ => None,
+        };
+        if let Some(identity) = token
+            .as_deref()
+            .and_then(|token| state.accounts.verify(token).ok())
+        {
+            authenticated = true;
+            budget.lift();
+            session = Some(identity.session_id);
+        }
+        let result = perform(&ctx, token.as_deref(), action).await;
+        if remembers
+            && let Ok(fields) = &result
+            && let Some(access) = fields.get("access_token").and_then(Value::as_str)
+        {
+            if let Ok(identity) = state.accounts.verify(access) {
+                session = Some(identity.session_id);
+            }
+            session_token = Some(access.to_owned());
+            authenticated = true;
+            budget.lift();
+        }
+        if logs_out.is_some() && logs_out == session && result.is_ok() {
+            // The socket that logged out of its own session stays open (it may log in
+            // again); the session's other connections close.
+            session = None;
+            session_token = None;
+        }
+        link.send(Outgoing::Reply(respond(result, request_id).to_string()));
+    }
+    let _ = state.inbox.send(Command::to(EventsCommand::Drop { conn }));
+    drop(ctx);
+    drop(link);
+    let _ = writer.await;
+}
