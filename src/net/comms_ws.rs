@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,11 +19,10 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
-use super::ws::{self, WsOut};
-use super::{AppState, ConnectionGauge};
-use crate::bridge::{ByteBudget, Command, Link, Outbound, next_conn_id};
+use super::AppState;
+use super::ws::{self, Incoming, WsOut};
+use crate::bridge::{ByteBudget, Command, Outbound};
 use crate::protocol::comms::{self as wire, ClientMessage, codes};
 use crate::services::accounts::{Identity, Role};
 use crate::services::{DomainError, mailbox};
@@ -147,33 +146,24 @@ impl Conn {
 }
 
 async fn run(socket: WebSocket, state: AppState, identity: Identity) {
-    let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
-    let conn = next_conn_id();
     let connection_id = uuid::Uuid::new_v4().to_string();
     let (outbound, rx) = Outbound::<CommsOut>::bounded(state.config.limits.outbound_queue);
     // A reader that falls behind is closed once this many bytes wait for it, whatever
     // their number.
     let budget = ByteBudget::new(state.config.comms.outbound_bytes);
     let outbound = outbound.with_byte_budget(budget.clone(), CommsOut::weight);
-    let kick = CancellationToken::new();
-    let link = Link::new(conn, outbound, kick.clone());
-    let (sink, mut stream) = socket.split();
-    let writer = tokio::spawn(ws::write_loop(
-        sink,
-        rx,
-        move |out: CommsOut| {
-            budget.give_back(out.weight());
-            match out {
-                CommsOut::Text(bytes) => WsOut::SharedText(bytes),
-                CommsOut::Binary(bytes) => WsOut::Binary(bytes),
-                CommsOut::Ping => WsOut::Ping,
-                CommsOut::Close(code, reason) => WsOut::Close(code, reason),
-            }
-        },
-        kick.clone(),
-        state.clone(),
-        PROTOCOL,
-    ));
+    let queue = (outbound, rx);
+    let mut connection = ws::Connection::open(socket, &state, PROTOCOL, queue, move |out| {
+        budget.give_back(out.weight());
+        match out {
+            CommsOut::Text(bytes) => WsOut::SharedText(bytes),
+            CommsOut::Binary(bytes) => WsOut::Binary(bytes),
+            CommsOut::Ping => WsOut::Ping,
+            CommsOut::Close(code, reason) => WsOut::Close(code, reason),
+        }
+    });
+    let conn = connection.conn;
+    let link = connection.link.clone();
     let mut c = Conn {
         state: state.clone(),
         link,
@@ -219,7 +209,7 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
         let session = c.identity.session_id;
         let next = tokio::select! {
             _ = state.shutdown.cancelled() => break,
-            _ = kick.cancelled() => break,
+            _ = connection.kick.cancelled() => break,
             _ = watch.ended(&state.accounts, session) => {
                 c.link.send(CommsOut::Close(wire::CLOSE_TOKEN_EXPIRED, "session ended".into()));
                 break;
@@ -242,14 +232,18 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
                 c.link.send(CommsOut::Ping);
                 continue;
             }
-            next = stream.next() => next,
+            next = connection.stream.next() => next,
         };
         last_heard = tokio::time::Instant::now();
-        match next {
-            None | Some(Ok(Message::Close(_))) => break,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            Some(Ok(Message::Text(text))) => {
-                state.metrics.received(PROTOCOL, text.len());
+        match ws::incoming(next, &state.metrics, PROTOCOL) {
+            Incoming::Ended(close) => {
+                if let Some((code, reason)) = close {
+                    c.link.send(CommsOut::Close(code, reason.into()));
+                }
+                break;
+            }
+            Incoming::Control => {}
+            Incoming::Text(text) => {
                 if !bucket.take() {
                     c.error(
                         codes::RATE_LIMITED,
@@ -270,8 +264,7 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
                     Err(e) => c.error(codes::BAD_REQUEST, &e.message, e.details),
                 }
             }
-            Some(Ok(Message::Binary(bytes))) => {
-                state.metrics.received(PROTOCOL, bytes.len());
+            Incoming::Binary(bytes) => {
                 if !bucket.take() {
                     c.error(
                         codes::RATE_LIMITED,
@@ -282,17 +275,11 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
                 }
                 binary(&c, bytes).await;
             }
-            Some(Err(e)) => {
-                if let Some((code, reason)) = ws::close_for(&e) {
-                    c.link.send(CommsOut::Close(code, reason.into()));
-                }
-                break;
-            }
         }
     }
     let _ = state.inbox.send(Command::to(CommsCommand::Close { conn }));
     drop(c);
-    let _ = writer.await;
+    connection.finish().await;
 }
 
 /// When to warn about, and when to act on, a token's expiry (unix seconds → instants).

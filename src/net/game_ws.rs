@@ -12,35 +12,27 @@
 //! therefore costs the inbox one command a tick, and "busy" answers to its inputs are sent
 //! at most once a second.
 
-use std::net::SocketAddr;
-
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::StreamExt;
-use tokio_util::sync::CancellationToken;
 
-use super::listener::PeerAddr;
-use super::ws::{self, WsOut};
-use super::{AppState, ConnectionGauge};
-use crate::bridge::{Command, ConnId, Outbound, next_conn_id};
+use super::AppState;
+use super::ws::{self, Incoming, WsOut};
+use crate::bridge::{Command, ConnId, Outbound};
 use crate::protocol::game::{self, ClientMessage, Frame, GameOut, Input, PROTOCOL_VERSION, codes};
 use crate::services::pilots;
 use crate::sim::players::{ClientLink, GameCommand};
 
 const PROTOCOL: &str = "game";
 
-pub async fn upgrade(
-    ws: WebSocketUpgrade,
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<PeerAddr>,
-) -> Response {
+pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
     let limit = state.config.limits.ws_message_bytes;
     let tasks = state.tasks.clone();
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(super::ws::READ_BUFFER)
-        .on_upgrade(move |socket| tasks.track_future(run(socket, state, peer.0)))
+        .on_upgrade(move |socket| tasks.track_future(run(socket, state)))
 }
 
 /// Holds a connection's inputs to one a tick, the latest winning.
@@ -122,28 +114,24 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
-    let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
-    let conn = next_conn_id();
-    let (outbound, rx) = Outbound::<GameOut>::bounded(state.config.game.outbound_queue.max(4));
-    let kick = CancellationToken::new();
-    let link = ClientLink::new(conn, outbound, kick.clone());
-    let (sink, mut stream) = socket.split();
+async fn run(socket: WebSocket, state: AppState) {
+    let queue = Outbound::<GameOut>::bounded(state.config.game.outbound_queue.max(4));
     let mut seq = 0u64;
-    let writer = tokio::spawn(ws::write_loop(
-        sink,
-        rx,
-        move |out: GameOut| match game::encode(out) {
-            Frame::Message(kind, payload) => {
-                seq += 1;
-                WsOut::Text(game::envelope(kind, seq, now_ms(), &payload))
-            }
-            Frame::Close(code, reason) => WsOut::Close(code, reason),
-        },
-        kick.clone(),
-        state.clone(),
-        PROTOCOL,
-    ));
+    let mut connection =
+        ws::Connection::open(
+            socket,
+            &state,
+            PROTOCOL,
+            queue,
+            move |out| match game::encode(out) {
+                Frame::Message(kind, payload) => {
+                    seq += 1;
+                    WsOut::Text(game::envelope(kind, seq, now_ms(), &payload))
+                }
+                Frame::Close(code, reason) => WsOut::Close(code, reason),
+            },
+        );
+    let (conn, link) = (connection.conn, connection.link.clone());
 
     let mut authenticated = false;
     let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
@@ -156,7 +144,7 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
         let held_due = inputs.due();
         let next = tokio::select! {
             _ = state.shutdown.cancelled() => break,
-            _ = kick.cancelled() => break,
+            _ = connection.kick.cancelled() => break,
             _ = watch.ended(&state.accounts, session.unwrap_or_default()), if session.is_some() => {
                 link.error(codes::INVALID_TOKEN, "your session was ended (logged out); closing");
                 link.close(ws::close::POLICY, "session ended");
@@ -173,29 +161,25 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
                 link.close(ws::close::POLICY, "not authenticated in time");
                 break;
             }
-            next = stream.next() => next,
+            next = connection.stream.next() => next,
         };
-        let text = match next {
-            None | Some(Ok(Message::Close(_))) => break,
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Binary(bytes))) => {
-                state.metrics.received(PROTOCOL, bytes.len());
+        let text = match ws::incoming(next, &state.metrics, PROTOCOL) {
+            Incoming::Text(text) => text,
+            Incoming::Binary(_) => {
                 link.error(
                     codes::BAD_MESSAGE,
                     "binary frames are not part of this protocol",
                 );
                 continue;
             }
-            Some(Ok(_)) => continue, // ping/pong: answered by the WebSocket layer
-            Some(Err(e)) => {
-                if let Some((code, reason)) = ws::close_for(&e) {
+            Incoming::Control => continue,
+            Incoming::Ended(close) => {
+                if let Some((code, reason)) = close {
                     link.close(code, reason);
                 }
-                tracing::debug!(%peer, "game: read error: {e}");
                 break;
             }
         };
-        state.metrics.received(PROTOCOL, text.len());
         let extra = &state.game_messages;
         let frame = match game::decode_with(&text, |kind| extra.contains(kind)) {
             Ok(frame) => frame,
@@ -241,7 +225,7 @@ async fn run(socket: WebSocket, state: AppState, peer: SocketAddr) {
         disconnect(&state, conn).await;
     }
     drop(link);
-    let _ = writer.await;
+    connection.finish().await;
 }
 
 /// Verifies the token and hands the player to the simulation; the token's session on

@@ -153,16 +153,19 @@ async fn next_text(socket: &mut WebSocket, state: &AppState) -> Next {
             }
             message = socket.recv() => message,
         };
-        match message {
-            None | Some(Ok(Message::Close(_))) => return Next::Closed,
-            Some(Ok(Message::Text(text))) => {
-                state.metrics.received(PROTOCOL, text.len());
+        match ws::incoming(message, &state.metrics, PROTOCOL) {
+            ws::Incoming::Ended(close_with) => {
+                if let Some((code, reason)) = close_with {
+                    close(socket, code, reason).await;
+                }
+                return Next::Closed;
+            }
+            ws::Incoming::Text(text) => {
                 if !garp::is_keep_alive(&text) {
                     return Next::Text(text.to_string());
                 }
             }
-            Some(Ok(Message::Binary(bytes))) => {
-                state.metrics.received(PROTOCOL, bytes.len());
+            ws::Incoming::Binary(_) => {
                 let answer = garp::error(
                     garp::ERROR_RESPONSE,
                     &Value::Null,
@@ -173,13 +176,7 @@ async fn next_text(socket: &mut WebSocket, state: &AppState) -> Next {
                     return Next::Closed;
                 }
             }
-            Some(Ok(_)) => {} // ping/pong
-            Some(Err(e)) => {
-                if let Some((code, reason)) = ws::close_for(&e) {
-                    close(socket, code, reason).await;
-                }
-                return Next::Closed;
-            }
+            ws::Incoming::Control => {}
         }
     }
 }

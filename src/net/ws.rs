@@ -1,4 +1,6 @@
-//! What every WebSocket endpoint shares: the writer task and the close codes.
+//! What every WebSocket endpoint shares: the connection skeleton ([`Connection`]: id,
+//! gauge, bounded queue and writer task), what a read amounts to ([`incoming`]), the
+//! writer loop and the close codes. Each endpoint writes only its own loop around them.
 //!
 //! A connection's writer owns the socket's sending half and drains its bounded queue,
 //! batching whatever is waiting into one flush. It closes the socket with 1001 when the
@@ -6,13 +8,104 @@
 //! with messages that must not be dropped). The reader side closes with 1009 for a message
 //! over the size limit and 1007 for a text frame that is not UTF-8.
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::SinkExt;
-use futures_util::stream::SplitSink;
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::AppState;
+use super::{AppState, ConnectionGauge};
+use crate::bridge::{ConnId, Link, Outbound, next_conn_id};
+use crate::metrics::Metrics;
+
+/// One WebSocket connection's common parts. The endpoint's loop reads `stream` (through
+/// [`incoming`]), queues replies on `link`, and ends with [`Connection::finish`].
+pub struct Connection<T> {
+    pub conn: ConnId,
+    pub link: Link<T>,
+    /// Cancelled when the connection must close at once (its queue overflowed).
+    pub kick: CancellationToken,
+    pub stream: SplitStream<WebSocket>,
+    writer: tokio::task::JoinHandle<()>,
+    _gauge: ConnectionGauge,
+}
+
+impl<T: Send + 'static> Connection<T> {
+    /// Counts the connection open, and starts its writer draining `queue` through
+    /// `encode`.
+    pub fn open(
+        socket: WebSocket,
+        state: &AppState,
+        protocol: &'static str,
+        queue: (Outbound<T>, mpsc::Receiver<T>),
+        encode: impl FnMut(T) -> WsOut + Send + 'static,
+    ) -> Self {
+        let gauge = ConnectionGauge::open(&state.metrics, protocol);
+        let conn = next_conn_id();
+        let (outbound, rx) = queue;
+        let kick = CancellationToken::new();
+        let (sink, stream) = socket.split();
+        let writer = tokio::spawn(write_loop(
+            sink,
+            rx,
+            encode,
+            kick.clone(),
+            state.clone(),
+            protocol,
+        ));
+        Self {
+            conn,
+            link: Link::new(conn, outbound, kick.clone()),
+            kick,
+            stream,
+            writer,
+            _gauge: gauge,
+        }
+    }
+
+    /// Waits for the writer to send what is queued and close. Every other clone of
+    /// `link` must be gone first: the writer ends when its queue has no sender left.
+    pub async fn finish(self) {
+        drop(self.link);
+        let _ = self.writer.await;
+    }
+}
+
+/// What one read from a socket amounts to.
+#[derive(Debug)]
+pub enum Incoming {
+    Text(Utf8Bytes),
+    Binary(bytes::Bytes),
+    /// A ping or a pong: the peer is alive; nothing to handle.
+    Control,
+    /// The connection is over. Close with this code and reason first, if one is given
+    /// (1009 for a message over the size limit, 1007 for text that is not UTF-8).
+    Ended(Option<(u16, &'static str)>),
+}
+
+/// Classifies a read (`stream.next()`), counting the bytes received for `protocol`.
+pub fn incoming(
+    read: Option<Result<Message, axum::Error>>,
+    metrics: &Metrics,
+    protocol: &'static str,
+) -> Incoming {
+    match read {
+        None | Some(Ok(Message::Close(_))) => Incoming::Ended(None),
+        Some(Ok(Message::Text(text))) => {
+            metrics.received(protocol, text.len());
+            Incoming::Text(text)
+        }
+        Some(Ok(Message::Binary(bytes))) => {
+            metrics.received(protocol, bytes.len());
+            Incoming::Binary(bytes)
+        }
+        Some(Ok(Message::Ping(_) | Message::Pong(_))) => Incoming::Control,
+        Some(Err(e)) => {
+            tracing::debug!(protocol, "read error: {e}");
+            Incoming::Ended(close_for(&e))
+        }
+    }
+}
 
 /// Per-socket read buffer. tungstenite's default (128 KiB) is most of an idle
 /// connection's memory; messages larger than this still arrive, in several reads.

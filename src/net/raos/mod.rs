@@ -24,18 +24,17 @@ pub use socket::upgrade;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::listener::PeerAddr;
 use super::ws::{self, WsOut};
-use super::{AppState, ConnectionGauge, RateBucket};
+use super::{AppState, RateBucket};
 use crate::bridge::{Command, ConnId, Link, Outbound, next_conn_id};
 use crate::protocol::raos::{self, Action, ErrorCode, Outgoing, Request};
 use crate::services::accounts::{Credential, Identity, Role, Scope};

@@ -2,6 +2,7 @@
 //! events the connection subscribed to.
 
 use super::*;
+use crate::net::ws::Incoming;
 
 /// `GET /raos`.
 pub async fn upgrade(
@@ -32,25 +33,14 @@ async fn run(
     peer: SocketAddr,
     budget: crate::net::listener::ReadBudget,
 ) {
-    let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
-    let conn = next_conn_id();
-    let (outbound, rx) = Outbound::<Outgoing>::bounded(state.config.limits.outbound_queue.max(8));
-    let kick = CancellationToken::new();
-    let link = Link::new(conn, outbound, kick.clone());
-    let (sink, mut stream) = socket.split();
-    let writer = tokio::spawn(ws::write_loop(
-        sink,
-        rx,
-        |out| match out {
-            Outgoing::Reply(text) => WsOut::Text(text),
-            Outgoing::Event(bytes) => WsOut::SharedText(bytes),
-            Outgoing::Ping => WsOut::Ping,
-            Outgoing::Close(code, reason) => WsOut::Close(code, reason),
-        },
-        kick.clone(),
-        state.clone(),
-        PROTOCOL,
-    ));
+    let queue = Outbound::<Outgoing>::bounded(state.config.limits.outbound_queue.max(8));
+    let mut connection = ws::Connection::open(socket, &state, PROTOCOL, queue, |out| match out {
+        Outgoing::Reply(text) => WsOut::Text(text),
+        Outgoing::Event(bytes) => WsOut::SharedText(bytes),
+        Outgoing::Ping => WsOut::Ping,
+        Outgoing::Close(code, reason) => WsOut::Close(code, reason),
+    });
+    let (conn, link) = (connection.conn, connection.link.clone());
     let mut ctx = Context::new(&state, &headers, Some(peer));
     ctx.events = Some((conn, link.clone()));
     let cfg = state.config.raos.clone();
@@ -79,7 +69,7 @@ async fn run(
     loop {
         let next = tokio::select! {
             _ = state.shutdown.cancelled() => break,
-            _ = kick.cancelled() => break,
+            _ = connection.kick.cancelled() => break,
             _ = watch.ended(&state.accounts, session.unwrap_or_default()), if session.is_some() => {
                 let failure = raos::failure(ErrorCode::Unauthorized, "the session was ended; closing");
                 link.send(Outgoing::Reply(failure.to_string()));
@@ -103,14 +93,12 @@ async fn run(
                 link.send(Outgoing::Ping);
                 continue;
             }
-            next = stream.next() => next,
+            next = connection.stream.next() => next,
         };
         heard = tokio::time::Instant::now();
-        let text = match next {
-            None | Some(Ok(Message::Close(_))) => break,
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Binary(bytes))) => {
-                state.metrics.received(PROTOCOL, bytes.len());
+        let text = match ws::incoming(next, &state.metrics, PROTOCOL) {
+            Incoming::Text(text) => text,
+            Incoming::Binary(_) => {
                 let failure = raos::failure(
                     ErrorCode::InvalidRequest,
                     "binary frames are not part of this protocol: send JSON text",
@@ -118,15 +106,14 @@ async fn run(
                 link.send(Outgoing::Reply(failure.to_string()));
                 continue;
             }
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => {
-                if let Some((code, reason)) = ws::close_for(&e) {
+            Incoming::Control => continue,
+            Incoming::Ended(close) => {
+                if let Some((code, reason)) = close {
                     link.send(Outgoing::Close(code, reason.into()));
                 }
                 break;
             }
         };
-        state.metrics.received(PROTOCOL, text.len());
         let request = match raos::decode(&text) {
             Ok(request) => request,
             Err(bad) => {
@@ -198,5 +185,5 @@ async fn run(
     let _ = state.inbox.send(Command::to(EventsCommand::Drop { conn }));
     drop(ctx);
     drop(link);
-    let _ = writer.await;
+    connection.finish().await;
 }
