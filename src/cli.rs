@@ -326,9 +326,15 @@ fn serve(
             println!("listening {name} {addr}");
         }
         tracing::info!("ecliptic is up; SIGINT or SIGTERM stops it");
-        stop.wait().await;
+        let failed = tokio::select! {
+            _ = stop.wait() => false,
+            _ = server.failed() => true,
+        };
         tracing::info!("shutting down");
         server.shutdown().await;
+        if failed {
+            anyhow::bail!("the simulation stopped after a panic; see the log above");
+        }
         Ok(())
     })
 }

@@ -162,6 +162,8 @@ pub struct ServerHandle {
     tasks: TaskTracker,
     stop_sim: Arc<AtomicBool>,
     sim_thread: Option<std::thread::JoinHandle<()>>,
+    /// Cancelled if the simulation thread panics.
+    sim_failed: CancellationToken,
     store: Store,
 }
 
@@ -290,12 +292,13 @@ impl Server {
             }),
         );
         let stop_sim = Arc::new(AtomicBool::new(false));
+        let sim_failed = CancellationToken::new();
         let (sim_thread, sim_ready) = spawn_sim(
             &config,
             SimServices::new(store.clone(), metrics.clone()),
             inbox_rx,
             plugins,
-            stop_sim.clone(),
+            (stop_sim.clone(), sim_failed.clone()),
         )?;
 
         let tls = match (&config.tls_cert, &config.tls_key) {
@@ -374,6 +377,7 @@ impl Server {
             tasks,
             stop_sim,
             sim_thread: Some(sim_thread),
+            sim_failed,
             store,
         })
     }
@@ -395,7 +399,7 @@ fn spawn_sim(
     services: SimServices,
     inbox: crossbeam_channel::Receiver<bridge::Command>,
     plugins: Vec<PluginFn>,
-    stop: Arc<AtomicBool>,
+    (stop, failed): (Arc<AtomicBool>, CancellationToken),
 ) -> anyhow::Result<(std::thread::JoinHandle<()>, SimReady)> {
     let loop_config = LoopConfig::from(config);
     // The App is built on its own thread: it never leaves it.
@@ -419,7 +423,13 @@ fn spawn_sim(
                 game_messages: Arc::new(world.resource::<sim::extend::GameMessageTypes>().clone()),
             };
             let _ = ready_tx.send(Ok(ready));
-            sim.run(stop);
+            // A panic in a system must not leave a server that accepts players and never
+            // ticks: it is reported, and the server stops (see `ServerHandle::failed`).
+            let run = std::panic::AssertUnwindSafe(|| sim.run(stop));
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!("the simulation thread panicked; the server stops");
+                failed.cancel();
+            }
         })?;
     let ready = ready_rx
         .recv()
@@ -438,6 +448,13 @@ impl ServerHandle {
     /// A token cancelled when shutdown begins.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
+    }
+
+    /// Resolves if the simulation thread dies (a system panicked). The server cannot go
+    /// on without it: call [`ServerHandle::shutdown`] and exit with an error, so that a
+    /// supervisor restarts it. `ecliptic serve` does this, exiting with status 1.
+    pub async fn failed(&self) {
+        self.sim_failed.cancelled().await
     }
 
     /// Stops accepting, closes connections (WebSockets with 1001), stops the simulation,

@@ -382,3 +382,27 @@ async fn a_plugins_tables_are_namespaced_and_migrated_once() {
         .expect("refused");
     assert!(e.to_string().contains("version 2"), "{e}");
 }
+
+/// A plugin with a bug: its system panics at tick 5.
+struct Buggy;
+
+fn crash_at_tick_5(tick: bevy_ecs::prelude::Res<ecliptic::sim::Tick>) {
+    assert!(tick.0 < 5, "a plugin's bug");
+}
+
+impl bevy_app::Plugin for Buggy {
+    fn build(&self, app: &mut bevy_app::App) {
+        app.add_systems(bevy_app::FixedUpdate, crash_at_tick_5);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_system_stops_the_server_instead_of_leaving_it_frozen() {
+    let server = common::TestServer::start_full(|_| {}, |s| s.add_plugin(Buggy)).await;
+    tokio::time::timeout(common::WAIT, server.handle().failed())
+        .await
+        .expect("the failure is reported");
+    let (status, body) = server.get_json("/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    server.shutdown().await;
+}
