@@ -202,7 +202,19 @@ impl ChildServer {
             .parent()
             .and_then(Path::parent)
             .expect("target/<profile>/deps");
-        let built = Command::new(env!("CARGO"))
+        let mut cargo = Command::new(env!("CARGO"));
+        // What `cargo test` sets for test binaries would make this build's fingerprints
+        // differ from a plain `cargo build`'s, and rebuild the crate every time.
+        for (key, _) in std::env::vars_os() {
+            let key = key.to_string_lossy();
+            let set_for_tests = key.starts_with("CARGO_")
+                && !matches!(&*key, "CARGO_HOME" | "CARGO_TARGET_DIR")
+                || key == "LD_LIBRARY_PATH";
+            if set_for_tests {
+                cargo.env_remove(&*key);
+            }
+        }
+        let built = cargo
             .args(["build", "--quiet", "--example", name])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()

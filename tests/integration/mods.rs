@@ -9,8 +9,16 @@ use crate::common::{self, ChildServer, GameClient, hunt};
 
 /// A config file that loads the arena (one weak pirate beside the home station).
 fn arena_config(dir: &Path) -> std::path::PathBuf {
+    game_config(dir, hunt::arena)
+}
+
+/// A config file that loads a copy of the game data changed by `edit`.
+fn game_config(
+    dir: &Path,
+    edit: impl FnOnce(&mut std::collections::BTreeMap<String, Value>),
+) -> std::path::PathBuf {
     let data = dir.join("game-data");
-    common::game_data_copy(&data, hunt::arena);
+    common::game_data_copy(&data, edit);
     let config = dir.join("ecliptic.toml");
     std::fs::write(
         &config,
@@ -159,6 +167,48 @@ async fn a_paid_bounty_is_sent_in_deltas_and_survives_sigkill() {
     game.send("bounty.board", json!({})).await;
     let board = game.recv_type("bounty.board").await;
     assert_eq!(board["payload"]["earned"], 100, "{board}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pirates_bounty_grows_with_each_ship_it_destroys() {
+    let (tmp, data) = common::temp_data_dir();
+    // The arena's pirate, made unkillable and deadly, and the player easy to hit.
+    let config = game_config(tmp.path(), |files| {
+        hunt::arena(files);
+        let ships = files.get_mut("ships.json").unwrap();
+        for class in ships["ship_classes"].as_array_mut().unwrap() {
+            if class["class_id"] == "raider" {
+                class["hull"] = json!(1_000_000);
+                class["weapon"] = json!({"cooldown_ms": 100, "damage": 1_000,
+                    "projectile_speed": 1_500, "lifetime_ms": 1_000});
+            } else {
+                // The player's shuttle: hard to miss.
+                class["radius"] = json!(80);
+            }
+        }
+    });
+    let program = ChildServer::example("bounty_hunting");
+    let server =
+        ChildServer::spawn_program(&program, &data, &["--config", config.to_str().unwrap()]);
+    let mut game = player(&server, "prey", false).await;
+    let (joined, snapshot) = game.join("arena-1").await;
+    let mut hunting = hunt::Hunt::new(&joined, &snapshot);
+    let me = hunting.me.clone();
+    let killed = hunting
+        .until(&mut game, |msg| {
+            msg["type"] == "combat.event"
+                && msg["payload"]["kind"] == "destroyed"
+                && msg["payload"]["target_id"] == me.as_str()
+        })
+        .await;
+    let pirate = killed["payload"]["source_id"].as_str().unwrap().to_owned();
+    // Top of the board, above every other system's pirates at their opening 100.
+    game.send("bounty.board", json!({"limit": 1})).await;
+    let board = game.recv_type("bounty.board").await;
+    assert_eq!(
+        board["payload"],
+        json!({"bounties": [{"id": pirate, "bounty": 150}], "earned": 0})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
