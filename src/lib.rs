@@ -445,6 +445,13 @@ impl ServerHandle {
         format!("{scheme}://{}", self.http_addr)
     }
 
+    /// The simulation's inbox, for code of a mod's own that runs beside the server (an
+    /// admin task, a route of its own): it sends the commands its plugin registered
+    /// with `add_inbox_command`, and is told `Busy` when the simulation is behind.
+    pub fn inbox(&self) -> Inbox {
+        self.inbox.clone()
+    }
+
     /// A token cancelled when shutdown begins.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
