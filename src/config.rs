@@ -31,6 +31,9 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// tracing filter, e.g. `info` or `ecliptic=debug,tower_http=info`.
     pub log: String,
+    /// Web origins besides the server's own that may call the REST API from a browser
+    /// (`["https://play.example.com"]`, or `["*"]` for any). Empty: same origin only.
+    pub cors_origins: Vec<String>,
     pub limits: Limits,
     pub auth: AuthConfig,
     pub sim: SimConfig,
@@ -53,6 +56,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             log: "info".into(),
+            cors_origins: Vec::new(),
             limits: Limits::default(),
             auth: AuthConfig::default(),
             sim: SimConfig::default(),

@@ -29,35 +29,6 @@ use crate::services::{DomainError, mailbox};
 use crate::sim::comms::{self, CommsCommand, CommsLink, CommsOut, DirectOutcome, ExtensionCall};
 
 const PROTOCOL: &str = "comms";
-const SUBPROTOCOL_PREFIX: &str = "access_token.";
-
-/// Finds the token and, if it came as a subprotocol, the subprotocol to answer with.
-fn find_token(
-    headers: &HeaderMap,
-    query: &HashMap<String, String>,
-) -> (Option<String>, Option<String>) {
-    if let Some(t) = query.get("token").filter(|t| !t.is_empty()) {
-        return (Some(t.clone()), None);
-    }
-    if let Some(t) = super::bearer(headers) {
-        return (Some(t.to_owned()), None);
-    }
-    let offered = headers
-        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .find(|p| p.starts_with(SUBPROTOCOL_PREFIX));
-    match offered {
-        Some(p) => (
-            Some(p[SUBPROTOCOL_PREFIX.len()..].to_owned()),
-            Some(p.to_owned()),
-        ),
-        None => (None, None),
-    }
-}
-
 fn unauthorized(message: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,
@@ -74,7 +45,7 @@ pub async fn upgrade(
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (token, subprotocol) = find_token(&headers, &query);
+    let (token, subprotocol) = super::handshake_token(&headers, &query);
     let Some(token) = token else {
         return unauthorized(
             "a token is required: ?token=, Authorization: Bearer, or subprotocol access_token.<JWT>",
@@ -320,12 +291,16 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
                 })
                 .await
             {
-                Some(Ok(active)) => {
+                Some(Ok(comms::Subscribed { active, online })) => {
                     c.text(wire::status(
                         "subscribed",
                         json!({"topics": shown, "active_subscriptions": active}),
                     ));
                     acknowledge(c, id, "subscribed", active);
+                    let now = chrono::Utc::now().timestamp_millis();
+                    for user in online {
+                        c.text(wire::presence(&user, true, now));
+                    }
                 }
                 Some(Err(e)) => c.domain_error(&e, json!({"field": "topics"})),
                 None => {}

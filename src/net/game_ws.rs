@@ -12,9 +12,9 @@
 //! therefore costs the inbox one command a tick, and "busy" answers to its inputs are sent
 //! at most once a second.
 
-use axum::extract::State;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
 use super::AppState;
@@ -26,13 +26,41 @@ use crate::sim::players::{ClientLink, GameCommand};
 
 const PROTOCOL: &str = "game";
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+/// `GET /game`. A client logs in with `auth.login`; one that cannot send that first (or
+/// prefers not to) may bring its token in the handshake instead (`?token=`, `Authorization:
+/// Bearer`, or the subprotocol `access_token.<JWT>`): a bad one is refused with HTTP 401
+/// and an `auth.error` body, a good one logs the connection in at once (`auth.ok` comes
+/// unasked).
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let (token, subprotocol) = super::handshake_token(&headers, &query);
+    if let Some(token) = &token
+        && let Err(e) = state.accounts.verify(token)
+    {
+        let payload =
+            serde_json::json!({"code": game::auth_code_for(&e), "message": e.to_string()});
+        let body = game::envelope("auth.error", 0, now_ms(), payload.to_string().as_bytes());
+        return (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response();
+    }
+    let ws = match subprotocol {
+        Some(p) => ws.protocols([p]),
+        None => ws,
+    };
     let limit = state.config.limits.ws_message_bytes;
     let tasks = state.tasks.clone();
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(super::ws::READ_BUFFER)
-        .on_upgrade(move |socket| tasks.track_future(run(socket, state)))
+        .on_upgrade(move |socket| tasks.track_future(run(socket, state, token)))
 }
 
 /// Holds a connection's inputs to one a tick, the latest winning.
@@ -114,7 +142,7 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-async fn run(socket: WebSocket, state: AppState) {
+async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>) {
     let queue = Outbound::<GameOut>::bounded(state.config.game.outbound_queue.max(4));
     let mut seq = 0u64;
     let mut connection =
@@ -140,6 +168,10 @@ async fn run(socket: WebSocket, state: AppState) {
     // token merely expiring does not).
     let mut session = None;
     let mut watch = state.accounts.watch_ended();
+    if let Some(token) = handshake_token {
+        session = login(&state, &link, conn, &token, None).await;
+        authenticated = session.is_some();
+    }
     loop {
         let held_due = inputs.due();
         let next = tokio::select! {

@@ -76,6 +76,20 @@ pub async fn serve(
 }
 
 pub fn router(state: AppState) -> Router {
+    let mut api = super::rest::routes()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::rest_guard::guard,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), count_rest))
+        // The guard has already limited the body, by whether a token came with it.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            super::rest_guard::authenticated_body_bytes(&state.config.raos),
+        ));
+    // Outermost, so a browser's preflight is answered before the guard sees it.
+    if let Some(cors) = super::web::cors(&state.config.cors_origins) {
+        api = api.layer(cors);
+    }
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -92,19 +106,8 @@ pub fn router(state: AppState) -> Router {
             "/downloads/{game_id}/{version}",
             get(super::rest::serve_download),
         )
-        .nest(
-            "/api/v1",
-            super::rest::routes()
-                .layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    super::rest_guard::guard,
-                ))
-                .layer(middleware::from_fn_with_state(state.clone(), count_rest))
-                // The guard has already limited the body, by whether a token came with it.
-                .layer(axum::extract::DefaultBodyLimit::max(
-                    super::rest_guard::authenticated_body_bytes(&state.config.raos),
-                )),
-        )
+        .nest("/api/v1", api)
+        .merge(super::web::routes())
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such path\n") })
         .with_state(state)
 }

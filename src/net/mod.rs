@@ -12,6 +12,7 @@ pub mod raos;
 pub mod rest;
 pub mod rest_guard;
 pub mod store_server;
+pub mod web;
 pub mod ws;
 
 use std::sync::Arc;
@@ -86,6 +87,37 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// The token a WebSocket handshake carries, for browsers, which cannot set headers:
+/// `?token=`, `Authorization: Bearer`, or the subprotocol `access_token.<JWT>`. The second
+/// value is the subprotocol to answer with when the token came as one (a browser fails a
+/// connection whose offered subprotocol is not selected).
+pub fn handshake_token(
+    headers: &axum::http::HeaderMap,
+    query: &std::collections::HashMap<String, String>,
+) -> (Option<String>, Option<String>) {
+    const SUBPROTOCOL_PREFIX: &str = "access_token.";
+    if let Some(t) = query.get("token").filter(|t| !t.is_empty()) {
+        return (Some(t.clone()), None);
+    }
+    if let Some(t) = bearer(headers) {
+        return (Some(t.to_owned()), None);
+    }
+    let offered = headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|p| p.starts_with(SUBPROTOCOL_PREFIX));
+    match offered {
+        Some(p) => (
+            Some(p[SUBPROTOCOL_PREFIX.len()..].to_owned()),
+            Some(p.to_owned()),
+        ),
+        None => (None, None),
+    }
 }
 
 /// A token bucket: `rate` requests per second with bursts of `burst`.

@@ -156,6 +156,14 @@ pub enum DirectOutcome {
     Offline,
 }
 
+/// A subscription's outcome: how many topics the connection now has, and the users online
+/// now when it newly subscribed to presence (sent to it as `Presence` right after).
+#[derive(Debug)]
+pub struct Subscribed {
+    pub active: usize,
+    pub online: Vec<String>,
+}
+
 #[derive(Debug)]
 pub enum CommsCommand {
     Open {
@@ -170,7 +178,7 @@ pub enum CommsCommand {
     Subscribe {
         conn: ConnId,
         topics: Vec<String>,
-        reply: oneshot::Sender<Result<usize, DomainError>>,
+        reply: oneshot::Sender<Result<Subscribed, DomainError>>,
     },
     Unsubscribe {
         conn: ConnId,
@@ -245,7 +253,11 @@ impl Hub {
         self.conns.len()
     }
 
-    pub fn subscribe(&mut self, conn: ConnId, topics: Vec<String>) -> Result<usize, DomainError> {
+    pub fn subscribe(
+        &mut self,
+        conn: ConnId,
+        topics: Vec<String>,
+    ) -> Result<Subscribed, DomainError> {
         let max = self.limits.topics_per_connection;
         let entry = self
             .conns
@@ -260,6 +272,29 @@ impl Hub {
                 "at most {max} topics per connection"
             )));
         }
+        // Who is online now, for new presence subscriptions: later changes arrive as they
+        // happen, so a subscriber's list starts complete.
+        let mut online = Vec::new();
+        for topic in &new {
+            let lower = topic.to_lowercase();
+            let wanted = match lower.strip_prefix("presence") {
+                Some("") | Some(".*") => None,
+                Some(user) if user.starts_with('.') => Some(&user[1..]),
+                _ => continue,
+            };
+            for (key, conns) in &self.users {
+                if wanted.is_some_and(|w| w != key) || online.iter().any(|(k, _)| k == key) {
+                    continue;
+                }
+                if let Some(user) = conns.iter().find_map(|c| self.conns.get(c)) {
+                    online.push((key.clone(), user.user.clone()));
+                }
+            }
+        }
+        let entry = self
+            .conns
+            .get_mut(&conn)
+            .ok_or_else(|| DomainError::BadState("connection not open".into()))?;
         for topic in new {
             if topic.split('.').any(|s| s == "*") {
                 self.patterns.push((topic.clone(), conn));
@@ -268,7 +303,10 @@ impl Hub {
             }
             entry.topics.insert(topic);
         }
-        Ok(entry.topics.len())
+        Ok(Subscribed {
+            active: entry.topics.len(),
+            online: online.into_iter().map(|(_, user)| user).collect(),
+        })
     }
 
     fn unsubscribe(&mut self, conn: ConnId, topics: &[String]) -> usize {

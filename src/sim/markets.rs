@@ -100,6 +100,7 @@ impl Market {
                 commodity_id: l.commodity_id.clone(),
                 buy: l.buy_price(),
                 sell: sell_with_bonus(l.sell_price(), profit_multiplier),
+                stock: l.units(),
             })
             .collect()
     }
@@ -115,6 +116,8 @@ pub struct PriceView {
     pub commodity_id: String,
     pub buy: i64,
     pub sell: i64,
+    /// Units for sale now (beyond the spec's example, which has no stock).
+    pub stock: u32,
 }
 
 fn recover_stock(rate: Res<TickRate>, mut markets: Query<&mut Market>) {

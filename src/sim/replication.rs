@@ -28,7 +28,7 @@ use super::instances::{InInstance, Instance};
 use super::markets::{Market, PriceView};
 use super::physics::{Kinematics, SpatialGrid};
 use super::players::{Client, Pilot, Seen};
-use super::ships::{Fuel, Hull, OutOfPlay};
+use super::ships::{Docked, Fuel, Hull, OutOfPlay};
 use super::stations::Station;
 use super::{Tick, TickSet};
 use crate::services::play::{CargoItem, GameOut};
@@ -244,6 +244,7 @@ fn encode_changed(
     }
 }
 
+/// The player's own state: `world.snapshot`'s `you`, and `world.delta`'s when it changed.
 #[derive(Serialize)]
 struct YouView<'a> {
     ship_id: &'a str,
@@ -251,11 +252,68 @@ struct YouView<'a> {
     hull: u32,
     fuel: f32,
     cargo: Vec<CargoItem>,
+    /// The station the ship is docked at, or null (beyond the spec's example).
+    docked_at: Option<&'a str>,
 }
 
+impl<'a> YouView<'a> {
+    fn new(
+        ship_id: &'a str,
+        pilot: &Pilot,
+        hull: &Hull,
+        fuel: &Fuel,
+        docked_at: Option<&'a str>,
+    ) -> Self {
+        Self {
+            ship_id,
+            credits: pilot.credits,
+            hull: hull.hp,
+            fuel: (fuel.level * 100.0).round() / 100.0,
+            cargo: pilot.cargo_view(),
+            docked_at,
+        }
+    }
+}
+
+/// What `you` last told a client, to see when it changes: fuel in whole percent, so a
+/// thrusting ship's burn does not resend it every tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct YouSent {
+    credits: i64,
+    hull: u32,
+    fuel_percent: i32,
+    docked: Option<Entity>,
+    cargo: Vec<crate::services::pilots::CargoHold>,
+}
+
+impl YouSent {
+    fn of(pilot: &Pilot, hull: &Hull, fuel: &Fuel, docked: Option<&Docked>) -> Self {
+        Self {
+            credits: pilot.credits,
+            hull: hull.hp,
+            fuel_percent: fuel.level.round() as i32,
+            docked: docked.map(|d| d.0),
+            cargo: pilot.cargo.clone(),
+        }
+    }
+
+    fn differs(&self, pilot: &Pilot, hull: &Hull, fuel: &Fuel, docked: Option<&Docked>) -> bool {
+        self.credits != pilot.credits
+            || self.hull != hull.hp
+            || self.fuel_percent != fuel.level.round() as i32
+            || self.docked != docked.map(|d| d.0)
+            || self.cargo != pilot.cargo
+    }
+}
+
+/// A station's market, and where the station is (beyond the spec's example: a client
+/// draws stations from these).
 #[derive(Serialize)]
 struct MarketView<'a> {
     station_id: &'a str,
+    name: &'a str,
+    x: f32,
+    y: f32,
     prices: Vec<PriceView>,
 }
 
@@ -282,12 +340,14 @@ fn snapshot_for(
         &Pilot,
         &Hull,
         &Fuel,
+        Option<&Docked>,
         &Kinematics,
         &InInstance,
         &Replicated,
     )>,
 ) {
-    let Ok((mut client, pilot, hull, fuel, kin, instance, own)) = clients.get_mut(ship) else {
+    let Ok((mut client, pilot, hull, fuel, docked, kin, instance, own)) = clients.get_mut(ship)
+    else {
         return;
     };
     let Ok((inst, grid)) = instances.get(instance.0) else {
@@ -304,13 +364,11 @@ fn snapshot_for(
         visible.insert(0, (0.0, ship));
     }
     let mut out = String::with_capacity(1024 + visible.len() * 96);
-    let you = YouView {
-        ship_id: &own.net_id,
-        credits: pilot.credits,
-        hull: hull.hp,
-        fuel: (fuel.level * 100.0).round() / 100.0,
-        cargo: pilot.cargo_view(),
-    };
+    let docked_at = docked
+        .and_then(|d| stations.get(d.0).ok())
+        .map(|(station, _, _)| station.station_id.as_str());
+    let you = YouView::new(&own.net_id, pilot, hull, fuel, docked_at);
+    client.you_sent = Some(YouSent::of(pilot, hull, fuel, docked));
     let _ = write!(
         out,
         "{{\"tick\":{},\"you\":{},\"entities\":[",
@@ -363,6 +421,14 @@ fn snapshot_for(
         .filter(|(_, _, i)| i.0 == instance.0)
         .map(|(station, market, _)| MarketView {
             station_id: &station.station_id,
+            name: inst
+                .def
+                .stations
+                .iter()
+                .find(|s| s.station_id == station.station_id)
+                .map_or(station.station_id.as_str(), |s| s.name.as_str()),
+            x: station.pos.x,
+            y: station.pos.y,
             prices: market
                 .prices(super::zones::context_at(&inst.def, station.pos).blended_profit_multiplier),
         })
@@ -476,12 +542,19 @@ pub(crate) fn send_deltas(
     settings: Res<ReplicationSettings>,
     instances: Query<(&Instance, &SpatialGrid)>,
     replicated: Query<&Replicated, Without<OutOfPlay>>,
-    mut clients: Query<(Entity, &mut Client, &Kinematics, &InInstance)>,
+    mut clients: Query<(
+        Entity,
+        &mut Client,
+        &Kinematics,
+        &InInstance,
+        (&Pilot, &Hull, &Fuel, Option<&Docked>),
+    )>,
+    stations: Query<&Station>,
     mut scratch: Local<DeltaScratch>,
     services: Res<super::SimServices>,
 ) {
     let scratch = &mut *scratch;
-    for (ship, mut client, kin, instance) in &mut clients {
+    for (ship, mut client, kin, instance, (pilot, hull, fuel, docked)) in &mut clients {
         if !client.streaming || client.last_snapshot_tick == tick.0 {
             continue;
         }
@@ -650,9 +723,28 @@ pub(crate) fn send_deltas(
         let context = super::zones::context_at(&inst.def, kin.pos);
         let _ = write!(
             tail,
-            "],\"you_zone_context\":{}}}",
+            "],\"you_zone_context\":{}",
             serde_json::to_string(&context).unwrap_or_else(|_| "{}".into())
         );
+        // The player's own state, when it changed (beyond the spec's example).
+        if client
+            .you_sent
+            .as_ref()
+            .is_none_or(|sent| sent.differs(pilot, hull, fuel, docked))
+            && let Ok(own) = replicated.get(ship)
+        {
+            let docked_at = docked
+                .and_then(|d| stations.get(d.0).ok())
+                .map(|station| station.station_id.as_str());
+            let you = YouView::new(&own.net_id, pilot, hull, fuel, docked_at);
+            let _ = write!(
+                tail,
+                ",\"you\":{}",
+                serde_json::to_string(&you).unwrap_or_else(|_| "{}".into())
+            );
+            client.you_sent = Some(YouSent::of(pilot, hull, fuel, docked));
+        }
+        tail.push('}');
 
         // Then as many pending entities as the budget allows, most urgent first.
         let mut out = String::with_capacity(320 + scratch.pending.len() * 100);

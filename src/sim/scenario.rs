@@ -179,6 +179,7 @@ impl Crowd {
                     last_snapshot_tick: 0,
                     known: Default::default(),
                     interest: Default::default(),
+                    you_sent: None,
                     actions: ActionBucket::new(10),
                 },
             ));

@@ -453,6 +453,10 @@ async fn presence_history_notifications_and_binary() {
     watcher
         .subscribe(&["presence", "notifications", "files"])
         .await;
+    // Subscribing to presence tells who is online already: here, the watcher itself.
+    let already = watcher.recv_type("Presence").await;
+    assert_eq!(already["data"]["user_id"], "watcher");
+    assert_eq!(already["data"]["status"], "online");
     let visitor_token = token_for(&server, "visitor").await;
     let mut visitor = Comms::connect(&server, &visitor_token).await;
     let online = watcher.recv_type("Presence").await;

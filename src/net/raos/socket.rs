@@ -11,8 +11,15 @@ pub async fn upgrade(
     ConnectInfo(peer): ConnectInfo<PeerAddr>,
     budget: Option<axum::Extension<crate::net::listener::ReadBudget>>,
     headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     let budget = budget.map(|b| b.0).unwrap_or_default();
+    // A browser cannot set headers: the token may also come as `?token=` or a subprotocol.
+    let (token, subprotocol) = crate::net::handshake_token(&headers, &query);
+    let ws = match subprotocol {
+        Some(p) => ws.protocols([p]),
+        None => ws,
+    };
     // Assets travel inside messages as base64: room for the largest one.
     let limit = state
         .config
@@ -23,13 +30,16 @@ pub async fn upgrade(
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(ws::READ_BUFFER)
-        .on_upgrade(move |socket| tasks.track_future(run(socket, state, headers, peer.0, budget)))
+        .on_upgrade(move |socket| {
+            tasks.track_future(run(socket, state, headers, token, peer.0, budget))
+        })
 }
 
 async fn run(
     socket: WebSocket,
     state: AppState,
     headers: HeaderMap,
+    handshake_token: Option<String>,
     peer: SocketAddr,
     budget: crate::net::listener::ReadBudget,
 ) {
@@ -51,13 +61,16 @@ async fn run(
     let mut heard = tokio::time::Instant::now();
     // After `authenticate` (or `refresh_token`) on this socket, actions without an
     // `auth_token` use the token it returned.
-    let mut session_token: Option<String> = None;
+    // A valid token from the handshake counts as that.
+    let handshake_identity = handshake_token
+        .as_deref()
+        .and_then(|token| state.accounts.verify(token).ok());
+    let mut session_token: Option<String> =
+        handshake_token.filter(|_| handshake_identity.is_some());
     // A socket that never shows a valid token is closed after the unauthenticated timeout.
     // The session of the last valid token the socket used: when it is ended (logout, a
     // reused refresh token), the socket closes.
-    let mut session = crate::net::bearer(&headers)
-        .and_then(|token| state.accounts.verify(token).ok())
-        .map(|identity| identity.session_id);
+    let mut session = handshake_identity.map(|identity| identity.session_id);
     let mut authenticated = session.is_some();
     // Until it shows a valid token, the socket may send only a little: a client that never
     // authenticates cannot make the server hold large messages for it.

@@ -92,6 +92,8 @@ pub struct Client {
     /// Replication's work between full scans of a crowded area (see `replication`).
     pub interest: crate::sim::replication::Interest,
     pub actions: ActionBucket,
+    /// The player's own state as last sent, so a delta carries `you` only when it changed.
+    pub you_sent: Option<crate::sim::replication::YouSent>,
 }
 
 impl Client {

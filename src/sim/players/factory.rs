@@ -143,6 +143,7 @@ pub(super) fn spawn_player(world: &mut World, conn: ConnId, instance: Entity) ->
             last_snapshot_tick: 0,
             known: Known::default(),
             interest: Default::default(),
+            you_sent: None,
             actions: ActionBucket::new(data.rules.actions_per_second),
         },
     ));
