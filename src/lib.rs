@@ -104,6 +104,7 @@ pub mod prelude {
     pub use bevy_ecs::prelude::*;
 }
 pub mod config;
+pub mod journal;
 pub mod loadgen;
 
 #[doc = include_str!("../docs/modding.md")]
@@ -288,6 +289,7 @@ impl Server {
                     wagers_plugin,
                     sim::events::EventsPlugin,
                     progress_plugin,
+                    sim::admin::AdminPlugin,
                 ));
             }),
         );

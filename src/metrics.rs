@@ -45,6 +45,8 @@ pub struct Metrics {
     pub deltas_dropped: IntCounter,
     /// The process's resident memory, read when metrics are rendered (Linux).
     pub resident_bytes: IntGauge,
+    /// The last connections closed for reading too slowly, for the operator console.
+    pub slow_consumer_log: crate::journal::Journal,
 }
 
 impl Metrics {
@@ -126,6 +128,7 @@ impl Metrics {
                 "Resident memory of the server process",
             )
             .expect("valid"),
+            slow_consumer_log: Default::default(),
             registry,
         };
         metrics.register_all();
@@ -179,11 +182,33 @@ impl Metrics {
             .inc_by(bytes as u64);
     }
 
+    /// Open connections by protocol.
+    pub fn connections_by_protocol(&self) -> std::collections::BTreeMap<String, i64> {
+        use prometheus::core::Collector as _;
+        let mut by_protocol = std::collections::BTreeMap::new();
+        for family in self.connections.collect() {
+            for metric in family.get_metric() {
+                if let Some(label) = metric.get_label().first() {
+                    by_protocol.insert(
+                        label.value().to_owned(),
+                        metric.get_gauge().get_value() as i64,
+                    );
+                }
+            }
+        }
+        by_protocol
+    }
+
+    /// The process's resident memory now, where it can be read (and the gauge set to it).
+    pub fn refresh_resident(&self) -> Option<i64> {
+        let bytes = resident_bytes()?;
+        self.resident_bytes.set(bytes);
+        Some(bytes)
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        if let Some(bytes) = resident_bytes() {
-            self.resident_bytes.set(bytes);
-        }
+        self.refresh_resident();
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::warn!("metrics encoding failed: {e}");

@@ -2,6 +2,7 @@
 //! on the tokio runtime; it decodes with `protocol`, decides nothing itself, and talks to the
 //! simulation only through the [`crate::bridge`].
 
+mod admin;
 mod comms_ws;
 mod game_ws;
 mod garp_ws;

@@ -80,7 +80,8 @@ pub const ACTION_ROUTES: &[ActionRoute] = &[
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new()
         .route("/auth/register", post(register))
-        .route("/notifications", post(notify));
+        .route("/notifications", post(notify))
+        .merge(super::admin::routes());
     for r in ACTION_ROUTES {
         let filter = match r.method {
             "GET" => MethodFilter::GET,
@@ -234,7 +235,7 @@ struct NotificationAction {
 }
 
 /// The identity behind the request's bearer token.
-fn caller(
+pub fn caller(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<crate::services::accounts::Identity, RestReply> {

@@ -188,6 +188,10 @@ pub async fn write_loop<T>(
             _ = state.shutdown.cancelled() => true,
             _ = kick.cancelled() => {
                 metrics.slow_consumers.with_label_values(&[protocol]).inc();
+                metrics.slow_consumer_log.record(
+                    "warn",
+                    format!("a {protocol} connection was closed: its outbound queue was full"),
+                );
                 break Some((close::POLICY, "outbound queue full: reading too slowly".to_owned()));
             }
             n = rx.recv_many(&mut batch, 64) => {

@@ -766,6 +766,34 @@ fn leave_room(world: &mut World, caller: &Caller, room_id: &str) -> Result<(), D
     Ok(())
 }
 
+/// Ends a room for everyone (an operator's action): the lobby hears it is gone, and the
+/// players in its instance are told (`error ROOM_ENDED`) and disconnected, after which the
+/// instance is removed.
+pub fn end_room(world: &mut World, room_id: &str) -> Result<RoomView, DomainError> {
+    let entity = room_entity(world, room_id)?;
+    let room = world
+        .get::<Room>(entity)
+        .cloned()
+        .ok_or_else(|| DomainError::NotFound(format!("no room {room_id:?}")))?;
+    world
+        .resource::<Lobby>()
+        .broadcast(wire::room_push(&room.view(), true));
+    world.despawn(entity);
+    let mut lobby = world.resource_mut::<Lobby>();
+    lobby.rooms.remove(room_id);
+    lobby.closing_instances.push(room_id.to_owned());
+    if let Some(instance) = world.resource::<Instances>().get(room_id) {
+        let mut clients = world.query::<(&crate::sim::players::Client, &InInstance)>();
+        for (client, _) in clients.iter(world).filter(|(_, i)| i.0 == instance) {
+            client
+                .link
+                .error("ROOM_ENDED", format!("an operator ended room {room_id}"));
+            client.link.close(1000, "room ended");
+        }
+    }
+    Ok(room.view())
+}
+
 fn start_room(world: &mut World, caller: &Caller, room_id: &str) -> LobbyResult {
     let entity = room_entity(world, room_id)?;
     let mut room = world

@@ -10,6 +10,7 @@
 //! The order of a tick is declared once, in [`TickSet`]; a gameplay plugin puts its systems
 //! `in_set(TickSet::…)` inside `FixedUpdate` and never orders itself against another plugin.
 
+pub mod admin;
 pub mod comms;
 pub mod data;
 pub mod events;

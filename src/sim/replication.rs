@@ -306,6 +306,14 @@ impl YouSent {
     }
 }
 
+/// What a delta's `you` is made from.
+type OwnState = (
+    &'static Pilot,
+    &'static Hull,
+    &'static Fuel,
+    Option<&'static Docked>,
+);
+
 /// A station's market, and where the station is (beyond the spec's example: a client
 /// draws stations from these).
 #[derive(Serialize)]
@@ -547,7 +555,7 @@ pub(crate) fn send_deltas(
         &mut Client,
         &Kinematics,
         &InInstance,
-        (&Pilot, &Hull, &Fuel, Option<&Docked>),
+        OwnState,
     )>,
     stations: Query<&Station>,
     mut scratch: Local<DeltaScratch>,

@@ -214,4 +214,8 @@ pub const MIGRATIONS: &[&str] = &[
         version        INTEGER NOT NULL
     );
     "#,
+    // 9: an operator can disable an account (it cannot log in; its sessions end).
+    r#"
+    ALTER TABLE accounts ADD COLUMN disabled_at INTEGER;
+    "#,
 ];

@@ -426,7 +426,7 @@ impl Accounts {
         let key = username.to_lowercase();
         let found = self
             .store
-            .read(move |conn| Ok(load_account_by_key(conn, &key)?.map(|(a, _)| a)))
+            .read(move |conn| Ok(load_account_by_key(conn, &key)?.map(|(a, _, _)| a)))
             .await?;
         Ok(found)
     }
@@ -463,9 +463,9 @@ impl Accounts {
             .store
             .read(move |conn| load_account_by_key(conn, &lookup_key))
             .await?;
-        let (account, phc) = match found {
-            Some((account, phc)) => (Some(account), phc),
-            None => (None, self.dummy_hash.clone()),
+        let (account, phc, disabled) = match found {
+            Some((account, phc, disabled)) => (Some(account), phc, disabled),
+            None => (None, self.dummy_hash.clone(), false),
         };
         let matches = self
             .hashing(move || password::verify(&prehash, &phc))
@@ -475,6 +475,12 @@ impl Accounts {
             .filter(|_| matches)
             .ok_or(DomainError::InvalidCredentials)?;
         attempt.succeeded();
+        // Said only to who knows the password.
+        if disabled {
+            return Err(DomainError::Forbidden(
+                "this account is disabled; ask an operator".into(),
+            ));
+        }
         Ok(account)
     }
 
@@ -685,15 +691,97 @@ impl Accounts {
         self.end_session(sid);
         Ok(())
     }
+
+    /// An account as an operator sees it, by username (any case).
+    pub async fn lookup(&self, username: &str) -> Result<AccountRecord, DomainError> {
+        let key = username.to_lowercase();
+        let shown = username.to_owned();
+        self.store
+            .read(move |conn| {
+                let Some((account, _, _)) = load_account_by_key(conn, &key)? else {
+                    return Ok(None);
+                };
+                let (created_at, disabled_at, sessions) = conn.query_row(
+                    "SELECT created_at, disabled_at,
+                            (SELECT COUNT(*) FROM sessions
+                             WHERE user_id = accounts.user_id AND revoked_at IS NULL)
+                     FROM accounts WHERE user_id = ?1",
+                    [account.user_id.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+                Ok(Some(AccountRecord {
+                    account,
+                    created_at,
+                    disabled_at,
+                    open_sessions: sessions,
+                }))
+            })
+            .await?
+            .ok_or_else(|| DomainError::NotFound(format!("no account {shown:?}")))
+    }
+
+    /// Disables an account (its sessions end at once, on every protocol, and it cannot log
+    /// in) or enables it again.
+    pub async fn set_disabled(
+        &self,
+        username: &str,
+        disabled: bool,
+    ) -> Result<AccountRecord, DomainError> {
+        let key = username.to_lowercase();
+        let now = now_secs();
+        let ended: Vec<String> = self
+            .store
+            .write(move |conn| {
+                let changed = conn.execute(
+                    "UPDATE accounts SET disabled_at = CASE WHEN ?2 THEN COALESCE(disabled_at, ?3) END
+                     WHERE username_key = ?1",
+                    params![key, disabled, now],
+                )?;
+                if changed == 0 || !disabled {
+                    return Ok(Vec::new());
+                }
+                let mut stmt = conn.prepare(
+                    "SELECT session_id FROM sessions
+                     WHERE revoked_at IS NULL
+                       AND user_id = (SELECT user_id FROM accounts WHERE username_key = ?1)",
+                )?;
+                let sessions = stmt
+                    .query_map([&key], |r| r.get::<_, String>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                for sid in &sessions {
+                    revoke_session(conn, sid, "disabled", now)?;
+                }
+                Ok(sessions)
+            })
+            .await?;
+        for sid in ended {
+            if let Ok(sid) = Uuid::parse_str(&sid) {
+                self.end_session(sid);
+            }
+        }
+        self.lookup(username).await
+    }
 }
 
+/// An account with what an operator needs to know of it.
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub account: Account,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+    pub open_sessions: i64,
+}
+
+/// An account by its lowercase name: the account, its password hash, and whether it is
+/// disabled.
 fn load_account_by_key(
     conn: &rusqlite::Connection,
     key: &str,
-) -> Result<Option<(Account, String)>, StoreError> {
+) -> Result<Option<(Account, String, bool)>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT user_id, username, display_name, roles, password_hash
+            "SELECT user_id, username, display_name, roles, password_hash,
+                    disabled_at IS NOT NULL
              FROM accounts WHERE username_key = ?1",
             [key],
             |r| {
@@ -703,11 +791,12 @@ fn load_account_by_key(
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, bool>(5)?,
                 ))
             },
         )
         .optional()?
-        .and_then(|(uid, username, display_name, roles, phc)| {
+        .and_then(|(uid, username, display_name, roles, phc, disabled)| {
             Some((
                 Account {
                     user_id: Uuid::parse_str(&uid).ok()?,
@@ -716,6 +805,7 @@ fn load_account_by_key(
                     roles: roles_from_column(&roles),
                 },
                 phc,
+                disabled,
             ))
         }))
 }
@@ -796,7 +886,7 @@ fn rotate_refresh(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![next_hash, family, sid, uid, now, next_expires],
     )?;
-    let Some((account, _)) = load_account_by_key(conn, &key)? else {
+    let Some((account, _, _)) = load_account_by_key(conn, &key)? else {
         return Ok(Rotation::Unknown);
     };
     Ok(Rotation::Rotated {

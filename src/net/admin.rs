@@ -1,0 +1,150 @@
+//! The admin endpoints under `/api/v1/admin`: what the operator console at `/console`
+//! shows and does, as JSON for scripts too. Every one needs an access token with the
+//! admin role, and answers in the raos format (`{success, ..., timestamp}`).
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use serde_json::json;
+
+use super::AppState;
+use super::rest::{RestReply, caller};
+use crate::bridge::Command;
+use crate::services::DomainError;
+use crate::services::accounts::{AccountRecord, Role};
+use crate::sim::admin::AdminCommand;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/overview", get(overview))
+        .route("/admin/accounts/{username}", get(account))
+        .route("/admin/accounts/{username}/disable", post(disable))
+        .route("/admin/accounts/{username}/enable", post(enable))
+        .route("/admin/ledger/check", post(ledger_check))
+        .route("/admin/rooms/{room_id}/end", post(end_room))
+}
+
+/// The caller, if an admin.
+fn admin(state: &AppState, headers: &HeaderMap) -> Result<(), RestReply> {
+    let identity = caller(state, headers)?;
+    if !identity.has_role(Role::Admin) {
+        return Err(DomainError::Forbidden("this needs the admin role".into()).into());
+    }
+    Ok(())
+}
+
+/// Everything the console's live view shows, at one moment.
+async fn overview(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<RestReply, RestReply> {
+    admin(&state, &headers)?;
+    let status = state
+        .inbox
+        .ask(|reply| Command::Status { reply })
+        .await
+        .map_err(DomainError::from)?;
+    let world = state
+        .inbox
+        .ask(|reply| Command::to(AdminCommand::Overview { reply }))
+        .await
+        .map_err(DomainError::from)?;
+    let m = &state.metrics;
+    Ok(RestReply::ok(json!({
+        "server_time": chrono::Utc::now().timestamp_millis(),
+        "tick": {
+            "tick": status.tick,
+            "tick_hz": status.tick_hz,
+            "p50_us": status.tick_p50_us,
+            "p99_us": status.tick_p99_us,
+            "max_us": status.tick_max_us,
+            "overruns": status.overruns,
+        },
+        "connections": m.connections_by_protocol(),
+        "inbox_depth": m.inbox_depth.get(),
+        "store_queue_depth": m.store_queue_depth.get(),
+        "resident_bytes": m.refresh_resident(),
+        "instances": world.instances,
+        "rooms": world.rooms,
+        "players": world.players,
+        "recent_errors": crate::journal::logged().recent(),
+        "slow_consumers": m.slow_consumer_log.recent(),
+    })))
+}
+
+fn account_json(record: &AccountRecord) -> serde_json::Value {
+    json!({
+        "user_profile": crate::protocol::raos::user_profile(&record.account),
+        "roles": record.account.roles,
+        "created_at": record.created_at,
+        "disabled": record.disabled_at.is_some(),
+        "disabled_at": record.disabled_at,
+        "open_sessions": record.open_sessions,
+    })
+}
+
+async fn account(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+) -> Result<RestReply, RestReply> {
+    admin(&state, &headers)?;
+    let record = state.accounts.lookup(&username).await?;
+    Ok(RestReply::ok(account_json(&record)))
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+) -> Result<RestReply, RestReply> {
+    admin(&state, &headers)?;
+    let record = state.accounts.set_disabled(&username, true).await?;
+    tracing::info!("admin: disabled account {}", record.account.username);
+    Ok(RestReply::ok(account_json(&record)))
+}
+
+async fn enable(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+) -> Result<RestReply, RestReply> {
+    admin(&state, &headers)?;
+    let record = state.accounts.set_disabled(&username, false).await?;
+    tracing::info!("admin: enabled account {}", record.account.username);
+    Ok(RestReply::ok(account_json(&record)))
+}
+
+async fn ledger_check(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<RestReply, RestReply> {
+    admin(&state, &headers)?;
+    let audit = state
+        .store
+        .read(crate::services::wallet::audit)
+        .await
+        .map_err(DomainError::from)?;
+    Ok(RestReply::ok(json!({
+        "holds": audit.holds(),
+        "audit": audit,
+    })))
+}
+
+async fn end_room(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(room_id): Path<String>,
+) -> Result<RestReply, RestReply> {
+    admin(&state, &headers)?;
+    let room = state
+        .inbox
+        .ask(|reply| Command::to(AdminCommand::EndRoom { room_id, reply }))
+        .await
+        .map_err(DomainError::from)??;
+    tracing::info!("admin: ended room {}", room.room_id);
+    Ok(RestReply::ok(
+        json!({ "room_id": room.room_id, "game_id": room.game_id }),
+    ))
+}
