@@ -332,9 +332,11 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
                 .clone()
                 .unwrap_or_else(|| format!("broadcast_{}", uuid::Uuid::new_v4().simple()));
             let sent_at = chrono::Utc::now().timestamp_millis();
-            let frame = wire::broadcast(&topic, &payload, sent_at, &message_id);
+            // Who published it, as the server knows them (beyond the spec's metadata).
             let record = json!({"topic": topic, "payload": payload,
-                                "metadata": {"sent_at": sent_at, "message_id": message_id}});
+                                "metadata": {"sent_at": sent_at, "message_id": message_id,
+                                             "from_user": c.identity.username}});
+            let frame = wire::broadcast_of(&record);
             let recipients = c
                 .ask(|reply| CommsCommand::Publish {
                     topic,

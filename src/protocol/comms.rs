@@ -307,6 +307,11 @@ pub fn broadcast(topic: &str, payload: &Value, sent_at: i64, message_id: &str) -
     )
 }
 
+/// A `Broadcast` whose `data` is already built (as history keeps it).
+pub fn broadcast_of(data: &Value) -> Bytes {
+    frame("Broadcast", data.clone())
+}
+
 pub fn direct(from_user: &str, payload: &Value, sent_at: i64, message_id: &str) -> Bytes {
     frame(
         "DirectMessage",
