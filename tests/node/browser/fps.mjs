@@ -1,0 +1,38 @@
+// The game page keeps its frame rate with a crowd in view: with SHIPS other ships on
+// screen, frames (requestAnimationFrame timestamps, recorded by the page) come at 50 per
+// second or more.
+
+import { session, shot, step, waitText, BASE } from "./lib.mjs";
+
+const ships = Number(process.env.SHIPS);
+const { context, page } = await session({ width: 1920, height: 1080 });
+await page.goto(`${BASE}/`);
+await page.fill("#username", process.env.PLAYER);
+await page.fill("#password", process.env.PLAYER_PASSWORD);
+await page.click("#login");
+await page.waitForSelector("#join-form:not([hidden])");
+await page.click("#join");
+await page.waitForSelector("#play:not([hidden])");
+await waitText(page, "#hud-docked", /^earth-orbit-station$/);
+
+step(`wait until ${ships} other ships are on screen`);
+await page.waitForFunction((n) => window.eclipticStats.shipsOnScreen >= n, ships, { timeout: 60_000 });
+
+step("measure three seconds of frames");
+const result = await page.evaluate(async () => {
+  const stats = window.eclipticStats;
+  const start = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, 3000));
+  const frames = stats.frames.filter((t) => t >= start);
+  const span = frames.at(-1) - frames[0];
+  let slowest = 0;
+  for (let i = 1; i < frames.length; i++) slowest = Math.max(slowest, frames[i] - frames[i - 1]);
+  return { fps: ((frames.length - 1) * 1000) / span, frames: frames.length, slowest, onScreen: stats.shipsOnScreen };
+});
+console.log(`fps ${result.fps.toFixed(1)} over ${result.frames} frames; slowest frame ${result.slowest.toFixed(1)} ms; ${result.onScreen} ships on screen`);
+await shot(page, "game-crowd");
+if (result.onScreen < ships) throw new Error(`only ${result.onScreen} ships on screen`);
+if (!(result.fps >= 50)) throw new Error(`the page drew ${result.fps.toFixed(1)} frames per second; at least 50 are needed`);
+page.assertNoErrors();
+await context.close();
+step("done");
