@@ -212,7 +212,7 @@ async fn bot(http: std::net::SocketAddr, token: String, stop: tokio_util::sync::
                 seq += 1;
                 // A short push every two seconds (the first one undocks), turning between.
                 let thrust = if seq % 8 == 2 { 0.5 } else { 0.0 };
-                let turn = if (seq / 4) % 2 == 0 { 1.0 } else { -1.0 };
+                let turn = if (seq / 4).is_multiple_of(2) { 1.0 } else { -1.0 };
                 let input = json!({"type": "input.command", "seq": seq, "payload":
                     {"thrust": thrust, "turn": turn, "fire_primary": false, "dock_request": false}});
                 ws_send(&mut ws, &input).await;
