@@ -86,30 +86,11 @@ async fn play_fly_trade_repair_and_chat_in_the_browser() {
     server.shutdown().await;
 }
 
-/// Creates an admin account with the CLI, as an operator would.
-fn create_admin(server: &TestServer, username: &str, password: &str) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
-        .args([
-            "admin",
-            "create-user",
-            username,
-            "--password",
-            password,
-            "--role",
-            "admin",
-            "--data-dir",
-        ])
-        .arg(server.dir.path())
-        .output()
-        .expect("ecliptic runs");
-    assert!(out.status.success(), "{out:?}");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_is_for_admins_and_shows_the_server_live() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let server = TestServer::start().await;
-    create_admin(&server, "root", "root-password");
+    common::admin_token(&server, "root", "root-password").await;
     let player = server.register_and_login("carol", "carol-password").await;
     let carol_token = player["access_token"].as_str().unwrap().to_owned();
 

@@ -627,3 +627,17 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> LineClient<S> {
         }
     }
 }
+
+/// Creates an admin account on `server`'s data directory with the CLI, as an operator
+/// would, and logs it in; returns its access token.
+pub async fn admin_token(server: &TestServer, username: &str, password: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+        .args(["admin", "create-user", username, "--password", password])
+        .args(["--role", "admin", "--data-dir"])
+        .arg(server.dir.path())
+        .output()
+        .expect("ecliptic runs");
+    assert!(out.status.success(), "{out:?}");
+    let grant = login_at(&server.http, &server.url(""), username, password).await;
+    grant["access_token"].as_str().expect("token").to_owned()
+}

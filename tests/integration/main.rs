@@ -25,3 +25,4 @@ mod tls;
 mod ts_client;
 mod upload_crash;
 mod wallet;
+mod web;

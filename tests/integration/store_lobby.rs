@@ -946,3 +946,49 @@ async fn open_uploads_are_limited_per_developer_and_in_all_and_hold_no_files() {
     let refused = second.call("UPLOAD_BEGIN", theirs("2")).await;
     assert_line_error(&refused, 105);
 }
+
+#[tokio::test]
+async fn an_admin_ends_a_room_for_everyone_in_it() {
+    let server = TestServer::start().await;
+    let admin = common::admin_token(&server, "root", "root-pw").await;
+    let mut dev = developer(&server, "end-dev").await;
+    let game_id = create_game(&mut dev, "Short Match", 2).await;
+    ok(&upload(&mut dev, &game_id, "1.0", b"match", None, false).await);
+    let mut host = player(&server, "ender").await;
+    let created = host.call("CREATE_ROOM", json!({"game_id": game_id})).await;
+    let room_id = ok(&created)["room_id"].as_str().unwrap().to_owned();
+    ok(&host.call("START_ROOM", json!({"room_id": room_id})).await);
+    let login = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "ender", "password": "pw"}),
+        )
+        .await
+        .1;
+    let mut game = GameClient::connect(&server).await;
+    game.login(login["access_token"].as_str().unwrap()).await;
+    game.join(&room_id).await;
+
+    // Players may not; an unknown room is 404.
+    let path = format!("/api/v1/admin/rooms/{room_id}/end");
+    let (status, body) = server
+        .post_auth(&path, login["access_token"].as_str().unwrap(), &json!({}))
+        .await;
+    assert_eq!((status, &body["error_code"]), (403, &json!(1002)), "{body}");
+    let (status, body) = server
+        .post_auth("/api/v1/admin/rooms/room-nope/end", &admin, &json!({}))
+        .await;
+    assert_eq!((status, &body["error_code"]), (404, &json!(1003)), "{body}");
+
+    let (status, body) = server.post_auth(&path, &admin, &json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["room_id"], room_id.as_str());
+    assert_eq!(body["game_id"], game_id.as_str());
+    // The player in it is told, then disconnected.
+    let told = game.recv_type("error").await;
+    assert_eq!(told["payload"]["code"], "ROOM_ENDED");
+    assert_eq!(common::close_code(&mut game.ws).await, Some(1000));
+    // The lobby no longer lists it.
+    let rooms = host.call("LIST_ROOMS", json!({})).await;
+    assert_eq!(ok(&rooms)["rooms"], json!([]));
+}
