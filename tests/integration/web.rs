@@ -309,7 +309,10 @@ async fn admin_endpoints_show_the_server_and_disable_accounts() {
         )
         .await;
     assert_eq!((status, &body["error_code"]), (403, &json!(1002)), "{body}");
-    assert_eq!(body["error"], "forbidden: this account is disabled; ask an operator");
+    assert_eq!(
+        body["error"],
+        "forbidden: this account is disabled; ask an operator"
+    );
     let (status, body) = server
         .post(
             "/api/v1/auth/login",
