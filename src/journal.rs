@@ -87,3 +87,48 @@ impl tracing::field::Visit for MessageText {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    #[test]
+    fn keeps_the_last_hundred_newest_first() {
+        let journal = Journal::default();
+        for n in 0..150 {
+            journal.record("warn", format!("event {n}"));
+        }
+        let recent = journal.recent();
+        assert_eq!(recent.len(), KEPT);
+        assert_eq!(recent[0].message, "event 149");
+        assert_eq!(recent[KEPT - 1].message, "event 50");
+    }
+
+    #[test]
+    fn the_layer_keeps_warnings_and_errors_only() {
+        let subscriber = tracing_subscriber::registry().with(JournalLayer);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("journal-test: not kept");
+            tracing::warn!(limit = 3, "journal-test: over the limit");
+            tracing::error!("journal-test: broken");
+        });
+        let mine: Vec<_> = logged()
+            .recent()
+            .into_iter()
+            .filter(|e| e.message.contains("journal-test"))
+            .map(|e| (e.level, e.message))
+            .collect();
+        let target = module_path!();
+        assert_eq!(
+            mine,
+            [
+                ("error", format!("{target}: journal-test: broken")),
+                (
+                    "warn",
+                    format!("{target}: journal-test: over the limit limit=3")
+                ),
+            ]
+        );
+    }
+}
