@@ -782,7 +782,10 @@ pub fn end_room(world: &mut World, room_id: &str) -> Result<RoomView, DomainErro
     let mut lobby = world.resource_mut::<Lobby>();
     lobby.rooms.remove(room_id);
     lobby.closing_instances.push(room_id.to_owned());
-    if let Some(instance) = world.resource::<Instances>().get(room_id) {
+    if let Some(instance) = world
+        .get_resource::<Instances>()
+        .and_then(|instances| instances.get(room_id))
+    {
         let mut clients = world.query::<(&crate::sim::players::Client, &InInstance)>();
         for (client, _) in clients.iter(world).filter(|(_, i)| i.0 == instance) {
             client
