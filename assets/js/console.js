@@ -60,13 +60,28 @@ async function refresh() {
   entries("slow", o.slow_consumers);
 }
 
+/** The three percentiles on a log scale (100 µs to the largest seen), so a slow start-up
+ * tick does not flatten the rest. */
 function chart() {
   const canvas = $("tick-chart");
   const ctx = canvas.getContext("2d");
   canvas.width = canvas.clientWidth;
   const { width, height } = canvas;
   ctx.clearRect(0, 0, width, height);
-  const top = Math.max(1000, ...history.map((t) => t.max_us)) * 1.1;
+  const low = Math.log10(100);
+  const high = Math.log10(Math.max(10_000, ...history.map((t) => t.max_us)) * 1.2);
+  const yOf = (us) => height - ((Math.log10(Math.max(us, 100)) - low) / (high - low)) * height;
+  ctx.fillStyle = "#7f8ca3";
+  ctx.strokeStyle = "#172238";
+  ctx.lineWidth = 1;
+  for (let decade = 100; decade <= 10 ** high; decade *= 10) {
+    const y = yOf(decade);
+    ctx.beginPath();
+    ctx.moveTo(0, y);
+    ctx.lineTo(width, y);
+    ctx.stroke();
+    ctx.fillText(decade >= 1000 ? `${decade / 1000} ms` : `${decade} µs`, 4, y - 3);
+  }
   const series = [["p50_us", "#9be37a"], ["p99_us", "#f0c94a"], ["max_us", "#ff7b6b"]];
   for (const [field, colour] of series) {
     ctx.strokeStyle = colour;
@@ -74,14 +89,11 @@ function chart() {
     ctx.beginPath();
     history.forEach((t, i) => {
       const x = width - (history.length - 1 - i) * (width / (HISTORY - 1));
-      const y = height - (t[field] / top) * height;
-      if (i === 0) ctx.moveTo(x, y);
-      else ctx.lineTo(x, y);
+      if (i === 0) ctx.moveTo(x, yOf(t[field]));
+      else ctx.lineTo(x, yOf(t[field]));
     });
     ctx.stroke();
   }
-  ctx.fillStyle = "#7f8ca3";
-  ctx.fillText(`${Math.round(top)} µs`, 4, 12);
 }
 
 function list(id, values) {

@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
     }
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/game", get(super::game_ws::upgrade))
         .route("/ws", get(super::comms_ws::upgrade))
@@ -134,6 +135,34 @@ async fn healthz(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Readiness: the simulation and the store both answer within a second, so a load
+/// balancer sends players only to a node that can serve them.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let within = std::time::Duration::from_secs(1);
+    let sim = tokio::time::timeout(within, state.inbox.ask(|reply| Command::Status { reply }))
+        .await
+        .is_ok_and(|answer| answer.is_ok());
+    let store = tokio::time::timeout(
+        within,
+        state
+            .store
+            .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)),
+    )
+    .await
+    .is_ok_and(|answer| answer.is_ok());
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let (status, overall) = if sim && store {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+    };
+    (
+        status,
+        axum::Json(json!({"status": overall, "sim": word(sim), "store": word(store)})),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

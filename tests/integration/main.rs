@@ -16,6 +16,7 @@ mod garp_module;
 mod listeners;
 mod loadgen;
 mod mods;
+mod ops;
 mod process;
 mod raos;
 mod replication;
