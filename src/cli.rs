@@ -25,6 +25,7 @@ use crate::Config;
 use crate::services::Accounts;
 use crate::services::accounts::{Credential, NewAccount, Role};
 use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
 
 /// mimalloc rather than the system allocator: password hashing allocates 19 MiB a time,
 /// and glibc's dynamic mmap threshold kept those blocks after use (1.1 GB of RSS after 50
@@ -125,62 +126,235 @@ struct LoadgenArgs {
     json: bool,
 }
 
+/// Who you are on the server. The password is asked for (without echo) when neither the
+/// flag nor the variable gives it.
 #[derive(Args, Clone)]
 struct Login {
     /// Account name.
     #[arg(long, env = "ECLIPTIC_USER")]
     user: String,
-    /// Account password.
+    /// Account password (asked for when not given).
     #[arg(long, env = "ECLIPTIC_PASSWORD", hide_env_values = true)]
-    password: String,
+    password: Option<String>,
+}
+
+impl Login {
+    fn password(&self) -> anyhow::Result<String> {
+        match &self.password {
+            Some(password) => Ok(password.clone()),
+            None => prompt_password(&format!("password for {}: ", self.user)),
+        }
+    }
+}
+
+/// Reads a password from the terminal without echoing it.
+fn prompt_password(prompt: &str) -> anyhow::Result<String> {
+    rpassword::prompt_password(prompt)
+        .map_err(|e| anyhow::anyhow!("no password given and none could be asked for: {e}"))
+}
+
+/// The developer server and a developer's login on it.
+#[derive(Args, Clone)]
+struct DevServer {
+    /// The developer server (TCP, store-lobby-tcp.md).
+    #[arg(long, env = "ECLIPTIC_DEV_TCP", default_value = "127.0.0.1:7001")]
+    dev_tcp: String,
+    #[command(flatten)]
+    login: Login,
+}
+
+/// The lobby/store server and a player's login on it.
+#[derive(Args, Clone)]
+struct LobbyServer {
+    /// The lobby/store server (TCP, store-lobby-tcp.md).
+    #[arg(long, env = "ECLIPTIC_LOBBY_TCP", default_value = "127.0.0.1:7002")]
+    lobby_tcp: String,
+    #[command(flatten)]
+    login: Login,
+}
+
+/// A running server's HTTP listener and an admin's login on it.
+#[derive(Args, Clone)]
+struct AdminServer {
+    /// The server's HTTP listener (REST under /api/v1).
+    #[arg(long, env = "ECLIPTIC_HTTP", default_value = "127.0.0.1:8080")]
+    http: String,
+    #[command(flatten)]
+    login: Login,
 }
 
 #[derive(Subcommand)]
 enum DevCommand {
+    /// Create a game; prints its id and its GARP api key and secret.
+    CreateGame {
+        /// The game's name.
+        #[arg(long)]
+        name: String,
+        /// What the game is, for players.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// The kind of build (e.g. cli, web).
+        #[arg(long, default_value = "cli")]
+        game_type: String,
+        /// Players per room.
+        #[arg(long, default_value_t = 1)]
+        max_players: i64,
+        #[command(flatten)]
+        server: DevServer,
+    },
+    /// List your games.
+    Games {
+        /// Print the server's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: DevServer,
+    },
+    /// List a game's published versions.
+    Versions {
+        /// The game's id.
+        game: String,
+        /// Print the server's answer as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: DevServer,
+    },
+    /// Change a game's details.
+    Update {
+        /// The game's id.
+        game: String,
+        /// What the game is, for players.
+        #[arg(long)]
+        description: Option<String>,
+        /// The kind of build.
+        #[arg(long)]
+        game_type: Option<String>,
+        /// Players per room.
+        #[arg(long)]
+        max_players: Option<u32>,
+        #[command(flatten)]
+        server: DevServer,
+    },
+    /// Put a game online (players see it) or take it offline.
+    Status {
+        /// The game's id.
+        game: String,
+        #[arg(value_enum)]
+        status: GameStatusArg,
+        #[command(flatten)]
+        server: DevServer,
+    },
     /// Upload a build of one of your games as a new version.
     Upload {
+        /// The game's id (from `dev create-game` or `dev games`).
         #[arg(long)]
         game: String,
+        /// The new version's name, e.g. 1.0.0.
         #[arg(long)]
         version: String,
+        /// The build file.
         file: PathBuf,
-        /// The developer server.
-        #[arg(long, env = "ECLIPTIC_DEV_SERVER", default_value = "127.0.0.1:7001")]
-        server: String,
         #[command(flatten)]
-        login: Login,
+        server: DevServer,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum GameStatusArg {
+    Online,
+    Offline,
 }
 
 #[derive(Subcommand)]
 enum PlayCommand {
+    /// List the games you can play, and the open rooms.
+    List {
+        /// Print the server's answers as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        server: LobbyServer,
+    },
     /// Download a game's build (the latest, or --version).
     Download {
+        /// The game's id.
         game: String,
+        /// A version other than the latest.
         #[arg(long)]
         version: Option<String>,
         /// Where downloads go: <dir>/<player>/<game>/<version>/build.bin.
         #[arg(long, default_value = "./downloads")]
         dir: PathBuf,
-        /// The lobby/store server.
-        #[arg(long, env = "ECLIPTIC_LOBBY_SERVER", default_value = "127.0.0.1:7002")]
-        server: String,
         #[command(flatten)]
-        login: Login,
+        server: LobbyServer,
     },
 }
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Create an account, e.g. the first admin.
+    /// Create an account on the data directory, e.g. the first admin (the server may be
+    /// running).
     CreateUser {
+        /// The new account's name.
         username: String,
-        #[arg(long, env = "ECLIPTIC_ADMIN_PASSWORD")]
-        password: String,
+        /// Its password (asked for when not given).
+        #[arg(long, env = "ECLIPTIC_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+        /// Its role (every account is also a player).
         #[arg(long, value_enum, default_value = "player")]
         role: RoleArg,
         #[command(flatten)]
         data: DataArgs,
+    },
+    /// Manage accounts on a running server (through its admin endpoints, so a disabled
+    /// account's live sessions end at once).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+        #[command(flatten)]
+        server: AdminServer,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// List accounts.
+    List {
+        /// Print the server's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one account.
+    Show {
+        /// The account's name.
+        username: String,
+    },
+    /// Disable an account: its sessions end and it cannot log in.
+    Disable {
+        /// The account's name.
+        username: String,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// The account's name.
+        username: String,
+    },
+    /// Set a new password (asked for, or ECLIPTIC_NEW_PASSWORD); the account's sessions end.
+    ResetPassword {
+        /// The account's name.
+        username: String,
+        /// The new password (asked for when not given).
+        #[arg(long, env = "ECLIPTIC_NEW_PASSWORD", hide_env_values = true)]
+        new_password: Option<String>,
+    },
+    /// Set an account's roles (player is always kept); its sessions end.
+    SetRoles {
+        /// The account's name.
+        username: String,
+        /// The roles, e.g. developer admin.
+        #[arg(value_enum, required = true)]
+        roles: Vec<RoleArg>,
     },
 }
 
@@ -236,6 +410,26 @@ impl DataArgs {
         };
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
+        }
+        Ok(config)
+    }
+
+    /// The config of a command that works on an existing data directory: it refuses to
+    /// create one, and says where it looked.
+    fn existing_config(&self) -> anyhow::Result<Config> {
+        let config = self.config()?;
+        if !config.data_dir.is_dir() {
+            let how = if self.data_dir.is_some() {
+                "given by --data-dir or ECLIPTIC_DATA_DIR"
+            } else if self.config.is_some() {
+                "the config file's data_dir"
+            } else {
+                "the default; set --data-dir or ECLIPTIC_DATA_DIR"
+            };
+            anyhow::bail!(
+                "no data directory at {} ({how}); start the server once to create one",
+                config.data_dir.display()
+            );
         }
         Ok(config)
     }
@@ -385,17 +579,16 @@ fn admin(command: AdminCommand) -> anyhow::Result<()> {
             role,
             data,
         } => {
-            let config = data.config()?;
+            let config = data.existing_config()?;
+            let password = match password {
+                Some(password) => password,
+                None => prompt_password(&format!("password for {username}: "))?,
+            };
             runtime()?.block_on(async move {
                 let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
                 let store = crate::store::Store::open(&config.data_dir, metrics)?;
                 let accounts = Accounts::open(store.clone(), &config.data_dir, &config.auth)?;
-                let role = match role {
-                    RoleArg::Player => Role::Player,
-                    RoleArg::Developer => Role::Developer,
-                    RoleArg::Admin => Role::Admin,
-                };
-                let mut roles = vec![Role::Player, role];
+                let mut roles = vec![Role::Player, role_of(role)];
                 roles.dedup();
                 let created = accounts
                     .create_user(NewAccount {
@@ -417,55 +610,317 @@ fn admin(command: AdminCommand) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        AdminCommand::Users { command, server } => runtime()?.block_on(users(command, server)),
+    }
+}
+
+/// `admin users`: the admin endpoints of a running server.
+async fn users(command: UsersCommand, server: AdminServer) -> anyhow::Result<()> {
+    let admin = crate::client::AdminClient::login(
+        &server.http,
+        &server.login.user,
+        &server.login.password()?,
+    )
+    .await?;
+    let account = match command {
+        UsersCommand::List { json } => {
+            let answer = admin.get("/admin/accounts?limit=1000").await?;
+            if json {
+                println!("{}", answer["accounts"]);
+                return Ok(());
+            }
+            for account in answer["accounts"].as_array().into_iter().flatten() {
+                println!("{}", account_line(account));
+            }
+            return Ok(());
+        }
+        UsersCommand::Show { username } => admin.get(&account_path(&username, "")).await?,
+        UsersCommand::Disable { username } => {
+            admin
+                .post(&account_path(&username, "/disable"), json!({}))
+                .await?
+        }
+        UsersCommand::Enable { username } => {
+            admin
+                .post(&account_path(&username, "/enable"), json!({}))
+                .await?
+        }
+        UsersCommand::ResetPassword {
+            username,
+            new_password,
+        } => {
+            let password = match new_password {
+                Some(password) => password,
+                None => prompt_password(&format!("new password for {username}: "))?,
+            };
+            let body = json!({ "password": password });
+            admin
+                .post(&account_path(&username, "/password"), body)
+                .await?
+        }
+        UsersCommand::SetRoles { username, roles } => {
+            let roles: Vec<_> = roles.into_iter().map(role_of).map(Role::as_str).collect();
+            let body = json!({ "roles": roles });
+            admin.post(&account_path(&username, "/roles"), body).await?
+        }
+    };
+    println!("{}", account_line(&account));
+    Ok(())
+}
+
+fn account_path(username: &str, action: &str) -> String {
+    let name: String = url_escape(username);
+    format!("/admin/accounts/{name}{action}")
+}
+
+/// Escapes a path segment (usernames are ASCII letters, digits and a few marks).
+fn url_escape(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// One account as a line: name, roles, state, open sessions.
+fn account_line(account: &Value) -> String {
+    let roles: Vec<&str> = account["roles"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    format!(
+        "{}  roles={}  {}  sessions={}",
+        account["user_profile"]["username"].as_str().unwrap_or("?"),
+        roles.join(","),
+        if account["disabled"] == true {
+            "disabled"
+        } else {
+            "active"
+        },
+        account["open_sessions"]
+    )
+}
+
+fn role_of(role: RoleArg) -> Role {
+    match role {
+        RoleArg::Player => Role::Player,
+        RoleArg::Developer => Role::Developer,
+        RoleArg::Admin => Role::Admin,
     }
 }
 
 fn dev(command: DevCommand) -> anyhow::Result<()> {
     init_logging("warn");
-    let DevCommand::Upload {
-        game,
-        version,
-        file,
-        server,
-        login,
-    } = command;
-    let uploaded = runtime()?.block_on(crate::client::upload(
-        &server,
-        &login.user,
-        &login.password,
-        &game,
-        &version,
-        &file,
-    ))?;
-    println!(
-        "uploaded {game} {version}: {:.1} MiB in {:.2} s ({:.0} MiB/s), sha256 {}",
-        uploaded.size_bytes as f64 / (1 << 20) as f64,
-        uploaded.elapsed.as_secs_f64(),
-        uploaded.mib_per_sec(),
-        uploaded.checksum
-    );
-    Ok(())
+    runtime()?.block_on(async move {
+        match command {
+            DevCommand::Upload {
+                game,
+                version,
+                file,
+                server,
+            } => {
+                let password = server.login.password()?;
+                let uploaded = crate::client::upload(
+                    &server.dev_tcp,
+                    &server.login.user,
+                    &password,
+                    &game,
+                    &version,
+                    &file,
+                )
+                .await?;
+                println!(
+                    "uploaded {game} {version}: {:.1} MiB in {:.2} s ({:.0} MiB/s), sha256 {}",
+                    uploaded.size_bytes as f64 / (1 << 20) as f64,
+                    uploaded.elapsed.as_secs_f64(),
+                    uploaded.mib_per_sec(),
+                    uploaded.checksum
+                );
+            }
+            DevCommand::CreateGame {
+                name,
+                description,
+                game_type,
+                max_players,
+                server,
+            } => {
+                let mut client = dev_client(&server).await?;
+                let game = client
+                    .request(
+                        "CREATE_GAME",
+                        json!({"name": name, "description": description,
+                               "game_type": game_type, "max_players": max_players}),
+                    )
+                    .await?;
+                println!("created game {}", game["game_id"].as_str().unwrap_or("?"));
+                println!(
+                    "GARP api key:    {}",
+                    game["api_key"].as_str().unwrap_or("?")
+                );
+                println!(
+                    "GARP api secret: {}",
+                    game["api_secret"].as_str().unwrap_or("?")
+                );
+                println!("(keep the secret: it is shown only now)");
+            }
+            DevCommand::Games { json, server } => {
+                let games = dev_client(&server)
+                    .await?
+                    .request("LIST_MY_GAMES", json!({}))
+                    .await?;
+                print_games(&games, json);
+            }
+            DevCommand::Versions { game, json, server } => {
+                let answer = dev_client(&server)
+                    .await?
+                    .request("LIST_VERSIONS", json!({"game_id": game}))
+                    .await?;
+                if json {
+                    println!("{answer}");
+                } else {
+                    for v in answer["versions"].as_array().into_iter().flatten() {
+                        println!(
+                            "{}  uploaded {}{}",
+                            v["version"].as_str().unwrap_or("?"),
+                            v["uploaded_at"].as_str().unwrap_or("?"),
+                            if v["is_latest"] == true {
+                                "  (latest)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                }
+            }
+            DevCommand::Update {
+                game,
+                description,
+                game_type,
+                max_players,
+                server,
+            } => {
+                let mut payload = json!({"game_id": game});
+                if let Some(d) = description {
+                    payload["description"] = json!(d);
+                }
+                if let Some(t) = game_type {
+                    payload["game_type"] = json!(t);
+                }
+                if let Some(m) = max_players {
+                    payload["max_players"] = json!(m);
+                }
+                dev_client(&server)
+                    .await?
+                    .request("UPDATE_GAME_META", payload)
+                    .await?;
+                println!("updated {game}");
+            }
+            DevCommand::Status {
+                game,
+                status,
+                server,
+            } => {
+                let status = match status {
+                    GameStatusArg::Online => "ONLINE",
+                    GameStatusArg::Offline => "OFFLINE",
+                };
+                dev_client(&server)
+                    .await?
+                    .request(
+                        "SET_GAME_STATUS",
+                        json!({"game_id": game, "status": status}),
+                    )
+                    .await?;
+                println!("{game} is {status}");
+            }
+        }
+        Ok(())
+    })
+}
+
+async fn dev_client(server: &DevServer) -> anyhow::Result<crate::client::LineClient> {
+    let mut client = crate::client::LineClient::connect(&server.dev_tcp).await?;
+    client
+        .login("LOGIN_DEV", &server.login.user, &server.login.password()?)
+        .await?;
+    Ok(client)
+}
+
+fn print_games(answer: &Value, json: bool) {
+    if json {
+        println!("{answer}");
+        return;
+    }
+    for g in answer["games"].as_array().into_iter().flatten() {
+        println!(
+            "{}  {}  {}  latest {}",
+            g["game_id"].as_str().unwrap_or("?"),
+            g["name"].as_str().unwrap_or("?"),
+            g["status"].as_str().unwrap_or("?"),
+            g["latest_version"].as_str().unwrap_or("none")
+        );
+    }
 }
 
 fn play(command: PlayCommand) -> anyhow::Result<()> {
     init_logging("warn");
-    let PlayCommand::Download {
-        game,
-        version,
-        dir,
-        server,
-        login,
-    } = command;
-    let path = runtime()?.block_on(crate::client::download(
-        &server,
-        &login.user,
-        &login.password,
-        &game,
-        version.as_deref(),
-        &dir,
-    ))?;
-    println!("downloaded {}", path.display());
-    Ok(())
+    runtime()?.block_on(async move {
+        match command {
+            PlayCommand::List { json, server } => {
+                let mut client = crate::client::LineClient::connect(&server.lobby_tcp).await?;
+                client
+                    .login(
+                        "LOGIN_PLAYER",
+                        &server.login.user,
+                        &server.login.password()?,
+                    )
+                    .await?;
+                let games = client.request("LIST_GAMES", json!({})).await?;
+                let rooms = client.request("LIST_ROOMS", json!({})).await?;
+                if json {
+                    println!(
+                        "{}",
+                        json!({"games": games["games"], "rooms": rooms["rooms"]})
+                    );
+                    return Ok(());
+                }
+                println!("games:");
+                print_games(&games, false);
+                println!("rooms:");
+                for r in rooms["rooms"].as_array().into_iter().flatten() {
+                    println!(
+                        "{}  game {}  {}  host {}",
+                        r["room_id"].as_str().unwrap_or("?"),
+                        r["game_id"].as_str().unwrap_or("?"),
+                        r["status"].as_str().unwrap_or("?"),
+                        r["host"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+            PlayCommand::Download {
+                game,
+                version,
+                dir,
+                server,
+            } => {
+                let path = crate::client::download(
+                    &server.lobby_tcp,
+                    &server.login.user,
+                    &server.login.password()?,
+                    &game,
+                    version.as_deref(),
+                    &dir,
+                )
+                .await?;
+                println!("downloaded {}", path.display());
+            }
+        }
+        Ok(())
+    })
 }
 
 fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
@@ -497,7 +952,7 @@ fn wallet(command: WalletCommand) -> anyhow::Result<()> {
     let data = match &command {
         WalletCommand::Grant { data, .. } | WalletCommand::Check { data } => data.clone(),
     };
-    let config = data.config()?;
+    let config = data.existing_config()?;
     runtime()?.block_on(async move {
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
         let store = crate::store::Store::open(&config.data_dir, metrics)?;

@@ -151,7 +151,27 @@ impl Uploaded {
     }
 }
 
-/// Uploads `file` as `version` of `game`.
+/// The SHA-256 of `file`, read in blocks (with a progress bar: a large build takes a while).
+async fn hash_file(file: &Path, size: u64) -> anyhow::Result<String> {
+    use tokio::io::AsyncReadExt;
+    let mut reader = tokio::fs::File::open(file).await?;
+    let mut hasher = Sha256::new();
+    let mut block = vec![0u8; 1 << 20];
+    let progress = bar(size, "checksum");
+    loop {
+        let n = reader.read(&mut block).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&block[..n]);
+        progress.inc(n as u64);
+    }
+    progress.finish_and_clear();
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Uploads `file` as `version` of `game`. The file is read twice, once to hash it and
+/// once to send it, a chunk at a time: memory stays flat whatever the build's size.
 pub async fn upload(
     server: &str,
     username: &str,
@@ -160,36 +180,48 @@ pub async fn upload(
     version: &str,
     file: &Path,
 ) -> anyhow::Result<Uploaded> {
-    let bytes = tokio::fs::read(file)
+    let cannot_read = |e: std::io::Error| anyhow::anyhow!("cannot read {}: {e}", file.display());
+    let size = tokio::fs::metadata(file).await.map_err(cannot_read)?.len();
+    let checksum = hash_file(file, size)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let checksum = hex::encode(Sha256::digest(&bytes));
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut client = LineClient::connect(server).await?;
     client.login("LOGIN_DEV", username, password).await?;
     let started = std::time::Instant::now();
     let begin = client
         .request(
             "UPLOAD_BEGIN",
-            json!({"game_id": game, "version": version, "size_bytes": bytes.len(), "checksum": checksum}),
+            json!({"game_id": game, "version": version, "size_bytes": size, "checksum": checksum}),
         )
         .await?;
     let upload_id = begin["upload_id"].as_str().unwrap_or_default().to_owned();
     let chunk = begin["chunk_size"].as_u64().unwrap_or(4096).max(1) as usize;
-    let progress = bar(bytes.len() as u64, "upload");
-    let pieces: Vec<&[u8]> = bytes.chunks(chunk).collect();
-    let mut acked = 0;
-    for (seq, piece) in pieces.iter().enumerate() {
-        client.send_upload_chunk(&upload_id, seq, piece).await?;
-        if seq + 1 - acked >= WINDOW {
+    let progress = bar(size, "upload");
+    let mut reader = tokio::fs::File::open(file).await.map_err(cannot_read)?;
+    let mut piece = vec![0u8; chunk];
+    // Sizes of the chunks sent and not yet acknowledged, oldest first.
+    let mut in_flight = std::collections::VecDeque::with_capacity(WINDOW);
+    let mut seq = 0;
+    loop {
+        let n = read_full(&mut reader, &mut piece)
+            .await
+            .map_err(cannot_read)?;
+        if n == 0 {
+            break;
+        }
+        client
+            .send_upload_chunk(&upload_id, seq, &piece[..n])
+            .await?;
+        seq += 1;
+        in_flight.push_back(n as u64);
+        if in_flight.len() >= WINDOW {
             client.reply().await?;
-            progress.inc(pieces[acked].len() as u64);
-            acked += 1;
+            progress.inc(in_flight.pop_front().unwrap_or(0));
         }
     }
-    while acked < pieces.len() {
+    while let Some(n) = in_flight.pop_front() {
         client.reply().await?;
-        progress.inc(pieces[acked].len() as u64);
-        acked += 1;
+        progress.inc(n);
     }
     let end = client
         .request("UPLOAD_END", json!({"upload_id": upload_id}))
@@ -197,9 +229,23 @@ pub async fn upload(
     progress.finish_and_clear();
     Ok(Uploaded {
         checksum: end["checksum"].as_str().unwrap_or(&checksum).to_owned(),
-        size_bytes: bytes.len() as u64,
+        size_bytes: size,
         elapsed: started.elapsed(),
     })
+}
+
+/// Fills `buf` from `reader` unless the file ends first; returns the bytes read.
+async fn read_full(reader: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use tokio::io::AsyncReadExt;
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = reader.read(&mut buf[filled..]).await?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
 }
 
 /// Downloads `game` into `<dir>/<player>/<game>/<version>/build.bin`, through a `.part`
@@ -265,4 +311,64 @@ pub async fn download(
     let target = final_dir.join("build.bin");
     tokio::fs::rename(&part, &target).await?;
     Ok(target)
+}
+
+/// The admin endpoints of a running server (`/api/v1/admin`), logged in as an admin.
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl AdminClient {
+    /// Logs in at the server whose HTTP listener is `http` (`host:port`).
+    pub async fn login(http: &str, username: &str, password: &str) -> anyhow::Result<Self> {
+        let base = format!("http://{http}/api/v1");
+        let client = reqwest::Client::new();
+        let grant = Self::answer(
+            client
+                .post(format!("{base}/auth/login"))
+                .json(&json!({"username": username, "password": password})),
+        )
+        .await?;
+        let token = grant["access_token"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("the login answer has no access_token"))?
+            .to_owned();
+        Ok(Self {
+            http: client,
+            base,
+            token,
+        })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        Self::answer(self.http.get(url).bearer_auth(&self.token)).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        Self::answer(self.http.post(url).bearer_auth(&self.token).json(&body)).await
+    }
+
+    /// The body of a success; a failure as its `error` message and code.
+    async fn answer(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the server: {e}"))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if status.is_success() && body["success"] != false {
+            return Ok(body);
+        }
+        Err(ServerError {
+            code: body["error_code"]
+                .as_u64()
+                .unwrap_or(u64::from(status.as_u16())),
+            message: body["error"].as_str().unwrap_or(status.as_str()).to_owned(),
+        }
+        .into())
+    }
 }

@@ -18,7 +18,10 @@ use crate::sim::admin::AdminCommand;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/overview", get(overview))
+        .route("/admin/accounts", get(accounts))
         .route("/admin/accounts/{username}", get(account))
+        .route("/admin/accounts/{username}/password", post(reset_password))
+        .route("/admin/accounts/{username}/roles", post(set_roles))
         .route("/admin/accounts/{username}/disable", post(disable))
         .route("/admin/accounts/{username}/enable", post(enable))
         .route("/admin/ledger/check", post(ledger_check))
@@ -91,6 +94,77 @@ async fn account(
 ) -> Result<RestReply, RestReply> {
     admin(&state, &headers)?;
     let record = state.accounts.lookup(&username).await?;
+    Ok(RestReply::ok(account_json(&record)))
+}
+
+#[derive(serde::Deserialize)]
+struct Page {
+    offset: Option<u64>,
+    limit: Option<u64>,
+}
+
+/// Accounts in name order, 100 at a time by default (`?offset=&limit=`, limit at most
+/// 1000).
+async fn accounts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    axum::extract::Query(page): axum::extract::Query<Page>,
+) -> Result<RestReply, RestReply> {
+    admin(&state, &headers)?;
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let (records, total) = state.accounts.list(page.offset.unwrap_or(0), limit).await?;
+    let list: Vec<_> = records.iter().map(account_json).collect();
+    Ok(RestReply::ok(json!({ "accounts": list, "total": total })))
+}
+
+#[derive(serde::Deserialize)]
+struct NewPassword {
+    password: String,
+}
+
+async fn reset_password(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    super::rest::Body(body): super::rest::Body<NewPassword>,
+) -> Result<RestReply, RestReply> {
+    admin(&state, &headers)?;
+    let credential = crate::services::accounts::Credential::Password(body.password);
+    let record = state.accounts.set_password(&username, credential).await?;
+    tracing::info!("admin: reset the password of {}", record.account.username);
+    Ok(RestReply::ok(account_json(&record)))
+}
+
+#[derive(serde::Deserialize)]
+struct NewRoles {
+    roles: Vec<String>,
+}
+
+async fn set_roles(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(username): Path<String>,
+    super::rest::Body(body): super::rest::Body<NewRoles>,
+) -> Result<RestReply, RestReply> {
+    admin(&state, &headers)?;
+    let roles = body
+        .roles
+        .iter()
+        .map(|r| {
+            Role::parse(r).ok_or_else(|| {
+                DomainError::InvalidInput(format!(
+                    "unknown role {r:?}: roles are player, developer and admin"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let record = state.accounts.set_roles(&username, roles).await?;
+    let names: Vec<_> = record.account.roles.iter().map(|r| r.as_str()).collect();
+    tracing::info!(
+        "admin: set the roles of {} to {}",
+        record.account.username,
+        names.join(",")
+    );
     Ok(RestReply::ok(account_json(&record)))
 }
 

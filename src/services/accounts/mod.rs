@@ -727,18 +727,132 @@ impl Accounts {
         username: &str,
         disabled: bool,
     ) -> Result<AccountRecord, DomainError> {
-        let key = username.to_lowercase();
         let now = now_secs();
-        let ended: Vec<String> = self
+        self.change_account(username, disabled, move |conn, key| {
+            Ok(conn.execute(
+                "UPDATE accounts SET disabled_at = CASE WHEN ?2 THEN COALESCE(disabled_at, ?3) END
+                 WHERE username_key = ?1",
+                params![key, disabled, now],
+            )?)
+        })
+        .await
+    }
+
+    /// Sets a new password; the account's sessions end (whoever had it must log in again).
+    pub async fn set_password(
+        &self,
+        username: &str,
+        credential: Credential,
+    ) -> Result<AccountRecord, DomainError> {
+        let prehash = credential.prehash()?;
+        let phc = self.hashing(move || password::hash(&prehash)).await??;
+        self.change_account(username, true, move |conn, key| {
+            Ok(conn.execute(
+                "UPDATE accounts SET password_hash = ?2 WHERE username_key = ?1",
+                params![key, phc],
+            )?)
+        })
+        .await
+    }
+
+    /// Sets an account's roles (`player` always among them); its sessions end, so the
+    /// next login's tokens carry the new roles.
+    pub async fn set_roles(
+        &self,
+        username: &str,
+        mut roles: Vec<Role>,
+    ) -> Result<AccountRecord, DomainError> {
+        roles.push(Role::Player);
+        roles.sort();
+        roles.dedup();
+        let column = roles_to_column(&roles);
+        self.change_account(username, true, move |conn, key| {
+            Ok(conn.execute(
+                "UPDATE accounts SET roles = ?2 WHERE username_key = ?1",
+                params![key, column],
+            )?)
+        })
+        .await
+    }
+
+    /// Accounts in name order, `limit` from `offset`, and how many there are in all.
+    pub async fn list(
+        &self,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<AccountRecord>, u64), DomainError> {
+        let found = self
+            .store
+            .read(move |conn| {
+                let total: i64 =
+                    conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+                let mut stmt = conn.prepare(
+                    "SELECT user_id, username, display_name, roles, created_at, disabled_at,
+                            (SELECT COUNT(*) FROM sessions
+                             WHERE user_id = accounts.user_id AND revoked_at IS NULL)
+                     FROM accounts ORDER BY username_key LIMIT ?1 OFFSET ?2",
+                )?;
+                let rows = stmt.query_map(
+                    params![
+                        limit.min(i64::MAX as u64) as i64,
+                        offset.min(i64::MAX as u64) as i64
+                    ],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, Option<i64>>(5)?,
+                            r.get::<_, i64>(6)?,
+                        ))
+                    },
+                )?;
+                let mut records = Vec::new();
+                for row in rows {
+                    let (uid, username, display_name, roles, created_at, disabled_at, sessions) =
+                        row?;
+                    let Ok(user_id) = Uuid::parse_str(&uid) else {
+                        continue;
+                    };
+                    records.push(AccountRecord {
+                        account: Account {
+                            user_id,
+                            username,
+                            display_name,
+                            roles: roles_from_column(&roles),
+                        },
+                        created_at,
+                        disabled_at,
+                        open_sessions: sessions,
+                    });
+                }
+                Ok((records, total.max(0) as u64))
+            })
+            .await?;
+        Ok(found)
+    }
+
+    /// Applies `change` to the account (it returns the rows it changed) and, if
+    /// `end_sessions`, revokes its sessions in the same transaction and ends them here.
+    async fn change_account(
+        &self,
+        username: &str,
+        end_sessions: bool,
+        change: impl FnOnce(&rusqlite::Connection, &str) -> Result<usize, StoreError> + Send + 'static,
+    ) -> Result<AccountRecord, DomainError> {
+        let key = username.to_lowercase();
+        let shown = username.to_owned();
+        let now = now_secs();
+        let ended: Option<Vec<String>> = self
             .store
             .write(move |conn| {
-                let changed = conn.execute(
-                    "UPDATE accounts SET disabled_at = CASE WHEN ?2 THEN COALESCE(disabled_at, ?3) END
-                     WHERE username_key = ?1",
-                    params![key, disabled, now],
-                )?;
-                if changed == 0 || !disabled {
-                    return Ok(Vec::new());
+                if change(conn, &key)? == 0 {
+                    return Ok(None);
+                }
+                if !end_sessions {
+                    return Ok(Some(Vec::new()));
                 }
                 let mut stmt = conn.prepare(
                     "SELECT session_id FROM sessions
@@ -749,11 +863,12 @@ impl Accounts {
                     .query_map([&key], |r| r.get::<_, String>(0))?
                     .collect::<Result<Vec<_>, _>>()?;
                 for sid in &sessions {
-                    revoke_session(conn, sid, "disabled", now)?;
+                    revoke_session(conn, sid, "admin", now)?;
                 }
-                Ok(sessions)
+                Ok(Some(sessions))
             })
             .await?;
+        let ended = ended.ok_or_else(|| DomainError::NotFound(format!("no account {shown:?}")))?;
         for sid in ended {
             if let Ok(sid) = Uuid::parse_str(&sid) {
                 self.end_session(sid);
