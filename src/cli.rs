@@ -414,21 +414,21 @@ impl DataArgs {
         Ok(config)
     }
 
-    /// The config of a command that works on an existing data directory: it refuses to
-    /// create one, and says where it looked.
+    /// The config of a command that works on a data directory: without one named, it
+    /// refuses to make `./var` up, and says where it looked.
     fn existing_config(&self) -> anyhow::Result<Config> {
         let config = self.config()?;
-        if !config.data_dir.is_dir() {
-            let how = if self.data_dir.is_some() {
-                "given by --data-dir or ECLIPTIC_DATA_DIR"
-            } else if self.config.is_some() {
-                "the config file's data_dir"
-            } else {
-                "the default; set --data-dir or ECLIPTIC_DATA_DIR"
-            };
+        // Named on purpose (a flag, a variable, a config file): made if missing, as the
+        // server would. Only the implicit default must already be there.
+        let named = self.data_dir.is_some() || self.config.is_some();
+        if !named && !config.data_dir.is_dir() {
+            let looked = std::env::current_dir()
+                .map(|cwd| cwd.join(&config.data_dir))
+                .unwrap_or_else(|_| config.data_dir.clone());
             anyhow::bail!(
-                "no data directory at {} ({how}); start the server once to create one",
-                config.data_dir.display()
+                "no data directory: looked for {} (the default); name one with --data-dir \
+                 or ECLIPTIC_DATA_DIR, or run this where the server keeps ./var",
+                looked.display()
             );
         }
         Ok(config)

@@ -9,6 +9,13 @@ const INTERPOLATION_MS = 100;
 const STALE_MS = 150;
 /** Projectiles are not entities: they are drawn from `projectile_fired` for this long. */
 const PROJECTILE_MS = 1200;
+/**
+ * A periodic snapshot lists only the nearest entities that fit the client's budget; the
+ * server sends the rest again through deltas within a second or so. Until then they are
+ * kept where they were, so the crowd does not blink; one not heard of for this long has
+ * gone.
+ */
+const UNLISTED_GRACE_MS = 3000;
 
 class Track {
   constructor(id, kind) {
@@ -84,13 +91,14 @@ export class World {
     Object.assign(this.you, payload.you);
     this.markets = payload.markets ?? [];
     this.zones = payload.zones ?? [];
-    // A snapshot lists what is near now; anything else is gone.
     const listed = new Set();
     for (const e of payload.entities ?? []) {
       listed.add(e.id);
       this.#update(e, now);
     }
-    for (const id of this.entities.keys()) if (!listed.has(id)) this.entities.delete(id);
+    for (const [id, track] of this.entities) {
+      if (!listed.has(id)) track.unlistedSince ??= now;
+    }
   }
 
   delta(payload, now = performance.now()) {
@@ -130,6 +138,7 @@ export class World {
       this.entities.set(e.id, track);
     }
     track.push(now, e);
+    track.unlistedSince = undefined;
   }
 
   /** Everything to draw at display time `now`. */
@@ -137,7 +146,11 @@ export class World {
     const renderTime = now - INTERPOLATION_MS;
     const ships = [];
     let own = null;
-    for (const track of this.entities.values()) {
+    for (const [id, track] of this.entities) {
+      if (track.unlistedSince !== undefined && now - track.unlistedSince > UNLISTED_GRACE_MS) {
+        this.entities.delete(id);
+        continue;
+      }
       const at = track.at(renderTime);
       if (!at) continue;
       const ship = { id: track.id, kind: track.kind, hp: track.hp, hit: now - (track.hitAt ?? -1e9) < 150, ...at };

@@ -172,9 +172,15 @@ fn uuid_like() -> String {
     )
 }
 
-/// A bot in sol-1 that drifts about near the home station, turning all the time, so the
-/// browser has a moving crowd to draw.
-async fn bot(http: std::net::SocketAddr, token: String, stop: tokio_util::sync::CancellationToken) {
+/// Bot `n` in sol-1: it undocks with a push, turns for a while, pushes once more (so the
+/// crowd spreads out a little), then coasts to a stop near the home station and keeps
+/// turning: a crowd that stays in view and changes every tick.
+async fn bot(
+    n: usize,
+    http: std::net::SocketAddr,
+    token: String,
+    stop: tokio_util::sync::CancellationToken,
+) {
     // The token in the handshake, as a browser may send it: auth.ok comes unasked.
     let mut ws = ws_connect(&format!("ws://{http}/game?token={token}")).await;
     let ok = ws_next(&mut ws).await.expect("auth.ok");
@@ -191,9 +197,9 @@ async fn bot(http: std::net::SocketAddr, token: String, stop: tokio_util::sync::
             _ = stop.cancelled() => break,
             _ = inputs.tick() => {
                 seq += 1;
-                // A short push every two seconds (the first one undocks), turning between.
-                let thrust = if seq % 8 == 2 { 0.5 } else { 0.0 };
-                let turn = if (seq / 4).is_multiple_of(2) { 1.0 } else { -1.0 };
+                let second_push = 3 + (n as u64 % 9);
+                let thrust = if seq == 2 || seq == second_push { 0.5 } else { 0.0 };
+                let turn = if n.is_multiple_of(2) { 1.0 } else { -1.0 };
                 let input = json!({"type": "input.command", "seq": seq, "payload":
                     {"thrust": thrust, "turn": turn, "fire_primary": false, "dock_request": false}});
                 ws_send(&mut ws, &input).await;
@@ -229,7 +235,8 @@ async fn the_game_page_keeps_50_fps_with_200_ships_in_view() {
     .await;
     let bots: Vec<_> = logins
         .into_iter()
-        .map(|token| tokio::spawn(bot(http, token, stop.clone())))
+        .enumerate()
+        .map(|(n, token)| tokio::spawn(bot(n, http, token, stop.clone())))
         .collect();
     server
         .register_and_login("spectator", "spectator-password")

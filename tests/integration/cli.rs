@@ -229,26 +229,27 @@ async fn an_operator_manages_accounts_from_the_command_line() {
             && created.trim_end().ends_with("with roles player,admin"),
         "{created}"
     );
-    // A data directory that is not there is not made up.
-    let missing = server.dir.path().join("nope");
-    let refused = fails(
-        &[
-            "admin",
-            "create-user",
-            "x",
-            "--password",
-            "pw",
-            "--data-dir",
-            missing.to_str().unwrap(),
-        ],
-        &[],
-    );
+    // Without a data directory named, and none where the default points: refused, saying
+    // where it looked; nothing is made up.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+        .args(["admin", "create-user", "x", "--password", "pw"])
+        .env_remove("ECLIPTIC_DATA_DIR")
+        .env_remove("ECLIPTIC_CONFIG")
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let refused = String::from_utf8_lossy(&out.stderr);
+    let looked = elsewhere.path().canonicalize().unwrap().join("./var");
     assert!(
-        refused.contains(&format!("no data directory at {}", missing.display()))
-            && refused.contains("--data-dir or ECLIPTIC_DATA_DIR"),
+        refused.contains(&format!(
+            "no data directory: looked for {}",
+            looked.display()
+        )) && refused.contains("--data-dir or ECLIPTIC_DATA_DIR"),
         "{refused}"
     );
-    assert!(!missing.exists());
+    assert!(!elsewhere.path().join("var").exists());
 
     // A player with a live game connection.
     let token = token_for(&server, "eve").await;
