@@ -400,6 +400,9 @@ struct ServeArgs {
     /// Log filter, e.g. `info` or `ecliptic=debug`.
     #[arg(long, env = "ECLIPTIC_LOG")]
     log: Option<String>,
+    /// Log lines as text or as JSON objects.
+    #[arg(long, env = "ECLIPTIC_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 impl DataArgs {
@@ -459,20 +462,61 @@ impl ServeArgs {
         if let Some(v) = &self.log {
             config.log = v.clone();
         }
+        if let Some(v) = self.log_format {
+            config.log_format = v;
+        }
         Ok(config)
     }
 }
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, message and fields).
+    Json,
+}
+
 fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    init_logging_as(filter, LogFormat::Text);
+}
+
+fn init_logging_as(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Logs go to stderr: stdout carries only the `listening` lines scripts read. Warnings
     // and errors are also kept for the operator console.
+    let (text, json) = match format {
+        LogFormat::Text => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            ),
+            None,
+        ),
+        LogFormat::Json => (
+            None,
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .with_writer(std::io::stderr),
+            ),
+        ),
+    };
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(text)
+        .with(json)
         .with(crate::journal::JournalLayer)
         .init();
 }
@@ -511,7 +555,7 @@ fn serve(
     customize: impl FnOnce(crate::Server) -> crate::Server,
 ) -> anyhow::Result<()> {
     let config = args.config()?;
-    init_logging(&config.log);
+    init_logging_as(&config.log, config.log_format);
     runtime()?.block_on(async move {
         // Handlers go in before the listening lines: a script may signal as soon as it reads them.
         let stop = ShutdownSignal::install()?;

@@ -31,6 +31,8 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// tracing filter, e.g. `info` or `ecliptic=debug,tower_http=info`.
     pub log: String,
+    /// Log lines as `text` (the default) or `json`.
+    pub log_format: crate::cli::LogFormat,
     /// Web origins besides the server's own that may call the REST API from a browser
     /// (`["https://play.example.com"]`, or `["*"]` for any). Empty: same origin only.
     pub cors_origins: Vec<String>,
@@ -56,6 +58,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             log: "info".into(),
+            log_format: crate::cli::LogFormat::Text,
             cors_origins: Vec::new(),
             limits: Limits::default(),
             auth: AuthConfig::default(),

@@ -43,8 +43,30 @@ pub struct Metrics {
     pub slow_consumers: IntCounterVec,
     /// Game deltas a client's full queue could not take (it gets a snapshot later).
     pub deltas_dropped: IntCounter,
-    /// The process's resident memory, read when metrics are rendered (Linux).
-    pub resident_bytes: IntGauge,
+    /// Logins by outcome: `ok`, `failed`, `throttled`, `disabled`.
+    pub logins: IntCounterVec,
+    /// Accounts registered.
+    pub registrations: IntCounter,
+    /// Builds published, and their bytes.
+    pub uploads: IntCounter,
+    pub upload_bytes: IntCounter,
+    /// Builds downloads begun (lobby `DOWNLOAD_BEGIN` and `/downloads/...`).
+    pub downloads: IntCounter,
+    /// GARP wagers placed, and the coins they moved into pots.
+    pub wagers: IntCounter,
+    pub coins_wagered: IntCounter,
+    /// Players online by protocol (`game`: joined a world; `comms`, `lobby`: connected
+    /// users), refreshed every second by the simulation.
+    pub players_online: IntGaugeVec,
+    /// Running worlds (systems, rooms, sessions) and lobby rooms.
+    pub instances: IntGauge,
+    pub rooms: IntGauge,
+    /// Wall time of each part of the tick (`TickSet`), per tick.
+    pub tick_set_seconds: prometheus::HistogramVec,
+    /// Always 1, labelled with the version: which build is running.
+    pub build_info: IntGaugeVec,
+    /// CPU, memory and file descriptors of this process (Linux).
+    process: prometheus::process_collector::ProcessCollector,
     /// The last connections closed for reading too slowly, for the operator console.
     pub slow_consumer_log: crate::journal::Journal,
 }
@@ -123,15 +145,63 @@ impl Metrics {
                 "Direct messages dropped from full offline mailboxes",
             )
             .expect("valid"),
-            resident_bytes: IntGauge::new(
-                "process_resident_bytes",
-                "Resident memory of the server process",
+            logins: IntCounterVec::new(
+                Opts::new("logins_total", "Logins by outcome"),
+                &["outcome"],
             )
             .expect("valid"),
+            registrations: IntCounter::new("registrations_total", "Accounts registered")
+                .expect("valid"),
+            uploads: IntCounter::new("uploads_published_total", "Builds published").expect("valid"),
+            upload_bytes: IntCounter::new(
+                "upload_published_bytes_total",
+                "Bytes of the builds published",
+            )
+            .expect("valid"),
+            downloads: IntCounter::new("downloads_total", "Build downloads begun").expect("valid"),
+            wagers: IntCounter::new("wagers_total", "GARP wagers placed").expect("valid"),
+            coins_wagered: IntCounter::new("coins_wagered_total", "Coins moved into wager pots")
+                .expect("valid"),
+            players_online: IntGaugeVec::new(
+                Opts::new("players_online", "Players online by protocol"),
+                &["protocol"],
+            )
+            .expect("valid"),
+            instances: IntGauge::new("instances", "Running worlds: systems, rooms, sessions")
+                .expect("valid"),
+            rooms: IntGauge::new("lobby_rooms", "Open lobby rooms").expect("valid"),
+            tick_set_seconds: prometheus::HistogramVec::new(
+                HistogramOpts::new(
+                    "tick_set_duration_seconds",
+                    "Wall time of each part of the tick (TickSet)",
+                )
+                .buckets(vec![
+                    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                ]),
+                &["set"],
+            )
+            .expect("valid"),
+            build_info: IntGaugeVec::new(
+                Opts::new("build_info", "The running build (always 1)"),
+                &["version"],
+            )
+            .expect("valid"),
+            process: prometheus::process_collector::ProcessCollector::for_self(),
             slow_consumer_log: Default::default(),
             registry,
         };
         metrics.register_all();
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        // Shown before anyone has used them, so dashboards have a line at zero.
+        for protocol in ["game", "comms", "lobby"] {
+            metrics.players_online.with_label_values(&[protocol]).set(0);
+        }
+        for outcome in ["ok", "failed", "throttled", "disabled"] {
+            metrics.logins.with_label_values(&[outcome]);
+        }
         metrics
     }
 
@@ -157,13 +227,30 @@ impl Metrics {
             Box::new(self.tick_max.clone()),
             Box::new(self.slow_consumers.clone()),
             Box::new(self.deltas_dropped.clone()),
-            Box::new(self.resident_bytes.clone()),
+            Box::new(self.logins.clone()),
+            Box::new(self.registrations.clone()),
+            Box::new(self.uploads.clone()),
+            Box::new(self.upload_bytes.clone()),
+            Box::new(self.downloads.clone()),
+            Box::new(self.wagers.clone()),
+            Box::new(self.coins_wagered.clone()),
+            Box::new(self.players_online.clone()),
+            Box::new(self.instances.clone()),
+            Box::new(self.rooms.clone()),
+            Box::new(self.tick_set_seconds.clone()),
+            Box::new(self.build_info.clone()),
         ];
         for collector in collectors {
             self.registry
                 .register(collector)
                 .expect("each metric is registered once");
         }
+        // Another collector of the same process for the registry; `self.process` stays
+        // for the console's memory figure.
+        let process = prometheus::process_collector::ProcessCollector::for_self();
+        self.registry
+            .register(Box::new(process))
+            .expect("the process collector is registered once");
     }
 
     /// Counts one received message of `bytes` on `protocol`.
@@ -199,29 +286,25 @@ impl Metrics {
         by_protocol
     }
 
-    /// The process's resident memory now, where it can be read (and the gauge set to it).
-    pub fn refresh_resident(&self) -> Option<i64> {
-        let bytes = resident_bytes()?;
-        self.resident_bytes.set(bytes);
-        Some(bytes)
+    /// The process's resident memory now, where it can be read (Linux).
+    pub fn resident_bytes(&self) -> Option<i64> {
+        use prometheus::core::Collector as _;
+        self.process
+            .collect()
+            .iter()
+            .find(|family| family.name() == "process_resident_memory_bytes")
+            .and_then(|family| family.get_metric().first())
+            .map(|metric| metric.get_gauge().get_value() as i64)
     }
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        self.refresh_resident();
         let mut buf = Vec::new();
         if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut buf) {
             tracing::warn!("metrics encoding failed: {e}");
         }
         String::from_utf8(buf).unwrap_or_default()
     }
-}
-
-/// Resident memory from `/proc/self/statm` (pages × 4 KiB), where there is one.
-fn resident_bytes() -> Option<i64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }
 
 impl Default for Metrics {

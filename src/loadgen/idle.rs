@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use super::report::IdleMemory;
 use super::{Options, Stats};
 
-/// The server's `ecliptic_process_resident_bytes`.
+/// The server's `ecliptic_process_resident_memory_bytes`.
 async fn server_resident_bytes(options: &Options) -> anyhow::Result<i64> {
     let text = super::server::metrics(options).await?;
-    super::server::value(&text, "ecliptic_process_resident_bytes")
+    super::server::value(&text, "ecliptic_process_resident_memory_bytes")
         .map(|v| v as i64)
         .ok_or_else(|| anyhow::anyhow!("the server's /metrics has no resident memory"))
 }

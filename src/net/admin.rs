@@ -2,10 +2,9 @@
 //! shows and does, as JSON for scripts too. Every one needs an access token with the
 //! admin role, and answers in the raos format (`{success, ..., timestamp}`).
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use serde_json::json;
 
 use super::AppState;
@@ -15,17 +14,23 @@ use crate::services::DomainError;
 use crate::services::accounts::{AccountRecord, Role};
 use crate::sim::admin::AdminCommand;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/overview", get(overview))
-        .route("/admin/accounts", get(accounts))
-        .route("/admin/accounts/{username}", get(account))
-        .route("/admin/accounts/{username}/password", post(reset_password))
-        .route("/admin/accounts/{username}/roles", post(set_roles))
-        .route("/admin/accounts/{username}/disable", post(disable))
-        .route("/admin/accounts/{username}/enable", post(enable))
-        .route("/admin/ledger/check", post(ledger_check))
-        .route("/admin/rooms/{room_id}/end", post(end_room))
+/// The admin routes: method, path under `/api/v1`, handler.
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![
+        ("GET", "/admin/overview", get(overview)),
+        ("GET", "/admin/accounts", get(accounts)),
+        ("GET", "/admin/accounts/{username}", get(account)),
+        (
+            "POST",
+            "/admin/accounts/{username}/password",
+            post(reset_password),
+        ),
+        ("POST", "/admin/accounts/{username}/roles", post(set_roles)),
+        ("POST", "/admin/accounts/{username}/disable", post(disable)),
+        ("POST", "/admin/accounts/{username}/enable", post(enable)),
+        ("POST", "/admin/ledger/check", post(ledger_check)),
+        ("POST", "/admin/rooms/{room_id}/end", post(end_room)),
+    ]
 }
 
 /// The caller, if an admin.
@@ -67,7 +72,7 @@ async fn overview(
         "connections": m.connections_by_protocol(),
         "inbox_depth": m.inbox_depth.get(),
         "store_queue_depth": m.store_queue_depth.get(),
-        "resident_bytes": m.refresh_resident(),
+        "resident_bytes": m.resident_bytes(),
         "instances": world.instances,
         "rooms": world.rooms,
         "players": world.players,

@@ -447,7 +447,19 @@ impl Session {
                     request_id: request_key(id),
                 };
                 match ask(&self.state, op).await {
-                    Ok(WagerReply::Placed(receipt)) => Ok(json!({
+                    Ok(WagerReply::Placed(receipt)) => {
+                        tracing::info!(
+                            game = %receipt.game_id,
+                            play = %receipt.play_id,
+                            amount,
+                            "wager placed"
+                        );
+                        self.state.metrics.wagers.inc();
+                        self.state
+                            .metrics
+                            .coins_wagered
+                            .inc_by(u64::try_from(amount).unwrap_or(0));
+                        Ok(json!({
                         "authToken": auth_token,
                         "value": receipt.balance,
                         "playid": receipt.play_id,
@@ -455,7 +467,8 @@ impl Session {
                         "currency": CURRENCY,
                         "status": "OK",
                         "reason": "",
-                    })),
+                        }))
+                    }
                     Ok(_) => Err(texts::SERVER_ERROR.into()),
                     Err(DomainError::NotFound(_)) => Err(texts::NO_GAME.into()),
                     Err(DomainError::BadState(_)) => Err(texts::NOT_ENOUGH_COINS.into()),

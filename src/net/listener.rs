@@ -202,6 +202,12 @@ pub fn spawn_acceptor(
             };
             let _ = tcp.set_nodelay(true);
             let Some(guard) = config.limiter.acquire(peer.ip()) else {
+                tracing::info!(
+                    protocol,
+                    ip = %peer.ip(),
+                    limit = "connections_per_ip",
+                    "connection refused: too many from this address"
+                );
                 config
                     .metrics
                     .connections_refused

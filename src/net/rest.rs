@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, on, post};
+use axum::routing::{MethodFilter, MethodRouter, get, on, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -77,11 +77,45 @@ pub const ACTION_ROUTES: &[ActionRoute] = &[
     route("DELETE", "/content/{asset_id}", "delete_content"),
 ];
 
+/// The routes that are not RaOS actions: method, path under `/api/v1`, handler.
+fn other_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    let mut routes = vec![
+        ("GET", "/openapi.json", get(openapi)),
+        ("POST", "/auth/register", post(register)),
+        ("POST", "/notifications", post(notify)),
+    ];
+    routes.extend(super::admin::routes());
+    routes
+}
+
+/// Every route under `/api/v1` as (method, path), exactly as [`routes`] serves them:
+/// `docs/openapi.json` must list these and no others (a test checks).
+pub fn route_table() -> Vec<(&'static str, &'static str)> {
+    ACTION_ROUTES
+        .iter()
+        .map(|r| (r.method, r.path))
+        .chain(
+            other_routes()
+                .into_iter()
+                .map(|(method, path, _)| (method, path)),
+        )
+        .collect()
+}
+
+/// The OpenAPI document of this API (`docs/openapi.json`).
+async fn openapi() -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("../../docs/openapi.json"),
+    )
+        .into_response()
+}
+
 pub fn routes() -> Router<AppState> {
-    let mut router = Router::new()
-        .route("/auth/register", post(register))
-        .route("/notifications", post(notify))
-        .merge(super::admin::routes());
+    let mut router = Router::new();
+    for (_, path, handler) in other_routes() {
+        router = router.route(path, handler);
+    }
     for r in ACTION_ROUTES {
         let filter = match r.method {
             "GET" => MethodFilter::GET,
@@ -503,6 +537,7 @@ pub async fn serve_download(
     use crate::sim::lobby::{LobbyOp, LobbyReply};
     catalog::validate_game_id(&game_id)?;
     catalog::validate_version(&version)?;
+    state.metrics.downloads.inc();
     // A download link is followed by a client that may not set headers: the token may
     // also come as `?auth_token=` (or `?token=`).
     let token = super::bearer(&headers)

@@ -273,6 +273,15 @@ async fn dev(
             }
             state.uploads.released(&published);
             recorded?;
+            tracing::info!(
+                game = %published.game_id,
+                version = %published.version,
+                bytes = published.size_bytes,
+                developer = %identity.username,
+                "upload published"
+            );
+            state.metrics.uploads.inc();
+            state.metrics.upload_bytes.inc_by(published.size_bytes);
             json!({ "version": published.version, "is_latest": true, "checksum": published.sha256 })
         }
         DevCommand::CancelUpload(u) => {
@@ -305,6 +314,7 @@ async fn lobby(
     let op = match cmd {
         LobbyCommand::Register(_) | LobbyCommand::Login(_) => return Ok(None),
         LobbyCommand::DownloadBegin(d) => {
+            state.metrics.downloads.inc();
             download(d, &identity, session, state).await?;
             return Ok(None);
         }

@@ -188,6 +188,11 @@ pub async fn write_loop<T>(
             _ = state.shutdown.cancelled() => true,
             _ = kick.cancelled() => {
                 metrics.slow_consumers.with_label_values(&[protocol]).inc();
+                tracing::info!(
+                    protocol,
+                    limit = "outbound_queue",
+                    "disconnected a client that read too slowly"
+                );
                 metrics.slow_consumer_log.record(
                     "warn",
                     format!("a {protocol} connection was closed: its outbound queue was full"),

@@ -171,11 +171,42 @@ fn handle_admin(world: &mut World) {
     }
 }
 
+/// Sets the world's gauges (players online, instances, rooms) once a second.
+fn count_players(
+    tick: Res<super::Tick>,
+    rate: Res<super::TickRate>,
+    services: Res<super::SimServices>,
+    players: Query<&Client>,
+    instances: Query<&Instance>,
+    hub: Option<Res<super::comms::Hub>>,
+    lobby: Option<Res<super::lobby::Lobby>>,
+) {
+    if !tick.0.is_multiple_of(u64::from(rate.0.max(1))) {
+        return;
+    }
+    let m = &services.metrics;
+    let joined = players.iter().filter(|c| c.streaming).count();
+    m.players_online
+        .with_label_values(&["game"])
+        .set(joined as i64);
+    if let Some(hub) = hub {
+        let online = hub.online_users() as i64;
+        m.players_online.with_label_values(&["comms"]).set(online);
+    }
+    if let Some(lobby) = &lobby {
+        let online = lobby.online().len() as i64;
+        m.players_online.with_label_values(&["lobby"]).set(online);
+        m.rooms.set(lobby.room_count() as i64);
+    }
+    m.instances.set(instances.iter().count() as i64);
+}
+
 pub struct AdminPlugin;
 
 impl Plugin for AdminPlugin {
     fn build(&self, app: &mut App) {
         app.init_resource::<Pending<AdminCommand>>()
-            .add_systems(HandleCommands, handle_admin);
+            .add_systems(HandleCommands, handle_admin)
+            .add_systems(bevy_app::FixedLast, count_players);
     }
 }

@@ -364,6 +364,11 @@ impl Hub {
         self.publish(&format!("presence.{user}"), &frame);
     }
 
+    /// Users with at least one connection.
+    pub fn online_users(&self) -> usize {
+        self.users.len()
+    }
+
     pub fn open(&mut self, conn: ConnId, connection_id: String, user: String, link: CommsLink) {
         let key = user.to_lowercase();
         let first = self.users.get(&key).is_none_or(Vec::is_empty);

@@ -252,7 +252,12 @@ pub struct Lobby {
 }
 
 impl Lobby {
-    fn online(&self) -> Vec<String> {
+    /// Rooms open now.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub(crate) fn online(&self) -> Vec<String> {
         let mut names: Vec<String> = self.connections.values().map(|c| c.1.clone()).collect();
         names.sort();
         names.dedup();
@@ -759,6 +764,7 @@ fn leave_room(world: &mut World, caller: &Caller, room_id: &str) -> Result<(), D
         let mut lobby = world.resource_mut::<Lobby>();
         lobby.rooms.remove(room_id);
         lobby.closing_instances.push(room_id.to_owned());
+        tracing::info!(room = %room_id, game = %room.game_id, "room ended: its last player left");
     } else {
         push_room(world, &room);
         world.entity_mut(entity).insert(room);
@@ -782,6 +788,7 @@ pub fn end_room(world: &mut World, room_id: &str) -> Result<RoomView, DomainErro
     let mut lobby = world.resource_mut::<Lobby>();
     lobby.rooms.remove(room_id);
     lobby.closing_instances.push(room_id.to_owned());
+    tracing::info!(room = %room_id, game = %room.game_id, "room ended by an operator");
     if let Some(instance) = world
         .get_resource::<Instances>()
         .and_then(|instances| instances.get(room_id))
@@ -820,6 +827,12 @@ fn start_room(world: &mut World, caller: &Caller, room_id: &str) -> LobbyResult 
     }
     room.status = RoomStatus::Playing;
     push_room(world, &room);
+    tracing::info!(
+        room = %room_id,
+        game = %room.game_id,
+        players = room.players.len(),
+        "room started"
+    );
     let view = room.view();
     world.entity_mut(entity).insert(room);
     let endpoint = world.resource::<GameEndpoint>().clone();

@@ -71,6 +71,65 @@ pub enum TickSet {
     Replication,
 }
 
+impl TickSet {
+    /// Every set, in the order a tick runs them.
+    pub const ALL: [TickSet; 8] = [
+        TickSet::Input,
+        TickSet::Movement,
+        TickSet::Combat,
+        TickSet::Npc,
+        TickSet::Stations,
+        TickSet::Markets,
+        TickSet::Zones,
+        TickSet::Replication,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            TickSet::Input => "input",
+            TickSet::Movement => "movement",
+            TickSet::Combat => "combat",
+            TickSet::Npc => "npc",
+            TickSet::Stations => "stations",
+            TickSet::Markets => "markets",
+            TickSet::Zones => "zones",
+            TickSet::Replication => "replication",
+        }
+    }
+}
+
+/// When the set being timed began (see [`time_sets`]).
+#[derive(Resource, Default)]
+struct SetClock(Option<std::time::Instant>);
+
+/// Times each `TickSet` into `ecliptic_tick_set_duration_seconds`: a marker runs before the
+/// first set and after each, and gives the time since the last marker to the set before it.
+fn time_sets(app: &mut App) {
+    app.init_resource::<SetClock>();
+    app.add_systems(
+        FixedUpdate,
+        (|mut clock: ResMut<SetClock>| clock.0 = Some(std::time::Instant::now()))
+            .before(TickSet::Input),
+    );
+    for (i, set) in TickSet::ALL.into_iter().enumerate() {
+        let lap = move |mut clock: ResMut<SetClock>, services: Option<Res<SimServices>>| {
+            let now = std::time::Instant::now();
+            if let (Some(began), Some(services)) = (clock.0, services) {
+                services
+                    .metrics
+                    .tick_set_seconds
+                    .with_label_values(&[set.name()])
+                    .observe(now.duration_since(began).as_secs_f64());
+            }
+            clock.0 = Some(now);
+        };
+        match TickSet::ALL.get(i + 1) {
+            Some(&next) => app.add_systems(FixedUpdate, lap.after(set).before(next)),
+            None => app.add_systems(FixedUpdate, lap.after(set)),
+        };
+    }
+}
+
 /// The number of the tick being run (or last run); starts at 0.
 #[derive(Resource, Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Tick(pub u64);
@@ -223,21 +282,12 @@ impl Plugin for CorePlugin {
             .init_resource::<Tick>()
             .init_resource::<extend::GameMessageTypes>()
             .add_plugins(facts::FactsPlugin)
-            .add_systems(bevy_app::FixedFirst, begin_tick)
-            .configure_sets(
-                FixedUpdate,
-                (
-                    TickSet::Input,
-                    TickSet::Movement,
-                    TickSet::Combat,
-                    TickSet::Npc,
-                    TickSet::Stations,
-                    TickSet::Markets,
-                    TickSet::Zones,
-                    TickSet::Replication,
-                )
-                    .chain(),
-            );
+            .add_systems(bevy_app::FixedFirst, begin_tick);
+        // The sets run one after another, in `TickSet::ALL`'s order.
+        for pair in TickSet::ALL.windows(2) {
+            app.configure_sets(FixedUpdate, pair[0].before(pair[1]));
+        }
+        time_sets(app);
     }
 }
 

@@ -104,6 +104,11 @@ struct Inner {
 }
 
 impl Store {
+    /// The metrics this store counts into (shared by the server's services).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
     /// Opens (creating if needed) `<data_dir>/ecliptic.db`, applies migrations and starts
     /// the writer thread.
     pub fn open(data_dir: &Path, metrics: Arc<Metrics>) -> anyhow::Result<Self> {

@@ -4,6 +4,7 @@
 
 pub mod garp;
 pub mod hunt;
+pub mod logs;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ impl TestServer {
         configure: impl FnOnce(&mut Config),
         build: impl FnOnce(Server) -> Server,
     ) -> Self {
+        logs::install();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::ephemeral(dir.path());
         configure(&mut config);
@@ -166,9 +168,29 @@ pub async fn post_json(
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
+    remember_secrets(body);
     let response = request.send().await.expect("request sent");
     let status = response.status().as_u16();
-    (status, response.json().await.expect("JSON body"))
+    let answer: Value = response.json().await.expect("JSON body");
+    remember_secrets(&answer);
+    (status, answer)
+}
+
+/// Passwords sent and tokens received, which no log line may show (see [`logs`]).
+pub fn remember_secrets(message: &Value) {
+    for holder in [message, &message["payload"]] {
+        for key in [
+            "password",
+            "access_token",
+            "refresh_token",
+            "session_token",
+            "token",
+        ] {
+            if let Some(secret) = holder[key].as_str() {
+                logs::remember_secret(secret);
+            }
+        }
+    }
 }
 
 /// Asserts the raos failure shape and returns its message.
@@ -186,6 +208,11 @@ pub struct ChildServer {
     pub dev_tcp: SocketAddr,
     pub lobby_tcp: SocketAddr,
     pub lines: Vec<String>,
+    /// Reads the server's log (JSON lines at debug), checks each for secrets and passes
+    /// warnings and errors on to the test's stderr.
+    stderr: Option<std::thread::JoinHandle<()>>,
+    /// Every log line so far, and a signal for each new one.
+    log: std::sync::Arc<(std::sync::Mutex<Vec<String>>, std::sync::Condvar)>,
 }
 
 impl ChildServer {
@@ -230,12 +257,28 @@ impl ChildServer {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--http", "127.0.0.1:0", "--dev-tcp", "127.0.0.1:0"])
-            .args(["--lobby-tcp", "127.0.0.1:0", "--log", "warn"])
+            .args(["--lobby-tcp", "127.0.0.1:0"])
+            .args(["--log", "ecliptic=debug,info", "--log-format", "json"])
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("server binary starts");
+        let pipe = child.stderr.take().expect("stderr piped");
+        let log =
+            std::sync::Arc::new((std::sync::Mutex::new(Vec::new()), std::sync::Condvar::new()));
+        let kept = log.clone();
+        let stderr = std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                logs::check_line(&line);
+                kept.0.lock().expect("log").push(line.clone());
+                kept.1.notify_all();
+                if line.contains(r#""level":"WARN""#) || line.contains(r#""level":"ERROR""#) {
+                    eprintln!("{line}");
+                }
+            }
+        });
         let stdout = child.stdout.take().expect("stdout piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -267,11 +310,45 @@ impl ChildServer {
             lobby_tcp: addr("lobby-tcp"),
             child,
             lines,
+            stderr: Some(stderr),
+            log,
         }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.http)
+    }
+
+    /// The server's log lines so far, each a JSON object.
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.log
+            .0
+            .lock()
+            .expect("log")
+            .iter()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    }
+
+    /// The first log line whose `message` is `message`, waiting (up to `WAIT`) for the
+    /// server to write it.
+    pub fn wait_log(&self, message: &str) -> Value {
+        let needle = format!(
+            r#""message":{}"#,
+            serde_json::to_string(message).expect("string")
+        );
+        let (lines, written) = &*self.log;
+        let lines = written
+            .wait_timeout_while(lines.lock().expect("log"), WAIT, |lines| {
+                !lines.iter().any(|l| l.contains(&needle))
+            })
+            .expect("log")
+            .0;
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&needle))
+            .unwrap_or_else(|| panic!("no {message:?} in the log"));
+        serde_json::from_str(line).expect("a JSON line")
     }
 
     /// SIGKILL: no chance to clean up.
@@ -305,6 +382,20 @@ impl Drop for ChildServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(reader) = self.stderr.take() {
+            let _ = reader.join();
+        }
+        if !std::thread::panicking() {
+            logs::assert_no_leaks();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            logs::assert_no_leaks();
+        }
     }
 }
 
@@ -365,8 +456,11 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> LineClient<S> {
     }
 
     pub async fn request(&mut self, request: &Value) -> Value {
+        remember_secrets(request);
         self.send(request).await;
-        self.recv().await.expect("a reply")
+        let reply = self.recv().await.expect("a reply");
+        remember_secrets(&reply);
+        reply
     }
 
     /// Sends a store-lobby request (`token` in the envelope when given) and returns its

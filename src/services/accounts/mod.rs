@@ -343,7 +343,11 @@ impl Accounts {
                 "the admin role cannot be self-assigned".into(),
             ));
         }
-        self.create_user(new).await
+        let account = self.create_user(new).await?;
+        let roles: Vec<_> = account.roles.iter().map(|r| r.as_str()).collect();
+        tracing::info!(user = %account.username, roles = %roles.join(","), "account registered");
+        self.store.metrics().registrations.inc();
+        Ok(account)
     }
 
     /// Creates an account with any roles (no role check: the caller decides).
@@ -457,7 +461,11 @@ impl Accounts {
             .throttle
             .begin(&key, ip)
             .await
-            .map_err(|retry_after_secs| DomainError::RateLimited { retry_after_secs })?;
+            .map_err(|retry_after_secs| {
+                tracing::info!(user = %key, ip = ip.map(tracing::field::display), "login throttled");
+                self.store.metrics().logins.with_label_values(&["throttled"]).inc();
+                DomainError::RateLimited { retry_after_secs }
+            })?;
         let lookup_key = key.clone();
         let found = self
             .store
@@ -471,16 +479,31 @@ impl Accounts {
             .hashing(move || password::verify(&prehash, &phc))
             .await?;
         // A wrong password leaves the attempt counted.
-        let account = account
-            .filter(|_| matches)
-            .ok_or(DomainError::InvalidCredentials)?;
+        // Logged by name and address, never with what was sent as the password.
+        let Some(account) = account.filter(|_| matches) else {
+            tracing::info!(user = %key, ip = ip.map(tracing::field::display), "login failed");
+            self.store
+                .metrics()
+                .logins
+                .with_label_values(&["failed"])
+                .inc();
+            return Err(DomainError::InvalidCredentials);
+        };
         attempt.succeeded();
         // Said only to who knows the password.
         if disabled {
+            tracing::info!(user = %account.username, ip = ip.map(tracing::field::display), "login refused: account disabled");
+            self.store
+                .metrics()
+                .logins
+                .with_label_values(&["disabled"])
+                .inc();
             return Err(DomainError::Forbidden(
                 "this account is disabled; ask an operator".into(),
             ));
         }
+        tracing::info!(user = %account.username, ip = ip.map(tracing::field::display), "login ok");
+        self.store.metrics().logins.with_label_values(&["ok"]).inc();
         Ok(account)
     }
 
