@@ -9,6 +9,9 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+/// The protocol labels (see the module's doc).
+pub const PROTOCOLS: [&str; 7] = ["game", "comms", "garp", "raos", "rest", "dev", "lobby"];
+
 pub struct Metrics {
     registry: Registry,
     /// Wall time of one `FixedMain` run.
@@ -198,6 +201,19 @@ impl Metrics {
         // Shown before anyone has used them, so dashboards have a line at zero.
         for protocol in ["game", "comms", "lobby"] {
             metrics.players_online.with_label_values(&[protocol]).set(0);
+        }
+        for protocol in PROTOCOLS {
+            metrics.connections.with_label_values(&[protocol]);
+            for counter in [
+                &metrics.messages_in,
+                &metrics.messages_out,
+                &metrics.bytes_in,
+                &metrics.bytes_out,
+                &metrics.connections_refused,
+                &metrics.slow_consumers,
+            ] {
+                counter.with_label_values(&[protocol]);
+            }
         }
         for outcome in ["ok", "failed", "throttled", "disabled"] {
             metrics.logins.with_label_values(&[outcome]);

@@ -185,10 +185,7 @@ fn count_players(
         return;
     }
     let m = &services.metrics;
-    let joined = players.iter().filter(|c| c.streaming).count();
-    m.players_online
-        .with_label_values(&["game"])
-        .set(joined as i64);
+    m.instances.set(instances.iter().count() as i64);
     if let Some(hub) = hub {
         let online = hub.online_users() as i64;
         m.players_online.with_label_values(&["comms"]).set(online);
@@ -198,7 +195,10 @@ fn count_players(
         m.players_online.with_label_values(&["lobby"]).set(online);
         m.rooms.set(lobby.room_count() as i64);
     }
-    m.instances.set(instances.iter().count() as i64);
+    let joined = players.iter().filter(|c| c.streaming).count();
+    m.players_online
+        .with_label_values(&["game"])
+        .set(joined as i64);
 }
 
 pub struct AdminPlugin;
