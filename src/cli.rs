@@ -124,6 +124,10 @@ struct LoadgenArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Errors the clients may see before the run counts as failed (exit 1). A run also
+    /// fails when any client could not connect.
+    #[arg(long, default_value_t = 0)]
+    max_errors: u64,
 }
 
 /// Who you are on the server. The password is asked for (without echo) when neither the
@@ -986,6 +990,21 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.table());
+    }
+    // The report is printed either way; the exit status says whether the run held.
+    if report.clients_connected < report.clients_requested as u64 {
+        anyhow::bail!(
+            "{} of {} clients connected",
+            report.clients_connected,
+            report.clients_requested
+        );
+    }
+    if report.errors > args.max_errors {
+        anyhow::bail!(
+            "the clients saw {} errors (at most {} allowed: --max-errors)",
+            report.errors,
+            args.max_errors
+        );
     }
     Ok(())
 }

@@ -330,20 +330,19 @@ pub struct PeerAddr(pub SocketAddr);
 
 /// Builds the TLS acceptor from PEM files.
 pub fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<TlsAcceptor> {
-    let certs = rustls_pemfile::certs(&mut io::BufReader::new(
-        std::fs::File::open(cert)
-            .map_err(|e| anyhow::anyhow!("tls cert {}: {e}", cert.display()))?,
-    ))
-    .collect::<Result<Vec<_>, _>>()?;
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| anyhow::anyhow!("tls cert {}: {e}", cert.display()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("tls cert {}: {e}", cert.display()))?;
     anyhow::ensure!(
         !certs.is_empty(),
         "tls cert {}: no certificate found",
         cert.display()
     );
-    let key = rustls_pemfile::private_key(&mut io::BufReader::new(
-        std::fs::File::open(key).map_err(|e| anyhow::anyhow!("tls key {}: {e}", key.display()))?,
-    ))?
-    .ok_or_else(|| anyhow::anyhow!("tls key {}: no private key found", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| anyhow::anyhow!("tls key {}: {e}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -148,3 +148,36 @@ async fn the_idle_scenario_reports_server_memory_per_connection() {
     assert!(memory["bytes_per_connection"].is_i64(), "{report}");
     assert!(report.get("server_ticks").is_none(), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_whose_clients_cannot_connect_fails() {
+    // A loopback port nobody listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+        .args([
+            "loadgen",
+            "game",
+            "--clients",
+            "2",
+            "--duration",
+            "1",
+            "--json",
+        ])
+        .args([
+            "--http",
+            &closed.to_string(),
+            "--lobby-tcp",
+            &closed.to_string(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "{output:?}");
+    // The report still comes out, for whoever reads it.
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["clients_connected"], 0);
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("0 of 2 clients connected"), "{said}");
+}

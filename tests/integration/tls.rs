@@ -33,7 +33,8 @@ fn self_signed() -> Certs {
 /// A rustls client that trusts the test's self-signed certificate.
 fn client_config(certs: &Certs) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut certs.cert_pem.as_bytes()) {
+    use rustls::pki_types::{CertificateDer, pem::PemObject as _};
+    for cert in CertificateDer::pem_slice_iter(certs.cert_pem.as_bytes()) {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
