@@ -380,6 +380,31 @@ impl Default for GameConfig {
 }
 
 impl Config {
+    /// The config the command line starts from: built-in defaults, then the TOML file if
+    /// one is named, then `ECLIPTIC_<SECTION>__<KEY>` environment variables for any key
+    /// of a section (`ECLIPTIC_LIMITS__CONNECTIONS_PER_IP=2048`) and `ECLIPTIC_CORS_ORIGINS`
+    /// (`'["https://a.example"]'`). Top-level keys with a flag (`--http`, `--data-dir`, …)
+    /// take their variables through the flag. Unknown keys are errors, from either source.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        use figment::providers::{Env, Format as _, Toml};
+        let mut figment = figment::Figment::new();
+        if let Some(path) = file {
+            anyhow::ensure!(
+                path.is_file(),
+                "cannot read config {}: no such file",
+                path.display()
+            );
+            figment = figment.merge(Toml::file(path));
+        }
+        let env = Env::prefixed("ECLIPTIC_")
+            .filter(|key| key.as_str().contains("__") || key == "cors_origins")
+            .split("__");
+        figment
+            .merge(env)
+            .extract()
+            .map_err(|e| anyhow::anyhow!("config: {e}"))
+    }
+
     /// Reads a TOML config file; unknown keys are errors so typos do not go unnoticed.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)

@@ -250,9 +250,22 @@ impl ChildServer {
         profile.join("examples").join(name)
     }
 
+    /// [`ChildServer::spawn`] with environment variables set for the server.
+    pub fn spawn_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_ecliptic"));
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        Self::spawn_command(command, data_dir, &[])
+    }
+
     /// Starts `program serve` (the stock binary or a modded one) as [`ChildServer::spawn`].
     pub fn spawn_program(program: &Path, data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(program)
+        Self::spawn_command(Command::new(program), data_dir, extra)
+    }
+
+    fn spawn_command(mut command: Command, data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)

@@ -277,3 +277,36 @@ async fn the_grafana_dashboard_charts_only_metrics_the_server_exports() {
     }
     assert!(charted >= 20, "{charted}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_config_key_can_come_from_the_environment() {
+    let (_tmp, data) = common::temp_data_dir();
+    let child = |env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"));
+        command.args(["serve", "--data-dir"]).arg(&data).args([
+            "--http",
+            "127.0.0.1:0",
+            "--dev-tcp",
+            "127.0.0.1:0",
+            "--lobby-tcp",
+            "127.0.0.1:0",
+        ]);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command
+    };
+    // A typo in a variable's key is an error naming it, as in the file.
+    let out = child(&[("ECLIPTIC_AUTH__ACCESS_TOKEN_SECZ", "60")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("access_token_secz"), "{said}");
+
+    // A section's key from the environment takes effect: tokens live 77 s.
+    let server = ChildServer::spawn_with_env(&data, &[("ECLIPTIC_AUTH__ACCESS_TOKEN_SECS", "77")]);
+    let http = reqwest::Client::new();
+    let grant = common::register_and_login_at(&http, &server.url(""), "enviro", "enviro-pw").await;
+    assert_eq!(grant["expires_in"], 77, "{grant}");
+}
