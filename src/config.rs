@@ -145,6 +145,10 @@ pub struct AuthConfig {
     pub hash_concurrency: usize,
     /// HMAC key file for access tokens; generated on first start when absent.
     pub signing_key_file: Option<PathBuf>,
+    /// Whether anyone may register a developer account (`REGISTER_DEV`, or REST register
+    /// with `roles: ["developer"]`). Off: an operator makes them. Player registration is
+    /// always open.
+    pub open_developer_registration: bool,
 }
 
 impl Default for AuthConfig {
@@ -159,6 +163,7 @@ impl Default for AuthConfig {
             password_checks_per_ip: 1,
             hash_concurrency: cores.saturating_sub(1).max(1),
             signing_key_file: None,
+            open_developer_registration: false,
         }
     }
 }

@@ -43,6 +43,9 @@ impl TestServer {
         logs::install();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::ephemeral(dir.path());
+        // The suite's developers register themselves, as on a studio's own server; the
+        // default (closed) has its own test.
+        config.auth.open_developer_registration = true;
         configure(&mut config);
         let handle = build(Server::new(config.clone()))
             .start()
@@ -265,6 +268,8 @@ impl ChildServer {
     }
 
     fn spawn_command(mut command: Command, data_dir: &Path, extra: &[&str]) -> Self {
+        // As for in-process servers: developers may register themselves.
+        command.env("ECLIPTIC_AUTH__OPEN_DEVELOPER_REGISTRATION", "true");
         let mut child = command
             .arg("serve")
             .arg("--data-dir")

@@ -617,3 +617,46 @@ async fn an_expired_token_does_not_end_a_running_game_session() {
     .await;
     assert_eq!(game.recv_reply().await["type"], "trade.result");
 }
+
+#[tokio::test]
+async fn developer_registration_is_closed_unless_opened() {
+    let server = TestServer::start_with(|c| c.auth.open_developer_registration = false).await;
+    // Players register as always.
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/register",
+            &json!({"username": "plain", "password": "pw"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // Developers do not, over REST or the developer server.
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/register",
+            &json!({"username": "studio", "password": "pw", "roles": ["developer"]}),
+        )
+        .await;
+    assert_eq!((status, &body["error_code"]), (403, &json!(1002)), "{body}");
+    let mut dev = common::LineClient::connect(server.handle().dev_tcp_addr).await;
+    let refused = dev
+        .request(
+            &json!({"type": "REGISTER_DEV", "payload": {"username": "studio", "password": "pw"}}),
+        )
+        .await;
+    assert_eq!(refused["code"], 102, "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("ecliptic admin create-user --role developer"),
+        "{refused}"
+    );
+    // Nothing was made: the name is still free for an operator's account.
+    let (status, _) = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": "studio", "password": "pw"}),
+        )
+        .await;
+    assert_eq!(status, 401);
+}

@@ -177,6 +177,8 @@ pub struct Accounts {
     dummy_hash: String,
     /// Coins minted into each new account, in the same transaction that creates it.
     signup_grant: i64,
+    /// Whether anyone may register a developer account (players always may).
+    open_developer_registration: bool,
     /// Sessions ended by logout or by a reused refresh token: live connections of theirs
     /// listen here and close.
     ended: tokio::sync::broadcast::Sender<Uuid>,
@@ -288,6 +290,7 @@ impl Accounts {
             Ok(map)
         })?;
         Ok(Self {
+            open_developer_registration: config.open_developer_registration,
             store,
             keys,
             sessions: RwLock::new(sessions),
@@ -341,6 +344,13 @@ impl Accounts {
         if new.roles.contains(&Role::Admin) {
             return Err(DomainError::Forbidden(
                 "the admin role cannot be self-assigned".into(),
+            ));
+        }
+        if new.roles.contains(&Role::Developer) && !self.open_developer_registration {
+            return Err(DomainError::Forbidden(
+                "developer accounts are not open for registration here; an operator makes \
+                 them (ecliptic admin create-user --role developer)"
+                    .into(),
             ));
         }
         let account = self.create_user(new).await?;
