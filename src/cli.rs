@@ -508,7 +508,7 @@ fn init_logging_as(filter: &str, format: LogFormat) {
                 tracing_subscriber::fmt::layer()
                     .json()
                     .flatten_event(true)
-                    .with_current_span(false)
+                    .with_current_span(true)
                     .with_span_list(false)
                     .with_writer(std::io::stderr),
             ),

@@ -110,6 +110,20 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .merge(super::web::routes())
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such path\n") })
+        // Each request as a span with its method and path, and its answer's status and
+        // time, at debug level (`--log info,tower_http=debug` to see them). The path only:
+        // a query may carry a token (`?token=` on WebSockets, `?auth_token=` on downloads).
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                |request: &axum::http::Request<_>| {
+                    tracing::debug_span!(
+                        "http",
+                        method = %request.method(),
+                        path = %request.uri().path()
+                    )
+                },
+            ),
+        )
         .with_state(state)
 }
 

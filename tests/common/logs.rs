@@ -36,10 +36,11 @@ pub fn secrets_in(line: &str) -> Vec<String> {
 pub fn install() {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     INSTALLED.get_or_init(|| {
-        // The server's own events at every level it has; other crates' from info up (their
-        // trace events fire per frame, and carry nothing of ours).
+        // The server's own events (and its HTTP request spans) at debug; other crates' from
+        // info up (their trace events fire per frame, and carry nothing of ours).
         let levels = tracing_subscriber::filter::Targets::new()
             .with_target("ecliptic", tracing::Level::DEBUG)
+            .with_target("tower_http", tracing::Level::DEBUG)
             .with_default(tracing::Level::INFO);
         let subscriber = tracing_subscriber::registry().with(SecretCheck.with_filter(levels));
         let _ = tracing::subscriber::set_global_default(subscriber);
@@ -62,6 +63,17 @@ pub fn check_line(line: &str) {
 struct SecretCheck;
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for SecretCheck {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut line = Fields(format!("span {}:", attrs.metadata().name()));
+        attrs.record(&mut line);
+        check_line(&line.0);
+    }
+
     fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
         let mut line = Fields(format!(
             "{} {}:",

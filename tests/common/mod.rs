@@ -276,7 +276,12 @@ impl ChildServer {
             .arg(data_dir)
             .args(["--http", "127.0.0.1:0", "--dev-tcp", "127.0.0.1:0"])
             .args(["--lobby-tcp", "127.0.0.1:0"])
-            .args(["--log", "ecliptic=debug,info", "--log-format", "json"])
+            .args([
+                "--log",
+                "ecliptic=debug,tower_http=debug,info",
+                "--log-format",
+                "json",
+            ])
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
