@@ -392,6 +392,10 @@ struct ServeArgs {
     /// Lobby/store server (TCP, store-lobby-tcp.md).
     #[arg(long, env = "ECLIPTIC_LOBBY_TCP")]
     lobby_tcp: Option<SocketAddr>,
+    /// A separate listener for /metrics, the admin endpoints and /console (then not served
+    /// on --http).
+    #[arg(long, env = "ECLIPTIC_ADMIN")]
+    admin: Option<SocketAddr>,
     /// Simulation ticks per second.
     #[arg(long, env = "ECLIPTIC_TICK_HZ")]
     tick_hz: Option<u32>,
@@ -462,6 +466,9 @@ impl ServeArgs {
         }
         if let Some(v) = &self.log {
             config.log = v.clone();
+        }
+        if let Some(v) = self.admin {
+            config.admin = Some(v);
         }
         if let Some(v) = self.log_format {
             config.log_format = v;
@@ -561,11 +568,15 @@ fn serve(
         // Handlers go in before the listening lines: a script may signal as soon as it reads them.
         let stop = ShutdownSignal::install()?;
         let server = customize(crate::Server::new(config)).start().await?;
+        let admin = server.admin_addr.map(|addr| ("admin", addr));
         for (name, addr) in [
             ("http", server.http_addr),
             ("dev-tcp", server.dev_tcp_addr),
             ("lobby-tcp", server.lobby_tcp_addr),
-        ] {
+        ]
+        .into_iter()
+        .chain(admin)
+        {
             println!("listening {name} {addr}");
         }
         tracing::info!("ecliptic is up; SIGINT or SIGTERM stops it");

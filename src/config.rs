@@ -23,6 +23,9 @@ pub struct Config {
     pub dev_tcp: SocketAddr,
     /// Lobby/store server (store-lobby-tcp.md, player commands).
     pub lobby_tcp: SocketAddr,
+    /// A separate listener for `/metrics`, the admin endpoints and the console, so they
+    /// need not face the internet; when set, the HTTP listener no longer serves them.
+    pub admin: Option<SocketAddr>,
     /// Simulation rate in ticks per second.
     pub tick_hz: u32,
     /// PEM certificate chain; with `tls_key`, every listener speaks TLS.
@@ -54,6 +57,7 @@ impl Default for Config {
             http: ([127, 0, 0, 1], 8080).into(),
             dev_tcp: ([127, 0, 0, 1], 7001).into(),
             lobby_tcp: ([127, 0, 0, 1], 7002).into(),
+            admin: None,
             tick_hz: 20,
             tls_cert: None,
             tls_key: None,

@@ -155,6 +155,8 @@ pub struct ServerHandle {
     pub http_addr: SocketAddr,
     pub dev_tcp_addr: SocketAddr,
     pub lobby_tcp_addr: SocketAddr,
+    /// The admin listener (`--admin`), when there is one.
+    pub admin_addr: Option<SocketAddr>,
     /// Whether the listeners speak TLS.
     pub tls: bool,
     pub metrics: Arc<Metrics>,
@@ -226,6 +228,11 @@ impl Server {
         let http = bind("http", config.http).await?;
         let dev = bind("dev-tcp", config.dev_tcp).await?;
         let lobby = bind("lobby-tcp", config.lobby_tcp).await?;
+        let admin = match config.admin {
+            Some(addr) => Some(bind("admin", addr).await?),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
         let (http_addr, dev_tcp_addr, lobby_tcp_addr) =
             (http.local_addr()?, dev.local_addr()?, lobby.local_addr()?);
         let endpoint = sim::lobby::GameEndpoint {
@@ -348,15 +355,21 @@ impl Server {
         };
         net::store_server::spawn_upload_expiry(state.clone());
         net::rest_guard::RestLimits::spawn_forgetting(state.clone());
-        let http_conns = net::listener::spawn_acceptor(http, "http", Refusal::Http, accept.clone());
-        let router = net::http::router(state.clone());
-        tasks.spawn(net::http::serve(
-            http_conns,
-            router,
-            shutdown.clone(),
-            tasks.clone(),
-            state.config.limits.header_read_timeout(),
-        ));
+        let mut http_listeners = vec![(http, net::http::router(state.clone()))];
+        if let Some(admin) = admin {
+            http_listeners.push((admin, net::http::admin_router(state.clone())));
+        }
+        for (listener, router) in http_listeners {
+            let conns =
+                net::listener::spawn_acceptor(listener, "http", Refusal::Http, accept.clone());
+            tasks.spawn(net::http::serve(
+                conns,
+                router,
+                shutdown.clone(),
+                tasks.clone(),
+                state.config.limits.header_read_timeout(),
+            ));
+        }
         for (listener, server) in [(dev, TcpServer::Dev), (lobby, TcpServer::Lobby)] {
             let conns = net::listener::spawn_acceptor(
                 listener,
@@ -372,6 +385,7 @@ impl Server {
             http_addr,
             dev_tcp_addr,
             lobby_tcp_addr,
+            admin_addr,
             tls: tls.is_some(),
             metrics,
             inbox: state.inbox.clone(),

@@ -75,8 +75,20 @@ pub async fn serve(
     }
 }
 
+/// The HTTP listener's router: everything, or, when an `--admin` listener is configured,
+/// everything but `/metrics`, the console and the operators' REST routes.
 pub fn router(state: AppState) -> Router {
-    let mut api = super::rest::routes()
+    let with_admin = state.config.admin.is_none();
+    build(state, with_admin)
+}
+
+/// The `--admin` listener's router: everything, the operators' parts included.
+pub fn admin_router(state: AppState) -> Router {
+    build(state, true)
+}
+
+fn build(state: AppState, with_admin: bool) -> Router {
+    let mut api = super::rest::routes(with_admin)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             super::rest_guard::guard,
@@ -90,10 +102,13 @@ pub fn router(state: AppState) -> Router {
     if let Some(cors) = super::web::cors(&state.config.cors_origins) {
         api = api.layer(cors);
     }
-    Router::new()
+    let mut router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    if with_admin {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         .route("/game", get(super::game_ws::upgrade))
         .route("/ws", get(super::comms_ws::upgrade))
         .route(
@@ -108,7 +123,7 @@ pub fn router(state: AppState) -> Router {
             get(super::rest::serve_download),
         )
         .nest("/api/v1", api)
-        .merge(super::web::routes())
+        .merge(super::web::routes(with_admin))
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such path\n") })
         // Each request as a span with its method and path, and its answer's status and
         // time, at debug level (`--log info,tower_http=debug` to see them). The path only:

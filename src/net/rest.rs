@@ -77,25 +77,29 @@ pub const ACTION_ROUTES: &[ActionRoute] = &[
     route("DELETE", "/content/{asset_id}", "delete_content"),
 ];
 
-/// The routes that are not RaOS actions: method, path under `/api/v1`, handler.
-fn other_routes() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+/// The routes that are not RaOS actions: method, path under `/api/v1`, handler; the
+/// operators' ones (notifications, `/admin`) only `with_admin`.
+fn other_routes(with_admin: bool) -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     let mut routes = vec![
         ("GET", "/openapi.json", get(openapi)),
         ("POST", "/auth/register", post(register)),
-        ("POST", "/notifications", post(notify)),
     ];
-    routes.extend(super::admin::routes());
+    if with_admin {
+        routes.push(("POST", "/notifications", post(notify)));
+        routes.extend(super::admin::routes());
+    }
     routes
 }
 
-/// Every route under `/api/v1` as (method, path), exactly as [`routes`] serves them:
+/// Every route under `/api/v1` as (method, path), exactly as [`routes`] serves them (on
+/// one listener, or split between the public and the admin one):
 /// `docs/openapi.json` must list these and no others (a test checks).
 pub fn route_table() -> Vec<(&'static str, &'static str)> {
     ACTION_ROUTES
         .iter()
         .map(|r| (r.method, r.path))
         .chain(
-            other_routes()
+            other_routes(true)
                 .into_iter()
                 .map(|(method, path, _)| (method, path)),
         )
@@ -111,9 +115,11 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-pub fn routes() -> Router<AppState> {
+/// The REST router; `with_admin` adds the operators' routes (which an `--admin` listener
+/// serves instead of the public one).
+pub fn routes(with_admin: bool) -> Router<AppState> {
     let mut router = Router::new();
-    for (_, path, handler) in other_routes() {
+    for (_, path, handler) in other_routes(with_admin) {
         router = router.route(path, handler);
     }
     for r in ACTION_ROUTES {

@@ -22,15 +22,20 @@ struct Assets;
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
      connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+/// The pages; the console only `with_console` (not on the public listener when there is
+/// an admin one).
+pub fn routes(with_console: bool) -> Router<AppState> {
+    let mut router = Router::new();
+    if with_console {
+        router = router.route(
+            "/console",
+            get(|headers: HeaderMap| async move { file("console.html", &headers) }),
+        );
+    }
+    router
         .route(
             "/",
             get(|headers: HeaderMap| async move { file("index.html", &headers) }),
-        )
-        .route(
-            "/console",
-            get(|headers: HeaderMap| async move { file("console.html", &headers) }),
         )
         .route(
             "/web/{*path}",

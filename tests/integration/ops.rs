@@ -310,3 +310,50 @@ async fn every_config_key_can_come_from_the_environment() {
     let grant = common::register_and_login_at(&http, &server.url(""), "enviro", "enviro-pw").await;
     assert_eq!(grant["expires_in"], 77, "{grant}");
 }
+
+#[tokio::test]
+async fn an_admin_listener_keeps_metrics_and_the_console_off_the_public_one() {
+    let server = TestServer::start_with(|c| c.admin = Some(([127, 0, 0, 1], 0).into())).await;
+    let admin_addr = server.handle().admin_addr.expect("an admin listener");
+    let admin_url = |path: &str| format!("http://{admin_addr}{path}");
+    let token = common::admin_token(&server, "ops", "ops-password").await;
+    let get = |url: String, token: Option<&str>| {
+        let mut request = server.http.get(url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    // The public listener: the game and the API, not the operators' parts.
+    assert_eq!(get(server.url("/metrics"), None).await, 404);
+    assert_eq!(get(server.url("/console"), None).await, 404);
+    assert_eq!(
+        get(server.url("/api/v1/admin/overview"), Some(&token)).await,
+        404
+    );
+    let (status, _) = server
+        .post_auth(
+            "/api/v1/notifications",
+            &token,
+            &json!({"level": "info", "title": "t", "message": "m"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(get(server.url("/"), None).await, 200);
+    assert_eq!(get(server.url("/readyz"), None).await, 200);
+    // The admin listener: those, and what the console needs to log in.
+    assert_eq!(get(admin_url("/metrics"), None).await, 200);
+    assert_eq!(get(admin_url("/console"), None).await, 200);
+    assert_eq!(
+        get(admin_url("/api/v1/admin/overview"), Some(&token)).await,
+        200
+    );
+    let (status, grant) = common::post_json(
+        &server.http,
+        &admin_url("/api/v1/auth/login"),
+        &json!({"username": "ops", "password": "ops-password"}),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{grant}");
+}
