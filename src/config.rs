@@ -153,6 +153,9 @@ pub struct AuthConfig {
     /// with `roles: ["developer"]`). Off: an operator makes them. Player registration is
     /// always open.
     pub open_developer_registration: bool,
+    /// The shortest password accepted for a new account or a reset, in characters (a
+    /// password sent already hashed cannot be checked).
+    pub password_min_length: usize,
 }
 
 impl Default for AuthConfig {
@@ -168,6 +171,7 @@ impl Default for AuthConfig {
             hash_concurrency: cores.saturating_sub(1).max(1),
             signing_key_file: None,
             open_developer_registration: false,
+            password_min_length: 8,
         }
     }
 }

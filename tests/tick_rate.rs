@@ -21,7 +21,7 @@ async fn ticks_keep_their_rate_during_fifty_concurrent_logins() {
     let users: Vec<String> = (0..50).map(|i| format!("player{i:02}")).collect();
     let bodies: Vec<Value> = users
         .iter()
-        .map(|name| json!({"username": name, "password": "pw"}))
+        .map(|name| json!({"username": name, "password": "pw-secret"}))
         .collect();
     let registrations = bodies
         .iter()

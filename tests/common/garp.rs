@@ -27,12 +27,12 @@ pub fn details(answer: &Value) -> &str {
         .unwrap_or_else(|| panic!("an error with details: {answer}"))
 }
 
-/// Registers `name` (password "pw", display name "The <name>") over REST.
+/// Registers `name` (password "pw-secret", display name "The <name>") over REST.
 pub async fn register(server: &super::TestServer, name: &str) {
     let (status, body) = server
         .post(
             "/api/v1/auth/register",
-            &json!({"username": name, "password": "pw", "display_name": format!("The {name}")}),
+            &json!({"username": name, "password": "pw-secret", "display_name": format!("The {name}")}),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -80,7 +80,7 @@ pub async fn dev_game(dev_tcp: SocketAddr) -> DevGame {
         &mut dev,
         "REGISTER_DEV",
         None,
-        json!({"username": name, "password": "pw"}),
+        json!({"username": name, "password": "pw-secret"}),
     )
     .await["session_token"]
         .as_str()
@@ -109,7 +109,7 @@ impl DevGame {
     /// The same developer and game, logged in again on a new connection to `dev_tcp`.
     pub async fn reconnect(self, dev_tcp: SocketAddr) -> Self {
         let mut dev = LineClient::connect(dev_tcp).await;
-        let login = json!({"username": self.username, "password": "pw"});
+        let login = json!({"username": self.username, "password": "pw-secret"});
         let token = dev_call(&mut dev, "LOGIN_DEV", None, login).await["session_token"]
             .as_str()
             .unwrap()
@@ -337,7 +337,7 @@ impl Garp {
         let answer = self
             .call(
                 ".AuthenticationRequest",
-                json!({"username": username, "userpass": "pw", "apikey": game.api_key}),
+                json!({"username": username, "userpass": "pw-secret", "apikey": game.api_key}),
             )
             .await;
         assert!(answer.get("error").is_none(), "{answer}");

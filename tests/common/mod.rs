@@ -696,7 +696,7 @@ impl GameClient {
 
 /// Registers `name` and returns an access token.
 pub async fn token_for(server: &TestServer, name: &str) -> String {
-    let login = server.register_and_login(name, "pw").await;
+    let login = server.register_and_login(name, "pw-secret").await;
     login["access_token"].as_str().expect("token").to_owned()
 }
 

@@ -21,7 +21,7 @@ async fn register_returns_profile_and_roles() {
     let (status, body) = server
         .post(
             "/api/v1/auth/register",
-            &json!({"username": "Alice", "password": "s3cret", "display_name": "Alice A",
+            &json!({"username": "Alice", "password": "s3cret-pw", "display_name": "Alice A",
                     "roles": ["player", "developer"]}),
         )
         .await;
@@ -39,12 +39,12 @@ async fn register_returns_profile_and_roles() {
 #[tokio::test]
 async fn duplicate_username_is_a_conflict_whatever_the_case() {
     let server = TestServer::start().await;
-    let first = json!({"username": "bob", "password": "pw1"});
+    let first = json!({"username": "bob", "password": "pw-first"});
     assert_eq!(server.post("/api/v1/auth/register", &first).await.0, 201);
     let (status, body) = server
         .post(
             "/api/v1/auth/register",
-            &json!({"username": "BOB", "password": "pw2"}),
+            &json!({"username": "BOB", "password": "pw-second"}),
         )
         .await;
     assert_eq!(status, 409, "{body}");
@@ -58,7 +58,7 @@ async fn admin_role_cannot_be_self_assigned() {
     let (status, body) = server
         .post(
             "/api/v1/auth/register",
-            &json!({"username": "mallory", "password": "pw", "roles": ["admin"]}),
+            &json!({"username": "mallory", "password": "pw-secret", "roles": ["admin"]}),
         )
         .await;
     assert_eq!(status, 403, "{body}");
@@ -95,7 +95,7 @@ async fn login_with_password_and_with_password_hash() {
 #[tokio::test]
 async fn unknown_user_and_wrong_password_get_the_same_answer() {
     let server = TestServer::start().await;
-    server.register_and_login("dave", "pw").await;
+    server.register_and_login("dave", "pw-secret").await;
     let (s1, wrong) = server
         .post(
             "/api/v1/auth/login",
@@ -115,7 +115,7 @@ async fn unknown_user_and_wrong_password_get_the_same_answer() {
 #[tokio::test]
 async fn refresh_rotates_and_replay_revokes_the_family() {
     let server = TestServer::start().await;
-    let login = server.register_and_login("erin", "pw").await;
+    let login = server.register_and_login("erin", "pw-secret").await;
     let first_refresh = login["refresh_token"].as_str().unwrap().to_owned();
 
     let (status, rotated) = server
@@ -161,7 +161,7 @@ async fn refresh_rotates_and_replay_revokes_the_family() {
 #[tokio::test]
 async fn concurrent_refreshes_of_one_token_succeed_at_most_once() {
     let server = TestServer::start().await;
-    let login = server.register_and_login("frank", "pw").await;
+    let login = server.register_and_login("frank", "pw-secret").await;
     let token = login["refresh_token"].clone();
     let body = json!({"refresh_token": token});
     let url = server.url("/api/v1/auth/refresh");
@@ -180,7 +180,7 @@ async fn concurrent_refreshes_of_one_token_succeed_at_most_once() {
 #[tokio::test]
 async fn logout_ends_the_session_at_once() {
     let server = TestServer::start().await;
-    let login = server.register_and_login("grace", "pw").await;
+    let login = server.register_and_login("grace", "pw-secret").await;
     let access = login["access_token"].as_str().unwrap();
     let (status, body) = server
         .post_auth("/api/v1/auth/logout", access, &json!({}))
@@ -204,7 +204,7 @@ async fn logout_ends_the_session_at_once() {
     let again = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "grace", "password": "pw"}),
+            &json!({"username": "grace", "password": "pw-secret"}),
         )
         .await
         .1;
@@ -220,7 +220,7 @@ async fn logout_ends_the_session_at_once() {
 #[tokio::test]
 async fn expired_tampered_and_unsigned_tokens_are_refused() {
     let server = TestServer::start().await;
-    let login = server.register_and_login("heidi", "pw").await;
+    let login = server.register_and_login("heidi", "pw-secret").await;
     let access = login["access_token"].as_str().unwrap().to_owned();
     let keys = TokenKeys::load_or_create(&server.dir.path().join("jwt.key")).unwrap();
 
@@ -279,7 +279,7 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
         c.auth.login_failures_per_ip = 6;
     })
     .await;
-    server.register_and_login("ivan", "right").await;
+    server.register_and_login("ivan", "right-password").await;
     let wrong = json!({"username": "ivan", "password": "wrong"});
     for _ in 0..3 {
         let (status, body) = server.post("/api/v1/auth/login", &wrong).await;
@@ -289,7 +289,7 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
     let (status, body) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "ivan", "password": "right"}),
+            &json!({"username": "ivan", "password": "right-password"}),
         )
         .await;
     assert_eq!(status, 429, "{body}");
@@ -300,7 +300,7 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
         let (status, _) = server
             .post(
                 "/api/v1/auth/login",
-                &json!({"username": name, "password": "pw"}),
+                &json!({"username": name, "password": "pw-secret"}),
             )
             .await;
         assert_eq!(status, 401);
@@ -308,7 +308,7 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
     let (status, body) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "x4", "password": "pw"}),
+            &json!({"username": "x4", "password": "pw-secret"}),
         )
         .await;
     assert_eq!(status, 429, "{body}");
@@ -318,7 +318,7 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_logins_are_counted_when_they_start() {
     let server = TestServer::start_with(|c| c.auth.login_failures_per_account = 5).await;
-    server.register_and_login("olga", "right").await;
+    server.register_and_login("olga", "right-password").await;
     let url = server.url("/api/v1/auth/login");
     let wrong = json!({"username": "olga", "password": "wrong"});
     let attempts = (0..30).map(|_| common::post_json(&server.http, &url, &wrong, None));
@@ -333,7 +333,7 @@ async fn concurrent_logins_are_counted_when_they_start() {
     let (status, body) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "olga", "password": "right"}),
+            &json!({"username": "olga", "password": "right-password"}),
         )
         .await;
     assert_eq!(
@@ -345,7 +345,7 @@ async fn concurrent_logins_are_counted_when_they_start() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_bad_logins_from_one_address_does_not_hold_up_another() {
     let server = TestServer::start().await;
-    server.register_and_login("patient", "pw").await;
+    server.register_and_login("patient", "pw-secret").await;
     let flooder = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()
@@ -367,7 +367,7 @@ async fn a_flood_of_bad_logins_from_one_address_does_not_hold_up_another() {
     let (status, body) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "patient", "password": "pw"}),
+            &json!({"username": "patient", "password": "pw-secret"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -392,25 +392,25 @@ async fn malformed_bodies_are_invalid_requests() {
         ("/api/v1/auth/register", "[1,2]"),
         (
             "/api/v1/auth/register",
-            r#"{"username": 5, "password": "pw"}"#,
+            r#"{"username": 5, "password": "pw-secret"}"#,
         ),
-        ("/api/v1/auth/register", r#"{"password": "pw"}"#),
+        ("/api/v1/auth/register", r#"{"password": "pw-secret"}"#),
         (
             "/api/v1/auth/register",
-            r#"{"username": null, "password": "pw"}"#,
+            r#"{"username": null, "password": "pw-secret"}"#,
         ),
         // Lookalikes (a Cyrillic U+0430, a full-width U+FF41), a display name that reverses text, an empty password.
         (
             "/api/v1/auth/register",
-            r#"{"username": "\u0430lice", "password": "pw"}"#,
+            r#"{"username": "\u0430lice", "password": "pw-secret"}"#,
         ),
         (
             "/api/v1/auth/register",
-            r#"{"username": "\uff41lice", "password": "pw"}"#,
+            r#"{"username": "\uff41lice", "password": "pw-secret"}"#,
         ),
         (
             "/api/v1/auth/register",
-            r#"{"username": "alice", "password": "pw", "display_name": "evil\u202etxt.exe"}"#,
+            r#"{"username": "alice", "password": "pw-secret", "display_name": "evil\u202etxt.exe"}"#,
         ),
         (
             "/api/v1/auth/register",
@@ -419,15 +419,15 @@ async fn malformed_bodies_are_invalid_requests() {
         ("/api/v1/auth/register", r#"{"username": "zed"}"#),
         (
             "/api/v1/auth/register",
-            r#"{"username": "zed", "password": "pw", "password_hash": "ab"}"#,
+            r#"{"username": "zed", "password": "pw-secret", "password_hash": "ab"}"#,
         ),
         (
             "/api/v1/auth/register",
-            r#"{"username": "z", "password": "pw"}"#,
+            r#"{"username": "z", "password": "pw-secret"}"#,
         ),
         (
             "/api/v1/auth/register",
-            r#"{"username": "zed", "password": "pw", "roles": ["king"]}"#,
+            r#"{"username": "zed", "password": "pw-secret", "roles": ["king"]}"#,
         ),
         (
             "/api/v1/auth/register",
@@ -451,7 +451,7 @@ async fn malformed_bodies_are_invalid_requests() {
     let (status, _) = server
         .post(
             "/api/v1/auth/register",
-            &json!({"username": "zed", "password": "pw"}),
+            &json!({"username": "zed", "password": "pw-secret"}),
         )
         .await;
     assert_eq!(status, 201);
@@ -524,14 +524,14 @@ impl EverySocket {
 #[tokio::test(flavor = "multi_thread")]
 async fn logout_ends_every_live_connection_of_the_session() {
     let server = TestServer::start().await;
-    let login = server.register_and_login("leaver", "pw").await;
+    let login = server.register_and_login("leaver", "pw-secret").await;
     let token = login["access_token"].as_str().unwrap().to_owned();
     let sockets = EverySocket::open(&server, &token).await;
     // Another session of the same account is not touched.
     let other = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "leaver", "password": "pw"}),
+            &json!({"username": "leaver", "password": "pw-secret"}),
         )
         .await
         .1["access_token"]
@@ -547,7 +547,7 @@ async fn logout_ends_every_live_connection_of_the_session() {
         .call(
             "LOGIN_PLAYER",
             None,
-            json!({"username": "leaver", "password": "pw"}),
+            json!({"username": "leaver", "password": "pw-secret"}),
         )
         .await;
     let lobby_token = entered["payload"]["session_token"]
@@ -587,7 +587,7 @@ async fn logout_ends_every_live_connection_of_the_session() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reused_refresh_token_ends_every_live_connection_of_the_session() {
     let server = TestServer::start().await;
-    let login = server.register_and_login("replayed", "pw").await;
+    let login = server.register_and_login("replayed", "pw-secret").await;
     let token = login["access_token"].as_str().unwrap().to_owned();
     let sockets = EverySocket::open(&server, &token).await;
     let refresh = json!({"refresh_token": login["refresh_token"]});
@@ -601,7 +601,7 @@ async fn a_reused_refresh_token_ends_every_live_connection_of_the_session() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_token_does_not_end_a_running_game_session() {
     let server = TestServer::start_with(|c| c.auth.access_token_secs = 1).await;
-    let login = server.register_and_login("lingerer", "pw").await;
+    let login = server.register_and_login("lingerer", "pw-secret").await;
     let token = login["access_token"].as_str().unwrap();
     let mut game = common::GameClient::connect(&server).await;
     game.login(token).await;
@@ -625,7 +625,7 @@ async fn developer_registration_is_closed_unless_opened() {
     let (status, body) = server
         .post(
             "/api/v1/auth/register",
-            &json!({"username": "plain", "password": "pw"}),
+            &json!({"username": "plain", "password": "pw-secret"}),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -633,14 +633,14 @@ async fn developer_registration_is_closed_unless_opened() {
     let (status, body) = server
         .post(
             "/api/v1/auth/register",
-            &json!({"username": "studio", "password": "pw", "roles": ["developer"]}),
+            &json!({"username": "studio", "password": "pw-secret", "roles": ["developer"]}),
         )
         .await;
     assert_eq!((status, &body["error_code"]), (403, &json!(1002)), "{body}");
     let mut dev = common::LineClient::connect(server.handle().dev_tcp_addr).await;
     let refused = dev
         .request(
-            &json!({"type": "REGISTER_DEV", "payload": {"username": "studio", "password": "pw"}}),
+            &json!({"type": "REGISTER_DEV", "payload": {"username": "studio", "password": "pw-secret"}}),
         )
         .await;
     assert_eq!(refused["code"], 102, "{refused}");
@@ -655,8 +655,47 @@ async fn developer_registration_is_closed_unless_opened() {
     let (status, _) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "studio", "password": "pw"}),
+            &json!({"username": "studio", "password": "pw-secret"}),
         )
         .await;
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn new_passwords_meet_the_policy() {
+    let server = TestServer::start_with(|c| c.auth.password_min_length = 10).await;
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/register",
+            &json!({"username": "shorty", "password": "123456789"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        assert_failure(&body, 1000),
+        "passwords need at least 10 characters"
+    );
+    let mut lobby = common::LineClient::connect(server.handle().lobby_tcp_addr).await;
+    let refused = lobby
+        .request(&json!({"type": "REGISTER_PLAYER", "payload": {"username": "shorty", "password": "short"}}))
+        .await;
+    assert_eq!(refused["code"], 100, "{refused}");
+    // Nothing was made; a long enough password works (characters, not bytes, are counted).
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/register",
+            &json!({"username": "shorty", "password": "ŝŝŝŝŝŝŝŝŝŝ"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // A reset is held to it too.
+    let admin = common::admin_token(&server, "root", "root-password").await;
+    let (status, body) = server
+        .post_auth(
+            "/api/v1/admin/accounts/shorty/password",
+            &admin,
+            &json!({"password": "short"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
 }

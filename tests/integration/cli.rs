@@ -47,14 +47,17 @@ async fn a_developer_ships_a_game_and_a_player_downloads_it() {
     let lobby_tcp = server.handle().lobby_tcp_addr.to_string();
     let mut dev = LineClient::connect(server.handle().dev_tcp_addr).await;
     dev.request(
-        &json!({"type": "REGISTER_DEV", "payload": {"username": "clidev", "password": "pw"}}),
+        &json!({"type": "REGISTER_DEV", "payload": {"username": "clidev", "password": "pw-secret"}}),
     )
     .await;
     let mut lobby = LineClient::connect(server.handle().lobby_tcp_addr).await;
     lobby
-        .request(&json!({"type": "REGISTER_PLAYER", "payload": {"username": "cliplayer", "password": "pw"}}))
+        .request(&json!({"type": "REGISTER_PLAYER", "payload": {"username": "cliplayer", "password": "pw-secret"}}))
         .await;
-    let developer = [("ECLIPTIC_USER", "clidev"), ("ECLIPTIC_PASSWORD", "pw")];
+    let developer = [
+        ("ECLIPTIC_USER", "clidev"),
+        ("ECLIPTIC_PASSWORD", "pw-secret"),
+    ];
     let on_dev = |args: &[&str]| -> Vec<String> {
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         all.extend(["--dev-tcp".to_owned(), dev_tcp.clone()]);
@@ -137,7 +140,10 @@ async fn a_developer_ships_a_game_and_a_player_downloads_it() {
     );
     assert_eq!(updated.trim(), format!("updated {game}"));
 
-    let player = [("ECLIPTIC_USER", "cliplayer"), ("ECLIPTIC_PASSWORD", "pw")];
+    let player = [
+        ("ECLIPTIC_USER", "cliplayer"),
+        ("ECLIPTIC_PASSWORD", "pw-secret"),
+    ];
     let on_lobby = |args: &[&str]| -> Vec<String> {
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         all.extend(["--lobby-tcp".to_owned(), lobby_tcp.clone()]);
@@ -222,7 +228,7 @@ async fn an_operator_manages_accounts_from_the_command_line() {
             "--data-dir",
             &data_dir,
         ],
-        &[("ECLIPTIC_PASSWORD", "boss-pw")],
+        &[("ECLIPTIC_PASSWORD", "boss-password")],
     );
     assert!(
         created.starts_with("created boss (")
@@ -233,7 +239,7 @@ async fn an_operator_manages_accounts_from_the_command_line() {
     // where it looked; nothing is made up.
     let elsewhere = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
-        .args(["admin", "create-user", "x", "--password", "pw"])
+        .args(["admin", "create-user", "x", "--password", "pw-secret"])
         .env_remove("ECLIPTIC_DATA_DIR")
         .env_remove("ECLIPTIC_CONFIG")
         .current_dir(elsewhere.path())
@@ -259,7 +265,7 @@ async fn an_operator_manages_accounts_from_the_command_line() {
 
     let admin = [
         ("ECLIPTIC_USER", "boss"),
-        ("ECLIPTIC_PASSWORD", "boss-pw"),
+        ("ECLIPTIC_PASSWORD", "boss-password"),
         ("ECLIPTIC_HTTP", &http),
     ];
     let users = ok(&["admin", "users", "list"], &admin);
@@ -279,18 +285,20 @@ async fn an_operator_manages_accounts_from_the_command_line() {
     let (status, body) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "eve", "password": "pw"}),
+            &json!({"username": "eve", "password": "pw-secret"}),
         )
         .await;
     assert_eq!((status, &body["error_code"]), (403, &json!(1002)), "{body}");
     let mut lobby = LineClient::connect(server.handle().lobby_tcp_addr).await;
     let refused = lobby
-        .request(&json!({"type": "LOGIN_PLAYER", "payload": {"username": "eve", "password": "pw"}}))
+        .request(&json!({"type": "LOGIN_PLAYER", "payload": {"username": "eve", "password": "pw-secret"}}))
         .await;
     assert_eq!(refused["code"], 102, "{refused}");
     let mut dev = LineClient::connect(server.handle().dev_tcp_addr).await;
     let refused = dev
-        .request(&json!({"type": "LOGIN_DEV", "payload": {"username": "eve", "password": "pw"}}))
+        .request(
+            &json!({"type": "LOGIN_DEV", "payload": {"username": "eve", "password": "pw-secret"}}),
+        )
         .await;
     assert_eq!(refused["status"], "error", "{refused}");
     let (raos, _) = tokio_tungstenite::connect_async(format!("ws://{http}/raos"))
@@ -300,7 +308,7 @@ async fn an_operator_manages_accounts_from_the_command_line() {
     common::ws_send(
         &mut raos,
         &json!({"action": "authenticate", "request_id": "a", "username": "eve",
-                "password_hash": hex::encode(Sha256::digest(b"pw"))}),
+                "password_hash": hex::encode(Sha256::digest(b"pw-secret"))}),
     )
     .await;
     let answer = common::ws_next(&mut raos).await.unwrap();
@@ -317,7 +325,11 @@ async fn an_operator_manages_accounts_from_the_command_line() {
     );
     let reset = ok(
         &["admin", "users", "reset-password", "eve"],
-        &[admin.as_slice(), &[("ECLIPTIC_NEW_PASSWORD", "new-pw")]].concat(),
+        &[
+            admin.as_slice(),
+            &[("ECLIPTIC_NEW_PASSWORD", "new-password")],
+        ]
+        .concat(),
     );
     assert_eq!(reset, "eve  roles=player  active  sessions=0\n");
     let roles = ok(&["admin", "users", "set-roles", "eve", "developer"], &admin);
@@ -325,7 +337,7 @@ async fn an_operator_manages_accounts_from_the_command_line() {
     let (status, body) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "eve", "password": "new-pw"}),
+            &json!({"username": "eve", "password": "new-password"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -334,7 +346,7 @@ async fn an_operator_manages_accounts_from_the_command_line() {
     // Only admins: eve is not one.
     let eve = [
         ("ECLIPTIC_USER", "eve"),
-        ("ECLIPTIC_PASSWORD", "new-pw"),
+        ("ECLIPTIC_PASSWORD", "new-password"),
         ("ECLIPTIC_HTTP", &http),
     ];
     let refused = fails(&["admin", "users", "list"], &eve);

@@ -432,7 +432,7 @@ async fn direct_messages_reach_every_connection_or_wait_in_the_mailbox() {
     let login = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "sleeper", "password": "pw"}),
+            &json!({"username": "sleeper", "password": "pw-secret"}),
         )
         .await
         .1;
@@ -542,7 +542,7 @@ async fn presence_history_notifications_and_binary() {
             "create-user",
             "root",
             "--password",
-            "pw",
+            "pw-secret",
             "--role",
             "admin",
             "--data-dir",
@@ -554,7 +554,7 @@ async fn presence_history_notifications_and_binary() {
     let admin = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "root", "password": "pw"}),
+            &json!({"username": "root", "password": "pw-secret"}),
         )
         .await
         .1;
@@ -595,7 +595,7 @@ async fn token_expiry_warning_refresh_and_close() {
     let fresh = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "expiring", "password": "pw"}),
+            &json!({"username": "expiring", "password": "pw-secret"}),
         )
         .await
         .1;
@@ -826,7 +826,7 @@ async fn every_message_from_a_newer_client_gets_its_normal_answer() {
     let (status, fresh) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "newer", "password": "pw"}),
+            &json!({"username": "newer", "password": "pw-secret"}),
         )
         .await;
     assert_eq!(status, 200, "{fresh}");

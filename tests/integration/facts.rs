@@ -161,9 +161,13 @@ async fn a_modded_binary_keeps_the_whole_command_line() {
         .unwrap();
     assert_eq!(health["tick_hz"], 30);
     // The mod took the pirates out.
-    let login =
-        common::register_and_login_at(&reqwest::Client::new(), &server.url(""), "modder", "pw")
-            .await;
+    let login = common::register_and_login_at(
+        &reqwest::Client::new(),
+        &server.url(""),
+        "modder",
+        "pw-secret",
+    )
+    .await;
     let mut game = GameClient::connect_to(server.http).await;
     game.login(login["access_token"].as_str().unwrap()).await;
     let (_, snapshot) = game.join("sol-1").await;
@@ -183,7 +187,7 @@ async fn a_modded_binary_keeps_the_whole_command_line() {
             "create-user",
             "root",
             "--password",
-            "pw",
+            "pw-secret",
             "--role",
             "admin",
         ])

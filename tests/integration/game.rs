@@ -561,7 +561,7 @@ async fn credits_and_cargo_survive_a_restart() {
     let (status, login) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "keeper", "password": "pw"}),
+            &json!({"username": "keeper", "password": "pw-secret"}),
         )
         .await;
     assert_eq!(status, 200);

@@ -24,7 +24,7 @@ async fn the_whole_flow_as_a_garp_client() {
     let answer = garp
         .call(
             ".AuthenticationRequest",
-            json!({"username": "lars", "userpass": "pw", "apikey": game.api_key}),
+            json!({"username": "lars", "userpass": "pw-secret", "apikey": game.api_key}),
         )
         .await;
     assert_eq!(answer["displayName"], "The lars", "{answer}");
@@ -47,7 +47,7 @@ async fn the_whole_flow_as_a_garp_client() {
     let answer = garp
         .call(
             ".AuthenticationRequest",
-            json!({"username": "lars", "userpass": "pw", "apikey": "KpcxJ-mkxhV-nunAs-KbItV-FbNTV"}),
+            json!({"username": "lars", "userpass": "pw-secret", "apikey": "KpcxJ-mkxhV-nunAs-KbItV-FbNTV"}),
         )
         .await;
     assert_eq!(details(&answer), "API key not matching.");

@@ -57,7 +57,7 @@ async fn play(
     let Some(auth) = call(
         &mut garp,
         ".AuthenticationRequest",
-        json!({"username": name, "userpass": "pw", "apikey": game.api_key}),
+        json!({"username": name, "userpass": "pw-secret", "apikey": game.api_key}),
     )
     .await
     else {
@@ -166,7 +166,7 @@ async fn acknowledged_wages_survive_sigkill_and_periods_resolve_once() {
         let (status, body) = common::post_json(
             &http,
             &server.url("/api/v1/auth/register"),
-            &json!({"username": name, "password": "pw"}),
+            &json!({"username": name, "password": "pw-secret"}),
             None,
         )
         .await;

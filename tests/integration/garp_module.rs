@@ -119,7 +119,7 @@ async fn lobby_player(
         .call(
             "REGISTER_PLAYER",
             None,
-            json!({"username": name, "password": "pw"}),
+            json!({"username": name, "password": "pw-secret"}),
         )
         .await;
     assert_eq!(reply["status"], "ok", "{reply}");

@@ -33,9 +33,9 @@ async fn player(server: &ChildServer, name: &str, existing: bool) -> GameClient 
     let http = reqwest::Client::new();
     let base = server.url("");
     let login = if existing {
-        common::login_at(&http, &base, name, "pw").await
+        common::login_at(&http, &base, name, "pw-secret").await
     } else {
-        common::register_and_login_at(&http, &base, name, "pw").await
+        common::register_and_login_at(&http, &base, name, "pw-secret").await
     };
     let mut game = GameClient::connect_to(server.http).await;
     game.login(login["access_token"].as_str().unwrap()).await;
@@ -259,7 +259,7 @@ async fn chat_commands_list_a_players_kills_on_comms_and_game() {
     let server =
         ChildServer::spawn_program(&program, &data, &["--config", config.to_str().unwrap()]);
     let http = reqwest::Client::new();
-    let login = common::register_and_login_at(&http, &server.url(""), "ace", "pw").await;
+    let login = common::register_and_login_at(&http, &server.url(""), "ace", "pw-secret").await;
     let token = login["access_token"].as_str().unwrap();
     let mut game = GameClient::connect_to(server.http).await;
     game.login(token).await;

@@ -56,7 +56,7 @@ async fn an_acknowledged_registration_survives_sigkill() {
     let (status, body) = common::post_json(
         &client,
         &server.url("/api/v1/auth/register"),
-        &json!({"username": "durable", "password": "pw"}),
+        &json!({"username": "durable", "password": "pw-secret"}),
         None,
     )
     .await;
@@ -68,7 +68,7 @@ async fn an_acknowledged_registration_survives_sigkill() {
     let (status, body) = common::post_json(
         &client,
         &restarted.url("/api/v1/auth/login"),
-        &json!({"username": "durable", "password": "pw"}),
+        &json!({"username": "durable", "password": "pw-secret"}),
         None,
     )
     .await;
@@ -85,7 +85,7 @@ async fn admin_create_user_works_on_the_data_dir() {
             "create-user",
             "root",
             "--password",
-            "toor",
+            "toor-toor",
             "--role",
             "admin",
         ])
@@ -102,7 +102,7 @@ async fn admin_create_user_works_on_the_data_dir() {
     let (status, body) = common::post_json(
         &reqwest::Client::new(),
         &server.url("/api/v1/auth/login"),
-        &json!({"username": "root", "password": "toor"}),
+        &json!({"username": "root", "password": "toor-toor"}),
         None,
     )
     .await;
@@ -141,7 +141,7 @@ async fn sigterm_during_trading_delivers_every_committed_answer_and_the_notice()
             let (status, body) = common::post_json(
                 &client,
                 &server.url("/api/v1/auth/register"),
-                &json!({"username": "closing", "password": "pw"}),
+                &json!({"username": "closing", "password": "pw-secret"}),
                 None,
             )
             .await;
@@ -150,7 +150,7 @@ async fn sigterm_during_trading_delivers_every_committed_answer_and_the_notice()
         let (_, login) = common::post_json(
             &client,
             &server.url("/api/v1/auth/login"),
-            &json!({"username": "closing", "password": "pw"}),
+            &json!({"username": "closing", "password": "pw-secret"}),
             None,
         )
         .await;
@@ -283,7 +283,7 @@ async fn large_raos_messages_before_authenticating_are_not_buffered() {
     let (status, _) = common::post_json(
         &client,
         &server.url("/api/v1/auth/register"),
-        &json!({"username": "bulky", "password": "pw"}),
+        &json!({"username": "bulky", "password": "pw-secret"}),
         None,
     )
     .await;
@@ -292,7 +292,7 @@ async fn large_raos_messages_before_authenticating_are_not_buffered() {
     common::ws_send(
         &mut ws,
         &json!({"action": "authenticate", "username": "bulky",
-                "password_hash": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"pw"))}),
+                "password_hash": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b"pw-secret"))}),
     )
     .await;
     assert_eq!(common::ws_next(&mut ws).await.unwrap()["success"], true);

@@ -55,10 +55,10 @@ fn ok(reply: &Value) -> &Value {
     &reply["payload"]
 }
 
-/// A new connection to `addr`, logged in by `kind` (a REGISTER or LOGIN) with password "pw".
+/// A new connection to `addr`, logged in by `kind` (a REGISTER or LOGIN) with password "pw-secret".
 async fn signed_in(addr: std::net::SocketAddr, kind: &str, name: &str) -> Signed {
     let mut client = LineClient::connect(addr).await;
-    let payload = json!({"username": name, "password": "pw"});
+    let payload = json!({"username": name, "password": "pw-secret"});
     let reply = call(&mut client, kind, None, payload).await;
     let token = ok(&reply)["session_token"].as_str().unwrap().to_owned();
     Signed { client, token }
@@ -331,7 +331,7 @@ async fn every_status_code() {
             &mut as_player,
             "LOGIN_DEV",
             None,
-            json!({"username": "gamer", "password": "pw"}),
+            json!({"username": "gamer", "password": "pw-secret"}),
         )
         .await,
         102,
@@ -349,7 +349,7 @@ async fn every_status_code() {
             &mut again,
             "REGISTER_DEV",
             None,
-            json!({"username": "CODER", "password": "x"}),
+            json!({"username": "CODER", "password": "x-password"}),
         )
         .await,
         104,
@@ -778,7 +778,7 @@ async fn rooms_from_creation_to_a_game_client_in_the_instance() {
     let login = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "guest", "password": "pw"}),
+            &json!({"username": "guest", "password": "pw-secret"}),
         )
         .await
         .1;
@@ -791,7 +791,7 @@ async fn rooms_from_creation_to_a_game_client_in_the_instance() {
     let login = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "third", "password": "pw"}),
+            &json!({"username": "third", "password": "pw-secret"}),
         )
         .await
         .1;
@@ -950,7 +950,7 @@ async fn open_uploads_are_limited_per_developer_and_in_all_and_hold_no_files() {
 #[tokio::test]
 async fn an_admin_ends_a_room_for_everyone_in_it() {
     let server = TestServer::start().await;
-    let admin = common::admin_token(&server, "root", "root-pw").await;
+    let admin = common::admin_token(&server, "root", "root-password").await;
     let mut dev = developer(&server, "end-dev").await;
     let game_id = create_game(&mut dev, "Short Match", 2).await;
     ok(&upload(&mut dev, &game_id, "1.0", b"match", None, false).await);
@@ -961,7 +961,7 @@ async fn an_admin_ends_a_room_for_everyone_in_it() {
     let login = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "ender", "password": "pw"}),
+            &json!({"username": "ender", "password": "pw-secret"}),
         )
         .await
         .1;

@@ -75,7 +75,7 @@ async fn https_serves_health_and_rest() {
     let (status, body) = common::post_json(
         &client,
         &server.url("/api/v1/auth/register"),
-        &serde_json::json!({"username": "tls-user", "password": "pw"}),
+        &serde_json::json!({"username": "tls-user", "password": "pw-secret"}),
         None,
     )
     .await;
@@ -113,7 +113,7 @@ async fn wss_serves_the_game() {
         .add_root_certificate(reqwest::Certificate::from_pem(certs.cert_pem.as_bytes()).unwrap())
         .build()
         .unwrap();
-    let body = serde_json::json!({"username": "wss-user", "password": "pw"});
+    let body = serde_json::json!({"username": "wss-user", "password": "pw-secret"});
     let (status, _) =
         common::post_json(&https, &server.url("/api/v1/auth/register"), &body, None).await;
     assert_eq!(status, 201);

@@ -21,7 +21,11 @@ async fn login(
         "LOGIN_DEV"
     };
     let reply = dev
-        .call(kind, None, json!({"username": "crashy", "password": "pw"}))
+        .call(
+            kind,
+            None,
+            json!({"username": "crashy", "password": "pw-secret"}),
+        )
         .await;
     assert_eq!(reply["status"], "ok", "{reply}");
     let token = reply["payload"]["session_token"]

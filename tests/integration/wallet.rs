@@ -131,7 +131,7 @@ fn wallet_commands_grant_and_check() {
             .unwrap()
     };
     assert!(
-        ecliptic(&["admin", "create-user", "rich", "--password", "pw"])
+        ecliptic(&["admin", "create-user", "rich", "--password", "pw-secret"])
             .status
             .success()
     );

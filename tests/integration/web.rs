@@ -225,7 +225,7 @@ async fn websockets_take_the_token_in_the_query_or_a_subprotocol() {
 #[tokio::test]
 async fn admin_endpoints_show_the_server_and_disable_accounts() {
     let server = TestServer::start().await;
-    let admin = admin_token(&server, "root", "root-pw").await;
+    let admin = admin_token(&server, "root", "root-password").await;
     let player = token_for(&server, "mallory").await;
     let get = |path: &str, token: &str| {
         let request = server.http.get(server.url(path)).bearer_auth(token);
@@ -305,7 +305,7 @@ async fn admin_endpoints_show_the_server_and_disable_accounts() {
     let (status, body) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "mallory", "password": "pw"}),
+            &json!({"username": "mallory", "password": "pw-secret"}),
         )
         .await;
     assert_eq!((status, &body["error_code"]), (403, &json!(1002)), "{body}");
@@ -330,7 +330,7 @@ async fn admin_endpoints_show_the_server_and_disable_accounts() {
     let (status, body) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": "mallory", "password": "pw"}),
+            &json!({"username": "mallory", "password": "pw-secret"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");

@@ -179,6 +179,8 @@ pub struct Accounts {
     signup_grant: i64,
     /// Whether anyone may register a developer account (players always may).
     open_developer_registration: bool,
+    /// The shortest new password accepted.
+    password_min_length: usize,
     /// Sessions ended by logout or by a reused refresh token: live connections of theirs
     /// listen here and close.
     ended: tokio::sync::broadcast::Sender<Uuid>,
@@ -291,6 +293,7 @@ impl Accounts {
         })?;
         Ok(Self {
             open_developer_registration: config.open_developer_registration,
+            password_min_length: config.password_min_length,
             store,
             keys,
             sessions: RwLock::new(sessions),
@@ -363,6 +366,7 @@ impl Accounts {
     /// Creates an account with any roles (no role check: the caller decides).
     pub async fn create_user(&self, new: NewAccount) -> Result<Account, DomainError> {
         validate_username(&new.username)?;
+        new.credential.meets_policy(self.password_min_length)?;
         let display_name = new.display_name.unwrap_or_else(|| new.username.clone());
         validate_display_name(&display_name)?;
         let mut roles = if new.roles.is_empty() {
@@ -777,6 +781,7 @@ impl Accounts {
         username: &str,
         credential: Credential,
     ) -> Result<AccountRecord, DomainError> {
+        credential.meets_policy(self.password_min_length)?;
         let prehash = credential.prehash()?;
         let phc = self.hashing(move || password::hash(&prehash)).await??;
         self.change_account(username, true, move |conn, key| {

@@ -24,6 +24,19 @@ pub enum Credential {
 const MAX_PASSWORD_BYTES: usize = 1024;
 
 impl Credential {
+    /// Checks a new password against the policy: at least `min_chars` characters. A
+    /// client that sends only the password's hash cannot be checked, and is not.
+    pub fn meets_policy(&self, min_chars: usize) -> Result<(), DomainError> {
+        match self {
+            Credential::Password(pw) if pw.chars().count() < min_chars => {
+                Err(DomainError::InvalidInput(format!(
+                    "passwords need at least {min_chars} characters"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The canonical form that argon2 sees: lowercase hex SHA-256 of the password.
     pub fn prehash(&self) -> Result<String, DomainError> {
         match self {

@@ -145,7 +145,7 @@ async fn each_event_type_reaches_its_subscribers() {
             "create-user",
             "ops",
             "--password",
-            "pw",
+            "pw-secret",
             "--role",
             "admin",
         ])
@@ -217,7 +217,7 @@ pub(super) async fn token_for_existing(server: &TestServer, name: &str) -> Strin
     let (status, body) = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": name, "password": "pw"}),
+            &json!({"username": name, "password": "pw-secret"}),
         )
         .await;
     assert_eq!(status, 200, "{body}");

@@ -30,7 +30,7 @@ async fn a_developers_game_is_listed_rated_and_downloadable() {
             }
         };
         let registered = call(json!({"type": "REGISTER_PLAYER",
-            "payload": {"username": name, "password": "pw"}}))
+            "payload": {"username": name, "password": "pw-secret"}}))
         .await;
         call(
             json!({"type": "ADD_REVIEW", "token": registered["session_token"],
@@ -98,7 +98,7 @@ async fn a_developers_game_is_listed_rated_and_downloadable() {
     let developer = server
         .post(
             "/api/v1/auth/login",
-            &json!({"username": dev.username, "password": "pw"}),
+            &json!({"username": dev.username, "password": "pw-secret"}),
         )
         .await
         .1["access_token"]

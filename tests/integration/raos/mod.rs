@@ -121,14 +121,14 @@ impl Raos {
         let (status, body) = server
             .post(
                 "/api/v1/auth/register",
-                &json!({"username": name, "password": "pw"}),
+                &json!({"username": name, "password": "pw-secret"}),
             )
             .await;
         assert_eq!(status, 201, "{body}");
         let answer = self
             .ok(
                 "authenticate",
-                json!({"username": name, "password_hash": sha256_hex(b"pw")}),
+                json!({"username": name, "password_hash": sha256_hex(b"pw-secret")}),
             )
             .await;
         answer["access_token"].as_str().unwrap().to_owned()

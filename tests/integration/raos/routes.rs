@@ -166,7 +166,7 @@ pub(super) async fn rest_routes(future_fields: bool) {
         let (status, body) = server
             .post(
                 "/api/v1/auth/register",
-                &json!({"username": name, "password": "pw"}),
+                &json!({"username": name, "password": "pw-secret"}),
             )
             .await;
         assert_eq!(status, 201, "{body}");
@@ -176,7 +176,7 @@ pub(super) async fn rest_routes(future_fields: bool) {
         "/auth/login",
         "/auth/login".into(),
         None,
-        Some(json!({"username": "rest-user", "password": "pw"})),
+        Some(json!({"username": "rest-user", "password": "pw-secret"})),
         200,
     )
     .await;

@@ -51,7 +51,7 @@ pub(super) async fn every_action(future_fields: bool) {
     let login = studio
         .ok(
             "authenticate",
-            json!({"username": "studio", "password_hash": sha256_hex(b"pw")}),
+            json!({"username": "studio", "password_hash": sha256_hex(b"pw-secret")}),
         )
         .await;
     assert_eq!(login["expires_in"], 3600);
