@@ -11,11 +11,13 @@ const STALE_MS = 150;
 const PROJECTILE_MS = 1200;
 /**
  * A periodic snapshot lists only the nearest entities that fit the client's budget; the
- * server sends the rest again through deltas within a second or so. Until then they are
- * kept where they were, so the crowd does not blink; one not heard of for this long has
- * gone.
+ * server sends the rest again through deltas, the nearer and the busier first, within a
+ * few seconds in a crowd. Until then they are kept where they were, so the crowd does not
+ * blink. One not heard of for this long is dropped: the server sends a removal only for
+ * what it knows the client has, so one that left (mostly beyond the screen: the area the
+ * server reports is wider) or was destroyed meanwhile is never removed otherwise.
  */
-const UNLISTED_GRACE_MS = 3000;
+const UNLISTED_GRACE_MS = 8000;
 
 class Track {
   constructor(id, kind) {
