@@ -74,9 +74,24 @@ async fn a_mods_message_is_unknown_without_the_mod_and_answered_with_it() {
     assert_eq!(error["payload"]["code"], "NOT_AUTHENTICATED", "{error}");
 
     let mut game = player(&modded, "hunter", true).await;
-    game.send("bounty.board", json!({"limit": 5, "added_later": true}))
-        .await;
-    let board = game.recv_type("bounty.board").await;
+    // Pirates go on the board as they spawn, in the server's first ticks: ask until they
+    // are there (each answer is a round trip; the wait is bounded).
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let board = loop {
+        game.send("bounty.board", json!({"limit": 5, "added_later": true}))
+            .await;
+        let board = game.recv_type("bounty.board").await;
+        if board["payload"]["bounties"]
+            .as_array()
+            .is_some_and(|b| !b.is_empty())
+        {
+            break board;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no bounties posted: {board}"
+        );
+    };
     // The stock world's pirates, all at their opening bounty, none claimed yet.
     assert_eq!(board["payload"]["earned"], 0, "{board}");
     let bounties = board["payload"]["bounties"].as_array().unwrap();
