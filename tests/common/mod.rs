@@ -101,6 +101,16 @@ impl TestServer {
         post_json(&self.http, &self.url(path), body, Some(token)).await
     }
 
+    /// The body of `GET path` as text (a page, or `/metrics`).
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self.http.get(self.url(path)).send().await;
+        response
+            .expect("request sent")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let response = self
             .http

@@ -671,15 +671,7 @@ async fn a_subscriber_that_never_reads_is_dropped_without_delaying_others() {
     let (mut sleeper, _) = flood_a_sleeper(&server, 400).await;
     let code = common::close_code(&mut sleeper.ws).await;
     assert_eq!(code, Some(1008));
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get_text("/metrics").await;
     assert!(
         metrics.contains("ecliptic_slow_consumer_disconnects_total{protocol=\"comms\"} 1"),
         "{metrics}"
@@ -729,15 +721,7 @@ async fn a_full_mailbox_drops_the_oldest_and_counts_it() {
     // Nothing else waited: the next message is the answer to a ping.
     reader.send("Ping", json!({"timestamp": 1}), None).await;
     assert_eq!(reader.recv().await["type"], "Pong");
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.get_text("/metrics").await;
     assert!(
         metrics.contains("ecliptic_mailbox_dropped_total 1"),
         "{metrics}"

@@ -99,15 +99,7 @@ async fn healthz_and_metrics() {
     client.send_raw(b"{\n").await;
     client.recv().await.unwrap();
 
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = server.get_text("/metrics").await;
     for name in [
         "ecliptic_tick_duration_seconds_bucket",
         "ecliptic_tick_overruns_total",

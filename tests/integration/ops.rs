@@ -163,15 +163,7 @@ async fn json_logs_tell_logins_and_uploads_and_never_a_secret() {
 async fn metrics_when(server: &TestServer, ready: impl Fn(&str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + common::WAIT;
     loop {
-        let text = server
-            .http
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = server.get_text("/metrics").await;
         if ready(&text) {
             return text;
         }

@@ -41,15 +41,7 @@ async fn the_pages_are_served_typed_and_revalidated() {
         assert_eq!(again.status(), 304, "{path}");
         assert!(again.bytes().await.unwrap().is_empty());
     }
-    let page = server
-        .http
-        .get(server.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = server.get_text("/").await;
     assert!(page.contains(r#"<script type="module" src="/web/js/app.js">"#));
     // Nothing outside the folder, however the path is spelled.
     for path in [
