@@ -8,11 +8,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-# Release builds keep line tables for profiling (153 MiB); the image drops them and keeps
-# the symbols, so a backtrace still names its functions (26 MiB).
 RUN cargo build --release --locked --bin ecliptic \
-    && cp target/release/ecliptic /usr/local/bin/ecliptic \
-    && strip --strip-debug /usr/local/bin/ecliptic
+    && cp target/release/ecliptic /usr/local/bin/ecliptic
 
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/ecliptic ecliptic \

@@ -95,6 +95,11 @@ pub struct Limits {
     /// Seconds an HTTP client has to send each request head (also how long a kept-alive
     /// connection may sit idle between requests).
     pub header_read_timeout_secs: u64,
+    /// Seconds a REST request body may pause between two of its pieces before the
+    /// request is refused (408). Only the body is timed: once a request has arrived its
+    /// work is not cut short, so an error answer never hides a change that went on to
+    /// commit.
+    pub request_body_timeout_secs: u64,
     /// Commands waiting for the simulation; when full, clients are told the server is busy.
     pub inbox_capacity: usize,
     /// Messages waiting to be written to one connection.
@@ -111,6 +116,7 @@ impl Default for Limits {
             connections_per_ip: 512,
             unauthenticated_timeout_secs: 30,
             header_read_timeout_secs: 10,
+            request_body_timeout_secs: 10,
             unauthenticated_read_bytes: 1 << 20,
             inbox_capacity: 65_536,
             outbound_queue: 1024,
@@ -126,6 +132,10 @@ impl Limits {
 
     pub fn header_read_timeout(&self) -> Duration {
         Duration::from_secs(self.header_read_timeout_secs.max(1))
+    }
+
+    pub fn request_body_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_body_timeout_secs.max(1))
     }
 }
 

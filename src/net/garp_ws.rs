@@ -736,6 +736,8 @@ impl Session {
             Err(DomainError::InvalidCredentials | DomainError::InvalidInput(_)) => {
                 return Err(texts::USER_PASSWORD);
             }
+            // Only said to who knows the password, as on every protocol.
+            Err(DomainError::Forbidden(_)) => return Err(texts::ACCOUNT_DISABLED),
             Err(e) => return Err(service_text(e)),
         };
         let (user_id, game_id) = (account.user_id, self.game.game_id.clone());

@@ -47,7 +47,7 @@ const fn creates(method: &'static str, path: &'static str, action: &'static str)
     }
 }
 
-/// Every RaOS action over REST (the README's table is this one).
+/// Every RaOS action over REST (docs/protocols/raos.md's table is this one; a test checks).
 pub const ACTION_ROUTES: &[ActionRoute] = &[
     route("POST", "/auth/login", "authenticate"),
     route("POST", "/auth/refresh", "refresh_token"),
@@ -182,18 +182,53 @@ impl From<DomainError> for RestReply {
     }
 }
 
+/// A request's body, read whole. A body that fails to arrive becomes the raos format's
+/// error: 408 when it paused longer than `request_body_timeout_secs` (the guard puts that
+/// timer on every body), else the status axum gives the failure (413 when too large).
+pub struct RawBody(pub axum::body::Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = RestReply;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if caused_by::<tower_http::timeout::TimeoutError>(&e) {
+                    let secs = state.config.limits.request_body_timeout().as_secs();
+                    RestReply::failure(
+                        StatusCode::REQUEST_TIMEOUT,
+                        ErrorCode::InvalidRequest,
+                        &format!("the request body paused for more than {secs} s"),
+                    )
+                } else {
+                    RestReply::failure(e.status(), ErrorCode::InvalidRequest, &e.body_text())
+                }
+            })
+    }
+}
+
+/// Whether an error or anything in its chain of sources is an `E`.
+fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<E>() {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 /// A JSON body parsed under the decoding rule; any failure is a 1000 in the raos format.
 pub struct Body<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = RestReply;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                RestReply::failure(e.status(), ErrorCode::InvalidRequest, &e.body_text())
-            })?;
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             RestReply::failure(
                 StatusCode::BAD_REQUEST,
@@ -358,7 +393,7 @@ async fn perform_action(
     params: axum::extract::RawPathParams,
     axum::extract::Query(query): axum::extract::Query<Vec<(String, String)>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    RawBody(body): RawBody,
 ) -> Result<RestReply, RestReply> {
     // Matched inside the `/api/v1` nest.
     let path = matched.as_str();

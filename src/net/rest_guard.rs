@@ -159,12 +159,13 @@ pub async fn guard(
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large(verified, limit).into_response();
     }
-    // A body without a declared length is cut off at the same size while it is read.
+    // A body without a declared length is cut off at the same size while it is read, and
+    // one that stalls is given up on ([`super::rest::RawBody`] answers 408).
     let (parts, body) = request.into_parts();
-    let request = Request::from_parts(
-        parts,
-        axum::body::Body::new(http_body_util::Limited::new(body, limit)),
-    );
+    let body = http_body_util::Limited::new(body, limit);
+    let body =
+        tower_http::timeout::TimeoutBody::new(state.config.limits.request_body_timeout(), body);
+    let request = Request::from_parts(parts, axum::body::Body::new(body));
     in_raos_shape(next.run(request).await)
 }
 

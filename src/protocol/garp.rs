@@ -16,6 +16,7 @@ pub mod texts {
     pub const API_KEY_MISMATCH: &str = "API key not matching.";
     pub const USER_PASSWORD: &str = "User password unrecognized .";
     pub const ACCOUNT_AUTH: &str = "Athentication not successful.";
+    pub const ACCOUNT_DISABLED: &str = "User account disabled.";
     pub const AUTH_FAILING: &str = "Authentication is failing.";
     pub const NOT_ENOUGH_COINS: &str = "Error: Not enough coins available.";
     pub const CURRENCY_UNSUPPORTED: &str = "Error: Currency not supported.";

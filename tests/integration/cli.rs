@@ -317,6 +317,15 @@ async fn an_operator_manages_accounts_from_the_command_line() {
         (&json!(false), &json!(1002)),
         "{answer}"
     );
+    let game_keys = common::garp::dev_game(server.handle().dev_tcp_addr).await;
+    let mut garp = common::garp::Garp::connect(server.handle().http_addr, &game_keys).await;
+    let answer = garp
+        .call(
+            ".AuthenticationRequest",
+            json!({"username": "eve", "userpass": "pw-secret", "apikey": game_keys.api_key}),
+        )
+        .await;
+    assert_eq!(common::garp::details(&answer), "User account disabled.");
 
     // Enabled again, with a new password and the developer role.
     assert_eq!(

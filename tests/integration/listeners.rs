@@ -191,6 +191,47 @@ async fn idle_and_slow_http_clients_are_closed() {
 }
 
 #[tokio::test]
+async fn a_rest_body_that_stalls_is_refused_with_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start_with(|c| c.limits.request_body_timeout_secs = 1).await;
+    let mut socket = tokio::net::TcpStream::connect(server.handle().http_addr)
+        .await
+        .unwrap();
+    // Half of the declared body, then nothing.
+    socket
+        .write_all(
+            b"POST /api/v1/auth/register HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+              Content-Length: 40\r\nConnection: close\r\n\r\n{\"username\": \"stall",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(common::WAIT, socket.read_to_end(&mut answer))
+        .await
+        .expect("an answer before the wait ran out")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let body: serde_json::Value =
+        serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap_or_default()).unwrap();
+    assert_eq!(body["success"], false);
+    assert_eq!(body["error_code"], 1000);
+    assert_eq!(body["error"], "the request body paused for more than 1 s");
+    // Nothing was registered.
+    let (status, login) = server
+        .post(
+            "/api/v1/auth/login",
+            &serde_json::json!({"username": "stall", "password": "pw-secret"}),
+        )
+        .await;
+    assert_eq!(
+        (status, &login["error_code"]),
+        (401, &1001.into()),
+        "{login}"
+    );
+}
+
+#[tokio::test]
 async fn a_raos_socket_without_a_valid_token_is_closed_after_the_timeout() {
     let server = TestServer::start_with(|c| c.limits.unauthenticated_timeout_secs = 1).await;
     let url = format!("ws://{}/raos", server.handle().http_addr);

@@ -71,6 +71,31 @@ async fn the_openapi_document_lists_exactly_the_routes_served() {
     assert_eq!((status, &body["error"]), (404, &json!("no such endpoint")));
 }
 
+/// The protocol reference's table of actions over REST is the router's.
+#[test]
+fn the_raos_reference_lists_every_rest_route_of_an_action() {
+    let doc = include_str!("../../docs/protocols/raos.md");
+    let mut documented: Vec<(String, String, String)> = doc
+        .lines()
+        .filter_map(|line| {
+            // | `action` | `METHOD /api/v1/path` ... |
+            let mut cells = line.split('|').map(str::trim).skip(1);
+            let action = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+            let route = cells.next()?.strip_prefix('`')?;
+            let (method, rest) = route.split_once(' ')?;
+            let path = rest.split(['`', '?']).next()?.strip_prefix("/api/v1")?;
+            Some((action.to_owned(), method.to_owned(), path.to_owned()))
+        })
+        .collect();
+    documented.sort();
+    let mut routed: Vec<(String, String, String)> = ecliptic::net::rest::ACTION_ROUTES
+        .iter()
+        .map(|r| (r.action.to_owned(), r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    routed.sort();
+    assert_eq!(documented, routed);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn json_logs_tell_logins_and_uploads_and_never_a_secret() {
     let (_tmp, data) = common::temp_data_dir();
