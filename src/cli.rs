@@ -411,6 +411,9 @@ struct ServeArgs {
     /// Log lines as text or as JSON objects.
     #[arg(long, env = "ECLIPTIC_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// NATS server (`nats://host:4222`) to run as one node of several.
+    #[arg(long, env = "ECLIPTIC_NATS")]
+    nats: Option<String>,
 }
 
 impl DataArgs {
@@ -457,6 +460,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.tick_hz {
             config.tick_hz = v;
+        }
+        if let Some(v) = &self.nats {
+            config.cluster.nats = Some(v.clone());
         }
         if let Some(v) = &self.tls_cert {
             config.tls_cert = Some(v.clone());

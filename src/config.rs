@@ -48,6 +48,7 @@ pub struct Config {
     pub comms: CommsConfig,
     pub wagers: WagerConfig,
     pub raos: RaosConfig,
+    pub cluster: ClusterConfig,
 }
 
 impl Default for Config {
@@ -73,6 +74,36 @@ impl Default for Config {
             comms: CommsConfig::default(),
             wagers: WagerConfig::default(),
             raos: RaosConfig::default(),
+            cluster: ClusterConfig::default(),
+        }
+    }
+}
+
+/// Running as one of several nodes (see `crate::cluster`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `nats://host:4222`: join the nodes that share this NATS server and prefix. Unset:
+    /// one node alone.
+    pub nats: Option<String>,
+    /// Subjects this cluster uses start with this, so clusters can share a NATS server.
+    pub subject_prefix: String,
+    /// This node's name in the cluster; a random one when unset.
+    pub node_id: Option<String>,
+    /// How often a node tells the others who is connected to it.
+    pub heartbeat_ms: u64,
+    /// A node not heard from for this long is taken for gone: its users go offline.
+    pub node_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            nats: None,
+            subject_prefix: "ecliptic".into(),
+            node_id: None,
+            heartbeat_ms: 1_000,
+            node_timeout_ms: 5_000,
         }
     }
 }
@@ -473,5 +504,26 @@ impl Config {
             "auth.hash_concurrency must be positive"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's config file is a real one: every key it shows exists, with the value
+    /// it says is the default.
+    #[test]
+    fn the_readme_config_file_parses_to_the_defaults() {
+        let readme = include_str!("../README.md");
+        let start = readme
+            .find("```toml\ntick_hz")
+            .expect("the README's config block")
+            + 8;
+        let block = &readme[start..];
+        let block = &block[..block.find("```").expect("its end")];
+        let shown: Config = toml::from_str(block).expect("the README's config parses");
+        let defaults = Config::default();
+        assert_eq!(format!("{shown:?}"), format!("{defaults:?}"));
     }
 }

@@ -81,6 +81,7 @@
 pub mod bridge;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 
 /// What a gameplay mod usually needs, in one import: `use ecliptic::prelude::*;`.
 pub mod prelude {
@@ -223,6 +224,21 @@ impl Server {
                 .with_signup_grant(config.wagers.signup_grant),
         );
         let (inbox, inbox_rx) = Inbox::bounded(config.limits.inbox_capacity, metrics.clone());
+        let shutdown = CancellationToken::new();
+        let cluster = match &config.cluster.nats {
+            Some(url) => {
+                cluster::Cluster::connect(
+                    &config.cluster,
+                    url,
+                    inbox.clone(),
+                    accounts.clone(),
+                    shutdown.clone(),
+                )
+                .await?
+            }
+            None => cluster::Cluster::single(),
+        };
+        accounts.join_cluster(cluster.clone());
 
         // Bound first: rooms tell clients where the game endpoint is.
         let http = bind("http", config.http).await?;
@@ -297,7 +313,8 @@ impl Server {
                     sim::events::EventsPlugin,
                     progress_plugin,
                     sim::admin::AdminPlugin,
-                ));
+                ))
+                .insert_resource(cluster);
             }),
         );
         let stop_sim = Arc::new(AtomicBool::new(false));
@@ -314,7 +331,6 @@ impl Server {
             (Some(cert), Some(key)) => Some(net::listener::tls_acceptor(cert, key)?),
             _ => None,
         };
-        let shutdown = CancellationToken::new();
         let accept = AcceptConfig {
             tls: tls.clone(),
             limiter: ConnLimiter::new(config.limits.connections_per_ip),

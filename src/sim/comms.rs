@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::{HandleCommands, Pending};
 use crate::bridge::{ConnId, Link};
+use crate::cluster::{Cluster, Frame, Note};
 use crate::protocol::comms as wire;
 use crate::services::DomainError;
 
@@ -206,9 +207,40 @@ pub enum CommsCommand {
         call: ExtensionCall,
         reply: oneshot::Sender<Result<Value, DomainError>>,
     },
+    /// A broadcast published on another node, for this node's subscribers.
+    RemotePublish {
+        topic: String,
+        frame: CommsOut,
+        record: Option<Value>,
+    },
+    /// A direct message sent on another node, for `user`'s connections here.
+    RemoteDirect {
+        user: String,
+        frame: CommsOut,
+    },
+    /// `user`'s connections on another node changed (none: gone from it).
+    RemotePresence {
+        node: String,
+        user: String,
+        connections: Vec<String>,
+    },
+    /// Another node's periodic list of its users and their connections.
+    RemoteHeartbeat {
+        node: String,
+        users: Vec<(String, Vec<String>)>,
+    },
+    /// Time to tell the other nodes who is here, and to forget silent ones.
+    ClusterBeat,
 }
 
 impl crate::bridge::InboxCommand for CommsCommand {}
+
+/// Who is connected to another node, as it last told.
+struct RemoteNode {
+    /// Lowercase username → (the name as shown, connection ids).
+    users: HashMap<String, (String, Vec<String>)>,
+    heard: std::time::Instant,
+}
 
 struct ConnEntry {
     connection_id: String,
@@ -234,6 +266,9 @@ pub struct Hub {
     patterns: Vec<(String, ConnId)>,
     history: HashMap<String, VecDeque<Value>>,
     scratch: HashSet<ConnId>,
+    /// The other nodes and who is connected to them.
+    remote: HashMap<String, RemoteNode>,
+    cluster: Cluster,
 }
 
 impl Hub {
@@ -246,6 +281,129 @@ impl Hub {
             patterns: Vec::new(),
             history: HashMap::new(),
             scratch: HashSet::new(),
+            remote: HashMap::new(),
+            cluster: Cluster::single(),
+        }
+    }
+
+    /// Whether `key` (a lowercase username) has a connection on any node.
+    fn online_anywhere(&self, key: &str) -> bool {
+        self.users.contains_key(key) || self.remote.values().any(|n| n.users.contains_key(key))
+    }
+
+    /// The connection ids `key` has on this node.
+    fn local_connections(&self, key: &str) -> Vec<String> {
+        self.users
+            .get(key)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| self.conns.get(c).map(|e| e.connection_id.clone()))
+            .collect()
+    }
+
+    /// Tells the other nodes what connections `user` has here now.
+    fn tell_presence(&self, user: &str) {
+        if self.cluster.is_clustered() {
+            self.cluster.tell(Note::Presence {
+                user: user.to_owned(),
+                connections: self.local_connections(&user.to_lowercase()),
+            });
+        }
+    }
+
+    /// Applies a change to what another node holds, announcing to this node's presence
+    /// subscribers every user who came online or went offline as a result.
+    fn change_remote(&mut self, change: impl FnOnce(&mut HashMap<String, RemoteNode>)) {
+        let before: HashSet<String> = self.remote_keys();
+        change(&mut self.remote);
+        let after = self.remote_keys();
+        let mut shown: Vec<(String, bool)> = Vec::new();
+        for key in before.symmetric_difference(&after) {
+            if self.users.contains_key(key) {
+                continue; // Online here all along.
+            }
+            let online = after.contains(key);
+            let name = self
+                .remote
+                .values()
+                .find_map(|n| n.users.get(key).map(|(name, _)| name.clone()))
+                .unwrap_or_else(|| key.clone());
+            shown.push((name, online));
+        }
+        for (name, online) in shown {
+            self.presence(&name, online);
+        }
+    }
+
+    fn remote_keys(&self) -> HashSet<String> {
+        self.remote
+            .values()
+            .flat_map(|n| n.users.keys().cloned())
+            .collect()
+    }
+
+    fn remote_presence(&mut self, node: String, user: String, connections: Vec<String>) {
+        self.change_remote(|remote| {
+            let entry = remote.entry(node).or_insert_with(|| RemoteNode {
+                users: HashMap::new(),
+                heard: std::time::Instant::now(),
+            });
+            entry.heard = std::time::Instant::now();
+            let key = user.to_lowercase();
+            if connections.is_empty() {
+                entry.users.remove(&key);
+            } else {
+                entry.users.insert(key, (user, connections));
+            }
+        });
+    }
+
+    fn remote_heartbeat(&mut self, node: String, users: Vec<(String, Vec<String>)>) {
+        self.change_remote(|remote| {
+            remote.insert(
+                node,
+                RemoteNode {
+                    users: users
+                        .into_iter()
+                        .filter(|(_, conns)| !conns.is_empty())
+                        .map(|(name, conns)| (name.to_lowercase(), (name, conns)))
+                        .collect(),
+                    heard: std::time::Instant::now(),
+                },
+            );
+        });
+    }
+
+    /// Tells the other nodes who is here, and forgets nodes silent past the timeout
+    /// (their users go offline).
+    fn beat(&mut self) {
+        if !self.cluster.is_clustered() {
+            return;
+        }
+        let users = self
+            .users
+            .keys()
+            .filter_map(|key| {
+                let name = self.users[key]
+                    .iter()
+                    .find_map(|c| self.conns.get(c))
+                    .map(|e| e.user.clone())?;
+                Some((name, self.local_connections(key)))
+            })
+            .collect();
+        self.cluster.tell(Note::Heartbeat { users });
+        let timeout = self.cluster.node_timeout();
+        let silent: Vec<String> = self
+            .remote
+            .iter()
+            .filter(|(_, n)| n.heard.elapsed() > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for node in silent {
+            tracing::warn!(%node, "a cluster node went silent; its users are offline");
+            self.change_remote(|remote| {
+                remote.remove(&node);
+            });
         }
     }
 
@@ -288,6 +446,14 @@ impl Hub {
                 }
                 if let Some(user) = conns.iter().find_map(|c| self.conns.get(c)) {
                     online.push((key.clone(), user.user.clone()));
+                }
+            }
+            for node in self.remote.values() {
+                for (key, (name, _)) in &node.users {
+                    if wanted.is_some_and(|w| w != key) || online.iter().any(|(k, _)| k == key) {
+                        continue;
+                    }
+                    online.push((key.clone(), name.clone()));
                 }
             }
         }
@@ -371,7 +537,7 @@ impl Hub {
 
     pub fn open(&mut self, conn: ConnId, connection_id: String, user: String, link: CommsLink) {
         let key = user.to_lowercase();
-        let first = self.users.get(&key).is_none_or(Vec::is_empty);
+        let first = !self.online_anywhere(&key);
         self.users.entry(key).or_default().push(conn);
         self.conns.insert(
             conn,
@@ -385,6 +551,7 @@ impl Hub {
         if first {
             self.presence(&user, true);
         }
+        self.tell_presence(&user);
     }
 
     fn close(&mut self, conn: ConnId) {
@@ -407,8 +574,11 @@ impl Hub {
         };
         if last {
             self.users.remove(&key);
-            self.presence(&entry.user, false);
+            if !self.online_anywhere(&key) {
+                self.presence(&entry.user, false);
+            }
         }
+        self.tell_presence(&entry.user);
     }
 
     /// Queues `frame` for every connection of `user`; returns how many.
@@ -416,6 +586,36 @@ impl Hub {
         match self.direct(user, frame) {
             DirectOutcome::Delivered(conns) => conns.len(),
             DirectOutcome::Offline => 0,
+        }
+    }
+
+    /// A client's direct message: to the user's connections here and, through the
+    /// cluster, on the nodes that hold the others.
+    fn direct_anywhere(&self, target: &str, frame: &CommsOut) -> DirectOutcome {
+        let key = target.to_lowercase();
+        let mut delivered = match self.direct(target, frame) {
+            DirectOutcome::Delivered(conns) => conns,
+            DirectOutcome::Offline => Vec::new(),
+        };
+        let elsewhere: Vec<String> = self
+            .remote
+            .values()
+            .filter_map(|n| n.users.get(&key))
+            .flat_map(|(_, conns)| conns.iter().cloned())
+            .collect();
+        if !elsewhere.is_empty()
+            && let Some(crossing) = Frame::of(frame)
+        {
+            self.cluster.tell(Note::Direct {
+                user: target.to_owned(),
+                frame: crossing,
+            });
+            delivered.extend(elsewhere);
+        }
+        if delivered.is_empty() {
+            DirectOutcome::Offline
+        } else {
+            DirectOutcome::Delivered(delivered)
         }
     }
 
@@ -454,7 +654,14 @@ fn handle_comms(world: &mut World) {
                 });
                 let _ = reply.send(outcome);
             }
-            other => hub_command(&mut world.resource_mut::<Hub>(), other),
+            other => {
+                let cluster = world.get_resource::<Cluster>().cloned();
+                let mut hub = world.resource_mut::<Hub>();
+                if let Some(cluster) = cluster {
+                    hub.cluster = cluster;
+                }
+                hub_command(&mut hub, other)
+            }
         }
     }
 }
@@ -489,6 +696,15 @@ fn hub_command(hub: &mut Hub, cmd: CommsCommand) {
             reply,
         } => {
             let recipients = hub.publish(&topic, &frame);
+            if hub.cluster.is_clustered()
+                && let Some(crossing) = Frame::of(&frame)
+            {
+                hub.cluster.tell(Note::Publish {
+                    topic: topic.clone(),
+                    frame: crossing,
+                    record: record.clone(),
+                });
+            }
             if let Some(item) = record {
                 hub.record(&topic, item);
             }
@@ -501,8 +717,28 @@ fn hub_command(hub: &mut Hub, cmd: CommsCommand) {
             frame,
             reply,
         } => {
-            let _ = reply.send(hub.direct(&target, &frame));
+            let _ = reply.send(hub.direct_anywhere(&target, &frame));
         }
+        CommsCommand::RemotePublish {
+            topic,
+            frame,
+            record,
+        } => {
+            hub.publish(&topic, &frame);
+            if let Some(item) = record {
+                hub.record(&topic, item);
+            }
+        }
+        CommsCommand::RemoteDirect { user, frame } => {
+            hub.direct(&user, &frame);
+        }
+        CommsCommand::RemotePresence {
+            node,
+            user,
+            connections,
+        } => hub.remote_presence(node, user, connections),
+        CommsCommand::RemoteHeartbeat { node, users } => hub.remote_heartbeat(node, users),
+        CommsCommand::ClusterBeat => hub.beat(),
         CommsCommand::History {
             topic,
             limit,

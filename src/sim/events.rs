@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::comms::{CommsOut, Hub};
 use super::{HandleCommands, Pending};
 use crate::bridge::{ConnId, Link};
+use crate::cluster::{Cluster, Note};
 use crate::protocol::raos::Outgoing;
 
 /// The event types of raos-integration.md.
@@ -41,6 +42,18 @@ pub struct Event {
     pub data: Value,
 }
 
+impl Event {
+    /// An event of one of the [`EVENT_TYPES`] named as text (as another node tells it).
+    pub fn named(event_type: &str, audience: Option<Uuid>, data: Value) -> Option<Self> {
+        let event_type = EVENT_TYPES.iter().find(|t| **t == event_type)?;
+        Some(Self {
+            event_type,
+            audience,
+            data,
+        })
+    }
+}
+
 #[derive(Debug)]
 pub enum EventsCommand {
     Subscribe {
@@ -55,6 +68,8 @@ pub enum EventsCommand {
         conn: ConnId,
     },
     Publish(Event),
+    /// An event raised on another node, for this node's subscribers.
+    Remote(Event),
 }
 
 impl crate::bridge::InboxCommand for EventsCommand {}
@@ -71,6 +86,8 @@ struct Subscriber {
 pub struct EventBus {
     subscribers: HashMap<ConnId, Subscriber>,
     queued: Vec<Event>,
+    /// Events other nodes raised: delivered here, not told again.
+    heard: Vec<Event>,
 }
 
 impl EventBus {
@@ -118,6 +135,7 @@ fn handle_event_commands(world: &mut World) {
                 bus.subscribers.remove(&conn);
             }
             EventsCommand::Publish(event) => bus.publish(event),
+            EventsCommand::Remote(event) => bus.heard.push(event),
         }
     }
     deliver(world);
@@ -125,11 +143,24 @@ fn handle_event_commands(world: &mut World) {
 
 /// Sends every queued event to its subscribers and to the comms hub.
 fn deliver(world: &mut World) {
-    let queued = std::mem::take(&mut world.resource_mut::<EventBus>().queued);
-    if queued.is_empty() {
+    let mut bus = world.resource_mut::<EventBus>();
+    let queued = std::mem::take(&mut bus.queued);
+    let heard = std::mem::take(&mut bus.heard);
+    if queued.is_empty() && heard.is_empty() {
         return;
     }
-    for event in queued {
+    if let Some(cluster) = world.get_resource::<Cluster>()
+        && cluster.is_clustered()
+    {
+        for event in &queued {
+            cluster.tell(Note::Event {
+                event_type: event.event_type.into(),
+                audience: event.audience,
+                data: event.data.clone(),
+            });
+        }
+    }
+    for event in queued.into_iter().chain(heard) {
         let encoded = encode(&event);
         let bus = world.resource::<EventBus>();
         for subscriber in bus.subscribers.values() {

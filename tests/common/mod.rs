@@ -5,6 +5,7 @@
 pub mod garp;
 pub mod hunt;
 pub mod logs;
+pub mod nats;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -708,6 +709,18 @@ impl GameClient {
 pub async fn token_for(server: &TestServer, name: &str) -> String {
     let login = server.register_and_login(name, "pw-secret").await;
     login["access_token"].as_str().expect("token").to_owned()
+}
+
+/// An access token for an account that exists already (with the suite's password).
+pub async fn token_for_existing(server: &TestServer, name: &str) -> String {
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/login",
+            &json!({"username": name, "password": "pw-secret"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["access_token"].as_str().unwrap().to_owned()
 }
 
 /// A copy of `data/` in `dir`, changed by `edit` (file name → JSON), for tests that need

@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
+use crate::cluster::SessionChange;
+
 use crate::config::AuthConfig;
 use crate::services::DomainError;
 use crate::store::{Store, StoreError};
@@ -184,6 +186,8 @@ pub struct Accounts {
     /// Sessions ended by logout or by a reused refresh token: live connections of theirs
     /// listen here and close.
     ended: tokio::sync::broadcast::Sender<Uuid>,
+    /// The other nodes, told of every session opened, replaced or ended here.
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 /// Waits until a session has been ended (logout, a reused refresh token); see
@@ -298,6 +302,7 @@ impl Accounts {
             keys,
             sessions: RwLock::new(sessions),
             ended: tokio::sync::broadcast::channel(1024).0,
+            cluster: std::sync::OnceLock::new(),
             hash_permits: Arc::new(Semaphore::new(config.hash_concurrency.max(1))),
             throttle: LoginThrottle::new(
                 Duration::from_secs(config.login_window_secs.max(1)),
@@ -591,6 +596,10 @@ impl Accounts {
                 },
             );
         }
+        for sid in replaced.iter().filter_map(|s| Uuid::parse_str(s).ok()) {
+            self.tell(sid, user_id, scope, SessionChange::Replaced);
+        }
+        self.tell(session_id, user_id, scope, SessionChange::Opened);
         self.grant(account, session_id, scope, refresh)
     }
 
@@ -648,20 +657,117 @@ impl Accounts {
     }
 
     fn end_session(&self, session_id: Uuid) {
-        self.sessions.write().remove(&session_id);
+        if let Some(entry) = self.sessions.write().remove(&session_id) {
+            self.tell(session_id, entry.user_id, entry.scope, SessionChange::Ended);
+        }
         // No receiver is fine: no connection uses the session.
         let _ = self.ended.send(session_id);
+    }
+
+    /// Joins a cluster: sessions opened, replaced and ended here are told to the other
+    /// nodes from now on. Once, at start.
+    pub fn join_cluster(&self, cluster: crate::cluster::Cluster) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    fn clustered(&self) -> bool {
+        self.cluster.get().is_some_and(|c| c.is_clustered())
+    }
+
+    fn tell(&self, session_id: Uuid, user_id: Uuid, scope: Scope, change: SessionChange) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.tell(crate::cluster::Note::Session {
+                session_id,
+                user_id,
+                scope: scope.as_str().into(),
+                change,
+            });
+        }
+    }
+
+    /// Another node opened, replaced or ended a session: the same holds here at once
+    /// (an ended one closes this node's connections of it).
+    pub fn remote_session(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        scope: &str,
+        change: SessionChange,
+    ) {
+        match change {
+            SessionChange::Opened => {
+                self.sessions.write().insert(
+                    session_id,
+                    SessionEntry {
+                        user_id,
+                        scope: Scope::parse(scope),
+                        state: SessionState::Active,
+                    },
+                );
+            }
+            SessionChange::Replaced => {
+                if let Some(entry) = self.sessions.write().get_mut(&session_id) {
+                    entry.state = SessionState::Replaced;
+                }
+            }
+            SessionChange::Ended => {
+                self.sessions.write().remove(&session_id);
+                let _ = self.ended.send(session_id);
+            }
+        }
+    }
+
+    /// A session another node opened that this one has not heard of yet (the note is on
+    /// its way): the database, where it was committed before its token was handed out,
+    /// answers. Only for tokens whose signature already checked out.
+    fn session_from_store(&self, session_id: Uuid) -> Option<SessionEntry> {
+        let sid = session_id.to_string();
+        let row = self
+            .store
+            .read_now(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT user_id, scope, revoked_at, revoke_reason FROM sessions
+                         WHERE session_id = ?1",
+                        [sid],
+                        |r| {
+                            Ok((
+                                r.get::<_, String>(0)?,
+                                r.get::<_, String>(1)?,
+                                r.get::<_, Option<i64>>(2)?,
+                                r.get::<_, Option<String>>(3)?,
+                            ))
+                        },
+                    )
+                    .optional()?)
+            })
+            .ok()??;
+        let (user_id, scope, revoked_at, reason) = row;
+        let state = match (revoked_at, reason.as_deref()) {
+            (None, _) => SessionState::Active,
+            (Some(_), Some("replaced")) => SessionState::Replaced,
+            (Some(_), _) => return None,
+        };
+        let entry = SessionEntry {
+            user_id: Uuid::parse_str(&user_id).ok()?,
+            scope: Scope::parse(&scope),
+            state,
+        };
+        self.sessions.write().insert(session_id, entry);
+        Some(entry)
     }
 
     pub fn verify(&self, token: &str) -> Result<Identity, DomainError> {
         let claims = self.keys.decode(token)?;
         let (user_id, session_id) = tokens::ids(&claims)?;
-        let entry = self
-            .sessions
-            .read()
-            .get(&session_id)
-            .copied()
-            .ok_or(DomainError::InvalidToken)?;
+        let known = self.sessions.read().get(&session_id).copied();
+        let entry = match known {
+            Some(entry) => entry,
+            None if self.clustered() => self
+                .session_from_store(session_id)
+                .ok_or(DomainError::InvalidToken)?,
+            None => return Err(DomainError::InvalidToken),
+        };
         if entry.user_id != user_id {
             return Err(DomainError::InvalidToken);
         }

@@ -3,7 +3,7 @@
 use crate::common;
 
 use base64::Engine;
-use common::{GameClient, TestServer, token_for};
+use common::{GameClient, TestServer, token_for, token_for_existing};
 use serde_json::{Value, json};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -211,15 +211,4 @@ async fn each_event_type_reaches_its_subscribers() {
             .any(|t| t == "project_modified" || t == "asset_updated"),
         "{heard:?}"
     );
-}
-
-pub(super) async fn token_for_existing(server: &TestServer, name: &str) -> String {
-    let (status, body) = server
-        .post(
-            "/api/v1/auth/login",
-            &json!({"username": name, "password": "pw-secret"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body["access_token"].as_str().unwrap().to_owned()
 }

@@ -1,0 +1,315 @@
+//! Several nodes as one server: what each node tells the others, over NATS.
+//!
+//! One node needs none of this: [`Cluster::single`] tells nobody. With `[cluster] nats`
+//! set, every node publishes [`Note`]s on one subject (`<subject_prefix>.bus`) and hears
+//! everyone else's: comms broadcasts and direct messages, which users are connected where
+//! (presence, and the heartbeat that notices a node that stopped), platform events, and
+//! sessions opened or ended, so a token from one node works on every other and a logout
+//! ends it everywhere. A broadcast crosses as the bytes its node encoded, so each
+//! publication is encoded once per node, not once per subscriber.
+//!
+//! Notes leave through an unbounded channel so the simulation thread never waits on the
+//! network; a note that finds NATS down is dropped and counted, as a network would.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::bridge::{Command, Inbox};
+use crate::config::ClusterConfig;
+use crate::services::accounts::Accounts;
+use crate::sim::comms::{CommsCommand, CommsOut};
+
+/// A comms frame as it crosses: text as it is, binary in base64.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "as", content = "data", rename_all = "snake_case")]
+pub enum Frame {
+    Text(String),
+    Binary(String),
+}
+
+impl Frame {
+    /// The frame of an outgoing comms message; pings and closes do not cross.
+    pub fn of(out: &CommsOut) -> Option<Self> {
+        match out {
+            CommsOut::Text(bytes) => Some(Frame::Text(String::from_utf8_lossy(bytes).into())),
+            CommsOut::Binary(bytes) => Some(Frame::Binary(
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+            )),
+            CommsOut::Ping | CommsOut::Close(..) => None,
+        }
+    }
+
+    pub fn into_out(self) -> Option<CommsOut> {
+        match self {
+            Frame::Text(text) => Some(CommsOut::Text(Bytes::from(text))),
+            Frame::Binary(b64) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .ok()
+                .map(|bytes| CommsOut::Binary(Bytes::from(bytes))),
+        }
+    }
+}
+
+/// A session's state as the node that changed it tells it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionChange {
+    Opened,
+    Replaced,
+    Ended,
+}
+
+/// What one node tells the others.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "note", rename_all = "snake_case")]
+pub enum Note {
+    /// A comms broadcast published on the sending node; `record` goes into topic history.
+    Publish {
+        topic: String,
+        frame: Frame,
+        record: Option<Value>,
+    },
+    /// A direct message for `user`'s connections on whichever node holds them.
+    Direct { user: String, frame: Frame },
+    /// `user`'s connections on the sending node changed: their ids now (none: gone).
+    Presence {
+        user: String,
+        connections: Vec<String>,
+    },
+    /// Every few seconds: the sending node's connected users and their connection ids.
+    Heartbeat { users: Vec<(String, Vec<String>)> },
+    /// A platform event (RaOS `subscribe_events`, comms `events.*`).
+    Event {
+        event_type: String,
+        audience: Option<Uuid>,
+        data: Value,
+    },
+    Session {
+        session_id: Uuid,
+        user_id: Uuid,
+        scope: String,
+        change: SessionChange,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Envelope {
+    from: String,
+    #[serde(flatten)]
+    note: Note,
+}
+
+/// This node's link to the others: cheap to clone, and a no-op on a single node. Also a
+/// resource of the simulation, for the hub and the event bus.
+#[derive(Clone, bevy_ecs::prelude::Resource)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    node_id: String,
+    out: Option<mpsc::UnboundedSender<Note>>,
+    heartbeat: Duration,
+    node_timeout: Duration,
+}
+
+impl Cluster {
+    /// One node alone: nothing is told to anyone.
+    pub fn single() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                node_id: "single".into(),
+                out: None,
+                heartbeat: Duration::from_secs(1),
+                node_timeout: Duration::from_secs(5),
+            }),
+        }
+    }
+
+    /// Connects to NATS and starts telling and hearing. Fails when NATS cannot be
+    /// reached at start (a node that silently ran alone would split the cluster).
+    pub async fn connect(
+        config: &ClusterConfig,
+        url: &str,
+        inbox: Inbox,
+        accounts: Arc<Accounts>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
+        let node_id = config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| Uuid::new_v4().simple().to_string());
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("ecliptic {node_id}"))
+            .connect(url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach NATS at {url}: {e}"))?;
+        let subject = format!("{}.bus", config.subject_prefix);
+        let mut heard = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?;
+        let (out, mut to_send) = mpsc::unbounded_channel::<Note>();
+        let cluster = Self {
+            inner: Arc::new(Inner {
+                node_id: node_id.clone(),
+                out: Some(out),
+                heartbeat: Duration::from_millis(config.heartbeat_ms.max(50)),
+                node_timeout: Duration::from_millis(config.node_timeout_ms.max(100)),
+            }),
+        };
+        tracing::info!(node = %node_id, %url, %subject, "joined the cluster");
+
+        // Telling: one task, so notes leave in the order they were told.
+        let publisher = client.clone();
+        let from = node_id.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let note = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    note = to_send.recv() => match note {
+                        Some(note) => note,
+                        None => break,
+                    },
+                };
+                let envelope = Envelope {
+                    from: from.clone(),
+                    note,
+                };
+                let Ok(bytes) = serde_json::to_vec(&envelope) else {
+                    continue;
+                };
+                if let Err(e) = publisher.publish(subject.clone(), bytes.into()).await {
+                    tracing::warn!("cluster note not sent: {e}");
+                }
+            }
+            let _ = publisher.flush().await;
+        });
+
+        // Hearing.
+        let me = node_id.clone();
+        let stop = shutdown.clone();
+        let hearing_inbox = inbox.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    _ = stop.cancelled() => break,
+                    message = heard.next() => match message {
+                        Some(message) => message,
+                        None => break,
+                    },
+                };
+                let envelope: Envelope = match serde_json::from_slice(&message.payload) {
+                    Ok(envelope) => envelope,
+                    Err(e) => {
+                        tracing::warn!("unreadable cluster note: {e}");
+                        continue;
+                    }
+                };
+                if envelope.from != me {
+                    hear(envelope, &hearing_inbox, &accounts);
+                }
+            }
+        });
+
+        // The heartbeat: the hub answers it by telling its users and forgetting the nodes
+        // it has not heard from within the timeout.
+        let every = cluster.inner.heartbeat;
+        tokio::spawn(async move {
+            let mut beat = tokio::time::interval(every);
+            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = beat.tick() => {
+                        let _ = inbox.send(Command::to(CommsCommand::ClusterBeat));
+                    }
+                }
+            }
+        });
+        Ok(cluster)
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// Whether other nodes may exist.
+    pub fn is_clustered(&self) -> bool {
+        self.inner.out.is_some()
+    }
+
+    pub fn heartbeat(&self) -> Duration {
+        self.inner.heartbeat
+    }
+
+    pub fn node_timeout(&self) -> Duration {
+        self.inner.node_timeout
+    }
+
+    /// Tells the other nodes; never waits.
+    pub fn tell(&self, note: Note) {
+        if let Some(out) = &self.inner.out {
+            let _ = out.send(note);
+        }
+    }
+}
+
+/// A note from another node, handed to whoever acts on it.
+fn hear(envelope: Envelope, inbox: &Inbox, accounts: &Accounts) {
+    let node = envelope.from;
+    let command = match envelope.note {
+        Note::Publish {
+            topic,
+            frame,
+            record,
+        } => frame.into_out().map(|frame| CommsCommand::RemotePublish {
+            topic,
+            frame,
+            record,
+        }),
+        Note::Direct { user, frame } => frame
+            .into_out()
+            .map(|frame| CommsCommand::RemoteDirect { user, frame }),
+        Note::Presence { user, connections } => Some(CommsCommand::RemotePresence {
+            node,
+            user,
+            connections,
+        }),
+        Note::Heartbeat { users } => Some(CommsCommand::RemoteHeartbeat { node, users }),
+        Note::Event {
+            event_type,
+            audience,
+            data,
+        } => {
+            if let Some(event) = crate::sim::events::Event::named(&event_type, audience, data) {
+                let _ = inbox.send(Command::to(crate::sim::events::EventsCommand::Remote(
+                    event,
+                )));
+            }
+            None
+        }
+        Note::Session {
+            session_id,
+            user_id,
+            scope,
+            change,
+        } => {
+            accounts.remote_session(session_id, user_id, &scope, change);
+            None
+        }
+    };
+    if let Some(command) = command {
+        let _ = inbox.send(Command::to(command));
+    }
+}

@@ -1,0 +1,292 @@
+//! Two nodes joined over a NATS server of the test's own, with a subject prefix of their
+//! own. Until the PostgreSQL store lands, the two share one SQLite data directory (one
+//! machine), which is what makes an account of one known to the other.
+
+use crate::common;
+
+use common::nats::NatsServer;
+use common::{
+    GameClient, TestServer, Ws, close_code, token_for_existing, ws_connect, ws_next, ws_send,
+};
+use serde_json::{Value, json};
+
+struct Pair {
+    a: TestServer,
+    b: TestServer,
+    _nats: NatsServer,
+}
+
+async fn two_nodes() -> Pair {
+    let nats = NatsServer::start().await;
+    let prefix = common::nats::prefix();
+    let join = |node: &'static str| {
+        let (url, prefix) = (nats.url.clone(), prefix.clone());
+        move |c: &mut ecliptic::Config| {
+            c.cluster.nats = Some(url);
+            c.cluster.subject_prefix = prefix;
+            c.cluster.node_id = Some(node.into());
+            c.cluster.heartbeat_ms = 200;
+            c.cluster.node_timeout_ms = 1_000;
+        }
+    };
+    let a = TestServer::start_with(join("node-a")).await;
+    let shared = a.dir.path().to_path_buf();
+    let join_b = join("node-b");
+    let b = TestServer::start_with(move |c| {
+        join_b(c);
+        c.data_dir = shared;
+    })
+    .await;
+    Pair { a, b, _nats: nats }
+}
+
+async fn comms(server: &TestServer, token: &str) -> Ws {
+    let url = format!("ws://{}/ws?token={token}", server.handle().http_addr);
+    let mut ws = ws_connect(&url).await;
+    let welcome = ws_next(&mut ws).await.expect("welcome");
+    assert_eq!(welcome["data"]["status"], "connected", "{welcome}");
+    ws
+}
+
+/// The next message of `kind` (others, such as Acks and Status lines, are passed over).
+async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let message = ws_next(ws).await.unwrap_or_else(|e| panic!("closed {e:?}"));
+        if message["type"] == kind {
+            return message;
+        }
+    }
+}
+
+async fn register(server: &TestServer, name: &str) {
+    let (status, body) = server
+        .post(
+            "/api/v1/auth/register",
+            &json!({"username": name, "password": "pw-secret"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn comms_reach_across_nodes_and_sessions_hold_on_both() {
+    let Pair { a, b, _nats } = two_nodes().await;
+    for name in ["alice", "bob", "carol"] {
+        register(&a, name).await;
+    }
+
+    // Alice on A watches who is online; Bob connects to B (with a token B issued) and A
+    // hears of him.
+    let mut alice = comms(&a, &token_for_existing(&a, "alice").await).await;
+    ws_send(
+        &mut alice,
+        &json!({"type": "Subscribe", "data": {"topics": ["presence"]}, "id": "s1"}),
+    )
+    .await;
+    let mut bob = comms(&b, &token_for_existing(&b, "bob").await).await;
+    loop {
+        let presence = next_of(&mut alice, "Presence").await;
+        if presence["data"]["user_id"] == "bob" {
+            assert_eq!(presence["data"]["status"], "online", "{presence}");
+            break;
+        }
+    }
+
+    // A broadcast published on A reaches a subscriber on B, from Alice.
+    ws_send(
+        &mut bob,
+        &json!({"type": "Subscribe", "data": {"topics": ["chat.lounge"]}, "id": "s2"}),
+    )
+    .await;
+    let subscribed = next_of(&mut bob, "Ack").await;
+    assert_eq!(subscribed["data"]["message_id"], "s2", "{subscribed}");
+    ws_send(
+        &mut alice,
+        &json!({"type": "Broadcast", "data": {"topic": "chat.lounge", "payload": {"text": "hi from A"}}}),
+    )
+    .await;
+    let heard = next_of(&mut bob, "Broadcast").await;
+    assert_eq!(heard["data"]["topic"], "chat.lounge");
+    assert_eq!(heard["data"]["payload"], json!({"text": "hi from A"}));
+    assert_eq!(heard["data"]["metadata"]["from_user"], "alice");
+
+    // A direct message from A to Bob on B: delivered to his connection there.
+    ws_send(
+        &mut alice,
+        &json!({"type": "DirectMessage", "data": {"target_user": "bob", "payload": {"text": "psst"}}, "id": "d1"}),
+    )
+    .await;
+    let ack = next_of(&mut alice, "Ack").await;
+    assert_eq!(ack["data"]["message_id"], "d1", "{ack}");
+    assert_eq!(ack["data"]["status"], "delivered", "{ack}");
+    assert_eq!(
+        ack["data"]["delivered_to"].as_array().map(Vec::len),
+        Some(1)
+    );
+    let dm = next_of(&mut bob, "DirectMessage").await;
+    assert_eq!(dm["data"]["from_user"], "alice", "{dm}");
+    assert_eq!(dm["data"]["payload"], json!({"text": "psst"}));
+
+    // One to Carol, online nowhere: she gets it when she connects to B, with a token A
+    // issued.
+    ws_send(
+        &mut alice,
+        &json!({"type": "DirectMessage", "data": {"target_user": "carol", "payload": {"text": "later"}}, "id": "d2"}),
+    )
+    .await;
+    // The spec's answer for a user not connected, saying the message waits.
+    let queued = next_of(&mut alice, "Error").await;
+    assert_eq!(queued["data"]["code"], 404, "{queued}");
+    assert_eq!(queued["data"]["details"]["queued"], true, "{queued}");
+    let carol_token = token_for_existing(&a, "carol").await;
+    let mut carol = comms(&b, &carol_token).await;
+    let waited = next_of(&mut carol, "DirectMessage").await;
+    assert_eq!(waited["data"]["from_user"], "alice", "{waited}");
+    assert_eq!(waited["data"]["payload"], json!({"text": "later"}));
+
+    // Logout on A ends the token on B: Carol's connection there closes, and B refuses it.
+    let (status, body) = a
+        .post_auth("/api/v1/auth/logout", &carol_token, &json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(close_code(&mut carol).await, Some(4001));
+    let (status, _) = b
+        .post_auth(
+            "/api/v1/projects",
+            &carol_token,
+            &json!({"name": "after logout"}),
+        )
+        .await;
+    assert_eq!(status, 401);
+
+    // Bob leaves B: Alice on A sees him go.
+    drop(bob);
+    loop {
+        let presence = next_of(&mut alice, "Presence").await;
+        if presence["data"]["user_id"] == "bob" && presence["data"]["status"] == "offline" {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_achievement_unlocked_on_one_node_reaches_a_studio_subscriber_on_the_other() {
+    let Pair { a, b, _nats } = two_nodes().await;
+    register(&a, "watcher").await;
+    register(&a, "trader").await;
+
+    let mut studio = ws_connect(&format!("ws://{}/raos", b.handle().http_addr)).await;
+    ws_send(
+        &mut studio,
+        &json!({"action": "subscribe_events", "request_id": "e",
+                "auth_token": token_for_existing(&b, "watcher").await,
+                "event_types": ["achievement_unlocked"]}),
+    )
+    .await;
+    let subscribed = ws_next(&mut studio).await.unwrap();
+    assert_eq!(subscribed["success"], true, "{subscribed}");
+
+    let mut game = GameClient::connect(&a).await;
+    game.login(&token_for_existing(&a, "trader").await).await;
+    game.join("sol-1").await;
+    game.send(
+        "trade.buy",
+        json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1}),
+    )
+    .await;
+    let result = game.recv_reply().await;
+    assert_eq!(result["payload"]["ok"], true, "{result}");
+
+    let event = ws_next(&mut studio).await.unwrap();
+    assert_eq!(event["event_type"], "achievement_unlocked", "{event}");
+    assert_eq!(event["data"]["achievement_id"], "first-trade");
+    assert_eq!(event["data"]["username"], "trader");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_killed_is_noticed_and_its_users_go_offline() {
+    let nats = NatsServer::start().await;
+    let prefix = common::nats::prefix();
+    let a = TestServer::start_with(|c| {
+        c.cluster.nats = Some(nats.url.clone());
+        c.cluster.subject_prefix = prefix.clone();
+        c.cluster.heartbeat_ms = 200;
+        c.cluster.node_timeout_ms = 1_000;
+    })
+    .await;
+    // B in a process of its own, so it can die without a word.
+    let b = common::ChildServer::spawn_with_env(
+        a.dir.path(),
+        &[
+            ("ECLIPTIC_NATS", nats.url.as_str()),
+            ("ECLIPTIC_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
+            ("ECLIPTIC_CLUSTER__HEARTBEAT_MS", "200"),
+        ],
+    );
+    register(&a, "watcher").await;
+    register(&a, "leaver").await;
+    let mut watcher = comms(&a, &token_for_existing(&a, "watcher").await).await;
+    ws_send(
+        &mut watcher,
+        &json!({"type": "Subscribe", "data": {"topics": ["presence.leaver"]}}),
+    )
+    .await;
+    let url = format!(
+        "{}?token={}",
+        b.url("/ws").replace("http", "ws"),
+        token_for_existing(&a, "leaver").await
+    );
+    let mut leaver = ws_connect(&url).await;
+    assert_eq!(
+        ws_next(&mut leaver).await.unwrap()["data"]["status"],
+        "connected"
+    );
+    let online = next_of(&mut watcher, "Presence").await;
+    assert_eq!(
+        (&online["data"]["user_id"], &online["data"]["status"]),
+        (&json!("leaver"), &json!("online"))
+    );
+    // SIGKILL: B says nothing more. A stops hearing its heartbeat and, after the node
+    // timeout, takes its users for gone.
+    b.kill_hard();
+    let offline = next_of(&mut watcher, "Presence").await;
+    assert_eq!(
+        (&offline["data"]["user_id"], &offline["data"]["status"]),
+        (&json!("leaver"), &json!("offline"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_lobby_login_on_one_node_ends_the_older_session_on_the_other() {
+    let Pair { a, b, _nats } = two_nodes().await;
+    register(&a, "dana").await;
+    let credentials = json!({"username": "dana", "password": "pw-secret"});
+    let mut on_a = common::LineClient::connect(a.handle().lobby_tcp_addr).await;
+    let older = on_a.call("LOGIN_PLAYER", None, credentials.clone()).await;
+    let older_token = older["payload"]["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = on_a.call("LIST_GAMES", Some(&older_token), json!({})).await;
+    assert_eq!(listed["code"], 0, "{listed}");
+
+    let mut on_b = common::LineClient::connect(b.handle().lobby_tcp_addr).await;
+    let newer = on_b.call("LOGIN_PLAYER", None, credentials).await;
+    assert_eq!(newer["code"], 0, "{newer}");
+
+    // A has heard (the replacement is told before B answers the login, and A may take a
+    // moment to apply it): the older session's next requests get 105.
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let answer = on_a.call("LIST_GAMES", Some(&older_token), json!({})).await;
+        if answer["code"] == 105 {
+            assert_eq!(answer["message"], "session replaced by a newer login");
+            break;
+        }
+        assert_eq!(answer["code"], 0, "{answer}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never replaced on A"
+        );
+    }
+}
