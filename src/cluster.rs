@@ -27,6 +27,7 @@ use crate::bridge::{Command, Inbox};
 use crate::config::ClusterConfig;
 use crate::services::accounts::Accounts;
 use crate::sim::comms::{CommsCommand, CommsOut};
+use crate::store::Store;
 
 /// A comms frame as it crosses: text as it is, binary in base64.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -99,6 +100,9 @@ pub enum Note {
         scope: String,
         change: SessionChange,
     },
+    /// A game of the catalog changed (created, updated, a version published, set OFFLINE):
+    /// read it again from the database.
+    GameChanged { game_id: String },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -142,6 +146,7 @@ impl Cluster {
         url: &str,
         inbox: Inbox,
         accounts: Arc<Accounts>,
+        store: Store,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
         let node_id = config
@@ -217,7 +222,7 @@ impl Cluster {
                     }
                 };
                 if envelope.from != me {
-                    hear(envelope, &hearing_inbox, &accounts);
+                    hear(envelope, &hearing_inbox, &accounts, &store);
                 }
             }
         });
@@ -266,7 +271,7 @@ impl Cluster {
 }
 
 /// A note from another node, handed to whoever acts on it.
-fn hear(envelope: Envelope, inbox: &Inbox, accounts: &Accounts) {
+fn hear(envelope: Envelope, inbox: &Inbox, accounts: &Accounts, store: &Store) {
     let node = envelope.from;
     let command = match envelope.note {
         Note::Publish {
@@ -306,6 +311,19 @@ fn hear(envelope: Envelope, inbox: &Inbox, accounts: &Accounts) {
             change,
         } => {
             accounts.remote_session(session_id, user_id, &scope, change);
+            None
+        }
+        Note::GameChanged { game_id } => {
+            let (inbox, store) = (inbox.clone(), store.clone());
+            tokio::spawn(async move {
+                match crate::services::catalog::read_game(&store, game_id.clone()).await {
+                    Ok(game) => {
+                        let heard = crate::sim::lobby::GameHeard { game_id, game };
+                        let _ = inbox.send(Command::to(heard));
+                    }
+                    Err(e) => tracing::warn!(game = %game_id, "cannot read a changed game: {e}"),
+                }
+            });
             None
         }
     };

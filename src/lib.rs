@@ -232,6 +232,7 @@ impl Server {
                     url,
                     inbox.clone(),
                     accounts.clone(),
+                    store.clone(),
                     shutdown.clone(),
                 )
                 .await?

@@ -24,6 +24,7 @@ use super::instances::{Data, InInstance, Instances, create_instance, destroy_ins
 use super::players::Pilot;
 use super::{HandleCommands, Pending, SimServices};
 use crate::bridge::ConnId;
+use crate::cluster::{Cluster, Note};
 use crate::protocol::store as wire;
 use crate::services::DomainError;
 use crate::services::catalog::{
@@ -320,6 +321,9 @@ fn change_then_reply(
                 world
                     .resource_mut::<Catalog>()
                     .settle(&changed, committed.then_some(after).flatten());
+                if committed && let Some(cluster) = world.get_resource::<Cluster>() {
+                    cluster.tell(Note::GameChanged { game_id: changed });
+                }
             }));
             let _ = reply.send(result.map(|()| answer).map_err(DomainError::from));
         });
@@ -889,6 +893,23 @@ fn reap_room_instances(world: &mut World) {
     world.resource_mut::<Lobby>().closing_instances = still_busy;
 }
 
+/// A game another node changed, as the database has it now.
+#[derive(Debug)]
+pub struct GameHeard {
+    pub game_id: String,
+    pub game: Option<crate::services::catalog::Game>,
+}
+
+impl crate::bridge::InboxCommand for GameHeard {}
+
+fn apply_games_heard(world: &mut World) {
+    let heard = std::mem::take(&mut world.resource_mut::<Pending<GameHeard>>().0);
+    let mut catalog = world.resource_mut::<Catalog>();
+    for GameHeard { game_id, game } in heard {
+        catalog.heard(&game_id, game);
+    }
+}
+
 pub struct LobbyPlugin {
     pub catalog: Arc<parking_lot::Mutex<Option<Catalog>>>,
     pub endpoint: GameEndpoint,
@@ -901,7 +922,11 @@ impl Plugin for LobbyPlugin {
             .insert_resource(self.endpoint.clone())
             .init_resource::<Lobby>()
             .init_resource::<Pending<LobbyRequest>>()
-            .add_systems(HandleCommands, handle_lobby_requests)
+            .init_resource::<Pending<GameHeard>>()
+            .add_systems(
+                HandleCommands,
+                (apply_games_heard, handle_lobby_requests).chain(),
+            )
             .add_systems(bevy_app::FixedLast, reap_room_instances);
     }
 }

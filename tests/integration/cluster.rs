@@ -290,3 +290,80 @@ async fn a_newer_lobby_login_on_one_node_ends_the_older_session_on_the_other() {
         );
     }
 }
+
+/// Asks `lobby` for the games it lists until `wanted` holds of the game's entry (`None`
+/// when not listed), or fails after the wait: the change crosses over NATS, then the
+/// database.
+async fn until_listed(
+    lobby: &mut common::LineClient<tokio::net::TcpStream>,
+    token: &str,
+    game_id: &str,
+    wanted: impl Fn(Option<&Value>) -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let games = lobby.call("LIST_GAMES", Some(token), json!({})).await;
+        let games = games["payload"]["games"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if wanted(games.iter().find(|g| g["game_id"] == game_id)) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node B never showed the change to {game_id}: {games:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_game_changed_on_one_node_is_seen_by_the_others_lobby_and_garp() {
+    let Pair { a, b, _nats } = two_nodes().await;
+    let mut game = common::garp::dev_game(a.handle().dev_tcp_addr).await;
+    let mut lobby_b = common::LineClient::connect(b.handle().lobby_tcp_addr).await;
+    let login = lobby_b
+        .call(
+            "REGISTER_PLAYER",
+            None,
+            json!({"username": "browser", "password": "pw-secret"}),
+        )
+        .await;
+    let token = login["payload"]["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let id = game.game_id.clone();
+
+    // Created on A (without a version, listed with none), then published: B lists both.
+    until_listed(&mut lobby_b, &token, &id, |g| {
+        g.is_some_and(|g| g["latest_version"].is_null())
+    })
+    .await;
+    game.publish("1.0.0", b"the build").await;
+    until_listed(&mut lobby_b, &token, &id, |g| {
+        g.is_some_and(|g| g["latest_version"] == "1.0.0")
+    })
+    .await;
+    let latest = lobby_b
+        .call("LATEST_VERSION", Some(&token), json!({"game_id": id}))
+        .await;
+    assert_eq!(latest["payload"]["version"], "1.0.0", "{latest}");
+
+    // OFFLINE on A: B's lobby shows it so, and B's GARP refuses its players.
+    game.set_status("OFFLINE").await;
+    until_listed(&mut lobby_b, &token, &id, |g| {
+        g.is_some_and(|g| g["status"] == "OFFLINE")
+    })
+    .await;
+    let (mut garp, refusal) = common::garp::open(b.handle().http_addr, &game.api_key).await;
+    assert_eq!(refusal["error"], "Unknown GameID", "{refusal}");
+    assert_eq!(close_code(&mut garp).await, Some(4000));
+
+    // And ONLINE again.
+    game.set_status("ONLINE").await;
+    until_listed(&mut lobby_b, &token, &id, |g| {
+        g.is_some_and(|g| g["status"] == "ONLINE")
+    })
+    .await;
+}

@@ -47,6 +47,13 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// One game as the database has it now, for a node told that another changed it.
+pub async fn read_game(store: &Store, game_id: String) -> Result<Option<Game>, StoreError> {
+    store
+        .read(move |conn| Ok(load_games(conn)?.into_iter().find(|g| g.game_id == game_id)))
+        .await
+}
+
 impl Catalog {
     /// Loads the catalog, seeding the built-in game and adopting versions whose
     /// publication a crash interrupted. Runs at start, before the simulation.
@@ -90,6 +97,23 @@ impl Catalog {
         match self.games.iter().position(|g| g.game_id == game_id) {
             Some(index) => self.games[index] = after,
             None => self.games.push(after),
+        }
+    }
+
+    /// Another node changed `game_id`; `game` is how the database has it now (`None`:
+    /// gone). A change of this node's own to the game, still being saved, wins.
+    pub fn heard(&mut self, game_id: &str, game: Option<Game>) {
+        if self.changing.contains(game_id) {
+            return;
+        }
+        let index = self.games.iter().position(|g| g.game_id == game_id);
+        match (index, game) {
+            (Some(index), Some(game)) => self.games[index] = game,
+            (None, Some(game)) => self.games.push(game),
+            (Some(index), None) => {
+                self.games.remove(index);
+            }
+            (None, None) => {}
         }
     }
 
