@@ -20,6 +20,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use tracing_appender::non_blocking::WorkerGuard;
 
 use crate::Config;
 use crate::services::Accounts;
@@ -494,23 +495,30 @@ pub enum LogFormat {
     Json,
 }
 
-fn init_logging(filter: &str) {
-    init_logging_as(filter, LogFormat::Text);
+/// Logging for a command-line tool; hold the guard until the command ends.
+#[must_use = "log lines are flushed when the guard drops"]
+fn init_logging(filter: &str) -> WorkerGuard {
+    init_logging_as(filter, LogFormat::Text)
 }
 
-fn init_logging_as(filter: &str, format: LogFormat) {
+/// Logs go to stderr through a writer thread (tracing-appender's non-blocking writer), so
+/// no thread that logs, the simulation's included, ever waits on a slow stderr: when its
+/// buffer is full, lines are dropped rather than block. The guard flushes them on drop.
+#[must_use = "log lines are flushed when the guard drops"]
+fn init_logging_as(filter: &str, format: LogFormat) -> WorkerGuard {
     use std::io::IsTerminal as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (stderr, guard) = tracing_appender::non_blocking(std::io::stderr());
     // Logs go to stderr: stdout carries only the `listening` lines scripts read. Warnings
     // and errors are also kept for the operator console.
     let (text, json) = match format {
         LogFormat::Text => (
             Some(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
+                    .with_writer(stderr)
                     .with_ansi(std::io::stderr().is_terminal()),
             ),
             None,
@@ -523,7 +531,7 @@ fn init_logging_as(filter: &str, format: LogFormat) {
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
-                    .with_writer(std::io::stderr),
+                    .with_writer(stderr),
             ),
         ),
     };
@@ -533,6 +541,7 @@ fn init_logging_as(filter: &str, format: LogFormat) {
         .with(json)
         .with(crate::journal::JournalLayer)
         .init();
+    guard
 }
 
 /// Runs the `ecliptic` command line; `customize` is applied to the server `serve` starts
@@ -569,7 +578,7 @@ fn serve(
     customize: impl FnOnce(crate::Server) -> crate::Server,
 ) -> anyhow::Result<()> {
     let config = args.config()?;
-    init_logging_as(&config.log, config.log_format);
+    let _log = init_logging_as(&config.log, config.log_format);
     runtime()?.block_on(async move {
         // Handlers go in before the listening lines: a script may signal as soon as it reads them.
         let stop = ShutdownSignal::install()?;
@@ -583,7 +592,10 @@ fn serve(
         .into_iter()
         .chain(admin)
         {
-            println!("listening {name} {addr}");
+            // Not `println!`: a reader that has gone (`serve | head -1`) must not stop
+            // the server.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), "listening {name} {addr}");
         }
         tracing::info!("ecliptic is up; SIGINT or SIGTERM stops it");
         let failed = tokio::select! {
@@ -633,7 +645,7 @@ impl ShutdownSignal {
 }
 
 fn admin(command: AdminCommand) -> anyhow::Result<()> {
-    init_logging("warn");
+    let _log = init_logging("warn");
     match command {
         AdminCommand::CreateUser {
             username,
@@ -776,7 +788,7 @@ fn role_of(role: RoleArg) -> Role {
 }
 
 fn dev(command: DevCommand) -> anyhow::Result<()> {
-    init_logging("warn");
+    let _log = init_logging("warn");
     runtime()?.block_on(async move {
         match command {
             DevCommand::Upload {
@@ -929,7 +941,7 @@ fn print_games(answer: &Value, json: bool) {
 }
 
 fn play(command: PlayCommand) -> anyhow::Result<()> {
-    init_logging("warn");
+    let _log = init_logging("warn");
     runtime()?.block_on(async move {
         match command {
             PlayCommand::List { json, server } => {
@@ -986,7 +998,7 @@ fn play(command: PlayCommand) -> anyhow::Result<()> {
 }
 
 fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
-    init_logging("warn");
+    let _log = init_logging("warn");
     let options = crate::loadgen::Options {
         scenario: args.scenario,
         clients: args.clients,
@@ -1025,7 +1037,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
 
 fn wallet(command: WalletCommand) -> anyhow::Result<()> {
     use crate::services::wallet;
-    init_logging("warn");
+    let _log = init_logging("warn");
     let data = match &command {
         WalletCommand::Grant { data, .. } | WalletCommand::Check { data } => data.clone(),
     };

@@ -300,3 +300,58 @@ async fn large_raos_messages_before_authenticating_are_not_buffered() {
     common::ws_send(&mut ws, &big).await;
     assert_eq!(common::ws_next(&mut ws).await.unwrap()["success"], true);
 }
+
+/// Nothing waits on a stderr nobody reads: once the pipe is full, log lines are dropped,
+/// and the server goes on answering and ticking.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stderr_nobody_reads_does_not_stop_the_server() {
+    use std::io::{BufRead, BufReader};
+    let (_tmp, data) = temp_data_dir();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .args(["--http", "127.0.0.1:0", "--dev-tcp", "127.0.0.1:0"])
+        .args(["--lobby-tcp", "127.0.0.1:0", "--log", "debug"])
+        .stdout(std::process::Stdio::piped())
+        // Kept open and never read: a pipe holds 64 KiB, then writers would wait.
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // All three listening lines are read, and stdout kept open, so the server's own
+    // writes there go through.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening: Vec<String> = stdout.by_ref().take(3).map_while(Result::ok).collect();
+    let http = listening
+        .iter()
+        .find_map(|l| l.strip_prefix("listening http ").map(str::to_owned))
+        .expect("the http listening line");
+    let client = reqwest::Client::new();
+    let mut last_tick = 0;
+    // Every request logs at debug (a few hundred bytes): 2,000 of them are far more than
+    // the pipe holds.
+    for _ in 0..2_000 {
+        let health: serde_json::Value = tokio::time::timeout(
+            common::WAIT,
+            client.get(format!("http://{http}/healthz")).send(),
+        )
+        .await
+        .expect("answered while stderr is full")
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        last_tick = health["tick"].as_u64().unwrap();
+    }
+    let later: serde_json::Value = client
+        .get(format!("http://{http}/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(later["tick"].as_u64().unwrap() >= last_tick);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stdout);
+}
