@@ -27,6 +27,8 @@ use crate::bridge::{Command, Inbox};
 use crate::config::ClusterConfig;
 use crate::services::accounts::Accounts;
 use crate::sim::comms::{CommsCommand, CommsOut};
+use crate::sim::lobby::GameEndpoint;
+use crate::sim::nodes::NodesCommand;
 use crate::store::Store;
 
 /// A comms frame as it crosses: text as it is, binary in base64.
@@ -100,6 +102,21 @@ pub enum Note {
         scope: String,
         change: SessionChange,
     },
+    /// Every heartbeat: where the sending node serves `/game`, its players and its worlds.
+    Node {
+        host: String,
+        port: u16,
+        players: usize,
+        instances: Vec<String>,
+    },
+    /// `node` is asked to run the world of a room started elsewhere, for its players.
+    HostRoom {
+        node: String,
+        room_id: String,
+        members: Vec<Uuid>,
+    },
+    /// `node`'s request is done: the room's world runs on the sending node.
+    RoomHosted { node: String, room_id: String },
     /// A game of the catalog changed (created, updated, a version published, set OFFLINE):
     /// read it again from the database.
     GameChanged { game_id: String },
@@ -222,7 +239,7 @@ impl Cluster {
                     }
                 };
                 if envelope.from != me {
-                    hear(envelope, &hearing_inbox, &accounts, &store);
+                    hear(envelope, &me, &hearing_inbox, &accounts, &store);
                 }
             }
         });
@@ -238,6 +255,7 @@ impl Cluster {
                     _ = shutdown.cancelled() => break,
                     _ = beat.tick() => {
                         let _ = inbox.send(Command::to(CommsCommand::ClusterBeat));
+                        let _ = inbox.send(Command::to(NodesCommand::Beat));
                     }
                 }
             }
@@ -271,7 +289,7 @@ impl Cluster {
 }
 
 /// A note from another node, handed to whoever acts on it.
-fn hear(envelope: Envelope, inbox: &Inbox, accounts: &Accounts, store: &Store) {
+fn hear(envelope: Envelope, me: &str, inbox: &Inbox, accounts: &Accounts, store: &Store) {
     let node = envelope.from;
     let command = match envelope.note {
         Note::Publish {
@@ -311,6 +329,49 @@ fn hear(envelope: Envelope, inbox: &Inbox, accounts: &Accounts, store: &Store) {
             change,
         } => {
             accounts.remote_session(session_id, user_id, &scope, change);
+            None
+        }
+        Note::Node {
+            host,
+            port,
+            players,
+            instances,
+        } => {
+            let heard = NodesCommand::Heard {
+                node,
+                endpoint: GameEndpoint { host, port },
+                players,
+                instances,
+            };
+            let _ = inbox.send(Command::to(heard));
+            None
+        }
+        Note::HostRoom {
+            node: asked,
+            room_id,
+            members,
+        } => {
+            if asked == me {
+                let host = NodesCommand::HostRoom {
+                    from: node,
+                    room_id,
+                    members,
+                };
+                let _ = inbox.send(Command::to(host));
+            }
+            None
+        }
+        Note::RoomHosted {
+            node: asker,
+            room_id,
+        } => {
+            if asker == me {
+                let done = NodesCommand::RoomHosted {
+                    from: node,
+                    room_id,
+                };
+                let _ = inbox.send(Command::to(done));
+            }
             None
         }
         Note::GameChanged { game_id } => {

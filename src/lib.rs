@@ -314,6 +314,7 @@ impl Server {
                     sim::events::EventsPlugin,
                     progress_plugin,
                     sim::admin::AdminPlugin,
+                    sim::nodes::NodesPlugin,
                 ))
                 .insert_resource(cluster);
             }),

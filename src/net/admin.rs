@@ -76,6 +76,7 @@ async fn overview(
         "instances": world.instances,
         "rooms": world.rooms,
         "players": world.players,
+        "nodes": world.nodes,
         "recent_errors": crate::journal::logged().recent(),
         "slow_consumers": m.slow_consumer_log.recent(),
     })))

@@ -25,6 +25,8 @@ pub mod codes {
     pub const UNKNOWN_STATION: &str = "UNKNOWN_STATION";
     pub const UNKNOWN_COMMODITY: &str = "UNKNOWN_COMMODITY";
     pub const UNKNOWN_SYSTEM: &str = "UNKNOWN_SYSTEM";
+    /// The world asked for runs on another node of the cluster (named in the payload).
+    pub const WRONG_NODE: &str = "WRONG_NODE";
     pub const INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
     pub const INSUFFICIENT_CARGO: &str = "INSUFFICIENT_CARGO";
     pub const CARGO_FULL: &str = "CARGO_FULL";

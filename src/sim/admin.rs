@@ -47,6 +47,17 @@ pub struct WorldOverview {
     pub instances: Vec<InstanceOverview>,
     pub rooms: Vec<RoomOverview>,
     pub players: Vec<PlayerOverview>,
+    /// The other nodes of the cluster this node hears (none alone).
+    pub nodes: Vec<NodeOverview>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct NodeOverview {
+    pub node_id: String,
+    pub game_host: String,
+    pub game_port: u16,
+    pub players: usize,
+    pub instances: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -145,10 +156,26 @@ fn overview(world: &mut World) -> WorldOverview {
     rooms.sort_by(|a, b| a.room_id.cmp(&b.room_id));
     let mut instances: Vec<InstanceOverview> = instances.into_iter().map(|(_, o)| o).collect();
     instances.sort_by(|a, b| a.instance_id.cmp(&b.instance_id));
+    let nodes = world
+        .get_resource::<super::nodes::Nodes>()
+        .map(|nodes| {
+            nodes
+                .all()
+                .map(|(id, n)| NodeOverview {
+                    node_id: id.clone(),
+                    game_host: n.endpoint.host.clone(),
+                    game_port: n.endpoint.port,
+                    players: n.players,
+                    instances: n.instances.len(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     WorldOverview {
         instances,
         rooms,
         players,
+        nodes,
     }
 }
 

@@ -49,6 +49,11 @@ impl Instances {
         self.by_id.len()
     }
 
+    /// Every instance's id.
+    pub fn ids(&self) -> impl Iterator<Item = &String> {
+        self.by_id.keys()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }

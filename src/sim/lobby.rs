@@ -250,6 +250,8 @@ pub struct Lobby {
     closing_instances: Vec<String>,
     /// GARP sockets and the player each speaks for: room chat is pushed to them.
     listeners: HashMap<(ConnId, Uuid), mpsc::Sender<RoomChat>>,
+    /// Worlds of rooms another node placed here: room id → its players.
+    hosted: HashMap<String, Vec<Uuid>>,
 }
 
 impl Lobby {
@@ -380,6 +382,7 @@ fn handle_lobby_requests(world: &mut World) {
                     Ok((LobbyReply::Done, op))
                 });
             }
+            LobbyOp::StartRoom { room_id } => start_room(world, &caller, &room_id, reply),
             other => {
                 let answer = answer(world, &caller, other);
                 let _ = reply.send(answer);
@@ -474,7 +477,7 @@ fn answer(world: &mut World, caller: &Caller, op: LobbyOp) -> LobbyResult {
         LobbyOp::LeaveRoom { room_id } => {
             leave_room(world, caller, &room_id).map(|()| LobbyReply::Done)
         }
-        LobbyOp::StartRoom { room_id } => start_room(world, caller, &room_id),
+        LobbyOp::StartRoom { .. } => Err(DomainError::Internal("misrouted START_ROOM".into())),
         LobbyOp::LaunchStream { game_id } => launch_stream(world, caller, &game_id),
         LobbyOp::StopStream { session_id } => {
             let mut lobby = world.resource_mut::<Lobby>();
@@ -547,7 +550,10 @@ pub fn may_enter(world: &World, instance: &str, user: Uuid) -> Result<(), Domain
         .rooms
         .get(instance)
         .and_then(|e| world.get::<Room>(*e));
-    if room.is_some_and(|room| !room.players.iter().any(|p| p.0 == user)) {
+    let hosted = lobby.hosted.get(instance);
+    if room.is_some_and(|room| !room.players.iter().any(|p| p.0 == user))
+        || hosted.is_some_and(|players| !players.contains(&user))
+    {
         return Err(DomainError::Forbidden(format!(
             "only the players of room {instance} enter it"
         )));
@@ -808,9 +814,61 @@ pub fn end_room(world: &mut World, room_id: &str) -> Result<RoomView, DomainErro
     Ok(room.view())
 }
 
-fn start_room(world: &mut World, caller: &Caller, room_id: &str) -> LobbyResult {
+/// `START_ROOM` (and GARP's `LockRoomRequest`), by the room's host. The room's world
+/// starts here, or, in a cluster with a node holding fewer players, there: then the answer
+/// waits for that node to say the world is running (see [`super::nodes`]).
+fn start_room(
+    world: &mut World,
+    caller: &Caller,
+    room_id: &str,
+    reply: oneshot::Sender<LobbyResult>,
+) {
+    let room = match startable_room(world, caller, room_id) {
+        Ok(room) => room,
+        Err(e) => {
+            let _ = reply.send(Err(e));
+            return;
+        }
+    };
+    let cluster = world.get_resource::<crate::cluster::Cluster>().cloned();
+    let elsewhere = match &cluster {
+        Some(cluster)
+            if cluster.is_clustered() && world.resource::<Instances>().get(room_id).is_none() =>
+        {
+            let own = super::nodes::players_here(world);
+            world
+                .resource::<super::nodes::Nodes>()
+                .less_loaded_than(own, cluster.node_timeout())
+        }
+        _ => None,
+    };
+    match (cluster, elsewhere) {
+        (Some(cluster), Some((node, info))) => {
+            cluster.tell(Note::HostRoom {
+                node: node.clone(),
+                room_id: room_id.to_owned(),
+                members: room.players.iter().map(|p| p.0).collect(),
+            });
+            world.resource_mut::<super::nodes::Nodes>().placing.insert(
+                room_id.to_owned(),
+                super::nodes::Placing {
+                    node,
+                    endpoint: info.endpoint,
+                    asked: std::time::Instant::now(),
+                    reply,
+                },
+            );
+        }
+        _ => {
+            let _ = reply.send(start_here(world, room_id));
+        }
+    }
+}
+
+/// The room, if `caller` may start it now.
+fn startable_room(world: &World, caller: &Caller, room_id: &str) -> Result<Room, DomainError> {
     let entity = room_entity(world, room_id)?;
-    let mut room = world
+    let room = world
         .get::<Room>(entity)
         .cloned()
         .ok_or_else(|| DomainError::NotFound(format!("no room {room_id:?}")))?;
@@ -820,6 +878,11 @@ fn start_room(world: &mut World, caller: &Caller, room_id: &str) -> LobbyResult 
         ));
     }
     online_game(world, &room.game_id)?;
+    Ok(room)
+}
+
+/// Starts the room's world on this node and marks the room playing.
+fn start_here(world: &mut World, room_id: &str) -> LobbyResult {
     if world.resource::<Instances>().get(room_id).is_none() {
         let data = world.resource::<Data>().0.clone();
         let Some(template) = data.systems.first() else {
@@ -829,22 +892,59 @@ fn start_room(world: &mut World, caller: &Caller, room_id: &str) -> LobbyResult 
         };
         create_instance(world, room_id, Arc::new(template.clone()));
     }
+    let endpoint = world.resource::<GameEndpoint>().clone();
+    mark_playing(world, room_id, endpoint)
+}
+
+/// The room is playing at `endpoint`: everyone in the lobby is told, and so is its host.
+fn mark_playing(world: &mut World, room_id: &str, endpoint: GameEndpoint) -> LobbyResult {
+    let entity = room_entity(world, room_id)?;
+    let mut room = world
+        .get::<Room>(entity)
+        .cloned()
+        .ok_or_else(|| DomainError::NotFound(format!("no room {room_id:?}")))?;
     room.status = RoomStatus::Playing;
     push_room(world, &room);
     tracing::info!(
         room = %room_id,
         game = %room.game_id,
         players = room.players.len(),
+        host = %endpoint.host,
+        port = endpoint.port,
         "room started"
     );
     let view = room.view();
     world.entity_mut(entity).insert(room);
-    let endpoint = world.resource::<GameEndpoint>().clone();
     Ok(LobbyReply::Started {
         room: view,
         host: endpoint.host,
         port: endpoint.port,
     })
+}
+
+/// Another node runs the room's world now (it said so): the host hears where.
+pub(crate) fn room_placed(world: &mut World, room_id: &str, placing: super::nodes::Placing) {
+    let answer = mark_playing(world, room_id, placing.endpoint);
+    let _ = placing.reply.send(answer);
+}
+
+/// The node asked to run the room's world did not answer: it runs here.
+pub(crate) fn room_start_here(world: &mut World, room_id: &str, placing: super::nodes::Placing) {
+    let _ = placing.reply.send(start_here(world, room_id));
+}
+
+/// Another node placed a room here: its world starts, open to its players only.
+pub(crate) fn host_room(world: &mut World, room_id: &str, members: Vec<Uuid>) {
+    if world.resource::<Instances>().get(room_id).is_none() {
+        let data = world.resource::<Data>().0.clone();
+        if let Some(template) = data.systems.first() {
+            create_instance(world, room_id, Arc::new(template.clone()));
+        }
+    }
+    world
+        .resource_mut::<Lobby>()
+        .hosted
+        .insert(room_id.to_owned(), members);
 }
 
 /// Creates an instance (of the first star system, as rooms do) named by a new session id.

@@ -19,6 +19,7 @@ pub mod facts;
 pub mod instances;
 pub mod lobby;
 pub mod markets;
+pub mod nodes;
 pub mod npc;
 pub mod physics;
 pub mod players;

@@ -367,3 +367,91 @@ async fn a_game_changed_on_one_node_is_seen_by_the_others_lobby_and_garp() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_started_on_a_busy_node_is_placed_on_a_quieter_one() {
+    let Pair { a, b, _nats } = two_nodes().await;
+    let admin = common::admin_token(&a, "root", "root-password").await;
+    for name in ["hana", "gus", "busy"] {
+        register(&a, name).await;
+    }
+    // A holds a player on /game; B holds none.
+    let busy_token = token_for_existing(&a, "busy").await;
+    let mut busy = GameClient::connect(&a).await;
+    busy.login(&busy_token).await;
+    busy.join("sol-1").await;
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let overview = a
+            .http
+            .get(a.url("/api/v1/admin/overview"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        let heard_b = overview["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["node_id"] == "node-b"));
+        if heard_b {
+            let b_port = b.handle().http_addr.port();
+            assert_eq!(overview["nodes"][0]["game_port"], b_port, "{overview}");
+            assert_eq!(overview["nodes"][0]["players"], 0, "{overview}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "A never heard of B: {overview}"
+        );
+    }
+
+    // Hana and Gus meet in A's lobby; Hana starts the room there.
+    let mut game = common::garp::dev_game(a.handle().dev_tcp_addr).await;
+    game.publish("1.0.0", b"the build").await;
+    let mut hana = common::LineClient::connect(a.handle().lobby_tcp_addr).await;
+    let hana_token = hana
+        .call(
+            "LOGIN_PLAYER",
+            None,
+            json!({"username": "hana", "password": "pw-secret"}),
+        )
+        .await["payload"]["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = hana
+        .call(
+            "CREATE_ROOM",
+            Some(&hana_token),
+            json!({"game_id": game.game_id}),
+        )
+        .await;
+    let room_id = created["payload"]["room_id"].as_str().unwrap().to_owned();
+    let started = hana
+        .call("START_ROOM", Some(&hana_token), json!({"room_id": room_id}))
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+    assert_eq!(
+        started["payload"]["game_port"],
+        b.handle().http_addr.port(),
+        "placed on B: {started}"
+    );
+    assert_eq!(started["payload"]["game_host"], "127.0.0.1");
+
+    // Hana plays it on B.
+    let mut on_b = GameClient::connect(&b).await;
+    on_b.login(&hana_token).await;
+    let (joined, _snapshot) = on_b.join(&room_id).await;
+    assert_eq!(joined["payload"]["system_id"], room_id, "{joined}");
+
+    // Joining it through A is refused, naming where it runs.
+    busy.send("session.join_system", json!({"system_id": room_id}))
+        .await;
+    let refused = busy.recv_type("error").await;
+    assert_eq!(refused["payload"]["code"], "WRONG_NODE", "{refused}");
+    assert_eq!(refused["payload"]["node"], "node-b");
+    assert_eq!(refused["payload"]["game_host"], "127.0.0.1");
+    assert_eq!(refused["payload"]["game_port"], b.handle().http_addr.port());
+}

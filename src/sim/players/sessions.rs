@@ -107,10 +107,27 @@ pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
     let link = session.link.clone();
     let user_id = session.user_id;
     let Some(instance) = world.resource::<Instances>().get(system_id) else {
-        link.refuse(
-            Refusal::UnknownSystem,
-            format!("no system or room named {system_id:?}"),
-        );
+        let elsewhere = world
+            .get_resource::<crate::sim::nodes::Nodes>()
+            .and_then(|nodes| nodes.running(system_id))
+            .map(|(node, info)| (node.to_owned(), info.endpoint.clone()));
+        match elsewhere {
+            Some((node, endpoint)) => link.send(GameOut::message(
+                "error",
+                &serde_json::json!({
+                    "code": crate::protocol::game::codes::WRONG_NODE,
+                    "message": format!(
+                        "{system_id} runs on node {node}: connect to {}:{} and join there",
+                        endpoint.host, endpoint.port
+                    ),
+                    "node": node, "game_host": endpoint.host, "game_port": endpoint.port,
+                }),
+            )),
+            None => link.refuse(
+                Refusal::UnknownSystem,
+                format!("no system or room named {system_id:?}"),
+            ),
+        }
         return;
     };
     if let Err(refused) = crate::sim::lobby::may_enter(world, system_id, user_id) {
