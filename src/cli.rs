@@ -112,6 +112,10 @@ struct LoadgenArgs {
     /// The server's lobby listener (loopback only).
     #[arg(long, default_value = "127.0.0.1:7002")]
     lobby_tcp: SocketAddr,
+    /// comms-fanout: the HTTP listener of another node of the same cluster for the
+    /// publishers (the subscribers stay on --http), to measure fan-out across nodes.
+    #[arg(long)]
+    publish_http: Option<SocketAddr>,
     /// comms-fanout: how many clients publish ...
     #[arg(long, default_value_t = 1)]
     publishers: usize,
@@ -1006,6 +1010,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         duration: std::time::Duration::from_secs_f64(args.duration.max(0.0)),
         http: args.http,
         lobby: args.lobby_tcp,
+        publish_http: args.publish_http,
         publishers: args.publishers,
         publish_per_sec: args.publish_rate,
         accounts: args.accounts,

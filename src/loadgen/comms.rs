@@ -26,9 +26,13 @@ pub async fn client(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let token = super::token_for(options, n).await?;
-    let url = format!("ws://{}/ws?token={token}", options.http);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
     let publisher = n < options.publishers.max(1);
+    let http = match options.publish_http {
+        Some(other_node) if publisher => other_node,
+        _ => options.http,
+    };
+    let url = format!("ws://{http}/ws?token={token}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
     let subscribe = json!({"type": "Subscribe", "data": {"topics": [TOPIC]}});
     ws.send(Message::Text(subscribe.to_string().into())).await?;
     stats

@@ -61,6 +61,9 @@ pub struct Options {
     pub http: SocketAddr,
     /// The server's lobby listener (accounts, and the lobby scenario).
     pub lobby: SocketAddr,
+    /// comms-fanout: another node of a cluster for the publishers to connect to (the
+    /// subscribers stay on `http`), to measure fan-out across nodes.
+    pub publish_http: Option<SocketAddr>,
     /// comms-fanout: how many of the clients publish, and how often each.
     pub publishers: usize,
     pub publish_per_sec: f64,
@@ -181,6 +184,9 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
     );
     check_target(&options.http)?;
     check_target(&options.lobby)?;
+    if let Some(other_node) = &options.publish_http {
+        check_target(other_node)?;
+    }
     anyhow::ensure!(
         options.accounts.is_none() || options.scenario != Scenario::Game,
         "--accounts does not apply to game: a second login takes the ship over"
