@@ -315,6 +315,21 @@ pub fn encode(out: GameOut) -> Frame {
                 message: &e.message,
             }),
         ),
+        GameOut::Elsewhere {
+            system_id,
+            node,
+            host,
+            port,
+        } => (
+            "error",
+            to_json(&serde_json::json!({
+                "code": codes::WRONG_NODE,
+                "message": format!(
+                    "{system_id} runs on node {node}: connect to {host}:{port} and join there"
+                ),
+                "node": node, "game_host": host, "game_port": port,
+            })),
+        ),
         GameOut::Error { code, message } => (
             "error",
             to_json(&ErrorPayload {

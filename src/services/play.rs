@@ -116,6 +116,13 @@ pub enum GameOut {
     Combat(CombatEvent),
     /// A rule refused a request.
     Refused(GameError),
+    /// The world asked for runs on another node of the cluster: join it there.
+    Elsewhere {
+        system_id: String,
+        node: String,
+        host: String,
+        port: u16,
+    },
     /// An error of the protocol itself (a frame it could not decode, no login yet) or a
     /// plugin's, with the protocol's code.
     Error {

@@ -112,17 +112,12 @@ pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
             .and_then(|nodes| nodes.running(system_id))
             .map(|(node, info)| (node.to_owned(), info.endpoint.clone()));
         match elsewhere {
-            Some((node, endpoint)) => link.send(GameOut::message(
-                "error",
-                &serde_json::json!({
-                    "code": crate::protocol::game::codes::WRONG_NODE,
-                    "message": format!(
-                        "{system_id} runs on node {node}: connect to {}:{} and join there",
-                        endpoint.host, endpoint.port
-                    ),
-                    "node": node, "game_host": endpoint.host, "game_port": endpoint.port,
-                }),
-            )),
+            Some((node, endpoint)) => link.send(GameOut::Elsewhere {
+                system_id: system_id.to_owned(),
+                node,
+                host: endpoint.host,
+                port: endpoint.port,
+            }),
             None => link.refuse(
                 Refusal::UnknownSystem,
                 format!("no system or room named {system_id:?}"),
