@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::bridge::{Command, Inbox};
 use crate::config::ClusterConfig;
 use crate::services::accounts::Accounts;
+use crate::services::garp_players::GarpPlayers;
 use crate::sim::comms::{CommsCommand, CommsOut};
 use crate::sim::lobby::GameEndpoint;
 use crate::sim::nodes::NodesCommand;
@@ -117,6 +118,14 @@ pub enum Note {
     },
     /// `node`'s request is done: the room's world runs on the sending node.
     RoomHosted { node: String, room_id: String },
+    /// A GARP player token issued on the sending node (valid on every node).
+    GarpToken {
+        game_id: String,
+        token: String,
+        player: crate::services::garp_players::GarpPlayer,
+    },
+    /// A GARP session opened on the sending node (resumable on every node).
+    GarpSession { game_id: String, session_id: String },
     /// A game of the catalog changed (created, updated, a version published, set OFFLINE):
     /// read it again from the database.
     GameChanged { game_id: String },
@@ -143,6 +152,15 @@ struct Inner {
     node_timeout: Duration,
 }
 
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("node_id", &self.inner.node_id)
+            .field("clustered", &self.is_clustered())
+            .finish()
+    }
+}
+
 impl Cluster {
     /// One node alone: nothing is told to anyone.
     pub fn single() -> Self {
@@ -161,11 +179,10 @@ impl Cluster {
     pub async fn connect(
         config: &ClusterConfig,
         url: &str,
-        inbox: Inbox,
-        accounts: Arc<Accounts>,
-        store: Store,
+        hearers: Hearers,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Self> {
+        let inbox = hearers.inbox.clone();
         let node_id = config
             .node_id
             .clone()
@@ -221,7 +238,6 @@ impl Cluster {
         // Hearing.
         let me = node_id.clone();
         let stop = shutdown.clone();
-        let hearing_inbox = inbox.clone();
         tokio::spawn(async move {
             loop {
                 let message = tokio::select! {
@@ -239,7 +255,7 @@ impl Cluster {
                     }
                 };
                 if envelope.from != me {
-                    hear(envelope, &me, &hearing_inbox, &accounts, &store);
+                    hear(envelope, &me, &hearers);
                 }
             }
         });
@@ -289,7 +305,21 @@ impl Cluster {
 }
 
 /// A note from another node, handed to whoever acts on it.
-fn hear(envelope: Envelope, me: &str, inbox: &Inbox, accounts: &Accounts, store: &Store) {
+/// What a node's hearing hands notes to.
+pub struct Hearers {
+    pub inbox: Inbox,
+    pub accounts: Arc<Accounts>,
+    pub garp: Arc<GarpPlayers>,
+    pub store: Store,
+}
+
+fn hear(envelope: Envelope, me: &str, hearers: &Hearers) {
+    let Hearers {
+        inbox,
+        accounts,
+        garp,
+        store,
+    } = hearers;
     let node = envelope.from;
     let command = match envelope.note {
         Note::Publish {
@@ -372,6 +402,21 @@ fn hear(envelope: Envelope, me: &str, inbox: &Inbox, accounts: &Accounts, store:
                 };
                 let _ = inbox.send(Command::to(done));
             }
+            None
+        }
+        Note::GarpToken {
+            game_id,
+            token,
+            player,
+        } => {
+            garp.heard_token(&game_id, token, player);
+            None
+        }
+        Note::GarpSession {
+            game_id,
+            session_id,
+        } => {
+            garp.heard_session(&game_id, session_id);
             None
         }
         Note::GameChanged { game_id } => {

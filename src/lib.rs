@@ -224,22 +224,24 @@ impl Server {
                 .with_signup_grant(config.wagers.signup_grant),
         );
         let (inbox, inbox_rx) = Inbox::bounded(config.limits.inbox_capacity, metrics.clone());
+        let garp_players = Arc::new(services::garp_players::GarpPlayers::new(
+            config.wagers.player_token_lifetime(),
+        ));
         let shutdown = CancellationToken::new();
         let cluster = match &config.cluster.nats {
             Some(url) => {
-                cluster::Cluster::connect(
-                    &config.cluster,
-                    url,
-                    inbox.clone(),
-                    accounts.clone(),
-                    store.clone(),
-                    shutdown.clone(),
-                )
-                .await?
+                let hearers = cluster::Hearers {
+                    inbox: inbox.clone(),
+                    accounts: accounts.clone(),
+                    garp: garp_players.clone(),
+                    store: store.clone(),
+                };
+                cluster::Cluster::connect(&config.cluster, url, hearers, shutdown.clone()).await?
             }
             None => cluster::Cluster::single(),
         };
         accounts.join_cluster(cluster.clone());
+        garp_players.join_cluster(cluster.clone());
 
         // Bound first: rooms tell clients where the game endpoint is.
         let http = bind("http", config.http).await?;
@@ -352,9 +354,6 @@ impl Server {
         );
         let assets =
             services::assets::AssetFiles::new(&config.data_dir, config.raos.asset_max_bytes);
-        let garp_players = Arc::new(services::garp_players::GarpPlayers::new(
-            config.wagers.player_token_lifetime(),
-        ));
         let rest_limits = Arc::new(net::rest_guard::RestLimits::new(&config.raos));
         let state = AppState {
             config: Arc::new(config),

@@ -4,7 +4,9 @@
 //! nonce/HMAC handshake with the `sessionId` it had, and goes on sending the `authToken`s
 //! it was given. So a player's token belongs to the game, not to the socket: it stays valid
 //! until it expires or the account authenticates to the same game again (which replaces
-//! it). Tokens live in this node's memory; after a restart players authenticate again.
+//! it). Tokens live in memory; after a restart players authenticate again. In a cluster
+//! every node tells the others the tokens and sessions it issues, so the module's
+//! reconnect may land on any node.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,7 +15,7 @@ use parking_lot::Mutex;
 use uuid::Uuid;
 
 /// A player a token speaks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GarpPlayer {
     pub user_id: Uuid,
     pub username: String,
@@ -41,6 +43,8 @@ struct Inner {
 pub struct GarpPlayers {
     lifetime: Duration,
     inner: Mutex<Inner>,
+    /// The other nodes, told of every token and session issued here.
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 impl GarpPlayers {
@@ -50,11 +54,29 @@ impl GarpPlayers {
         Self {
             lifetime,
             inner: Mutex::default(),
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Joins a cluster: tokens and sessions issued here are told to the other nodes.
+    pub fn join_cluster(&self, cluster: crate::cluster::Cluster) {
+        let _ = self.cluster.set(cluster);
     }
 
     /// Records `token` for `player` in `game_id`, replacing the player's older token there.
     pub fn issue(&self, game_id: &str, token: String, player: GarpPlayer) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.tell(crate::cluster::Note::GarpToken {
+                game_id: game_id.to_owned(),
+                token: token.clone(),
+                player: player.clone(),
+            });
+        }
+        self.heard_token(game_id, token, player);
+    }
+
+    /// A token another node issued (or this one): the same bookkeeping, not told again.
+    pub fn heard_token(&self, game_id: &str, token: String, player: GarpPlayer) {
         let now = Instant::now();
         let mut inner = self.inner.lock();
         inner.prune(now);
@@ -84,6 +106,17 @@ impl GarpPlayers {
 
     /// A new session of `game_id`.
     pub fn open_session(&self, game_id: &str, session_id: String) {
+        if let Some(cluster) = self.cluster.get() {
+            cluster.tell(crate::cluster::Note::GarpSession {
+                game_id: game_id.to_owned(),
+                session_id: session_id.clone(),
+            });
+        }
+        self.heard_session(game_id, session_id);
+    }
+
+    /// A session another node opened (or this one): not told again.
+    pub fn heard_session(&self, game_id: &str, session_id: String) {
         let now = Instant::now();
         let mut inner = self.inner.lock();
         inner.prune(now);

@@ -455,3 +455,41 @@ async fn a_room_started_on_a_busy_node_is_placed_on_a_quieter_one() {
     assert_eq!(refused["payload"]["game_host"], "127.0.0.1");
     assert_eq!(refused["payload"]["game_port"], b.handle().http_addr.port());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_garp_player_reconnecting_to_another_node_goes_on_with_its_token_and_session() {
+    let Pair { a, b, _nats } = two_nodes().await;
+    let game = common::garp::dev_game(a.handle().dev_tcp_addr).await;
+    register(&a, "gina").await;
+    let mut on_a = common::garp::Garp::connect_as_module(a.handle().http_addr, &game, None).await;
+    let gina = on_a.authenticate(&game, "gina").await;
+    let session_id = on_a.session_id.clone();
+    drop(on_a);
+
+    // The module's reconnect lands on B, with the token and session A issued. B has heard
+    // of both (the notes cross before the module could reconnect; a heartbeat-length
+    // deadline covers a slow NATS).
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let resume = common::garp::Resume {
+            session_id: &session_id,
+            auth_token: &gina.token,
+        };
+        let mut on_b =
+            common::garp::Garp::connect_as_module(b.handle().http_addr, &game, Some(resume)).await;
+        let details = on_b
+            .call(
+                ".AccountDetailsRequest",
+                json!({"authToken": gina.token, "userId": gina.user_id}),
+            )
+            .await;
+        if on_b.session_id == session_id && details.get("error").is_none() {
+            assert_eq!(details["currency"], "ATH", "{details}");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never took A's session and token: {details}"
+        );
+    }
+}
