@@ -312,38 +312,37 @@ impl Hub {
     }
 
     /// Applies a change to what another node holds, announcing to this node's presence
-    /// subscribers every user who came online or went offline as a result.
-    fn change_remote(&mut self, change: impl FnOnce(&mut HashMap<String, RemoteNode>)) {
-        let before: HashSet<String> = self.remote_keys();
+    /// subscribers each of `affected` (lowercase usernames) who came online or went
+    /// offline as a result. Only those users are looked at, so a note costs what it names.
+    fn change_remote(
+        &mut self,
+        affected: Vec<String>,
+        change: impl FnOnce(&mut HashMap<String, RemoteNode>),
+    ) {
+        let before: Vec<bool> = affected.iter().map(|k| self.online_anywhere(k)).collect();
+        let names: Vec<Option<String>> = affected.iter().map(|k| self.remote_name(k)).collect();
         change(&mut self.remote);
-        let after = self.remote_keys();
-        let mut shown: Vec<(String, bool)> = Vec::new();
-        for key in before.symmetric_difference(&after) {
-            if self.users.contains_key(key) {
-                continue; // Online here all along.
+        for ((key, was), name) in affected.iter().zip(before).zip(names) {
+            let now = self.online_anywhere(key);
+            if now != was {
+                let name = self
+                    .remote_name(key)
+                    .or(name)
+                    .unwrap_or_else(|| key.clone());
+                self.presence(&name, now);
             }
-            let online = after.contains(key);
-            let name = self
-                .remote
-                .values()
-                .find_map(|n| n.users.get(key).map(|(name, _)| name.clone()))
-                .unwrap_or_else(|| key.clone());
-            shown.push((name, online));
-        }
-        for (name, online) in shown {
-            self.presence(&name, online);
         }
     }
 
-    fn remote_keys(&self) -> HashSet<String> {
+    /// `key`'s name as another node shows it.
+    fn remote_name(&self, key: &str) -> Option<String> {
         self.remote
             .values()
-            .flat_map(|n| n.users.keys().cloned())
-            .collect()
+            .find_map(|n| n.users.get(key).map(|(name, _)| name.clone()))
     }
 
     fn remote_presence(&mut self, node: String, user: String, connections: Vec<String>) {
-        self.change_remote(|remote| {
+        self.change_remote(vec![user.to_lowercase()], |remote| {
             let entry = remote.entry(node).or_insert_with(|| RemoteNode {
                 users: HashMap::new(),
                 heard: std::time::Instant::now(),
@@ -359,15 +358,27 @@ impl Hub {
     }
 
     fn remote_heartbeat(&mut self, node: String, users: Vec<(String, Vec<String>)>) {
-        self.change_remote(|remote| {
+        let users: HashMap<String, (String, Vec<String>)> = users
+            .into_iter()
+            .filter(|(_, conns)| !conns.is_empty())
+            .map(|(name, conns)| (name.to_lowercase(), (name, conns)))
+            .collect();
+        // Who the node had or has now.
+        let mut affected: Vec<String> = users.keys().cloned().collect();
+        if let Some(known) = self.remote.get(&node) {
+            affected.extend(
+                known
+                    .users
+                    .keys()
+                    .filter(|k| !users.contains_key(*k))
+                    .cloned(),
+            );
+        }
+        self.change_remote(affected, |remote| {
             remote.insert(
                 node,
                 RemoteNode {
-                    users: users
-                        .into_iter()
-                        .filter(|(_, conns)| !conns.is_empty())
-                        .map(|(name, conns)| (name.to_lowercase(), (name, conns)))
-                        .collect(),
+                    users,
                     heard: std::time::Instant::now(),
                 },
             );
@@ -401,7 +412,8 @@ impl Hub {
             .collect();
         for node in silent {
             tracing::warn!(%node, "a cluster node went silent; its users are offline");
-            self.change_remote(|remote| {
+            let affected = self.remote[&node].users.keys().cloned().collect();
+            self.change_remote(affected, |remote| {
                 remote.remove(&node);
             });
         }

@@ -15,28 +15,38 @@ impl NatsServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new(binary())
+        let mut child = Command::new(binary())
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("nats-server starts (apt-get install nats-server)");
-        let server = Self {
+        // Ready when it says so on stderr; the rest of its log is drained so it never
+        // waits on the pipe.
+        let stderr = child.stderr.take().expect("stderr");
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut ready = Some(ready_tx);
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("Server is ready")
+                    && let Some(tx) = ready.take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        tokio::time::timeout(super::WAIT, ready_rx)
+            .await
+            .expect("nats-server ready within the wait")
+            .expect("nats-server said it is ready before exiting");
+        Self {
             child,
             url: format!("nats://127.0.0.1:{port}"),
-        };
-        let deadline = tokio::time::Instant::now() + super::WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nats-server did not listen on {port}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        server
     }
 }
 

@@ -59,13 +59,7 @@ async fn next_of(ws: &mut Ws, kind: &str) -> Value {
 }
 
 async fn register(server: &TestServer, name: &str) {
-    let (status, body) = server
-        .post(
-            "/api/v1/auth/register",
-            &json!({"username": name, "password": "pw-secret"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
+    server.register_and_login(name, "pw-secret").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -492,4 +486,89 @@ async fn a_garp_player_reconnecting_to_another_node_goes_on_with_its_token_and_s
             "B never took A's session and token: {details}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_whose_chosen_node_never_answers_starts_where_it_was_asked_for() {
+    let nats = NatsServer::start().await;
+    let prefix = common::nats::prefix();
+    let a = TestServer::start_with(|c| {
+        c.cluster.nats = Some(nats.url.clone());
+        c.cluster.subject_prefix = prefix.clone();
+        c.cluster.heartbeat_ms = 200;
+        c.cluster.node_timeout_ms = 1_500;
+    })
+    .await;
+    let b = common::ChildServer::spawn_with_env(
+        a.dir.path(),
+        &[
+            ("ECLIPTIC_NATS", nats.url.as_str()),
+            ("ECLIPTIC_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
+            ("ECLIPTIC_CLUSTER__NODE_ID", "node-b"),
+            ("ECLIPTIC_CLUSTER__HEARTBEAT_MS", "200"),
+        ],
+    );
+    let admin = common::admin_token(&a, "root", "root-password").await;
+    for name in ["hana", "busy"] {
+        register(&a, name).await;
+    }
+    // A holds a player, so B (none) is where a room would go.
+    let mut busy = GameClient::connect(&a).await;
+    busy.login(&token_for_existing(&a, "busy").await).await;
+    busy.join("sol-1").await;
+    let mut game = common::garp::dev_game(a.handle().dev_tcp_addr).await;
+    game.publish("1.0.0", b"the build").await;
+    let mut hana = common::LineClient::connect(a.handle().lobby_tcp_addr).await;
+    let hana_token = hana
+        .call(
+            "LOGIN_PLAYER",
+            None,
+            json!({"username": "hana", "password": "pw-secret"}),
+        )
+        .await["payload"]["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let created = hana
+        .call(
+            "CREATE_ROOM",
+            Some(&hana_token),
+            json!({"game_id": game.game_id}),
+        )
+        .await;
+    let room_id = created["payload"]["room_id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let overview = a
+            .http
+            .get(a.url("/api/v1/admin/overview"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        if overview["nodes"].as_array().is_some_and(|n| !n.is_empty()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "A never heard of B");
+    }
+
+    // B dies right after A heard it: A asks it to host the room, hears nothing, and
+    // after the node timeout starts the room itself.
+    b.kill_hard();
+    let started = hana
+        .call("START_ROOM", Some(&hana_token), json!({"room_id": room_id}))
+        .await;
+    assert_eq!(started["code"], 0, "{started}");
+    assert_eq!(
+        started["payload"]["game_port"],
+        a.handle().http_addr.port(),
+        "started on A: {started}"
+    );
+    let mut player = GameClient::connect(&a).await;
+    player.login(&hana_token).await;
+    let (joined, _) = player.join(&room_id).await;
+    assert_eq!(joined["payload"]["system_id"], room_id);
 }
