@@ -111,13 +111,14 @@ fn settle_kills(
         // The hunter hears of the payment only once it is saved.
         services.write_then(
             move |db| {
-                Ok(db.query_row(
+                db.query_row(
                     "INSERT INTO bounty_earnings (user_id, credits) VALUES (?1, ?2)
-                     ON CONFLICT (user_id) DO UPDATE SET credits = credits + excluded.credits
+                     ON CONFLICT (user_id)
+                     DO UPDATE SET credits = bounty_earnings.credits + excluded.credits
                      RETURNING credits",
-                    rusqlite::params![hunter.to_string(), i64::from(amount)],
+                    params![hunter.to_string(), i64::from(amount)],
                     |row| row.get::<_, i64>(0),
-                )?)
+                )
             },
             move |world, saved| match saved {
                 Ok(earned) => {

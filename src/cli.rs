@@ -316,6 +316,12 @@ enum AdminCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Bring the database's schema up to date (the server also does this when it starts);
+    /// for a PostgreSQL cluster, run it once before starting the nodes of a new version.
+    Migrate {
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Manage accounts on a running server (through its admin endpoints, so a disabled
     /// account's live sessions end at once).
     Users {
@@ -382,6 +388,9 @@ struct DataArgs {
     /// TOML config file with every limit and timeout.
     #[arg(long, env = "ECLIPTIC_CONFIG")]
     config: Option<PathBuf>,
+    /// PostgreSQL (`postgres://user@host/db`) instead of SQLite in the data directory.
+    #[arg(long, env = "ECLIPTIC_DATABASE", hide_env_values = true)]
+    database: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -427,6 +436,9 @@ impl DataArgs {
         if let Some(dir) = &self.data_dir {
             config.data_dir = dir.clone();
         }
+        if let Some(url) = &self.database {
+            config.store.database = Some(url.clone());
+        }
         Ok(config)
     }
 
@@ -436,7 +448,7 @@ impl DataArgs {
         let config = self.config()?;
         // Named on purpose (a flag, a variable, a config file): made if missing, as the
         // server would. Only the implicit default must already be there.
-        let named = self.data_dir.is_some() || self.config.is_some();
+        let named = self.data_dir.is_some() || self.config.is_some() || self.database.is_some();
         if !named && !config.data_dir.is_dir() {
             let looked = std::env::current_dir()
                 .map(|cwd| cwd.join(&config.data_dir))
@@ -663,8 +675,7 @@ fn admin(command: AdminCommand) -> anyhow::Result<()> {
                 None => prompt_password(&format!("password for {username}: "))?,
             };
             runtime()?.block_on(async move {
-                let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-                let store = crate::store::Store::open(&config.data_dir, metrics)?;
+                let store = open_store(&config)?;
                 let accounts = Accounts::open(store.clone(), &config.data_dir, &config.auth)?;
                 let mut roles = vec![Role::Player, role_of(role)];
                 roles.dedup();
@@ -688,8 +699,25 @@ fn admin(command: AdminCommand) -> anyhow::Result<()> {
                 Ok(())
             })
         }
+        AdminCommand::Migrate { data } => {
+            let config = data.config()?;
+            let store = open_store(&config)?;
+            let version = store.schema_version()?;
+            store.close();
+            println!("{} schema at version {version}", store.dialect());
+            Ok(())
+        }
         AdminCommand::Users { command, server } => runtime()?.block_on(users(command, server)),
     }
+}
+
+/// The store a command-line tool works on: the server's, as its config names it.
+fn open_store(config: &Config) -> anyhow::Result<crate::store::Store> {
+    crate::store::Store::connect(
+        &config.store.database(&config.data_dir),
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+        config.store.busy_timeout(),
+    )
 }
 
 /// `admin users`: the admin endpoints of a running server.
@@ -1048,8 +1076,7 @@ fn wallet(command: WalletCommand) -> anyhow::Result<()> {
     };
     let config = data.existing_config()?;
     runtime()?.block_on(async move {
-        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-        let store = crate::store::Store::open(&config.data_dir, metrics)?;
+        let store = open_store(&config)?;
         let outcome = match command {
             WalletCommand::Grant {
                 username, amount, ..

@@ -237,20 +237,29 @@ impl Default for SimConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// `postgres://user@host/db`: keep durable state in PostgreSQL, so several nodes can
+    /// share it. Unset: SQLite in the data directory.
+    pub database: Option<String>,
     /// How long a write waits for a lock held by another process (a backup, an operator's
-    /// `sqlite3`) before it fails and its clients hear an error.
+    /// `sqlite3`, another node) before it fails and its clients hear an error.
     pub busy_timeout_ms: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            database: None,
             busy_timeout_ms: 5_000,
         }
     }
 }
 
 impl StoreConfig {
+    /// The database this config names.
+    pub fn database(&self, data_dir: &Path) -> crate::store::Database {
+        crate::store::Database::choose(self.database.as_deref(), data_dir)
+    }
+
     pub fn busy_timeout(&self) -> Duration {
         Duration::from_millis(self.busy_timeout_ms)
     }

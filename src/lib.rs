@@ -86,6 +86,7 @@ pub mod cluster;
 /// What a gameplay mod usually needs, in one import: `use ecliptic::prelude::*;`.
 pub mod prelude {
     pub use crate::bridge::{ConnId, InboxCommand, Pending};
+    pub use crate::params;
     pub use crate::sim::extend::{Caller, FromClient, GameAppExt};
     pub use crate::sim::facts::{
         AchievementUnlocked, PlayerJoined, PlayerLeft, ProjectileHit, ShipDestroyed, ShipDocked,
@@ -99,7 +100,7 @@ pub mod prelude {
     pub use crate::sim::ships::{Controls, Hull, Ship};
     pub use crate::sim::{HandleCommands, SimServices, SpaceGamePlugins, Tick, TickRate, TickSet};
     pub use crate::store::StoreError;
-    pub use crate::store::rusqlite::{self, Connection, OptionalExtension};
+    pub use crate::store::{Connection, OptionalExtension, Row, ToValue};
     pub use crate::{Config, Server, ServerHandle};
     pub use bevy_app::{App, FixedLast, FixedUpdate, Plugin, PluginGroup};
     pub use bevy_ecs::prelude::*;
@@ -210,12 +211,14 @@ impl Server {
     pub async fn start(self) -> anyhow::Result<ServerHandle> {
         let config = self.config;
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
-        })?;
+        std::fs::create_dir_all(&config.data_dir)
+            .and_then(|()| store::make_private(&config.data_dir, 0o700))
+            .map_err(|e| {
+                anyhow::anyhow!("cannot create data dir {}: {e}", config.data_dir.display())
+            })?;
         let metrics = Arc::new(Metrics::new());
-        let store = Store::open_with(
-            &config.data_dir,
+        let store = Store::connect(
+            &config.store.database(&config.data_dir),
             metrics.clone(),
             config.store.busy_timeout(),
         )?;

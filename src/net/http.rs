@@ -177,7 +177,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         within,
         state
             .store
-            .read(|conn| Ok(conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)),
+            .read(|conn| conn.query_row("SELECT 1", (), |r| r.get::<_, i64>(0))),
     )
     .await
     .is_ok_and(|answer| answer.is_ok());

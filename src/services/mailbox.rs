@@ -2,7 +2,7 @@
 //! connect (also across restarts). Bounded per user: the oldest are dropped beyond the
 //! limit and counted. A message whose `ttl` has passed is dropped, not delivered.
 
-use rusqlite::params;
+use crate::params;
 
 use crate::store::{Store, StoreError};
 

@@ -4,7 +4,8 @@
 //! simulation thread) and saved by the simulation through the store's writer: trades and
 //! repairs save with the reply attached, so `trade.result` leaves only after COMMIT.
 
-use rusqlite::{OptionalExtension, params};
+use crate::params;
+use crate::store::OptionalExtension;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -61,7 +62,7 @@ pub async fn load(store: &Store, user_id: Uuid) -> Result<Option<SavedPilot>, St
 }
 
 /// Writes a pilot (insert or replace). Runs inside the store's transaction.
-pub fn save(conn: &rusqlite::Connection, pilot: &SavedPilot) -> Result<(), StoreError> {
+pub fn save(conn: &crate::store::Connection, pilot: &SavedPilot) -> Result<(), StoreError> {
     let cargo = serde_json::to_string(&pilot.cargo).unwrap_or_else(|_| "[]".into());
     conn.execute(
         "INSERT INTO pilots (user_id, system_id, credits, cargo, hull, fuel, updated_at)

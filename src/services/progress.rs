@@ -9,7 +9,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use rusqlite::{OptionalExtension, params};
+use crate::params;
+use crate::store::{OptionalExtension, ToValue};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -132,7 +133,7 @@ pub struct Record {
     pub unlocked: HashSet<String>,
 }
 
-pub fn load(conn: &rusqlite::Connection, user_id: Uuid) -> Result<Record, StoreError> {
+pub fn load(conn: &crate::store::Connection, user_id: Uuid) -> Result<Record, StoreError> {
     let stats = conn
         .query_row(
             "SELECT trades, kills, deaths, docks, distance, credits FROM player_stats
@@ -160,7 +161,7 @@ pub fn load(conn: &rusqlite::Connection, user_id: Uuid) -> Result<Record, StoreE
 
 /// Saves a player's totals (the simulation's counts are the truth while they play).
 pub fn save_stats(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user_id: Uuid,
     stats: &Stats,
 ) -> Result<(), StoreError> {
@@ -183,14 +184,14 @@ pub fn save_stats(
 }
 
 pub fn unlock(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user_id: Uuid,
     achievement_id: &str,
     at_ms: i64,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT OR IGNORE INTO achievements (user_id, achievement_id, unlocked_at)
-         VALUES (?1, ?2, ?3)",
+        "INSERT INTO achievements (user_id, achievement_id, unlocked_at)
+         VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         params![user_id.to_string(), achievement_id, at_ms],
     )?;
     Ok(())
@@ -198,7 +199,7 @@ pub fn unlock(
 
 /// Unlock times by achievement id.
 pub fn unlocked_at(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user_id: Uuid,
 ) -> Result<Vec<(String, i64)>, StoreError> {
     let mut stmt = conn.prepare(
@@ -227,7 +228,7 @@ pub fn validate_region(region: &str) -> Result<(), DomainError> {
 }
 
 pub fn set_region(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user_id: Uuid,
     region: &str,
 ) -> Result<(), StoreError> {
@@ -239,7 +240,10 @@ pub fn set_region(
     Ok(())
 }
 
-pub fn region(conn: &rusqlite::Connection, user_id: Uuid) -> Result<Option<String>, StoreError> {
+pub fn region(
+    conn: &crate::store::Connection,
+    user_id: Uuid,
+) -> Result<Option<String>, StoreError> {
     Ok(conn
         .query_row(
             "SELECT region FROM player_stats WHERE user_id = ?1",
@@ -252,7 +256,7 @@ pub fn region(conn: &rusqlite::Connection, user_id: Uuid) -> Result<Option<Strin
 
 /// Adds `friend` (by username) to `user`'s friends; the friend's id.
 pub fn add_friend(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user_id: Uuid,
     friend: &str,
 ) -> Result<Result<Uuid, DomainError>, StoreError> {
@@ -265,7 +269,8 @@ pub fn add_friend(
         )));
     }
     conn.execute(
-        "INSERT OR IGNORE INTO friends (user_id, friend_id, created_at) VALUES (?1, ?2, ?3)",
+        "INSERT INTO friends (user_id, friend_id, created_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
         params![
             user_id.to_string(),
             friend_id.to_string(),
@@ -276,7 +281,7 @@ pub fn add_friend(
 }
 
 pub fn remove_friend(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user_id: Uuid,
     friend: &str,
 ) -> Result<Result<(), DomainError>, StoreError> {
@@ -295,7 +300,10 @@ pub fn remove_friend(
     Ok(Ok(()))
 }
 
-fn user_by_name(conn: &rusqlite::Connection, username: &str) -> Result<Option<Uuid>, StoreError> {
+fn user_by_name(
+    conn: &crate::store::Connection,
+    username: &str,
+) -> Result<Option<Uuid>, StoreError> {
     let id: Option<String> = conn
         .query_row(
             "SELECT user_id FROM accounts WHERE username_key = ?1",
@@ -327,7 +335,7 @@ pub struct Rank {
 /// A game's leaderboard, best first, at most `limit` lines. The space game ranks by
 /// experience; another game by each player's best GARP score.
 pub fn leaderboard(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     game_id: &str,
     board: Board,
     caller: Uuid,
@@ -344,46 +352,52 @@ pub fn leaderboard(
         },
         _ => None,
     };
+    // PostgreSQL rounds a real cast to an integer where SQLite truncates: truncate first.
+    let truncate = if conn.dialect() == "postgres" {
+        "TRUNC"
+    } else {
+        ""
+    };
     let scores = if game_id == SPACE_GAME_ID {
-        "SELECT s.user_id AS user_id, a.display_name AS name,
-                s.trades * 10 + s.kills * 50 + s.docks * 5 + CAST(s.distance / 100 AS INTEGER)
-                    AS score
-         FROM player_stats s JOIN accounts a ON a.user_id = s.user_id"
+        format!(
+            "SELECT s.user_id AS user_id, a.display_name AS name,
+                    s.trades * 10 + s.kills * 50 + s.docks * 5
+                        + CAST({truncate}(s.distance / 100) AS BIGINT) AS score
+             FROM player_stats s JOIN accounts a ON a.user_id = s.user_id"
+        )
     } else {
         "SELECT p.user_id AS user_id, a.display_name AS name, MAX(p.score) AS score
          FROM plays p JOIN accounts a ON a.user_id = p.user_id
-         WHERE p.game_id = :game AND p.score IS NOT NULL GROUP BY p.user_id"
+         WHERE p.game_id = ?5 AND p.score IS NOT NULL GROUP BY p.user_id, a.display_name"
+            .to_owned()
     };
     let sql = format!(
-        "SELECT user_id, name, score FROM ({scores})
-         WHERE (:board != 'friends' OR user_id = :caller
-                OR user_id IN (SELECT friend_id FROM friends WHERE user_id = :caller))
-           AND (:region IS NULL
-                OR user_id IN (SELECT user_id FROM player_stats WHERE region = :region))
-         ORDER BY score DESC, name LIMIT :limit"
+        "SELECT user_id, name, score FROM ({scores}) AS ranked
+         WHERE (?1 != 'friends' OR user_id = ?2
+                OR user_id IN (SELECT friend_id FROM friends WHERE user_id = ?2))
+           AND (CAST(?3 AS TEXT) IS NULL
+                OR user_id IN (SELECT user_id FROM player_stats WHERE region = ?3))
+         ORDER BY score DESC, name LIMIT ?4"
     );
     let board_name = match board {
         Board::Global => "global",
         Board::Friends => "friends",
         Board::Regional => "regional",
     };
-    let mut stmt = conn.prepare(&sql)?;
-    let mut named: Vec<(&str, &dyn rusqlite::ToSql)> = Vec::new();
-    let caller = caller.to_string();
-    let limit = limit as i64;
-    named.push((":board", &board_name));
-    named.push((":caller", &caller));
-    named.push((":region", &region));
-    named.push((":limit", &limit));
+    let mut values = vec![
+        board_name.to_value(),
+        caller.to_string().to_value(),
+        region.to_value(),
+        limit.to_value(),
+    ];
     if game_id != SPACE_GAME_ID {
-        named.push((":game", &game_id));
+        values.push(game_id.to_value());
     }
-    let rows = stmt.query_map(named.as_slice(), |r| {
+    let rows = conn.query_map(&sql, values, |r| {
         Ok((r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
     })?;
     let mut ranks = Vec::new();
-    for (i, row) in rows.enumerate() {
-        let (player_name, score) = row?;
+    for (i, (player_name, score)) in rows.into_iter().enumerate() {
         ranks.push(Rank {
             rank: i as i64 + 1,
             player_name,

@@ -7,7 +7,8 @@
 //! silently overwrite each other. Modification times only move forward (at least 1 ms per
 //! save), so the date identifies a version.
 
-use rusqlite::{OptionalExtension, params};
+use crate::params;
+use crate::store::OptionalExtension;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -46,7 +47,7 @@ fn check_text(field: &str, value: &str, max: usize) -> Result<(), DomainError> {
 
 /// A new, empty project (`assets`, `scenes` and `scripts` are empty lists).
 pub fn create_project(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     owner: Uuid,
     name: &str,
     description: &str,
@@ -96,30 +97,33 @@ struct ProjectRow {
 }
 
 fn project_row(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     project_id: &str,
 ) -> Result<Option<ProjectRow>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT owner_id, name, description, document, created_at, modified_at
+    conn.query_row(
+        "SELECT owner_id, name, description, document, created_at, modified_at
              FROM projects WHERE project_id = ?1",
-            [project_id],
-            |r| {
-                Ok(ProjectRow {
-                    owner: r.get(0)?,
-                    name: r.get(1)?,
-                    description: r.get(2)?,
-                    document: r.get(3)?,
-                    created_at: r.get(4)?,
-                    modified_at: r.get(5)?,
-                })
-            },
-        )
-        .optional()?)
+        [project_id],
+        |r| {
+            Ok(ProjectRow {
+                owner: r.get(0)?,
+                name: r.get(1)?,
+                description: r.get(2)?,
+                document: r.get(3)?,
+                created_at: r.get(4)?,
+                modified_at: r.get(5)?,
+            })
+        },
+    )
+    .optional()
 }
 
 /// The project if `user` owns it: 1003 if there is none, 1002 if it is someone else's.
-fn owned_project(conn: &rusqlite::Connection, user: Uuid, project_id: &str) -> Outcome<ProjectRow> {
+fn owned_project(
+    conn: &crate::store::Connection,
+    user: Uuid,
+    project_id: &str,
+) -> Outcome<ProjectRow> {
     match project_row(conn, project_id)? {
         None => Ok(Err(DomainError::NotFound(format!(
             "no project {project_id:?}"
@@ -132,12 +136,16 @@ fn owned_project(conn: &rusqlite::Connection, user: Uuid, project_id: &str) -> O
 }
 
 /// Checks that `user` owns the project (for adding assets to it).
-pub fn check_owner(conn: &rusqlite::Connection, user: Uuid, project_id: &str) -> Outcome<()> {
+pub fn check_owner(conn: &crate::store::Connection, user: Uuid, project_id: &str) -> Outcome<()> {
     Ok(owned_project(conn, user, project_id)?.map(|_| ()))
 }
 
 /// The whole project: its document with the server's fields.
-pub fn load_project(conn: &rusqlite::Connection, user: Uuid, project_id: &str) -> Outcome<Value> {
+pub fn load_project(
+    conn: &crate::store::Connection,
+    user: Uuid,
+    project_id: &str,
+) -> Outcome<Value> {
     let row = match owned_project(conn, user, project_id)? {
         Ok(row) => row,
         Err(e) => return Ok(Err(e)),
@@ -159,7 +167,7 @@ pub fn load_project(conn: &rusqlite::Connection, user: Uuid, project_id: &str) -
 /// modification time. With `expected_modified` (unix ms), a project changed since then is
 /// a conflict and nothing is written.
 pub fn save_project(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user: Uuid,
     mut project: Map<String, Value>,
     expected_modified: Option<i64>,
@@ -243,7 +251,7 @@ pub fn save_project(
 }
 
 pub fn list_projects(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     owner: Uuid,
 ) -> Result<Vec<ProjectSummary>, StoreError> {
     let mut stmt = conn.prepare(
@@ -278,7 +286,10 @@ pub struct AssetRecord {
     pub created_at: i64,
 }
 
-pub fn insert_asset(conn: &rusqlite::Connection, asset: &AssetRecord) -> Result<(), StoreError> {
+pub fn insert_asset(
+    conn: &crate::store::Connection,
+    asset: &AssetRecord,
+) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO assets (asset_id, owner_id, project_id, name, asset_type, content_type,
                              size_bytes, sha256, created_at)
@@ -298,7 +309,7 @@ pub fn insert_asset(conn: &rusqlite::Connection, asset: &AssetRecord) -> Result<
     Ok(())
 }
 
-fn asset_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AssetRecord> {
+fn asset_from_row(r: &crate::store::Row) -> Result<AssetRecord, StoreError> {
     Ok(AssetRecord {
         asset_id: r.get(0)?,
         owner: Uuid::parse_str(&r.get::<_, String>(1)?).unwrap_or_default(),
@@ -315,20 +326,19 @@ fn asset_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AssetRecord> {
 const ASSET_COLUMNS: &str = "asset_id, owner_id, project_id, name, asset_type, content_type, size_bytes, sha256, created_at";
 
 pub fn asset(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     asset_id: &str,
 ) -> Result<Option<AssetRecord>, StoreError> {
-    Ok(conn
-        .query_row(
-            &format!("SELECT {ASSET_COLUMNS} FROM assets WHERE asset_id = ?1"),
-            [asset_id],
-            asset_from_row,
-        )
-        .optional()?)
+    conn.query_row(
+        &format!("SELECT {ASSET_COLUMNS} FROM assets WHERE asset_id = ?1"),
+        [asset_id],
+        asset_from_row,
+    )
+    .optional()
 }
 
 pub fn project_assets(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     project_id: &str,
 ) -> Result<Vec<AssetRecord>, StoreError> {
     let mut stmt = conn.prepare(&format!(
@@ -385,7 +395,7 @@ fn check_content(
 }
 
 pub fn create_content(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     owner: Uuid,
     asset_type: &str,
     title: &str,
@@ -416,21 +426,20 @@ pub fn create_content(
 }
 
 pub fn fetch_content(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     asset_id: &str,
 ) -> Result<Option<Content>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT c.asset_id, c.asset_type, c.title, c.body, c.metadata, a.username,
+    conn.query_row(
+        "SELECT c.asset_id, c.asset_type, c.title, c.body, c.metadata, a.username,
                     c.created_at, c.modified_at, c.owner_id
              FROM content c JOIN accounts a ON a.user_id = c.owner_id WHERE c.asset_id = ?1",
-            [asset_id],
-            content_from_row,
-        )
-        .optional()?)
+        [asset_id],
+        content_from_row,
+    )
+    .optional()
 }
 
-fn content_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Content> {
+fn content_from_row(r: &crate::store::Row) -> Result<Content, StoreError> {
     Ok(Content {
         asset_id: r.get(0)?,
         asset_type: r.get(1)?,
@@ -446,7 +455,7 @@ fn content_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Content> {
 
 /// Content newest first, optionally of one type; at most `limit`.
 pub fn list_content(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     asset_type: Option<&str>,
     limit: usize,
 ) -> Result<Vec<Content>, StoreError> {
@@ -454,7 +463,7 @@ pub fn list_content(
         "SELECT c.asset_id, c.asset_type, c.title, c.body, c.metadata, a.username,
                 c.created_at, c.modified_at, c.owner_id
          FROM content c JOIN accounts a ON a.user_id = c.owner_id
-         WHERE ?1 IS NULL OR c.asset_type = ?1
+         WHERE CAST(?1 AS TEXT) IS NULL OR c.asset_type = ?1
          ORDER BY c.created_at DESC, c.asset_id LIMIT ?2",
     )?;
     let rows = stmt
@@ -465,7 +474,7 @@ pub fn list_content(
 
 /// Content `user` may change: its owner, or an admin (1002 otherwise).
 fn changeable(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user: Uuid,
     is_admin: bool,
     asset_id: &str,
@@ -491,7 +500,7 @@ pub struct ContentUpdate {
 }
 
 pub fn update_content(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user: Uuid,
     is_admin: bool,
     asset_id: &str,
@@ -511,7 +520,8 @@ pub fn update_content(
     let modified = now_ms();
     conn.execute(
         "UPDATE content SET asset_type = ?2, title = ?3, body = ?4, metadata = ?5,
-                            modified_at = MAX(?6, modified_at + 1)
+                            modified_at = CASE WHEN ?6 > modified_at THEN ?6
+                                               ELSE modified_at + 1 END
          WHERE asset_id = ?1",
         params![
             asset_id,
@@ -531,7 +541,7 @@ pub fn update_content(
 }
 
 pub fn delete_content(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user: Uuid,
     is_admin: bool,
     asset_id: &str,

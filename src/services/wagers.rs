@@ -8,7 +8,8 @@
 //! either all of a step or none of it. Which period is current is the simulation's decision
 //! (see `sim::wagers`); these functions only apply it.
 
-use rusqlite::{OptionalExtension, params};
+use crate::params;
+use crate::store::OptionalExtension;
 use uuid::Uuid;
 
 use crate::services::DomainError;
@@ -30,10 +31,10 @@ impl Period {
     }
 
     /// Makes sure the period has its row (a period without coins has none).
-    fn ensure_row(&self, conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    fn ensure_row(&self, conn: &crate::store::Connection) -> Result<(), StoreError> {
         conn.execute(
-            "INSERT OR IGNORE INTO wager_periods (game_id, seq, starts_at, ends_at)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO wager_periods (game_id, seq, starts_at, ends_at)
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
             params![self.game_id, self.seq, self.starts_at, self.ends_at],
         )?;
         Ok(())
@@ -63,7 +64,7 @@ pub struct Receipt {
 /// Places a wage, or answers the original receipt if this session already sent this
 /// request id (and moves nothing). The inner error is a refusal (not enough coins).
 pub fn place_wage(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     wage: &Wage,
 ) -> Result<Result<Receipt, DomainError>, StoreError> {
     let earlier = conn
@@ -104,10 +105,11 @@ pub fn place_wage(
         Err(refused) => return Ok(Err(refused)),
     };
     let balance = wallet::balance(conn, &account)?;
-    conn.execute(
+    let play_id: i64 = conn.query_row(
         "INSERT INTO plays (game_id, seq, user_id, display_name, wage, balance_after, move_id,
                             session_id, request_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         RETURNING play_id",
         params![
             period.game_id,
             period.seq,
@@ -120,9 +122,10 @@ pub fn place_wage(
             wage.request_id,
             now_ms()
         ],
+        |r| r.get(0),
     )?;
     Ok(Ok(Receipt {
-        play_id: conn.last_insert_rowid(),
+        play_id,
         balance,
         game_id: period.game_id.clone(),
     }))
@@ -131,7 +134,7 @@ pub fn place_wage(
 /// Records the score of `user`'s open play. Refusals: no such play, someone else's,
 /// already finished, or its period already resolved.
 pub fn finish_play(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user_id: Uuid,
     play_id: i64,
     score: i64,
@@ -189,7 +192,7 @@ pub struct Resolution {
 /// and carries the rest into `next`. `None` if there was nothing to resolve (no row: no
 /// coins ever entered it) or it was already resolved.
 pub fn resolve_period(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     period: &Period,
     shares_permille: &[i64; 5],
     next: &Period,
@@ -250,7 +253,7 @@ pub fn resolve_period(
 
 /// A move the caller has already made sure is possible; a refusal is a broken invariant.
 fn move_or_fail(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     from: &str,
     to: &str,
     amount: i64,
@@ -262,13 +265,13 @@ fn move_or_fail(
 }
 
 /// The periods not yet resolved, oldest first: the simulation's schedule at start.
-pub fn unresolved_periods(conn: &rusqlite::Connection) -> Result<Vec<Period>, StoreError> {
+pub fn unresolved_periods(conn: &crate::store::Connection) -> Result<Vec<Period>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT game_id, seq, starts_at, ends_at FROM wager_periods
          WHERE resolved_at IS NULL ORDER BY game_id, seq",
     )?;
     let periods = stmt
-        .query_map([], |r| {
+        .query_map((), |r| {
             Ok(Period {
                 game_id: r.get(0)?,
                 seq: r.get(1)?,
@@ -281,17 +284,17 @@ pub fn unresolved_periods(conn: &rusqlite::Connection) -> Result<Vec<Period>, St
 }
 
 /// The highest period number each game has used.
-pub fn last_seqs(conn: &rusqlite::Connection) -> Result<Vec<(String, i64)>, StoreError> {
+pub fn last_seqs(conn: &crate::store::Connection) -> Result<Vec<(String, i64)>, StoreError> {
     let mut stmt = conn.prepare("SELECT game_id, MAX(seq) FROM wager_periods GROUP BY game_id")?;
     let seqs = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     Ok(seqs)
 }
 
 /// Whether `user` has never wagered on `game_id`.
 pub fn is_new_player(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     user_id: Uuid,
     game_id: &str,
 ) -> Result<bool, StoreError> {
@@ -334,7 +337,7 @@ pub struct Ladder {
 
 /// The ladder of `period` as `user` sees it: at most `limit` standings.
 pub fn ladder(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     period: &Period,
     user_id: Uuid,
     limit: usize,

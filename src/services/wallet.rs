@@ -8,7 +8,8 @@
 //! same transaction as its credit and entries, and a CHECK constraint refuses a negative
 //! balance outright; a move is durable before its caller hears of it (group commit).
 
-use rusqlite::{OptionalExtension, params};
+use crate::params;
+use crate::store::OptionalExtension;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -43,7 +44,7 @@ fn kind_of(account: &str) -> Option<&'static str> {
 /// a storage failure; the inner one a refusal (bad amount, not enough coins), in which
 /// case nothing was written.
 pub fn transfer(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     from: &str,
     to: &str,
     amount: i64,
@@ -75,7 +76,8 @@ pub fn transfer(
     }
     for (account, kind) in [(from, from_kind), (to, to_kind)] {
         conn.execute(
-            "INSERT OR IGNORE INTO wallet_accounts (account_id, kind, balance) VALUES (?1, ?2, 0)",
+            "INSERT INTO wallet_accounts (account_id, kind, balance) VALUES (?1, ?2, 0)
+             ON CONFLICT DO NOTHING",
             params![account, kind],
         )?;
     }
@@ -98,11 +100,11 @@ pub fn transfer(
         "UPDATE wallet_accounts SET balance = balance + ?2 WHERE account_id = ?1",
         params![to, amount],
     )?;
-    conn.execute(
-        "INSERT INTO wallet_moves (kind, memo, created_at) VALUES (?1, ?2, ?3)",
+    let move_id: i64 = conn.query_row(
+        "INSERT INTO wallet_moves (kind, memo, created_at) VALUES (?1, ?2, ?3) RETURNING move_id",
         params![kind, memo, chrono::Utc::now().timestamp_millis()],
+        |r| r.get(0),
     )?;
-    let move_id = conn.last_insert_rowid();
     conn.execute(
         "INSERT INTO wallet_entries (move_id, account_id, amount) VALUES (?1, ?2, ?3), (?1, ?4, ?5)",
         params![move_id, from, -amount, to, amount],
@@ -111,7 +113,7 @@ pub fn transfer(
 }
 
 /// A balance (0 for an account that never held anything).
-pub fn balance(conn: &rusqlite::Connection, account: &str) -> Result<i64, StoreError> {
+pub fn balance(conn: &crate::store::Connection, account: &str) -> Result<i64, StoreError> {
     Ok(conn
         .query_row(
             "SELECT balance FROM wallet_accounts WHERE account_id = ?1",
@@ -152,13 +154,13 @@ impl Audit {
 
 /// Checks the ledger: each move sums to zero and has two entries, each cached balance
 /// equals its entries, no user or pot is negative, and users plus pots equal the minted.
-pub fn audit(conn: &rusqlite::Connection) -> Result<Audit, StoreError> {
+pub fn audit(conn: &crate::store::Connection) -> Result<Audit, StoreError> {
     let mut violations = Vec::new();
     let mut stmt = conn.prepare(
-        "SELECT move_id, COUNT(*), SUM(amount) FROM wallet_entries GROUP BY move_id
+        "SELECT move_id, COUNT(*), CAST(SUM(amount) AS BIGINT) FROM wallet_entries GROUP BY move_id
          HAVING COUNT(*) != 2 OR SUM(amount) != 0",
     )?;
-    for row in stmt.query_map([], |r| {
+    for row in stmt.query_map((), |r| {
         Ok((
             r.get::<_, i64>(0)?,
             r.get::<_, i64>(1)?,
@@ -171,19 +173,19 @@ pub fn audit(conn: &rusqlite::Connection) -> Result<Audit, StoreError> {
     let orphan_moves: i64 = conn.query_row(
         "SELECT COUNT(*) FROM wallet_moves m
          WHERE NOT EXISTS (SELECT 1 FROM wallet_entries e WHERE e.move_id = m.move_id)",
-        [],
+        (),
         |r| r.get(0),
     )?;
     if orphan_moves > 0 {
         violations.push(format!("{orphan_moves} moves without entries"));
     }
     let mut stmt = conn.prepare(
-        "SELECT a.account_id, a.kind, a.balance, COALESCE(SUM(e.amount), 0)
+        "SELECT a.account_id, a.kind, a.balance, CAST(COALESCE(SUM(e.amount), 0) AS BIGINT)
          FROM wallet_accounts a LEFT JOIN wallet_entries e ON e.account_id = a.account_id
          GROUP BY a.account_id",
     )?;
     let (mut minted, mut users, mut pots) = (0i64, 0i64, 0i64);
-    for row in stmt.query_map([], |r| {
+    for row in stmt.query_map((), |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,
@@ -211,7 +213,7 @@ pub fn audit(conn: &rusqlite::Connection) -> Result<Audit, StoreError> {
             "users ({users}) + pots ({pots}) != minted ({minted})"
         ));
     }
-    let moves: i64 = conn.query_row("SELECT COUNT(*) FROM wallet_moves", [], |r| r.get(0))?;
+    let moves: i64 = conn.query_row("SELECT COUNT(*) FROM wallet_moves", (), |r| r.get(0))?;
     Ok(Audit {
         total_minted: minted,
         users,

@@ -46,7 +46,7 @@ use crossbeam_channel::{Receiver, Select, Sender};
 
 use crate::bridge::{Command, SimStatus};
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, rusqlite::Connection};
+use crate::store::{Connection, Store, StoreError};
 
 pub use stats::TickStats;
 

@@ -2,6 +2,7 @@
 //! process, and talk to it over real sockets.
 #![allow(dead_code)]
 
+pub mod database;
 pub mod garp;
 pub mod hunt;
 pub mod logs;
@@ -48,6 +49,9 @@ impl TestServer {
         // default (closed) has its own test.
         config.auth.open_developer_registration = true;
         configure(&mut config);
+        if config.store.database.is_none() {
+            config.store.database = database::url_for(&config.data_dir);
+        }
         let handle = build(Server::new(config.clone()))
             .start()
             .await
@@ -281,6 +285,9 @@ impl ChildServer {
     fn spawn_command(mut command: Command, data_dir: &Path, extra: &[&str]) -> Self {
         // As for in-process servers: developers may register themselves.
         command.env("ECLIPTIC_AUTH__OPEN_DEVELOPER_REGISTRATION", "true");
+        if let Some(url) = database::url_for(data_dir) {
+            command.env("ECLIPTIC_DATABASE", url);
+        }
         let mut child = command
             .arg("serve")
             .arg("--data-dir")
@@ -771,7 +778,7 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> LineClient<S> {
 /// Creates an admin account on `server`'s data directory with the CLI, as an operator
 /// would, and logs it in; returns its access token.
 pub async fn admin_token(server: &TestServer, username: &str, password: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+    let out = database::ecliptic_command(server.dir.path())
         .args(["admin", "create-user", username, "--password", password])
         .args(["--role", "admin", "--data-dir"])
         .arg(server.dir.path())

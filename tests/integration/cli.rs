@@ -21,6 +21,12 @@ fn ecliptic(args: &[impl AsRef<str>], env: &[(&str, &str)]) -> std::process::Out
     for (k, v) in env {
         cmd.env(k, v);
     }
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    if let Some(dir) = args.windows(2).find(|w| w[0] == "--data-dir").map(|w| w[1])
+        && let Some(url) = crate::common::database::url_for(std::path::Path::new(dir))
+    {
+        cmd.env("ECLIPTIC_DATABASE", url);
+    }
     // No terminal to ask a password on: a missing one is an error, not a hang.
     cmd.stdin(std::process::Stdio::null());
     cmd.output().expect("the binary runs")

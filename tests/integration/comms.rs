@@ -536,7 +536,7 @@ async fn presence_history_notifications_and_binary() {
         )
         .await;
     assert_eq!(status, 403, "{body}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+    let out = crate::common::database::ecliptic_command(server.dir.path())
         .args([
             "admin",
             "create-user",

@@ -206,8 +206,9 @@ async fn the_whole_flow_as_a_garp_client() {
 }
 
 fn audit(server: &TestServer) -> ecliptic::services::wallet::Audit {
-    let conn = rusqlite::Connection::open(server.config.data_dir.join("ecliptic.db")).unwrap();
-    ecliptic::services::wallet::audit(&conn).unwrap()
+    crate::common::database::open_store(&server.config.data_dir)
+        .read_now(ecliptic::services::wallet::audit)
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

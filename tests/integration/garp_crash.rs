@@ -101,53 +101,61 @@ async fn play(
 
 /// What must hold in the database after any crash.
 fn verify(data: &std::path::Path, acked: &[Acked], iteration: u64) {
-    let conn = rusqlite::Connection::open(data.join("ecliptic.db")).unwrap();
-    let integrity: String = conn
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+    let store = common::database::open_store(data);
+    store
+        .read_now(|conn| {
+            if conn.dialect() == "sqlite" {
+                let integrity: String = conn
+                    .query_row("PRAGMA integrity_check", (), |r| r.get(0))
+                    .unwrap();
+                assert_eq!(integrity, "ok", "iteration {iteration}");
+            }
+            let audit = wallet::audit(conn).unwrap();
+            assert!(
+                audit.holds(),
+                "iteration {iteration}: {:?}",
+                audit.violations
+            );
+            for (play_id, user_id, wage) in acked {
+                let (user, amount, move_id): (String, i64, i64) = conn
+                    .query_row(
+                        "SELECT user_id, wage, move_id FROM plays WHERE play_id = ?1",
+                        [play_id],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .unwrap_or_else(|e| {
+                        panic!("iteration {iteration}: acknowledged play {play_id} lost: {e}")
+                    });
+                assert_eq!((&user, amount), (user_id, *wage), "play {play_id}");
+                let debit: i64 = conn
+                    .query_row(
+                        "SELECT amount FROM wallet_entries WHERE move_id = ?1 AND account_id = ?2",
+                        ecliptic::params![move_id, wallet::user_account(user.parse().unwrap())],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                assert_eq!(debit, -wage, "play {play_id}'s wage move");
+            }
+            // A resolved period's pot is empty: paid out and carried, never half of it.
+            let mut stmt = conn
+                .prepare("SELECT game_id, seq FROM wager_periods WHERE resolved_at IS NOT NULL")
+                .unwrap();
+            let resolved: Vec<(String, i64)> = stmt
+                .query_map((), |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            for (game, seq) in resolved {
+                let pot = wallet::balance(conn, &wallet::pot_account(&game, seq)).unwrap();
+                assert_eq!(
+                    pot, 0,
+                    "iteration {iteration}: resolved period {seq} still holds {pot}"
+                );
+            }
+            Ok(())
+        })
         .unwrap();
-    assert_eq!(integrity, "ok", "iteration {iteration}");
-    let audit = wallet::audit(&conn).unwrap();
-    assert!(
-        audit.holds(),
-        "iteration {iteration}: {:?}",
-        audit.violations
-    );
-    for (play_id, user_id, wage) in acked {
-        let (user, amount, move_id): (String, i64, i64) = conn
-            .query_row(
-                "SELECT user_id, wage, move_id FROM plays WHERE play_id = ?1",
-                [play_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap_or_else(|e| {
-                panic!("iteration {iteration}: acknowledged play {play_id} lost: {e}")
-            });
-        assert_eq!((&user, amount), (user_id, *wage), "play {play_id}");
-        let debit: i64 = conn
-            .query_row(
-                "SELECT amount FROM wallet_entries WHERE move_id = ?1 AND account_id = ?2",
-                rusqlite::params![move_id, wallet::user_account(user.parse().unwrap())],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(debit, -wage, "play {play_id}'s wage move");
-    }
-    // A resolved period's pot is empty: paid out and carried, never half of it.
-    let mut stmt = conn
-        .prepare("SELECT game_id, seq FROM wager_periods WHERE resolved_at IS NOT NULL")
-        .unwrap();
-    let resolved: Vec<(String, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    for (game, seq) in resolved {
-        let pot = wallet::balance(&conn, &wallet::pot_account(&game, seq)).unwrap();
-        assert_eq!(
-            pot, 0,
-            "iteration {iteration}: resolved period {seq} still holds {pot}"
-        );
-    }
+    store.close();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -205,14 +213,17 @@ async fn acknowledged_wages_survive_sigkill_and_periods_resolve_once() {
         }
         acked.extend(this_run.lock().unwrap().drain(..));
         verify(&data, &acked, iteration);
-        let conn = rusqlite::Connection::open(data.join("ecliptic.db")).unwrap();
-        resolutions = conn
-            .query_row(
-                "SELECT COUNT(*) FROM wager_periods WHERE resolved_at IS NOT NULL",
-                [],
-                |r| r.get(0),
-            )
+        let store = common::database::open_store(&data);
+        resolutions = store
+            .read_now(|conn| {
+                conn.query_row(
+                    "SELECT COUNT(*) FROM wager_periods WHERE resolved_at IS NOT NULL",
+                    (),
+                    |r| r.get(0),
+                )
+            })
             .unwrap();
+        store.close();
     }
     assert!(
         acked.len() > 20,

@@ -363,7 +363,9 @@ async fn start_with_tables(
     namespace: &'static str,
     migrations: &'static [&'static str],
 ) -> anyhow::Result<ecliptic::ServerHandle> {
-    ecliptic::Server::new(ecliptic::Config::ephemeral(dir))
+    let mut config = ecliptic::Config::ephemeral(dir);
+    config.store.database = crate::common::database::url_for(dir);
+    ecliptic::Server::new(config)
         .add_plugin(Tables {
             namespace,
             migrations,
@@ -373,15 +375,13 @@ async fn start_with_tables(
 }
 
 fn tables_in(dir: &Path) -> Vec<String> {
-    let db = rusqlite::Connection::open(dir.join("ecliptic.db")).unwrap();
-    let mut names = db
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'mine%' ORDER BY name")
-        .unwrap();
-    names
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    let store = crate::common::database::open_store(dir);
+    let tables = store.read_now(|conn| conn.tables()).unwrap();
+    store.close();
+    tables
+        .into_iter()
+        .filter(|t| t.starts_with("mine"))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -403,7 +403,7 @@ async fn a_plugins_tables_are_namespaced_and_migrated_once() {
 
     // A migration that touches a name outside its namespace is rolled back, and the
     // server does not start.
-    const STRAY: &[&str] = &["CREATE TABLE mine_ok (x); CREATE TABLE scores (x)"];
+    const STRAY: &[&str] = &["CREATE TABLE mine_ok (x TEXT); CREATE TABLE scores (x TEXT)"];
     let other = tempfile::tempdir().unwrap();
     let e = start_with_tables(other.path(), "mine", STRAY)
         .await
@@ -420,15 +420,13 @@ async fn a_plugins_tables_are_namespaced_and_migrated_once() {
         .err()
         .expect("refused");
     assert!(e.to_string().contains(r#""pilots""#), "{e}");
-    let db = rusqlite::Connection::open(other.path().join("ecliptic.db")).unwrap();
-    let pilots: i64 = db
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'pilots'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
-    assert_eq!(pilots, 1, "the server's table is still there");
+    let store = crate::common::database::open_store(other.path());
+    let tables = store.read_now(|conn| conn.tables()).unwrap();
+    store.close();
+    assert!(
+        tables.iter().any(|t| t == "pilots"),
+        "the server's table is still there"
+    );
 
     // Failing SQL, a bad namespace, and fewer migrations than already applied.
     let e = start_with_tables(other.path(), "mine", &["CREATE TABLE mine_x ("])

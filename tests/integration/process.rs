@@ -79,7 +79,7 @@ async fn an_acknowledged_registration_survives_sigkill() {
 #[tokio::test(flavor = "multi_thread")]
 async fn admin_create_user_works_on_the_data_dir() {
     let (_tmp, data) = temp_data_dir();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+    let output = crate::common::database::ecliptic_command(&data)
         .args([
             "admin",
             "create-user",
@@ -112,15 +112,18 @@ async fn admin_create_user_works_on_the_data_dir() {
 
 /// `food` units aboard `username`'s saved pilot.
 fn food_on_disk(data: &std::path::Path, username: &str) -> i64 {
-    let conn = ecliptic::store::rusqlite::Connection::open(data.join("ecliptic.db")).unwrap();
-    let cargo: Option<String> = conn
-        .query_row(
-            "SELECT p.cargo FROM pilots p JOIN accounts a ON a.user_id = p.user_id
-             WHERE a.username = ?1",
-            [username],
-            |row| row.get(0),
-        )
+    let store = crate::common::database::open_store(data);
+    let cargo: Option<String> = store
+        .read_now(|conn| {
+            conn.query_row(
+                "SELECT p.cargo FROM pilots p JOIN accounts a ON a.user_id = p.user_id
+                 WHERE a.username = ?1",
+                [username],
+                |row| row.get(0),
+            )
+        })
         .ok();
+    store.close();
     let cargo: Vec<serde_json::Value> =
         serde_json::from_str(cargo.as_deref().unwrap_or("[]")).unwrap();
     cargo
@@ -307,7 +310,7 @@ async fn large_raos_messages_before_authenticating_are_not_buffered() {
 async fn a_stderr_nobody_reads_does_not_stop_the_server() {
     use std::io::{BufRead, BufReader};
     let (_tmp, data) = temp_data_dir();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+    let mut child = crate::common::database::ecliptic_command(&data)
         .args(["serve", "--data-dir"])
         .arg(&data)
         .args(["--http", "127.0.0.1:0", "--dev-tcp", "127.0.0.1:0"])

@@ -9,13 +9,12 @@ use ecliptic::sim::players::{Client, Pilot, despawn_ship};
 use ecliptic::sim::scenario::{Crowd, CrowdSize};
 use ecliptic::sim::ships::Controls;
 use ecliptic::sim::{SimServices, Tick};
-use ecliptic::store::Store;
 
 #[test]
 fn a_crowded_area_still_reaches_everyone_and_removals_follow() {
     let dir = tempfile::tempdir().unwrap();
     let metrics = Arc::new(Metrics::new());
-    let store = Store::open(dir.path(), metrics.clone()).unwrap();
+    let store = crate::common::database::open_store(dir.path());
     // 300 in view: a full scan every other tick.
     let players = 300;
     let mut crowd = Crowd::new(

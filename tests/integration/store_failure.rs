@@ -3,30 +3,13 @@
 //! an error, and nothing of it shows afterwards, in memory, on disk or after a restart.
 
 use std::path::Path;
-use std::time::Duration;
 
-use ecliptic::store::rusqlite::Connection;
 use serde_json::{Value, json};
 
 use crate::common::garp::{GRANT, Garp, dev_call, dev_game, register};
-use crate::common::{GameClient, TestServer, token_for};
+use crate::common::{GameClient, TestServer, database, token_for};
 
-/// Another process's write transaction on the server's database.
-pub struct DbLock(Connection);
-
-impl DbLock {
-    /// Takes the write lock, waiting for the server's writer to finish its transaction.
-    pub fn take(data_dir: &Path) -> Self {
-        let conn = Connection::open(data_dir.join("ecliptic.db")).expect("open the database");
-        conn.busy_timeout(Duration::from_secs(20)).expect("timeout");
-        conn.execute_batch("BEGIN IMMEDIATE").expect("lock");
-        Self(conn)
-    }
-
-    pub fn release(self) {
-        self.0.execute_batch("ROLLBACK").expect("unlock");
-    }
-}
+pub use crate::common::database::DbLock;
 
 /// A server whose writes give up after 100 ms of waiting for a lock.
 pub async fn impatient_server() -> TestServer {
@@ -47,27 +30,33 @@ fn market<'a>(snapshot: &'a Value, station: &str) -> &'a Value {
 }
 
 fn pilot_on_disk(data_dir: &Path, username: &str) -> (i64, String, i64) {
-    let conn = Connection::open(data_dir.join("ecliptic.db")).expect("open");
-    conn.busy_timeout(Duration::from_secs(20)).expect("timeout");
-    conn.query_row(
-        "SELECT p.credits, p.cargo, p.hull FROM pilots p
-         JOIN accounts a ON a.user_id = p.user_id WHERE a.username = ?1",
-        [username],
-        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-    )
-    .expect("the pilot is saved")
+    let store = database::open_store(data_dir);
+    let pilot = store
+        .read_now(|conn| {
+            conn.query_row(
+                "SELECT p.credits, p.cargo, p.hull FROM pilots p
+                 JOIN accounts a ON a.user_id = p.user_id WHERE a.username = ?1",
+                [username],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            )
+        })
+        .expect("the pilot is saved");
+    store.close();
+    pilot
 }
 
 /// Gives `username`'s pilot a damaged hull, as if saved after a fight.
 fn damage_on_disk(data_dir: &Path, username: &str, hull: i64) {
-    let conn = Connection::open(data_dir.join("ecliptic.db")).expect("open");
-    conn.busy_timeout(Duration::from_secs(20)).expect("timeout");
-    conn.execute(
-        "INSERT INTO pilots (user_id, system_id, credits, cargo, hull, fuel, updated_at)
-         SELECT user_id, 'sol-1', 5000, '[]', ?2, 100.0, 0 FROM accounts WHERE username = ?1",
-        ecliptic::store::rusqlite::params![username, hull],
-    )
-    .expect("write the pilot");
+    let store = database::open_store(data_dir);
+    let username = username.to_owned();
+    database::write_now(&store, move |conn| {
+        conn.execute(
+            "INSERT INTO pilots (user_id, system_id, credits, cargo, hull, fuel, updated_at)
+             SELECT user_id, 'sol-1', 5000, '[]', ?2, 100.0, 0 FROM accounts WHERE username = ?1",
+            ecliptic::params![username, hull],
+        )
+    });
+    store.close();
 }
 
 const EARTH: &str = "earth-orbit-station";

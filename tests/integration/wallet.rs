@@ -2,9 +2,7 @@
 //! debits, and `ecliptic wallet check` catching a tampered ledger.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use ecliptic::metrics::Metrics;
 use ecliptic::services::wallet::{self, MINT, pot_account, user_account};
 use ecliptic::store::Store;
 use proptest::prelude::*;
@@ -46,7 +44,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn open_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), Arc::new(Metrics::new())).unwrap();
+    let store = crate::common::database::open_store(dir.path());
     (store, dir)
 }
 
@@ -123,7 +121,7 @@ async fn two_debits_that_only_one_balance_covers() {
 fn wallet_commands_grant_and_check() {
     let dir = tempfile::tempdir().unwrap();
     let ecliptic = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+        crate::common::database::ecliptic_command(dir.path())
             .args(args)
             .arg("--data-dir")
             .arg(dir.path())
@@ -155,13 +153,19 @@ fn wallet_commands_grant_and_check() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("minted 250, users 250"));
 
     // Tamper with a cached balance: the check fails and says why.
-    let conn = rusqlite::Connection::open(dir.path().join("ecliptic.db")).unwrap();
-    conn.execute(
-        "UPDATE wallet_accounts SET balance = balance + 5 WHERE kind = 'user'",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    let store = crate::common::database::open_store(dir.path());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(store.write(|conn| {
+            conn.execute(
+                "UPDATE wallet_accounts SET balance = balance + 5 WHERE kind = 'user'",
+                (),
+            )
+        }))
+        .unwrap();
+    store.close();
     let out = ecliptic(&["wallet", "check"]);
     assert!(!out.status.success());
     assert!(

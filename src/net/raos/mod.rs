@@ -148,14 +148,14 @@ fn parse_date(field: &str, text: &str) -> Result<i64, DomainError> {
 /// Runs a studio write whose refusal is a domain error.
 async fn write<T: Send + 'static>(
     state: &AppState,
-    op: impl FnOnce(&rusqlite::Connection) -> studio::Outcome<T> + Send + 'static,
+    op: impl FnOnce(&crate::store::Connection) -> studio::Outcome<T> + Send + 'static,
 ) -> Result<T, DomainError> {
     state.store.write(op).await?
 }
 
 async fn read<T: Send + 'static>(
     state: &AppState,
-    op: impl FnOnce(&rusqlite::Connection) -> studio::Outcome<T> + Send + 'static,
+    op: impl FnOnce(&crate::store::Connection) -> studio::Outcome<T> + Send + 'static,
 ) -> Result<T, DomainError> {
     state.store.read(op).await?
 }

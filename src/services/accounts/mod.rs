@@ -21,8 +21,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::params;
+use crate::store::OptionalExtension;
 use parking_lot::RwLock;
-use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -725,21 +726,20 @@ impl Accounts {
         let row = self
             .store
             .read_now(move |conn| {
-                Ok(conn
-                    .query_row(
-                        "SELECT user_id, scope, revoked_at, revoke_reason FROM sessions
+                conn.query_row(
+                    "SELECT user_id, scope, revoked_at, revoke_reason FROM sessions
                          WHERE session_id = ?1",
-                        [sid],
-                        |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, String>(1)?,
-                                r.get::<_, Option<i64>>(2)?,
-                                r.get::<_, Option<String>>(3)?,
-                            ))
-                        },
-                    )
-                    .optional()?)
+                    [sid],
+                    |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, Option<i64>>(2)?,
+                            r.get::<_, Option<String>>(3)?,
+                        ))
+                    },
+                )
+                .optional()
             })
             .ok()??;
         let (user_id, scope, revoked_at, reason) = row;
@@ -872,11 +872,11 @@ impl Accounts {
     ) -> Result<AccountRecord, DomainError> {
         let now = now_secs();
         self.change_account(username, disabled, move |conn, key| {
-            Ok(conn.execute(
+            conn.execute(
                 "UPDATE accounts SET disabled_at = CASE WHEN ?2 THEN COALESCE(disabled_at, ?3) END
                  WHERE username_key = ?1",
                 params![key, disabled, now],
-            )?)
+            )
         })
         .await
     }
@@ -891,10 +891,10 @@ impl Accounts {
         let prehash = credential.prehash()?;
         let phc = self.hashing(move || password::hash(&prehash)).await??;
         self.change_account(username, true, move |conn, key| {
-            Ok(conn.execute(
+            conn.execute(
                 "UPDATE accounts SET password_hash = ?2 WHERE username_key = ?1",
                 params![key, phc],
-            )?)
+            )
         })
         .await
     }
@@ -911,10 +911,10 @@ impl Accounts {
         roles.dedup();
         let column = roles_to_column(&roles);
         self.change_account(username, true, move |conn, key| {
-            Ok(conn.execute(
+            conn.execute(
                 "UPDATE accounts SET roles = ?2 WHERE username_key = ?1",
                 params![key, column],
-            )?)
+            )
         })
         .await
     }
@@ -929,7 +929,7 @@ impl Accounts {
             .store
             .read(move |conn| {
                 let total: i64 =
-                    conn.query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))?;
+                    conn.query_row("SELECT COUNT(*) FROM accounts", (), |r| r.get(0))?;
                 let mut stmt = conn.prepare(
                     "SELECT user_id, username, display_name, roles, created_at, disabled_at,
                             (SELECT COUNT(*) FROM sessions
@@ -984,7 +984,9 @@ impl Accounts {
         &self,
         username: &str,
         end_sessions: bool,
-        change: impl FnOnce(&rusqlite::Connection, &str) -> Result<usize, StoreError> + Send + 'static,
+        change: impl FnOnce(&crate::store::Connection, &str) -> Result<usize, StoreError>
+        + Send
+        + 'static,
     ) -> Result<AccountRecord, DomainError> {
         let key = username.to_lowercase();
         let shown = username.to_owned();
@@ -1034,7 +1036,7 @@ pub struct AccountRecord {
 /// An account by its lowercase name: the account, its password hash, and whether it is
 /// disabled.
 fn load_account_by_key(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     key: &str,
 ) -> Result<Option<(Account, String, bool)>, StoreError> {
     Ok(conn
@@ -1085,7 +1087,7 @@ enum Rotation {
 /// One transaction: look the token up, and either rotate it or, if it was used before,
 /// revoke its family and session (committed, so the revocation survives the error reply).
 fn rotate_refresh(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     hash: &[u8],
     next_hash: &[u8],
     now: i64,
@@ -1156,7 +1158,7 @@ fn rotate_refresh(
 }
 
 fn revoke_session(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     sid: &str,
     reason: &str,
     now: i64,

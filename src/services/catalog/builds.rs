@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rusqlite::params;
+use crate::params;
 use serde::{Deserialize, Serialize};
 
 use crate::store::Store;

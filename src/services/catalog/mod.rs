@@ -25,15 +25,15 @@ pub use wager_terms::*;
 
 use std::path::Path;
 
+use crate::params;
 use bevy_ecs::prelude::Resource;
-use rusqlite::params;
 use uuid::Uuid;
 
 use crate::services::DomainError;
 use crate::store::{Store, StoreError};
 
 /// A change's write, to run in the store's transaction.
-pub type Persist = Box<dyn FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send>;
+pub type Persist = Box<dyn FnOnce(&crate::store::Connection) -> Result<(), StoreError> + Send>;
 
 /// The catalog, as the simulation holds it.
 #[derive(Resource, Debug, Default)]
@@ -185,7 +185,7 @@ impl Catalog {
         let row = game.clone();
         Ok((
             game,
-            Box::new(move |conn: &rusqlite::Connection| insert_game(conn, &row)),
+            Box::new(move |conn: &crate::store::Connection| insert_game(conn, &row)),
         ))
     }
 
@@ -227,7 +227,7 @@ impl Catalog {
             game.game_type.clone(),
             game.max_players,
         );
-        Ok(Box::new(move |conn: &rusqlite::Connection| {
+        Ok(Box::new(move |conn: &crate::store::Connection| {
             conn.execute(
                 "UPDATE games SET description = ?2, game_type = ?3, max_players = ?4,
                                   wage = ?5, period_secs = ?6, payout_shares = ?7
@@ -256,7 +256,7 @@ impl Catalog {
         let game = self.get_mut(game_id)?;
         game.status = status;
         let id = game.game_id.clone();
-        Ok(Box::new(move |conn: &rusqlite::Connection| {
+        Ok(Box::new(move |conn: &crate::store::Connection| {
             conn.execute(
                 "UPDATE games SET status = ?2 WHERE game_id = ?1",
                 params![id, status.as_str()],
@@ -294,7 +294,7 @@ impl Catalog {
         let game = self.get_mut(game_id)?;
         game.versions.push(version.clone());
         let id = game.game_id.clone();
-        Ok(Box::new(move |conn: &rusqlite::Connection| {
+        Ok(Box::new(move |conn: &crate::store::Connection| {
             insert_version(conn, &id, &version)
         }))
     }
@@ -313,7 +313,7 @@ impl Catalog {
         game.reviews.retain(|r| r.user_id != review.user_id);
         game.reviews.push(review.clone());
         let id = game.game_id.clone();
-        Ok(Box::new(move |conn: &rusqlite::Connection| {
+        Ok(Box::new(move |conn: &crate::store::Connection| {
             conn.execute(
                 "INSERT INTO reviews (game_id, user_id, player, score, comment, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)

@@ -1,13 +1,13 @@
 //! The catalog's rows: inserting, seeding the built-in game, loading at start.
 
-use rusqlite::params;
+use crate::params;
 use uuid::Uuid;
 
 use crate::store::{Store, StoreError};
 
 use super::*;
 
-pub(super) fn insert_game(conn: &rusqlite::Connection, game: &Game) -> Result<(), StoreError> {
+pub(super) fn insert_game(conn: &crate::store::Connection, game: &Game) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO games (game_id, owner_id, name, description, game_type, max_players,
                             status, api_key, api_secret, builtin, created_at,
@@ -34,14 +34,13 @@ pub(super) fn insert_game(conn: &rusqlite::Connection, game: &Game) -> Result<()
 }
 
 pub(super) fn insert_version(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Connection,
     game_id: &str,
     v: &Version,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT OR IGNORE INTO versions (game_id, version, size_bytes, sha256, uploader,
-                                         uploaded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO versions (game_id, version, size_bytes, sha256, uploader, uploaded_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
         params![
             game_id,
             v.version,
@@ -89,7 +88,7 @@ pub(super) fn seed_builtin(store: &Store) -> anyhow::Result<()> {
 /// Runs a write from start-up code (no runtime needed) and waits for its commit.
 pub(super) fn block_on_write(
     store: &Store,
-    op: impl FnOnce(&rusqlite::Connection) -> Result<(), StoreError> + Send + 'static,
+    op: impl FnOnce(&crate::store::Connection) -> Result<(), StoreError> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (tx, rx) = std::sync::mpsc::channel();
     store.submit(op, move |result| {
@@ -100,14 +99,14 @@ pub(super) fn block_on_write(
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-pub(super) fn load_games(conn: &rusqlite::Connection) -> Result<Vec<Game>, StoreError> {
+pub(super) fn load_games(conn: &crate::store::Connection) -> Result<Vec<Game>, StoreError> {
     let mut games = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT game_id, owner_id, name, description, game_type, max_players, status, api_key,
                 api_secret, builtin, created_at, wage, period_secs, payout_shares
          FROM games ORDER BY created_at, game_id",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map((), |r| {
         Ok(Game {
             game_id: r.get(0)?,
             owner: r
@@ -132,9 +131,9 @@ pub(super) fn load_games(conn: &rusqlite::Connection) -> Result<Vec<Game>, Store
     }
     let mut stmt = conn.prepare(
         "SELECT game_id, version, size_bytes, sha256, uploader, uploaded_at
-         FROM versions ORDER BY uploaded_at, rowid",
+         FROM versions ORDER BY uploaded_at, version",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map((), |r| {
         Ok((
             r.get::<_, String>(0)?,
             Version {
@@ -156,7 +155,7 @@ pub(super) fn load_games(conn: &rusqlite::Connection) -> Result<Vec<Game>, Store
         "SELECT game_id, user_id, player, score, comment, created_at FROM reviews
          ORDER BY created_at",
     )?;
-    let rows = stmt.query_map([], |r| {
+    let rows = stmt.query_map((), |r| {
         Ok((
             r.get::<_, String>(0)?,
             r.get::<_, String>(1)?,

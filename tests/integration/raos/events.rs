@@ -139,7 +139,7 @@ async fn each_event_type_reaches_its_subscribers() {
         stranger.event("content_published").await["data"]["title"],
         "Patch notes"
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecliptic"))
+    let out = crate::common::database::ecliptic_command(server.dir.path())
         .args([
             "admin",
             "create-user",
