@@ -188,7 +188,9 @@ pub struct AuthConfig {
     pub password_checks_per_ip: usize,
     /// Password hashes computed at once. The default leaves one core to the simulation.
     pub hash_concurrency: usize,
-    /// HMAC key file for access tokens; generated on first start when absent.
+    /// HMAC key file for access tokens; generated on first start when absent. Unset: the
+    /// data directory's `jwt.key` on SQLite; on PostgreSQL, one key in the database that
+    /// every node sharing it uses.
     pub signing_key_file: Option<PathBuf>,
     /// Whether anyone may register a developer account (`REGISTER_DEV`, or REST register
     /// with `roles: ["developer"]`). Off: an operator makes them. Player registration is

@@ -220,6 +220,14 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE accounts ADD COLUMN disabled_at INTEGER;
     "#,
+    // 10: secrets every node of a cluster must share (on PostgreSQL, the token signing key).
+    r#"
+    CREATE TABLE server_secrets (
+        name           TEXT PRIMARY KEY,
+        secret         BLOB NOT NULL,
+        created_at     INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// A migration in PostgreSQL's words: 64-bit integers (SQLite's `INTEGER` is 64-bit),

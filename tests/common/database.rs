@@ -159,3 +159,29 @@ impl DbLock {
         }
     }
 }
+
+/// The suite's PostgreSQL server (`ECLIPTIC_TEST_POSTGRES`, or the one `.ci/install-services`
+/// starts), for tests that always need one: the cluster's nodes share a database.
+pub fn postgres_server_or_local() -> String {
+    postgres_server().unwrap_or_else(|| "postgres://postgres:postgres@127.0.0.1:5432".into())
+}
+
+/// A new, empty PostgreSQL database; its URL.
+pub fn fresh_postgres() -> String {
+    let server = postgres_server_or_local();
+    let name = format!("{PREFIX}{}", uuid::Uuid::new_v4().simple());
+    let admin = format!("{server}/postgres");
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let mut client = postgres::Client::connect(&admin, postgres::NoTls)
+                    .expect("connect to the suite's PostgreSQL server");
+                client
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create a database");
+            })
+            .join()
+            .expect("create the database");
+    });
+    format!("{server}/{name}")
+}

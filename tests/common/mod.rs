@@ -285,7 +285,10 @@ impl ChildServer {
     fn spawn_command(mut command: Command, data_dir: &Path, extra: &[&str]) -> Self {
         // As for in-process servers: developers may register themselves.
         command.env("ECLIPTIC_AUTH__OPEN_DEVELOPER_REGISTRATION", "true");
-        if let Some(url) = database::url_for(data_dir) {
+        let named = command
+            .get_envs()
+            .any(|(key, _)| key == "ECLIPTIC_DATABASE");
+        if let Some(url) = database::url_for(data_dir).filter(|_| !named) {
             command.env("ECLIPTIC_DATABASE", url);
         }
         let mut child = command
@@ -778,7 +781,11 @@ impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite> LineClient<S> {
 /// Creates an admin account on `server`'s data directory with the CLI, as an operator
 /// would, and logs it in; returns its access token.
 pub async fn admin_token(server: &TestServer, username: &str, password: &str) -> String {
-    let out = database::ecliptic_command(server.dir.path())
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ecliptic"));
+    if let Some(url) = &server.config.store.database {
+        command.env("ECLIPTIC_DATABASE", url);
+    }
+    let out = command
         .args(["admin", "create-user", username, "--password", password])
         .args(["--role", "admin", "--data-dir"])
         .arg(server.dir.path())

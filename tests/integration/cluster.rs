@@ -1,6 +1,6 @@
 //! Two nodes joined over a NATS server of the test's own, with a subject prefix of their
-//! own. Until the PostgreSQL store lands, the two share one SQLite data directory (one
-//! machine), which is what makes an account of one known to the other.
+//! own, each with a data directory of its own (as on two machines) and one PostgreSQL
+//! database between them, also the test's own.
 
 use crate::common;
 
@@ -19,9 +19,11 @@ struct Pair {
 async fn two_nodes() -> Pair {
     let nats = NatsServer::start().await;
     let prefix = common::nats::prefix();
+    let database = common::database::fresh_postgres();
     let join = |node: &'static str| {
-        let (url, prefix) = (nats.url.clone(), prefix.clone());
+        let (url, prefix, database) = (nats.url.clone(), prefix.clone(), database.clone());
         move |c: &mut ecliptic::Config| {
+            c.store.database = Some(database);
             c.cluster.nats = Some(url);
             c.cluster.subject_prefix = prefix;
             c.cluster.node_id = Some(node.into());
@@ -30,13 +32,7 @@ async fn two_nodes() -> Pair {
         }
     };
     let a = TestServer::start_with(join("node-a")).await;
-    let shared = a.dir.path().to_path_buf();
-    let join_b = join("node-b");
-    let b = TestServer::start_with(move |c| {
-        join_b(c);
-        c.data_dir = shared;
-    })
-    .await;
+    let b = TestServer::start_with(join("node-b")).await;
     Pair { a, b, _nats: nats }
 }
 
@@ -201,17 +197,21 @@ async fn an_achievement_unlocked_on_one_node_reaches_a_studio_subscriber_on_the_
 async fn a_node_killed_is_noticed_and_its_users_go_offline() {
     let nats = NatsServer::start().await;
     let prefix = common::nats::prefix();
+    let database = common::database::fresh_postgres();
     let a = TestServer::start_with(|c| {
+        c.store.database = Some(database.clone());
         c.cluster.nats = Some(nats.url.clone());
         c.cluster.subject_prefix = prefix.clone();
         c.cluster.heartbeat_ms = 200;
         c.cluster.node_timeout_ms = 1_000;
     })
     .await;
+    let (_b_dir, b_data) = common::temp_data_dir();
     // B in a process of its own, so it can die without a word.
     let b = common::ChildServer::spawn_with_env(
-        a.dir.path(),
+        &b_data,
         &[
+            ("ECLIPTIC_DATABASE", database.as_str()),
             ("ECLIPTIC_NATS", nats.url.as_str()),
             ("ECLIPTIC_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
             ("ECLIPTIC_CLUSTER__HEARTBEAT_MS", "200"),
@@ -453,16 +453,20 @@ async fn a_garp_player_reconnecting_to_another_node_goes_on_with_its_token_and_s
 async fn a_room_whose_chosen_node_never_answers_starts_where_it_was_asked_for() {
     let nats = NatsServer::start().await;
     let prefix = common::nats::prefix();
+    let database = common::database::fresh_postgres();
     let a = TestServer::start_with(|c| {
+        c.store.database = Some(database.clone());
         c.cluster.nats = Some(nats.url.clone());
         c.cluster.subject_prefix = prefix.clone();
         c.cluster.heartbeat_ms = 200;
         c.cluster.node_timeout_ms = 1_500;
     })
     .await;
+    let (_b_dir, b_data) = common::temp_data_dir();
     let b = common::ChildServer::spawn_with_env(
-        a.dir.path(),
+        &b_data,
         &[
+            ("ECLIPTIC_DATABASE", database.as_str()),
             ("ECLIPTIC_NATS", nats.url.as_str()),
             ("ECLIPTIC_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
             ("ECLIPTIC_CLUSTER__NODE_ID", "node-b"),

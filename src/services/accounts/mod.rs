@@ -255,11 +255,13 @@ fn validate_display_name(name: &str) -> Result<(), DomainError> {
 impl Accounts {
     /// Opens the service: loads the signing key and the live sessions.
     pub fn open(store: Store, data_dir: &Path, config: &AuthConfig) -> anyhow::Result<Self> {
-        let key_path = config
-            .signing_key_file
-            .clone()
-            .unwrap_or_else(|| data_dir.join("jwt.key"));
-        let keys = TokenKeys::load_or_create(&key_path)?;
+        // Nodes sharing a PostgreSQL store share its key too, unless a file is named.
+        let keys = match &config.signing_key_file {
+            None if store.dialect() == "postgres" => TokenKeys::load_or_create_shared(&store)?,
+            named => TokenKeys::load_or_create(
+                &named.clone().unwrap_or_else(|| data_dir.join("jwt.key")),
+            )?,
+        };
         let access_ttl = Duration::from_secs(config.access_token_secs.max(1));
         let horizon = now_secs() - access_ttl.as_secs() as i64;
         let sessions = store.read_now(move |conn| {

@@ -88,6 +88,38 @@ impl TokenKeys {
         Ok(Self::from_secret(&secret))
     }
 
+    /// The key every node sharing `store` uses: made by whichever node asks first, kept
+    /// in the database. For PostgreSQL, where nodes on different machines share one store.
+    pub fn load_or_create_shared(store: &crate::store::Store) -> anyhow::Result<Self> {
+        let fresh: [u8; 32] = rand::random();
+        let (tx, rx) = std::sync::mpsc::channel();
+        store.submit(
+            move |conn| {
+                conn.execute(
+                    "INSERT INTO server_secrets (name, secret, created_at) VALUES ('jwt', ?1, ?2)
+                     ON CONFLICT DO NOTHING",
+                    crate::params![fresh, chrono::Utc::now().timestamp_millis()],
+                )?;
+                conn.query_row(
+                    "SELECT secret FROM server_secrets WHERE name = 'jwt'",
+                    (),
+                    |r| r.get::<_, Vec<u8>>(0),
+                )
+            },
+            move |result| {
+                let _ = tx.send(result);
+            },
+        );
+        let secret = rx
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the store closed"))??;
+        anyhow::ensure!(
+            secret.len() >= 32,
+            "the shared signing key is shorter than 32 bytes"
+        );
+        Ok(Self::from_secret(&secret))
+    }
+
     pub fn sign(&self, claims: &Claims) -> Result<String, DomainError> {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
             .map_err(|e| DomainError::Internal(format!("jwt: {e}")))
