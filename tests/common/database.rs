@@ -34,25 +34,7 @@ pub fn url_for(data_dir: &Path) -> Option<String> {
     let made = MADE.get_or_init(Default::default);
     let mut made = made.lock().expect("the set of databases");
     if !made.contains(&name) {
-        let admin = format!("{server}/postgres");
-        let create = format!("CREATE DATABASE {name}");
-        // The client blocks on a runtime of its own: not on a test's runtime thread.
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    let mut client = postgres::Client::connect(&admin, postgres::NoTls)
-                        .expect("connect to the suite's PostgreSQL server");
-                    match client.batch_execute(&create) {
-                        Ok(()) => {}
-                        Err(e)
-                            if e.code() == Some(&postgres::error::SqlState::DUPLICATE_DATABASE) => {
-                        }
-                        Err(e) => panic!("{create}: {e}"),
-                    }
-                })
-                .join()
-                .expect("create the database");
-        });
+        create_database(&server, &name);
         made.insert(name.clone());
     }
     Some(format!("{server}/{name}"))
@@ -170,18 +152,27 @@ pub fn postgres_server_or_local() -> String {
 pub fn fresh_postgres() -> String {
     let server = postgres_server_or_local();
     let name = format!("{PREFIX}{}", uuid::Uuid::new_v4().simple());
+    create_database(&server, &name);
+    format!("{server}/{name}")
+}
+
+/// Creates `name` on `server` unless it is there.
+fn create_database(server: &str, name: &str) {
     let admin = format!("{server}/postgres");
+    let create = format!("CREATE DATABASE {name}");
+    // The client blocks on a runtime of its own: not on a test's runtime thread.
     std::thread::scope(|scope| {
         scope
             .spawn(|| {
                 let mut client = postgres::Client::connect(&admin, postgres::NoTls)
                     .expect("connect to the suite's PostgreSQL server");
-                client
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .expect("create a database");
+                match client.batch_execute(&create) {
+                    Ok(()) => {}
+                    Err(e) if e.code() == Some(&postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                    Err(e) => panic!("{create}: {e}"),
+                }
             })
             .join()
             .expect("create the database");
     });
-    format!("{server}/{name}")
 }
