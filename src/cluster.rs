@@ -109,6 +109,9 @@ pub enum Note {
         port: u16,
         players: usize,
         instances: Vec<String>,
+        /// Star systems pinned to the sending node.
+        #[serde(default)]
+        pinned: Vec<String>,
     },
     /// `node` is asked to run the world of a room started elsewhere, for its players.
     HostRoom {
@@ -147,6 +150,8 @@ pub struct Cluster {
 
 struct Inner {
     node_id: String,
+    /// Star systems pinned to this node (`[cluster] systems`).
+    systems: Vec<String>,
     out: Option<mpsc::UnboundedSender<Note>>,
     heartbeat: Duration,
     node_timeout: Duration,
@@ -167,6 +172,7 @@ impl Cluster {
         Self {
             inner: Arc::new(Inner {
                 node_id: "single".into(),
+                systems: Vec::new(),
                 out: None,
                 heartbeat: Duration::from_secs(1),
                 node_timeout: Duration::from_secs(5),
@@ -201,6 +207,7 @@ impl Cluster {
         let cluster = Self {
             inner: Arc::new(Inner {
                 node_id: node_id.clone(),
+                systems: config.systems.clone(),
                 out: Some(out),
                 heartbeat: Duration::from_millis(config.heartbeat_ms.max(50)),
                 node_timeout: Duration::from_millis(config.node_timeout_ms.max(100)),
@@ -281,6 +288,11 @@ impl Cluster {
 
     pub fn node_id(&self) -> &str {
         &self.inner.node_id
+    }
+
+    /// The star systems pinned to this node.
+    pub fn pinned_systems(&self) -> &[String] {
+        &self.inner.systems
     }
 
     /// Whether other nodes may exist.
@@ -366,12 +378,14 @@ fn hear(envelope: Envelope, me: &str, hearers: &Hearers) {
             port,
             players,
             instances,
+            pinned,
         } => {
             let heard = NodesCommand::Heard {
                 node,
                 endpoint: GameEndpoint { host, port },
                 players,
                 instances,
+                pinned,
             };
             let _ = inbox.send(Command::to(heard));
             None

@@ -94,6 +94,9 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     /// A node not heard from for this long is taken for gone: its users go offline.
     pub node_timeout_ms: u64,
+    /// Star systems this node always runs (pinned here). Every other system runs on one
+    /// live node, chosen by rendezvous hashing of its id over the live nodes' ids.
+    pub systems: Vec<String>,
 }
 
 impl Default for ClusterConfig {
@@ -104,6 +107,7 @@ impl Default for ClusterConfig {
             node_id: None,
             heartbeat_ms: 1_000,
             node_timeout_ms: 5_000,
+            systems: Vec::new(),
         }
     }
 }

@@ -3,6 +3,12 @@
 //! started room goes to the least loaded node, and a `/game` client asking for a world
 //! another node runs is told where to go.
 //!
+//! Star systems are placed too: each runs on one live node, the one its id pins it to
+//! (`[cluster] systems`) or else the one rendezvous hashing picks among the live nodes.
+//! When that node goes silent, the hash picks another of the remaining ones, and players
+//! who join again (after `WRONG_NODE`, or a lost connection) find the system there with
+//! their saved pilots.
+//!
 //! Placing a room on another node is a request and an answer over the cluster: this node
 //! asks (`HostRoom`), the other creates the room's world and answers (`RoomHosted`), and
 //! only then is `START_ROOM` answered with that node's address, so a player who follows
@@ -28,6 +34,8 @@ pub struct NodeInfo {
     pub endpoint: GameEndpoint,
     pub players: usize,
     pub instances: Vec<String>,
+    /// Star systems pinned to it.
+    pub pinned: Vec<String>,
     heard: Instant,
 }
 
@@ -65,6 +73,37 @@ impl Nodes {
         all.into_iter()
     }
 
+    /// Where the star system `system_id` runs: `None` for this node (`me`, with its
+    /// pinned systems), else the other live node.
+    pub fn system_owner(
+        &self,
+        system_id: &str,
+        me: &str,
+        pinned_here: &[String],
+        timeout: Duration,
+    ) -> Option<(&str, &NodeInfo)> {
+        if pinned_here.iter().any(|s| s == system_id) {
+            return None;
+        }
+        let live = || {
+            self.remote
+                .iter()
+                .filter(|(_, n)| n.heard.elapsed() <= timeout)
+        };
+        if let Some((id, info)) = live()
+            .filter(|(_, n)| n.pinned.iter().any(|s| s == system_id))
+            .min_by_key(|(id, _)| id.as_str())
+        {
+            return Some((id.as_str(), info));
+        }
+        let mine = rendezvous_score(me, system_id);
+        live()
+            .map(|(id, n)| (rendezvous_score(id, system_id), id, n))
+            .filter(|(score, id, _)| (*score, id.as_str()) > (mine, me))
+            .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
+            .map(|(_, id, n)| (id.as_str(), n))
+    }
+
     /// The node that runs `instance`, if another one does.
     pub fn running(&self, instance: &str) -> Option<(&str, &NodeInfo)> {
         if let Some(node) = self.placed.get(instance)
@@ -79,6 +118,20 @@ impl Nodes {
     }
 }
 
+/// A node's claim to a system in rendezvous hashing: the highest score wins. SHA-256,
+/// not the std hasher, so nodes built by different compilers agree.
+fn rendezvous_score(node: &str, system_id: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(node.as_bytes())
+        .chain_update([0])
+        .chain_update(system_id.as_bytes())
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
 /// What the cluster hears about nodes and rooms.
 #[derive(Debug)]
 pub enum NodesCommand {
@@ -89,6 +142,7 @@ pub enum NodesCommand {
         endpoint: GameEndpoint,
         players: usize,
         instances: Vec<String>,
+        pinned: Vec<String>,
     },
     /// Another node asks this one to run a room's world for its players.
     HostRoom {
@@ -122,6 +176,7 @@ fn handle_node_commands(world: &mut World) {
                 endpoint,
                 players,
                 instances,
+                pinned,
             } => {
                 world.resource_mut::<Nodes>().remote.insert(
                     node,
@@ -129,6 +184,7 @@ fn handle_node_commands(world: &mut World) {
                         endpoint,
                         players,
                         instances,
+                        pinned,
                         heard: Instant::now(),
                     },
                 );
@@ -172,6 +228,7 @@ fn beat(world: &mut World, cluster: &Cluster) {
         port: endpoint.port,
         players: players_here(world),
         instances,
+        pinned: cluster.pinned_systems().to_vec(),
     });
     let timeout = cluster.node_timeout();
     let mut nodes = world.resource_mut::<Nodes>();

@@ -29,6 +29,10 @@ async fn two_nodes() -> Pair {
             c.cluster.node_id = Some(node.into());
             c.cluster.heartbeat_ms = 200;
             c.cluster.node_timeout_ms = 1_000;
+            // Play on A in sol-1 wherever the hash would put it.
+            if node == "node-a" {
+                c.cluster.systems = vec!["sol-1".into()];
+            }
         }
     };
     let a = TestServer::start_with(join("node-a")).await;
@@ -460,6 +464,7 @@ async fn a_room_whose_chosen_node_never_answers_starts_where_it_was_asked_for() 
         c.cluster.subject_prefix = prefix.clone();
         c.cluster.heartbeat_ms = 200;
         c.cluster.node_timeout_ms = 1_500;
+        c.cluster.systems = vec!["sol-1".into()];
     })
     .await;
     let (_b_dir, b_data) = common::temp_data_dir();
@@ -554,4 +559,111 @@ async fn lobby_with_room(
         .await;
     let room_id = created["payload"]["room_id"].as_str().unwrap().to_owned();
     (lobby, token, room_id)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_star_system_runs_on_one_node_and_moves_when_that_node_dies() {
+    let nats = NatsServer::start().await;
+    let prefix = common::nats::prefix();
+    let database = common::database::fresh_postgres();
+    let a = TestServer::start_with(|c| {
+        c.store.database = Some(database.clone());
+        c.cluster.nats = Some(nats.url.clone());
+        c.cluster.subject_prefix = prefix.clone();
+        c.cluster.node_id = Some("node-a".into());
+        c.cluster.heartbeat_ms = 200;
+        c.cluster.node_timeout_ms = 1_000;
+    })
+    .await;
+    // B, in a process of its own so it can die without a word, has vega-2 pinned to it;
+    // sol-1 goes where rendezvous hashing puts it.
+    let (_b_dir, b_data) = common::temp_data_dir();
+    let b = common::ChildServer::spawn_with_env(
+        &b_data,
+        &[
+            ("ECLIPTIC_DATABASE", database.as_str()),
+            ("ECLIPTIC_NATS", nats.url.as_str()),
+            ("ECLIPTIC_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
+            ("ECLIPTIC_CLUSTER__NODE_ID", "node-b"),
+            ("ECLIPTIC_CLUSTER__HEARTBEAT_MS", "200"),
+            ("ECLIPTIC_CLUSTER__NODE_TIMEOUT_MS", "1000"),
+            ("ECLIPTIC_CLUSTER__SYSTEMS", r#"["vega-2"]"#),
+        ],
+    );
+    let admin = common::admin_token(&a, "root", "root-password").await;
+    register(&a, "vera").await;
+    let token = token_for_existing(&a, "vera").await;
+    until_another_node_heard(&a, &admin).await;
+
+    // Vera plays vega-2 on B and buys a unit of food there, which is saved.
+    let mut on_b = GameClient::connect_to(b.http).await;
+    on_b.login(&token).await;
+    on_b.join("vega-2").await;
+    let station = "vega-highport";
+    on_b.send(
+        "trade.buy",
+        json!({"station_id": station, "commodity_id": "food", "quantity": 1}),
+    )
+    .await;
+    let bought = on_b.recv_reply().await;
+    assert_eq!(bought["payload"]["ok"], true, "{bought}");
+    let credits = bought["payload"]["credits"].clone();
+
+    // A sends anyone asking for vega-2 to B; sol-1 runs on exactly one of the two.
+    let mut on_a = GameClient::connect(&a).await;
+    on_a.login(&token).await;
+    on_a.send("session.join_system", json!({"system_id": "vega-2"}))
+        .await;
+    let refused = on_a.recv_reply().await;
+    assert_eq!(refused["payload"]["code"], "WRONG_NODE", "{refused}");
+    assert_eq!(refused["payload"]["node"], "node-b");
+    assert_eq!(refused["payload"]["game_port"], b.http.port());
+    let mut sol = Vec::new();
+    for client in [&mut on_a, &mut on_b] {
+        client
+            .send("session.join_system", json!({"system_id": "sol-1"}))
+            .await;
+        let answer = client.recv_reply().await;
+        sol.push(answer["type"] == "session.joined");
+        if answer["type"] == "error" {
+            assert_eq!(answer["payload"]["code"], "WRONG_NODE", "{answer}");
+        }
+    }
+    assert_eq!(sol.iter().filter(|joined| **joined).count(), 1, "{sol:?}");
+    drop(on_b);
+
+    // B dies. Once A takes it for gone, vega-2 runs on A, and Vera finds her pilot there
+    // as it was saved.
+    b.kill_hard();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let overview = a
+            .http
+            .get(a.url("/api/v1/admin/overview"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        if overview["nodes"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "B is still listed");
+    }
+    let mut again = GameClient::connect(&a).await;
+    again.login(&token).await;
+    let (joined, snapshot) = again.join("vega-2").await;
+    assert_eq!(joined["payload"]["system_id"], "vega-2");
+    let you = &snapshot["payload"]["you"];
+    assert_eq!(you["credits"], credits, "{you}");
+    let food: i64 = you["cargo"]
+        .as_array()
+        .expect("cargo")
+        .iter()
+        .filter(|c| c["commodity_id"] == "food")
+        .map(|c| c["qty"].as_i64().unwrap_or(0))
+        .sum();
+    assert!(food >= 1, "{you}");
 }

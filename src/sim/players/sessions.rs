@@ -125,6 +125,15 @@ pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
         }
         return;
     };
+    if let Some((node, endpoint)) = system_elsewhere(world, instance) {
+        link.send(GameOut::Elsewhere {
+            system_id: system_id.to_owned(),
+            node,
+            host: endpoint.host,
+            port: endpoint.port,
+        });
+        return;
+    }
     if let Err(refused) = crate::sim::lobby::may_enter(world, system_id, user_id) {
         link.refuse(Refusal::NotInRoom, refused.to_string());
         return;
@@ -248,4 +257,29 @@ pub(super) fn left_instance(world: &mut World, ship: Entity) {
         instance,
         system_id,
     });
+}
+
+/// The other node a star system runs on, when it is not this one (rooms run where they
+/// were placed, and are not asked about here).
+fn system_elsewhere(
+    world: &World,
+    instance: Entity,
+) -> Option<(String, crate::sim::lobby::GameEndpoint)> {
+    let cluster = world.get_resource::<crate::cluster::Cluster>()?;
+    if !cluster.is_clustered() {
+        return None;
+    }
+    let this = world.get::<Instance>(instance)?;
+    if this.id != this.def.system_id {
+        return None;
+    }
+    world
+        .get_resource::<crate::sim::nodes::Nodes>()?
+        .system_owner(
+            &this.id,
+            cluster.node_id(),
+            cluster.pinned_systems(),
+            cluster.node_timeout(),
+        )
+        .map(|(node, info)| (node.to_owned(), info.endpoint.clone()))
 }
