@@ -40,6 +40,48 @@ async fn two_nodes() -> Pair {
     Pair { a, b, _nats: nats }
 }
 
+/// Node A in this process and node B in a process of its own, so it can die without a
+/// word (SIGKILL). `b_env` adds to B's settings.
+struct WithChild {
+    a: TestServer,
+    b: common::ChildServer,
+    _b_dir: tempfile::TempDir,
+    _nats: NatsServer,
+}
+
+async fn a_and_child_b(
+    configure_a: impl FnOnce(&mut ecliptic::Config),
+    b_env: &[(&str, &str)],
+) -> WithChild {
+    let nats = NatsServer::start().await;
+    let prefix = common::nats::prefix();
+    let database = common::database::fresh_postgres();
+    let a = TestServer::start_with(|c| {
+        c.store.database = Some(database.clone());
+        c.cluster.nats = Some(nats.url.clone());
+        c.cluster.subject_prefix = prefix.clone();
+        c.cluster.heartbeat_ms = 200;
+        c.cluster.node_timeout_ms = 1_000;
+        configure_a(c);
+    })
+    .await;
+    let (b_dir, b_data) = common::temp_data_dir();
+    let mut env = vec![
+        ("ECLIPTIC_DATABASE", database.as_str()),
+        ("ECLIPTIC_NATS", nats.url.as_str()),
+        ("ECLIPTIC_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
+        ("ECLIPTIC_CLUSTER__HEARTBEAT_MS", "200"),
+    ];
+    env.extend_from_slice(b_env);
+    let b = common::ChildServer::spawn_with_env(&b_data, &env);
+    WithChild {
+        a,
+        b,
+        _b_dir: b_dir,
+        _nats: nats,
+    }
+}
+
 async fn comms(server: &TestServer, token: &str) -> Ws {
     let url = format!("ws://{}/ws?token={token}", server.handle().http_addr);
     let mut ws = ws_connect(&url).await;
@@ -199,28 +241,12 @@ async fn an_achievement_unlocked_on_one_node_reaches_a_studio_subscriber_on_the_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_killed_is_noticed_and_its_users_go_offline() {
-    let nats = NatsServer::start().await;
-    let prefix = common::nats::prefix();
-    let database = common::database::fresh_postgres();
-    let a = TestServer::start_with(|c| {
-        c.store.database = Some(database.clone());
-        c.cluster.nats = Some(nats.url.clone());
-        c.cluster.subject_prefix = prefix.clone();
-        c.cluster.heartbeat_ms = 200;
-        c.cluster.node_timeout_ms = 1_000;
-    })
-    .await;
-    let (_b_dir, b_data) = common::temp_data_dir();
-    // B in a process of its own, so it can die without a word.
-    let b = common::ChildServer::spawn_with_env(
-        &b_data,
-        &[
-            ("ECLIPTIC_DATABASE", database.as_str()),
-            ("ECLIPTIC_NATS", nats.url.as_str()),
-            ("ECLIPTIC_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
-            ("ECLIPTIC_CLUSTER__HEARTBEAT_MS", "200"),
-        ],
-    );
+    let WithChild {
+        a,
+        b,
+        _b_dir,
+        _nats,
+    } = a_and_child_b(|_| {}, &[]).await;
     register(&a, "watcher").await;
     register(&a, "leaver").await;
     let mut watcher = comms(&a, &token_for_existing(&a, "watcher").await).await;
@@ -455,29 +481,19 @@ async fn a_garp_player_reconnecting_to_another_node_goes_on_with_its_token_and_s
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_room_whose_chosen_node_never_answers_starts_where_it_was_asked_for() {
-    let nats = NatsServer::start().await;
-    let prefix = common::nats::prefix();
-    let database = common::database::fresh_postgres();
-    let a = TestServer::start_with(|c| {
-        c.store.database = Some(database.clone());
-        c.cluster.nats = Some(nats.url.clone());
-        c.cluster.subject_prefix = prefix.clone();
-        c.cluster.heartbeat_ms = 200;
-        c.cluster.node_timeout_ms = 1_500;
-        c.cluster.systems = vec!["sol-1".into()];
-    })
+    let WithChild {
+        a,
+        b,
+        _b_dir,
+        _nats,
+    } = a_and_child_b(
+        |c| {
+            c.cluster.node_timeout_ms = 1_500;
+            c.cluster.systems = vec!["sol-1".into()];
+        },
+        &[("ECLIPTIC_CLUSTER__NODE_ID", "node-b")],
+    )
     .await;
-    let (_b_dir, b_data) = common::temp_data_dir();
-    let b = common::ChildServer::spawn_with_env(
-        &b_data,
-        &[
-            ("ECLIPTIC_DATABASE", database.as_str()),
-            ("ECLIPTIC_NATS", nats.url.as_str()),
-            ("ECLIPTIC_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
-            ("ECLIPTIC_CLUSTER__NODE_ID", "node-b"),
-            ("ECLIPTIC_CLUSTER__HEARTBEAT_MS", "200"),
-        ],
-    );
     let admin = common::admin_token(&a, "root", "root-password").await;
     for name in ["hana", "busy"] {
         register(&a, name).await;
@@ -509,6 +525,11 @@ async fn a_room_whose_chosen_node_never_answers_starts_where_it_was_asked_for() 
 
 /// Waits until `a`'s admin overview lists another node; returns that overview.
 async fn until_another_node_heard(a: &TestServer, admin: &str) -> Value {
+    until_overview(a, admin, |nodes| !nodes.is_empty()).await
+}
+
+/// Waits until `a`'s admin overview's list of other nodes is as `wanted` says.
+async fn until_overview(a: &TestServer, admin: &str, wanted: impl Fn(&[Value]) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + common::WAIT;
     loop {
         let overview = a
@@ -521,12 +542,12 @@ async fn until_another_node_heard(a: &TestServer, admin: &str) -> Value {
             .json::<Value>()
             .await
             .unwrap();
-        if overview["nodes"].as_array().is_some_and(|n| !n.is_empty()) {
+        if overview["nodes"].as_array().is_some_and(|n| wanted(n)) {
             return overview;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no other node heard: {overview}"
+            "the other nodes are not as wanted: {overview}"
         );
     }
 }
@@ -563,33 +584,21 @@ async fn lobby_with_room(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_star_system_runs_on_one_node_and_moves_when_that_node_dies() {
-    let nats = NatsServer::start().await;
-    let prefix = common::nats::prefix();
-    let database = common::database::fresh_postgres();
-    let a = TestServer::start_with(|c| {
-        c.store.database = Some(database.clone());
-        c.cluster.nats = Some(nats.url.clone());
-        c.cluster.subject_prefix = prefix.clone();
-        c.cluster.node_id = Some("node-a".into());
-        c.cluster.heartbeat_ms = 200;
-        c.cluster.node_timeout_ms = 1_000;
-    })
-    .await;
-    // B, in a process of its own so it can die without a word, has vega-2 pinned to it;
-    // sol-1 goes where rendezvous hashing puts it.
-    let (_b_dir, b_data) = common::temp_data_dir();
-    let b = common::ChildServer::spawn_with_env(
-        &b_data,
+    // B has vega-2 pinned to it; sol-1 goes where rendezvous hashing puts it.
+    let WithChild {
+        a,
+        b,
+        _b_dir,
+        _nats,
+    } = a_and_child_b(
+        |c| c.cluster.node_id = Some("node-a".into()),
         &[
-            ("ECLIPTIC_DATABASE", database.as_str()),
-            ("ECLIPTIC_NATS", nats.url.as_str()),
-            ("ECLIPTIC_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
             ("ECLIPTIC_CLUSTER__NODE_ID", "node-b"),
-            ("ECLIPTIC_CLUSTER__HEARTBEAT_MS", "200"),
             ("ECLIPTIC_CLUSTER__NODE_TIMEOUT_MS", "1000"),
             ("ECLIPTIC_CLUSTER__SYSTEMS", r#"["vega-2"]"#),
         ],
-    );
+    )
+    .await;
     let admin = common::admin_token(&a, "root", "root-password").await;
     register(&a, "vera").await;
     let token = token_for_existing(&a, "vera").await;
@@ -635,23 +644,7 @@ async fn each_star_system_runs_on_one_node_and_moves_when_that_node_dies() {
     // B dies. Once A takes it for gone, vega-2 runs on A, and Vera finds her pilot there
     // as it was saved.
     b.kill_hard();
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    loop {
-        let overview = a
-            .http
-            .get(a.url("/api/v1/admin/overview"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
-        if overview["nodes"].as_array().is_some_and(Vec::is_empty) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "B is still listed");
-    }
+    until_overview(&a, &admin, <[Value]>::is_empty).await;
     let mut again = GameClient::connect(&a).await;
     again.login(&token).await;
     let (joined, snapshot) = again.join("vega-2").await;
