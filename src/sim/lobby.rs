@@ -928,6 +928,15 @@ pub(crate) fn room_placed(world: &mut World, room_id: &str, placing: super::node
     let _ = placing.reply.send(answer);
 }
 
+/// The node that ran the room's world is gone: it runs here now, if the room still is.
+pub(crate) fn room_moved_here(world: &mut World, room_id: &str) {
+    if room_entity(world, room_id).is_ok()
+        && let Err(e) = start_here(world, room_id)
+    {
+        tracing::error!(room = %room_id, "the room cannot start here: {e}");
+    }
+}
+
 /// The node asked to run the room's world did not answer: it runs here.
 pub(crate) fn room_start_here(world: &mut World, room_id: &str, placing: super::nodes::Placing) {
     let _ = placing.reply.send(start_here(world, room_id));

@@ -9,6 +9,9 @@
 //! who join again (after `WRONG_NODE`, or a lost connection) find the system there with
 //! their saved pilots.
 //!
+//! A room placed on a node that then goes silent starts again on the node that placed it
+//! (whose lobby holds the room), and its players join it there.
+//!
 //! Placing a room on another node is a request and an answer over the cluster: this node
 //! asks (`HostRoom`), the other creates the room's world and answers (`RoomHosted`), and
 //! only then is `START_ROOM` answered with that node's address, so a player who follows
@@ -233,6 +236,20 @@ fn beat(world: &mut World, cluster: &Cluster) {
     let timeout = cluster.node_timeout();
     let mut nodes = world.resource_mut::<Nodes>();
     nodes.remote.retain(|_, n| n.heard.elapsed() <= timeout);
+    // Rooms this node placed on a node now gone start here again, for their players to
+    // rejoin (their pilots are as last saved).
+    let orphaned: Vec<(String, String)> = nodes
+        .placed
+        .iter()
+        .filter(|(_, node)| !nodes.remote.contains_key(*node))
+        .map(|(room, node)| (room.clone(), node.clone()))
+        .collect();
+    for (room_id, node) in orphaned {
+        world.resource_mut::<Nodes>().placed.remove(&room_id);
+        tracing::warn!(room = %room_id, %node, "the node running a room is gone; starting it here");
+        super::lobby::room_moved_here(world, &room_id);
+    }
+    let nodes = world.resource::<Nodes>();
     let late: Vec<String> = nodes
         .placing
         .iter()

@@ -660,3 +660,61 @@ async fn each_star_system_runs_on_one_node_and_moves_when_that_node_dies() {
         .sum();
     assert!(food >= 1, "{you}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_whose_node_dies_starts_again_where_it_was_placed_from() {
+    let WithChild {
+        a,
+        b,
+        _b_dir,
+        _nats,
+    } = a_and_child_b(
+        |c| c.cluster.systems = vec!["sol-1".into()],
+        &[
+            ("ECLIPTIC_CLUSTER__NODE_ID", "node-b"),
+            ("ECLIPTIC_CLUSTER__NODE_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await;
+    let admin = common::admin_token(&a, "root", "root-password").await;
+    for name in ["hana", "busy"] {
+        register(&a, name).await;
+    }
+    // A holds a player, so Hana's room is placed on B, where she plays it.
+    let mut busy = GameClient::connect(&a).await;
+    busy.login(&token_for_existing(&a, "busy").await).await;
+    busy.join("sol-1").await;
+    until_another_node_heard(&a, &admin).await;
+    let (mut hana, hana_token, room_id) = lobby_with_room(&a, "hana").await;
+    let started = hana
+        .call("START_ROOM", Some(&hana_token), json!({"room_id": room_id}))
+        .await;
+    assert_eq!(started["payload"]["game_port"], b.http.port(), "{started}");
+    let mut on_b = GameClient::connect_to(b.http).await;
+    on_b.login(&hana_token).await;
+    on_b.join(&room_id).await;
+    on_b.send(
+        "trade.buy",
+        json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 2}),
+    )
+    .await;
+    let bought = on_b.recv_reply().await;
+    assert_eq!(bought["payload"]["ok"], true, "{bought}");
+    let credits = bought["payload"]["credits"].clone();
+    drop(on_b);
+
+    // B dies: once A takes it for gone, the room's world runs on A, and Hana, joining
+    // again there, finds her pilot as saved.
+    b.kill_hard();
+    until_overview(&a, &admin, <[Value]>::is_empty).await;
+    let mut on_a = GameClient::connect(&a).await;
+    on_a.login(&hana_token).await;
+    let (joined, snapshot) = on_a.join(&room_id).await;
+    assert_eq!(joined["payload"]["system_id"], room_id, "{joined}");
+    assert_eq!(snapshot["payload"]["you"]["credits"], credits);
+    // And it is still hers alone: Busy is refused.
+    busy.send("session.join_system", json!({"system_id": room_id}))
+        .await;
+    let refused = busy.recv_type("error").await;
+    assert_eq!(refused["payload"]["code"], "NOT_IN_ROOM", "{refused}");
+}
