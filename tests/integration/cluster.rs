@@ -395,15 +395,8 @@ async fn a_game_changed_on_one_node_is_seen_by_the_others_lobby_and_garp() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_room_started_on_a_busy_node_is_placed_on_a_quieter_one() {
     let Pair { a, b, _nats } = two_nodes().await;
-    let admin = common::admin_token(&a, "root", "root-password").await;
-    for name in ["hana", "busy"] {
-        register(&a, name).await;
-    }
     // A holds a player on /game; B holds none.
-    let busy_token = token_for_existing(&a, "busy").await;
-    let mut busy = GameClient::connect(&a).await;
-    busy.login(&busy_token).await;
-    busy.join("sol-1").await;
+    let (admin, mut busy) = admin_and_busy_player(&a).await;
     let overview = until_another_node_heard(&a, &admin).await;
     assert_eq!(overview["nodes"][0]["node_id"], "node-b", "{overview}");
     assert_eq!(
@@ -494,14 +487,8 @@ async fn a_room_whose_chosen_node_never_answers_starts_where_it_was_asked_for() 
         &[("ECLIPTIC_CLUSTER__NODE_ID", "node-b")],
     )
     .await;
-    let admin = common::admin_token(&a, "root", "root-password").await;
-    for name in ["hana", "busy"] {
-        register(&a, name).await;
-    }
     // A holds a player, so B (none) is where a room would go.
-    let mut busy = GameClient::connect(&a).await;
-    busy.login(&token_for_existing(&a, "busy").await).await;
-    busy.join("sol-1").await;
+    let (admin, _busy) = admin_and_busy_player(&a).await;
     let (mut hana, hana_token, room_id) = lobby_with_room(&a, "hana").await;
     until_another_node_heard(&a, &admin).await;
 
@@ -521,6 +508,19 @@ async fn a_room_whose_chosen_node_never_answers_starts_where_it_was_asked_for() 
     player.login(&hana_token).await;
     let (joined, _) = player.join(&room_id).await;
     assert_eq!(joined["payload"]["system_id"], room_id);
+}
+
+/// An admin's token on `a`, and Busy, a player in sol-1 on `a` (which makes `a` the busier
+/// node); Hana is registered too, for a room.
+async fn admin_and_busy_player(a: &TestServer) -> (String, GameClient) {
+    let admin = common::admin_token(a, "root", "root-password").await;
+    for name in ["hana", "busy"] {
+        register(a, name).await;
+    }
+    let mut busy = GameClient::connect(a).await;
+    busy.login(&token_for_existing(a, "busy").await).await;
+    busy.join("sol-1").await;
+    (admin, busy)
 }
 
 /// Waits until `a`'s admin overview lists another node; returns that overview.
@@ -676,14 +676,8 @@ async fn a_room_whose_node_dies_starts_again_where_it_was_placed_from() {
         ],
     )
     .await;
-    let admin = common::admin_token(&a, "root", "root-password").await;
-    for name in ["hana", "busy"] {
-        register(&a, name).await;
-    }
     // A holds a player, so Hana's room is placed on B, where she plays it.
-    let mut busy = GameClient::connect(&a).await;
-    busy.login(&token_for_existing(&a, "busy").await).await;
-    busy.join("sol-1").await;
+    let (admin, mut busy) = admin_and_busy_player(&a).await;
     until_another_node_heard(&a, &admin).await;
     let (mut hana, hana_token, room_id) = lobby_with_room(&a, "hana").await;
     let started = hana
