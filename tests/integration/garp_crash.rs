@@ -21,7 +21,7 @@ const ITERATIONS: u64 = 20;
 const PLAYERS: [&str; 3] = ["ann", "bob", "cyd"];
 
 /// A wage the server acknowledged: (play id, user id, amount).
-type Acked = (i64, String, i64);
+pub(crate) type Acked = (i64, String, i64);
 
 /// Sends a request and reads its answer; `None` once the server is gone.
 async fn call(garp: &mut Garp, class: &str, mut fields: Value) -> Option<Value> {
@@ -45,7 +45,7 @@ async fn call(garp: &mut Garp, class: &str, mut fields: Value) -> Option<Value> 
 }
 
 /// One player's stream: wage, sometimes finish, until the server dies.
-async fn play(
+pub(crate) async fn play(
     http: std::net::SocketAddr,
     game: GameKeys,
     name: &str,
@@ -102,6 +102,13 @@ async fn play(
 /// What must hold in the database after any crash.
 fn verify(data: &std::path::Path, acked: &[Acked], iteration: u64) {
     let store = common::database::open_store(data);
+    verify_store(&store, acked, iteration);
+    store.close();
+}
+
+/// What must hold in `store` after any crash: its integrity, the ledger's invariant,
+/// every acknowledged wage, and no resolved period holding coins.
+pub(crate) fn verify_store(store: &ecliptic::store::Store, acked: &[Acked], iteration: u64) {
     store
         .read_now(|conn| {
             if conn.dialect() == "sqlite" {
@@ -155,7 +162,6 @@ fn verify(data: &std::path::Path, acked: &[Acked], iteration: u64) {
             Ok(())
         })
         .unwrap();
-    store.close();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,6 +8,7 @@ mod common;
 mod auth;
 mod cli;
 mod cluster;
+mod cluster_crash;
 mod comms;
 mod facts;
 mod game;
