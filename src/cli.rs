@@ -116,6 +116,13 @@ struct LoadgenArgs {
     /// publishers (the subscribers stay on --http), to measure fan-out across nodes.
     #[arg(long)]
     publish_http: Option<SocketAddr>,
+    /// game: the star system the players join.
+    #[arg(long, default_value = "sol-1")]
+    system: String,
+    /// Client n uses account n + this: load generators sharing a cluster use different
+    /// players.
+    #[arg(long, default_value_t = 0)]
+    account_offset: usize,
     /// comms-fanout: how many clients publish ...
     #[arg(long, default_value_t = 1)]
     publishers: usize,
@@ -1039,6 +1046,8 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         http: args.http,
         lobby: args.lobby_tcp,
         publish_http: args.publish_http,
+        system: args.system,
+        account_offset: args.account_offset,
         publishers: args.publishers,
         publish_per_sec: args.publish_rate,
         accounts: args.accounts,

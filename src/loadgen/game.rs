@@ -1,4 +1,4 @@
-//! The `game` scenario: a player that joins `sol-1`, flies with inputs at the tick rate and
+//! The `game` scenario: a player that joins a star system (`sol-1` unless told), flies with inputs at the tick rate and
 //! reads every delta. Every half second it flips its turn direction and times how long
 //! until a delta shows its ship turning the new way.
 
@@ -49,7 +49,7 @@ pub async fn client(
     ws.send(frame(
         "session.join_system",
         seq,
-        json!({"system_id": "sol-1"}),
+        json!({"system_id": options.system}),
     ))
     .await?;
     let mut ship = String::new();

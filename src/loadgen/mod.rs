@@ -64,6 +64,10 @@ pub struct Options {
     /// comms-fanout: another node of a cluster for the publishers to connect to (the
     /// subscribers stay on `http`), to measure fan-out across nodes.
     pub publish_http: Option<SocketAddr>,
+    /// game: the star system the players join.
+    pub system: String,
+    /// Client n uses account n + this.
+    pub account_offset: usize,
     /// comms-fanout: how many of the clients publish, and how often each.
     pub publishers: usize,
     pub publish_per_sec: f64,
@@ -140,7 +144,7 @@ async fn token_for(options: &Options, n: usize) -> anyhow::Result<String> {
 /// Registers (or logs in) account `n` on the lobby server and returns its access token.
 async fn log_in(options: &Options, n: usize) -> anyhow::Result<String> {
     let mut client = crate::client::LineClient::connect(&options.lobby.to_string()).await?;
-    let name = account(options.scenario, n);
+    let name = account(options.scenario, n + options.account_offset);
     let registered = client
         .request(
             "REGISTER_PLAYER",
