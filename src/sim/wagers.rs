@@ -149,16 +149,23 @@ impl WagerBook {
         Ok(book)
     }
 
-    /// The game's current period, opening the next one if there is none. Periods of a game
-    /// follow one another on a fixed grid: a new one ends on the first boundary after `now`.
+    /// The game's current period, opening the next one if there is none. Periods sit on
+    /// one grid of the period's length from the Unix epoch (daily periods run midnight to
+    /// midnight UTC) and are numbered by their start in unix seconds, so every node of a
+    /// cluster opens the same period for the same moment, under the same number, and its
+    /// wages meet in one pot.
     fn current(&mut self, game_id: &str, terms: &WagerTerms, now: i64) -> &mut OpenPeriod {
         let last_seq = self.last_seq.entry(game_id.to_owned()).or_insert(0);
         let last_end = self.last_end.get(game_id).copied();
         self.open.entry(game_id.to_owned()).or_insert_with(|| {
-            *last_seq += 1;
             let length = terms.period_secs.max(1) * 1000;
-            let starts_at = last_end.filter(|end| *end <= now).unwrap_or(now);
-            let ends_at = starts_at + ((now - starts_at) / length + 1) * length;
+            let slot = now - now.rem_euclid(length);
+            // After a change of length the old grid's last period may end inside a slot
+            // of the new one: the new period starts where the old one ended.
+            let starts_at = last_end.map_or(slot, |end| slot.max(end.min(now)));
+            let ends_at = slot + length;
+            // Numbers only grow, also past periods numbered before this scheme.
+            *last_seq = (starts_at / 1000).max(*last_seq + 1);
             OpenPeriod {
                 period: Period {
                     game_id: game_id.to_owned(),

@@ -176,3 +176,13 @@ fn create_database(server: &str, name: &str) {
             .expect("create the database");
     });
 }
+
+/// The store `server` runs on (its data directory's, or the database its config names).
+pub fn open_server_store(server: &super::TestServer) -> Store {
+    Store::connect(
+        &server.config.store.database(&server.config.data_dir),
+        Arc::new(Metrics::new()),
+        std::time::Duration::from_secs(20),
+    )
+    .expect("open the store")
+}

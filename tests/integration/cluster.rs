@@ -29,6 +29,7 @@ async fn two_nodes() -> Pair {
             c.cluster.node_id = Some(node.into());
             c.cluster.heartbeat_ms = 200;
             c.cluster.node_timeout_ms = 1_000;
+            c.wagers.signup_grant = common::garp::GRANT;
             // Play on A in sol-1 wherever the hash would put it.
             if node == "node-a" {
                 c.cluster.systems = vec!["sol-1".into()];
@@ -711,4 +712,87 @@ async fn a_room_whose_node_dies_starts_again_where_it_was_placed_from() {
         .await;
     let refused = busy.recv_type("error").await;
     assert_eq!(refused["payload"]["code"], "NOT_IN_ROOM", "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wages_on_two_nodes_for_one_game_meet_in_one_pot() {
+    let Pair { a, b, _nats } = two_nodes().await;
+    let game = common::garp::dev_game(a.handle().dev_tcp_addr).await;
+    for name in ["ann", "bob"] {
+        common::garp::register(&a, name).await;
+    }
+    let mut on_a = common::garp::Garp::connect(a.handle().http_addr, &game).await;
+    let ann = on_a.authenticate(&game, "ann").await;
+    assert_eq!(on_a.wage(&game, &ann, "7").await["value"], 93);
+
+    // Bob wagers on the same game through B (once B has heard of the game).
+    let mut lobby_b = common::LineClient::connect(b.handle().lobby_tcp_addr).await;
+    let login = lobby_b
+        .call(
+            "LOGIN_PLAYER",
+            None,
+            json!({"username": "bob", "password": "pw-secret"}),
+        )
+        .await;
+    let token = login["payload"]["session_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    until_listed(&mut lobby_b, &token, &game.game_id, |g| g.is_some()).await;
+    let mut on_b = common::garp::Garp::connect(b.handle().http_addr, &game).await;
+    let bob = on_b.authenticate(&game, "bob").await;
+    assert_eq!(on_b.wage(&game, &bob, "5").await["value"], 95);
+
+    // Both nodes opened the same period: one pot, one ladder, read from either node.
+    for (garp, player) in [(&mut on_a, &ann), (&mut on_b, &bob)] {
+        let ladder = garp.ladder(&game, player).await;
+        assert_eq!(ladder["totalGames"], 2, "{ladder}");
+        assert_eq!(ladder["inPlay"], 12, "{ladder}");
+    }
+    let store = common::database::open_server_store(&a);
+    let periods: Vec<i64> = store
+        .read_now(|conn| {
+            conn.query_map(
+                "SELECT DISTINCT seq FROM plays WHERE game_id = ?1",
+                [game.game_id.clone()],
+                |r| r.get(0),
+            )
+        })
+        .unwrap();
+    assert_eq!(periods.len(), 1, "{periods:?}");
+
+    // A game of one-second periods: Ann's period on A resolves; B, which saw none of it,
+    // opens the period of the moment Bob wagers in, not one A has already resolved.
+    let mut quick = common::garp::dev_game(a.handle().dev_tcp_addr).await;
+    quick.update(json!({"period_hours": 1.0 / 3600.0})).await;
+    until_listed(&mut lobby_b, &token, &quick.game_id, |g| {
+        g.is_some_and(|g| g["status"] == "ONLINE")
+    })
+    .await;
+    let mut on_a = common::garp::Garp::connect(a.handle().http_addr, &quick).await;
+    let ann = on_a.authenticate(&quick, "ann").await;
+    assert!(on_a.wage(&quick, &ann, "1").await["playid"].is_i64());
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    let game_id = quick.game_id.clone();
+    loop {
+        let id = game_id.clone();
+        let resolved: i64 = store
+            .read_now(move |conn| {
+                conn.query_row(
+                    "SELECT COUNT(*) FROM wager_periods WHERE game_id = ?1 AND resolved_at IS NOT NULL",
+                    [id],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        if resolved > 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no period resolved");
+    }
+    let mut on_b = common::garp::Garp::connect(b.handle().http_addr, &quick).await;
+    let bob = on_b.authenticate(&quick, "bob").await;
+    let placed = on_b.wage(&quick, &bob, "1").await;
+    assert!(placed["playid"].is_i64(), "{placed}");
+    store.close();
 }
