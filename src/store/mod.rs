@@ -44,7 +44,7 @@ const MIGRATION_LOCK: i64 = 0x6563_6c69_7074;
 pub enum StoreError {
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("database error: {0}")]
+    #[error("database error: {}", postgres_message(.0))]
     Postgres(#[from] postgres::Error),
     #[error("a query that must return a row returned none")]
     NoRows,
@@ -57,6 +57,11 @@ pub enum StoreError {
     /// An operation found the data in a state that must not happen; rolled back.
     #[error("internal invariant broken: {0}")]
     Invariant(String),
+}
+
+/// What PostgreSQL said, rather than the client's bare "db error".
+fn postgres_message(e: &postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), ToString::to_string)
 }
 
 /// Where the store keeps its data.
@@ -522,6 +527,14 @@ fn apply_namespace(
     namespace: &str,
     migrations: &[&str],
 ) -> Result<(), StoreError> {
+    // Nodes starting together take turns, as with the server's own migrations.
+    if conn.dialect() == "postgres" {
+        conn.query_row(
+            "SELECT CAST(pg_advisory_xact_lock(?1) AS TEXT)",
+            [MIGRATION_LOCK],
+            |_| Ok(()),
+        )?;
+    }
     let done: i64 = conn
         .query_row(
             "SELECT version FROM mod_schema WHERE namespace = ?1",

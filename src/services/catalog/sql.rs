@@ -54,16 +54,18 @@ pub(super) fn insert_version(
 }
 
 pub(super) fn seed_builtin(store: &Store) -> anyhow::Result<()> {
-    let exists = store.read_now(|conn| {
-        Ok(conn
-            .query_row(
-                "SELECT 1 FROM games WHERE game_id = ?1",
-                [SPACE_GAME_ID],
-                |_| Ok(()),
-            )
-            .is_ok())
-    })?;
-    if exists {
+    let exists = || {
+        store.read_now(|conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT 1 FROM games WHERE game_id = ?1",
+                    [SPACE_GAME_ID],
+                    |_| Ok(()),
+                )
+                .is_ok())
+        })
+    };
+    if exists()? {
         return Ok(());
     }
     let game = Game {
@@ -82,7 +84,12 @@ pub(super) fn seed_builtin(store: &Store) -> anyhow::Result<()> {
         versions: Vec::new(),
         reviews: Vec::new(),
     };
-    block_on_write(store, move |conn| insert_game(conn, &game))
+    let seeded = block_on_write(store, move |conn| insert_game(conn, &game));
+    // Nodes of a cluster starting together race to seed it; one wins, and that is enough.
+    if seeded.is_err() && exists()? {
+        return Ok(());
+    }
+    seeded
 }
 
 /// Runs a write from start-up code (no runtime needed) and waits for its commit.
