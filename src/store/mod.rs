@@ -61,7 +61,8 @@ pub enum StoreError {
 
 /// What PostgreSQL said, rather than the client's bare "db error".
 fn postgres_message(e: &postgres::Error) -> String {
-    e.as_db_error().map_or_else(|| e.to_string(), ToString::to_string)
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), ToString::to_string)
 }
 
 /// Where the store keeps its data.

@@ -796,3 +796,51 @@ async fn wages_on_two_nodes_for_one_game_meet_in_one_pot() {
     assert!(placed["playid"].is_i64(), "{placed}");
     store.close();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nodes_starting_together_on_a_new_database_all_start() {
+    let nats = NatsServer::start().await;
+    let prefix = common::nats::prefix();
+    let database = common::database::fresh_postgres();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    // Each races the others through the migrations, the signing key and the built-in game.
+    let nodes: Vec<common::ChildServer> = std::thread::scope(|scope| {
+        let starting: Vec<_> = dirs
+            .iter()
+            .map(|dir| {
+                let env = [
+                    ("ECLIPTIC_DATABASE", database.as_str()),
+                    ("ECLIPTIC_NATS", nats.url.as_str()),
+                    ("ECLIPTIC_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
+                ];
+                scope.spawn(move || common::ChildServer::spawn_with_env(dir.path(), &env))
+            })
+            .collect();
+        starting
+            .into_iter()
+            .map(|node| node.join().expect("a node starts"))
+            .collect()
+    });
+    let http = reqwest::Client::new();
+    let mut lists = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let ready = http.get(node.url("/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 200);
+        // A token from one node works on the next: they made one signing key between them.
+        let grant =
+            common::register_and_login_at(&http, &node.url(""), &format!("player{i}"), "pw-secret")
+                .await;
+        let next = &nodes[(i + 1) % nodes.len()];
+        let games = http
+            .get(next.url("/api/v1/games"))
+            .bearer_auth(grant["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(games.status(), 200);
+        lists.push(games.json::<Value>().await.unwrap()["games"].clone());
+    }
+    // One built-in game, the same on all.
+    assert_eq!(lists[0].as_array().map(Vec::len), Some(1), "{lists:?}");
+    assert!(lists.iter().all(|l| l == &lists[0]), "{lists:?}");
+}
