@@ -112,6 +112,9 @@ pub enum Note {
         /// Star systems pinned to the sending node.
         #[serde(default)]
         pinned: Vec<String>,
+        /// Its recent tick p99, in microseconds.
+        #[serde(default)]
+        tick_p99_us: u64,
     },
     /// `node` is asked to run the world of a room started elsewhere, for its players.
     HostRoom {
@@ -379,6 +382,7 @@ fn hear(envelope: Envelope, me: &str, hearers: &Hearers) {
             players,
             instances,
             pinned,
+            tick_p99_us,
         } => {
             let heard = NodesCommand::Heard {
                 node,
@@ -386,6 +390,7 @@ fn hear(envelope: Envelope, me: &str, hearers: &Hearers) {
                 players,
                 instances,
                 pinned,
+                tick_p99_us,
             };
             let _ = inbox.send(Command::to(heard));
             None

@@ -58,6 +58,7 @@ pub struct NodeOverview {
     pub game_port: u16,
     pub players: usize,
     pub instances: usize,
+    pub tick_p99_us: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -167,6 +168,7 @@ fn overview(world: &mut World) -> WorldOverview {
                     game_port: n.endpoint.port,
                     players: n.players,
                     instances: n.instances.len(),
+                    tick_p99_us: n.tick_p99_us,
                 })
                 .collect()
         })

@@ -39,6 +39,8 @@ pub struct NodeInfo {
     pub instances: Vec<String>,
     /// Star systems pinned to it.
     pub pinned: Vec<String>,
+    /// Its recent tick p99, in microseconds.
+    pub tick_p99_us: u64,
     heard: Instant,
 }
 
@@ -146,6 +148,7 @@ pub enum NodesCommand {
         players: usize,
         instances: Vec<String>,
         pinned: Vec<String>,
+        tick_p99_us: u64,
     },
     /// Another node asks this one to run a room's world for its players.
     HostRoom {
@@ -180,6 +183,7 @@ fn handle_node_commands(world: &mut World) {
                 players,
                 instances,
                 pinned,
+                tick_p99_us,
             } => {
                 world.resource_mut::<Nodes>().remote.insert(
                     node,
@@ -188,6 +192,7 @@ fn handle_node_commands(world: &mut World) {
                         players,
                         instances,
                         pinned,
+                        tick_p99_us,
                         heard: Instant::now(),
                     },
                 );
@@ -232,6 +237,9 @@ fn beat(world: &mut World, cluster: &Cluster) {
         players: players_here(world),
         instances,
         pinned: cluster.pinned_systems().to_vec(),
+        tick_p99_us: world
+            .get_resource::<super::SimServices>()
+            .map_or(0, |s| (s.metrics.tick_p99.get() * 1e6) as u64),
     });
     let timeout = cluster.node_timeout();
     let mut nodes = world.resource_mut::<Nodes>();

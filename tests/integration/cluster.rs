@@ -405,6 +405,7 @@ async fn a_room_started_on_a_busy_node_is_placed_on_a_quieter_one() {
         b.handle().http_addr.port()
     );
     assert_eq!(overview["nodes"][0]["players"], 0, "{overview}");
+    assert!(overview["nodes"][0]["tick_p99_us"].is_u64(), "{overview}");
 
     // Hana starts a room in A's lobby.
     let (mut hana, hana_token, room_id) = lobby_with_room(&a, "hana").await;
