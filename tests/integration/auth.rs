@@ -222,7 +222,16 @@ async fn expired_tampered_and_unsigned_tokens_are_refused() {
     let server = TestServer::start().await;
     let login = server.register_and_login("heidi", "pw-secret").await;
     let access = login["access_token"].as_str().unwrap().to_owned();
-    let keys = TokenKeys::load_or_create(&server.dir.path().join("jwt.key")).unwrap();
+    // The server's key: its data directory's, or on PostgreSQL the database's.
+    let keys = match server.config.store.database {
+        None => TokenKeys::load_or_create(&server.dir.path().join("jwt.key")).unwrap(),
+        Some(_) => {
+            let store = common::database::open_server_store(&server);
+            let keys = TokenKeys::load_or_create_shared(&store).unwrap();
+            store.close();
+            keys
+        }
+    };
 
     // Expired: signed with the real key, live session, but past its exp.
     let mut claims = claims_of(&access);
