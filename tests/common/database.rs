@@ -158,6 +158,11 @@ pub fn fresh_postgres() -> String {
 
 /// Creates `name` on `server` unless it is there.
 fn create_database(server: &str, name: &str) {
+    // The local server is started when missing; one named by the variable is the
+    // caller's to run.
+    if postgres_server().is_none() {
+        super::nats::ensure_services();
+    }
     let admin = format!("{server}/postgres");
     let create = format!("CREATE DATABASE {name}");
     // The client blocks on a runtime of its own: not on a test's runtime thread.

@@ -57,18 +57,23 @@ impl Drop for NatsServer {
     }
 }
 
-/// Debian puts it in /usr/sbin, which a user's PATH may lack. Installed first when
-/// missing, as `.ci/run` does.
-fn binary() -> &'static str {
+/// Installs and starts what the cluster tests need (nats-server, PostgreSQL) when it is
+/// missing, once per test binary, as `.ci/run` does.
+pub fn ensure_services() {
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/install-services");
         let ok = Command::new(script).status().is_ok_and(|s| s.success());
         assert!(
             ok,
-            "{script} failed: install nats-server for the cluster tests"
+            "{script} failed: install nats-server and PostgreSQL for the cluster tests"
         );
     });
+}
+
+/// Debian puts it in /usr/sbin, which a user's PATH may lack.
+fn binary() -> &'static str {
+    ensure_services();
     if std::path::Path::new("/usr/sbin/nats-server").exists() {
         "/usr/sbin/nats-server"
     } else {
