@@ -366,18 +366,7 @@ impl Store {
                 readers.lock().push(conn);
                 result
             }
-            Backend::Postgres { config, readers } => {
-                let pooled = readers.lock().pop();
-                let session = match pooled {
-                    Some(session) if !session.borrow().client.is_closed() => session,
-                    _ => RefCell::new(sql::PgSession::new(config.connect(postgres::NoTls)?)),
-                };
-                let result = op(&Connection::postgres(&session));
-                if !session.borrow().client.is_closed() {
-                    readers.lock().push(session);
-                }
-                result
-            }
+            Backend::Postgres { config, readers } => with_pg_reader(config, readers, op),
         })
         .await
         .unwrap_or(Err(StoreError::Closed))
@@ -396,10 +385,9 @@ impl Store {
                 let conn = open_sqlite(path, true, *busy_timeout)?;
                 op(&Connection::sqlite(&conn))
             }
-            Backend::Postgres { config, .. } => off_runtime(|| {
-                let session = RefCell::new(sql::PgSession::new(config.connect(postgres::NoTls)?));
-                op(&Connection::postgres(&session))
-            }),
+            Backend::Postgres { config, readers } => {
+                off_runtime(|| with_pg_reader(config, readers, op))
+            }
         }
     }
 
@@ -441,6 +429,25 @@ impl Store {
             let _ = handle.join();
         }
     }
+}
+
+/// Runs a read on a pooled PostgreSQL connection (opened when the pool has none), on the
+/// calling thread, which must not be one of tokio's runtime threads.
+fn with_pg_reader<T>(
+    config: &postgres::Config,
+    readers: &Mutex<Vec<RefCell<sql::PgSession>>>,
+    op: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let pooled = readers.lock().pop();
+    let session = match pooled {
+        Some(session) if !session.borrow().client.is_closed() => session,
+        _ => RefCell::new(sql::PgSession::new(config.connect(postgres::NoTls)?)),
+    };
+    let result = op(&Connection::postgres(&session));
+    if !session.borrow().client.is_closed() {
+        readers.lock().push(session);
+    }
+    result
 }
 
 /// Runs `f` on a thread of its own and waits for it: the PostgreSQL client blocks on a
