@@ -319,6 +319,28 @@ async fn a_newer_lobby_login_on_one_node_ends_the_older_session_on_the_other() {
 /// Asks `lobby` for the games it lists until `wanted` holds of the game's entry (`None`
 /// when not listed), or fails after the wait: the change crosses over NATS, then the
 /// database.
+/// A lobby connection to `server` with `name` registered or logged in (`command`, with the
+/// suite's password); returns it and the session token.
+async fn lobby_session(
+    server: &TestServer,
+    command: &str,
+    name: &str,
+) -> (common::LineClient<tokio::net::TcpStream>, String) {
+    let mut lobby = common::LineClient::connect(server.handle().lobby_tcp_addr).await;
+    let answer = lobby
+        .call(
+            command,
+            None,
+            json!({"username": name, "password": "pw-secret"}),
+        )
+        .await;
+    let token = answer["payload"]["session_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{command} {name}: {answer}"))
+        .to_owned();
+    (lobby, token)
+}
+
 async fn until_listed(
     lobby: &mut common::LineClient<tokio::net::TcpStream>,
     token: &str,
@@ -346,18 +368,7 @@ async fn until_listed(
 async fn a_game_changed_on_one_node_is_seen_by_the_others_lobby_and_garp() {
     let Pair { a, b, _nats } = two_nodes().await;
     let mut game = common::garp::dev_game(a.handle().dev_tcp_addr).await;
-    let mut lobby_b = common::LineClient::connect(b.handle().lobby_tcp_addr).await;
-    let login = lobby_b
-        .call(
-            "REGISTER_PLAYER",
-            None,
-            json!({"username": "browser", "password": "pw-secret"}),
-        )
-        .await;
-    let token = login["payload"]["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (mut lobby_b, token) = lobby_session(&b, "REGISTER_PLAYER", "browser").await;
     let id = game.game_id.clone();
 
     // Created on A (without a version, listed with none), then published: B lists both.
@@ -562,17 +573,7 @@ async fn lobby_with_room(
 ) -> (common::LineClient<tokio::net::TcpStream>, String, String) {
     let mut game = common::garp::dev_game(server.handle().dev_tcp_addr).await;
     game.publish("1.0.0", b"the build").await;
-    let mut lobby = common::LineClient::connect(server.handle().lobby_tcp_addr).await;
-    let token = lobby
-        .call(
-            "LOGIN_PLAYER",
-            None,
-            json!({"username": host, "password": "pw-secret"}),
-        )
-        .await["payload"]["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (mut lobby, token) = lobby_session(server, "LOGIN_PLAYER", host).await;
     let created = lobby
         .call(
             "CREATE_ROOM",
@@ -727,18 +728,7 @@ async fn wages_on_two_nodes_for_one_game_meet_in_one_pot() {
     assert_eq!(on_a.wage(&game, &ann, "7").await["value"], 93);
 
     // Bob wagers on the same game through B (once B has heard of the game).
-    let mut lobby_b = common::LineClient::connect(b.handle().lobby_tcp_addr).await;
-    let login = lobby_b
-        .call(
-            "LOGIN_PLAYER",
-            None,
-            json!({"username": "bob", "password": "pw-secret"}),
-        )
-        .await;
-    let token = login["payload"]["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (mut lobby_b, token) = lobby_session(&b, "LOGIN_PLAYER", "bob").await;
     until_listed(&mut lobby_b, &token, &game.game_id, |g| g.is_some()).await;
     let mut on_b = common::garp::Garp::connect(b.handle().http_addr, &game).await;
     let bob = on_b.authenticate(&game, "bob").await;

@@ -70,8 +70,19 @@ fn food_in(cargo: &Value) -> i64 {
         .sum()
 }
 
-/// Buys food one unit at a time until the node dies; returns what was acknowledged.
-async fn trade(node: SocketAddr, token: String) -> Pilot {
+/// The food the next trade of a pilot holding `food` adds: it buys up to a few units, then
+/// sells them, so the hold never fills over the iterations.
+fn next_change(food: i64) -> i64 {
+    if food < 5 { 1 } else { -1 }
+}
+
+/// Trades food one unit at a time until the node dies, telling `acks` of each acknowledged
+/// trade; returns what was acknowledged last.
+async fn trade(
+    node: SocketAddr,
+    token: String,
+    acks: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Pilot {
     let mut client = GameClient::connect_to(node).await;
     client.login(&token).await;
     let (_, snapshot) = client.join("sol-1").await;
@@ -81,9 +92,14 @@ async fn trade(node: SocketAddr, token: String) -> Pilot {
         food: food_in(&you["cargo"]),
         trades: 0,
     };
-    let buy = json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1});
+    let unit = json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1});
     loop {
-        client.send("trade.buy", buy.clone()).await;
+        let kind = if next_change(pilot.food) > 0 {
+            "trade.buy"
+        } else {
+            "trade.sell"
+        };
+        client.send(kind, unit.clone()).await;
         let Some(answer) = next_answer(&mut client.ws).await else {
             return pilot;
         };
@@ -93,6 +109,7 @@ async fn trade(node: SocketAddr, token: String) -> Pilot {
                 food: food_in(&answer["payload"]["cargo"]),
                 trades: pilot.trades + 1,
             };
+            let _ = acks.send(());
         }
     }
 }
@@ -237,10 +254,12 @@ async fn a_node_killed_while_players_trade_and_wager_loses_nothing_acknowledged(
         // Players trade in sol-1 on the victim and wager through its GARP; one of them
         // also wagers through a survivor's.
         let this_run = Arc::new(Mutex::new(Vec::new()));
+        let (acks, mut acknowledged) = tokio::sync::mpsc::unbounded_channel();
         let traders: Vec<_> = tokens
             .iter()
-            .map(|token| tokio::spawn(trade(victim_addr, token.clone())))
+            .map(|token| tokio::spawn(trade(victim_addr, token.clone(), acks.clone())))
             .collect();
+        drop(acks);
         let mut wagers: Vec<_> = PLAYERS
             .iter()
             .enumerate()
@@ -262,8 +281,15 @@ async fn a_node_killed_while_players_trade_and_wager_loses_nothing_acknowledged(
             iteration * 10 + 9,
             this_run.clone(),
         ));
-        // The random moment of the crash.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(300..1_500))).await;
+        // The moment of the crash: after a seeded number of acknowledged trades, with the
+        // wages going on meanwhile.
+        let crash_after = rng.random_range(3..40);
+        for _ in 0..crash_after {
+            tokio::time::timeout(common::WAIT, acknowledged.recv())
+                .await
+                .expect("trades go on")
+                .expect("a trader is trading");
+        }
         nodes[victim].take().expect("the victim").kill_hard();
         let mut last = Vec::new();
         for trader in traders {
@@ -301,7 +327,8 @@ async fn a_node_killed_while_players_trade_and_wager_loses_nothing_acknowledged(
             // One trade may have been saved without its answer arriving; none acknowledged
             // may be missing.
             assert!(
-                saved.food == acknowledged.food || saved.food == acknowledged.food + 1,
+                saved.food == acknowledged.food
+                    || saved.food == acknowledged.food + next_change(acknowledged.food),
                 "iteration {iteration}: acknowledged {acknowledged:?}, saved {saved:?}"
             );
             assert!(
