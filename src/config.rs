@@ -49,6 +49,7 @@ pub struct Config {
     pub wagers: WagerConfig,
     pub raos: RaosConfig,
     pub cluster: ClusterConfig,
+    pub scripts: ScriptsConfig,
 }
 
 impl Default for Config {
@@ -75,6 +76,41 @@ impl Default for Config {
             wagers: WagerConfig::default(),
             raos: RaosConfig::default(),
             cluster: ClusterConfig::default(),
+            scripts: ScriptsConfig::default(),
+        }
+    }
+}
+
+/// Luau scripts: server mods and room scripts (`docs/scripting.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScriptsConfig {
+    /// Where server mods live, one folder each; `<data_dir>/mods` when unset.
+    pub mods_dir: Option<PathBuf>,
+    /// How often the mods folder is read for changes (hot reload).
+    pub reload_ms: u64,
+    /// Run time each script (a mod, a room) may use per tick, across all its calls.
+    pub budget_ms: f64,
+    /// Memory each script may allocate.
+    pub memory_mib: usize,
+}
+
+impl Default for ScriptsConfig {
+    fn default() -> Self {
+        Self {
+            mods_dir: None,
+            reload_ms: 1_000,
+            budget_ms: 5.0,
+            memory_mib: 32,
+        }
+    }
+}
+
+impl ScriptsConfig {
+    pub fn limits(&self) -> crate::scripting::Limits {
+        crate::scripting::Limits {
+            budget: std::time::Duration::from_secs_f64(self.budget_ms.clamp(0.1, 1_000.0) / 1e3),
+            memory_bytes: self.memory_mib.clamp(1, 4096) << 20,
         }
     }
 }

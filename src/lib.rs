@@ -115,6 +115,7 @@ pub mod modding {}
 pub mod metrics;
 pub mod net;
 pub mod protocol;
+pub mod scripting;
 pub mod services;
 pub mod sim;
 pub mod store;
@@ -307,6 +308,11 @@ impl Server {
                 .ceil()
                 .max(1.0) as u64,
         };
+        let scripts_plugin = sim::scripts::ScriptsPlugin {
+            settings: sim::scripts::ScriptSettings {
+                limits: config.scripts.limits(),
+            },
+        };
         let game = (self.game)(bevy_app::PluginGroup::build(game));
         plugins.insert(
             0,
@@ -320,6 +326,7 @@ impl Server {
                     progress_plugin,
                     sim::admin::AdminPlugin,
                     sim::nodes::NodesPlugin,
+                    scripts_plugin,
                 ))
                 .insert_resource(cluster);
             }),
@@ -374,6 +381,7 @@ impl Server {
             tasks: tasks.clone(),
         };
         net::store_server::spawn_upload_expiry(state.clone());
+        spawn_mod_watcher(&state);
         net::rest_guard::RestLimits::spawn_forgetting(state.clone());
         let mut http_listeners = vec![(http, net::http::router(state.clone()))];
         if let Some(admin) = admin {
@@ -417,6 +425,29 @@ impl Server {
             store,
         })
     }
+}
+
+/// Reads the mods folder for changes and hands each to the simulation; a change the inbox
+/// has no room for is read again at the next look.
+fn spawn_mod_watcher(state: &AppState) {
+    let config = &state.config;
+    let dir = config
+        .scripts
+        .mods_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("mods"));
+    let every = Duration::from_millis(config.scripts.reload_ms.max(50));
+    let inbox = state.inbox.clone();
+    let shutdown = state.shutdown.clone();
+    state.tasks.spawn(async move {
+        let watching = scripting::package::watch_mods(dir, every, move |change| {
+            inbox.send(bridge::Command::to(change)).is_ok()
+        });
+        tokio::select! {
+            () = watching => {}
+            () = shutdown.cancelled() => {}
+        }
+    });
 }
 
 async fn bind(name: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {

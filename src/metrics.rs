@@ -66,6 +66,12 @@ pub struct Metrics {
     pub rooms: IntGauge,
     /// Wall time of each part of the tick (`TickSet`), per tick.
     pub tick_set_seconds: prometheus::HistogramVec,
+    /// Scripts stopped, by kind (`mod`, `room`) and reason (`budget`, `memory`, `error`).
+    pub script_stops: IntCounterVec,
+    /// Scripts running, by kind.
+    pub scripts_running: IntGaugeVec,
+    /// Time spent in scripts per tick, by kind.
+    pub script_seconds: prometheus::HistogramVec,
     /// Always 1, labelled with the version: which build is running.
     pub build_info: IntGaugeVec,
     /// CPU, memory and file descriptors of this process (Linux).
@@ -184,6 +190,27 @@ impl Metrics {
                 &["set"],
             )
             .expect("valid"),
+            script_stops: IntCounterVec::new(
+                Opts::new("script_stops_total", "Scripts stopped, by kind and reason"),
+                &["kind", "reason"],
+            )
+            .expect("valid"),
+            scripts_running: IntGaugeVec::new(
+                Opts::new("scripts_running", "Scripts running, by kind"),
+                &["kind"],
+            )
+            .expect("valid"),
+            script_seconds: prometheus::HistogramVec::new(
+                HistogramOpts::new(
+                    "script_tick_seconds",
+                    "Time spent in scripts in one tick, by kind",
+                )
+                .buckets(vec![
+                    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+                ]),
+                &["kind"],
+            )
+            .expect("valid"),
             build_info: IntGaugeVec::new(
                 Opts::new("build_info", "The running build (always 1)"),
                 &["version"],
@@ -255,6 +282,9 @@ impl Metrics {
             Box::new(self.rooms.clone()),
             Box::new(self.tick_set_seconds.clone()),
             Box::new(self.build_info.clone()),
+            Box::new(self.script_stops.clone()),
+            Box::new(self.scripts_running.clone()),
+            Box::new(self.script_seconds.clone()),
         ];
         for collector in collectors {
             self.registry

@@ -154,7 +154,7 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
             move |out| match game::encode(out) {
                 Frame::Message(kind, payload) => {
                     seq += 1;
-                    WsOut::Text(game::envelope(kind, seq, now_ms(), &payload))
+                    WsOut::Text(game::envelope(&kind, seq, now_ms(), &payload))
                 }
                 Frame::Close(code, reason) => WsOut::Close(code, reason),
             },

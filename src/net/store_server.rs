@@ -259,6 +259,7 @@ async fn dev(
                 sha256: published.sha256.clone(),
                 uploader: published.uploader.clone(),
                 uploaded_at: published.uploaded_at_ms,
+                room: published.room.clone(),
             };
             let op = LobbyOp::Publish {
                 game_id: published.game_id.clone(),

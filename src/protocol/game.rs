@@ -7,6 +7,8 @@
 //! messages leave the simulation as a `type` and an encoded payload; the connection's writer
 //! adds its own increasing `seq` and the server's `ts`, so a payload is never re-encoded.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -252,9 +254,9 @@ pub fn code_for(refusal: Refusal) -> &'static str {
 
 impl GameOut {
     /// A message of type `kind` with `payload` encoded now.
-    pub fn message<T: Serialize>(kind: &'static str, payload: &T) -> Self {
+    pub fn message<T: Serialize>(kind: impl Into<Cow<'static, str>>, payload: &T) -> Self {
         GameOut::Message {
-            kind,
+            kind: kind.into(),
             payload: Bytes::from(to_json(payload)),
         }
     }
@@ -268,7 +270,7 @@ fn to_json<T: Serialize>(payload: &T) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// A message's `type` and encoded `payload`, for [`envelope`].
-    Message(&'static str, Bytes),
+    Message(Cow<'static, str>, Bytes),
     /// A WebSocket close with this code and reason.
     Close(u16, String),
 }
@@ -337,12 +339,14 @@ pub fn encode(out: GameOut) -> Frame {
                 message: &message,
             }),
         ),
-        GameOut::Snapshot(json) => return Frame::Message("world.snapshot", Bytes::from(json)),
-        GameOut::Delta(json) => return Frame::Message("world.delta", Bytes::from(json)),
+        GameOut::Snapshot(json) => {
+            return Frame::Message("world.snapshot".into(), Bytes::from(json));
+        }
+        GameOut::Delta(json) => return Frame::Message("world.delta".into(), Bytes::from(json)),
         GameOut::Message { kind, payload } => return Frame::Message(kind, payload),
         GameOut::Close { code, reason } => return Frame::Close(code, reason),
     };
-    Frame::Message(kind, Bytes::from(payload))
+    Frame::Message(kind.into(), Bytes::from(payload))
 }
 
 #[derive(Debug, Serialize)]

@@ -11,6 +11,7 @@ pub mod pilots;
 pub mod play;
 pub mod progress;
 pub mod rooms;
+pub mod script_store;
 pub mod studio;
 pub mod uploads;
 pub mod wagers;

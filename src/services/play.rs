@@ -135,7 +135,7 @@ pub enum GameOut {
     Delta(String),
     /// A message of another type, encoded already: a plugin's, or `auth.error`.
     Message {
-        kind: &'static str,
+        kind: std::borrow::Cow<'static, str>,
         payload: Bytes,
     },
     /// Close the connection with this WebSocket close code and reason.

@@ -333,7 +333,8 @@ pub struct Rank {
 }
 
 /// A game's leaderboard, best first, at most `limit` lines. The space game ranks by
-/// experience; another game by each player's best GARP score.
+/// experience; another game by each player's best score, in a GARP play or a room its
+/// script ended.
 pub fn leaderboard(
     conn: &crate::store::Connection,
     game_id: &str,
@@ -366,9 +367,12 @@ pub fn leaderboard(
              FROM player_stats s JOIN accounts a ON a.user_id = s.user_id"
         )
     } else {
-        "SELECT p.user_id AS user_id, a.display_name AS name, MAX(p.score) AS score
-         FROM plays p JOIN accounts a ON a.user_id = p.user_id
-         WHERE p.game_id = ?5 AND p.score IS NOT NULL GROUP BY p.user_id, a.display_name"
+        "SELECT s.user_id AS user_id, a.display_name AS name, MAX(s.score) AS score
+         FROM (SELECT user_id, score FROM plays WHERE game_id = ?5 AND score IS NOT NULL
+               UNION ALL
+               SELECT user_id, score FROM room_results WHERE game_id = ?5) AS s
+         JOIN accounts a ON a.user_id = s.user_id
+         GROUP BY s.user_id, a.display_name"
             .to_owned()
     };
     let sql = format!(

@@ -63,6 +63,8 @@ pub struct Published {
     pub uploader: String,
     pub uploaded_at_ms: i64,
     pub files: BuildFiles,
+    /// The room script the build carries, compiled.
+    pub room: Option<std::sync::Arc<crate::scripting::package::RoomScript>>,
 }
 
 /// A verified build's directory, and where it goes when the version is recorded.
@@ -379,6 +381,17 @@ impl Uploads {
                     actual: sha256,
                 });
             }
+            // A build that carries room rules must carry working ones.
+            let room = match crate::scripting::package::room_script_in_build(&up.build) {
+                Ok(room) => room,
+                Err(why) => {
+                    let _ = std::fs::remove_dir_all(&up.dir);
+                    this.release(&up.game_id, &up.version);
+                    return Err(DomainError::InvalidInput(format!(
+                        "the build's room script: {why}"
+                    )));
+                }
+            };
             let published = Published {
                 game_id: up.game_id.clone(),
                 version: up.version.clone(),
@@ -390,6 +403,7 @@ impl Uploads {
                     staging: up.dir.clone(),
                     target: catalog::version_dir(&this.data_dir, &up.game_id, &up.version),
                 },
+                room,
             };
             let sealed = this.seal(up, &published);
             if sealed.is_err() {

@@ -7,6 +7,9 @@
 //! [`FromClient`] message carrying its [`Caller`], and is answered through the caller.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use bevy_app::App;
 use bevy_ecs::prelude::*;
@@ -97,13 +100,47 @@ pub struct StartupErrors(pub Vec<String>);
 #[derive(Resource, Clone, Default)]
 pub struct GameMessageTypes {
     decoders: HashMap<&'static str, Decoder>,
+    /// Types scripts take (a mod's `ecliptic.on_message`, a room game's `messages`), with
+    /// how many scripts take each. They come and go as scripts load, so the network side
+    /// shares this set rather than a copy.
+    scripted: Arc<RwLock<HashMap<String, usize>>>,
 }
 
 type Decoder = fn(&str, Value) -> Result<Arrival, DecodeError>;
 
 impl GameMessageTypes {
     pub fn contains(&self, kind: &str) -> bool {
-        self.decoders.contains_key(kind)
+        self.decoders.contains_key(kind) || self.scripted.read().contains_key(kind)
+    }
+
+    /// A script takes messages of type `kind`: they arrive as
+    /// `FromClient<ScriptMessage>`. Refused for the protocol's own types and a Rust
+    /// plugin's.
+    pub fn claim_for_script(&self, kind: &str) -> Result<(), String> {
+        let namespaced = kind.split_once('.').is_some_and(|(a, b)| {
+            !a.is_empty() && !b.is_empty() && kind.len() <= 64 && kind.is_ascii()
+        });
+        if !namespaced {
+            return Err(format!(
+                "message type {kind:?} must look like \"mygame.move\" (ASCII, at most 64 bytes)"
+            ));
+        }
+        if game::BUILT_IN_TYPES.contains(&kind) || self.decoders.contains_key(kind) {
+            return Err(format!("message type {kind:?} is already the server's"));
+        }
+        *self.scripted.write().entry(kind.to_owned()).or_default() += 1;
+        Ok(())
+    }
+
+    /// A script no longer takes messages of type `kind`.
+    pub fn release_for_script(&self, kind: &str) {
+        let mut scripted = self.scripted.write();
+        if let Some(count) = scripted.get_mut(kind) {
+            *count -= 1;
+            if *count == 0 {
+                scripted.remove(kind);
+            }
+        }
     }
 
     /// Decodes a payload of an added type; `BAD_MESSAGE` when it does not fit, and
@@ -111,6 +148,19 @@ impl GameMessageTypes {
     pub fn decode(&self, kind: &str, payload: Value) -> Result<Arrival, DecodeError> {
         match self.decoders.get(kind) {
             Some(decode) => decode(kind, payload),
+            None if self.scripted.read().contains_key(kind) => {
+                let message = super::scripts::ScriptMessage {
+                    kind: kind.to_owned(),
+                    payload,
+                };
+                Ok(Arrival(Box::new(move |world, caller, seq| {
+                    world.write_message(FromClient {
+                        caller,
+                        seq,
+                        message,
+                    });
+                })))
+            }
             None => Err(DecodeError {
                 code: game::codes::UNKNOWN_TYPE,
                 message: format!("unknown message type {kind:?}"),
@@ -191,6 +241,11 @@ impl Caller {
 
     /// Sends the caller a message of type `kind`; the connection adds `seq` and `ts`.
     pub fn reply<T: Serialize>(&self, kind: &'static str, payload: &T) {
+        self.link.send(GameOut::message(kind, payload));
+    }
+
+    /// Sends the caller a message of a type named at run time (a script's).
+    pub fn reply_named(&self, kind: String, payload: &Value) {
         self.link.send(GameOut::message(kind, payload));
     }
 

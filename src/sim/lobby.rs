@@ -774,6 +774,7 @@ fn leave_room(world: &mut World, caller: &Caller, room_id: &str) -> Result<(), D
         let mut lobby = world.resource_mut::<Lobby>();
         lobby.rooms.remove(room_id);
         lobby.closing_instances.push(room_id.to_owned());
+        super::scripts::rooms::stop(world, room_id);
         tracing::info!(room = %room_id, game = %room.game_id, "room ended: its last player left");
     } else {
         push_room(world, &room);
@@ -786,11 +787,30 @@ fn leave_room(world: &mut World, caller: &Caller, room_id: &str) -> Result<(), D
 /// players in its instance are told (`error ROOM_ENDED`) and disconnected, after which the
 /// instance is removed.
 pub fn end_room(world: &mut World, room_id: &str) -> Result<RoomView, DomainError> {
-    let entity = room_entity(world, room_id)?;
-    let room = world
-        .get::<Room>(entity)
-        .cloned()
-        .ok_or_else(|| DomainError::NotFound(format!("no room {room_id:?}")))?;
+    let view = close_room(
+        world,
+        room_id,
+        &format!("an operator ended room {room_id}"),
+        true,
+    )
+    .ok_or_else(|| DomainError::NotFound(format!("no room {room_id:?}")))?;
+    tracing::info!(room = %room_id, game = %view.game_id, "room ended by an operator");
+    Ok(view)
+}
+
+/// Closes a room: the lobby hears it is gone, its script (if any) stops, and its instance
+/// is removed once no ship is left in it. With `disconnect`, the players in the instance
+/// are told why (`error ROOM_ENDED`) and disconnected; otherwise they stay connected (a
+/// match that finished has told them its results) until they leave.
+pub(crate) fn close_room(
+    world: &mut World,
+    room_id: &str,
+    why: &str,
+    disconnect: bool,
+) -> Option<RoomView> {
+    super::scripts::rooms::stop(world, room_id);
+    let entity = room_entity(world, room_id).ok()?;
+    let room = world.get::<Room>(entity).cloned()?;
     world
         .resource::<Lobby>()
         .broadcast(wire::room_push(&room.view(), true));
@@ -798,20 +818,24 @@ pub fn end_room(world: &mut World, room_id: &str) -> Result<RoomView, DomainErro
     let mut lobby = world.resource_mut::<Lobby>();
     lobby.rooms.remove(room_id);
     lobby.closing_instances.push(room_id.to_owned());
-    tracing::info!(room = %room_id, game = %room.game_id, "room ended by an operator");
-    if let Some(instance) = world
-        .get_resource::<Instances>()
-        .and_then(|instances| instances.get(room_id))
+    if disconnect
+        && let Some(instance) = world
+            .get_resource::<Instances>()
+            .and_then(|instances| instances.get(room_id))
     {
         let mut clients = world.query::<(&crate::sim::players::Client, &InInstance)>();
         for (client, _) in clients.iter(world).filter(|(_, i)| i.0 == instance) {
-            client
-                .link
-                .error("ROOM_ENDED", format!("an operator ended room {room_id}"));
+            client.link.error("ROOM_ENDED", why.to_owned());
             client.link.close(1000, "room ended");
         }
     }
-    Ok(room.view())
+    Some(room.view())
+}
+
+/// The game a room plays.
+pub(crate) fn room_game(world: &World, room_id: &str) -> Option<String> {
+    let entity = room_entity(world, room_id).ok()?;
+    world.get::<Room>(entity).map(|r| r.game_id.clone())
 }
 
 /// `START_ROOM` (and GARP's `LockRoomRequest`), by the room's host. The room's world
@@ -831,9 +855,13 @@ fn start_room(
         }
     };
     let cluster = world.get_resource::<crate::cluster::Cluster>().cloned();
+    // A scripted room runs where its lobby is: the script and its results stay with it.
+    let scripted = room_script(world, &room).is_some();
     let elsewhere = match &cluster {
         Some(cluster)
-            if cluster.is_clustered() && world.resource::<Instances>().get(room_id).is_none() =>
+            if cluster.is_clustered()
+                && !scripted
+                && world.resource::<Instances>().get(room_id).is_none() =>
         {
             let own = super::nodes::players_here(world);
             world
@@ -881,16 +909,55 @@ fn startable_room(world: &World, caller: &Caller, room_id: &str) -> Result<Room,
     Ok(room)
 }
 
-/// Starts the room's world on this node and marks the room playing.
+/// The room script of the room's game version, if it has one.
+fn room_script(world: &World, room: &Room) -> Option<super::scripts::RoomScriptRef> {
+    let catalog = world.resource::<Catalog>();
+    let game = catalog.get(&room.game_id).ok()?;
+    game.version(&room.version)?.room.clone()
+}
+
+/// Starts the room's world on this node and marks the room playing. A game whose version
+/// carries a room script has its rules run there; if the script fails to start, the room
+/// stays waiting and the host hears why.
 fn start_here(world: &mut World, room_id: &str) -> LobbyResult {
     if world.resource::<Instances>().get(room_id).is_none() {
+        let room = room_entity(world, room_id)
+            .ok()
+            .and_then(|e| world.get::<Room>(e).cloned());
+        let script = room.as_ref().and_then(|room| room_script(world, room));
         let data = world.resource::<Data>().0.clone();
-        let Some(template) = data.systems.first() else {
+        let system = script.as_ref().and_then(|s| s.manifest.system.clone());
+        let template = match &system {
+            Some(id) => data.system(id),
+            None => data.systems.first(),
+        };
+        let Some(template) = template else {
+            return Err(DomainError::Internal(format!(
+                "no star system {} to start a room in",
+                system.unwrap_or_default()
+            )));
+        };
+        let Some(instance) = create_instance(world, room_id, Arc::new(template.clone())) else {
             return Err(DomainError::Internal(
-                "no star system to start a room in".into(),
+                "the room's world could not be made".into(),
             ));
         };
-        create_instance(world, room_id, Arc::new(template.clone()));
+        if let (Some(script), Some(room)) = (script, room)
+            && let Err(why) = super::scripts::rooms::start(
+                world,
+                room_id,
+                &room.game_id,
+                &room.version,
+                &script,
+                instance,
+                room.players.clone(),
+            )
+        {
+            destroy_instance(world, room_id);
+            return Err(DomainError::BadState(format!(
+                "the room's script failed to start: {why}"
+            )));
+        }
     }
     let endpoint = world.resource::<GameEndpoint>().clone();
     mark_playing(world, room_id, endpoint)

@@ -26,6 +26,7 @@ pub mod players;
 pub mod progress;
 pub mod replication;
 pub mod scenario;
+pub mod scripts;
 pub mod ships;
 pub mod stations;
 mod stats;

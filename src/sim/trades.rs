@@ -196,3 +196,60 @@ fn apply(world: &mut World, ship: Entity, settlement: &Settlement) -> GameOut {
         details: settlement.details.clone(),
     }
 }
+
+/// What becomes of a change of credits made outside a trade: the pilot's credits after it,
+/// or why it did not happen.
+pub type CreditsDone = Box<dyn FnOnce(&mut World, Result<i64, String>) + Send>;
+
+/// Changes `ship`'s credits by `delta` (a script's grant or charge) the way a trade does:
+/// saved first, applied once committed, refused while another change is being saved or if
+/// the credits would go below zero.
+pub fn adjust_credits(world: &mut World, ship: Entity, delta: i64, done: CreditsDone) {
+    if ensure_idle(world, ship).is_err() {
+        return done(
+            world,
+            Err("a trade of this player is being saved; try again".into()),
+        );
+    }
+    let Some(mut record) = pilot_record(world, ship) else {
+        return done(world, Err("not a player's ship".into()));
+    };
+    let Some(credits) = record.credits.checked_add(delta).filter(|c| *c >= 0) else {
+        return done(world, Err("the player has too few credits".into()));
+    };
+    record.credits = credits;
+    world.entity_mut(ship).insert(Settling::default());
+    world.resource::<SimServices>().clone().write_then(
+        move |conn| pilots::save(conn, &record),
+        move |world: &mut World, saved| {
+            let settling = world
+                .get_entity_mut(ship)
+                .ok()
+                .and_then(|mut ship| ship.take::<Settling>());
+            let Some(settling) = settling else {
+                // The ship left meanwhile; its last save, queued after this one, wins.
+                return done(
+                    world,
+                    Err("the player left before the change was saved".into()),
+                );
+            };
+            let outcome = match saved {
+                Ok(()) => match world.get_mut::<Pilot>(ship) {
+                    Some(mut pilot) => {
+                        pilot.credits += delta;
+                        Ok(pilot.credits)
+                    }
+                    None => Err("not a player's ship".into()),
+                },
+                Err(e) => {
+                    tracing::error!("saving a change of credits failed: {e}");
+                    Err("the change could not be saved".into())
+                }
+            };
+            if settling.save_after {
+                persist(world, ship);
+            }
+            done(world, outcome);
+        },
+    );
+}

@@ -228,6 +228,29 @@ pub const MIGRATIONS: &[&str] = &[
         created_at     INTEGER NOT NULL
     );
     "#,
+    // 11: scripts: a version's room script, what scripts store, and the rooms they ended.
+    r#"
+    ALTER TABLE versions ADD COLUMN room_script TEXT;
+    CREATE TABLE script_values (
+        space          TEXT NOT NULL,                  -- "mod:<name>" or "game:<game_id>"
+        key            TEXT NOT NULL,
+        value          TEXT NOT NULL,                  -- JSON
+        updated_at     INTEGER NOT NULL,
+        PRIMARY KEY (space, key)
+    );
+    CREATE TABLE room_results (
+        room_id        TEXT NOT NULL,
+        game_id        TEXT NOT NULL,
+        version        TEXT NOT NULL,
+        user_id        TEXT NOT NULL,
+        display_name   TEXT NOT NULL,
+        score          INTEGER NOT NULL,
+        play_id        INTEGER,                        -- the GARP play it finished, if any
+        ended_at       INTEGER NOT NULL,
+        PRIMARY KEY (room_id, user_id)
+    );
+    CREATE INDEX room_results_by_game ON room_results(game_id, user_id, score);
+    "#,
 ];
 
 /// A migration in PostgreSQL's words: 64-bit integers (SQLite's `INTEGER` is 64-bit),

@@ -82,6 +82,11 @@ pub(super) fn adopt_orphan_versions(store: &Store, data_dir: &Path) -> anyhow::R
                 sha256: manifest.sha256.clone(),
                 uploader: manifest.uploader.clone(),
                 uploaded_at,
+                room: crate::scripting::package::room_script_in_build(
+                    &version_dir.path().join(BUILD_FILE),
+                )
+                .ok()
+                .flatten(),
             };
             let game_id = manifest.game_id.clone();
             block_on_write(store, move |conn| insert_version(conn, &game_id, &version))?;

@@ -44,6 +44,9 @@ pub struct Version {
     pub uploader: String,
     /// Unix milliseconds.
     pub uploaded_at: i64,
+    /// The rules its rooms run, when the build carries `ecliptic-room.toml`.
+    #[serde(skip)]
+    pub room: Option<std::sync::Arc<crate::scripting::package::RoomScript>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

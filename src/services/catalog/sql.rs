@@ -39,15 +39,19 @@ pub(super) fn insert_version(
     v: &Version,
 ) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO versions (game_id, version, size_bytes, sha256, uploader, uploaded_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        "INSERT INTO versions (game_id, version, size_bytes, sha256, uploader, uploaded_at,
+                               room_script)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
         params![
             game_id,
             v.version,
             v.size_bytes as i64,
             v.sha256,
             v.uploader,
-            v.uploaded_at
+            v.uploaded_at,
+            v.room
+                .as_ref()
+                .and_then(|r| serde_json::to_string(&r.source).ok())
         ],
     )?;
     Ok(())
@@ -137,18 +141,24 @@ pub(super) fn load_games(conn: &crate::store::Connection) -> Result<Vec<Game>, S
         games.push(game?);
     }
     let mut stmt = conn.prepare(
-        "SELECT game_id, version, size_bytes, sha256, uploader, uploaded_at
+        "SELECT game_id, version, size_bytes, sha256, uploader, uploaded_at, room_script
          FROM versions ORDER BY uploaded_at, version",
     )?;
     let rows = stmt.query_map((), |r| {
+        let game_id = r.get::<_, String>(0)?;
+        let version: String = r.get(1)?;
+        let room = r
+            .get::<_, Option<String>>(6)?
+            .and_then(|text| room_script(&game_id, &version, &text));
         Ok((
-            r.get::<_, String>(0)?,
+            game_id,
             Version {
-                version: r.get(1)?,
+                version,
                 size_bytes: r.get::<_, i64>(2)? as u64,
                 sha256: r.get(3)?,
                 uploader: r.get(4)?,
                 uploaded_at: r.get(5)?,
+                room,
             },
         ))
     })?;
@@ -183,4 +193,22 @@ pub(super) fn load_games(conn: &crate::store::Connection) -> Result<Vec<Game>, S
         }
     }
     Ok(games)
+}
+
+/// A stored room script, compiled; logged and left out if it no longer compiles.
+fn room_script(
+    game_id: &str,
+    version: &str,
+    text: &str,
+) -> Option<std::sync::Arc<crate::scripting::package::RoomScript>> {
+    let compiled = serde_json::from_str::<crate::scripting::package::RoomSource>(text)
+        .map_err(|e| e.to_string())
+        .and_then(|source| source.compile());
+    match compiled {
+        Ok(script) => Some(script),
+        Err(e) => {
+            tracing::error!(game = game_id, version, "the room script cannot run: {e}");
+            None
+        }
+    }
 }

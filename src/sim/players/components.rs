@@ -102,6 +102,11 @@ impl Client {
     pub fn push<T: serde::Serialize>(&self, kind: &'static str, payload: &T) {
         self.link.send(GameOut::message(kind, payload));
     }
+
+    /// [`Client::push`] of a type named at run time (a script's).
+    pub fn push_named(&self, kind: String, payload: &serde_json::Value) {
+        self.link.send(GameOut::message(kind, payload));
+    }
 }
 
 /// Adds (or with a negative `delta`, removes) units of a commodity in `cargo`; empty holds

@@ -1,0 +1,594 @@
+//! The `ecliptic` API as the world answers it: each function a script calls arrives here
+//! by name, with the world lent for the length of the call. Reads see the world as it is;
+//! actions happen at once, except those that must be saved first (credits, the store),
+//! whose callback runs in a later tick once the write has committed.
+
+use std::collections::HashMap;
+
+use bevy_ecs::prelude::*;
+use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
+use uuid::Uuid;
+
+use super::{Answer, Answers, Owner};
+use crate::scripting::package::Permission;
+use crate::scripting::{self, Host};
+use crate::sim::instances::{Data, InInstance, Instance, Instances};
+use crate::sim::npc::Pirate;
+use crate::sim::physics::Kinematics;
+use crate::sim::players::{Client, NetIds, Pilot, despawn_ship, spawn_ship};
+use crate::sim::replication::Replicated;
+use crate::sim::ships::{Docked, Hull, Ship};
+use crate::sim::stations::Station;
+use crate::sim::{SimServices, Tick};
+
+/// The functions of the `ecliptic` table.
+pub const API: &[&str] = &[
+    "on",
+    "on_message",
+    "tick",
+    "now",
+    "ships",
+    "ship",
+    "stations",
+    "zones",
+    "spawn_npc",
+    "remove_npc",
+    "damage",
+    "repair",
+    "grant",
+    "charge",
+    "send",
+    "broadcast",
+    "publish",
+    "store_get",
+    "store_set",
+    "finish",
+];
+
+/// The most an API call may move: credits, damage, a score.
+const MAX_AMOUNT: i64 = 1_000_000_000;
+/// The largest stored value (JSON bytes) and key.
+const MAX_VALUE_BYTES: usize = 64 * 1024;
+const MAX_KEY_BYTES: usize = 256;
+
+/// What a script registered: hooks by event, message handlers by type, and callbacks
+/// waiting for a write or a read.
+#[derive(Default)]
+pub struct Hooks {
+    pub on: HashMap<String, Vec<Function>>,
+    pub messages: HashMap<String, Function>,
+    pub callbacks: HashMap<u64, Function>,
+    next_callback: u64,
+}
+
+/// The events a script may hook with `ecliptic.on`.
+pub const EVENTS: &[&str] = &[
+    "tick",
+    "ship_destroyed",
+    "hit",
+    "trade",
+    "dock",
+    "undock",
+    "join",
+    "leave",
+    "zone_entered",
+    "zone_left",
+];
+
+/// A room's part of the world, for the room's script.
+pub struct RoomScope {
+    pub instance: Entity,
+    pub players: Vec<Uuid>,
+}
+
+/// One script's view of the world for one call.
+pub struct WorldHost<'w> {
+    pub world: &'w mut World,
+    pub owner: &'w Owner,
+    pub generation: u64,
+    pub grants: &'w [Permission],
+    pub room: Option<&'w RoomScope>,
+    pub hooks: &'w mut Hooks,
+    /// Message types the script asked for during this call.
+    pub claimed: Vec<String>,
+    /// A room's results, once its script called `ecliptic.finish`.
+    pub finished: Option<Vec<(Uuid, i64)>>,
+}
+
+fn runtime(message: impl Into<String>) -> mlua::Error {
+    mlua::Error::runtime(message.into())
+}
+
+fn args<T: FromLuaMulti>(lua: &Lua, op: &str, args: MultiValue) -> mlua::Result<T> {
+    T::from_lua_multi(args, lua).map_err(|e| runtime(format!("ecliptic.{op}: bad arguments: {e}")))
+}
+
+impl Host for WorldHost<'_> {
+    fn call(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        match op {
+            "on" => {
+                let (event, f): (String, Function) = args(lua, op, a)?;
+                if !EVENTS.contains(&event.as_str()) {
+                    return Err(runtime(format!(
+                        "ecliptic.on: no event {event:?} (events: {})",
+                        EVENTS.join(", ")
+                    )));
+                }
+                self.hooks.on.entry(event).or_default().push(f);
+                ().into_lua_multi(lua)
+            }
+            "on_message" => {
+                self.need(Permission::Messages, op)?;
+                if self.room.is_some() {
+                    return Err(runtime(
+                        "ecliptic.on_message: a room's messages arrive in its loop; list them in ecliptic-room.toml",
+                    ));
+                }
+                let (kind, f): (String, Function) = args(lua, op, a)?;
+                if !self.hooks.messages.contains_key(&kind) {
+                    self.world
+                        .resource::<crate::sim::extend::GameMessageTypes>()
+                        .claim_for_script(&kind)
+                        .map_err(|e| runtime(format!("ecliptic.on_message: {e}")))?;
+                    self.claimed.push(kind.clone());
+                }
+                self.hooks.messages.insert(kind, f);
+                ().into_lua_multi(lua)
+            }
+            "tick" => self.world.resource::<Tick>().0.into_lua_multi(lua),
+            "now" => chrono::Utc::now().timestamp_millis().into_lua_multi(lua),
+            "ships" => {
+                let instance: Option<String> = args(lua, op, a)?;
+                let instance = self.instance(instance.as_deref(), op)?;
+                self.ships(lua, instance)?.into_lua_multi(lua)
+            }
+            "ship" => {
+                let id: String = args(lua, op, a)?;
+                match self.find(&id) {
+                    Some(ship) => self.ship_table(lua, ship)?.into_lua_multi(lua),
+                    None => Value::Nil.into_lua_multi(lua),
+                }
+            }
+            "stations" => {
+                let instance: Option<String> = args(lua, op, a)?;
+                let instance = self.instance(instance.as_deref(), op)?;
+                self.stations(lua, instance)?.into_lua_multi(lua)
+            }
+            "zones" => {
+                let instance: Option<String> = args(lua, op, a)?;
+                let instance = self.instance(instance.as_deref(), op)?;
+                let zones = match self.world.get::<Instance>(instance) {
+                    Some(i) => serde_json::to_value(&i.def.zones).map_err(runtime_of)?,
+                    None => serde_json::Value::Array(Vec::new()),
+                };
+                scripting::to_lua(lua, &zones)?.into_lua_multi(lua)
+            }
+            "spawn_npc" => {
+                self.need(Permission::Ships, op)?;
+                let spec: Table = args(lua, op, a)?;
+                self.spawn_npc(spec)?.into_lua_multi(lua)
+            }
+            "remove_npc" => {
+                self.need(Permission::Ships, op)?;
+                let id: String = args(lua, op, a)?;
+                let removed = match self.find(&id) {
+                    Some(ship) if self.world.get::<Pilot>(ship).is_none() => {
+                        despawn_ship(self.world, ship);
+                        true
+                    }
+                    Some(_) => return Err(runtime("ecliptic.remove_npc: that is a player's ship")),
+                    None => false,
+                };
+                removed.into_lua_multi(lua)
+            }
+            "damage" | "repair" => {
+                self.need(Permission::Ships, op)?;
+                let (id, amount): (String, i64) = args(lua, op, a)?;
+                let amount = amount_in_range(op, amount)?;
+                let ship = self
+                    .find(&id)
+                    .ok_or_else(|| runtime(format!("ecliptic.{op}: no ship {id:?}")))?;
+                let mut hull = self
+                    .world
+                    .get_mut::<Hull>(ship)
+                    .ok_or_else(|| runtime(format!("ecliptic.{op}: {id} has no hull")))?;
+                // Scripts wear ships down or mend them; destruction is combat's to decide.
+                hull.hp = if op == "damage" {
+                    hull.hp.saturating_sub(amount as u32).max(1)
+                } else {
+                    hull.hp.saturating_add(amount as u32).min(hull.max)
+                };
+                hull.hp.into_lua_multi(lua)
+            }
+            "grant" | "charge" => {
+                self.need(Permission::Credits, op)?;
+                let (user, amount, callback): (String, i64, Option<Function>) = args(lua, op, a)?;
+                let amount = amount_in_range(op, amount)?;
+                let ship = self
+                    .player_ship(&user)
+                    .ok_or_else(|| runtime(format!("ecliptic.{op}: {user} is not playing")))?;
+                let delta = if op == "grant" { amount } else { -amount };
+                let answer = self.answer_later(callback);
+                crate::sim::trades::adjust_credits(
+                    self.world,
+                    ship,
+                    delta,
+                    Box::new(move |world, outcome| {
+                        if let Some(answer) = answer {
+                            answer.send(world, outcome.map(serde_json::Value::from));
+                        }
+                    }),
+                );
+                ().into_lua_multi(lua)
+            }
+            "send" => {
+                self.need(Permission::Messages, op)?;
+                let (user, kind, payload): (String, String, Value) = args(lua, op, a)?;
+                let kind = outgoing_kind(op, kind)?;
+                let payload = scripting::from_lua(lua, payload)?;
+                let sent = match self.player_ship(&user) {
+                    Some(ship) => match self.world.get::<Client>(ship) {
+                        Some(client) => {
+                            client.push_named(kind, &payload);
+                            true
+                        }
+                        None => false,
+                    },
+                    None => false,
+                };
+                sent.into_lua_multi(lua)
+            }
+            "broadcast" => {
+                self.need(Permission::Messages, op)?;
+                let (kind, payload, instance): (String, Value, Option<String>) = args(lua, op, a)?;
+                let kind = outgoing_kind(op, kind)?;
+                let instance = self.instance(instance.as_deref(), op)?;
+                let payload = scripting::from_lua(lua, payload)?;
+                let mut clients = self.world.query::<(&Client, &InInstance)>();
+                let mut count = 0;
+                for (client, _) in clients.iter(self.world).filter(|(_, i)| i.0 == instance) {
+                    client.push_named(kind.clone(), &payload);
+                    count += 1;
+                }
+                count.into_lua_multi(lua)
+            }
+            "publish" => {
+                self.need(Permission::Comms, op)?;
+                let (topic, payload): (String, Value) = args(lua, op, a)?;
+                crate::protocol::comms::validate_topic(&topic, false)
+                    .map_err(|e| runtime(format!("ecliptic.publish: {}", e.message)))?;
+                crate::sim::comms::check_publish(&topic, false)
+                    .map_err(|e| runtime(format!("ecliptic.publish: {e}")))?;
+                let payload = scripting::from_lua(lua, payload)?;
+                let delivered = match self.world.get_resource_mut::<crate::sim::comms::Hub>() {
+                    Some(mut hub) => {
+                        let frame = crate::protocol::comms::broadcast(
+                            &topic,
+                            &payload,
+                            chrono::Utc::now().timestamp_millis(),
+                            &Uuid::new_v4().to_string(),
+                        );
+                        hub.publish(&topic, &crate::sim::comms::CommsOut::Text(frame))
+                    }
+                    None => 0,
+                };
+                delivered.into_lua_multi(lua)
+            }
+            "store_get" => {
+                self.need(Permission::Store, op)?;
+                let (key, callback): (String, Function) = args(lua, op, a)?;
+                check_key(&key)?;
+                let space = self.owner.store_space();
+                let answer = self.answer_later(Some(callback));
+                self.world.resource::<SimServices>().read_then(
+                    move |conn| crate::services::script_store::get(conn, &space, &key),
+                    move |world, read| {
+                        if let Some(answer) = answer {
+                            answer.send(world, read.map_err(|e| e.to_string()));
+                        }
+                    },
+                );
+                ().into_lua_multi(lua)
+            }
+            "store_set" => {
+                self.need(Permission::Store, op)?;
+                let (key, value, callback): (String, Value, Option<Function>) = args(lua, op, a)?;
+                check_key(&key)?;
+                let value = scripting::from_lua(lua, value)?;
+                let text = serde_json::to_string(&value).map_err(runtime_of)?;
+                if text.len() > MAX_VALUE_BYTES {
+                    return Err(runtime(format!(
+                        "ecliptic.store_set: a value is at most {MAX_VALUE_BYTES} bytes as JSON"
+                    )));
+                }
+                let space = self.owner.store_space();
+                let answer = self.answer_later(callback);
+                self.world.resource::<SimServices>().write_then(
+                    move |conn| crate::services::script_store::set(conn, &space, &key, &text),
+                    move |world, written| {
+                        if let Some(answer) = answer {
+                            answer.send(
+                                world,
+                                written
+                                    .map(|()| serde_json::Value::Bool(true))
+                                    .map_err(|e| e.to_string()),
+                            );
+                        }
+                    },
+                );
+                ().into_lua_multi(lua)
+            }
+            "finish" => {
+                let Some(room) = self.room else {
+                    return Err(runtime(
+                        "ecliptic.finish: only a room's script finishes a match",
+                    ));
+                };
+                let scores: HashMap<String, f64> = args(lua, op, a)?;
+                let mut results = Vec::new();
+                for (player, score) in scores {
+                    let user = Uuid::parse_str(&player)
+                        .ok()
+                        .filter(|u| room.players.contains(u))
+                        .ok_or_else(|| {
+                            runtime(format!("ecliptic.finish: {player:?} is not in this room"))
+                        })?;
+                    if !score.is_finite() || score.abs() > MAX_AMOUNT as f64 {
+                        return Err(runtime(format!(
+                            "ecliptic.finish: a score is a number within ±{MAX_AMOUNT}"
+                        )));
+                    }
+                    results.push((user, score.round() as i64));
+                }
+                results.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                self.finished = Some(results);
+                ().into_lua_multi(lua)
+            }
+            other => Err(runtime(format!("ecliptic.{other} is not available"))),
+        }
+    }
+}
+
+fn runtime_of(e: impl std::fmt::Display) -> mlua::Error {
+    runtime(e.to_string())
+}
+
+fn amount_in_range(op: &str, amount: i64) -> mlua::Result<i64> {
+    if (1..=MAX_AMOUNT).contains(&amount) {
+        Ok(amount)
+    } else {
+        Err(runtime(format!(
+            "ecliptic.{op}: the amount must be 1 to {MAX_AMOUNT}"
+        )))
+    }
+}
+
+fn check_key(key: &str) -> mlua::Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(runtime(format!(
+            "a store key is 1 to {MAX_KEY_BYTES} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The namespaces of messages the server itself sends; scripts use their own.
+const RESERVED: &[&str] = &[
+    "auth", "session", "input", "trade", "ship", "world", "combat", "room", "error",
+];
+
+fn outgoing_kind(op: &str, kind: String) -> mlua::Result<String> {
+    let prefix = kind.split('.').next().unwrap_or("");
+    let well_formed = kind.contains('.') && kind.len() <= 64 && kind.is_ascii();
+    if !well_formed || RESERVED.contains(&prefix) || kind == "error" {
+        return Err(runtime(format!(
+            "ecliptic.{op}: message type {kind:?} must look like \"mygame.news\" and not use the server's own namespaces"
+        )));
+    }
+    Ok(kind)
+}
+
+/// A callback to run with a result once work elsewhere has finished.
+pub struct Later {
+    owner: Owner,
+    generation: u64,
+    id: u64,
+}
+
+impl Later {
+    fn send(self, world: &mut World, value: Result<serde_json::Value, String>) {
+        world.resource_mut::<Answers>().0.push(Answer {
+            owner: self.owner,
+            generation: self.generation,
+            callback: self.id,
+            value,
+        });
+    }
+}
+
+impl WorldHost<'_> {
+    fn need(&self, permission: Permission, op: &str) -> mlua::Result<()> {
+        if self.grants.contains(&permission) {
+            return Ok(());
+        }
+        Err(runtime(match self.owner {
+            Owner::Mod(_) => format!(
+                "ecliptic.{op} needs the {:?} permission in mod.toml",
+                permission.as_str()
+            ),
+            Owner::Room { .. } => format!("ecliptic.{op} is not available to a room's script"),
+        }))
+    }
+
+    fn answer_later(&mut self, callback: Option<Function>) -> Option<Later> {
+        let callback = callback?;
+        self.hooks.next_callback += 1;
+        let id = self.hooks.next_callback;
+        self.hooks.callbacks.insert(id, callback);
+        Some(Later {
+            owner: self.owner.clone(),
+            generation: self.generation,
+            id,
+        })
+    }
+
+    /// The instance a call is about: named (a mod), or the room's own.
+    fn instance(&self, named: Option<&str>, op: &str) -> mlua::Result<Entity> {
+        let instances = self.world.resource::<Instances>();
+        match (self.room, named) {
+            (Some(room), None) => Ok(room.instance),
+            (Some(room), Some(id)) => match instances.get(id) {
+                Some(e) if e == room.instance => Ok(e),
+                _ => Err(runtime(format!(
+                    "ecliptic.{op}: a room's script sees its own room only"
+                ))),
+            },
+            (None, Some(id)) => instances
+                .get(id)
+                .ok_or_else(|| runtime(format!("ecliptic.{op}: no system or room {id:?}"))),
+            (None, None) => Err(runtime(format!(
+                "ecliptic.{op}: name the system or room (ecliptic.{op}(\"sol\"))"
+            ))),
+        }
+    }
+
+    /// The ship a client knows as `id`, if this script may see it.
+    fn find(&mut self, id: &str) -> Option<Entity> {
+        let room = self.room.map(|r| r.instance);
+        let mut ships = self
+            .world
+            .query_filtered::<(Entity, &Replicated, &InInstance), With<Ship>>();
+        ships
+            .iter(self.world)
+            .find(|(_, r, i)| &*r.net_id == id && room.is_none_or(|room| i.0 == room))
+            .map(|(e, _, _)| e)
+    }
+
+    fn player_ship(&mut self, user: &str) -> Option<Entity> {
+        let user = Uuid::parse_str(user).ok()?;
+        if let Some(room) = self.room
+            && !room.players.contains(&user)
+        {
+            return None;
+        }
+        let room = self.room.map(|r| r.instance);
+        let mut pilots = self.world.query::<(Entity, &Pilot, &InInstance)>();
+        pilots
+            .iter(self.world)
+            .find(|(_, p, i)| p.user_id == user && room.is_none_or(|room| i.0 == room))
+            .map(|(e, _, _)| e)
+    }
+
+    fn ships(&mut self, lua: &Lua, instance: Entity) -> mlua::Result<Table> {
+        let list = lua.create_table()?;
+        let mut ships = self
+            .world
+            .query_filtered::<(Entity, &InInstance), With<Ship>>();
+        let inside: Vec<Entity> = ships
+            .iter(self.world)
+            .filter(|(_, i)| i.0 == instance)
+            .map(|(e, _)| e)
+            .collect();
+        for (n, ship) in inside.into_iter().enumerate() {
+            list.raw_set(n + 1, self.ship_table(lua, ship)?)?;
+        }
+        Ok(list)
+    }
+
+    fn ship_table(&self, lua: &Lua, ship: Entity) -> mlua::Result<Table> {
+        let world = &*self.world;
+        let t = lua.create_table()?;
+        if let Some(r) = world.get::<Replicated>(ship) {
+            t.raw_set("id", &*r.net_id)?;
+            t.raw_set("kind", r.kind)?;
+        }
+        if let Some(k) = world.get::<Kinematics>(ship) {
+            t.raw_set("x", k.pos.x)?;
+            t.raw_set("y", k.pos.y)?;
+            t.raw_set("vx", k.vel.x)?;
+            t.raw_set("vy", k.vel.y)?;
+            t.raw_set("rot", k.rot)?;
+        }
+        if let Some(h) = world.get::<Hull>(ship) {
+            t.raw_set("hull", h.hp)?;
+            t.raw_set("max_hull", h.max)?;
+        }
+        if let Some(p) = world.get::<Pilot>(ship) {
+            t.raw_set("user", p.user_id.to_string())?;
+            t.raw_set("name", p.username.as_str())?;
+            t.raw_set("credits", p.credits)?;
+            let cargo = lua.create_table()?;
+            for hold in &p.cargo {
+                cargo.raw_set(hold.commodity_id.as_str(), hold.qty)?;
+            }
+            t.raw_set("cargo", cargo)?;
+        }
+        if let Some(&Docked(station)) = world.get::<Docked>(ship)
+            && let Some(s) = world.get::<Station>(station)
+        {
+            t.raw_set("docked_at", s.station_id.as_str())?;
+        }
+        if let Some(i) = world.get::<InInstance>(ship)
+            && let Some(instance) = world.get::<Instance>(i.0)
+        {
+            t.raw_set("instance", instance.id.as_str())?;
+        }
+        Ok(t)
+    }
+
+    fn stations(&mut self, lua: &Lua, instance: Entity) -> mlua::Result<Table> {
+        let list = lua.create_table()?;
+        let mut stations = self.world.query::<(&Station, &InInstance)>();
+        for (n, (station, _)) in stations
+            .iter(self.world)
+            .filter(|(_, i)| i.0 == instance)
+            .enumerate()
+        {
+            let t = lua.create_table()?;
+            t.raw_set("id", station.station_id.as_str())?;
+            t.raw_set("x", station.pos.x)?;
+            t.raw_set("y", station.pos.y)?;
+            list.raw_set(n + 1, t)?;
+        }
+        Ok(list)
+    }
+
+    fn spawn_npc(&mut self, spec: Table) -> mlua::Result<String> {
+        let named: Option<String> = spec.get("instance")?;
+        let instance = self.instance(named.as_deref(), "spawn_npc")?;
+        let x: f32 = spec.get("x")?;
+        let y: f32 = spec.get("y")?;
+        if !(x.is_finite() && y.is_finite()) || x.abs() > 1e6 || y.abs() > 1e6 {
+            return Err(runtime(
+                "ecliptic.spawn_npc: x and y are numbers within ±1e6",
+            ));
+        }
+        let data = self.world.resource::<Data>().0.clone();
+        let class_id: Option<String> = spec.get("class")?;
+        let class_id = class_id.unwrap_or_else(|| data.ships.pirate_class.clone());
+        let class = data
+            .ship_class(&class_id)
+            .cloned()
+            .ok_or_else(|| runtime(format!("ecliptic.spawn_npc: no ship class {class_id:?}")))?;
+        let net_id = self.world.resource_mut::<NetIds>().next("npc_");
+        let (hull, fuel) = (class.hull, class.fuel);
+        let ship = spawn_ship(
+            self.world,
+            instance,
+            std::sync::Arc::new(class),
+            net_id.clone(),
+            "pirate",
+            glam::Vec2::new(x, y),
+            0.0,
+            hull,
+            fuel,
+        )
+        .ok_or_else(|| runtime("ecliptic.spawn_npc: the instance has no space for ships"))?;
+        // A pirate with no zone of its own: it hunts what comes near and stays put otherwise.
+        self.world.entity_mut(ship).insert(Pirate {
+            zone: usize::MAX,
+            fleeing: false,
+        });
+        Ok(net_id.to_string())
+    }
+}

@@ -1,0 +1,194 @@
+//! Server mods: loaded, reloaded and unloaded as the mods folder changes, and run each
+//! tick on the tick's facts, their message types and their callbacks.
+
+use bevy_ecs::prelude::*;
+use mlua::{Lua, Value};
+
+use super::{
+    Answer, Happening, Owner, Runtimes, Script, ScriptMessage, SimServices, deliver_answers,
+    report_stop,
+};
+use crate::scripting::package::{ModChange, Permission};
+use crate::scripting::{self, Fault};
+use crate::sim::extend::FromClient;
+
+/// One mod: its script while it runs, or why it stopped.
+pub(crate) struct ModRuntime {
+    pub version: String,
+    grants: Vec<Permission>,
+    script: Option<Script>,
+    pub stopped: Option<Fault>,
+}
+
+impl ModRuntime {
+    /// Whether the mod takes client messages of type `kind`.
+    pub fn takes(&self, kind: &str) -> bool {
+        self.script
+            .as_ref()
+            .is_some_and(|s| s.hooks.messages.contains_key(kind))
+    }
+}
+
+fn count_running(world: &World, runtimes: &Runtimes) {
+    let running = runtimes
+        .mods
+        .values()
+        .filter(|m| m.script.is_some())
+        .count();
+    world
+        .resource::<SimServices>()
+        .metrics
+        .scripts_running
+        .with_label_values(&["mod"])
+        .set(running as i64);
+}
+
+/// Starts, restarts or removes a mod.
+pub(super) fn apply_change(world: &mut World, runtimes: &mut Runtimes, change: ModChange) {
+    match change {
+        ModChange::Unload(name) => {
+            if let Some(old) = runtimes.mods.remove(&name)
+                && let Some(script) = old.script
+            {
+                script.stop(world);
+                tracing::info!(script = %Owner::Mod(name), "mod unloaded: its folder is gone");
+            }
+        }
+        ModChange::Load(package) => {
+            let name = package.name.clone();
+            let owner = Owner::Mod(name.clone());
+            if let Some(old) = runtimes.mods.remove(&name)
+                && let Some(script) = old.script
+            {
+                script.stop(world);
+            }
+            let generation = runtimes.generation();
+            let grants = package.manifest.permissions.clone();
+            let started =
+                Script::start(world, &owner, generation, &package.compiled, &grants, None);
+            let (script, stopped) = match started {
+                Ok(script) => {
+                    tracing::info!(
+                        script = %owner,
+                        version = %package.manifest.version,
+                        "mod loaded"
+                    );
+                    (Some(script), None)
+                }
+                Err(fault) => {
+                    report_stop(world, "mod", &owner, &fault);
+                    (None, Some(fault))
+                }
+            };
+            runtimes.mods.insert(
+                name,
+                ModRuntime {
+                    version: package.manifest.version.clone(),
+                    grants,
+                    script,
+                    stopped,
+                },
+            );
+        }
+    }
+    count_running(world, runtimes);
+}
+
+/// Runs every mod for this tick. Messages of a type no mod takes are left for the rooms.
+pub(super) fn run(
+    world: &mut World,
+    runtimes: &mut Runtimes,
+    tick: u64,
+    facts: &[Happening],
+    messages: &[FromClient<ScriptMessage>],
+    answers: &[Answer],
+) {
+    let mut stopped = false;
+    for (name, runtime) in runtimes.mods.iter_mut() {
+        let Some(script) = runtime.script.as_mut() else {
+            continue;
+        };
+        let owner = Owner::Mod(name.clone());
+        let answered = script.take_answers(&owner, answers);
+        let hooked: Vec<(mlua::Function, &Happening)> = facts
+            .iter()
+            .flat_map(|fact| {
+                script
+                    .hooks
+                    .on
+                    .get(fact.event)
+                    .into_iter()
+                    .flatten()
+                    .map(move |f| (f.clone(), fact))
+            })
+            .collect();
+        let handled: Vec<(mlua::Function, &FromClient<ScriptMessage>)> = messages
+            .iter()
+            .filter_map(|m| Some((script.hooks.messages.get(&m.message.kind)?.clone(), m)))
+            .collect();
+        let ticks = script.hooks.on.get("tick").cloned().unwrap_or_default();
+        if answered.is_empty() && hooked.is_empty() && handled.is_empty() && ticks.is_empty() {
+            continue;
+        }
+        script.vm.begin_tick();
+        let grants = runtime.grants.clone();
+        let mut in_flight = None;
+        let result = script.run(world, &owner, &grants, None, |lua| {
+            deliver_answers(lua, answered)?;
+            for (f, fact) in hooked {
+                f.call::<()>(scripting::to_lua(lua, &fact.data)?)?;
+            }
+            for (f, message) in handled {
+                in_flight = Some(message);
+                answer_message(lua, &f, message)?;
+                in_flight = None;
+            }
+            for f in ticks {
+                f.call::<()>(tick)?;
+            }
+            Ok(())
+        });
+        if let Err(fault) = result {
+            if let Some(message) = in_flight {
+                message.caller.error(
+                    "SERVER_ERROR",
+                    &format!("the mod taking {} stopped", message.message.kind),
+                );
+            }
+            report_stop(world, "mod", &owner, &fault);
+            if let Some(script) = runtime.script.take() {
+                script.stop(world);
+            }
+            runtime.stopped = Some(fault);
+            stopped = true;
+        }
+    }
+    if stopped {
+        count_running(world, runtimes);
+    }
+}
+
+/// Calls a message handler with `(player, payload)`: what it returns is sent back as a
+/// message of the same type; `nil, "why"` becomes a `BAD_MESSAGE` error.
+fn answer_message(
+    lua: &Lua,
+    f: &mlua::Function,
+    message: &FromClient<ScriptMessage>,
+) -> mlua::Result<()> {
+    let caller = &message.caller;
+    let player = lua.create_table()?;
+    player.raw_set("user", caller.user_id.to_string())?;
+    player.raw_set("name", caller.username.as_str())?;
+    player.raw_set("seq", message.seq)?;
+    let payload = scripting::to_lua(lua, &message.message.payload)?;
+    let (reply, refusal): (Value, Option<String>) = f.call((player, payload))?;
+    match (reply, refusal) {
+        (Value::Nil, Some(why)) => caller.error("BAD_MESSAGE", &why),
+        (Value::Nil, None) => {}
+        (reply, _) => {
+            let reply = scripting::from_lua(lua, reply)?;
+            caller.reply_named(message.message.kind.clone(), &reply);
+        }
+    }
+    Ok(())
+}
