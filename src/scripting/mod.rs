@@ -110,10 +110,60 @@ pub trait Host {
 }
 
 /// When the VM's budget for this tick runs out, and whether it did.
+///
+/// The budget is CPU time on the simulation thread, so a script is not blamed for time
+/// the operating system gave to others. Reading the thread's CPU clock is a system call,
+/// so the interrupt only reads the wall clock until the wall-clock deadline passes, then
+/// checks the CPU time spent and moves the deadline on if some budget is left.
 #[derive(Default)]
 struct Clock {
     deadline: Cell<Option<Instant>>,
+    /// The thread's CPU time when the tick's budget began.
+    cpu_at_start: Cell<Duration>,
+    budget: Cell<Duration>,
     overran: Cell<bool>,
+}
+
+impl Clock {
+    fn start(&self, budget: Duration) {
+        self.budget.set(budget);
+        self.cpu_at_start.set(thread_cpu_time());
+        self.deadline.set(Some(Instant::now() + budget));
+        self.overran.set(false);
+    }
+
+    /// Whether the budget is spent (checked at Luau's interrupts).
+    fn spent(&self) -> bool {
+        let Some(deadline) = self.deadline.get() else {
+            return false;
+        };
+        let now = Instant::now();
+        if now < deadline {
+            return false;
+        }
+        let used = thread_cpu_time().saturating_sub(self.cpu_at_start.get());
+        match self.budget.get().checked_sub(used) {
+            Some(left) if !left.is_zero() => {
+                self.deadline.set(Some(now + left));
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `clock_gettime` writes one `timespec` into the valid pointer it is given.
+    let read = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    if read != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
 const HOST_KEY: &str = "ecliptic.host";
@@ -200,9 +250,7 @@ impl Vm {
         let clock = Rc::new(Clock::default());
         let interrupt_clock = clock.clone();
         lua.set_interrupt(move |_| {
-            if let Some(deadline) = interrupt_clock.deadline.get()
-                && Instant::now() >= deadline
-            {
+            if interrupt_clock.spent() {
                 interrupt_clock.overran.set(true);
                 return Err(mlua::Error::runtime("the script ran past its time budget"));
             }
@@ -218,9 +266,7 @@ impl Vm {
 
     /// Starts a new tick's budget.
     pub fn begin_tick(&self) {
-        self.clock
-            .deadline
-            .set(Some(Instant::now() + self.limits.budget));
+        self.clock.start(self.limits.budget);
     }
 
     /// What the entry script returned (a room's lifecycle table).

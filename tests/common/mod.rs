@@ -116,6 +116,19 @@ impl TestServer {
             .expect("a text body")
     }
 
+    /// The JSON body of `GET path` with a bearer token.
+    pub async fn get_auth(&self, path: &str, token: &str) -> Value {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
         let response = self
             .http
@@ -794,4 +807,28 @@ pub async fn admin_token(server: &TestServer, username: &str, password: &str) ->
     assert!(out.status.success(), "{out:?}");
     let grant = login_at(&server.http, &server.url(""), username, password).await;
     grant["access_token"].as_str().expect("token").to_owned()
+}
+
+/// A store-lobby connection to `addr` signed in by `kind` (`REGISTER_PLAYER`,
+/// `LOGIN_PLAYER`, `REGISTER_DEV`, `LOGIN_DEV`) as `name` with the suite's password:
+/// the connection and its session token.
+pub async fn line_session(
+    addr: SocketAddr,
+    kind: &str,
+    name: &str,
+) -> (LineClient<tokio::net::TcpStream>, String) {
+    let mut client = LineClient::connect(addr).await;
+    let reply = client
+        .call(
+            kind,
+            None,
+            json!({"username": name, "password": "pw-secret"}),
+        )
+        .await;
+    assert_eq!(reply["status"], "ok", "{kind} {name}: {reply}");
+    let token = reply["payload"]["session_token"]
+        .as_str()
+        .expect("a session token")
+        .to_owned();
+    (client, token)
 }

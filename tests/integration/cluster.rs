@@ -545,16 +545,7 @@ async fn until_another_node_heard(a: &TestServer, admin: &str) -> Value {
 async fn until_overview(a: &TestServer, admin: &str, wanted: impl Fn(&[Value]) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + common::WAIT;
     loop {
-        let overview = a
-            .http
-            .get(a.url("/api/v1/admin/overview"))
-            .bearer_auth(admin)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap();
+        let overview = a.get_auth("/api/v1/admin/overview", admin).await;
         if overview["nodes"].as_array().is_some_and(|n| wanted(n)) {
             return overview;
         }

@@ -109,25 +109,12 @@ async fn the_handshake_refuses_another_games_apikey() {
     assert!(first["nonce"].is_string(), "{first}");
 }
 
-/// A lobby connection of a new player: (connection, token, user name).
+/// A lobby connection of a new player: (connection, token).
 async fn lobby_player(
     server: &TestServer,
     name: &str,
 ) -> (LineClient<tokio::net::TcpStream>, String) {
-    let mut lobby = LineClient::connect(server.handle().lobby_tcp_addr).await;
-    let reply = lobby
-        .call(
-            "REGISTER_PLAYER",
-            None,
-            json!({"username": name, "password": "pw-secret"}),
-        )
-        .await;
-    assert_eq!(reply["status"], "ok", "{reply}");
-    let token = reply["payload"]["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (lobby, token)
+    common::line_session(server.handle().lobby_tcp_addr, "REGISTER_PLAYER", name).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -22,6 +22,7 @@ mod ops;
 mod process;
 mod raos;
 mod replication;
+mod scripts;
 mod store_failure;
 mod store_lobby;
 mod tls;

@@ -14,25 +14,12 @@ async fn login(
     server: &ChildServer,
     register: bool,
 ) -> (LineClient<tokio::net::TcpStream>, String) {
-    let mut dev = LineClient::connect(server.dev_tcp).await;
     let kind = if register {
         "REGISTER_DEV"
     } else {
         "LOGIN_DEV"
     };
-    let reply = dev
-        .call(
-            kind,
-            None,
-            json!({"username": "crashy", "password": "pw-secret"}),
-        )
-        .await;
-    assert_eq!(reply["status"], "ok", "{reply}");
-    let token = reply["payload"]["session_token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    (dev, token)
+    common::line_session(server.dev_tcp, kind, "crashy").await
 }
 
 async fn versions(server: &ChildServer, game: &str) -> Vec<Value> {

@@ -231,12 +231,17 @@ pub(super) fn run(
         let room = runtimes.rooms.iter().find(|(_, r)| {
             Some(r.scope.instance) == instance && r.messages.iter().any(|m| m == kind)
         });
+        let some_room_takes = || runtimes.rooms.values().any(|r| r.messages.contains(kind));
         match room {
             Some((room_id, _)) => inputs.entry(room_id.clone()).or_default().push(message),
-            None => message.caller.error(
+            None if some_room_takes() => message.caller.error(
                 "NOT_IN_ROOM",
                 &format!("{kind} is a room game's message: join a room of that game first"),
             ),
+            // Its script stopped between the message's arrival and now.
+            None => message
+                .caller
+                .error("UNKNOWN_TYPE", &format!("unknown message type {kind:?}")),
         }
     }
     let mut ended = Vec::new();

@@ -1,0 +1,586 @@
+//! Luau scripts (docs/scripting.md): a server mod loaded from the data directory and
+//! reloaded when edited, a room game uploaded with the command line and played to its end
+//! by two `/game` clients, and hostile scripts stopped while another room plays on.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::common;
+
+use common::garp::{self, Garp, dev_game, register};
+use common::{GameClient, LineClient, TestServer, WAIT, token_for, token_for_existing};
+use serde_json::{Value, json};
+
+fn example(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(path)
+}
+
+/// Copies the files of `from` into `to` (one level of folders deep is enough here).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// A zip of `files` (path, text): what a developer uploads.
+fn zip_of(files: &[(String, String)]) -> Vec<u8> {
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, text) in files {
+        zip.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// Every file under `dir`, with paths relative to it.
+fn files_of(dir: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            if entry.path().is_dir() {
+                pending.push(entry.path());
+                continue;
+            }
+            let relative = entry.path().strip_prefix(dir).unwrap().to_owned();
+            let name = relative.to_str().unwrap().replace('\\', "/");
+            files.push((name, std::fs::read_to_string(entry.path()).unwrap()));
+        }
+    }
+    files
+}
+
+/// A room game whose server script is `main`, taking `showdown.throw`-like messages.
+fn room_zip(main: &str) -> Vec<u8> {
+    zip_of(&[
+        (
+            "ecliptic-room.toml".into(),
+            "entry = \"server/main.luau\"\nmessages = [\"hostile.poke\"]\n".into(),
+        ),
+        ("server/main.luau".into(), main.into()),
+    ])
+}
+
+/// Sends `ambush.stats` until the mod answers with `want` true (it loads within a look
+/// at the mods folder); its answer.
+async fn stats_until(client: &mut GameClient, want: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        client.send("ambush.stats", json!({})).await;
+        let reply = client.recv_reply().await;
+        if reply["type"] == "ambush.stats" && want(&reply["payload"]) {
+            return reply["payload"].clone();
+        }
+        if reply["type"] == "error" {
+            // Not loaded yet.
+            assert_eq!(reply["payload"]["code"], "UNKNOWN_TYPE", "{reply}");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the mod never answered as wanted: {reply}"
+        );
+        // Paces the question; the answer, not the pause, is what the test waits on.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn trade(client: &mut GameClient, kind: &str, commodity: &str, quantity: i64) -> Value {
+    client
+        .send(
+            kind,
+            json!({"station_id": "earth-orbit-station", "commodity_id": commodity, "quantity": quantity}),
+        )
+        .await;
+    loop {
+        let reply = client.recv_reply().await;
+        if reply["type"] == "trade.result" {
+            assert_eq!(reply["payload"]["ok"], true, "{kind}: {reply}");
+            return reply;
+        }
+    }
+}
+
+/// Waits for an update of the player's world that shows entity `id`.
+async fn until_seen(client: &mut GameClient, id: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "{id} never seen");
+        let message = client.recv().await;
+        let entities = message["payload"]["entities"]
+            .as_array()
+            .into_iter()
+            .chain(message["payload"]["added"].as_array())
+            .chain(message["payload"]["updated"].as_array())
+            .flatten();
+        for entity in entities {
+            if entity["id"] == id {
+                return entity.clone();
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_mod_from_the_data_dir_changes_play_and_reloads_when_edited() {
+    let server = TestServer::start_with(|c| {
+        copy_dir(
+            &example("mods/pirate-ambush"),
+            &c.data_dir.join("mods").join("pirate-ambush"),
+        );
+        c.scripts.reload_ms = 100;
+    })
+    .await;
+    let token = token_for(&server, "trader").await;
+    let mut client = GameClient::connect(&server).await;
+    client.login(&token).await;
+    client.join("sol-1").await;
+    // The mod's own message type answers once it is loaded.
+    let stats = stats_until(&mut client, |_| true).await;
+    assert_eq!(stats, json!({"ambushes": 0, "threshold": 500}));
+
+    // A small sale draws no one; a large one draws pirates to the station.
+    trade(&mut client, "trade.buy", "food", 2).await;
+    trade(&mut client, "trade.sell", "food", 2).await;
+    trade(&mut client, "trade.buy", "electronics", 10).await;
+    let sold = trade(&mut client, "trade.sell", "electronics", 10).await;
+    let warning = client.recv_type("ambush.warning").await;
+    let sale = warning["payload"]["sale"].as_i64().unwrap();
+    assert!(sale >= 500, "{warning}");
+    assert_eq!(
+        warning["payload"]["message"],
+        "Word of your sale got out: pirates are waiting outside."
+    );
+    assert!(sold["payload"]["credits"].is_i64());
+    let pirates: Vec<String> = warning["payload"]["pirates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(pirates.len(), 2, "{warning}");
+    // They are real ships in the player's world.
+    let seen = until_seen(&mut client, &pirates[0]).await;
+    assert_eq!(seen["kind"], "pirate", "{seen}");
+    assert_eq!(
+        stats_until(&mut client, |s| s["ambushes"] == 1).await["threshold"],
+        500
+    );
+
+    // The operator edits the script: it is reloaded, and its store kept the count.
+    let script = server.config.data_dir.join("mods/pirate-ambush/main.luau");
+    let text = std::fs::read_to_string(&script).unwrap();
+    let edited = text
+        .replace("local THRESHOLD = 500", "local THRESHOLD = 400")
+        .replace(
+            "Word of your sale got out: pirates are waiting outside.",
+            "Reloaded: they know what you sold.",
+        );
+    assert_ne!(edited, text);
+    std::fs::write(&script, edited).unwrap();
+    let stats = stats_until(&mut client, |s| s["threshold"] == 400 && s["ambushes"] == 1).await;
+    assert_eq!(stats, json!({"ambushes": 1, "threshold": 400}));
+    trade(&mut client, "trade.buy", "electronics", 10).await;
+    trade(&mut client, "trade.sell", "electronics", 10).await;
+    let warning = client.recv_type("ambush.warning").await;
+    assert_eq!(
+        warning["payload"]["message"],
+        "Reloaded: they know what you sold."
+    );
+    // A bad payload for the mod's type is still the protocol's error.
+    client
+        .send_text(r#"{"type":"ambush.stats","seq":99,"payload":"#)
+        .await;
+    let error = client.recv_reply().await;
+    assert_eq!(error["payload"]["code"], "BAD_MESSAGE", "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mod_that_misbehaves_is_disabled_and_play_goes_on() {
+    let server = TestServer::start_with(|c| {
+        let mods = c.data_dir.join("mods");
+        for (name, grants, script) in [
+            // Spins forever every tick.
+            ("spinner", "[]", "ecliptic.on('tick', function() while true do end end)"),
+            // Spawns without the permission to.
+            (
+                "trespasser",
+                "[\"messages\"]",
+                "ecliptic.on('join', function(j) ecliptic.spawn_npc({instance = j.instance, x = 0, y = 0}) end)",
+            ),
+            // Answers its message until a client sends "boom".
+            (
+                "echo",
+                "[\"messages\"]",
+                "ecliptic.on_message('echo.say', function(p, m)\n  if m.text == 'boom' then error('asked to fail') end\n  return {text = m.text, from = p.name}\nend)",
+            ),
+        ] {
+            let dir = mods.join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("mod.toml"),
+                format!("name = \"{name}\"\nversion = \"1\"\nentry = \"main.luau\"\npermissions = {grants}\n"),
+            )
+            .unwrap();
+            std::fs::write(dir.join("main.luau"), script).unwrap();
+        }
+        c.scripts.reload_ms = 100;
+    })
+    .await;
+    let token = token_for(&server, "bystander").await;
+    let mut client = GameClient::connect(&server).await;
+    client.login(&token).await;
+    // The echo mod is loaded (and so, at the same look, are the others).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let echoed = loop {
+        client.send("echo.say", json!({"text": "hi"})).await;
+        let reply = client.recv_reply().await;
+        if reply["type"] == "echo.say" {
+            break reply;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{reply}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        echoed["payload"],
+        json!({"text": "hi", "from": "bystander"})
+    );
+    // Joining triggers the trespasser, which is stopped; the player is unharmed.
+    client.join("sol-1").await;
+    trade(&mut client, "trade.buy", "food", 1).await;
+    // The failing handler: the caller hears the server's error, the mod is disabled, and
+    // its type is unknown from then on.
+    client.send("echo.say", json!({"text": "boom"})).await;
+    let failed = client.recv_reply().await;
+    assert_eq!(failed["payload"]["code"], "SERVER_ERROR", "{failed}");
+    client.send("echo.say", json!({"text": "hi"})).await;
+    let gone = client.recv_reply().await;
+    assert_eq!(gone["payload"]["code"], "UNKNOWN_TYPE", "{gone}");
+    trade(&mut client, "trade.sell", "food", 1).await;
+
+    let metrics = server.get_text("/metrics").await;
+    for (reason, count) in [("budget", 1), ("error", 2)] {
+        let line =
+            format!("ecliptic_script_stops_total{{kind=\"mod\",reason=\"{reason}\"}} {count}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+    assert!(
+        metrics.contains("ecliptic_scripts_running{kind=\"mod\"} 0"),
+        "{metrics}"
+    );
+}
+
+/// A lobby connection logged in as `name` (registered over REST already).
+async fn lobby_login(
+    server: &TestServer,
+    name: &str,
+) -> (LineClient<tokio::net::TcpStream>, String) {
+    common::line_session(server.handle().lobby_tcp_addr, "LOGIN_PLAYER", name).await
+}
+
+fn ok(reply: Value) -> Value {
+    assert_eq!(reply["status"], "ok", "{reply}");
+    reply["payload"].clone()
+}
+
+/// The lobby connections of a room's players: a player who leaves the lobby leaves the
+/// room, so these stay open while the room plays.
+type Seats = Vec<LineClient<tokio::net::TcpStream>>;
+
+/// A started room of the game's latest version, hosted by `host` with `guests`; its id.
+async fn started_room(
+    server: &TestServer,
+    game_id: &str,
+    host: &str,
+    guests: &[&str],
+) -> (String, Seats) {
+    let mut seats = Vec::new();
+    let (mut lobby, token) = lobby_login(server, host).await;
+    let created = ok(lobby
+        .call("CREATE_ROOM", Some(&token), json!({"game_id": game_id}))
+        .await);
+    let room_id = created["room_id"].as_str().unwrap().to_owned();
+    for guest in guests {
+        let (mut their, their_token) = lobby_login(server, guest).await;
+        ok(their
+            .call("JOIN_ROOM", Some(&their_token), json!({"room_id": room_id}))
+            .await);
+        seats.push(their);
+    }
+    let started = ok(lobby
+        .call("START_ROOM", Some(&token), json!({"room_id": room_id}))
+        .await);
+    assert_eq!(started["room_id"], room_id.as_str(), "{started}");
+    seats.push(lobby);
+    (room_id, seats)
+}
+
+/// A `/game` client of `name` in the room's world.
+async fn in_room(server: &TestServer, name: &str, room_id: &str) -> GameClient {
+    let mut client = GameClient::connect(server).await;
+    client.login(&token_for_existing(server, name).await).await;
+    client.join(room_id).await;
+    client
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_uploaded_room_game_is_played_to_its_end_and_its_scores_settle_the_wagers() {
+    let server = garp::wager_server().await;
+    let http = server.handle().http_addr;
+    let game = dev_game(server.handle().dev_tcp_addr).await;
+
+    // The developer zips the example and uploads it with the command line.
+    let work = tempfile::tempdir().unwrap();
+    let build = work.path().join("showdown.zip");
+    std::fs::write(&build, zip_of(&files_of(&example("rooms/showdown")))).unwrap();
+    let out = common::database::ecliptic_command(&server.config.data_dir)
+        .args([
+            "dev",
+            "upload",
+            "--game",
+            &game.game_id,
+            "--version",
+            "1.0.0",
+        ])
+        .arg(&build)
+        .args(["--dev-tcp", &server.handle().dev_tcp_addr.to_string()])
+        .env("ECLIPTIC_USER", &game.username)
+        .env("ECLIPTIC_PASSWORD", "pw-secret")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    // Two players wager on it through GARP.
+    let mut players = Vec::new();
+    let mut wagers = Garp::connect(http, &game).await;
+    for name in ["ana", "ben"] {
+        register(&server, name).await;
+        let player = wagers.authenticate(&game, name).await;
+        let placed = wagers.wage(&game, &player, "10").await;
+        assert_eq!(placed["status"], "OK", "{placed}");
+        players.push((player, placed["playid"].clone()));
+    }
+
+    // The lobby lists it; ana opens a room, ben joins, ana starts it.
+    register(&server, "cleo").await;
+    let (mut lobby, token) = lobby_login(&server, "cleo").await;
+    let games = ok(lobby.call("LIST_GAMES", Some(&token), json!({})).await);
+    let listed = games["games"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["game_id"] == game.game_id.as_str())
+        .cloned()
+        .expect("the game is listed");
+    assert_eq!(listed["latest_version"], "1.0.0", "{listed}");
+    let (room_id, _seats) = started_room(&server, &game.game_id, "ana", &["ben"]).await;
+
+    // Both play in the room's world; the match begins once both are there.
+    let mut ana = in_room(&server, "ana", &room_id).await;
+    let mut ben = in_room(&server, "ben", &room_id).await;
+    let ana_id = players[0].0.user_id.clone();
+    let ben_id = players[1].0.user_id.clone();
+    let rounds = [
+        ("rock", "scissors", &ana_id),
+        ("rock", "paper", &ben_id),
+        ("paper", "rock", &ana_id),
+    ];
+    for (n, (a, b, winner)) in rounds.into_iter().enumerate() {
+        let round = ana.recv_type("showdown.round").await;
+        assert_eq!(round["payload"], json!({"round": n + 1, "of": 3}));
+        assert_eq!(
+            ben.recv_type("showdown.round").await["payload"]["round"],
+            n + 1
+        );
+        if n == 0 {
+            // A hand that is not one: the room says so, and the round waits.
+            ana.send("showdown.throw", json!({"hand": "lizard"})).await;
+            let invalid = ana.recv_type("showdown.invalid").await;
+            assert_eq!(
+                invalid["payload"]["reason"],
+                "hand must be rock, paper or scissors"
+            );
+        }
+        ana.send("showdown.throw", json!({"hand": a})).await;
+        ben.send("showdown.throw", json!({"hand": b, "taunt": "ignored"}))
+            .await;
+        let result = ana.recv_type("showdown.result").await;
+        assert_eq!(result["payload"]["round"], n + 1, "{result}");
+        assert_eq!(result["payload"]["winner"], winner.as_str(), "{result}");
+        assert_eq!(result["payload"]["throws"][&ana_id], a);
+        assert_eq!(result["payload"]["throws"][&ben_id], b);
+    }
+    let ended = ana.recv_type("room.ended").await;
+    assert_eq!(
+        ended["payload"],
+        json!({"room_id": room_id, "game_id": game.game_id, "results": [
+            {"user_id": ana_id, "name": "ana", "score": 200, "play_id": players[0].1},
+            {"user_id": ben_id, "name": "ben", "score": 100, "play_id": players[1].1},
+        ]})
+    );
+    assert_eq!(
+        ben.recv_type("room.ended").await["payload"],
+        ended["payload"]
+    );
+
+    // The room has left the lobby.
+    let rooms = ok(lobby.call("LIST_ROOMS", Some(&token), json!({})).await);
+    assert!(
+        !rooms["rooms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["room_id"] == room_id.as_str()),
+        "{rooms}"
+    );
+    // Each wager's play is finished with its player's score: the GARP ladder ranks them
+    // (the asker's own line first, as the reference does).
+    let ladder = wagers.ladder(&game, &players[1].0).await;
+    let lines: Vec<(Value, Value, Value)> = ladder["ladder"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{ladder}"))
+        .iter()
+        .map(|s| {
+            (
+                s["position"].clone(),
+                s["score"].clone(),
+                s["displayname"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (json!("2"), json!("100"), json!("The ben")),
+            (json!("1"), json!("200"), json!("The ana")),
+            (json!("2"), json!("100"), json!("The ben")),
+        ],
+        "{ladder}"
+    );
+    assert_eq!(ladder["totalGames"], 2, "{ladder}");
+    // A play finished by the room cannot be finished again by the client.
+    let again = wagers.finish(&players[0].0, &players[0].1, 999).await;
+    assert_eq!(garp::details(&again), "Play already finished.", "{again}");
+    // And the game's leaderboard has them.
+    let ben_token = token_for_existing(&server, "ben").await;
+    let board = server
+        .get_auth(
+            &format!("/api/v1/leaderboards/{}?category=global", game.game_id),
+            &ben_token,
+        )
+        .await;
+    let lines: Vec<(Value, Value)> = board["leaderboard"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{board}"))
+        .iter()
+        .map(|l| (l["player_name"].clone(), l["score"].clone()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (json!("The ana"), json!(200)),
+            (json!("The ben"), json!(100))
+        ],
+        "{board}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_room_scripts_are_stopped_while_another_room_plays_on() {
+    // Small VMs, so the allocation bomb meets its limit well within a tick's budget.
+    let server = TestServer::start_with(|c| c.scripts.memory_mib = 4).await;
+    let mut host_game = dev_game(server.handle().dev_tcp_addr).await;
+    let mut good_game = dev_game(server.handle().dev_tcp_addr).await;
+    good_game
+        .publish("1.0.0", &zip_of(&files_of(&example("rooms/showdown"))))
+        .await;
+    for name in ["cara", "dan", "eve"] {
+        register(&server, name).await;
+    }
+    // A good room: both players in, round 1 begun.
+    let (good_room, _good_seats) =
+        started_room(&server, &good_game.game_id, "cara", &["dan"]).await;
+    let mut cara = in_room(&server, "cara", &good_room).await;
+    let mut dan = in_room(&server, "dan", &good_room).await;
+    assert_eq!(
+        cara.recv_type("showdown.round").await["payload"]["round"],
+        1
+    );
+    dan.recv_type("showdown.round").await;
+
+    // Each hostile script misbehaves once a player is in its room.
+    let hostile = [
+        ("budget", "while true do end", "ran past its time budget"),
+        (
+            "memory",
+            "local t, s = {}, 'x' while true do s = s .. s table.insert(t, s) end",
+            "ran out of memory",
+        ),
+        (
+            "error",
+            "error('the rules are broken')",
+            "main.luau:3: the rules are broken",
+        ),
+        ("error", "io.open('/etc/passwd')", "main.luau:3: "),
+        ("error", "os.execute('true')", "main.luau:3: "),
+        (
+            "error",
+            "require('/etc/passwd')",
+            "no module \"/etc/passwd\" in this package",
+        ),
+    ];
+    for (n, (_, misdeed, why)) in hostile.iter().enumerate() {
+        let script = format!(
+            "local here = false\nreturn {{ join = function() here = true end, loop = function()\n  if here then {misdeed} end\nend }}\n"
+        );
+        host_game
+            .publish(&format!("1.0.{n}"), &room_zip(&script))
+            .await;
+        let (room_id, _seats) = started_room(&server, &host_game.game_id, "eve", &[]).await;
+        let mut eve = in_room(&server, "eve", &room_id).await;
+        let ended = eve.recv_reply().await;
+        assert_eq!(ended["type"], "error", "{ended}");
+        assert_eq!(ended["payload"]["code"], "ROOM_ENDED", "{ended}");
+        let message = ended["payload"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("room {room_id} ended: its script stopped: "))
+                && message.contains(why),
+            "{misdeed} in {room_id}: {message}"
+        );
+        assert_eq!(common::close_code(&mut eve.ws).await, Some(1000));
+    }
+    let metrics = server.get_text("/metrics").await;
+    for (reason, count) in [("budget", 1), ("memory", 1), ("error", 4)] {
+        let line =
+            format!("ecliptic_script_stops_total{{kind=\"room\",reason=\"{reason}\"}} {count}");
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+    // No tick waited on a hostile script beyond its budget (5 ms by default).
+    let (_, health) = server.get_json("/healthz").await;
+    let longest = health["tick_max_us"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{health}"));
+    assert!(longest < 1_000_000, "{health}");
+
+    // The good room played on all along: its match finishes.
+    for _ in 0..3 {
+        cara.send("showdown.throw", json!({"hand": "paper"})).await;
+        dan.send("showdown.throw", json!({"hand": "rock"})).await;
+        let result = cara.recv_type("showdown.result").await;
+        let winner = result["payload"]["winner"].as_str().unwrap().to_owned();
+        assert_eq!(result["payload"]["throws"][&winner], "paper", "{result}");
+    }
+    let ended = dan.recv_type("room.ended").await;
+    assert_eq!(ended["payload"]["results"][0]["name"], "cara", "{ended}");
+    assert_eq!(ended["payload"]["results"][0]["score"], 300, "{ended}");
+    assert_eq!(ended["payload"]["results"][1]["score"], 0, "{ended}");
+}
