@@ -572,9 +572,8 @@ pub fn may_enter(world: &World, instance: &str, user: Uuid) -> Result<(), Domain
 
 fn room_entity(world: &World, room_id: &str) -> Result<Entity, DomainError> {
     world
-        .resource::<Lobby>()
-        .rooms
-        .get(room_id)
+        .get_resource::<Lobby>()
+        .and_then(|lobby| lobby.rooms.get(room_id))
         .copied()
         .ok_or_else(|| DomainError::NotFound(format!("no room {room_id:?}")))
 }

@@ -77,6 +77,40 @@ impl CrowdSize {
 impl Crowd {
     /// Builds `sol-1` from the embedded data and fills it.
     pub fn new(services: SimServices, size: CrowdSize) -> Self {
+        Self::build(services, size, false)
+    }
+
+    /// The same crowd on a server that runs scripts (see [`Crowd::start_room_script`]).
+    pub fn scripted(services: SimServices, size: CrowdSize) -> Self {
+        Self::build(services, size, true)
+    }
+
+    /// Runs `source` as the room script of a room whose world is the crowd's instance.
+    pub fn start_room_script(&mut self, source: &str) -> Result<(), String> {
+        use crate::scripting::package::{RoomManifest, RoomSource};
+        let entry = "server/main.luau";
+        let script = RoomSource {
+            manifest: RoomManifest {
+                entry: entry.into(),
+                messages: Vec::new(),
+                system: None,
+                settings: Default::default(),
+            },
+            sources: vec![(entry.into(), source.into())],
+        }
+        .compile()?;
+        super::scripts::rooms::start(
+            self.sim.world_mut(),
+            "bench-room",
+            "bench",
+            "1",
+            &script,
+            self.instance,
+            Vec::new(),
+        )
+    }
+
+    fn build(services: SimServices, size: CrowdSize, scripts: bool) -> Self {
         let data = Arc::new(GameData::embedded().expect("embedded data is valid"));
         let (_inbox, rx) = crossbeam_channel::bounded(16);
         let game = SpaceGamePlugins {
@@ -93,6 +127,13 @@ impl Crowd {
             rx,
             move |app| {
                 app.add_plugins(game);
+                if scripts {
+                    app.add_plugins(super::scripts::ScriptsPlugin {
+                        settings: super::scripts::ScriptSettings {
+                            limits: crate::Config::default().scripts.limits(),
+                        },
+                    });
+                }
             },
         );
         let instance = sim

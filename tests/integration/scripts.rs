@@ -558,8 +558,54 @@ async fn hostile_room_scripts_are_stopped_while_another_room_plays_on() {
         );
         assert_eq!(common::close_code(&mut eve.ws).await, Some(1000));
     }
+    // A build whose room script does not compile is refused with the file and line, and
+    // leaves no version behind; one whose script fails in `init` cannot start a room.
+    let broken = room_zip("return {\n  loop = function(\n}");
+    let refused = upload_end(&mut host_game, "2.0.0", &broken).await;
+    assert_eq!(refused["code"], 100, "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(message.contains("server/main.luau:3:"), "{refused}");
+    let (token, game_id) = (host_game.token.clone(), host_game.game_id.clone());
+    let versions = garp::dev_call(
+        &mut host_game.dev,
+        "LIST_VERSIONS",
+        Some(&token),
+        json!({"game_id": game_id}),
+    )
+    .await;
+    assert!(!versions.to_string().contains("2.0.0"), "{versions}");
+    host_game
+        .publish(
+            "2.0.1",
+            &room_zip("return { init = function() error('no seats') end }"),
+        )
+        .await;
+    let (mut lobby, token) = lobby_login(&server, "eve").await;
+    let created = ok(lobby
+        .call(
+            "CREATE_ROOM",
+            Some(&token),
+            json!({"game_id": host_game.game_id}),
+        )
+        .await);
+    let start = lobby
+        .call(
+            "START_ROOM",
+            Some(&token),
+            json!({"room_id": created["room_id"]}),
+        )
+        .await;
+    assert_eq!(start["code"], 105, "{start}");
+    assert!(
+        start["message"]
+            .as_str()
+            .unwrap()
+            .contains("the room's script failed to start: server/main.luau:1: no seats"),
+        "{start}"
+    );
+
     let metrics = server.get_text("/metrics").await;
-    for (reason, count) in [("budget", 1), ("memory", 1), ("error", 4)] {
+    for (reason, count) in [("budget", 1), ("memory", 1), ("error", 5)] {
         let line =
             format!("ecliptic_script_stops_total{{kind=\"room\",reason=\"{reason}\"}} {count}");
         assert!(metrics.contains(&line), "{line} in\n{metrics}");
@@ -583,4 +629,29 @@ async fn hostile_room_scripts_are_stopped_while_another_room_plays_on() {
     assert_eq!(ended["payload"]["results"][0]["name"], "cara", "{ended}");
     assert_eq!(ended["payload"]["results"][0]["score"], 300, "{ended}");
     assert_eq!(ended["payload"]["results"][1]["score"], 0, "{ended}");
+}
+
+/// Uploads `bytes` as `version` in one chunk; the answer to `UPLOAD_END`.
+async fn upload_end(game: &mut garp::DevGame, version: &str, bytes: &[u8]) -> Value {
+    use base64::Engine;
+    use sha2::Digest;
+    let token = game.token.clone();
+    let begin = garp::dev_call(
+        &mut game.dev,
+        "UPLOAD_BEGIN",
+        Some(&token),
+        json!({"game_id": game.keys.game_id, "version": version, "size_bytes": bytes.len(),
+               "checksum": hex::encode(sha2::Sha256::digest(bytes))}),
+    )
+    .await;
+    let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let chunk = json!({"upload_id": begin["upload_id"], "seq": 0, "data_b64": data});
+    garp::dev_call(&mut game.dev, "UPLOAD_CHUNK", Some(&token), chunk).await;
+    game.dev
+        .call(
+            "UPLOAD_END",
+            Some(&token),
+            json!({"upload_id": begin["upload_id"]}),
+        )
+        .await
 }
