@@ -1,7 +1,7 @@
 //! What a room script costs the tick: the space game with 100 ships in one instance,
-//! stepped with no script, with a room script whose loop does nothing, and with one whose
-//! loop reads every ship (`ecliptic.ships()`) and touches each (position and hull read,
-//! one field written back into a table of its own).
+//! stepped without the scripts plugin, with it but no script, with a room script whose
+//! loop does nothing, and with one whose loop reads every ship (`ecliptic.ships()`) and
+//! touches each (position and hull read, one value written into a table of its own).
 //!
 //! `cargo bench --bench scripts`
 
@@ -30,15 +30,17 @@ return {
 }
 "#;
 
-fn crowd(script: Option<&str>) -> (Crowd, tempfile::TempDir) {
+/// The space game with 100 ships; `scripts`: on a server that runs scripts, with a room
+/// running `script` if one is given.
+fn crowd(scripts: bool, script: Option<&str>) -> (Crowd, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let metrics = Arc::new(Metrics::new());
     let store = Store::open(dir.path(), metrics.clone()).expect("store opens");
     let services = SimServices::new(store, metrics);
     let size = CrowdSize::spread_out(100, 0, 0);
-    let mut crowd = match script {
-        Some(_) => Crowd::scripted(services, size),
-        None => Crowd::new(services, size),
+    let mut crowd = match scripts {
+        true => Crowd::scripted(services, size),
+        false => Crowd::new(services, size),
     };
     if let Some(source) = script {
         crowd.start_room_script(source).expect("the script starts");
@@ -52,12 +54,13 @@ fn crowd(script: Option<&str>) -> (Crowd, tempfile::TempDir) {
 fn script_overhead(c: &mut Criterion) {
     let mut group = c.benchmark_group("scripts");
     group.measurement_time(Duration::from_secs(6));
-    for (name, script) in [
-        ("ships_100_no_script", None),
-        ("ships_100_empty_room_loop", Some(EMPTY_LOOP)),
-        ("ships_100_loop_touching_100", Some(TOUCH_100)),
+    for (name, scripts, script) in [
+        ("ships_100_no_script", false, None),
+        ("ships_100_scripts_idle", true, None),
+        ("ships_100_empty_room_loop", true, Some(EMPTY_LOOP)),
+        ("ships_100_loop_touching_100", true, Some(TOUCH_100)),
     ] {
-        let (mut crowd, _dir) = crowd(script);
+        let (mut crowd, _dir) = crowd(scripts, script);
         group.bench_function(name, |b| b.iter(|| crowd.step()));
     }
     group.finish();

@@ -291,13 +291,25 @@ impl Vm {
         f: impl FnOnce(&Lua) -> mlua::Result<R>,
     ) -> Result<R, Fault> {
         let lua = &self.lua;
+        let limit = self.limits.memory_bytes;
         let result = lua.scope(|scope| {
             let function = scope.create_function_mut(|lua, mut args: MultiValue| {
                 let op = match args.pop_front() {
                     Some(Value::String(op)) => op.to_string_lossy(),
                     _ => return Err(mlua::Error::runtime("host call without an op")),
                 };
-                host.call(lua, &op, args)
+                // What the host builds is bounded by the world, so it is built without
+                // mlua's per-allocation protection (which a memory limit turns on, and
+                // which costs more than the building); the limit is checked after.
+                lua.set_memory_limit(0)?;
+                let answer = host.call(lua, &op, args);
+                lua.set_memory_limit(limit)?;
+                if lua.used_memory() > limit {
+                    return Err(mlua::Error::MemoryError(
+                        "the script ran out of memory".into(),
+                    ));
+                }
+                answer
             })?;
             lua.set_named_registry_value(HOST_KEY, function)?;
             let result = f(lua);

@@ -480,7 +480,6 @@ impl WorldHost<'_> {
     }
 
     fn ships(&mut self, lua: &Lua, instance: Entity) -> mlua::Result<Table> {
-        let list = lua.create_table()?;
         let mut ships = self
             .world
             .query_filtered::<(Entity, &InInstance), With<Ship>>();
@@ -489,6 +488,7 @@ impl WorldHost<'_> {
             .filter(|(_, i)| i.0 == instance)
             .map(|(e, _)| e)
             .collect();
+        let list = lua.create_table_with_capacity(inside.len(), 0)?;
         for (n, ship) in inside.into_iter().enumerate() {
             list.raw_set(n + 1, self.ship_table(lua, ship)?)?;
         }
@@ -497,7 +497,7 @@ impl WorldHost<'_> {
 
     fn ship_table(&self, lua: &Lua, ship: Entity) -> mlua::Result<Table> {
         let world = &*self.world;
-        let t = lua.create_table()?;
+        let t = lua.create_table_with_capacity(0, 16)?;
         if let Some(r) = world.get::<Replicated>(ship) {
             t.raw_set("id", &*r.net_id)?;
             t.raw_set("kind", r.kind)?;
