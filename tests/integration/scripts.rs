@@ -291,6 +291,125 @@ fn ok(reply: Value) -> Value {
     reply["payload"].clone()
 }
 
+/// A mod that uses the rest of the API, each call answered to the player who asks.
+const TOUR: &str = r#"
+ecliptic.on("join", function(j)
+	ecliptic.grant(j.user, 250, function(ok, credits)
+		ecliptic.send(j.user, "tour.granted", { ok = ok, credits = credits })
+	end)
+end)
+ecliptic.on_message("tour.go", function(player, payload)
+	local mine
+	for _, ship in ecliptic.ships("sol-1") do
+		if ship.user == player.user then
+			mine = ship
+		end
+	end
+	if mine == nil then
+		return nil, "join sol-1 first"
+	end
+	local hurt = ecliptic.damage(mine.id, 30)
+	local mended = ecliptic.repair(mine.id, 10)
+	local npc = ecliptic.spawn_npc({ instance = "sol-1", x = mine.x + 5000, y = mine.y })
+	local removed = ecliptic.remove_npc(npc)
+	ecliptic.charge(player.user, 1e9, function(ok, why)
+		ecliptic.send(player.user, "tour.charged", { ok = ok, why = why })
+	end)
+	ecliptic.store_set("visits", payload.visit, function(ok)
+		ecliptic.store_get("visits", function(_, visits)
+			ecliptic.send(player.user, "tour.saved", { ok = ok, visits = visits })
+		end)
+	end)
+	return {
+		hull = { before = mine.hull, hurt = hurt, mended = mended },
+		removed = removed,
+		gone = ecliptic.ship(npc) == nil,
+		stations = #ecliptic.stations("sol-1"),
+		zones = #ecliptic.zones("sol-1"),
+		heard = ecliptic.publish("tour.news", { from = player.name }),
+		told = ecliptic.broadcast("tour.hello", { n = 1 }, "sol-1"),
+		docked_at = mine.docked_at,
+		credits = mine.credits,
+	}
+end)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mod_reads_and_changes_the_world_through_the_whole_api() {
+    let server = TestServer::start_with(|c| {
+        let dir = c.data_dir.join("mods/tour");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("mod.toml"),
+            "name = \"tour\"\nversion = \"1\"\nentry = \"main.luau\"\n\
+             permissions = [\"ships\", \"credits\", \"messages\", \"comms\", \"store\"]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("main.luau"), TOUR).unwrap();
+        c.scripts.reload_ms = 100;
+    })
+    .await;
+    let token = token_for(&server, "tourist").await;
+    let mut news = common::ws_connect(&format!(
+        "ws://{}/ws?token={token}",
+        server.handle().http_addr
+    ))
+    .await;
+    common::ws_send(&mut news, &json!({"type": "Subscribe", "data": {"topics": ["tour.news"]}})).await;
+    let mut client = GameClient::connect(&server).await;
+    client.login(&token).await;
+    // The mod is loaded once its message type is known; before joining it refuses.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        client.send("tour.go", json!({"visit": 0})).await;
+        let answer = client.recv_reply().await;
+        if answer["payload"]["code"] == "BAD_MESSAGE" {
+            assert_eq!(answer["payload"]["message"], "join sol-1 first");
+            break;
+        }
+        assert_eq!(answer["payload"]["code"], "UNKNOWN_TYPE", "{answer}");
+        assert!(tokio::time::Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Joining: the mod grants 250 credits, saved before it hears so.
+    client.join("sol-1").await;
+    let granted = client.recv_type("tour.granted").await;
+    assert_eq!(granted["payload"], json!({"ok": true, "credits": 5250}));
+
+    client.send("tour.go", json!({"visit": 3})).await;
+    // The broadcast goes out while the handler runs, before its reply.
+    assert_eq!(client.recv_type("tour.hello").await["payload"], json!({"n": 1}));
+    let tour = client.recv_type("tour.go").await;
+    assert_eq!(
+        tour["payload"],
+        json!({"hull": {"before": 100, "hurt": 70, "mended": 80}, "removed": true, "gone": true,
+               "stations": 2, "zones": 3, "heard": 1, "told": 1,
+               "docked_at": "earth-orbit-station", "credits": 5250})
+    );
+    let charged = client.recv_type("tour.charged").await;
+    assert_eq!(
+        charged["payload"],
+        json!({"ok": false, "why": "the player has too few credits"})
+    );
+    let saved = client.recv_type("tour.saved").await;
+    assert_eq!(saved["payload"], json!({"ok": true, "visits": 3}));
+    let heard = loop {
+        let message = common::ws_next(&mut news).await.expect("a broadcast");
+        if message["type"] == "Broadcast" {
+            break message;
+        }
+    };
+    assert_eq!(heard["data"]["topic"], "tour.news");
+    assert_eq!(heard["data"]["payload"], json!({"from": "tourist"}));
+    // The grant is saved: after a restart the pilot still has it.
+    let server = server.restart().await;
+    let mut again = GameClient::connect(&server).await;
+    again.login(&token_for_existing(&server, "tourist").await).await;
+    let (_, snapshot) = again.join("sol-1").await;
+    // Joining again grants again, once saved; the snapshot shows what was saved before.
+    assert_eq!(snapshot["payload"]["you"]["credits"], 5250, "{snapshot}");
+}
+
 /// The lobby connections of a room's players: a player who leaves the lobby leaves the
 /// room, so these stay open while the room plays.
 type Seats = Vec<LineClient<tokio::net::TcpStream>>;
