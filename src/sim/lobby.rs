@@ -493,7 +493,8 @@ fn answer(world: &mut World, caller: &Caller, op: LobbyOp) -> LobbyResult {
                 }
             }
             let (_, game_id) = lobby.streams.remove(&session_id).unwrap_or_default();
-            lobby.closing_instances.push(session_id);
+            lobby.closing_instances.push(session_id.clone());
+            super::scripts::rooms::stop(world, &session_id);
             Ok(LobbyReply::Stopped { game_id })
         }
         LobbyOp::Enter { push } => {
@@ -786,6 +787,7 @@ fn leave_room(world: &mut World, caller: &Caller, room_id: &str) -> Result<(), D
 /// players in its instance are told (`error ROOM_ENDED`) and disconnected, after which the
 /// instance is removed.
 pub fn end_room(world: &mut World, room_id: &str) -> Result<RoomView, DomainError> {
+    room_entity(world, room_id)?;
     let view = close_room(
         world,
         room_id,
@@ -797,10 +799,11 @@ pub fn end_room(world: &mut World, room_id: &str) -> Result<RoomView, DomainErro
     Ok(view)
 }
 
-/// Closes a room: the lobby hears it is gone, its script (if any) stops, and its instance
-/// is removed once no ship is left in it. With `disconnect`, the players in the instance
-/// are told why (`error ROOM_ENDED`) and disconnected; otherwise they stay connected (a
-/// match that finished has told them its results) until they leave.
+/// Closes a room (or a launched session): the lobby hears it is gone, its script (if
+/// any) stops, and its instance is removed once no ship is left in it. With `disconnect`,
+/// the players in the instance are told why (`error ROOM_ENDED`) and disconnected;
+/// otherwise they stay connected (a match that finished has told them its results) until
+/// they leave. `None` if there was no such room or session.
 pub(crate) fn close_room(
     world: &mut World,
     room_id: &str,
@@ -808,15 +811,27 @@ pub(crate) fn close_room(
     disconnect: bool,
 ) -> Option<RoomView> {
     super::scripts::rooms::stop(world, room_id);
-    let entity = room_entity(world, room_id).ok()?;
-    let room = world.get::<Room>(entity).cloned()?;
+    let room = room_entity(world, room_id)
+        .ok()
+        .and_then(|entity| Some((entity, world.get::<Room>(entity).cloned()?)));
+    let view = match room {
+        Some((entity, room)) => {
+            world
+                .resource::<Lobby>()
+                .broadcast(wire::room_push(&room.view(), true));
+            world.despawn(entity);
+            world.resource_mut::<Lobby>().rooms.remove(room_id);
+            Some(room.view())
+        }
+        None => {
+            world.get_resource_mut::<Lobby>()?.streams.remove(room_id)?;
+            None
+        }
+    };
     world
-        .resource::<Lobby>()
-        .broadcast(wire::room_push(&room.view(), true));
-    world.despawn(entity);
-    let mut lobby = world.resource_mut::<Lobby>();
-    lobby.rooms.remove(room_id);
-    lobby.closing_instances.push(room_id.to_owned());
+        .resource_mut::<Lobby>()
+        .closing_instances
+        .push(room_id.to_owned());
     if disconnect
         && let Some(instance) = world
             .get_resource::<Instances>()
@@ -828,13 +843,7 @@ pub(crate) fn close_room(
             client.link.close(1000, "room ended");
         }
     }
-    Some(room.view())
-}
-
-/// The game a room plays.
-pub(crate) fn room_game(world: &World, room_id: &str) -> Option<String> {
-    let entity = room_entity(world, room_id).ok()?;
-    world.get::<Room>(entity).map(|r| r.game_id.clone())
+    view
 }
 
 /// `START_ROOM` (and GARP's `LockRoomRequest`), by the room's host. The room's world
@@ -1023,14 +1032,40 @@ pub(crate) fn host_room(world: &mut World, room_id: &str, members: Vec<Uuid>) {
 }
 
 /// Creates an instance (of the first star system, as rooms do) named by a new session id.
+/// A game whose latest version carries a room script runs it there, with the launcher as
+/// its one player.
 fn launch_stream(world: &mut World, caller: &Caller, game_id: &str) -> LobbyResult {
-    online_game(world, game_id)?;
+    let game = online_game(world, game_id)?;
+    let latest = game.latest().cloned();
+    let script = latest.as_ref().and_then(|v| v.room.clone());
     let data = world.resource::<Data>().0.clone();
-    let Some(template) = data.systems.first() else {
+    let system = script.as_ref().and_then(|s| s.manifest.system.clone());
+    let template = match &system {
+        Some(id) => data.system(id),
+        None => data.systems.first(),
+    };
+    let Some(template) = template else {
         return Err(DomainError::Internal("no star system to launch in".into()));
     };
     let session_id = Uuid::new_v4().to_string();
-    create_instance(world, &session_id, Arc::new(template.clone()));
+    let instance = create_instance(world, &session_id, Arc::new(template.clone()))
+        .ok_or_else(|| DomainError::Internal("the session's world could not be made".into()))?;
+    if let (Some(script), Some(version)) = (script, latest)
+        && let Err(why) = super::scripts::rooms::start(
+            world,
+            &session_id,
+            game_id,
+            &version.version,
+            &script,
+            instance,
+            vec![(caller.user_id, caller.username.clone())],
+        )
+    {
+        destroy_instance(world, &session_id);
+        return Err(DomainError::BadState(format!(
+            "the game's script failed to start: {why}"
+        )));
+    }
     world
         .resource_mut::<Lobby>()
         .streams

@@ -355,7 +355,11 @@ async fn a_mod_reads_and_changes_the_world_through_the_whole_api() {
         server.handle().http_addr
     ))
     .await;
-    common::ws_send(&mut news, &json!({"type": "Subscribe", "data": {"topics": ["tour.news"]}})).await;
+    common::ws_send(
+        &mut news,
+        &json!({"type": "Subscribe", "data": {"topics": ["tour.news"]}}),
+    )
+    .await;
     let mut client = GameClient::connect(&server).await;
     client.login(&token).await;
     // The mod is loaded once its message type is known; before joining it refuses.
@@ -378,7 +382,10 @@ async fn a_mod_reads_and_changes_the_world_through_the_whole_api() {
 
     client.send("tour.go", json!({"visit": 3})).await;
     // The broadcast goes out while the handler runs, before its reply.
-    assert_eq!(client.recv_type("tour.hello").await["payload"], json!({"n": 1}));
+    assert_eq!(
+        client.recv_type("tour.hello").await["payload"],
+        json!({"n": 1})
+    );
     let tour = client.recv_type("tour.go").await;
     assert_eq!(
         tour["payload"],
@@ -404,7 +411,9 @@ async fn a_mod_reads_and_changes_the_world_through_the_whole_api() {
     // The grant is saved: after a restart the pilot still has it.
     let server = server.restart().await;
     let mut again = GameClient::connect(&server).await;
-    again.login(&token_for_existing(&server, "tourist").await).await;
+    again
+        .login(&token_for_existing(&server, "tourist").await)
+        .await;
     let (_, snapshot) = again.join("sol-1").await;
     // Joining again grants again, once saved; the snapshot shows what was saved before.
     assert_eq!(snapshot["payload"]["you"]["credits"], 5250, "{snapshot}");
@@ -773,4 +782,57 @@ async fn upload_end(game: &mut garp::DevGame, version: &str, bytes: &[u8]) -> Va
             json!({"upload_id": begin["upload_id"]}),
         )
         .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_launched_session_of_a_scripted_game_runs_its_rules_for_one() {
+    let server = TestServer::start().await;
+    let mut game = dev_game(server.handle().dev_tcp_addr).await;
+    let solo = "return {
+        join = function(room, player) ecliptic.send(player.id, 'solo.hello', { room = room.id }) end,
+        loop = function(room, tick, inputs)
+            for _, input in inputs do ecliptic.finish({ [input.player] = input.payload.score }) end
+        end,
+    }";
+    let zip = zip_of(&[
+        (
+            "ecliptic-room.toml".into(),
+            "entry = \"server/main.luau\"\nmessages = [\"solo.done\"]\n".into(),
+        ),
+        ("server/main.luau".into(), solo.into()),
+    ]);
+    game.publish("1.0.0", &zip).await;
+    let token = token_for(&server, "loner").await;
+    let (status, launched) = server
+        .post_auth(
+            &format!("/api/v1/games/{}/launch", game.game_id),
+            &token,
+            &json!({"mode": "stream"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{launched}");
+    let session = launched["session_id"]
+        .as_str()
+        .or_else(|| launched["data"]["session_id"].as_str())
+        .unwrap_or_else(|| panic!("{launched}"))
+        .to_owned();
+    let mut client = GameClient::connect(&server).await;
+    client.login(&token).await;
+    client.join(&session).await;
+    let hello = client.recv_type("solo.hello").await;
+    assert_eq!(hello["payload"], json!({"room": session}));
+    client.send("solo.done", json!({"score": 7})).await;
+    let ended = client.recv_type("room.ended").await;
+    assert_eq!(ended["payload"]["room_id"], session.as_str());
+    assert_eq!(ended["payload"]["game_id"], game.game_id.as_str());
+    assert_eq!(ended["payload"]["results"][0]["score"], 7);
+    // The session is over: stopping it again finds nothing.
+    let (status, stopped) = server
+        .post_auth(
+            &format!("/api/v1/games/sessions/{session}/stop"),
+            &token,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(status, 404, "{stopped}");
 }

@@ -363,6 +363,7 @@ pub(crate) fn end(world: &mut World, room_id: &str, outcome: RoomOutcome) {
                     .collect(),
             };
             let room_id = room_id.to_owned();
+            let game_id = runtime.game_id.clone();
             let instance = runtime.scope.instance;
             world.resource::<SimServices>().clone().write_then(
                 move |conn| script_store::record_room_end(conn, &end),
@@ -370,7 +371,7 @@ pub(crate) fn end(world: &mut World, room_id: &str, outcome: RoomOutcome) {
                     Ok(results) => {
                         let ended = RoomEnded {
                             room_id: &room_id,
-                            game_id: &end_game(&results, &room_id, world),
+                            game_id: &game_id,
                             results: results
                                 .into_iter()
                                 .map(|r| ResultLine {
@@ -398,11 +399,6 @@ pub(crate) fn end(world: &mut World, room_id: &str, outcome: RoomOutcome) {
             );
         }
     }
-}
-
-/// The game of an ended room, for its `room.ended` (the lobby still knows the room).
-fn end_game(_: &[script_store::RoomResult], room_id: &str, world: &World) -> String {
-    crate::sim::lobby::room_game(world, room_id).unwrap_or_default()
 }
 
 /// Stops a room's script, if it has one (the room ended or closed).
