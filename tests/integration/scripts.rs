@@ -463,7 +463,11 @@ async fn in_room(server: &TestServer, name: &str, room_id: &str) -> GameClient {
 async fn an_uploaded_room_game_is_played_to_its_end_and_its_scores_settle_the_wagers() {
     let server = garp::wager_server().await;
     let http = server.handle().http_addr;
-    let game = dev_game(server.handle().dev_tcp_addr).await;
+    let mut game = dev_game(server.handle().dev_tcp_addr).await;
+    // Ten-second wager periods, so the pot is paid out during the test.
+    const PERIOD_SECS: u64 = 10;
+    game.update(json!({"period_hours": PERIOD_SECS as f64 / 3600.0}))
+        .await;
 
     // The developer zips the example and uploads it with the command line.
     let work = tempfile::tempdir().unwrap();
@@ -487,7 +491,18 @@ async fn an_uploaded_room_game_is_played_to_its_end_and_its_scores_settle_the_wa
         .unwrap();
     assert!(out.status.success(), "{out:?}");
 
-    // Two players wager on it through GARP.
+    // Two players wager on it through GARP, early enough in a period (they lie on a grid
+    // from the Unix epoch) that the match ends before the period does.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let into_period =
+        std::time::Duration::from_millis(now.as_millis() as u64 % (PERIOD_SECS * 1000));
+    let left = std::time::Duration::from_secs(PERIOD_SECS) - into_period;
+    if left < std::time::Duration::from_secs(7) {
+        // Waits for the wall clock to reach the next period, not for an event.
+        tokio::time::sleep(left + std::time::Duration::from_millis(100)).await;
+    }
     let mut players = Vec::new();
     let mut wagers = Garp::connect(http, &game).await;
     for name in ["ana", "ben"] {
@@ -598,6 +613,23 @@ async fn an_uploaded_room_game_is_played_to_its_end_and_its_scores_settle_the_wa
     // A play finished by the room cannot be finished again by the client.
     let again = wagers.finish(&players[0].0, &players[0].1, 999).await;
     assert_eq!(garp::details(&again), "Play already finished.", "{again}");
+    // When the period resolves, the pot of 20 pays the ladder: 50% to ana, 25% to ben.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let balances = [
+            wagers.balance(&players[0].0).await,
+            wagers.balance(&players[1].0).await,
+        ];
+        if balances == [garp::GRANT - 10 + 10, garp::GRANT - 10 + 5] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the period never paid out: {balances:?}"
+        );
+        // Paces the question; the server pushes nothing when a period resolves.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     // And the game's leaderboard has them.
     let ben_token = token_for_existing(&server, "ben").await;
     let board = server
