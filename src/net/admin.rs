@@ -77,6 +77,7 @@ async fn overview(
         "rooms": world.rooms,
         "players": world.players,
         "nodes": world.nodes,
+        "scripts": world.scripts,
         "recent_errors": crate::journal::logged().recent(),
         "slow_consumers": m.slow_consumer_log.recent(),
     })))

@@ -391,7 +391,16 @@ fn fault(e: &mlua::Error, running: bool) -> Fault {
             message: "the script ran out of memory".into(),
         };
     }
-    let message = plain_error(e);
+    let full = plain_error(e);
+    // What players and operators read is the error and its position; the traceback that
+    // follows an error raised inside a callback goes to the debug log.
+    let message = match full.split_once("\nstack traceback:") {
+        Some((message, trace)) => {
+            tracing::debug!("script traceback:{trace}");
+            message.to_owned()
+        }
+        None => full,
+    };
     Fault {
         reason: FaultReason::Error,
         message: if running {

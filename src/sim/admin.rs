@@ -49,6 +49,18 @@ pub struct WorldOverview {
     pub players: Vec<PlayerOverview>,
     /// The other nodes of the cluster this node hears (none alone).
     pub nodes: Vec<NodeOverview>,
+    /// Server mods and room scripts, and whether each runs.
+    pub scripts: Vec<ScriptOverview>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ScriptOverview {
+    /// `mod` or `room`.
+    pub kind: &'static str,
+    /// The mod's folder, or the room (or launched session) id.
+    pub name: String,
+    /// `running <version>`, or `stopped: <why>`.
+    pub state: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -173,11 +185,16 @@ fn overview(world: &mut World) -> WorldOverview {
                 .collect()
         })
         .unwrap_or_default();
+    let scripts = super::scripts::running(world)
+        .into_iter()
+        .map(|(kind, name, state)| ScriptOverview { kind, name, state })
+        .collect();
     WorldOverview {
         instances,
         rooms,
         players,
         nodes,
+        scripts,
     }
 }
 

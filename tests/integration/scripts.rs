@@ -276,6 +276,30 @@ async fn a_mod_that_misbehaves_is_disabled_and_play_goes_on() {
         metrics.contains("ecliptic_scripts_running{kind=\"mod\"} 0"),
         "{metrics}"
     );
+    // The operator sees which mod stopped, and why.
+    let admin = common::admin_token(&server, "root", "root-secret").await;
+    let overview = server.get_auth("/api/v1/admin/overview", &admin).await;
+    let states: Vec<(Value, Value)> = overview["scripts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{overview}"))
+        .iter()
+        .map(|s| (s["name"].clone(), s["state"].clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (json!("echo"), json!("stopped: main.luau:2: asked to fail")),
+            (
+                json!("spinner"),
+                json!("stopped: the script ran past its time budget (5 ms per tick)")
+            ),
+            (
+                json!("trespasser"),
+                json!("stopped: ecliptic.spawn_npc needs the \"ships\" permission in mod.toml")
+            ),
+        ],
+        "{overview}"
+    );
 }
 
 /// A lobby connection logged in as `name` (registered over REST already).
