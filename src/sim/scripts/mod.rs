@@ -115,8 +115,11 @@ type FactReaders<'w, 's> = (
     MessageReader<'w, 's, ZoneLeft>,
 );
 
-/// Gathers the tick's facts, with the ids clients know things by.
+/// Gathers the tick's facts, with the ids clients know things by (when a script is
+/// running to hear them).
+#[allow(clippy::too_many_arguments)]
 fn gather(
+    runtimes: Option<NonSend<Runtimes>>,
     mut out: ResMut<Happenings>,
     (
         mut destroyed,
@@ -135,6 +138,16 @@ fn gather(
     stations: Query<&Station>,
     instances: Query<&Instance>,
 ) {
+    for m in messages.read() {
+        out.messages.push(FromClient {
+            caller: m.caller.clone(),
+            seq: m.seq,
+            message: m.message.clone(),
+        });
+    }
+    if runtimes.is_none_or(|r| r.mods.is_empty() && r.rooms.is_empty()) {
+        return;
+    }
     let instance_of = |e: Entity| located.get(e).ok().map(|i| i.0);
     let station_id = |e: Entity| stations.get(e).ok().map(|s| s.station_id.clone());
     let instance_id =
@@ -222,13 +235,6 @@ fn gather(
             instance_of(ship),
             json!({"ship": net_id(&ids, ship), "user": user.to_string(), "zone": zone}),
         );
-    }
-    for m in messages.read() {
-        out.messages.push(FromClient {
-            caller: m.caller.clone(),
-            seq: m.seq,
-            message: m.message.clone(),
-        });
     }
 }
 
