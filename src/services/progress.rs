@@ -49,6 +49,8 @@ impl Stats {
             Stat::Docks => self.docks as f64,
             Stat::Distance => self.distance,
             Stat::Credits => self.credits as f64,
+            // Counted from the results of a game's rooms, not from the space game.
+            Stat::Matches | Stat::Wins => 0.0,
         }
     }
 }
@@ -62,6 +64,17 @@ pub enum Stat {
     Docks,
     Distance,
     Credits,
+    /// Matches of the achievement's game finished (rooms whose script ended them).
+    Matches,
+    /// Of those, the ones the player won (ranked first, ties included).
+    Wins,
+}
+
+impl Stat {
+    /// Whether it counts a room game's matches rather than the space game's play.
+    pub fn of_rooms(self) -> bool {
+        matches!(self, Stat::Matches | Stat::Wins)
+    }
 }
 
 /// One achievement of `data/achievements.json`: unlocked when `stat` reaches `at_least`.

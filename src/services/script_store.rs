@@ -5,6 +5,7 @@
 use uuid::Uuid;
 
 use crate::params;
+use crate::services::progress::{AchievementDef, Stat};
 use crate::store::{OptionalExtension, StoreError};
 
 /// The value stored under `key` in `space`, as JSON (`null` when there is none).
@@ -69,12 +70,22 @@ pub struct RoomEnd {
     pub scores: Vec<(Uuid, String, i64)>,
 }
 
-/// Records a room's results and finishes each player's open play of the game with their
-/// score, in one transaction.
+/// What a room's end saved: each player's result, and the achievements it unlocked.
+#[derive(Debug, Clone, Default)]
+pub struct RoomEndSaved {
+    pub results: Vec<RoomResult>,
+    /// `(player, achievement id)`, newly unlocked.
+    pub unlocked: Vec<(Uuid, String)>,
+}
+
+/// Records a room's results, finishes each player's open play of the game with their
+/// score, and unlocks the game's match achievements (`achievements`: those of this game
+/// counting `matches` or `wins`) the players now reach, in one transaction.
 pub fn record_room_end(
     conn: &crate::store::Connection,
     end: &RoomEnd,
-) -> Result<Vec<RoomResult>, StoreError> {
+    achievements: &[AchievementDef],
+) -> Result<RoomEndSaved, StoreError> {
     let now = chrono::Utc::now().timestamp_millis();
     let mut results = Vec::with_capacity(end.scores.len());
     for (user_id, display_name, score) in &end.scores {
@@ -117,5 +128,42 @@ pub fn record_room_end(
             play_id,
         });
     }
-    Ok(results)
+    let mut unlocked = Vec::new();
+    if !achievements.is_empty() {
+        for result in &results {
+            let (matches, wins) = match_counts(conn, &end.game_id, result.user_id)?;
+            for a in achievements {
+                let count = if a.stat == Stat::Wins { wins } else { matches };
+                if (count as f64) < a.at_least {
+                    continue;
+                }
+                let inserted = conn.execute(
+                    "INSERT INTO achievements (user_id, achievement_id, unlocked_at)
+                     VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![result.user_id.to_string(), a.achievement_id, now],
+                )?;
+                if inserted > 0 {
+                    unlocked.push((result.user_id, a.achievement_id.clone()));
+                }
+            }
+        }
+    }
+    Ok(RoomEndSaved { results, unlocked })
+}
+
+/// The matches of `game_id` the player finished, and won (ranked first, ties included).
+fn match_counts(
+    conn: &crate::store::Connection,
+    game_id: &str,
+    user_id: Uuid,
+) -> Result<(i64, i64), StoreError> {
+    conn.query_row(
+        "SELECT COUNT(*),
+                CAST(COALESCE(SUM(CASE WHEN r.score = (SELECT MAX(o.score) FROM room_results o
+                                                       WHERE o.room_id = r.room_id)
+                                  THEN 1 ELSE 0 END), 0) AS BIGINT)
+         FROM room_results r WHERE r.game_id = ?1 AND r.user_id = ?2",
+        params![game_id, user_id.to_string()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }

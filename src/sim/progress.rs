@@ -61,6 +61,19 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// The achievements of room game `game_id`, counted from its matches.
+    pub fn room_achievements(
+        &self,
+        game_id: &str,
+    ) -> Vec<crate::services::progress::AchievementDef> {
+        self.achievements
+            .achievements
+            .iter()
+            .filter(|a| a.game_id == game_id && a.stat.of_rooms())
+            .cloned()
+            .collect()
+    }
+
     pub fn new(achievements: Achievements, save_every: u64) -> Self {
         let (loaded_tx, loaded_rx) = crossbeam_channel::unbounded();
         let (ranked_tx, ranked_rx) = crossbeam_channel::unbounded();

@@ -842,8 +842,34 @@ async fn upload_end(game: &mut garp::DevGame, version: &str, bytes: &[u8]) -> Va
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_launched_session_of_a_scripted_game_runs_its_rules_for_one() {
-    let server = TestServer::start().await;
-    let mut game = dev_game(server.handle().dev_tcp_addr).await;
+    let data = tempfile::tempdir().unwrap();
+    common::game_data_copy(data.path(), |_| {});
+    let data_dir = data.path().to_owned();
+    let server = TestServer::start_with(|c| c.game.data_dir = Some(data_dir)).await;
+    let game = dev_game(server.handle().dev_tcp_addr).await;
+    // The operator adds achievements for the new game's matches, and restarts.
+    let builtin: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("data/achievements.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut achievements = builtin["achievements"].as_array().unwrap().clone();
+    for (id, stat, at_least) in [("solo-first", "matches", 1), ("solo-twice", "wins", 2)] {
+        achievements.push(
+            json!({"achievement_id": id, "game_id": game.game_id, "name": id,
+                                 "description": "a room game's achievement", "stat": stat,
+                                 "at_least": at_least}),
+        );
+    }
+    std::fs::write(
+        data.path().join("achievements.json"),
+        json!({"achievements": achievements}).to_string(),
+    )
+    .unwrap();
+    let server = server.restart().await;
+    let mut game = game.reconnect(server.handle().dev_tcp_addr).await;
     let solo = "return {
         join = function(room, player) ecliptic.send(player.id, 'solo.hello', { room = room.id }) end,
         loop = function(room, tick, inputs)
@@ -882,6 +908,27 @@ async fn a_launched_session_of_a_scripted_game_runs_its_rules_for_one() {
     assert_eq!(ended["payload"]["room_id"], session.as_str());
     assert_eq!(ended["payload"]["game_id"], game.game_id.as_str());
     assert_eq!(ended["payload"]["results"][0]["score"], 7);
+    // Its first match unlocked the game's first achievement (saved with the results).
+    let unlocked = server
+        .get_auth(
+            &format!("/api/v1/achievements?game_id={}", game.game_id),
+            &token,
+        )
+        .await;
+    let states: Vec<(Value, Value)> = unlocked["achievements"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{unlocked}"))
+        .iter()
+        .map(|a| (a["achievement_id"].clone(), a["unlocked"].clone()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            (json!("solo-first"), json!(true)),
+            (json!("solo-twice"), json!(false))
+        ],
+        "{unlocked}"
+    );
     // The session is over: stopping it again finds nothing.
     let (status, stopped) = server
         .post_auth(

@@ -365,10 +365,22 @@ pub(crate) fn end(world: &mut World, room_id: &str, outcome: RoomOutcome) {
             let room_id = room_id.to_owned();
             let game_id = runtime.game_id.clone();
             let instance = runtime.scope.instance;
+            let achievements = world
+                .get_resource::<crate::sim::progress::Progress>()
+                .map(|p| p.room_achievements(&game_id))
+                .unwrap_or_default();
             world.resource::<SimServices>().clone().write_then(
-                move |conn| script_store::record_room_end(conn, &end),
+                move |conn| script_store::record_room_end(conn, &end, &achievements),
                 move |world, saved| match saved {
-                    Ok(results) => {
+                    Ok(saved) => {
+                        for (user_id, achievement_id) in saved.unlocked {
+                            world.write_message(crate::sim::facts::AchievementUnlocked {
+                                user_id,
+                                username: names.get(&user_id).cloned().unwrap_or_default(),
+                                achievement_id,
+                            });
+                        }
+                        let results = saved.results;
                         let ended = RoomEnded {
                             room_id: &room_id,
                             game_id: &game_id,
