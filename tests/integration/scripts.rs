@@ -801,6 +801,25 @@ async fn hostile_room_scripts_are_stopped_while_another_room_plays_on() {
         .unwrap_or_else(|| panic!("{health}"));
     assert!(longest < 1_000_000, "{health}");
 
+    // A player flooding the room is slowed down, not able to spend its script's budget.
+    let flood: Vec<String> = (0..100)
+        .map(|n| {
+            json!({"type": "showdown.throw", "seq": 1000 + n, "payload": {"hand": "lizard"}})
+                .to_string()
+        })
+        .collect();
+    for frame in &flood {
+        cara.send_text(frame).await;
+    }
+    let slowed = loop {
+        let message = cara.recv_reply().await;
+        if message["type"] == "error" {
+            break message;
+        }
+        assert_eq!(message["type"], "showdown.invalid", "{message}");
+    };
+    assert_eq!(slowed["payload"]["code"], "COOLDOWN", "{slowed}");
+
     // The good room played on all along: its match finishes.
     for _ in 0..3 {
         cara.send("showdown.throw", json!({"hand": "paper"})).await;

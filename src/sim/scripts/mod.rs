@@ -238,6 +238,38 @@ fn gather(
     }
 }
 
+/// Messages one connection may send scripts in one tick; more are refused with
+/// `COOLDOWN`, so no player can spend a script's budget (and end a room) by flooding it.
+const MESSAGES_PER_TICK: usize = 16;
+
+fn within_rate(messages: Vec<FromClient<ScriptMessage>>) -> Vec<FromClient<ScriptMessage>> {
+    let mut sent: std::collections::HashMap<crate::bridge::ConnId, usize> = Default::default();
+    let mut dropped: Vec<(super::extend::Caller, usize)> = Vec::new();
+    let kept = messages
+        .into_iter()
+        .filter(|m| {
+            let count = sent.entry(m.caller.conn).or_default();
+            *count += 1;
+            if *count <= MESSAGES_PER_TICK {
+                return true;
+            }
+            match dropped.iter_mut().find(|(c, _)| c.conn == m.caller.conn) {
+                Some((_, n)) => *n += 1,
+                None => dropped.push((m.caller.clone(), 1)),
+            }
+            false
+        })
+        .collect();
+    // One error a tick for each flooding connection, not one per dropped message.
+    for (caller, n) in dropped {
+        caller.error(
+            "COOLDOWN",
+            &format!("at most {MESSAGES_PER_TICK} script messages a tick; {n} were dropped"),
+        );
+    }
+    kept
+}
+
 /// Runs every VM for this tick.
 fn run_scripts(world: &mut World) {
     let Some(mut runtimes) = world.remove_non_send::<Runtimes>() else {
@@ -245,6 +277,7 @@ fn run_scripts(world: &mut World) {
     };
     let tick = world.resource::<Tick>().0;
     let Happenings { facts, messages } = std::mem::take(&mut *world.resource_mut::<Happenings>());
+    let messages = within_rate(messages);
     let answers = std::mem::take(&mut world.resource_mut::<Answers>().0);
     let changes = std::mem::take(&mut world.resource_mut::<Pending<ModChange>>().0);
     let metrics = world.resource::<SimServices>().metrics.clone();
