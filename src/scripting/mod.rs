@@ -452,7 +452,7 @@ mod tests {
     }
 
     const LIMITS: Limits = Limits {
-        budget: Duration::from_millis(20),
+        budget: Duration::from_millis(100),
         memory_bytes: 4 << 20,
     };
 
