@@ -389,6 +389,25 @@ mod tests {
     }
 
     #[test]
+    fn a_package_over_its_size_is_refused() {
+        let big = "-- ".to_owned() + &"x".repeat(MAX_SOURCE_BYTES as usize);
+        let build = zip_of(&[
+            (ROOM_MANIFEST, "entry = \"server/main.luau\""),
+            ("server/main.luau", &big),
+        ]);
+        let e = room_script_in_build(build.path()).unwrap_err();
+        assert!(e.contains("bytes of them under server/"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mod.toml"),
+            "name = \"big\"\nversion = \"1\"\nentry = \"main.luau\"\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("main.luau"), &big).unwrap();
+        assert!(read_mod(dir.path()).unwrap_err().contains("bytes of them"));
+    }
+
+    #[test]
     fn a_mod_folder_is_read() {
         let dir = tempfile::tempdir().unwrap();
         let folder = dir.path().join("ambush");

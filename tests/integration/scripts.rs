@@ -70,27 +70,41 @@ fn room_zip(main: &str) -> Vec<u8> {
     ])
 }
 
-/// Sends `ambush.stats` until the mod answers with `want` true (it loads within a look
-/// at the mods folder); its answer.
-async fn stats_until(client: &mut GameClient, want: impl Fn(&Value) -> bool) -> Value {
+/// Sends `kind` until a reply satisfies `done` (a mod loads, or reloads, within a look at
+/// the mods folder; until then its type is unknown); that reply. The server pushes
+/// nothing when a mod loads, so the question is asked again, paced.
+async fn ask_until(
+    client: &mut GameClient,
+    kind: &str,
+    payload: Value,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        client.send("ambush.stats", json!({})).await;
+        client.send(kind, payload.clone()).await;
         let reply = client.recv_reply().await;
-        if reply["type"] == "ambush.stats" && want(&reply["payload"]) {
-            return reply["payload"].clone();
+        if done(&reply) {
+            return reply;
         }
         if reply["type"] == "error" {
-            // Not loaded yet.
             assert_eq!(reply["payload"]["code"], "UNKNOWN_TYPE", "{reply}");
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the mod never answered as wanted: {reply}"
+            "{kind} never answered as wanted: {reply}"
         );
         // Paces the question; the answer, not the pause, is what the test waits on.
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// `ambush.stats` once the mod's answer satisfies `want`.
+async fn stats_until(client: &mut GameClient, want: impl Fn(&Value) -> bool) -> Value {
+    let reply = ask_until(client, "ambush.stats", json!({}), |r| {
+        r["type"] == "ambush.stats" && want(&r["payload"])
+    })
+    .await;
+    reply["payload"].clone()
 }
 
 async fn trade(client: &mut GameClient, kind: &str, commodity: &str, quantity: i64) -> Value {
@@ -239,16 +253,10 @@ async fn a_mod_that_misbehaves_is_disabled_and_play_goes_on() {
     let mut client = GameClient::connect(&server).await;
     client.login(&token).await;
     // The echo mod is loaded (and so, at the same look, are the others).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let echoed = loop {
-        client.send("echo.say", json!({"text": "hi"})).await;
-        let reply = client.recv_reply().await;
-        if reply["type"] == "echo.say" {
-            break reply;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{reply}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let echoed = ask_until(&mut client, "echo.say", json!({"text": "hi"}), |r| {
+        r["type"] == "echo.say"
+    })
+    .await;
     assert_eq!(
         echoed["payload"],
         json!({"text": "hi", "from": "bystander"})
@@ -387,18 +395,11 @@ async fn a_mod_reads_and_changes_the_world_through_the_whole_api() {
     let mut client = GameClient::connect(&server).await;
     client.login(&token).await;
     // The mod is loaded once its message type is known; before joining it refuses.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        client.send("tour.go", json!({"visit": 0})).await;
-        let answer = client.recv_reply().await;
-        if answer["payload"]["code"] == "BAD_MESSAGE" {
-            assert_eq!(answer["payload"]["message"], "join sol-1 first");
-            break;
-        }
-        assert_eq!(answer["payload"]["code"], "UNKNOWN_TYPE", "{answer}");
-        assert!(tokio::time::Instant::now() < deadline, "{answer}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let refused = ask_until(&mut client, "tour.go", json!({"visit": 0}), |r| {
+        r["payload"]["code"] == "BAD_MESSAGE"
+    })
+    .await;
+    assert_eq!(refused["payload"]["message"], "join sol-1 first");
     // Joining: the mod grants 250 credits, saved before it hears so.
     client.join("sol-1").await;
     let granted = client.recv_type("tour.granted").await;

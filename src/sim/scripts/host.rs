@@ -592,3 +592,37 @@ impl WorldHost<'_> {
         Ok(net_id.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_keys_and_message_types_have_their_limits() {
+        assert_eq!(amount_in_range("grant", 1).unwrap(), 1);
+        assert_eq!(amount_in_range("grant", MAX_AMOUNT).unwrap(), MAX_AMOUNT);
+        for bad in [0, -5, MAX_AMOUNT + 1] {
+            let e = amount_in_range("grant", bad).unwrap_err().to_string();
+            assert!(e.contains("ecliptic.grant: the amount must be 1 to"), "{e}");
+        }
+        assert!(check_key("visits").is_ok());
+        assert!(check_key("").is_err());
+        assert!(check_key(&"k".repeat(MAX_KEY_BYTES)).is_ok());
+        assert!(check_key(&"k".repeat(MAX_KEY_BYTES + 1)).is_err());
+        assert_eq!(
+            outgoing_kind("send", "ambush.warning".into()).unwrap(),
+            "ambush.warning"
+        );
+        for bad in [
+            "warning",
+            "world.delta",
+            "trade.result",
+            "error",
+            "room.ended",
+            "é.x",
+        ] {
+            assert!(outgoing_kind("send", bad.into()).is_err(), "{bad}");
+        }
+        assert!(outgoing_kind("send", format!("a.{}", "b".repeat(64))).is_err());
+    }
+}

@@ -492,6 +492,16 @@ fn release(world: &World, kinds: &[String]) {
     }
 }
 
+/// Sets `ecliptic_scripts_running{kind}`.
+fn count_running(world: &World, kind: &'static str, running: usize) {
+    world
+        .resource::<SimServices>()
+        .metrics
+        .scripts_running
+        .with_label_values(&[kind])
+        .set(running as i64);
+}
+
 /// Counts and logs a stopped script.
 fn report_stop(world: &World, kind: &'static str, owner: &Owner, fault: &Fault) {
     world

@@ -5,8 +5,7 @@ use bevy_ecs::prelude::*;
 use mlua::{Lua, Value};
 
 use super::{
-    Answer, Happening, Owner, Runtimes, Script, ScriptMessage, SimServices, deliver_answers,
-    report_stop,
+    Answer, Happening, Owner, Runtimes, Script, ScriptMessage, deliver_answers, report_stop,
 };
 use crate::scripting::package::{ModChange, Permission};
 use crate::scripting::{self, Fault};
@@ -35,12 +34,7 @@ fn count_running(world: &World, runtimes: &Runtimes) {
         .values()
         .filter(|m| m.script.is_some())
         .count();
-    world
-        .resource::<SimServices>()
-        .metrics
-        .scripts_running
-        .with_label_values(&["mod"])
-        .set(running as i64);
+    super::count_running(world, "mod", running);
 }
 
 /// Starts, restarts or removes a mod.

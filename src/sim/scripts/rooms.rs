@@ -75,12 +75,7 @@ pub(crate) fn start(
     );
     let count = runtimes.rooms.len();
     world.insert_non_send(runtimes);
-    world
-        .resource::<SimServices>()
-        .metrics
-        .scripts_running
-        .with_label_values(&["room"])
-        .set(count as i64);
+    super::count_running(world, "room", count);
     match started {
         Ok(None) => Ok(()),
         Ok(Some(scores)) => {
@@ -420,12 +415,7 @@ pub(crate) fn stop(world: &mut World, room_id: &str) -> Option<RoomRuntime> {
     let count = runtimes.rooms.len();
     world.insert_non_send(runtimes);
     let runtime = runtime?;
-    world
-        .resource::<SimServices>()
-        .metrics
-        .scripts_running
-        .with_label_values(&["room"])
-        .set(count as i64);
+    super::count_running(world, "room", count);
     let RoomRuntime { script, .. } = &runtime;
     crate::sim::scripts::release(world, &script.claimed);
     Some(runtime)
