@@ -5,6 +5,7 @@ export const OWN_SHIP_COLOUR = "#4fd1ff";
 const PLAYER_COLOUR = "#9be37a";
 const PIRATE_COLOUR = "#ff6b5b";
 const STATION_COLOUR = "#f0c94a";
+const HIT_COLOUR = "#ffffff";
 
 /** Risk 0-100 → a colour from green (safe) through amber to red. */
 function riskColour(risk, alpha) {
@@ -45,8 +46,13 @@ export class Renderer {
     for (const station of view.stations) this.#station(station);
     ctx.fillStyle = "#ffe9a8";
     for (const p of view.projectiles) ctx.fillRect(p.x - 2, p.y - 2, 4, 4);
-    for (const ship of view.ships) this.#ship(ship, ship.kind === "pirate" ? PIRATE_COLOUR : PLAYER_COLOUR, 12);
-    if (view.own) this.#ship(view.own, OWN_SHIP_COLOUR, 14);
+    // One path per colour: a crowd costs a few fills, not one per ship.
+    const byColour = { [PLAYER_COLOUR]: [], [PIRATE_COLOUR]: [], [HIT_COLOUR]: [] };
+    for (const ship of view.ships) {
+      byColour[ship.hit ? HIT_COLOUR : ship.kind === "pirate" ? PIRATE_COLOUR : PLAYER_COLOUR].push(ship);
+    }
+    for (const [colour, ships] of Object.entries(byColour)) this.#ships(ships, colour, 12);
+    if (view.own) this.#ships([view.own], view.own.hit ? HIT_COLOUR : OWN_SHIP_COLOUR, 14);
   }
 
   #grid(ratio) {
@@ -105,19 +111,31 @@ export class Renderer {
     ctx.fillText(station.name ?? station.station_id, station.x, station.y + 36);
   }
 
-  #ship(ship, colour, size) {
+  /** Ships as arrowheads pointing along their heading, all in one path. */
+  #ships(ships, colour, size) {
+    if (ships.length === 0) return;
     const { ctx } = this;
-    ctx.save();
-    ctx.translate(ship.x, ship.y);
-    ctx.rotate(ship.r);
+    // The outline in the ship's frame: nose, right wing, notch, left wing.
+    const outline = [
+      [size, 0],
+      [-size * 0.7, size * 0.6],
+      [-size * 0.4, 0],
+      [-size * 0.7, -size * 0.6],
+    ];
     ctx.beginPath();
-    ctx.moveTo(size, 0);
-    ctx.lineTo(-size * 0.7, size * 0.6);
-    ctx.lineTo(-size * 0.4, 0);
-    ctx.lineTo(-size * 0.7, -size * 0.6);
-    ctx.closePath();
-    ctx.fillStyle = ship.hit ? "#ffffff" : colour;
+    for (const ship of ships) {
+      const cos = Math.cos(ship.r);
+      const sin = Math.sin(ship.r);
+      for (let i = 0; i < outline.length; i++) {
+        const [u, v] = outline[i];
+        const x = ship.x + u * cos - v * sin;
+        const y = ship.y + u * sin + v * cos;
+        if (i === 0) ctx.moveTo(x, y);
+        else ctx.lineTo(x, y);
+      }
+      ctx.closePath();
+    }
+    ctx.fillStyle = colour;
     ctx.fill();
-    ctx.restore();
   }
 }
