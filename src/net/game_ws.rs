@@ -6,11 +6,10 @@
 //! `NOT_AUTHENTICATED`; a connection that does not log in within the configured time is
 //! closed.
 //!
-//! Inputs reach the simulation at most once a tick per connection ([`InputGate`]): the
-//! first of a tick goes at once, later ones replace each other and the latest goes when
-//! the tick is over, which is all the simulation would have used. A client flooding inputs
-//! therefore costs the inbox one command a tick, and "busy" answers to its inputs are sent
-//! at most once a second.
+//! Inputs do not go through the inbox: the connection leaves the latest in its
+//! [`InputSlot`] and the next tick takes it, which is all the simulation would have used.
+//! An input therefore never wakes the simulation, and a client flooding inputs costs a
+//! lock per input and nothing else.
 
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -20,9 +19,10 @@ use futures_util::StreamExt;
 use super::AppState;
 use super::ws::{self, Incoming, WsOut};
 use crate::bridge::{Command, ConnId, Outbound};
-use crate::protocol::game::{self, ClientMessage, Frame, GameOut, Input, PROTOCOL_VERSION, codes};
+use crate::protocol::game::{self, ClientMessage, Frame, GameOut, PROTOCOL_VERSION, codes};
 use crate::services::pilots;
-use crate::sim::players::{ClientLink, GameCommand};
+use crate::services::play::{InputSlot, Refusal};
+use crate::sim::players::{ClientLink, GameCommand, NOT_JOINED};
 
 const PROTOCOL: &str = "game";
 
@@ -63,81 +63,6 @@ pub async fn upgrade(
         .on_upgrade(move |socket| tasks.track_future(run(socket, state, token)))
 }
 
-/// Holds a connection's inputs to one a tick, the latest winning.
-struct InputGate {
-    tick: std::time::Duration,
-    /// When an input last went to the simulation.
-    sent_at: Option<tokio::time::Instant>,
-    /// The latest input since then, waiting for the tick to end.
-    held: Option<(u64, Input)>,
-    /// When the client was last told the server is busy.
-    busy_told_at: Option<tokio::time::Instant>,
-}
-
-impl InputGate {
-    fn new(tick_hz: u32) -> Self {
-        Self {
-            tick: std::time::Duration::from_secs_f64(1.0 / f64::from(tick_hz.max(1))),
-            sent_at: None,
-            held: None,
-            busy_told_at: None,
-        }
-    }
-
-    /// The input to send now, if any; otherwise it is held (replacing an older one).
-    fn offer(&mut self, seq: u64, input: Input) -> Option<(u64, Input)> {
-        let now = tokio::time::Instant::now();
-        match self.sent_at {
-            Some(at) if now < at + self.tick => {
-                if self.held.as_ref().is_none_or(|(held, _)| seq > *held) {
-                    self.held = Some((seq, input));
-                }
-                None
-            }
-            _ => {
-                self.sent_at = Some(now);
-                Some((seq, input))
-            }
-        }
-    }
-
-    /// When the held input is due, if one is held.
-    fn due(&self) -> Option<tokio::time::Instant> {
-        self.held.as_ref()?;
-        self.sent_at.map(|at| at + self.tick)
-    }
-
-    fn take_due(&mut self) -> Option<(u64, Input)> {
-        self.sent_at = Some(tokio::time::Instant::now());
-        self.held.take()
-    }
-
-    /// Whether a "busy" answer may be sent now (at most one a second).
-    fn may_tell_busy(&mut self) -> bool {
-        let now = tokio::time::Instant::now();
-        let told = self
-            .busy_told_at
-            .is_some_and(|at| now < at + std::time::Duration::from_secs(1));
-        if !told {
-            self.busy_told_at = Some(now);
-        }
-        !told
-    }
-}
-
-fn send_input(
-    state: &AppState,
-    link: &ClientLink,
-    conn: ConnId,
-    gate: &mut InputGate,
-    (seq, input): (u64, Input),
-) {
-    let command = Command::to(GameCommand::Input { conn, seq, input });
-    if state.inbox.send(command).is_err() && gate.may_tell_busy() {
-        link.error(codes::SERVER_BUSY, "the server is busy; try again shortly");
-    }
-}
-
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -163,17 +88,16 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
 
     let mut authenticated = false;
     let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
-    let mut inputs = InputGate::new(state.config.tick_hz);
+    let inputs = InputSlot::default();
     // The session the login's token belongs to: a logout ends this connection too (the
     // token merely expiring does not).
     let mut session = None;
     let mut watch = state.accounts.watch_ended();
     if let Some(token) = handshake_token {
-        session = login(&state, &link, conn, &token, None).await;
+        session = login(&state, &link, conn, &token, None, &inputs).await;
         authenticated = session.is_some();
     }
     loop {
-        let held_due = inputs.due();
         let next = tokio::select! {
             _ = state.shutdown.cancelled() => break,
             _ = connection.kick.cancelled() => break,
@@ -181,12 +105,6 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
                 link.error(codes::INVALID_TOKEN, "your session was ended (logged out); closing");
                 link.close(ws::close::POLICY, "session ended");
                 break;
-            }
-            _ = tokio::time::sleep_until(held_due.unwrap_or(deadline)), if held_due.is_some() => {
-                if let Some(input) = inputs.take_due() {
-                    send_input(&state, &link, conn, &mut inputs, input);
-                }
-                continue;
             }
             _ = tokio::time::sleep_until(deadline), if !authenticated => {
                 link.error(codes::NOT_AUTHENTICATED, "log in with auth.login first; closing");
@@ -227,7 +145,8 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
             } => {
                 if authenticated {
                     link.error(codes::ALREADY_AUTHENTICATED, "already logged in");
-                } else if let Some(id) = login(&state, &link, conn, &token, protocol_version).await
+                } else if let Some(id) =
+                    login(&state, &link, conn, &token, protocol_version, &inputs).await
                 {
                     authenticated = true;
                     session = Some(id);
@@ -237,8 +156,8 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
                 link.error(codes::NOT_AUTHENTICATED, "log in with auth.login first");
             }
             ClientMessage::Input(input) => {
-                if let Some(input) = inputs.offer(frame.seq, input) {
-                    send_input(&state, &link, conn, &mut inputs, input);
+                if inputs.offer(frame.seq, input).is_err() {
+                    link.refuse(Refusal::NotJoined, NOT_JOINED);
                 }
             }
             ClientMessage::Extra { kind, payload } => {
@@ -268,6 +187,7 @@ async fn login(
     conn: ConnId,
     token: &str,
     protocol_version: Option<u64>,
+    inputs: &InputSlot,
 ) -> Option<uuid::Uuid> {
     let auth_error = |code: &str, message: &str| {
         link.send(GameOut::message(
@@ -308,6 +228,7 @@ async fn login(
         username: identity.username,
         saved,
         link: link.clone(),
+        inputs: inputs.clone(),
     });
     if state.inbox.send(command).is_err() {
         auth_error(codes::SERVER_BUSY, "the server is busy; try again shortly");

@@ -12,6 +12,58 @@ use uuid::Uuid;
 
 use crate::bridge::Link;
 
+/// A connection's latest input, waiting for the next tick. The connection task overwrites
+/// it as inputs arrive and the tick takes it, so an input costs no wake-up of the
+/// simulation: only the latest of a tick would be used anyway.
+#[derive(Debug, Clone, Default)]
+pub struct InputSlot(Arc<InputSlotInner>);
+
+#[derive(Debug, Default)]
+struct InputSlotInner {
+    held: std::sync::Mutex<Option<(u64, Input)>>,
+    /// Set by the simulation while the connection's ship is in a system.
+    joined: std::sync::atomic::AtomicBool,
+}
+
+/// An input came from a connection whose ship is in no system yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotJoined;
+
+impl InputSlot {
+    /// Holds `input` unless an input with a higher `seq` is already waiting.
+    pub fn offer(&self, seq: u64, input: Input) -> Result<(), NotJoined> {
+        if !self.0.joined.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(NotJoined);
+        }
+        let mut held = self.held();
+        if held.as_ref().is_none_or(|(waiting, _)| seq > *waiting) {
+            *held = Some((seq, input));
+        }
+        Ok(())
+    }
+
+    /// The waiting input, if any, leaving the slot empty.
+    pub fn take(&self) -> Option<(u64, Input)> {
+        self.held().take()
+    }
+
+    /// Whether the tick takes inputs from this slot (the connection's ship is in a system).
+    pub fn set_joined(&self, joined: bool) {
+        self.0
+            .joined
+            .store(joined, std::sync::atomic::Ordering::Release);
+        self.take();
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Option<(u64, Input)>> {
+        // Nothing panics while holding it; a poisoned slot still holds a whole input.
+        self.0
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// A player's controls, as sent.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
 pub struct Input {

@@ -214,6 +214,7 @@ impl Crowd {
                 },
                 Client {
                     link,
+                    inputs: Default::default(),
                     streaming: true,
                     last_input_seq: 0,
                     needs_snapshot: false,

@@ -82,6 +82,8 @@ impl ActionBucket {
 #[derive(Component, Debug)]
 pub struct Client {
     pub link: ClientLink,
+    /// The connection's latest input, taken at the start of each tick.
+    pub inputs: crate::services::play::InputSlot,
     /// Receiving snapshots and deltas (after `session.join_system`).
     pub streaming: bool,
     pub last_input_seq: u64,

@@ -96,13 +96,14 @@ pub(super) fn round3(v: f32) -> f32 {
 pub(super) fn spawn_player(world: &mut World, conn: ConnId, instance: Entity) -> Option<Entity> {
     let data = world.resource::<Data>().0.clone();
     let class = Arc::new(data.ship_class(&data.ships.player_class)?.clone());
-    let (user_id, username, saved, link) = {
+    let (user_id, username, saved, link, inputs) = {
         let session = world.resource::<Connections>().sessions.get(&conn)?;
         (
             session.user_id,
             session.username.clone(),
             session.saved.clone(),
             session.link.clone(),
+            session.inputs.clone(),
         )
     };
     let (station, station_pos) = stations::home_station(world, instance)?;
@@ -137,6 +138,7 @@ pub(super) fn spawn_player(world: &mut World, conn: ConnId, instance: Entity) ->
         },
         Client {
             link,
+            inputs,
             streaming: false,
             last_input_seq: 0,
             needs_snapshot: true,

@@ -3,8 +3,8 @@
 //! The connection task verifies the token and loads the pilot before anything reaches the
 //! simulation, so commands here carry an authenticated user. One game session per account:
 //! a second login takes the ship over and the first connection is told `SESSION_REPLACED`
-//! and closed. Inputs are buffered on the ship (the latest wins within a tick; a `seq` not
-//! above the last accepted one is ignored). Trades and repairs reach the world only once
+//! and closed. Inputs wait in the connection's [`InputSlot`] and each tick takes the latest
+//! (a `seq` not above the last accepted one is ignored). Trades and repairs reach the world only once
 //! they are saved ([`super::trades`]), so `trade.result` leaves only after COMMIT.
 //!
 //! This file routes `/game` commands to the rest: `sessions` (login, join, inputs,
@@ -35,7 +35,7 @@ use super::{HandleCommands, Pending, Tick, TickRate};
 use crate::bridge::ConnId;
 use crate::services::pilots::SavedPilot;
 pub use crate::services::play::{ClientLink, GameError};
-use crate::services::play::{GameOut, Input, Refusal, TradeSide};
+use crate::services::play::{GameOut, InputSlot, Refusal, TradeSide};
 
 /// Commands from `/game` connections.
 #[derive(Debug)]
@@ -47,15 +47,12 @@ pub enum GameCommand {
         username: String,
         saved: Option<SavedPilot>,
         link: ClientLink,
+        /// Where the connection leaves its inputs for the tick.
+        inputs: InputSlot,
     },
     Join {
         conn: ConnId,
         system_id: String,
-    },
-    Input {
-        conn: ConnId,
-        seq: u64,
-        input: Input,
     },
     Trade {
         conn: ConnId,
@@ -91,9 +88,9 @@ fn handle_game_commands(world: &mut World) {
                 username,
                 saved,
                 link,
-            } => connect(world, conn, user_id, username, saved, link),
+                inputs,
+            } => connect(world, conn, user_id, username, saved, link, inputs),
             GameCommand::Join { conn, system_id } => join(world, conn, &system_id),
-            GameCommand::Input { conn, seq, input } => buffer_input(world, conn, seq, input),
             GameCommand::Trade {
                 conn,
                 side,
@@ -173,16 +170,16 @@ fn take_action(world: &mut World, ship: Entity) -> Result<(), GameError> {
     }
 }
 
+/// What a request that needs a ship in a system is told before the player joins one.
+pub const NOT_JOINED: &str = "join a system first: session.join_system";
+
 /// The ship of a joined connection; answers `NOT_JOINED` otherwise.
 fn joined_ship(world: &World, conn: ConnId) -> Option<Entity> {
     let session = world.resource::<Connections>().sessions.get(&conn)?;
     match session.ship {
         Some(ship) if world.get::<Client>(ship).is_some_and(|c| c.streaming) => Some(ship),
         _ => {
-            session.link.refuse(
-                Refusal::NotJoined,
-                "join a system first: session.join_system",
-            );
+            session.link.refuse(Refusal::NotJoined, NOT_JOINED);
             None
         }
     }
@@ -196,6 +193,7 @@ impl Plugin for PlayersPlugin {
             .init_resource::<NetIds>()
             .init_resource::<Pending<GameCommand>>()
             .add_systems(HandleCommands, handle_game_commands)
+            .add_systems(bevy_app::FixedPreUpdate, take_inputs)
             .add_systems(bevy_app::FixedLast, save_pilots_periodically);
     }
 }

@@ -11,7 +11,7 @@ use super::*;
 use crate::bridge::ConnId;
 use crate::services::pilots::SavedPilot;
 use crate::services::play::ClientLink;
-use crate::services::play::{GameOut, Input, Refusal};
+use crate::services::play::{GameOut, InputSlot, Refusal};
 use crate::sim::instances::{InInstance, Instance, Instances};
 use crate::sim::physics::Kinematics;
 use crate::sim::replication::Replicated;
@@ -26,6 +26,7 @@ pub struct Session {
     pub user_id: Uuid,
     pub username: String,
     pub link: ClientLink,
+    pub inputs: InputSlot,
     pub saved: Option<SavedPilot>,
     pub ship: Option<Entity>,
 }
@@ -54,6 +55,7 @@ pub(super) fn connect(
     username: String,
     saved: Option<SavedPilot>,
     link: ClientLink,
+    inputs: InputSlot,
 ) {
     let mut ship = None;
     let previous = world
@@ -79,6 +81,7 @@ pub(super) fn connect(
         && let Some(mut client) = world.get_mut::<Client>(entity)
     {
         client.link = link.clone();
+        client.inputs = inputs.clone();
         client.streaming = false;
         client.last_input_seq = 0;
         client.needs_snapshot = true;
@@ -94,6 +97,7 @@ pub(super) fn connect(
             user_id,
             username,
             link,
+            inputs,
             saved,
             ship,
         },
@@ -191,25 +195,24 @@ pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
     });
     if let Some(mut client) = world.get_mut::<Client>(ship) {
         client.streaming = true;
+        client.inputs.set_joined(true);
         client.needs_snapshot = true;
     }
     // The snapshot goes out now, not at the next tick, so it directly follows the join.
     crate::sim::replication::send_snapshot(world, ship);
 }
 
-pub(super) fn buffer_input(world: &mut World, conn: ConnId, seq: u64, input: Input) {
-    let Some(ship) = joined_ship(world, conn) else {
-        return;
-    };
-    let Some(mut client) = world.get_mut::<Client>(ship) else {
-        return;
-    };
-    if seq <= client.last_input_seq {
-        return; // stale or duplicate
-    }
-    client.last_input_seq = seq;
-    let input = input.clamped();
-    if let Some(mut controls) = world.get_mut::<Controls>(ship) {
+/// Moves each player's latest input into its ship's controls, before the tick uses them.
+pub(super) fn take_inputs(mut ships: Query<(&mut Client, &mut Controls)>) {
+    for (mut client, mut controls) in &mut ships {
+        let Some((seq, input)) = client.inputs.take() else {
+            continue;
+        };
+        if seq <= client.last_input_seq {
+            continue; // stale or duplicate
+        }
+        client.last_input_seq = seq;
+        let input = input.clamped();
         *controls = Controls {
             thrust: input.thrust as f32,
             turn: input.turn as f32,
