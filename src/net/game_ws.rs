@@ -19,6 +19,7 @@ use futures_util::StreamExt;
 use super::AppState;
 use super::ws::{self, Incoming, WsOut};
 use crate::bridge::{Command, ConnId, Outbound};
+use crate::protocol::game::binary::{self, ClientBinary};
 use crate::protocol::game::{self, ClientMessage, Frame, GameOut, PROTOCOL_VERSION, codes};
 use crate::services::pilots;
 use crate::services::play::{InputSlot, Refusal};
@@ -51,7 +52,11 @@ pub async fn upgrade(
         )
             .into_response();
     }
+    // The binary encoding when offered; otherwise the token's subprotocol, if it came in
+    // one (a browser fails a connection whose offered subprotocols none was selected).
+    let binary = offers(&headers, binary::SUBPROTOCOL);
     let ws = match subprotocol {
+        _ if binary => ws.protocols([binary::SUBPROTOCOL]),
         Some(p) => ws.protocols([p]),
         None => ws,
     };
@@ -60,16 +65,27 @@ pub async fn upgrade(
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .read_buffer_size(super::ws::READ_BUFFER)
-        .on_upgrade(move |socket| tasks.track_future(run(socket, state, token)))
+        .on_upgrade(move |socket| tasks.track_future(run(socket, state, token, binary)))
+}
+
+/// Whether the handshake offers `subprotocol`.
+fn offers(headers: &axum::http::HeaderMap, subprotocol: &str) -> bool {
+    headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == subprotocol)
 }
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>) {
+async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>, binary: bool) {
     let queue = Outbound::<GameOut>::bounded(state.config.game.outbound_queue.max(4));
     let mut seq = 0u64;
+    let mut encoder = binary.then(binary::Encoder::default);
     let mut connection =
         ws::Connection::open(
             socket,
@@ -79,7 +95,12 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
             move |out| match game::encode(out) {
                 Frame::Message(kind, payload) => {
                     seq += 1;
-                    WsOut::Text(game::envelope(&kind, seq, now_ms(), &payload))
+                    match &mut encoder {
+                        Some(encoder) => {
+                            WsOut::Binary(encoder.encode(&kind, seq, now_ms(), &payload).into())
+                        }
+                        None => WsOut::Text(game::envelope(&kind, seq, now_ms(), &payload)),
+                    }
                 }
                 Frame::Close(code, reason) => WsOut::Close(code, reason),
             },
@@ -113,12 +134,19 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
             }
             next = connection.stream.next() => next,
         };
-        let text = match ws::incoming(next, &state.metrics, PROTOCOL) {
-            Incoming::Text(text) => text,
+        let extra = |kind: &str| state.game_messages.contains(kind);
+        let decoded = match ws::incoming(next, &state.metrics, PROTOCOL) {
+            Incoming::Text(text) => game::decode_with(&text, extra),
+            Incoming::Binary(bytes) if binary => match binary::decode_client(&bytes) {
+                Ok(ClientBinary::Json(text)) => game::decode_with(text, extra),
+                Ok(ClientBinary::Frame(frame)) => Ok(frame),
+                Err(e) => Err(e),
+            },
             Incoming::Binary(_) => {
                 link.error(
                     codes::BAD_MESSAGE,
-                    "binary frames are not part of this protocol",
+                    "binary frames are not part of this protocol (offer the subprotocol \
+                     ecliptic.game.binary.v1 to speak its binary encoding)",
                 );
                 continue;
             }
@@ -130,8 +158,7 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
                 break;
             }
         };
-        let extra = &state.game_messages;
-        let frame = match game::decode_with(&text, |kind| extra.contains(kind)) {
+        let frame = match decoded {
             Ok(frame) => frame,
             Err(e) => {
                 link.error(e.code, &e.message);

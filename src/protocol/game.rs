@@ -7,6 +7,8 @@
 //! messages leave the simulation as a `type` and an encoded payload; the connection's writer
 //! adds its own increasing `seq` and the server's `ts`, so a payload is never re-encoded.
 
+pub mod binary;
+
 use std::borrow::Cow;
 
 use bytes::Bytes;

@@ -12,6 +12,7 @@ mod cluster_crash;
 mod comms;
 mod facts;
 mod game;
+mod game_binary;
 mod garp;
 mod garp_crash;
 mod garp_module;
