@@ -10,8 +10,8 @@ import { Renderer } from "./render.js";
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
-/** Frame times, for whoever wants to know the page's frame rate (the browser tests). */
-export const stats = { frames: [], shipsOnScreen: 0, ownShipAt: null };
+/** Frame times and the game's encoding, for whoever wants to know (the browser tests). */
+export const stats = { frames: [], shipsOnScreen: 0, ownShipAt: null, encoding: null };
 window.eclipticStats = stats;
 
 let grant = null;
@@ -55,6 +55,7 @@ async function play(systemId) {
   let game;
   try {
     game = await GameConnection.open(socketUrl("/game"));
+    stats.encoding = game.encoding;
     await game.login(grant.access_token);
     const joined = game.join(systemId);
     // The snapshot follows session.joined at once: listen before it can arrive.

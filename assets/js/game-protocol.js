@@ -1,20 +1,34 @@
 // A client of realtime-game.md (`/game`): the envelope {type, seq, ts, payload}, the
 // connection flow auth.login → auth.ok → session.join_system → session.joined, and the
 // messages of play. Every server message is handed to `on(type, handler)` listeners.
+// It offers the binary encoding (game-binary.js) and speaks it when the server selects it;
+// otherwise JSON text.
+
+import { BinaryDecoder, SUBPROTOCOL, encodeBinary } from "./game-binary.js";
 
 export class GameConnection {
   #ws;
   #seq = 0;
   #handlers = new Map();
+  /** Set when the server chose the binary encoding. */
+  #decoder = null;
 
   /** Opens the socket; resolves once it is open. */
   static open(url) {
     const game = new GameConnection();
-    game.#ws = new WebSocket(url);
+    game.#ws = new WebSocket(url, [SUBPROTOCOL]);
+    game.#ws.binaryType = "arraybuffer";
     game.#ws.addEventListener("message", (event) => game.#receive(event.data));
     game.#ws.addEventListener("close", (event) => game.#emit("close", { code: event.code, reason: event.reason }));
     return new Promise((resolve, reject) => {
-      game.#ws.addEventListener("open", () => resolve(game), { once: true });
+      game.#ws.addEventListener(
+        "open",
+        () => {
+          if (game.#ws.protocol === SUBPROTOCOL) game.#decoder = new BinaryDecoder();
+          resolve(game);
+        },
+        { once: true },
+      );
       game.#ws.addEventListener("error", () => reject(new Error("cannot reach the game server")), { once: true });
     });
   }
@@ -27,7 +41,8 @@ export class GameConnection {
   /** Sends one message; returns its seq. */
   send(type, payload) {
     this.#seq += 1;
-    this.#ws.send(JSON.stringify({ type, seq: this.#seq, ts: Date.now(), payload }));
+    const message = { type, seq: this.#seq, ts: Date.now(), payload };
+    this.#ws.send(this.#decoder ? encodeBinary(message) : JSON.stringify(message));
     return this.#seq;
   }
 
@@ -71,10 +86,15 @@ export class GameConnection {
     this.#ws.close(1000, "bye");
   }
 
-  #receive(text) {
+  /** Which encoding the server speaks to this client: "binary" or "json". */
+  get encoding() {
+    return this.#decoder ? "binary" : "json";
+  }
+
+  #receive(data) {
     let message;
     try {
-      message = JSON.parse(text);
+      message = typeof data === "string" ? JSON.parse(data) : this.#decoder.decode(data);
     } catch {
       return; // not this protocol
     }

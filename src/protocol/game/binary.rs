@@ -62,8 +62,9 @@ const NUMBERS: [(&str, i64); 6] = [
 const HAS_ENTITIES: u8 = 1 << 0;
 const HAS_REMOVED: u8 = 1 << 1;
 
-/// The largest magnitude a quantized number may have: JavaScript's exact integers.
-const MAX_QUANTIZED: i64 = (1 << 53) - 1;
+/// The largest magnitude a quantized number may have: its zigzag form stays an exact
+/// integer in JavaScript.
+const MAX_QUANTIZED: i64 = (1 << 51) - 1;
 
 /// Which compact message `kind` is, and the payload member listing its entities.
 fn compact_kind(kind: &str) -> Option<(u8, &'static str)> {

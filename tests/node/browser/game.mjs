@@ -40,6 +40,10 @@ const page = alice.page;
 step("register alice and join sol-1");
 await signUpAndFly(page, "alice");
 await ownShipDrawn(page);
+// The page offers the binary encoding and the server speaks it: everything below (flying
+// by compact inputs, the market, repairs) runs over it.
+const encoding = await page.evaluate(() => window.eclipticStats.encoding);
+if (encoding !== "binary") throw new Error(`the page speaks ${encoding}, not the binary encoding`);
 const credits = number(await waitText(page, "#hud-credits", /^5000$/));
 
 step("fly: thrust away from the station");
