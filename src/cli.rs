@@ -119,6 +119,10 @@ struct LoadgenArgs {
     /// game: the star system the players join.
     #[arg(long, default_value = "sol-1")]
     system: String,
+    /// game: the encoding the players speak (`binary`: they offer the subprotocol of
+    /// the compact encoding).
+    #[arg(long, value_enum, default_value = "json")]
+    encoding: crate::loadgen::Encoding,
     /// Client n uses account n + this: load generators sharing a cluster use different
     /// players.
     #[arg(long, default_value_t = 0)]
@@ -1047,6 +1051,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         lobby: args.lobby_tcp,
         publish_http: args.publish_http,
         system: args.system,
+        encoding: args.encoding,
         account_offset: args.account_offset,
         publishers: args.publishers,
         publish_per_sec: args.publish_rate,

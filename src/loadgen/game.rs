@@ -1,6 +1,7 @@
-//! The `game` scenario: a player that joins a star system (`sol-1` unless told), flies with inputs at the tick rate and
-//! reads every delta. Every half second it flips its turn direction and times how long
-//! until a delta shows its ship turning the new way.
+//! The `game` scenario: a player that joins a star system (`sol-1` unless told), flies with
+//! inputs at the tick rate and reads every delta, in JSON or in the binary encoding. Every
+//! half second it flips its turn direction and times how long until a delta shows its ship
+//! turning the new way.
 
 use std::time::{Duration, Instant};
 
@@ -9,14 +10,51 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{Options, Stats};
+use super::{Encoding, Options, Stats};
+use crate::protocol::game::Input;
+use crate::protocol::game::binary::{self, Decoder};
 
-fn frame(kind: &str, seq: u64, payload: Value) -> Message {
-    Message::Text(
-        json!({"type": kind, "seq": seq, "ts": 0, "payload": payload})
-            .to_string()
-            .into(),
-    )
+/// One connection's side of the encoding: how messages go out and come back.
+struct Wire {
+    /// Set when speaking the binary encoding.
+    decoder: Option<Decoder>,
+}
+
+impl Wire {
+    fn frame(&self, kind: &str, seq: u64, payload: Value) -> Message {
+        let text = json!({"type": kind, "seq": seq, "ts": 0, "payload": payload}).to_string();
+        match self.decoder {
+            Some(_) => Message::Binary(binary::json_frame(&text).into()),
+            None => Message::Text(text.into()),
+        }
+    }
+
+    fn input(&self, seq: u64, input: Input) -> Message {
+        match self.decoder {
+            Some(_) => Message::Binary(binary::input_frame(seq, &input).into()),
+            None => self.frame(
+                "input.command",
+                seq,
+                json!({"thrust": input.thrust, "turn": input.turn,
+                       "fire_primary": input.fire_primary, "dock_request": input.dock_request}),
+            ),
+        }
+    }
+
+    /// The message a frame holds, counting its bytes; `None` for control frames.
+    fn read(&mut self, message: Message, stats: &Stats) -> anyhow::Result<Option<Value>> {
+        match (message, &mut self.decoder) {
+            (Message::Text(text), _) => {
+                stats.received(text.len());
+                Ok(Some(serde_json::from_str(&text)?))
+            }
+            (Message::Binary(bytes), Some(decoder)) => {
+                stats.received(bytes.len());
+                Ok(Some(decoder.decode(&bytes).map_err(anyhow::Error::msg)?))
+            }
+            _ => Ok(None),
+        }
+    }
 }
 
 fn wrap(mut a: f64) -> f64 {
@@ -37,16 +75,31 @@ pub async fn client(
 ) -> anyhow::Result<()> {
     let token = super::token_for(options, n).await?;
     let url = format!("ws://{}/game", options.http);
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)?;
+    if options.encoding == Encoding::Binary {
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", binary::SUBPROTOCOL.parse()?);
+    }
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await?;
+    let chosen = response.headers().get("sec-websocket-protocol");
+    let mut wire = Wire {
+        decoder: (chosen.is_some_and(|p| p == binary::SUBPROTOCOL)).then(Decoder::default),
+    };
+    anyhow::ensure!(
+        (options.encoding == Encoding::Binary) == wire.decoder.is_some(),
+        "the server did not choose the binary encoding"
+    );
     let mut seq = 1;
-    ws.send(frame(
+    ws.send(wire.frame(
         "auth.login",
         seq,
         json!({"token": token, "protocol_version": 1}),
     ))
     .await?;
     seq += 1;
-    ws.send(frame(
+    ws.send(wire.frame(
         "session.join_system",
         seq,
         json!({"system_id": options.system}),
@@ -70,15 +123,13 @@ pub async fn client(
                     turn = -turn;
                     flipped_at = Some(Instant::now());
                 }
-                let input = json!({"thrust": 0.3, "turn": turn, "fire_primary": false, "dock_request": false});
-                ws.send(frame("input.command", seq, input)).await?;
+                let input = Input { thrust: 0.3, turn, fire_primary: false, dock_request: false };
+                ws.send(wire.input(seq, input)).await?;
                 stats.sent();
             }
             next = ws.next() => {
                 let Some(message) = next else { break };
-                let Message::Text(text) = message? else { continue };
-                stats.received(text.len());
-                let msg: Value = serde_json::from_str(&text)?;
+                let Some(msg) = wire.read(message?, stats)? else { continue };
                 match msg["type"].as_str() {
                     Some("session.joined") => {
                         ship = msg["payload"]["ship_id"].as_str().unwrap_or_default().to_owned();

@@ -50,6 +50,14 @@ impl Scenario {
     }
 }
 
+/// How the game scenario's players speak `/game`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encoding {
+    Json,
+    /// The compact binary encoding (docs/protocols/game.md, "Binary encoding").
+    Binary,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub scenario: Scenario,
@@ -66,6 +74,7 @@ pub struct Options {
     pub publish_http: Option<SocketAddr>,
     /// game: the star system the players join.
     pub system: String,
+    pub encoding: Encoding,
     /// Client n uses account n + this.
     pub account_offset: usize,
     /// comms-fanout: how many of the clients publish, and how often each.

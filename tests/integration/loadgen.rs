@@ -81,6 +81,12 @@ fn check(report: &Value, scenario: &str) {
 async fn every_scenario_runs_and_reports() {
     let server = TestServer::start().await;
     check(&loadgen(&server, "game", &[]).await, "game");
+    // The same players again, speaking the binary encoding (a client errors out if the
+    // server does not choose it).
+    check(
+        &loadgen(&server, "game", &["--encoding", "binary"]).await,
+        "game",
+    );
     check(
         &loadgen(
             &server,
