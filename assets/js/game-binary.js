@@ -61,6 +61,8 @@ class Reader {
 /** Turns one connection's binary frames back into envelopes {type, seq, ts, payload}. */
 export class BinaryDecoder {
   #entities = new Map();
+  /** Each compact message's other members as last received (delta, snapshot). */
+  #lastRest = [{}, {}];
 
   decode(buffer) {
     const bytes = new Uint8Array(buffer);
@@ -90,8 +92,21 @@ export class BinaryDecoder {
       }
       payload.entity_removed = list;
     }
-    const rest = r.text();
-    if (rest.length > 0) Object.assign(payload, JSON.parse(rest));
+    // Members of the last message of this kind repeated unchanged (a bit each, in name
+    // order), then the others as JSON.
+    const slot = tag === TAG_SNAPSHOT ? 1 : 0;
+    const repeated = r.varint();
+    const changed = r.text();
+    const rest = {};
+    Object.keys(this.#lastRest[slot])
+      .sort()
+      .slice(0, 32)
+      .forEach((name, i) => {
+        if (Math.floor(repeated / 2 ** i) % 2 === 1) rest[name] = this.#lastRest[slot][name];
+      });
+    if (changed.length > 0) Object.assign(rest, JSON.parse(changed));
+    this.#lastRest[slot] = rest;
+    Object.assign(payload, rest);
     return { type: tag === TAG_DELTA ? "world.delta" : "world.snapshot", seq, ts, payload };
   }
 

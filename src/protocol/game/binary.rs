@@ -16,7 +16,7 @@
 //! per connection, in its writer) and the client's [`Decoder`] each keep the handle table;
 //! the writer encodes in the order it sends, so the two always agree.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Map, Value};
 
@@ -146,12 +146,35 @@ fn unquantize(q: i64, scale: i64) -> Value {
     }
 }
 
+/// A compact message's other members (`you`, `events`, `markets`, …) as last sent, by
+/// name: a member sent again unchanged costs a bit of the next message's repeat mask.
+type Rest = BTreeMap<String, Value>;
+
+/// Which of `last`'s members (in name order, at most 32) `now` has with the same value, as
+/// a mask, and the members of `now` that are not among them.
+fn split_rest(last: &Rest, mut now: Rest) -> (u64, Rest) {
+    let mut repeated = 0u64;
+    for (i, (name, value)) in last.iter().take(32).enumerate() {
+        if now.get(name) == Some(value) {
+            now.remove(name);
+            repeated |= 1 << i;
+        }
+    }
+    (repeated, now)
+}
+
+/// The index of a compact message's tag among the compact tags (each keeps its own rest).
+fn rest_slot(tag: u8) -> usize {
+    usize::from(tag == tag::SNAPSHOT)
+}
+
 /// Turns one connection's messages into binary frames.
 #[derive(Debug, Default)]
 pub struct Encoder {
     handles: HashMap<String, u32>,
     sent: HashMap<u32, EntityState>,
     next_handle: u32,
+    last_rest: [Rest; 2],
 }
 
 impl Encoder {
@@ -166,9 +189,10 @@ impl Encoder {
     /// Nothing of the connection's state changes unless it does.
     fn compact(&mut self, kind: &str, seq: u64, ts_ms: i64, payload: &[u8]) -> Option<Vec<u8>> {
         let (tag, entities_member) = compact_kind(kind)?;
-        let Ok(Value::Object(mut rest)) = serde_json::from_slice::<Value>(payload) else {
+        let Ok(Value::Object(rest)) = serde_json::from_slice::<Value>(payload) else {
             return None;
         };
+        let mut rest: Rest = rest.into_iter().collect();
         let tick = rest.remove("tick")?.as_u64()?;
         let entities = match rest.remove(entities_member) {
             None => None,
@@ -195,6 +219,13 @@ impl Encoder {
             return None;
         }
 
+        let (repeated, changed) = split_rest(&self.last_rest[rest_slot(tag)], rest.clone());
+        let changed = if changed.is_empty() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&changed).ok()?
+        };
+
         let mut out = Vec::with_capacity(64 + payload.len() / 8);
         out.push(tag);
         put_varint(&mut out, seq);
@@ -218,12 +249,9 @@ impl Encoder {
                 put_varint(&mut out, u64::from(handle));
             }
         }
-        if rest.is_empty() {
-            put_varint(&mut out, 0);
-        } else {
-            let text = serde_json::to_vec(&rest).ok()?;
-            put_bytes(&mut out, &text);
-        }
+        put_varint(&mut out, repeated);
+        put_bytes(&mut out, &changed);
+        self.last_rest[rest_slot(tag)] = rest;
         Some(out)
     }
 
@@ -345,6 +373,7 @@ pub fn input_frame(seq: u64, input: &Input) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub struct Decoder {
     entities: HashMap<u32, EntityState>,
+    last_rest: [Rest; 2],
 }
 
 impl Decoder {
@@ -386,15 +415,25 @@ impl Decoder {
             }
             payload.insert("entity_removed".into(), Value::Array(list));
         }
-        let rest = reader.bytes().ok_or_else(ended)?;
-        if !rest.is_empty() {
-            let rest: Map<String, Value> =
-                serde_json::from_slice(rest).map_err(|e| e.to_string())?;
-            payload.extend(rest);
+        let repeated = reader.varint().ok_or_else(ended)?;
+        let changed = reader.bytes().ok_or_else(ended)?;
+        let last = &mut self.last_rest[rest_slot(tag)];
+        let mut rest: Rest = last
+            .iter()
+            .take(32)
+            .enumerate()
+            .filter(|(i, _)| repeated & (1 << i) != 0)
+            .map(|(_, (name, value))| (name.clone(), value.clone()))
+            .collect();
+        if !changed.is_empty() {
+            let changed: Rest = serde_json::from_slice(changed).map_err(|e| e.to_string())?;
+            rest.extend(changed);
         }
         if !reader.0.is_empty() {
             return Err("bytes after the end".into());
         }
+        payload.extend(rest.iter().map(|(k, v)| (k.clone(), v.clone())));
+        *last = rest;
         let kind = if tag == tag::DELTA {
             "world.delta"
         } else {
@@ -529,7 +568,10 @@ mod tests {
         snapshot: bool,
         updates: Vec<(usize, [i64; 6], Option<i64>, bool)>,
         removed: Vec<usize>,
-        with_rest: bool,
+        /// Other members: `events` (or none), and a `you_zone_context` from a few values
+        /// (or none), so that members repeat, change and go away between messages.
+        events: bool,
+        zone: Option<u8>,
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -554,12 +596,14 @@ mod tests {
             ),
             prop::collection::vec(0usize..12, 0..3),
             any::<bool>(),
+            prop::option::of(0u8..3),
         )
-            .prop_map(|(snapshot, updates, removed, with_rest)| Step {
+            .prop_map(|(snapshot, updates, removed, events, zone)| Step {
                 snapshot,
                 updates,
                 removed,
-                with_rest,
+                events,
+                zone,
             })
     }
 
@@ -594,9 +638,11 @@ mod tests {
                 if !step.snapshot {
                     payload["entity_removed"] = json!(removed);
                 }
-                if step.with_rest {
+                if step.events {
                     payload["events"] = json!([{"kind": "projectile_fired", "x": 1.5}]);
-                    payload["you"] = json!({"credits": 1000, "cargo": []});
+                }
+                if let Some(zone) = step.zone {
+                    payload["you_zone_context"] = json!({"zone_ids": [format!("z_{zone}")], "blended_risk": 0.1});
                 }
                 let text = payload.to_string();
                 let seq = n as u64 + 1;
@@ -645,8 +691,9 @@ mod tests {
         };
         let first = encoder.encode("world.delta", 1, 0, delta(1234).as_bytes());
         let moved = encoder.encode("world.delta", 2, 0, delta(1250).as_bytes());
-        // tag, seq, ts, tick, presence, count, handle, mask, x (2 bytes), removed count, rest
-        assert_eq!(moved.len(), 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + 1 + 1);
+        // tag, seq, ts, tick, presence, count, handle, mask, x (2 bytes), removed count,
+        // repeat mask, changed members
+        assert_eq!(moved.len(), 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 2 + 1 + 1 + 1);
         assert!(first.len() > moved.len());
     }
 
