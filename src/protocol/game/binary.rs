@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{ClientFrame, ClientMessage, DecodeError, Input, codes};
@@ -75,7 +76,7 @@ fn compact_kind(kind: &str) -> Option<(u8, &'static str)> {
     }
 }
 
-/// One entity as a client last got it.
+/// One entity as the decoder last got it.
 #[derive(Debug, Clone, PartialEq)]
 struct EntityState {
     id: String,
@@ -86,28 +87,6 @@ struct EntityState {
 }
 
 impl EntityState {
-    /// Reads an entity update; `None` when it is not one the compact form carries exactly.
-    fn read(value: &Value) -> Option<Self> {
-        let object = value.as_object()?;
-        let mut numbers = [0; 6];
-        for (slot, (name, scale)) in numbers.iter_mut().zip(NUMBERS) {
-            *slot = quantize(object.get(name)?, scale)?;
-        }
-        let extra = object
-            .iter()
-            .filter(|(name, _)| {
-                !matches!(name.as_str(), "id" | "kind") && !NUMBERS.iter().any(|(n, _)| n == name)
-            })
-            .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
-        Some(Self {
-            id: object.get("id")?.as_str()?.to_owned(),
-            kind: object.get("kind")?.as_str()?.to_owned(),
-            numbers,
-            extra,
-        })
-    }
-
     /// The entity as JSON, as the JSON encoding sends it.
     fn to_json(&self) -> Value {
         let mut object = Map::new();
@@ -123,12 +102,67 @@ impl EntityState {
     }
 }
 
-/// `value × scale` as an integer, when that integer gives `value` back exactly.
-fn quantize(value: &Value, scale: i64) -> Option<i64> {
-    if let Some(n) = value.as_i64() {
+/// A JSON object's members, borrowed from the text they were read from.
+type RawMembers<'a> = BTreeMap<&'a str, &'a RawValue>;
+
+/// An entity update as the encoder reads it, borrowed from the payload.
+struct EntityIn<'a> {
+    id: &'a str,
+    kind: &'a str,
+    numbers: [i64; 6],
+    /// The plugins' fields as a JSON object's text; empty when there are none.
+    extra: String,
+}
+
+impl<'a> EntityIn<'a> {
+    /// `None` when it is not an update the compact form carries exactly.
+    fn read(mut members: RawMembers<'a>) -> Option<Self> {
+        let text = |raw: &'a RawValue| serde_json::from_str::<&'a str>(raw.get()).ok();
+        let id = text(members.remove("id")?)?;
+        let kind = text(members.remove("kind")?)?;
+        let mut numbers = [0; 6];
+        for (slot, (name, scale)) in numbers.iter_mut().zip(NUMBERS) {
+            *slot = quantize(members.remove(name)?.get(), scale)?;
+        }
+        Some(Self {
+            id,
+            kind,
+            numbers,
+            extra: object_text(members.iter().map(|(name, raw)| (*name, raw.get()))),
+        })
+    }
+}
+
+/// `{"name":value,…}` from members whose values are JSON text already; empty for none.
+fn object_text<'a>(members: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut out = String::new();
+    for (name, value) in members {
+        out.push(if out.is_empty() { '{' } else { ',' });
+        out.push_str(&Value::from(name).to_string());
+        out.push(':');
+        out.push_str(value);
+    }
+    if !out.is_empty() {
+        out.push('}');
+    }
+    out
+}
+
+/// One entity as the encoder last sent it to this client.
+#[derive(Debug)]
+struct EntitySent {
+    kind: String,
+    numbers: [i64; 6],
+    extra: String,
+}
+
+/// The JSON number `text` × `scale` as an integer, when that integer gives the number
+/// back exactly.
+fn quantize(text: &str, scale: i64) -> Option<i64> {
+    if let Ok(n) = text.parse::<i64>() {
         return n.checked_mul(scale).filter(|q| q.abs() <= MAX_QUANTIZED);
     }
-    let v = value.as_f64()?;
+    let v: f64 = text.parse().ok()?;
     let q = (v * scale as f64).round();
     if !q.is_finite() || q.abs() > MAX_QUANTIZED as f64 {
         return None;
@@ -148,20 +182,8 @@ fn unquantize(q: i64, scale: i64) -> Value {
 
 /// A compact message's other members (`you`, `events`, `markets`, …) as last sent, by
 /// name: a member sent again unchanged costs a bit of the next message's repeat mask.
-type Rest = BTreeMap<String, Value>;
-
-/// Which of `last`'s members (in name order, at most 32) `now` has with the same value, as
-/// a mask, and the members of `now` that are not among them.
-fn split_rest(last: &Rest, mut now: Rest) -> (u64, Rest) {
-    let mut repeated = 0u64;
-    for (i, (name, value)) in last.iter().take(32).enumerate() {
-        if now.get(name) == Some(value) {
-            now.remove(name);
-            repeated |= 1 << i;
-        }
-    }
-    (repeated, now)
-}
+/// The encoder keeps each member's JSON text, the decoder its value.
+type Rest<V> = BTreeMap<String, V>;
 
 /// The index of a compact message's tag among the compact tags (each keeps its own rest).
 fn rest_slot(tag: u8) -> usize {
@@ -172,9 +194,9 @@ fn rest_slot(tag: u8) -> usize {
 #[derive(Debug, Default)]
 pub struct Encoder {
     handles: HashMap<String, u32>,
-    sent: HashMap<u32, EntityState>,
+    sent: HashMap<u32, EntitySent>,
     next_handle: u32,
-    last_rest: [Rest; 2],
+    last_rest: [Rest<String>; 2],
 }
 
 impl Encoder {
@@ -186,45 +208,44 @@ impl Encoder {
     }
 
     /// The compact form, if the message has one and it carries this payload exactly.
-    /// Nothing of the connection's state changes unless it does.
+    /// Nothing of the connection's state changes unless it does. The payload is read
+    /// without building JSON values: members stay borrowed text.
     fn compact(&mut self, kind: &str, seq: u64, ts_ms: i64, payload: &[u8]) -> Option<Vec<u8>> {
         let (tag, entities_member) = compact_kind(kind)?;
-        let Ok(Value::Object(rest)) = serde_json::from_slice::<Value>(payload) else {
-            return None;
-        };
-        let mut rest: Rest = rest.into_iter().collect();
-        let tick = rest.remove("tick")?.as_u64()?;
+        let mut rest: RawMembers<'_> = serde_json::from_slice(payload).ok()?;
+        let tick: u64 = rest.remove("tick")?.get().parse().ok()?;
         let entities = match rest.remove(entities_member) {
             None => None,
-            Some(Value::Array(list)) => Some(
-                list.iter()
-                    .map(EntityState::read)
+            Some(raw) => Some(
+                serde_json::from_str::<Vec<RawMembers<'_>>>(raw.get())
+                    .ok()?
+                    .into_iter()
+                    .map(EntityIn::read)
                     .collect::<Option<Vec<_>>>()?,
             ),
-            Some(_) => return None,
         };
         let removed = match rest.remove("entity_removed") {
             None => None,
-            Some(Value::Array(list)) => Some(
-                list.iter()
-                    .map(|id| id.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()?,
-            ),
-            Some(_) => return None,
+            Some(raw) => Some(serde_json::from_str::<Vec<&str>>(raw.get()).ok()?),
         };
         // Every removed entity must be one the client has a handle for.
-        let listed = entities.iter().flatten().map(|e| e.id.as_str());
+        let listed = entities.iter().flatten().map(|e| e.id);
         let known = |id: &str| self.handles.contains_key(id) || listed.clone().any(|l| l == id);
         if !removed.iter().flatten().all(|id| known(id)) {
             return None;
         }
-
-        let (repeated, changed) = split_rest(&self.last_rest[rest_slot(tag)], rest.clone());
-        let changed = if changed.is_empty() {
-            Vec::new()
-        } else {
-            serde_json::to_vec(&changed).ok()?
-        };
+        let last_rest = &self.last_rest[rest_slot(tag)];
+        let mut repeated = 0u64;
+        for (i, (name, text)) in last_rest.iter().take(32).enumerate() {
+            if rest.get(name.as_str()).is_some_and(|raw| raw.get() == text) {
+                repeated |= 1 << i;
+            }
+        }
+        let changed = object_text(
+            rest.iter()
+                .filter(|(name, raw)| last_rest.get(**name).is_none_or(|t| t != raw.get()))
+                .map(|(name, raw)| (*name, raw.get())),
+        );
 
         let mut out = Vec::with_capacity(64 + payload.len() / 8);
         out.push(tag);
@@ -244,27 +265,32 @@ impl Encoder {
         if let Some(removed) = removed {
             put_varint(&mut out, removed.len() as u64);
             for id in removed {
-                let handle = self.handles.remove(&id).unwrap_or_default();
+                let handle = self.handles.remove(id).unwrap_or_default();
                 self.sent.remove(&handle);
                 put_varint(&mut out, u64::from(handle));
             }
         }
         put_varint(&mut out, repeated);
-        put_bytes(&mut out, &changed);
-        self.last_rest[rest_slot(tag)] = rest;
+        put_bytes(&mut out, changed.as_bytes());
+        self.last_rest[rest_slot(tag)] = rest
+            .into_iter()
+            .map(|(name, raw)| (name.to_owned(), raw.get().to_owned()))
+            .collect();
         Some(out)
     }
 
-    fn put_entity(&mut self, out: &mut Vec<u8>, entity: EntityState) {
-        let (handle, last) = match self.handles.get(&entity.id) {
-            Some(&handle) => (handle, self.sent.get(&handle)),
+    fn put_entity(&mut self, out: &mut Vec<u8>, entity: EntityIn<'_>) {
+        let handle = match self.handles.get(entity.id) {
+            Some(&handle) => handle,
             None => {
                 let handle = self.next_handle;
                 self.next_handle = self.next_handle.wrapping_add(1);
-                self.handles.insert(entity.id.clone(), handle);
-                (handle, None)
+                self.handles.insert(entity.id.to_owned(), handle);
+                self.sent.remove(&handle);
+                handle
             }
         };
+        let last = self.sent.get(&handle);
         let mut mask = 0;
         if last.is_none() {
             mask |= field::NEW | field::KIND;
@@ -294,10 +320,32 @@ impl Encoder {
             }
         }
         if mask & field::EXTRA != 0 {
-            let text = serde_json::to_vec(&entity.extra).unwrap_or_else(|_| b"{}".to_vec());
-            put_bytes(out, &text);
+            let text = if entity.extra.is_empty() {
+                "{}"
+            } else {
+                &entity.extra
+            };
+            put_bytes(out, text.as_bytes());
         }
-        self.sent.insert(handle, entity);
+        match self.sent.get_mut(&handle) {
+            Some(sent) => {
+                if sent.kind != entity.kind {
+                    entity.kind.clone_into(&mut sent.kind);
+                }
+                sent.numbers = entity.numbers;
+                sent.extra = entity.extra;
+            }
+            None => {
+                self.sent.insert(
+                    handle,
+                    EntitySent {
+                        kind: entity.kind.to_owned(),
+                        numbers: entity.numbers,
+                        extra: entity.extra,
+                    },
+                );
+            }
+        }
     }
 }
 
@@ -373,7 +421,7 @@ pub fn input_frame(seq: u64, input: &Input) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub struct Decoder {
     entities: HashMap<u32, EntityState>,
-    last_rest: [Rest; 2],
+    last_rest: [Rest<Value>; 2],
 }
 
 impl Decoder {
@@ -418,7 +466,7 @@ impl Decoder {
         let repeated = reader.varint().ok_or_else(ended)?;
         let changed = reader.bytes().ok_or_else(ended)?;
         let last = &mut self.last_rest[rest_slot(tag)];
-        let mut rest: Rest = last
+        let mut rest: Rest<Value> = last
             .iter()
             .take(32)
             .enumerate()
@@ -426,7 +474,8 @@ impl Decoder {
             .map(|(_, (name, value))| (name.clone(), value.clone()))
             .collect();
         if !changed.is_empty() {
-            let changed: Rest = serde_json::from_slice(changed).map_err(|e| e.to_string())?;
+            let changed: Rest<Value> =
+                serde_json::from_slice(changed).map_err(|e| e.to_string())?;
             rest.extend(changed);
         }
         if !reader.0.is_empty() {
