@@ -9,7 +9,9 @@
 //! Inputs do not go through the inbox: the connection leaves the latest in its
 //! [`InputSlot`] and the next tick takes it, which is all the simulation would have used.
 //! An input therefore never wakes the simulation, and a client flooding inputs costs a
-//! lock per input and nothing else.
+//! lock per input and nothing else. Before the ship is in a system, an input also asks the
+//! simulation (at most once a tick, through the inbox, so after a join sent before it)
+//! whether to refuse it with `NOT_JOINED`.
 
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
@@ -22,8 +24,8 @@ use crate::bridge::{Command, ConnId, Outbound};
 use crate::protocol::game::binary::{self, ClientBinary};
 use crate::protocol::game::{self, ClientMessage, Frame, GameOut, PROTOCOL_VERSION, codes};
 use crate::services::pilots;
-use crate::services::play::{InputSlot, Refusal};
-use crate::sim::players::{ClientLink, GameCommand, NOT_JOINED};
+use crate::services::play::InputSlot;
+use crate::sim::players::{ClientLink, GameCommand};
 
 const PROTOCOL: &str = "game";
 
@@ -110,6 +112,9 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
     let mut authenticated = false;
     let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
     let inputs = InputSlot::default();
+    let tick = std::time::Duration::from_secs_f64(1.0 / f64::from(state.config.tick_hz.max(1)));
+    // When the simulation was last asked about an input sent before joining.
+    let mut unjoined_asked: Option<tokio::time::Instant> = None;
     // The session the login's token belongs to: a logout ends this connection too (the
     // token merely expiring does not).
     let mut session = None;
@@ -183,8 +188,13 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
                 link.error(codes::NOT_AUTHENTICATED, "log in with auth.login first");
             }
             ClientMessage::Input(input) => {
-                if inputs.offer(frame.seq, input).is_err() {
-                    link.refuse(Refusal::NotJoined, NOT_JOINED);
+                if !inputs.offer(frame.seq, input) {
+                    // Asked at most once a tick, in order after any join sent before.
+                    let now = tokio::time::Instant::now();
+                    if unjoined_asked.is_none_or(|at| now >= at + tick) {
+                        unjoined_asked = Some(now);
+                        send_game(&state, &link, GameCommand::InputBeforeJoin { conn });
+                    }
                 }
             }
             ClientMessage::Extra { kind, payload } => {

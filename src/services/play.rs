@@ -25,21 +25,16 @@ struct InputSlotInner {
     joined: std::sync::atomic::AtomicBool,
 }
 
-/// An input came from a connection whose ship is in no system yet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NotJoined;
-
 impl InputSlot {
-    /// Holds `input` unless an input with a higher `seq` is already waiting.
-    pub fn offer(&self, seq: u64, input: Input) -> Result<(), NotJoined> {
-        if !self.0.joined.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(NotJoined);
-        }
+    /// Holds `input` unless an input with a higher `seq` is already waiting. False when
+    /// the connection's ship is not in a system (yet: a join may be on its way): the
+    /// input waits for it, and the connection asks the simulation whether to refuse it.
+    pub fn offer(&self, seq: u64, input: Input) -> bool {
         let mut held = self.held();
         if held.as_ref().is_none_or(|(waiting, _)| seq > *waiting) {
             *held = Some((seq, input));
         }
-        Ok(())
+        self.0.joined.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// The waiting input, if any, leaving the slot empty.
@@ -47,12 +42,12 @@ impl InputSlot {
         self.held().take()
     }
 
-    /// Whether the tick takes inputs from this slot (the connection's ship is in a system).
-    pub fn set_joined(&self, joined: bool) {
+    /// The tick takes inputs from this slot from now on (the connection's ship is in a
+    /// system); one that waited for the join counts.
+    pub fn set_joined(&self) {
         self.0
             .joined
-            .store(joined, std::sync::atomic::Ordering::Release);
-        self.take();
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Option<(u64, Input)>> {

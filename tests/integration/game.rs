@@ -778,3 +778,36 @@ async fn an_input_flood_costs_the_inbox_nothing() {
     let busy = |m: &Value| m["type"] == "error" && m["payload"]["code"] == "SERVER_BUSY";
     assert!(!busy(&reply), "the inbox had room: {reply}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_input_sent_right_after_the_join_request_steers_the_new_ship() {
+    let server = TestServer::start().await;
+    let token = token_for(&server, "pipeliner").await;
+    let mut client = GameClient::connect(&server).await;
+    client.login(&token).await;
+    // Join and steer without waiting for session.joined, as a client pipelining its
+    // requests does: the input counts once the ship is placed, and is not refused.
+    client
+        .send("session.join_system", json!({"system_id": "sol-1"}))
+        .await;
+    client.input(1.0, 0.0, false, false).await;
+    let joined = client.recv_reply().await;
+    assert_eq!(joined["type"], "session.joined", "{joined}");
+    let ship = joined["payload"]["ship_id"].as_str().unwrap().to_owned();
+    let snapshot = client.recv_type("world.snapshot").await;
+    let start = entity(&snapshot, "entities", &ship).unwrap().clone();
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "{ship} never moved");
+        let msg = client.recv().await;
+        assert_ne!(msg["type"], "error", "{msg}");
+        if let Some(update) = entity(&msg, "entity_updates", &ship) {
+            let dx = update["x"].as_f64().unwrap() - start["x"].as_f64().unwrap();
+            let dy = update["y"].as_f64().unwrap() - start["y"].as_f64().unwrap();
+            if dx.hypot(dy) > 5.0 {
+                break;
+            }
+        }
+    }
+    server.shutdown().await;
+}

@@ -54,6 +54,11 @@ pub enum GameCommand {
         conn: ConnId,
         system_id: String,
     },
+    /// An input arrived before the connection's ship was in a system: refused with
+    /// `NOT_JOINED` unless a join that came before it has placed the ship meanwhile.
+    InputBeforeJoin {
+        conn: ConnId,
+    },
     Trade {
         conn: ConnId,
         side: TradeSide,
@@ -91,6 +96,9 @@ fn handle_game_commands(world: &mut World) {
                 inputs,
             } => connect(world, conn, user_id, username, saved, link, inputs),
             GameCommand::Join { conn, system_id } => join(world, conn, &system_id),
+            GameCommand::InputBeforeJoin { conn } => {
+                joined_ship(world, conn);
+            }
             GameCommand::Trade {
                 conn,
                 side,

@@ -186,6 +186,12 @@ pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
         .get::<Replicated>(ship)
         .map(|r| r.net_id.clone())
         .unwrap_or_else(|| Arc::from(""));
+    if let Some(mut client) = world.get_mut::<Client>(ship) {
+        client.streaming = true;
+        client.needs_snapshot = true;
+        // Before `session.joined` leaves: a client may steer as soon as it reads it.
+        client.inputs.set_joined();
+    }
     link.send(GameOut::Joined {
         system_id: system_id.to_owned(),
         ship_id,
@@ -193,11 +199,6 @@ pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
         y: round2(kin.pos.y),
         rotation: round3(kin.rot),
     });
-    if let Some(mut client) = world.get_mut::<Client>(ship) {
-        client.streaming = true;
-        client.inputs.set_joined(true);
-        client.needs_snapshot = true;
-    }
     // The snapshot goes out now, not at the next tick, so it directly follows the join.
     crate::sim::replication::send_snapshot(world, ship);
 }
@@ -205,6 +206,9 @@ pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
 /// Moves each player's latest input into its ship's controls, before the tick uses them.
 pub(super) fn take_inputs(mut ships: Query<(&mut Client, &mut Controls)>) {
     for (mut client, mut controls) in &mut ships {
+        if !client.streaming {
+            continue; // taken over by a connection that has not joined yet
+        }
         let Some((seq, input)) = client.inputs.take() else {
             continue;
         };
