@@ -328,6 +328,16 @@ pub struct CommsConfig {
     pub pong_timeout_secs: u64,
     /// Bytes that may wait for one slow reader; past them it is closed (1008).
     pub outbound_bytes: usize,
+    /// A connection's messages that come within this many milliseconds of its last write
+    /// go out together at the end of the window (one write instead of one each); 0 writes
+    /// each at once.
+    pub coalesce_ms: u64,
+}
+
+impl CommsConfig {
+    pub fn coalesce_window(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.coalesce_ms)
+    }
 }
 
 impl Default for CommsConfig {
@@ -342,6 +352,7 @@ impl Default for CommsConfig {
             ping_interval_secs: 30,
             pong_timeout_secs: 60,
             outbound_bytes: 4 << 20,
+            coalesce_ms: 20,
         }
     }
 }

@@ -124,15 +124,17 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
     let budget = ByteBudget::new(state.config.comms.outbound_bytes);
     let outbound = outbound.with_byte_budget(budget.clone(), CommsOut::weight);
     let queue = (outbound, rx);
-    let mut connection = ws::Connection::open(socket, &state, PROTOCOL, queue, move |out| {
-        budget.give_back(out.weight());
-        match out {
-            CommsOut::Text(bytes) => WsOut::SharedText(bytes),
-            CommsOut::Binary(bytes) => WsOut::Binary(bytes),
-            CommsOut::Ping => WsOut::Ping,
-            CommsOut::Close(code, reason) => WsOut::Close(code, reason),
-        }
-    });
+    let window = Some(state.config.comms.coalesce_window()).filter(|w| !w.is_zero());
+    let mut connection =
+        ws::Connection::open_coalescing(socket, &state, PROTOCOL, queue, window, move |out| {
+            budget.give_back(out.weight());
+            match out {
+                CommsOut::Text(bytes) => WsOut::SharedText(bytes),
+                CommsOut::Binary(bytes) => WsOut::Binary(bytes),
+                CommsOut::Ping => WsOut::Ping,
+                CommsOut::Close(code, reason) => WsOut::Close(code, reason),
+            }
+        });
     let conn = connection.conn;
     let link = connection.link.clone();
     let mut c = Conn {

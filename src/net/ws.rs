@@ -40,6 +40,21 @@ impl<T: Send + 'static> Connection<T> {
         queue: (Outbound<T>, mpsc::Receiver<T>),
         encode: impl FnMut(T) -> WsOut + Send + 'static,
     ) -> Self {
+        Self::open_coalescing(socket, state, protocol, queue, None, encode)
+    }
+
+    /// [`Connection::open`], with a writer that coalesces: what arrives within `window`
+    /// of its last write waits for the window's end and goes out with everything else
+    /// that arrived meanwhile, in one write. A connection receiving a message now and then
+    /// gets each at once; a busy one gets a write per window instead of one per message.
+    pub fn open_coalescing(
+        socket: WebSocket,
+        state: &AppState,
+        protocol: &'static str,
+        queue: (Outbound<T>, mpsc::Receiver<T>),
+        window: Option<std::time::Duration>,
+        encode: impl FnMut(T) -> WsOut + Send + 'static,
+    ) -> Self {
         let gauge = ConnectionGauge::open(&state.metrics, protocol);
         let conn = next_conn_id();
         let (outbound, rx) = queue;
@@ -52,6 +67,7 @@ impl<T: Send + 'static> Connection<T> {
             kick.clone(),
             state.clone(),
             protocol,
+            window,
         ));
         Self {
             conn,
@@ -106,6 +122,9 @@ pub fn incoming(
         }
     }
 }
+
+/// The most messages one coalesced write takes from the queue.
+const COALESCED_MAX: usize = 1024;
 
 /// Per-socket read buffer. tungstenite's default (128 KiB) is most of an idle
 /// connection's memory; messages larger than this still arrive, in several reads.
@@ -171,7 +190,7 @@ pub fn close_for(e: &axum::Error) -> Option<(u16, &'static str)> {
 /// Drains `rx` into the socket until the queue ends, a close is queued, the connection is
 /// kicked, or the server shuts down. `encode` turns a queued item into what to send. At
 /// shutdown what is already queued (a trade's result, the shutdown notice) is sent before
-/// the close.
+/// the close. With a coalescing `window`, see [`Connection::open_coalescing`].
 pub async fn write_loop<T>(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<T>,
@@ -179,9 +198,11 @@ pub async fn write_loop<T>(
     kick: CancellationToken,
     state: AppState,
     protocol: &'static str,
+    window: Option<std::time::Duration>,
 ) {
     let metrics = state.metrics.clone();
     let mut batch: Vec<T> = Vec::with_capacity(64);
+    let mut last_write: Option<tokio::time::Instant> = None;
     let close_with = loop {
         let shutting_down = tokio::select! {
             biased;
@@ -206,6 +227,19 @@ pub async fn write_loop<T>(
                 false
             }
         };
+        if let (Some(window), Some(at), false) = (window, last_write, shutting_down)
+            && tokio::time::Instant::now() < at + window
+        {
+            // Busy: wait for the window's end and take what arrived meanwhile. (A shutdown
+            // or a kick waits at most this long.)
+            tokio::time::sleep_until(at + window).await;
+            while batch.len() < COALESCED_MAX {
+                match rx.try_recv() {
+                    Ok(item) => batch.push(item),
+                    Err(_) => break,
+                }
+            }
+        }
         if shutting_down {
             while let Ok(item) = rx.try_recv() {
                 batch.push(item);
@@ -242,6 +276,7 @@ pub async fn write_loop<T>(
         if sink.flush().await.is_err() {
             return;
         }
+        last_write = Some(tokio::time::Instant::now());
         if closed_by_queue.is_some() {
             break closed_by_queue;
         }
