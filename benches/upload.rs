@@ -54,8 +54,11 @@ async fn upload(
 fn throughput(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = ecliptic::Config::ephemeral(dir.path());
+    // The bench registers its own developer account.
+    config.auth.open_developer_registration = true;
     let server = runtime
-        .block_on(ecliptic::Server::new(ecliptic::Config::ephemeral(dir.path())).start())
+        .block_on(ecliptic::Server::new(config).start())
         .expect("server starts");
     let addr = server.dev_tcp_addr.to_string();
     let (mut client, game) = runtime.block_on(async {
@@ -63,7 +66,7 @@ fn throughput(c: &mut Criterion) {
         let reply = client
             .request(
                 "REGISTER_DEV",
-                json!({"username": "bench", "password": "pw"}),
+                json!({"username": "bench", "password": "bench-password"}),
             )
             .await
             .expect("register");
