@@ -76,16 +76,18 @@ fn next_change(food: i64) -> i64 {
     if food < 5 { 1 } else { -1 }
 }
 
-/// Trades food one unit at a time until the node dies, telling `acks` of each acknowledged
-/// trade; returns what was acknowledged last.
+/// Trades food one unit at a time until the node dies, telling `joined` once it is in
+/// sol-1 and `acks` of each acknowledged trade; returns what was acknowledged last.
 async fn trade(
     node: SocketAddr,
     token: String,
+    joined: tokio::sync::mpsc::UnboundedSender<()>,
     acks: tokio::sync::mpsc::UnboundedSender<()>,
 ) -> Pilot {
     let mut client = GameClient::connect_to(node).await;
     client.login(&token).await;
     let (_, snapshot) = client.join("sol-1").await;
+    let _ = joined.send(());
     let you = &snapshot["payload"]["you"];
     let mut pilot = Pilot {
         credits: you["credits"].as_i64().expect("credits"),
@@ -255,9 +257,20 @@ async fn a_node_killed_while_players_trade_and_wager_loses_nothing_acknowledged(
         // also wagers through a survivor's.
         let this_run = Arc::new(Mutex::new(Vec::new()));
         let (acks, mut acknowledged) = tokio::sync::mpsc::unbounded_channel();
+        // Each stream says when it has started (a trader in sol-1, a player authenticated):
+        // one still connecting when the node dies has nothing to check afterwards, and
+        // would fail on its way in.
+        let (starts, mut started) = tokio::sync::mpsc::unbounded_channel();
         let traders: Vec<_> = tokens
             .iter()
-            .map(|token| tokio::spawn(trade(victim_addr, token.clone(), acks.clone())))
+            .map(|token| {
+                tokio::spawn(trade(
+                    victim_addr,
+                    token.clone(),
+                    starts.clone(),
+                    acks.clone(),
+                ))
+            })
             .collect();
         drop(acks);
         let mut wagers: Vec<_> = PLAYERS
@@ -271,6 +284,7 @@ async fn a_node_killed_while_players_trade_and_wager_loses_nothing_acknowledged(
                     name,
                     seed,
                     this_run.clone(),
+                    Some(starts.clone()),
                 ))
             })
             .collect();
@@ -280,7 +294,15 @@ async fn a_node_killed_while_players_trade_and_wager_loses_nothing_acknowledged(
             PLAYERS[0],
             iteration * 10 + 9,
             this_run.clone(),
+            Some(starts.clone()),
         ));
+        drop(starts);
+        for _ in 0..traders.len() + wagers.len() + 1 {
+            tokio::time::timeout(common::WAIT, started.recv())
+                .await
+                .expect("every stream starts")
+                .expect("a stream started");
+        }
         // The moment of the crash: after a seeded number of acknowledged trades, with the
         // wages going on meanwhile.
         let crash_after = rng.random_range(3..40);

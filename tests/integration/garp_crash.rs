@@ -44,13 +44,15 @@ async fn call(garp: &mut Garp, class: &str, mut fields: Value) -> Option<Value> 
     }
 }
 
-/// One player's stream: wage, sometimes finish, until the server dies.
+/// One player's stream: wage, sometimes finish, until the server dies. `started` hears
+/// once the player is authenticated.
 pub(crate) async fn play(
     http: std::net::SocketAddr,
     game: GameKeys,
     name: &str,
     seed: u64,
     acked: Arc<Mutex<Vec<Acked>>>,
+    started: Option<tokio::sync::mpsc::UnboundedSender<()>>,
 ) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut garp = Garp::connect(http, &game).await;
@@ -64,6 +66,9 @@ pub(crate) async fn play(
         return;
     };
     let (token, user_id) = (auth["authToken"].clone(), auth["userId"].clone());
+    if let Some(started) = started {
+        let _ = started.send(());
+    }
     loop {
         let wage: i64 = rng.random_range(1..50);
         let Some(placed) = call(
@@ -205,6 +210,7 @@ async fn acknowledged_wages_survive_sigkill_and_periods_resolve_once() {
                     name,
                     iteration * 10 + i as u64,
                     this_run.clone(),
+                    None,
                 ))
             })
             .collect();
