@@ -228,10 +228,15 @@ impl Encoder {
             None => None,
             Some(raw) => Some(serde_json::from_str::<Vec<&str>>(raw.get()).ok()?),
         };
-        // Every removed entity must be one the client has a handle for.
+        // Every removed entity must be one the client has a handle for, once.
         let listed = entities.iter().flatten().map(|e| e.id);
         let known = |id: &str| self.handles.contains_key(id) || listed.clone().any(|l| l == id);
-        if !removed.iter().flatten().all(|id| known(id)) {
+        let mut gone = std::collections::HashSet::new();
+        if !removed
+            .iter()
+            .flatten()
+            .all(|id| known(id) && gone.insert(*id))
+        {
             return None;
         }
         let last_rest = &self.last_rest[rest_slot(tag)];
@@ -753,6 +758,8 @@ mod tests {
             json!({"tick": 1, "entity_updates": [{"id": "s_1", "kind": "k", "x": 0.001, "y": 0, "vx": 0, "vy": 0, "r": 0, "hp": 1}]}),
             json!({"tick": 1, "entity_updates": [{"id": "s_1", "x": 1}]}),
             json!({"tick": 1, "entity_removed": ["never_sent"]}),
+            json!({"tick": 1, "entity_updates": [entity_json("s_9", "pirate", [0; 6], None)],
+                   "entity_removed": ["s_9", "s_9"]}),
             json!({"tick": "soon"}),
         ] {
             let text = payload.to_string();
