@@ -597,6 +597,20 @@ pub async fn close_code(ws: &mut Ws) -> Option<u16> {
     }
 }
 
+/// Entity `id` in a `world.snapshot` or `world.delta` message's `field` list.
+pub fn entity<'a>(snapshot_or_delta: &'a Value, field: &str, id: &str) -> Option<&'a Value> {
+    snapshot_or_delta["payload"][field]
+        .as_array()?
+        .iter()
+        .find(|e| e["id"] == id)
+}
+
+/// How far apart two entity updates place their entity.
+pub fn distance(a: &Value, b: &Value) -> f64 {
+    let at = |e: &Value, f: &str| e[f].as_f64().unwrap_or_else(|| panic!("{f} in {e}"));
+    (at(a, "x") - at(b, "x")).hypot(at(a, "y") - at(b, "y"))
+}
+
 /// A realtime-game.md client.
 pub struct GameClient {
     pub ws: Ws,

@@ -2,15 +2,8 @@
 
 use crate::common;
 
-use common::{GameClient, TestServer, token_for};
+use common::{GameClient, TestServer, distance, entity, token_for};
 use serde_json::{Value, json};
-
-fn entity<'a>(snapshot_or_delta: &'a Value, field: &str, id: &str) -> Option<&'a Value> {
-    snapshot_or_delta["payload"][field]
-        .as_array()?
-        .iter()
-        .find(|e| e["id"] == id)
-}
 
 async fn joined_player(server: &TestServer, name: &str) -> (GameClient, String, Value) {
     let token = token_for(server, name).await;
@@ -48,9 +41,7 @@ async fn wait_moved(client: &mut GameClient, ship: &str, from: &Value, distance:
     loop {
         assert!(tokio::time::Instant::now() < deadline, "{ship} never moved");
         let update = next_update_of(client, ship).await;
-        let dx = update["x"].as_f64().unwrap() - from["x"].as_f64().unwrap();
-        let dy = update["y"].as_f64().unwrap() - from["y"].as_f64().unwrap();
-        if dx.hypot(dy) > distance {
+        if common::distance(&update, from) > distance {
             return update;
         }
     }
@@ -801,12 +792,8 @@ async fn an_input_sent_right_after_the_join_request_steers_the_new_ship() {
         assert!(tokio::time::Instant::now() < deadline, "{ship} never moved");
         let msg = client.recv().await;
         assert_ne!(msg["type"], "error", "{msg}");
-        if let Some(update) = entity(&msg, "entity_updates", &ship) {
-            let dx = update["x"].as_f64().unwrap() - start["x"].as_f64().unwrap();
-            let dy = update["y"].as_f64().unwrap() - start["y"].as_f64().unwrap();
-            if dx.hypot(dy) > 5.0 {
-                break;
-            }
+        if entity(&msg, "entity_updates", &ship).is_some_and(|e| distance(e, &start) > 5.0) {
+            break;
         }
     }
     server.shutdown().await;

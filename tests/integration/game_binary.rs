@@ -107,10 +107,6 @@ impl BinaryClient {
     }
 }
 
-fn own<'a>(payload: &'a Value, member: &str, ship: &str) -> Option<&'a Value> {
-    payload[member].as_array()?.iter().find(|e| e["id"] == ship)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_offers_the_binary_encoding_plays_in_it() {
     let server = TestServer::start().await;
@@ -130,7 +126,7 @@ async fn a_client_that_offers_the_binary_encoding_plays_in_it() {
     let joined = client.recv_type("session.joined").await;
     let ship = joined["payload"]["ship_id"].as_str().unwrap().to_owned();
     let snapshot = client.recv_type("world.snapshot").await;
-    let start = own(&snapshot["payload"], "entities", &ship)
+    let start = entity(&snapshot, "entities", &ship)
         .expect("the own ship in the snapshot")
         .clone();
     let keys: Vec<&str> = start
@@ -151,12 +147,10 @@ async fn a_client_that_offers_the_binary_encoding_plays_in_it() {
     client.input(1.0, 0.0).await;
     let moved = loop {
         let delta = client.recv_type("world.delta").await;
-        if let Some(e) = own(&delta["payload"], "entity_updates", &ship) {
-            let dx = e["x"].as_f64().unwrap() - start["x"].as_f64().unwrap();
-            let dy = e["y"].as_f64().unwrap() - start["y"].as_f64().unwrap();
-            if dx.hypot(dy) > 5.0 {
-                break e.clone();
-            }
+        if let Some(e) = entity(&delta, "entity_updates", &ship)
+            && distance(e, &start) > 5.0
+        {
+            break e.clone();
         }
     };
     // Whole entities come out of the decoder, however few fields changed.
