@@ -113,8 +113,10 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
     let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
     let inputs = InputSlot::default();
     let tick = std::time::Duration::from_secs_f64(1.0 / f64::from(state.config.tick_hz.max(1)));
-    // When the simulation was last asked about an input sent before joining.
+    // When the simulation was last asked about inputs sent before joining, and the
+    // highest `seq` sent since that it has not been asked about.
     let mut unjoined_asked: Option<tokio::time::Instant> = None;
+    let mut unjoined_unasked: Option<u64> = None;
     // The session the login's token belongs to: a logout ends this connection too (the
     // token merely expiring does not).
     let mut session = None;
@@ -131,6 +133,17 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
                 link.error(codes::INVALID_TOKEN, "your session was ended (logged out); closing");
                 link.close(ws::close::POLICY, "session ended");
                 break;
+            }
+            _ = tokio::time::sleep_until(
+                unjoined_asked.map_or(deadline, |at| at + tick)
+            ), if unjoined_unasked.is_some() => {
+                if let Some(seq) = unjoined_unasked.take()
+                    && !inputs.is_joined()
+                {
+                    unjoined_asked = Some(tokio::time::Instant::now());
+                    send_game(&state, &link, GameCommand::InputBeforeJoin { conn, seq });
+                }
+                continue;
             }
             _ = tokio::time::sleep_until(deadline), if !authenticated => {
                 link.error(codes::NOT_AUTHENTICATED, "log in with auth.login first; closing");
@@ -189,11 +202,15 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
             }
             ClientMessage::Input(input) => {
                 if !inputs.offer(frame.seq, input) {
-                    // Asked at most once a tick, in order after any join sent before.
+                    // Asked at most once a tick, in order after any join sent before;
+                    // inputs in between are asked about when the tick is over.
                     let now = tokio::time::Instant::now();
                     if unjoined_asked.is_none_or(|at| now >= at + tick) {
                         unjoined_asked = Some(now);
-                        send_game(&state, &link, GameCommand::InputBeforeJoin { conn });
+                        let seq = frame.seq.max(unjoined_unasked.take().unwrap_or(0));
+                        send_game(&state, &link, GameCommand::InputBeforeJoin { conn, seq });
+                    } else {
+                        unjoined_unasked = unjoined_unasked.max(Some(frame.seq));
                     }
                 }
             }

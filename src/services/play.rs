@@ -34,7 +34,20 @@ impl InputSlot {
         if held.as_ref().is_none_or(|(waiting, _)| seq > *waiting) {
             *held = Some((seq, input));
         }
+        self.is_joined()
+    }
+
+    /// Whether the connection's ship is in a system.
+    pub fn is_joined(&self) -> bool {
         self.0.joined.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Drops the waiting input if its `seq` is `seq` or lower (it was refused).
+    pub fn discard_up_to(&self, seq: u64) {
+        let mut held = self.held();
+        if held.as_ref().is_some_and(|(waiting, _)| *waiting <= seq) {
+            *held = None;
+        }
     }
 
     /// The waiting input, if any, leaving the slot empty.

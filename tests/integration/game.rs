@@ -397,7 +397,17 @@ async fn bad_messages_get_errors_and_the_connection_stays_open() {
         client.recv_reply().await["payload"]["code"],
         "UNKNOWN_SYSTEM"
     );
-    client.join("sol-1").await;
+    let (joined, snapshot) = client.join("sol-1").await;
+    // The input refused before joining does not steer the ship once it is placed: it stays
+    // docked where it started for the next ten deltas.
+    let ship = joined["payload"]["ship_id"].as_str().unwrap().to_owned();
+    let start = entity(&snapshot, "entities", &ship).unwrap().clone();
+    for _ in 0..10 {
+        let delta = client.recv_type("world.delta").await;
+        if let Some(update) = entity(&delta, "entity_updates", &ship) {
+            assert_eq!(distance(update, &start), 0.0, "{update}");
+        }
+    }
 
     let bad: &[(&str, &str)] = &[
         ("{not json", "BAD_MESSAGE"),

@@ -54,10 +54,12 @@ pub enum GameCommand {
         conn: ConnId,
         system_id: String,
     },
-    /// An input arrived before the connection's ship was in a system: refused with
-    /// `NOT_JOINED` unless a join that came before it has placed the ship meanwhile.
+    /// Inputs up to `seq` arrived before the connection's ship was in a system: refused
+    /// with `NOT_JOINED` (and dropped from the slot) unless a join that came before them
+    /// has placed the ship meanwhile.
     InputBeforeJoin {
         conn: ConnId,
+        seq: u64,
     },
     Trade {
         conn: ConnId,
@@ -96,8 +98,13 @@ fn handle_game_commands(world: &mut World) {
                 inputs,
             } => connect(world, conn, user_id, username, saved, link, inputs),
             GameCommand::Join { conn, system_id } => join(world, conn, &system_id),
-            GameCommand::InputBeforeJoin { conn } => {
-                joined_ship(world, conn);
+            GameCommand::InputBeforeJoin { conn, seq } => {
+                if joined_ship(world, conn).is_none()
+                    && let Some(session) = world.resource::<Connections>().sessions.get(&conn)
+                {
+                    // Refused: it must not steer the ship once one is placed.
+                    session.inputs.discard_up_to(seq);
+                }
             }
             GameCommand::Trade {
                 conn,
