@@ -135,6 +135,12 @@ pub enum Note {
     /// A game of the catalog changed (created, updated, a version published, set OFFLINE):
     /// read it again from the database.
     GameChanged { game_id: String },
+    /// A login on the sending node checked `user_id`'s pilot out at `epoch`: an older
+    /// game session of it elsewhere ends now (its writes are refused by the database
+    /// either way, should this note be lost).
+    PilotTaken { user_id: Uuid, epoch: i64 },
+    /// The sending node is stopping and has released its leases: take them now.
+    NodeLeaving,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -156,6 +162,8 @@ struct Inner {
     /// Star systems pinned to this node (`[cluster] systems`).
     systems: Vec<String>,
     out: Option<mpsc::UnboundedSender<Note>>,
+    /// For the last word at shutdown, after the telling task has stopped.
+    last_word: Option<(async_nats::Client, String)>,
     heartbeat: Duration,
     node_timeout: Duration,
 }
@@ -177,6 +185,7 @@ impl Cluster {
                 node_id: "single".into(),
                 systems: Vec::new(),
                 out: None,
+                last_word: None,
                 heartbeat: Duration::from_secs(1),
                 node_timeout: Duration::from_secs(5),
             }),
@@ -212,6 +221,7 @@ impl Cluster {
                 node_id: node_id.clone(),
                 systems: config.systems.clone(),
                 out: Some(out),
+                last_word: Some((client.clone(), subject.clone())),
                 heartbeat: Duration::from_millis(config.heartbeat_ms.max(50)),
                 node_timeout: Duration::from_millis(config.node_timeout_ms.max(100)),
             }),
@@ -311,6 +321,31 @@ impl Cluster {
         self.inner.node_timeout
     }
 
+    /// Tells the other nodes, and waits until NATS has it, that this node is leaving: for
+    /// shutdown, once its leases are released.
+    pub async fn announce_leaving(&self) {
+        let Some((client, subject)) = &self.inner.last_word else {
+            return;
+        };
+        let envelope = Envelope {
+            from: self.inner.node_id.clone(),
+            note: Note::NodeLeaving,
+        };
+        let Ok(bytes) = serde_json::to_vec(&envelope) else {
+            return;
+        };
+        let sent = async {
+            client.publish(subject.clone(), bytes.into()).await?;
+            client.flush().await?;
+            anyhow::Ok(())
+        };
+        match tokio::time::timeout(Duration::from_secs(1), sent).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("could not announce leaving: {e}"),
+            Err(_) => tracing::warn!("could not announce leaving: NATS did not answer"),
+        }
+    }
+
     /// Tells the other nodes; never waits.
     pub fn tell(&self, note: Note) {
         if let Some(out) = &self.inner.out {
@@ -326,6 +361,8 @@ pub struct Hearers {
     pub accounts: Arc<Accounts>,
     pub garp: Arc<GarpPlayers>,
     pub store: Store,
+    /// Rings the lease keeper for a round now.
+    pub leases: Arc<tokio::sync::Notify>,
 }
 
 fn hear(envelope: Envelope, me: &str, hearers: &Hearers) {
@@ -334,6 +371,7 @@ fn hear(envelope: Envelope, me: &str, hearers: &Hearers) {
         accounts,
         garp,
         store,
+        leases,
     } = hearers;
     let node = envelope.from;
     let command = match envelope.note {
@@ -436,6 +474,17 @@ fn hear(envelope: Envelope, me: &str, hearers: &Hearers) {
             session_id,
         } => {
             garp.heard_session(&game_id, session_id);
+            None
+        }
+        Note::PilotTaken { user_id, epoch } => {
+            let taken = crate::sim::players::GameCommand::PilotTaken { user_id, epoch };
+            let _ = inbox.send(Command::to(taken));
+            None
+        }
+        Note::NodeLeaving => {
+            tracing::info!(%node, "a node is leaving");
+            leases.notify_one();
+            let _ = inbox.send(Command::to(NodesCommand::Left { node }));
             None
         }
         Note::GameChanged { game_id } => {

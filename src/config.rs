@@ -130,9 +130,14 @@ pub struct ClusterConfig {
     pub heartbeat_ms: u64,
     /// A node not heard from for this long is taken for gone: its users go offline.
     pub node_timeout_ms: u64,
-    /// Star systems this node always runs (pinned here). Every other system runs on one
-    /// live node, chosen by rendezvous hashing of its id over the live nodes' ids.
+    /// Star systems this node runs whenever it lives (pinned here). Every other system
+    /// goes, when free, to the live node rendezvous hashing of its id picks.
     pub systems: Vec<String>,
+    /// How long a node's lease on a star system lasts without renewal. A node renews every
+    /// quarter of it and stops playing a system whose lease has less than a quarter left
+    /// unrenewed, so a node that lost the database (or was paused) stops before another
+    /// may take the system over.
+    pub lease_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -144,6 +149,7 @@ impl Default for ClusterConfig {
             heartbeat_ms: 1_000,
             node_timeout_ms: 5_000,
             systems: Vec::new(),
+            lease_ms: 3_000,
         }
     }
 }

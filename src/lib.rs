@@ -171,6 +171,9 @@ pub struct ServerHandle {
     /// Cancelled if the simulation thread panics.
     sim_failed: CancellationToken,
     store: Store,
+    cluster: cluster::Cluster,
+    /// The lease keeper, stopped before this node's leases are released at shutdown.
+    lease_keeper: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -232,6 +235,7 @@ impl Server {
             config.wagers.player_token_lifetime(),
         ));
         let shutdown = CancellationToken::new();
+        let lease_wake = Arc::new(tokio::sync::Notify::new());
         let cluster = match &config.cluster.nats {
             Some(url) => {
                 let hearers = cluster::Hearers {
@@ -239,6 +243,7 @@ impl Server {
                     accounts: accounts.clone(),
                     garp: garp_players.clone(),
                     store: store.clone(),
+                    leases: lease_wake.clone(),
                 };
                 cluster::Cluster::connect(&config.cluster, url, hearers, shutdown.clone()).await?
             }
@@ -277,6 +282,32 @@ impl Server {
             Some(dir) => sim::data::GameData::from_dir(dir)?,
             None => sim::data::GameData::embedded()?,
         });
+        let lease_ttl = Duration::from_millis(config.cluster.lease_ms.max(200));
+        let lease_keeper = cluster.is_clustered().then(|| {
+            let keeper = services::leases::Keeper {
+                store: store.clone(),
+                me: services::leases::ThisNode {
+                    id: cluster.node_id().to_owned(),
+                    host: endpoint.host.clone(),
+                    port: endpoint.port,
+                    pinned: cluster.pinned_systems().to_vec(),
+                },
+                systems: data.systems.iter().map(|s| s.system_id.clone()).collect(),
+                ttl: lease_ttl,
+                wake: lease_wake,
+            };
+            let inbox = inbox.clone();
+            let report = move |round| {
+                let _ = inbox.send(bridge::Command::to(sim::leases::LeasesCommand::Round(
+                    round,
+                )));
+            };
+            tokio::spawn(keeper.run(report, shutdown.clone()))
+        });
+        let leases_plugin = sim::leases::LeasesPlugin {
+            clustered: cluster.is_clustered(),
+            ttl: lease_ttl,
+        };
         let mut plugins = self.plugins;
         let game = sim::SpaceGamePlugins {
             data: data.clone(),
@@ -314,6 +345,7 @@ impl Server {
             },
         };
         let game = (self.game)(bevy_app::PluginGroup::build(game));
+        let sim_cluster = cluster.clone();
         plugins.insert(
             0,
             Box::new(move |app: &mut App| {
@@ -326,9 +358,10 @@ impl Server {
                     progress_plugin,
                     sim::admin::AdminPlugin,
                     sim::nodes::NodesPlugin,
+                    leases_plugin,
                     scripts_plugin,
                 ))
-                .insert_resource(cluster);
+                .insert_resource(sim_cluster);
             }),
         );
         let stop_sim = Arc::new(AtomicBool::new(false));
@@ -375,6 +408,7 @@ impl Server {
             assets,
             achievements,
             garp_players,
+            cluster: cluster.clone(),
             rest_limits,
             game_messages: sim_ready.game_messages,
             shutdown: shutdown.clone(),
@@ -423,6 +457,8 @@ impl Server {
             sim_thread: Some(sim_thread),
             sim_failed,
             store,
+            cluster,
+            lease_keeper,
         })
     }
 }
@@ -567,14 +603,25 @@ impl ServerHandle {
         }
         self.stop_sim.store(true, Ordering::Relaxed);
         let sim = self.sim_thread.take();
-        let store = self.store.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(sim) = sim {
                 let _ = sim.join();
             }
-            store.close();
         })
         .await;
+        // Nothing is played here any more: hand the systems over at once.
+        if let Some(keeper) = self.lease_keeper.take() {
+            let _ = keeper.await;
+            match services::leases::Keeper::release(&self.store, self.cluster.node_id().into())
+                .await
+            {
+                Ok(released) => tracing::info!(released, "leases released"),
+                Err(e) => tracing::warn!("leases not released (they expire on their own): {e}"),
+            }
+            self.cluster.announce_leaving().await;
+        }
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
     }
 }
 

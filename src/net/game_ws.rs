@@ -267,20 +267,34 @@ async fn login(
             return None;
         }
     };
-    let saved = match pilots::load(&state.store, identity.user_id).await {
-        Ok(saved) => saved,
+    let node = state.cluster.node_id().to_owned();
+    let checked_out = match pilots::check_out(&state.store, identity.user_id, node).await {
+        Ok(checked_out) => checked_out,
         Err(e) => {
-            tracing::error!("loading pilot {}: {e}", identity.user_id);
-            auth_error(codes::SERVER_ERROR, "could not load your pilot; try again");
+            tracing::error!("checking out pilot {}: {e}", identity.user_id);
+            let (code, message) = if e.is_unavailable() {
+                (
+                    codes::SERVER_BUSY,
+                    "the database is unavailable; try again shortly",
+                )
+            } else {
+                (codes::SERVER_ERROR, "could not load your pilot; try again")
+            };
+            auth_error(code, message);
             return None;
         }
     };
+    state.cluster.tell(crate::cluster::Note::PilotTaken {
+        user_id: identity.user_id,
+        epoch: checked_out.epoch,
+    });
     let session_id = identity.session_id;
     let command = Command::to(GameCommand::Connect {
         conn,
         user_id: identity.user_id,
         username: identity.username,
-        saved,
+        saved: checked_out.saved,
+        epoch: checked_out.epoch,
         link: link.clone(),
         inputs: inputs.clone(),
     });

@@ -697,9 +697,10 @@ impl Session {
             .await
             .map_err(|_| texts::BUSY.to_owned())?;
         answer.map_err(|e| match e {
-            DomainError::Busy | DomainError::Internal(_) | DomainError::RateLimited { .. } => {
-                service_text(e).to_owned()
-            }
+            DomainError::Busy
+            | DomainError::Unavailable
+            | DomainError::Internal(_)
+            | DomainError::RateLimited { .. } => service_text(e).to_owned(),
             refused => refused.to_string(),
         })
     }
@@ -856,6 +857,7 @@ fn request_key(id: &Value) -> String {
 fn service_text(e: DomainError) -> &'static str {
     match e {
         DomainError::Busy => texts::BUSY,
+        DomainError::Unavailable => texts::UNAVAILABLE,
         DomainError::RateLimited { .. } => texts::RATE_LIMITED,
         _ => texts::SERVER_ERROR,
     }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub achievements: Arc<crate::services::progress::Achievements>,
     /// GARP player tokens and sessions, which outlive any one socket.
     pub garp_players: Arc<crate::services::garp_players::GarpPlayers>,
+    /// This node's link to the others (a no-op on a node alone).
+    pub cluster: crate::cluster::Cluster,
     /// REST rate limits, per access token.
     pub rest_limits: Arc<rest_guard::RestLimits>,
     /// The `/game` message types plugins added.

@@ -56,7 +56,7 @@ pub fn code_for(e: &DomainError) -> u16 {
         DomainError::NotFound(_) => codes::NOT_FOUND,
         DomainError::RateLimited { .. } => codes::RATE_LIMITED,
         DomainError::Internal(_) => codes::INTERNAL,
-        DomainError::Busy => codes::UNAVAILABLE,
+        DomainError::Busy | DomainError::Unavailable => codes::UNAVAILABLE,
     }
 }
 

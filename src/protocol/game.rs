@@ -250,6 +250,7 @@ pub fn code_for(refusal: Refusal) -> &'static str {
         Refusal::InvalidQuantity => codes::INVALID_QUANTITY,
         Refusal::Cooldown => codes::COOLDOWN,
         Refusal::SessionReplaced => codes::SESSION_REPLACED,
+        Refusal::Unavailable => codes::SERVER_BUSY,
         Refusal::ServerError => codes::SERVER_ERROR,
     }
 }

@@ -35,6 +35,8 @@ pub mod texts {
     pub const INVALID_SCORE: &str = "Invalid scoreValue: a whole number is required.";
     pub const RATE_LIMITED: &str = "Too many attempts: try again later.";
     pub const BUSY: &str = "Server busy: try again shortly.";
+    pub const UNAVAILABLE: &str =
+        "Service unavailable: its database cannot be reached; try again shortly.";
     pub const SERVER_ERROR: &str = "Server error: try again.";
 }
 

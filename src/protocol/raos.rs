@@ -45,7 +45,7 @@ pub fn code_for(e: &DomainError) -> ErrorCode {
         DomainError::NotFound(_) => ErrorCode::NotFound,
         DomainError::RateLimited { .. } => ErrorCode::RateLimited,
         DomainError::Internal(_) => ErrorCode::ServerError,
-        DomainError::Busy => ErrorCode::Unavailable,
+        DomainError::Busy | DomainError::Unavailable => ErrorCode::Unavailable,
     }
 }
 

@@ -39,7 +39,7 @@ pub fn code_for(e: &DomainError) -> Code {
         DomainError::ChunkOutOfOrder { .. } => Code::ChunkOutOfOrder,
         DomainError::ChecksumMismatch { .. } => Code::ChecksumMismatch,
         DomainError::RateLimited { .. } | DomainError::Busy => Code::BadState,
-        DomainError::Internal(_) => Code::ServerError,
+        DomainError::Internal(_) | DomainError::Unavailable => Code::ServerError,
     }
 }
 

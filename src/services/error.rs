@@ -42,6 +42,12 @@ pub enum DomainError {
     /// The server cannot take the request now (inbox full, shutting down).
     #[error("the server is busy, try again shortly")]
     Busy,
+    /// The database cannot be reached (down, restarting): nothing was done, and nothing
+    /// is held against the caller (a login is not counted as failed).
+    #[error(
+        "the service is temporarily unavailable (its database cannot be reached); try again shortly"
+    )]
+    Unavailable,
     #[error("internal error")]
     Internal(String),
 }
@@ -50,6 +56,10 @@ impl From<StoreError> for DomainError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Closed => DomainError::Busy,
+            other if other.is_unavailable() => {
+                tracing::warn!("store unavailable: {other}");
+                DomainError::Unavailable
+            }
             other => {
                 tracing::error!("store: {other}");
                 DomainError::Internal(other.to_string())

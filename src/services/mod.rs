@@ -6,6 +6,7 @@ pub mod assets;
 pub mod catalog;
 mod error;
 pub mod garp_players;
+pub mod leases;
 pub mod mailbox;
 pub mod pilots;
 pub mod play;

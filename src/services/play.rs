@@ -63,6 +63,13 @@ impl InputSlot {
             .store(true, std::sync::atomic::Ordering::Release);
     }
 
+    /// The ship left its system (moved off this node): inputs wait for a join again.
+    pub fn set_left(&self) {
+        self.0
+            .joined
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, Option<(u64, Input)>> {
         // Nothing panics while holding it; a poisoned slot still holds a whole input.
         self.0
@@ -114,6 +121,9 @@ pub enum Refusal {
     InvalidQuantity,
     Cooldown,
     SessionReplaced,
+    /// The system is moving between nodes (or its node lost touch with the database):
+    /// nothing happened; join again in a moment.
+    Unavailable,
     /// The server failed (a save that did not commit); nothing changed.
     ServerError,
 }

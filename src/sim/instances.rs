@@ -54,6 +54,11 @@ impl Instances {
         self.by_id.keys()
     }
 
+    /// Every instance, by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&String, Entity)> {
+        self.by_id.iter().map(|(id, e)| (id, *e))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }

@@ -17,6 +17,7 @@ pub mod events;
 pub mod extend;
 pub mod facts;
 pub mod instances;
+pub mod leases;
 pub mod lobby;
 pub mod markets;
 pub mod nodes;

@@ -3,11 +3,8 @@
 //! started room goes to the least loaded node, and a `/game` client asking for a world
 //! another node runs is told where to go.
 //!
-//! Star systems are placed too: each runs on one live node, the one its id pins it to
-//! (`[cluster] systems`) or else the one rendezvous hashing picks among the live nodes.
-//! When that node goes silent, the hash picks another of the remaining ones, and players
-//! who join again (after `WRONG_NODE`, or a lost connection) find the system there with
-//! their saved pilots.
+//! Star systems are not placed here: who plays each is a lease in the database
+//! ([`super::leases`]), never a guess from heartbeats.
 //!
 //! A room placed on a node that then goes silent starts again on the node that placed it
 //! (whose lobby holds the room), and its players join it there.
@@ -71,42 +68,18 @@ impl Nodes {
             .map(|(id, n)| (id.clone(), n.clone()))
     }
 
+    /// Whether `node` has been heard from within `timeout`.
+    pub fn is_live(&self, node: &str, timeout: Duration) -> bool {
+        self.remote
+            .get(node)
+            .is_some_and(|n| n.heard.elapsed() <= timeout)
+    }
+
     /// Every other node heard from, by id.
     pub fn all(&self) -> impl Iterator<Item = (&String, &NodeInfo)> {
         let mut all: Vec<_> = self.remote.iter().collect();
         all.sort_by(|a, b| a.0.cmp(b.0));
         all.into_iter()
-    }
-
-    /// Where the star system `system_id` runs: `None` for this node (`me`, with its
-    /// pinned systems), else the other live node.
-    pub fn system_owner(
-        &self,
-        system_id: &str,
-        me: &str,
-        pinned_here: &[String],
-        timeout: Duration,
-    ) -> Option<(&str, &NodeInfo)> {
-        if pinned_here.iter().any(|s| s == system_id) {
-            return None;
-        }
-        let live = || {
-            self.remote
-                .iter()
-                .filter(|(_, n)| n.heard.elapsed() <= timeout)
-        };
-        if let Some((id, info)) = live()
-            .filter(|(_, n)| n.pinned.iter().any(|s| s == system_id))
-            .min_by_key(|(id, _)| id.as_str())
-        {
-            return Some((id.as_str(), info));
-        }
-        let mine = rendezvous_score(me, system_id);
-        live()
-            .map(|(id, n)| (rendezvous_score(id, system_id), id, n))
-            .filter(|(score, id, _)| (*score, id.as_str()) > (mine, me))
-            .max_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)))
-            .map(|(_, id, n)| (id.as_str(), n))
     }
 
     /// The node that runs `instance`, if another one does.
@@ -121,20 +94,6 @@ impl Nodes {
             .find(|(_, n)| n.instances.iter().any(|i| i == instance))
             .map(|(id, n)| (id.as_str(), n))
     }
-}
-
-/// A node's claim to a system in rendezvous hashing: the highest score wins. SHA-256,
-/// not the std hasher, so nodes built by different compilers agree.
-fn rendezvous_score(node: &str, system_id: &str) -> u64 {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::new()
-        .chain_update(node.as_bytes())
-        .chain_update([0])
-        .chain_update(system_id.as_bytes())
-        .finalize();
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
 }
 
 /// What the cluster hears about nodes and rooms.
@@ -158,6 +117,8 @@ pub enum NodesCommand {
     },
     /// The node asked has the room's world running.
     RoomHosted { from: String, room_id: String },
+    /// `node` is stopping: forget it now rather than at its timeout.
+    Left { node: String },
 }
 
 impl crate::bridge::InboxCommand for NodesCommand {}
@@ -208,6 +169,9 @@ fn handle_node_commands(world: &mut World) {
                     node: from,
                     room_id,
                 });
+            }
+            NodesCommand::Left { node } => {
+                world.resource_mut::<Nodes>().remote.remove(&node);
             }
             NodesCommand::RoomHosted { from, room_id } => {
                 let placing = world.resource_mut::<Nodes>().placing.remove(&room_id);

@@ -15,10 +15,14 @@ use bevy_ecs::prelude::*;
 
 use super::SimServices;
 use super::markets::Market;
-use super::players::{Client, ClientLink, GameError, Pilot, persist, pilot_record, stow};
+use super::players::{
+    Client, ClientLink, GameError, Pilot, checkout_epoch, end_taken_session, persist, pilot_record,
+    stow,
+};
 use super::ships::Hull;
-use crate::services::pilots;
+use crate::services::pilots::{self, PilotChange};
 use crate::services::play::{CargoItem, GameOut, Refusal};
+use crate::store::StoreError;
 
 /// A trade or repair that passed the rules, not yet saved.
 #[derive(Debug, Clone)]
@@ -68,11 +72,17 @@ pub fn ensure_idle(world: &World, ship: Entity) -> Result<(), GameError> {
 
 /// Saves `ship`'s pilot as it will be after `settlement`, then applies it and answers.
 pub fn begin(world: &mut World, ship: Entity, settlement: Settlement) {
-    let Some(mut record) = pilot_record(world, ship) else {
+    let (Some(mut record), Some(epoch)) = (pilot_record(world, ship), checkout_epoch(world, ship))
+    else {
         return;
     };
     let Some(link) = world.get::<Client>(ship).map(|c| c.link.clone()) else {
         return;
+    };
+    let mut change = PilotChange {
+        credits: settlement.credits,
+        cargo: settlement.cargo.clone(),
+        hull: None,
     };
     record.credits += settlement.credits;
     if let Some((commodity_id, delta)) = &settlement.cargo {
@@ -82,12 +92,30 @@ pub fn begin(world: &mut World, ship: Entity, settlement: Settlement) {
         && let Some(hull) = world.get::<Hull>(ship)
     {
         record.hull = hull.max;
+        change.hull = Some(hull.max);
     }
+    let system = crate::sim::leases::fence_of(world, ship);
+    let fence = system.clone();
     hold_stock(world, &settlement, 1);
     world.entity_mut(ship).insert(Settling::default());
+    let user_id = record.user_id;
     world.resource::<SimServices>().clone().write_then(
-        move |conn| pilots::save(conn, &record),
-        move |world: &mut World, saved| settle(world, ship, link, settlement, saved.is_ok()),
+        move |conn| {
+            crate::services::leases::fence(conn, fence.as_ref())?;
+            pilots::settle(conn, epoch, &record, &change)
+        },
+        move |world: &mut World, saved| {
+            let fenced = match &saved {
+                Err(StoreError::Fenced(what)) => Some(what.starts_with("system ")),
+                _ => None,
+            };
+            settle(world, ship, link, settlement, saved);
+            match (fenced, system) {
+                (Some(true), Some((system_id, _))) => crate::sim::leases::lost(world, &system_id),
+                (Some(_), _) => end_taken_session(world, user_id, epoch + 1),
+                (None, _) => {}
+            }
+        },
     );
 }
 
@@ -97,7 +125,7 @@ fn settle(
     ship: Entity,
     link: ClientLink,
     settlement: Settlement,
-    committed: bool,
+    saved: Result<pilots::SavedPilot, StoreError>,
 ) {
     hold_stock(world, &settlement, -1);
     let settling = world
@@ -105,19 +133,39 @@ fn settle(
         .ok()
         .and_then(|mut ship| ship.take::<Settling>());
     let Some(settling) = settling else {
-        // The ship left (disconnected or moved) before the save finished; its last save,
-        // queued after this one, holds the state from before the trade.
-        if committed {
-            link.refuse(
-                Refusal::ServerError,
-                "the trade was cancelled: the ship left before it was saved",
-            );
+        // The ship left (disconnected, or moved off this node) before the save finished.
+        // A committed trade stands (saves on leaving keep credits and cargo as the store
+        // has them), so whoever still listens hears it as stored.
+        if let Ok(pilot) = saved {
+            link.send(GameOut::Traded {
+                credits: pilot.credits,
+                cargo: pilot
+                    .cargo
+                    .iter()
+                    .map(|c| CargoItem {
+                        commodity_id: c.commodity_id.clone(),
+                        qty: c.qty,
+                    })
+                    .collect(),
+                details: settlement.details.clone(),
+            });
         }
         return;
     };
-    if !committed {
-        tracing::error!("saving a trade failed; it was not applied");
-        link.refuse(Refusal::ServerError, "the change could not be saved");
+    if let Err(e) = saved {
+        match e {
+            StoreError::Fenced(what) => {
+                tracing::info!("a trade was refused: {what}");
+                link.refuse(
+                    Refusal::SessionReplaced,
+                    "this pilot is played elsewhere now; the trade did not happen",
+                );
+            }
+            e => {
+                tracing::error!("saving a trade failed; it was not applied: {e}");
+                link.refuse(Refusal::ServerError, "the change could not be saved");
+            }
+        }
     } else {
         let reply = apply(world, ship, &settlement);
         if let Some(client) = world.get::<Client>(ship) {
@@ -217,24 +265,37 @@ pub fn adjust_credits(world: &mut World, ship: Entity, delta: i64, done: Credits
     let Some(credits) = record.credits.checked_add(delta).filter(|c| *c >= 0) else {
         return done(world, Err("the player has too few credits".into()));
     };
+    let Some(epoch) = checkout_epoch(world, ship) else {
+        return done(world, Err("not a player's ship".into()));
+    };
     record.credits = credits;
+    let user_id = record.user_id;
+    let change = PilotChange {
+        credits: delta,
+        ..PilotChange::default()
+    };
+    let system = crate::sim::leases::fence_of(world, ship);
     world.entity_mut(ship).insert(Settling::default());
     world.resource::<SimServices>().clone().write_then(
-        move |conn| pilots::save(conn, &record),
+        move |conn| {
+            crate::services::leases::fence(conn, system.as_ref())?;
+            pilots::settle(conn, epoch, &record, &change)
+        },
         move |world: &mut World, saved| {
             let settling = world
                 .get_entity_mut(ship)
                 .ok()
                 .and_then(|mut ship| ship.take::<Settling>());
             let Some(settling) = settling else {
-                // The ship left meanwhile; its last save, queued after this one, wins.
-                return done(
-                    world,
-                    Err("the player left before the change was saved".into()),
-                );
+                // The ship left meanwhile; a committed change stands as stored.
+                let outcome = saved
+                    .map(|pilot| pilot.credits)
+                    .map_err(|e| format!("the change could not be saved: {e}"));
+                return done(world, outcome);
             };
+            let fenced = matches!(saved, Err(StoreError::Fenced(_)));
             let outcome = match saved {
-                Ok(()) => match world.get_mut::<Pilot>(ship) {
+                Ok(_) => match world.get_mut::<Pilot>(ship) {
                     Some(mut pilot) => {
                         pilot.credits += delta;
                         Ok(pilot.credits)
@@ -250,6 +311,9 @@ pub fn adjust_credits(world: &mut World, ship: Entity, delta: i64, done: Credits
                 persist(world, ship);
             }
             done(world, outcome);
+            if fenced {
+                end_taken_session(world, user_id, epoch + 1);
+            }
         },
     );
 }

@@ -251,6 +251,50 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX room_results_by_game ON room_results(game_id, user_id, score);
     "#,
+    // 12: ownership across nodes. A lease makes one node the owner of a star system until
+    // `expires_at` (Unix ms by the database's clock); its epoch only grows, and every write
+    // on behalf of the system carries it. A pilot is checked out to one node at a time the
+    // same way: writes to `pilots` are conditional on the writer's checkout epoch. Each
+    // epoch ever granted is kept, for audits and the fault tests' checker.
+    r#"
+    CREATE TABLE leases (
+        kind           TEXT NOT NULL,                  -- system
+        id             TEXT NOT NULL,
+        owner          TEXT NOT NULL,                  -- node id
+        incarnation    TEXT NOT NULL,                  -- the owner's process
+        host           TEXT NOT NULL,                  -- where the owner serves /game
+        port           INTEGER NOT NULL,
+        epoch          INTEGER NOT NULL,
+        expires_at     INTEGER NOT NULL,
+        PRIMARY KEY (kind, id)
+    );
+    CREATE TABLE cluster_nodes (
+        node_id        TEXT PRIMARY KEY,
+        pinned         TEXT NOT NULL,                  -- JSON list of system ids
+        expires_at     INTEGER NOT NULL                -- Unix ms, by the database's clock
+    );
+    CREATE TABLE lease_history (
+        kind           TEXT NOT NULL,
+        id             TEXT NOT NULL,
+        epoch          INTEGER NOT NULL,
+        owner          TEXT NOT NULL,
+        taken_at       INTEGER NOT NULL,               -- Unix ms
+        PRIMARY KEY (kind, id, epoch)
+    );
+    CREATE TABLE pilot_checkouts (
+        user_id        TEXT PRIMARY KEY REFERENCES accounts(user_id),
+        node           TEXT NOT NULL,
+        epoch          INTEGER NOT NULL,
+        taken_at       INTEGER NOT NULL                -- Unix ms
+    );
+    CREATE TABLE pilot_checkout_history (
+        user_id        TEXT NOT NULL,
+        epoch          INTEGER NOT NULL,
+        node           TEXT NOT NULL,
+        taken_at       INTEGER NOT NULL,
+        PRIMARY KEY (user_id, epoch)
+    );
+    "#,
 ];
 
 /// A migration in PostgreSQL's words: 64-bit integers (SQLite's `INTEGER` is 64-bit),

@@ -57,6 +57,38 @@ pub enum StoreError {
     /// An operation found the data in a state that must not happen; rolled back.
     #[error("internal invariant broken: {0}")]
     Invariant(String),
+    /// A write on behalf of something another node now owns (a newer epoch holds it);
+    /// refused, nothing written.
+    #[error("refused: {0} is now owned elsewhere")]
+    Fenced(String),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (down, restarting, the connection lost),
+    /// as opposed to refusing the operation: the caller may try again later, and nobody
+    /// should be blamed for it.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Closed | StoreError::CommitFailed(_) => true,
+            StoreError::Postgres(e) => {
+                e.is_closed()
+                    || e.as_db_error().is_none_or(|db| {
+                        // Class 08 is connection exceptions, 57P is an operator intervention
+                        // (a shutdown or restart in progress).
+                        let code = db.code().code();
+                        code.starts_with("08") || code.starts_with("57P")
+                    })
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy
+                    | rusqlite::ErrorCode::DatabaseLocked
+                    | rusqlite::ErrorCode::CannotOpen
+                    | rusqlite::ErrorCode::SystemIoFailure
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// What PostgreSQL said, rather than the client's bare "db error".
@@ -438,12 +470,15 @@ fn with_pg_reader<T>(
     readers: &Mutex<Vec<RefCell<sql::PgSession>>>,
     op: impl FnOnce(&Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
+    // A pooled connection that died (a restart of the server) is replaced before it can
+    // fail a request.
     let pooled = readers.lock().pop();
     let session = match pooled {
-        Some(session) if !session.borrow().client.is_closed() => session,
+        Some(session) if session.borrow_mut().is_healthy() => session,
         _ => RefCell::new(sql::PgSession::new(config.connect(postgres::NoTls)?)),
     };
     let result = op(&Connection::postgres(&session));
+    session.borrow_mut().last_used = std::time::Instant::now();
     if !session.borrow().client.is_closed() {
         readers.lock().push(session);
     }
@@ -684,7 +719,7 @@ impl PgWriter {
 impl GroupWriter for PgWriter {
     fn commit_group(&mut self, group: &mut [Job]) -> bool {
         // A connection the server closed (a restart, a failover) is opened again.
-        if self.session.borrow().client.is_closed() {
+        if !self.session.borrow_mut().is_healthy() {
             match self.config.connect(postgres::NoTls) {
                 Ok(client) => *self.session.borrow_mut() = sql::PgSession::new(client),
                 Err(e) => {
@@ -715,6 +750,7 @@ impl GroupWriter for PgWriter {
                 return false;
             }
         }
+        self.session.borrow_mut().last_used = std::time::Instant::now();
         match self.batch("COMMIT") {
             Ok(()) => true,
             Err(e) => {

@@ -422,6 +422,8 @@ impl rusqlite::ToSql for Value {
 pub(crate) struct PgSession {
     pub(crate) client: postgres::Client,
     statements: HashMap<String, postgres::Statement>,
+    /// When it last did its work: one idle for a while is checked before it is used again.
+    pub(crate) last_used: std::time::Instant,
 }
 
 impl PgSession {
@@ -429,7 +431,22 @@ impl PgSession {
         Self {
             client,
             statements: HashMap::new(),
+            last_used: std::time::Instant::now(),
         }
+    }
+
+    /// Whether the connection still works: closed, or idle for a while and not answering
+    /// a trivial query (the server restarted under it), it does not.
+    pub(crate) fn is_healthy(&mut self) -> bool {
+        const TRUSTED_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+        if self.client.is_closed() {
+            return false;
+        }
+        self.last_used.elapsed() < TRUSTED_IDLE
+            || self
+                .client
+                .is_valid(std::time::Duration::from_secs(2))
+                .is_ok()
     }
 
     fn statement(&mut self, sql: &str) -> Result<postgres::Statement, StoreError> {

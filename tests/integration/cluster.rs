@@ -29,6 +29,7 @@ async fn two_nodes() -> Pair {
             c.cluster.node_id = Some(node.into());
             c.cluster.heartbeat_ms = 200;
             c.cluster.node_timeout_ms = 1_000;
+            c.cluster.lease_ms = 1_000;
             c.wagers.signup_grant = common::garp::GRANT;
             // Play on A in sol-1 wherever the hash would put it.
             if node == "node-a" {
@@ -63,6 +64,7 @@ async fn a_and_child_b(
         c.cluster.subject_prefix = prefix.clone();
         c.cluster.heartbeat_ms = 200;
         c.cluster.node_timeout_ms = 1_000;
+        c.cluster.lease_ms = 1_000;
         configure_a(c);
     })
     .await;
@@ -72,6 +74,7 @@ async fn a_and_child_b(
         ("ECLIPTIC_NATS", nats.url.as_str()),
         ("ECLIPTIC_CLUSTER__SUBJECT_PREFIX", prefix.as_str()),
         ("ECLIPTIC_CLUSTER__HEARTBEAT_MS", "200"),
+        ("ECLIPTIC_CLUSTER__LEASE_MS", "1000"),
     ];
     env.extend_from_slice(b_env);
     let b = common::ChildServer::spawn_with_env(&b_data, &env);
@@ -621,8 +624,17 @@ async fn each_star_system_runs_on_one_node_and_moves_when_that_node_dies() {
     assert_eq!(refused["payload"]["code"], "WRONG_NODE", "{refused}");
     assert_eq!(refused["payload"]["node"], "node-b");
     assert_eq!(refused["payload"]["game_port"], b.http.port());
+    // Her login on A took her pilot over: B's connection was told so.
+    let replaced = on_b.recv_reply().await;
+    assert_eq!(
+        replaced["payload"]["code"], "SESSION_REPLACED",
+        "{replaced}"
+    );
+    drop((on_a, on_b));
     let mut sol = Vec::new();
-    for client in [&mut on_a, &mut on_b] {
+    for node in [a.handle().http_addr, b.http] {
+        let mut client = GameClient::connect_to(node).await;
+        client.login(&token).await;
         client
             .send("session.join_system", json!({"system_id": "sol-1"}))
             .await;
@@ -633,7 +645,6 @@ async fn each_star_system_runs_on_one_node_and_moves_when_that_node_dies() {
         }
     }
     assert_eq!(sol.iter().filter(|joined| **joined).count(), 1, "{sol:?}");
-    drop(on_b);
 
     // B dies. Once A takes it for gone, vega-2 runs on A, and Vera finds her pilot there
     // as it was saved.

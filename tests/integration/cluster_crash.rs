@@ -45,6 +45,7 @@ impl Shared {
                 ("ECLIPTIC_CLUSTER__NODE_ID", id.as_str()),
                 ("ECLIPTIC_CLUSTER__HEARTBEAT_MS", "200"),
                 ("ECLIPTIC_CLUSTER__NODE_TIMEOUT_MS", "1000"),
+                ("ECLIPTIC_CLUSTER__LEASE_MS", "1000"),
                 ("ECLIPTIC_CLUSTER__SYSTEMS", systems),
                 ("ECLIPTIC_WAGERS__SIGNUP_GRANT", "100000"),
             ],

@@ -489,10 +489,18 @@ impl Accounts {
                 DomainError::RateLimited { retry_after_secs }
             })?;
         let lookup_key = key.clone();
-        let found = self
+        let found = match self
             .store
             .read(move |conn| load_account_by_key(conn, &lookup_key))
-            .await?;
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                // Not the caller's failure: the attempt does not count against them.
+                attempt.not_made();
+                return Err(e.into());
+            }
+        };
         let (account, phc, disabled) = match found {
             Some((account, phc, disabled)) => (Some(account), phc, disabled),
             None => (None, self.dummy_hash.clone(), false),

@@ -55,6 +55,20 @@ impl Attempt<'_> {
     }
 }
 
+impl Attempt<'_> {
+    /// The password could not be checked at all (the database is down): the attempt is
+    /// given back to the account and the address, as if it had not been made.
+    pub fn not_made(self) {
+        let mut attempts = self.throttle.attempts.lock();
+        let keys = std::iter::once(Key::Account(self.account.clone())).chain(self.ip.map(Key::Ip));
+        for key in keys {
+            if let Some(entry) = attempts.get_mut(&key) {
+                entry.1 = entry.1.saturating_sub(1);
+            }
+        }
+    }
+}
+
 /// One of a key's turns; the key's entry goes when its last turn does.
 struct Turn {
     key: Key,

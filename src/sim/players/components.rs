@@ -111,16 +111,4 @@ impl Client {
     }
 }
 
-/// Adds (or with a negative `delta`, removes) units of a commodity in `cargo`; empty holds
-/// disappear.
-pub fn stow(cargo: &mut Vec<CargoHold>, commodity_id: &str, delta: i64) {
-    match cargo.iter_mut().find(|c| c.commodity_id == commodity_id) {
-        Some(hold) => hold.qty = (i64::from(hold.qty) + delta).max(0) as u32,
-        None if delta > 0 => cargo.push(CargoHold {
-            commodity_id: commodity_id.to_owned(),
-            qty: u32::try_from(delta).unwrap_or(u32::MAX),
-        }),
-        None => {}
-    }
-    cargo.retain(|c| c.qty > 0);
-}
+pub use crate::services::pilots::stow;

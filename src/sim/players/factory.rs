@@ -96,12 +96,13 @@ pub(super) fn round3(v: f32) -> f32 {
 pub(super) fn spawn_player(world: &mut World, conn: ConnId, instance: Entity) -> Option<Entity> {
     let data = world.resource::<Data>().0.clone();
     let class = Arc::new(data.ship_class(&data.ships.player_class)?.clone());
-    let (user_id, username, saved, link, inputs) = {
+    let (user_id, username, saved, epoch, link, inputs) = {
         let session = world.resource::<Connections>().sessions.get(&conn)?;
         (
             session.user_id,
             session.username.clone(),
             session.saved.clone(),
+            session.epoch,
             session.link.clone(),
             session.inputs.clone(),
         )
@@ -130,6 +131,7 @@ pub(super) fn spawn_player(world: &mut World, conn: ConnId, instance: Entity) ->
     )?;
     world.entity_mut(ship).insert((
         Docked(station),
+        Checkout(epoch),
         Pilot {
             user_id,
             username,

@@ -46,9 +46,16 @@ pub enum GameCommand {
         user_id: Uuid,
         username: String,
         saved: Option<SavedPilot>,
+        /// The epoch of the pilot's checkout to this node.
+        epoch: i64,
         link: ClientLink,
         /// Where the connection leaves its inputs for the tick.
         inputs: InputSlot,
+    },
+    /// A newer login (on another node) checked `user_id`'s pilot out at `epoch`.
+    PilotTaken {
+        user_id: Uuid,
+        epoch: i64,
     },
     Join {
         conn: ConnId,
@@ -94,9 +101,22 @@ fn handle_game_commands(world: &mut World) {
                 user_id,
                 username,
                 saved,
+                epoch,
                 link,
                 inputs,
-            } => connect(world, conn, user_id, username, saved, link, inputs),
+            } => connect(
+                world,
+                Login {
+                    conn,
+                    user_id,
+                    username,
+                    saved,
+                    epoch,
+                    link,
+                    inputs,
+                },
+            ),
+            GameCommand::PilotTaken { user_id, epoch } => end_taken_session(world, user_id, epoch),
             GameCommand::Join { conn, system_id } => join(world, conn, &system_id),
             GameCommand::InputBeforeJoin { conn, seq } => {
                 if joined_ship(world, conn).is_none()

@@ -9,10 +9,12 @@ use uuid::Uuid;
 
 use super::*;
 use crate::bridge::ConnId;
+use crate::services::leases::Owner;
 use crate::services::pilots::SavedPilot;
 use crate::services::play::ClientLink;
 use crate::services::play::{GameOut, InputSlot, Refusal};
 use crate::sim::instances::{InInstance, Instance, Instances};
+use crate::sim::leases::Placement;
 use crate::sim::physics::Kinematics;
 use crate::sim::replication::Replicated;
 use crate::sim::ships::Controls;
@@ -28,6 +30,8 @@ pub struct Session {
     pub link: ClientLink,
     pub inputs: InputSlot,
     pub saved: Option<SavedPilot>,
+    /// The epoch of this login's checkout of the pilot.
+    pub epoch: i64,
     pub ship: Option<Entity>,
 }
 
@@ -48,15 +52,27 @@ impl Connections {
     }
 }
 
-pub(super) fn connect(
-    world: &mut World,
-    conn: ConnId,
-    user_id: Uuid,
-    username: String,
-    saved: Option<SavedPilot>,
-    link: ClientLink,
-    inputs: InputSlot,
-) {
+/// A login, with the pilot it checked out.
+pub(super) struct Login {
+    pub conn: ConnId,
+    pub user_id: Uuid,
+    pub username: String,
+    pub saved: Option<SavedPilot>,
+    pub epoch: i64,
+    pub link: ClientLink,
+    pub inputs: InputSlot,
+}
+
+pub(super) fn connect(world: &mut World, login: Login) {
+    let Login {
+        conn,
+        user_id,
+        username,
+        saved,
+        epoch,
+        link,
+        inputs,
+    } = login;
     let mut ship = None;
     let previous = world
         .resource::<Connections>()
@@ -87,6 +103,7 @@ pub(super) fn connect(
         client.needs_snapshot = true;
         client.known.clear();
         client.interest = Default::default();
+        world.entity_mut(entity).insert(Checkout(epoch));
     }
     link.send(GameOut::LoggedIn { player_id: user_id });
     let mut connections = world.resource_mut::<Connections>();
@@ -99,12 +116,13 @@ pub(super) fn connect(
             link,
             inputs,
             saved,
+            epoch,
             ship,
         },
     );
 }
 
-pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
+pub(crate) fn join(world: &mut World, conn: ConnId, system_id: &str) {
     let Some(session) = world.resource::<Connections>().sessions.get(&conn) else {
         return;
     };
@@ -129,14 +147,21 @@ pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
         }
         return;
     };
-    if let Some((node, endpoint)) = system_elsewhere(world, instance) {
-        link.send(GameOut::Elsewhere {
-            system_id: system_id.to_owned(),
-            node,
-            host: endpoint.host,
-            port: endpoint.port,
-        });
-        return;
+    match crate::sim::leases::placement(world, instance) {
+        Placement::Here => {}
+        Placement::Elsewhere(owner) => {
+            link.send(GameOut::Elsewhere {
+                system_id: system_id.to_owned(),
+                node: owner.node,
+                host: owner.host,
+                port: owner.port,
+            });
+            return;
+        }
+        Placement::Unowned => {
+            crate::sim::leases::wait_for_owner(world, conn, system_id);
+            return;
+        }
     }
     if let Err(refused) = crate::sim::lobby::may_enter(world, system_id, user_id) {
         link.refuse(Refusal::NotInRoom, refused.to_string());
@@ -147,6 +172,10 @@ pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
     if let Some(existing) = session.ship {
         if world.get::<InInstance>(existing).map(|i| i.0) == Some(instance) {
             keep = Some(existing);
+        } else if let Err(busy) = crate::sim::trades::ensure_idle(world, existing) {
+            // Its trade would land on the ship left behind.
+            link.send(GameOut::Refused(busy));
+            return;
         } else {
             // The new ship starts from this one's state, not from the one loaded at login.
             let record = pilot_record(world, existing);
@@ -191,6 +220,10 @@ pub(super) fn join(world: &mut World, conn: ConnId, system_id: &str) {
         client.needs_snapshot = true;
         // Before `session.joined` leaves: a client may steer as soon as it reads it.
         client.inputs.set_joined();
+    }
+    if let Some((system, epoch)) = crate::sim::leases::fence_of(world, ship) {
+        // Read by audits (and the fault tests' checker) against the lease history.
+        tracing::info!(%system, epoch, user = %user_id, "join accepted");
     }
     link.send(GameOut::Joined {
         system_id: system_id.to_owned(),
@@ -266,27 +299,60 @@ pub(super) fn left_instance(world: &mut World, ship: Entity) {
     });
 }
 
-/// The other node a star system runs on, when it is not this one (rooms run where they
-/// were placed, and are not asked about here).
-fn system_elsewhere(
-    world: &World,
-    instance: Entity,
-) -> Option<(String, crate::sim::lobby::GameEndpoint)> {
-    let cluster = world.get_resource::<crate::cluster::Cluster>()?;
-    if !cluster.is_clustered() {
-        return None;
+/// Moves every player out of `instance`, which this node may no longer play: each is
+/// told where it is played now (`WRONG_NODE`) or that it is moving (`SERVER_BUSY`), and
+/// stays logged in, free to join again. Their ships are saved (fenced) and removed.
+pub(crate) fn move_out(world: &mut World, instance: Entity, owner: Option<Owner>) {
+    let system_id = world
+        .get::<Instance>(instance)
+        .map(|i| i.id.clone())
+        .unwrap_or_default();
+    let moving: Vec<(ConnId, Entity)> = world
+        .resource::<Connections>()
+        .sessions
+        .iter()
+        .filter_map(|(conn, s)| s.ship.map(|ship| (*conn, ship)))
+        .filter(|(_, ship)| world.get::<InInstance>(*ship).map(|i| i.0) == Some(instance))
+        .collect();
+    for (conn, ship) in moving {
+        let mut connections = world.resource_mut::<Connections>();
+        let Some(session) = connections.sessions.get_mut(&conn) else {
+            continue;
+        };
+        session.ship = None;
+        session.inputs.set_left();
+        let link = session.link.clone();
+        match &owner {
+            Some(owner) => link.send(GameOut::Elsewhere {
+                system_id: system_id.clone(),
+                node: owner.node.clone(),
+                host: owner.host.clone(),
+                port: owner.port,
+            }),
+            None => link.refuse(
+                Refusal::Unavailable,
+                format!("{system_id} is moving to another node; join it again"),
+            ),
+        }
+        let record = pilot_record(world, ship);
+        save_now(world, ship);
+        if let Some(session) = world.resource_mut::<Connections>().sessions.get_mut(&conn) {
+            session.saved = record;
+        }
+        left_instance(world, ship);
+        despawn_ship(world, ship);
     }
-    let this = world.get::<Instance>(instance)?;
-    if this.id != this.def.system_id {
-        return None;
+    if !system_id.is_empty() {
+        tracing::info!(system = %system_id, "stopped playing a system here");
     }
-    world
-        .get_resource::<crate::sim::nodes::Nodes>()?
-        .system_owner(
-            &this.id,
-            cluster.node_id(),
-            cluster.pinned_systems(),
-            cluster.node_timeout(),
-        )
-        .map(|(node, info)| (node.to_owned(), info.endpoint.clone()))
+}
+
+/// A join that waited for `system_id` to be taken by some node, in vain.
+pub(crate) fn refuse_unowned(world: &mut World, conn: ConnId, system_id: &str) {
+    if let Some(session) = world.resource::<Connections>().sessions.get(&conn) {
+        session.link.refuse(
+            Refusal::Unavailable,
+            format!("no node plays {system_id} right now; join it again shortly"),
+        );
+    }
 }
