@@ -236,3 +236,118 @@ fn write(conn: &crate::store::Connection, pilot: &SavedPilot) -> Result<(), Stor
     )?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with_account(dir: &std::path::Path) -> (Store, Uuid) {
+        let store =
+            Store::open(dir, std::sync::Arc::new(crate::metrics::Metrics::new())).expect("a store");
+        let user_id = Uuid::new_v4();
+        let (tx, rx) = std::sync::mpsc::channel();
+        store.submit(
+            move |conn| {
+                conn.execute(
+                    "INSERT INTO accounts (user_id, username, username_key, display_name, roles,
+                         password_hash, created_at)
+                     VALUES (?1, 'ann', 'ann', 'Ann', 'player', 'x', 0)",
+                    params![user_id.to_string()],
+                )
+            },
+            move |r| tx.send(r.map(|_| ())).expect("the test waits"),
+        );
+        rx.recv().expect("an answer").expect("the account");
+        (store, user_id)
+    }
+
+    fn pilot(user_id: Uuid, credits: i64) -> SavedPilot {
+        SavedPilot {
+            user_id,
+            system_id: "sol-1".into(),
+            credits,
+            cargo: Vec::new(),
+            hull: 100,
+            fuel: 50.0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_under_an_older_checkout_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (store, user_id) = store_with_account(dir.path());
+        let first = check_out(&store, user_id, "node-a".into())
+            .await
+            .expect("a");
+        assert_eq!(
+            first,
+            CheckedOut {
+                saved: None,
+                epoch: 1
+            }
+        );
+        let buy = PilotChange {
+            credits: -120,
+            cargo: Some(("food".into(), 10)),
+            hull: None,
+        };
+        let mut after = pilot(user_id, 4_880);
+        stow(&mut after.cargo, "food", 10);
+        let stored = store
+            .write({
+                let after = after.clone();
+                let buy = buy.clone();
+                move |conn| settle(conn, 1, &after, &buy)
+            })
+            .await
+            .expect("the first checkout writes");
+        assert_eq!(stored, after);
+
+        // A newer login takes the pilot: it sees the trade, and the older one's writes of
+        // any kind are refused without a trace.
+        let second = check_out(&store, user_id, "node-b".into())
+            .await
+            .expect("b");
+        assert_eq!(second.epoch, 2);
+        assert_eq!(second.saved.as_ref(), Some(&after));
+        let stale_trade = store
+            .write({
+                let after = after.clone();
+                move |conn| settle(conn, 1, &after, &buy)
+            })
+            .await;
+        assert!(
+            matches!(stale_trade, Err(StoreError::Fenced(_))),
+            "{stale_trade:?}"
+        );
+        let stale_save = store
+            .write(move |conn| save(conn, 1, &pilot(user_id, 5_000)))
+            .await;
+        assert!(
+            matches!(stale_save, Err(StoreError::Fenced(_))),
+            "{stale_save:?}"
+        );
+        assert_eq!(
+            load(&store, user_id).await.expect("a read"),
+            Some(after.clone())
+        );
+
+        // A save writes where the ship is and its hull and fuel, never credits or cargo.
+        let mut moved = pilot(user_id, 5_000);
+        moved.system_id = "vega-2".into();
+        moved.hull = 40;
+        store
+            .write(move |conn| save(conn, 2, &moved))
+            .await
+            .expect("the current checkout saves");
+        let now = load(&store, user_id)
+            .await
+            .expect("a read")
+            .expect("a pilot");
+        assert_eq!(
+            (now.system_id.as_str(), now.hull, now.credits, now.cargo),
+            ("vega-2", 40, 4_880, after.cargo)
+        );
+        store.close();
+    }
+}

@@ -20,6 +20,7 @@ mod listeners;
 mod loadgen;
 mod mods;
 mod ops;
+mod ownership;
 mod process;
 mod raos;
 mod replication;
