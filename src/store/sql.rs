@@ -438,7 +438,7 @@ impl PgSession {
     /// Whether the connection still works: closed, or idle for a while and not answering
     /// a trivial query (the server restarted under it), it does not.
     pub(crate) fn is_healthy(&mut self) -> bool {
-        const TRUSTED_IDLE: std::time::Duration = std::time::Duration::from_secs(1);
+        const TRUSTED_IDLE: std::time::Duration = std::time::Duration::from_millis(250);
         if self.client.is_closed() {
             return false;
         }

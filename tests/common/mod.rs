@@ -7,6 +7,7 @@ pub mod garp;
 pub mod hunt;
 pub mod logs;
 pub mod nats;
+pub mod pg;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -258,3 +258,43 @@ async fn a_node_stopped_with_sigterm_hands_its_systems_over_at_once() {
     let (joined, _) = on_b.join("sol-1").await;
     assert_eq!(joined["payload"]["system_id"], "sol-1");
 }
+
+/// Finding 4: a login the database could not check is the server's failure, not the
+/// player's: it is answered 503 (RaOS's 1006), and the throttle does not count it.
+#[tokio::test(flavor = "multi_thread")]
+async fn logins_while_the_database_is_down_are_503_and_count_against_nobody() {
+    let pg = common::pg::PrivatePostgres::start();
+    let server = TestServer::start_with(|c| c.store.database = Some(pg.url())).await;
+    common::token_for(&server, "ann").await;
+    pg.down();
+    let login = json!({"username": "ann", "password": "pw-secret"});
+    for _ in 0..server.config.auth.login_failures_per_account + 2 {
+        let (status, body) = server.post("/api/v1/auth/login", &login).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["success"], false, "{body}");
+        assert_eq!(body["error_code"], 1006, "{body}");
+    }
+    pg.up();
+    let (status, body) = server.post("/api/v1/auth/login", &login).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Finding 5: after the database restarts under an idle node, its pooled connections are
+/// dead; they are replaced before they can fail the node's first requests.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_node_answers_its_first_requests_after_the_database_restarts() {
+    let pg = common::pg::PrivatePostgres::start();
+    let server = TestServer::start_with(|c| c.store.database = Some(pg.url())).await;
+    common::token_for(&server, "ann").await;
+    let (status, _) = server.get_json("/readyz").await;
+    assert_eq!(status, 200);
+    pg.down();
+    pg.up();
+    // The node stays idle for a moment, as a quiet node would: the case that failed.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, body) = server.get_json("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    let login = json!({"username": "ann", "password": "pw-secret"});
+    let (status, body) = server.post("/api/v1/auth/login", &login).await;
+    assert_eq!(status, 200, "{body}");
+}
