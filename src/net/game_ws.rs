@@ -289,7 +289,7 @@ async fn login(
         epoch: checked_out.epoch,
     });
     let session_id = identity.session_id;
-    let command = Command::to(GameCommand::Connect {
+    let command = Command::to(GameCommand::Connect(crate::sim::players::Login {
         conn,
         user_id: identity.user_id,
         username: identity.username,
@@ -297,7 +297,7 @@ async fn login(
         epoch: checked_out.epoch,
         link: link.clone(),
         inputs: inputs.clone(),
-    });
+    }));
     if state.inbox.send(command).is_err() {
         auth_error(codes::SERVER_BUSY, "the server is busy; try again shortly");
         return None;

@@ -33,25 +33,14 @@ use super::stations;
 use super::trades::{self, Settlement};
 use super::{HandleCommands, Pending, Tick, TickRate};
 use crate::bridge::ConnId;
-use crate::services::pilots::SavedPilot;
 pub use crate::services::play::{ClientLink, GameError};
-use crate::services::play::{GameOut, InputSlot, Refusal, TradeSide};
+use crate::services::play::{GameOut, Refusal, TradeSide};
 
 /// Commands from `/game` connections.
 #[derive(Debug)]
 pub enum GameCommand {
-    /// A connection authenticated as `user_id`; `saved` is its stored pilot, if any.
-    Connect {
-        conn: ConnId,
-        user_id: Uuid,
-        username: String,
-        saved: Option<SavedPilot>,
-        /// The epoch of the pilot's checkout to this node.
-        epoch: i64,
-        link: ClientLink,
-        /// Where the connection leaves its inputs for the tick.
-        inputs: InputSlot,
-    },
+    /// A connection authenticated, with the pilot it checked out.
+    Connect(Login),
     /// A newer login (on another node) checked `user_id`'s pilot out at `epoch`.
     PilotTaken {
         user_id: Uuid,
@@ -96,26 +85,7 @@ fn handle_game_commands(world: &mut World) {
     let pending = std::mem::take(&mut world.resource_mut::<Pending<GameCommand>>().0);
     for cmd in pending {
         match cmd {
-            GameCommand::Connect {
-                conn,
-                user_id,
-                username,
-                saved,
-                epoch,
-                link,
-                inputs,
-            } => connect(
-                world,
-                Login {
-                    conn,
-                    user_id,
-                    username,
-                    saved,
-                    epoch,
-                    link,
-                    inputs,
-                },
-            ),
+            GameCommand::Connect(login) => connect(world, login),
             GameCommand::PilotTaken { user_id, epoch } => end_taken_session(world, user_id, epoch),
             GameCommand::Join { conn, system_id } => join(world, conn, &system_id),
             GameCommand::InputBeforeJoin { conn, seq } => {

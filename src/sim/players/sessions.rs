@@ -52,14 +52,18 @@ impl Connections {
     }
 }
 
-/// A login, with the pilot it checked out.
-pub(super) struct Login {
+/// A `/game` connection authenticated as `user_id`, with the pilot it checked out.
+#[derive(Debug)]
+pub struct Login {
     pub conn: ConnId,
     pub user_id: Uuid,
     pub username: String,
+    /// The stored pilot, if the player has played before.
     pub saved: Option<SavedPilot>,
+    /// The epoch of the pilot's checkout to this node.
     pub epoch: i64,
     pub link: ClientLink,
+    /// Where the connection leaves its inputs for the tick.
     pub inputs: InputSlot,
 }
 
