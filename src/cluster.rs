@@ -81,6 +81,16 @@ pub enum Note {
         topic: String,
         frame: Frame,
         record: Option<Value>,
+        /// When set, each node answers with [`Note::Delivered`] under this id.
+        #[serde(default)]
+        count: Option<String>,
+    },
+    /// How many connections on the sending node a publication asked to be counted
+    /// (`id`) went to; for `node`, which published it.
+    Delivered {
+        node: String,
+        id: String,
+        count: usize,
     },
     /// A direct message for `user`'s connections on whichever node holds them.
     Direct { user: String, frame: Frame },
@@ -150,6 +160,44 @@ struct Envelope {
     note: Note,
 }
 
+/// Senders of the counts each waiting publication collects, by its id.
+type Counts =
+    Arc<parking_lot::Mutex<std::collections::HashMap<String, mpsc::UnboundedSender<usize>>>>;
+
+/// The counts of deliveries other nodes report for one publication; stops listening when
+/// dropped.
+pub struct CountsExpected {
+    id: String,
+    counts: Counts,
+    heard: mpsc::UnboundedReceiver<usize>,
+}
+
+impl CountsExpected {
+    /// The publication's id, to send with it.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The sum of up to `nodes` counts, waiting at most `within` for them.
+    pub async fn sum(&mut self, nodes: usize, within: Duration) -> usize {
+        let mut total = 0;
+        let deadline = tokio::time::Instant::now() + within;
+        for _ in 0..nodes {
+            match tokio::time::timeout_at(deadline, self.heard.recv()).await {
+                Ok(Some(count)) => total += count,
+                _ => break,
+            }
+        }
+        total
+    }
+}
+
+impl Drop for CountsExpected {
+    fn drop(&mut self) {
+        self.counts.lock().remove(&self.id);
+    }
+}
+
 /// This node's link to the others: cheap to clone, and a no-op on a single node. Also a
 /// resource of the simulation, for the hub and the event bus.
 #[derive(Clone, bevy_ecs::prelude::Resource)]
@@ -162,6 +210,8 @@ struct Inner {
     /// Star systems pinned to this node (`[cluster] systems`).
     systems: Vec<String>,
     out: Option<mpsc::UnboundedSender<Note>>,
+    /// Publications waiting for the other nodes' counts of deliveries, by id.
+    counts: Counts,
     /// For the last word at shutdown, after the telling task has stopped.
     last_word: Option<(async_nats::Client, String)>,
     heartbeat: Duration,
@@ -185,6 +235,7 @@ impl Cluster {
                 node_id: "single".into(),
                 systems: Vec::new(),
                 out: None,
+                counts: Counts::default(),
                 last_word: None,
                 heartbeat: Duration::from_secs(1),
                 node_timeout: Duration::from_secs(5),
@@ -216,11 +267,14 @@ impl Cluster {
             .await
             .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?;
         let (out, mut to_send) = mpsc::unbounded_channel::<Note>();
+        let counts = Counts::default();
+        let heard_counts = counts.clone();
         let cluster = Self {
             inner: Arc::new(Inner {
                 node_id: node_id.clone(),
                 systems: config.systems.clone(),
                 out: Some(out),
+                counts: counts.clone(),
                 last_word: Some((client.clone(), subject.clone())),
                 heartbeat: Duration::from_millis(config.heartbeat_ms.max(50)),
                 node_timeout: Duration::from_millis(config.node_timeout_ms.max(100)),
@@ -275,7 +329,7 @@ impl Cluster {
                     }
                 };
                 if envelope.from != me {
-                    hear(envelope, &me, &hearers);
+                    hear(envelope, &me, &hearers, &heard_counts);
                 }
             }
         });
@@ -346,6 +400,19 @@ impl Cluster {
         }
     }
 
+    /// Listens for the other nodes' counts of deliveries of a publication about to be
+    /// made with [`CountsExpected::id`].
+    pub fn expect_counts(&self) -> CountsExpected {
+        let id = Uuid::new_v4().simple().to_string();
+        let (tx, heard) = mpsc::unbounded_channel();
+        self.inner.counts.lock().insert(id.clone(), tx);
+        CountsExpected {
+            id,
+            counts: self.inner.counts.clone(),
+            heard,
+        }
+    }
+
     /// Tells the other nodes; never waits.
     pub fn tell(&self, note: Note) {
         if let Some(out) = &self.inner.out {
@@ -365,7 +432,7 @@ pub struct Hearers {
     pub leases: Arc<tokio::sync::Notify>,
 }
 
-fn hear(envelope: Envelope, me: &str, hearers: &Hearers) {
+fn hear(envelope: Envelope, me: &str, hearers: &Hearers, counts: &Counts) {
     let Hearers {
         inbox,
         accounts,
@@ -379,11 +446,25 @@ fn hear(envelope: Envelope, me: &str, hearers: &Hearers) {
             topic,
             frame,
             record,
+            count,
         } => frame.into_out().map(|frame| CommsCommand::RemotePublish {
             topic,
             frame,
             record,
+            count_for: count.map(|id| (node.clone(), id)),
         }),
+        Note::Delivered {
+            node: asker,
+            id,
+            count,
+        } => {
+            if asker == me
+                && let Some(waiting) = counts.lock().get(&id)
+            {
+                let _ = waiting.send(count);
+            }
+            None
+        }
         Note::Direct { user, frame } => frame
             .into_out()
             .map(|frame| CommsCommand::RemoteDirect { user, frame }),

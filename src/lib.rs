@@ -579,6 +579,7 @@ impl ServerHandle {
                 topic: "notifications".into(),
                 frame: sim::comms::CommsOut::Text(frame),
                 record: Some(data),
+                count_remote: None,
                 reply: Some(done_tx),
             }));
         if published.is_ok() {

@@ -339,14 +339,24 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
                                 "metadata": {"sent_at": sent_at, "message_id": message_id,
                                              "from_user": c.identity.username}});
             let frame = wire::broadcast_of(&record);
-            let recipients = c
+            // An acknowledged broadcast counts its recipients on every node.
+            let mut elsewhere = (id.is_some() && c.state.cluster.is_clustered())
+                .then(|| c.state.cluster.expect_counts());
+            let published = c
                 .ask(|reply| CommsCommand::Publish {
                     topic,
                     frame: CommsOut::Text(frame),
                     record: Some(record),
+                    count_remote: elsewhere.as_ref().map(|e| e.id().to_owned()),
                     reply: Some(reply),
                 })
                 .await;
+            let recipients = match (published, &mut elsewhere) {
+                (Some(p), Some(counts)) => {
+                    Some(p.here + counts.sum(p.nodes_asked, super::rest::COUNTS_WAIT).await)
+                }
+                (published, _) => published.map(|p| p.here),
+            };
             if let (Some(recipients), Some(id)) = (recipients, id) {
                 c.text(wire::ack(
                     json!({"message_id": id, "status": "delivered", "recipients": recipients}),
@@ -543,6 +553,7 @@ async fn binary(c: &Conn, bytes: Bytes) {
                         topic: name,
                         frame: out,
                         record: None,
+                        count_remote: None,
                         reply: Some(reply),
                     })
                     .await;

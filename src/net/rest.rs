@@ -365,22 +365,35 @@ async fn notify(
     Ok(RestReply::ok(json!({ "recipients": recipients })))
 }
 
-/// Publishes a `Notification` to the `notifications` topic.
+/// How long a publication's answer waits for the other nodes' counts of deliveries.
+pub const COUNTS_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Publishes a `Notification` to the `notifications` topic; how many connections it
+/// reached, on every node.
 pub async fn publish_notification(state: &AppState, data: Value) -> Result<usize, DomainError> {
     use crate::sim::comms::{CommsCommand, CommsOut};
     let frame = crate::protocol::comms::notification(&data);
-    let recipients = state
+    let mut elsewhere = state
+        .cluster
+        .is_clustered()
+        .then(|| state.cluster.expect_counts());
+    let published = state
         .inbox
         .ask(|reply| {
             crate::bridge::Command::to(CommsCommand::Publish {
                 topic: "notifications".into(),
                 frame: CommsOut::Text(frame),
                 record: Some(data),
+                count_remote: elsewhere.as_ref().map(|e| e.id().to_owned()),
                 reply: Some(reply),
             })
         })
         .await?;
-    Ok(recipients)
+    let remote = match &mut elsewhere {
+        Some(counts) => counts.sum(published.nodes_asked, COUNTS_WAIT).await,
+        None => 0,
+    };
+    Ok(published.here + remote)
 }
 
 /// Runs the RaOS action of the matched route.

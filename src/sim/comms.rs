@@ -165,6 +165,14 @@ pub struct Subscribed {
     pub online: Vec<String>,
 }
 
+/// A publication's reach: connections on this node it went to, and how many other nodes
+/// were asked to count theirs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Published {
+    pub here: usize,
+    pub nodes_asked: usize,
+}
+
 #[derive(Debug)]
 pub enum CommsCommand {
     Open {
@@ -191,7 +199,10 @@ pub enum CommsCommand {
         topic: String,
         frame: CommsOut,
         record: Option<Value>,
-        reply: Option<oneshot::Sender<usize>>,
+        /// Asks the other nodes to count their deliveries back under this id
+        /// ([`crate::cluster::Cluster::expect_counts`]).
+        count_remote: Option<String>,
+        reply: Option<oneshot::Sender<Published>>,
     },
     Direct {
         target: String,
@@ -212,6 +223,8 @@ pub enum CommsCommand {
         topic: String,
         frame: CommsOut,
         record: Option<Value>,
+        /// The node that asks for the count of deliveries here, and its id for it.
+        count_for: Option<(String, String)>,
     },
     /// A direct message sent on another node, for `user`'s connections here.
     RemoteDirect {
@@ -705,23 +718,34 @@ fn hub_command(hub: &mut Hub, cmd: CommsCommand) {
             topic,
             frame,
             record,
+            count_remote,
             reply,
         } => {
-            let recipients = hub.publish(&topic, &frame);
+            let here = hub.publish(&topic, &frame);
+            let mut nodes_asked = 0;
             if hub.cluster.is_clustered()
                 && let Some(crossing) = Frame::of(&frame)
             {
+                if count_remote.is_some() {
+                    let timeout = hub.cluster.node_timeout();
+                    nodes_asked = hub
+                        .remote
+                        .values()
+                        .filter(|n| n.heard.elapsed() <= timeout)
+                        .count();
+                }
                 hub.cluster.tell(Note::Publish {
                     topic: topic.clone(),
                     frame: crossing,
                     record: record.clone(),
+                    count: count_remote,
                 });
             }
             if let Some(item) = record {
                 hub.record(&topic, item);
             }
             if let Some(reply) = reply {
-                let _ = reply.send(recipients);
+                let _ = reply.send(Published { here, nodes_asked });
             }
         }
         CommsCommand::Direct {
@@ -735,8 +759,12 @@ fn hub_command(hub: &mut Hub, cmd: CommsCommand) {
             topic,
             frame,
             record,
+            count_for,
         } => {
-            hub.publish(&topic, &frame);
+            let count = hub.publish(&topic, &frame);
+            if let Some((node, id)) = count_for {
+                hub.cluster.tell(Note::Delivered { node, id, count });
+            }
             if let Some(item) = record {
                 hub.record(&topic, item);
             }

@@ -837,3 +837,77 @@ async fn nodes_starting_together_on_a_new_database_all_start() {
     assert_eq!(lists[0].as_array().map(Vec::len), Some(1), "{lists:?}");
     assert!(lists.iter().all(|l| l == &lists[0]), "{lists:?}");
 }
+
+/// A broadcast's `Ack` counts its recipients on every node, not just the publisher's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_broadcasts_ack_counts_the_subscribers_on_every_node() {
+    let nats = NatsServer::start().await;
+    let (prefix, database) = (common::nats::prefix(), common::database::fresh_postgres());
+    let mut nodes = Vec::new();
+    for id in ["node-a", "node-b", "node-c"] {
+        let (url, prefix, database) = (nats.url.clone(), prefix.clone(), database.clone());
+        nodes.push(
+            TestServer::start_with(move |c| {
+                c.store.database = Some(database);
+                c.cluster.nats = Some(url);
+                c.cluster.subject_prefix = prefix;
+                c.cluster.node_id = Some(id.into());
+                c.cluster.heartbeat_ms = 200;
+                c.cluster.lease_ms = 1_000;
+            })
+            .await,
+        );
+    }
+    let names = ["ann", "bob", "cyd", "pub"];
+    for name in names {
+        register(&nodes[0], name).await;
+    }
+    // The publisher, on A, sees the others come online: A has heard from B and C.
+    let mut publisher = comms(&nodes[0], &token_for_existing(&nodes[0], "pub").await).await;
+    ws_send(
+        &mut publisher,
+        &json!({"type": "Subscribe", "data": {"topics": ["presence"]}, "id": "p"}),
+    )
+    .await;
+    let mut subscribers = Vec::new();
+    for (node, name) in nodes.iter().zip(names) {
+        let mut ws = comms(node, &token_for_existing(node, name).await).await;
+        ws_send(
+            &mut ws,
+            &json!({"type": "Subscribe", "data": {"topics": ["chat.lounge"]}, "id": "s"}),
+        )
+        .await;
+        assert_eq!(next_of(&mut ws, "Ack").await["data"]["message_id"], "s");
+        subscribers.push(ws);
+    }
+    let mut online = std::collections::HashSet::new();
+    while !(online.contains("bob") && online.contains("cyd")) {
+        let presence = next_of(&mut publisher, "Presence").await;
+        if presence["data"]["status"] == "online" {
+            online.insert(
+                presence["data"]["user_id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+            );
+        }
+    }
+
+    ws_send(
+        &mut publisher,
+        &json!({"type": "Broadcast", "data": {"topic": "chat.lounge", "payload": {"n": 1}}, "id": "b1"}),
+    )
+    .await;
+    let ack = next_of(&mut publisher, "Ack").await;
+    assert_eq!(
+        ack["data"],
+        json!({"message_id": "b1", "status": "delivered", "recipients": 3}),
+        "{ack}"
+    );
+    for ws in &mut subscribers {
+        assert_eq!(
+            next_of(ws, "Broadcast").await["data"]["payload"],
+            json!({"n": 1})
+        );
+    }
+}
