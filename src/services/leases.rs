@@ -380,3 +380,80 @@ fn rendezvous_score(node: &str, system_id: &str) -> u64 {
     first.copy_from_slice(&digest[..8]);
     u64::from_be_bytes(first)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(node: &str, incarnation: &str) -> Plan {
+        Plan {
+            me: ThisNode {
+                id: node.into(),
+                host: "127.0.0.1".into(),
+                port: 1,
+                pinned: Vec::new(),
+            },
+            incarnation: incarnation.into(),
+            systems: vec!["sol-1".into()],
+            ttl_ms: 60_000,
+            may_place: true,
+            handing_over: Vec::new(),
+        }
+    }
+
+    async fn run(store: &Store, plan: Plan) -> Round {
+        store
+            .write(move |conn| round(conn, &plan))
+            .await
+            .expect("a round")
+            .0
+    }
+
+    #[tokio::test]
+    async fn one_owner_at_a_time_and_a_stale_owner_is_fenced() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store =
+            Store::open(dir.path(), Arc::new(crate::metrics::Metrics::new())).expect("a store");
+        // A takes the free system; B, alive beside it, does not.
+        let a = run(&store, plan("node-a", "a1")).await;
+        assert_eq!(a.held.get("sol-1"), Some(&1));
+        let b = run(&store, plan("node-b", "b1")).await;
+        assert!(b.held.is_empty(), "{b:?}");
+        assert_eq!(b.owners["sol-1"].node, "node-a");
+        // A restarted with the same id is another incarnation: it waits like anyone.
+        let again = run(&store, plan("node-a", "a2")).await;
+        assert!(again.held.is_empty(), "{again:?}");
+
+        // The lease runs out (A stopped renewing): B takes it with a newer epoch, and a
+        // write under A's epoch is refused.
+        store
+            .write(|conn| conn.execute("UPDATE leases SET expires_at = 0", ()))
+            .await
+            .expect("expired");
+        let b = run(&store, plan("node-b", "b1")).await;
+        assert_eq!(b.held.get("sol-1"), Some(&2));
+        let stale = store
+            .write(|conn| fence(conn, Some(&("sol-1".to_owned(), 1))))
+            .await;
+        assert!(matches!(stale, Err(StoreError::Fenced(_))), "{stale:?}");
+        store
+            .write(|conn| fence(conn, Some(&("sol-1".to_owned(), 2))))
+            .await
+            .expect("the current epoch writes");
+        // A's next round finds it held by B: nothing to renew.
+        let a = run(&store, plan("node-a", "a1")).await;
+        assert!(a.held.is_empty(), "{a:?}");
+        let history: Vec<(i64, String)> = store
+            .read(|conn| {
+                conn.query_map(
+                    "SELECT epoch, owner FROM lease_history ORDER BY epoch",
+                    (),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+            })
+            .await
+            .expect("the history");
+        assert_eq!(history, [(1, "node-a".into()), (2, "node-b".into())]);
+        store.close();
+    }
+}

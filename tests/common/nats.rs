@@ -5,7 +5,8 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
 pub struct NatsServer {
-    child: Child,
+    child: Option<Child>,
+    port: u16,
     pub url: String,
 }
 
@@ -15,6 +16,32 @@ impl NatsServer {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        Self {
+            child: Some(run(port).await),
+            port,
+            url: format!("nats://127.0.0.1:{port}"),
+        }
+    }
+
+    /// Kills the server (its clients see the connection drop).
+    pub fn down(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port (clients reconnect on their own).
+    pub async fn up(&mut self) {
+        if self.child.is_none() {
+            self.child = Some(run(self.port).await);
+        }
+    }
+}
+
+/// `nats-server` on `port`, once it says it is ready.
+async fn run(port: u16) -> Child {
+    {
         let mut child = Command::new(binary())
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -43,17 +70,13 @@ impl NatsServer {
             .await
             .expect("nats-server ready within the wait")
             .expect("nats-server said it is ready before exiting");
-        Self {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-        }
+        child
     }
 }
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.down();
     }
 }
 

@@ -11,6 +11,7 @@ mod cluster;
 mod cluster_crash;
 mod comms;
 mod facts;
+mod faults;
 mod game;
 mod game_binary;
 mod garp;
