@@ -5,7 +5,8 @@
 //! every half second and times until its ship turns the new way), `comms-fanout`
 //! (subscribers and publishers on one topic; latency is publish → deliver), and `lobby`
 //! (TCP: log in, then `LIST_GAMES` and `LIST_ROOMS` back to back), and `idle` (comms
-//! connections that stay quiet; reports the server memory each costs). Accounts are created by
+//! connections that stay quiet; reports the server memory each costs), and `trade` (docked
+//! players trading one unit at a time; latency is a trade's round trip to COMMIT). Accounts are created by
 //! the scenario itself (`lg-<scenario>-<n>`). Runs are bounded in clients and time, and
 //! only loopback targets are accepted.
 
@@ -15,6 +16,7 @@ mod idle;
 mod lobby;
 mod report;
 mod server;
+mod trade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub enum Scenario {
     Lobby,
     /// Idle comms connections: the server memory each one costs.
     Idle,
+    /// Docked players trading one unit at a time: a trade's round trip.
+    Trade,
 }
 
 impl Scenario {
@@ -46,6 +50,7 @@ impl Scenario {
             Scenario::CommsFanout => "comms-fanout",
             Scenario::Lobby => "lobby",
             Scenario::Idle => "idle",
+            Scenario::Trade => "trade",
         }
     }
 }
@@ -230,6 +235,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
                 Scenario::CommsFanout => comms::client(&options, n, &stats, stop).await,
                 Scenario::Lobby => lobby::client(&options, n, &stats, stop).await,
                 Scenario::Idle => Ok(()), // runs on its own, above
+                Scenario::Trade => trade::client(&options, n, &stats, stop).await,
             };
             if let Err(e) = outcome {
                 stats.error(&format!("client {n}: {e:#}"));

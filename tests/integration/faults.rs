@@ -158,6 +158,9 @@ struct Trader {
     last: Option<Pilot>,
     pending: Option<i64>,
     trades: usize,
+    /// When each acknowledgement of this iteration arrived: the longest gap between two
+    /// is how long the fault kept this trader from trading (printed, not asserted).
+    acked_at: Vec<Instant>,
     violations: Vec<String>,
 }
 
@@ -302,6 +305,7 @@ async fn trade(
                     trader.last = Some(pilot_of(&result["payload"]));
                     trader.pending = None;
                     trader.trades += 1;
+                    trader.acked_at.push(Instant::now());
                 }
                 Some(refused) => {
                     // Told "error": the trade left no trace.
@@ -540,6 +544,18 @@ async fn faults_injected_while_players_trade_and_wager_lose_and_overwrite_nothin
                 node.signal_and_wait("TERM");
             }
         }
+
+        let longest_gap = traders
+            .iter_mut()
+            .filter_map(|t| {
+                let acked = std::mem::take(&mut t.acked_at);
+                acked.windows(2).map(|w| w[1] - w[0]).max()
+            })
+            .max()
+            .unwrap_or_default();
+        eprintln!(
+            "iteration {iteration}: {fault:?}: the longest wait between two acknowledged trades of one trader: {longest_gap:?}"
+        );
 
         // The checker.
         for (name, trader) in TRADERS.iter().zip(traders.iter_mut()) {

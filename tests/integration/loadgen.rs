@@ -97,6 +97,7 @@ async fn every_scenario_runs_and_reports() {
         "comms-fanout",
     );
     check(&loadgen(&server, "lobby", &[]).await, "lobby");
+    check(&loadgen(&server, "trade", &[]).await, "trade");
     // Clients may share one account: one login, three connections.
     check(
         &loadgen(
