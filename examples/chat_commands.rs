@@ -15,8 +15,6 @@
 use std::collections::{HashMap, VecDeque};
 
 use ecliptic::prelude::*;
-use ecliptic::services::DomainError;
-use ecliptic::sim::comms::{CommsAppExt, ExtensionCall};
 use serde::{Deserialize, Serialize};
 
 /// Kills remembered per player.
@@ -115,7 +113,7 @@ fn answer_game(mut requests: MessageReader<FromClient<KillsRequest>>, log: Res<K
 fn answer_comms(world: &mut World, call: &ExtensionCall) -> Result<serde_json::Value, DomainError> {
     let request: KillsRequest = match &call.data {
         serde_json::Value::Null => KillsRequest::default(),
-        data @ serde_json::Value::Object(_) => ecliptic::protocol::tolerant(data.clone())
+        data @ serde_json::Value::Object(_) => tolerant(data.clone())
             .map_err(|e| DomainError::InvalidInput(format!("X-Kills: {e}")))?,
         _ => {
             return Err(DomainError::InvalidInput(

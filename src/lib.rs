@@ -85,25 +85,38 @@ pub mod cluster;
 
 /// What a gameplay mod usually needs, in one import: `use ecliptic::prelude::*;`.
 pub mod prelude {
+    /// The bevy crates ecliptic is built on, at the versions it uses. Through these, bevy's
+    /// derives (`#[derive(Component)]`, `Resource`, `Message`) work in a mod crate that
+    /// depends on `ecliptic` alone: they name `bevy_ecs`, which this import provides.
+    pub use bevy_app;
+    pub use bevy_ecs;
+
     pub use crate::bridge::{ConnId, InboxCommand, Pending};
     pub use crate::params;
+    pub use crate::protocol::tolerant;
+    pub use crate::services::DomainError;
+    pub use crate::sim::comms::{CommsAppExt, ExtensionCall};
+    pub use crate::sim::data::{Commodity, StationDef, SystemDef};
     pub use crate::sim::extend::{Caller, FromClient, GameAppExt};
     pub use crate::sim::facts::{
         AchievementUnlocked, PlayerJoined, PlayerLeft, ProjectileHit, ShipDestroyed, ShipDocked,
         ShipUndocked, TradeDone, ZoneEntered, ZoneLeft,
     };
     pub use crate::sim::instances::{Data, InInstance, Instance};
+    pub use crate::sim::markets::Market;
     pub use crate::sim::npc::{NpcPlugin, Pirate};
     pub use crate::sim::physics::Kinematics;
     pub use crate::sim::players::{Client, NetIds, Pilot, spawn_ship};
     pub use crate::sim::replication::Replicated;
     pub use crate::sim::ships::{Controls, Hull, Ship};
+    pub use crate::sim::stations::Station;
     pub use crate::sim::{HandleCommands, SimServices, SpaceGamePlugins, Tick, TickRate, TickSet};
     pub use crate::store::StoreError;
     pub use crate::store::{Connection, OptionalExtension, Row, ToValue};
     pub use crate::{Config, Server, ServerHandle};
     pub use bevy_app::{App, FixedLast, FixedUpdate, Plugin, PluginGroup};
     pub use bevy_ecs::prelude::*;
+    pub use uuid::Uuid;
 }
 pub mod config;
 pub mod journal;

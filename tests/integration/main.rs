@@ -17,6 +17,7 @@ mod game_binary;
 mod garp;
 mod garp_crash;
 mod garp_module;
+mod guide_mod;
 mod listeners;
 mod loadgen;
 mod mods;
