@@ -109,6 +109,11 @@ pub fn begin(world: &mut World, ship: Entity, settlement: Settlement) {
                 Err(StoreError::Fenced(what)) => Some(what.starts_with("system ")),
                 _ => None,
             };
+            if saved.is_ok() {
+                // Read by audits (and the fault tests' checker) against the epochs' owners.
+                let (system, system_epoch) = system.clone().unzip();
+                tracing::debug!(user = %user_id, epoch, ?system, ?system_epoch, "trade committed");
+            }
             settle(world, ship, link, settlement, saved);
             match (fenced, system) {
                 (Some(true), Some((system_id, _))) => crate::sim::leases::lost(world, &system_id),

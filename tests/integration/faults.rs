@@ -12,7 +12,10 @@
 //!   last acknowledged trade left it (or that plus the one trade whose answer never came);
 //! - every acknowledged wage is in the database and the ledger balances;
 //! - no node accepted a join for sol-1 under an epoch it did not hold, or after a newer
-//!   epoch was taken (the nodes' `join accepted` lines against `lease_history`).
+//!   epoch was taken (the nodes' `join accepted` lines against `lease_history`), and
+//!   every trade a node wrote was under the pilot's checkout epoch and sol-1's lease epoch
+//!   that node held (its `trade committed` lines against `pilot_checkout_history` and
+//!   `lease_history`).
 
 use crate::common;
 use crate::garp_crash::{Acked, play, verify_store};
@@ -399,6 +402,82 @@ async fn check_joins(store: &Store, logs: &[(String, Value)]) -> Vec<String> {
     violations
 }
 
+/// Every `trade committed` line against the checkout and lease histories: each trade was
+/// written by the node that held the pilot's checkout epoch, and sol-1's lease epoch.
+async fn check_trades(store: &Store, logs: &[(String, Value)]) -> Vec<String> {
+    let checkouts: HashMap<(String, i64), String> = store
+        .read(|conn| {
+            conn.query_map(
+                "SELECT a.username_key, h.epoch, h.node FROM pilot_checkout_history h
+                 JOIN accounts a ON a.user_id = h.user_id",
+                (),
+                |r| {
+                    Ok((
+                        (r.get::<_, String>(0)?, r.get::<_, i64>(1)?),
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
+        })
+        .await
+        .expect("the checkout history")
+        .into_iter()
+        .collect();
+    let users: HashMap<String, String> = store
+        .read(|conn| {
+            conn.query_map("SELECT user_id, username_key FROM accounts", (), |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+        })
+        .await
+        .expect("the accounts")
+        .into_iter()
+        .collect();
+    let leases: HashMap<i64, String> = store
+        .read(|conn| {
+            conn.query_map(
+                "SELECT epoch, owner FROM lease_history WHERE kind = 'system' AND id = 'sol-1'",
+                (),
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+            )
+        })
+        .await
+        .expect("the lease history")
+        .into_iter()
+        .collect();
+    let mut violations = Vec::new();
+    let mut trades = 0;
+    for (node, line) in logs {
+        if line["message"] != "trade committed" {
+            continue;
+        }
+        trades += 1;
+        let user = &users[line["user"].as_str().expect("a user")];
+        let epoch = line["epoch"].as_i64().expect("an epoch");
+        if checkouts.get(&(user.clone(), epoch)) != Some(node) {
+            violations.push(format!(
+                "{node} wrote {user}'s pilot under checkout {epoch}, held by {:?}",
+                checkouts.get(&(user.clone(), epoch))
+            ));
+        }
+        // `system_epoch` is logged as `Some(n)`.
+        let system_epoch = line["system_epoch"].as_str().and_then(|s| {
+            s.strip_prefix("Some(")?
+                .strip_suffix(')')?
+                .parse::<i64>()
+                .ok()
+        });
+        match system_epoch.map(|e| (e, leases.get(&e))) {
+            Some((_, Some(owner))) if owner == node => {}
+            other => violations.push(format!(
+                "{node} traded in sol-1 under lease epoch {other:?}"
+            )),
+        }
+    }
+    assert!(trades > 0, "no trade was committed at all");
+    violations
+}
+
 /// A pilot as stored.
 async fn stored(store: &Store, user: &str) -> Pilot {
     let user = user.to_owned();
@@ -567,7 +646,9 @@ async fn faults_injected_while_players_trade_and_wager_lose_and_overwrite_nothin
                 trader.violations
             );
         }
-        let violations = check_joins(&store, &rig.all_logs()).await;
+        let logs = rig.all_logs();
+        let mut violations = check_joins(&store, &logs).await;
+        violations.extend(check_trades(&store, &logs).await);
         assert!(
             violations.is_empty(),
             "iteration {iteration}: {violations:?}"
