@@ -61,7 +61,7 @@ struct Pilot {
     trades: usize,
 }
 
-fn food_in(cargo: &Value) -> i64 {
+pub(crate) fn food_in(cargo: &Value) -> i64 {
     cargo
         .as_array()
         .into_iter()

@@ -32,13 +32,7 @@ async fn node(
 }
 
 fn food(you: &Value) -> i64 {
-    you["cargo"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|c| c["commodity_id"] == "food")
-        .map(|c| c["qty"].as_i64().unwrap_or(0))
-        .sum()
+    crate::cluster_crash::food_in(&you["cargo"])
 }
 
 /// The close code the connection ends with, past whatever world updates come first.
