@@ -79,9 +79,13 @@ async fn ask(
         .await?
 }
 
+/// Logs in (registering first with `register_roles`); an account without the `required`
+/// role is refused, and its new session ended, before the connection's own session
+/// changes, so a refused login costs the connection nothing.
 async fn log_in(
     creds: wire::Credentials,
     register_roles: Option<Vec<Role>>,
+    required: Option<(Role, &str)>,
     session: &mut Session,
     state: &AppState,
 ) -> Result<Identity, DomainError> {
@@ -105,6 +109,12 @@ async fn log_in(
             scope(session.server),
         )
         .await?;
+    if let Some((role, refusal)) = required
+        && !grant.identity.has_role(role)
+    {
+        state.accounts.logout(&grant.identity).await?;
+        return Err(DomainError::Forbidden(refusal.into()));
+    }
     session.authenticated = true;
     session.token = Some(grant.access_token.clone());
     session.session_id = Some(grant.identity.session_id);
@@ -126,6 +136,7 @@ async fn dev(
             log_in(
                 creds,
                 Some(vec![Role::Player, Role::Developer]),
+                None,
                 session,
                 state,
             )
@@ -133,13 +144,8 @@ async fn dev(
             return Ok(Some(token_payload(session)));
         }
         DevCommand::Login(creds) => {
-            let identity = log_in(creds, None, session, state).await?;
-            if !identity.has_role(Role::Developer) {
-                state.accounts.logout(&identity).await?;
-                return Err(DomainError::Forbidden(
-                    "this account is not a developer account".into(),
-                ));
-            }
+            let developer = (Role::Developer, "this account is not a developer account");
+            log_in(creds, None, Some(developer), session, state).await?;
             return Ok(Some(token_payload(session)));
         }
         _ => identify(token, session, state)?,
@@ -301,12 +307,12 @@ async fn lobby(
 ) -> Result<Option<Value>, DomainError> {
     let identity = match cmd {
         LobbyCommand::Register(creds) => {
-            let identity = log_in(creds, Some(vec![Role::Player]), session, state).await?;
+            let identity = log_in(creds, Some(vec![Role::Player]), None, session, state).await?;
             enter(&identity, session, state).await?;
             return Ok(Some(token_payload(session)));
         }
         LobbyCommand::Login(creds) => {
-            let identity = log_in(creds, None, session, state).await?;
+            let identity = log_in(creds, None, None, session, state).await?;
             enter(&identity, session, state).await?;
             return Ok(Some(token_payload(session)));
         }

@@ -336,6 +336,25 @@ async fn every_status_code() {
         .await,
         102,
     );
+    // The refusal costs the connection nothing: the next request is answered on its own
+    // merits (no "session was ended"), and a developer may still log in on it.
+    let forged = call(
+        &mut as_player,
+        "LIST_MY_GAMES",
+        Some("forged.token.here"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(assert_line_error(&forged, 101), "invalid token", "{forged}");
+    drop(developer(&server, "builder").await);
+    let welcome = call(
+        &mut as_player,
+        "LOGIN_DEV",
+        None,
+        json!({"username": "builder", "password": "pw-secret"}),
+    )
+    .await;
+    assert_eq!(welcome["status"], "ok", "{welcome}");
     // 103: unknown game.
     assert_line_error(
         &dev.call("LIST_VERSIONS", json!({"game_id": "no-such-game"}))
