@@ -234,7 +234,7 @@ async fn a_mod_that_misbehaves_is_disabled_and_play_goes_on() {
             (
                 "echo",
                 "[\"messages\"]",
-                "ecliptic.on_message('echo.say', function(p, m)\n  if m.text == 'boom' then error('asked to fail') end\n  return {text = m.text, from = p.name}\nend)",
+                "ecliptic.on_message('echo.say', function(p, m)\n  if m.text == 'boom' then error('asked to fail') end\n  return {text = m.text, from = p.name}\nend)\necliptic.on_message('echo.count', function() return 42 end)",
             ),
         ] {
             let dir = mods.join(name);
@@ -261,6 +261,11 @@ async fn a_mod_that_misbehaves_is_disabled_and_play_goes_on() {
         echoed["payload"],
         json!({"text": "hi", "from": "bystander"})
     );
+    // A reply that is not an object breaks no client: the caller hears the server's error.
+    client.send("echo.count", json!({})).await;
+    let refused = client.recv_reply().await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["payload"]["code"], "SERVER_ERROR", "{refused}");
     // Joining triggers the trespasser, which is stopped; the player is unharmed.
     client.join("sol-1").await;
     trade(&mut client, "trade.buy", "food", 1).await;
@@ -269,10 +274,18 @@ async fn a_mod_that_misbehaves_is_disabled_and_play_goes_on() {
     client.send("echo.say", json!({"text": "boom"})).await;
     let failed = client.recv_reply().await;
     assert_eq!(failed["payload"]["code"], "SERVER_ERROR", "{failed}");
+    // One request, one answer: the next answer is the trade's.
+    client
+        .send(
+            "trade.sell",
+            json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1}),
+        )
+        .await;
+    let sold = client.recv_reply().await;
+    assert_eq!(sold["type"], "trade.result", "{sold}");
     client.send("echo.say", json!({"text": "hi"})).await;
     let gone = client.recv_reply().await;
     assert_eq!(gone["payload"]["code"], "UNKNOWN_TYPE", "{gone}");
-    trade(&mut client, "trade.sell", "food", 1).await;
 
     let metrics = server.get_text("/metrics").await;
     for (reason, count) in [("budget", 1), ("error", 2)] {

@@ -285,7 +285,12 @@ fn run_scripts(world: &mut World) {
         mods::apply_change(world, &mut runtimes, change);
     }
     let began = Instant::now();
-    mods::run(world, &mut runtimes, tick, &facts, &messages, &answers);
+    let taken = mods::run(world, &mut runtimes, tick, &facts, &messages, &answers);
+    // Each message gets one answer: what a mod took is not the rooms' to answer.
+    let messages: Vec<_> = messages
+        .into_iter()
+        .filter(|m| !taken.contains(&(m.caller.conn, m.seq)))
+        .collect();
     let mods_done = Instant::now();
     if !runtimes.mods.is_empty() {
         metrics

@@ -3,6 +3,9 @@
 
 use bevy_ecs::prelude::*;
 use mlua::{Lua, Value};
+use std::collections::HashSet;
+
+use crate::bridge::ConnId;
 
 use super::{
     Answer, Happening, Owner, Runtimes, Script, ScriptMessage, deliver_answers, report_stop,
@@ -88,7 +91,9 @@ pub(super) fn apply_change(world: &mut World, runtimes: &mut Runtimes, change: M
     count_running(world, runtimes);
 }
 
-/// Runs every mod for this tick. Messages of a type no mod takes are left for the rooms.
+/// Runs every mod for this tick. Messages of a type no mod takes are left for the rooms;
+/// the ones a mod took (answered, or refused because it stopped) are returned by their
+/// connection and `seq`, so that each gets one answer.
 pub(super) fn run(
     world: &mut World,
     runtimes: &mut Runtimes,
@@ -96,7 +101,8 @@ pub(super) fn run(
     facts: &[Happening],
     messages: &[FromClient<ScriptMessage>],
     answers: &[Answer],
-) {
+) -> HashSet<(ConnId, u64)> {
+    let mut taken = HashSet::new();
     let mut stopped = false;
     for (name, runtime) in runtimes.mods.iter_mut() {
         let Some(script) = runtime.script.as_mut() else {
@@ -124,18 +130,19 @@ pub(super) fn run(
         if answered.is_empty() && hooked.is_empty() && handled.is_empty() && ticks.is_empty() {
             continue;
         }
+        taken.extend(handled.iter().map(|(_, m)| (m.caller.conn, m.seq)));
+        let mine: Vec<&FromClient<ScriptMessage>> = handled.iter().map(|(_, m)| *m).collect();
         script.vm.begin_tick();
         let grants = runtime.grants.clone();
-        let mut in_flight = None;
+        let mut done = 0;
         let result = script.run(world, &owner, &grants, None, |lua| {
             deliver_answers(lua, answered)?;
             for (f, fact) in hooked {
                 f.call::<()>(scripting::to_lua(lua, &fact.data)?)?;
             }
             for (f, message) in handled {
-                in_flight = Some(message);
                 answer_message(lua, &f, message)?;
-                in_flight = None;
+                done += 1;
             }
             for f in ticks {
                 f.call::<()>(tick)?;
@@ -143,7 +150,8 @@ pub(super) fn run(
             Ok(())
         });
         if let Err(fault) = result {
-            if let Some(message) = in_flight {
+            // The message it stopped on, and those it had not reached: one answer each.
+            for message in mine.into_iter().skip(done) {
                 message.caller.error(
                     "SERVER_ERROR",
                     &format!("the mod taking {} stopped", message.message.kind),
@@ -160,6 +168,7 @@ pub(super) fn run(
     if stopped {
         count_running(world, runtimes);
     }
+    taken
 }
 
 /// Calls a message handler with `(player, payload)`: what it returns is sent back as a
@@ -181,7 +190,17 @@ fn answer_message(
         (Value::Nil, None) => {}
         (reply, _) => {
             let reply = scripting::from_lua(lua, reply)?;
-            caller.reply_named(message.message.kind.clone(), &reply);
+            if reply.is_object() {
+                caller.reply_named(message.message.kind.clone(), &reply);
+            } else {
+                // A payload is a JSON object: the protocol's rule, not the mod's choice.
+                let kind = &message.message.kind;
+                tracing::warn!(%kind, "a mod's reply is not a table with named fields; refused");
+                caller.error(
+                    "SERVER_ERROR",
+                    &format!("the mod taking {kind} answered with something other than an object"),
+                );
+            }
         }
     }
     Ok(())
