@@ -216,8 +216,8 @@ enum DevCommand {
         /// The kind of build (e.g. cli, web).
         #[arg(long, default_value = "cli")]
         game_type: String,
-        /// Players per room.
-        #[arg(long, default_value_t = 1)]
+        /// Players per room (a room game needs at least 2; 1 is a single-player game).
+        #[arg(long, default_value_t = 4)]
         max_players: i64,
         #[command(flatten)]
         server: DevServer,

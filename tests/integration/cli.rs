@@ -57,9 +57,17 @@ async fn a_developer_ships_a_game_and_a_player_downloads_it() {
     )
     .await;
     let mut lobby = LineClient::connect(server.handle().lobby_tcp_addr).await;
-    lobby
-        .request(&json!({"type": "REGISTER_PLAYER", "payload": {"username": "cliplayer", "password": "pw-secret"}}))
+    let registered = lobby
+        .call(
+            "REGISTER_PLAYER",
+            None,
+            json!({"username": "cliplayer", "password": "pw-secret"}),
+        )
         .await;
+    let player_token = registered["payload"]["session_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a session token: {registered}"))
+        .to_owned();
     let developer = [
         ("ECLIPTIC_USER", "clidev"),
         ("ECLIPTIC_PASSWORD", "pw-secret"),
@@ -72,14 +80,7 @@ async fn a_developer_ships_a_game_and_a_player_downloads_it() {
 
     // Create the game: its id, key and secret are printed.
     let created = ok(
-        &on_dev(&[
-            "dev",
-            "create-game",
-            "--name",
-            "Cli Racer",
-            "--max-players",
-            "2",
-        ]),
+        &on_dev(&["dev", "create-game", "--name", "Cli Racer"]),
         &developer,
     );
     let game = created
@@ -89,6 +90,15 @@ async fn a_developer_ships_a_game_and_a_player_downloads_it() {
         .to_owned();
     assert!(created.contains("GARP api key:    "), "{created}");
     assert!(created.contains("GARP api secret: "), "{created}");
+    // Rooms a room game can fill by default.
+    let detail = lobby
+        .call(
+            "GET_GAME_DETAIL",
+            Some(&player_token),
+            json!({"game_id": game}),
+        )
+        .await;
+    assert_eq!(detail["payload"]["max_players"], 4, "{detail}");
 
     let work = tempfile::tempdir().unwrap();
     let build = work.path().join("game.zip");

@@ -668,7 +668,11 @@ async fn an_uploaded_room_game_is_played_to_its_end_and_its_scores_settle_the_wa
         // Paces the question; the server pushes nothing when a period resolves.
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    // And the game's leaderboard has them.
+    // And the game's leaderboard has them; it is read with a player's token.
+    let (status, _) = server
+        .get_json(&format!("/api/v1/leaderboards/{}", game.game_id))
+        .await;
+    assert_eq!(status, 401);
     let ben_token = token_for_existing(&server, "ben").await;
     let board = server
         .get_auth(
