@@ -166,6 +166,9 @@ fn thread_cpu_time() -> Duration {
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
 }
 
+/// A script's start may take this many ticks' budget.
+const START_BUDGET_TICKS: u32 = 10;
+
 const HOST_KEY: &str = "ecliptic.host";
 const LOADED_KEY: &str = "ecliptic.loaded";
 
@@ -190,7 +193,11 @@ impl Vm {
         host: &mut dyn Host,
     ) -> Result<Vm, Fault> {
         let vm = Self::prepare(compiled, limits, api, log).map_err(|e| fault(&e, false))?;
-        vm.begin_tick();
+        // Starting is not a tick: loading the package's bytecode and the first run of a
+        // fresh VM (its first allocations) cost more than a handler does, and a tick may
+        // start many scripts at once. It gets its own, larger budget, so a harmless script
+        // never fails to load on a busy machine while one that loops still stops.
+        vm.clock.start(limits.budget * START_BUDGET_TICKS);
         let entry = compiled.entry.clone();
         let exports = vm.call_with_host(host, |lua| require(lua, &entry))?;
         Ok(Vm { exports, ..vm })

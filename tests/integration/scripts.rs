@@ -985,3 +985,51 @@ async fn a_launched_session_of_a_scripted_game_runs_its_rules_for_one() {
         .await;
     assert_eq!(status, 404, "{stopped}");
 }
+
+/// Twelve harmless mods, loaded together by twenty servers in turn: none may be stopped for
+/// its budget (or anything else) while it loads.
+#[tokio::test(flavor = "multi_thread")]
+async fn many_mods_loading_together_are_never_stopped() {
+    for start in 0..20 {
+        let server = TestServer::start_with(|c| {
+            let mods = c.data_dir.join("mods");
+            for n in 0..12 {
+                let name = format!("quiet{n}");
+                let dir = mods.join(&name);
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(
+                    dir.join("mod.toml"),
+                    format!("name = \"{name}\"\nversion = \"1\"\nentry = \"main.luau\"\npermissions = [\"messages\"]\n"),
+                )
+                .unwrap();
+                let script = format!(
+                    "local count = 0\necliptic.on_message('{name}.ping', function() count = count + 1; return {{n = count}} end)\necliptic.on_message('{name}.stats', function() return {{n = count}} end)\necliptic.on('join', function() count = count + 1 end)\n"
+                );
+                std::fs::write(dir.join("main.luau"), script).unwrap();
+            }
+            c.scripts.reload_ms = 50;
+        })
+        .await;
+        let deadline = tokio::time::Instant::now() + common::WAIT;
+        loop {
+            let metrics = server.get_text("/metrics").await;
+            assert!(
+                !metrics.contains("ecliptic_script_stops_total{kind=\"mod\""),
+                "start {start}: a mod was stopped while loading:\n{}",
+                metrics
+                    .lines()
+                    .filter(|l| l.contains("script"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+            if metrics.contains("ecliptic_scripts_running{kind=\"mod\"} 12") {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "start {start}: the mods did not all load"
+            );
+        }
+        server.shutdown().await;
+    }
+}
