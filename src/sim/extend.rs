@@ -100,10 +100,11 @@ pub struct StartupErrors(pub Vec<String>);
 #[derive(Resource, Clone, Default)]
 pub struct GameMessageTypes {
     decoders: HashMap<&'static str, Decoder>,
-    /// Types scripts take (a mod's `ecliptic.on_message`, a room game's `messages`), with
-    /// how many scripts take each. They come and go as scripts load, so the network side
-    /// shares this set rather than a copy.
-    scripted: Arc<RwLock<HashMap<String, usize>>>,
+    /// Types scripts take (a mod's `ecliptic.on_message`, a room game's `messages`): each
+    /// has one owner (a mod, or one game's rooms), with how many of its scripts take it.
+    /// They come and go as scripts load, so the network side shares this set rather than
+    /// a copy.
+    scripted: Arc<RwLock<HashMap<String, (String, usize)>>>,
 }
 
 type Decoder = fn(&str, Value) -> Result<Arrival, DecodeError>;
@@ -113,10 +114,10 @@ impl GameMessageTypes {
         self.decoders.contains_key(kind) || self.scripted.read().contains_key(kind)
     }
 
-    /// A script takes messages of type `kind`: they arrive as
-    /// `FromClient<ScriptMessage>`. Refused for the protocol's own types and a Rust
-    /// plugin's.
-    pub fn claim_for_script(&self, kind: &str) -> Result<(), String> {
+    /// A script of `owner` (`mod pirates`, `game <id>` for all that game's rooms) takes
+    /// messages of type `kind`: they arrive as `FromClient<ScriptMessage>`. A type has one
+    /// owner: refused for the protocol's own types, a Rust plugin's, and another owner's.
+    pub fn claim_for_script(&self, kind: &str, owner: &str) -> Result<(), String> {
         let namespaced = kind.split_once('.').is_some_and(|(a, b)| {
             !a.is_empty() && !b.is_empty() && kind.len() <= 64 && kind.is_ascii()
         });
@@ -128,14 +129,29 @@ impl GameMessageTypes {
         if game::BUILT_IN_TYPES.contains(&kind) || self.decoders.contains_key(kind) {
             return Err(format!("message type {kind:?} is already the server's"));
         }
-        *self.scripted.write().entry(kind.to_owned()).or_default() += 1;
+        let mut scripted = self.scripted.write();
+        let (taker, count) = scripted
+            .entry(kind.to_owned())
+            .or_insert_with(|| (owner.to_owned(), 0));
+        if taker != owner {
+            return Err(format!("message type {kind:?} is taken by {taker}"));
+        }
+        *count += 1;
         Ok(())
+    }
+
+    /// Who takes messages of type `kind`, if a script does.
+    pub fn script_owner(&self, kind: &str) -> Option<String> {
+        self.scripted
+            .read()
+            .get(kind)
+            .map(|(owner, _)| owner.clone())
     }
 
     /// A script no longer takes messages of type `kind`.
     pub fn release_for_script(&self, kind: &str) {
         let mut scripted = self.scripted.write();
-        if let Some(count) = scripted.get_mut(kind) {
+        if let Some((_, count)) = scripted.get_mut(kind) {
             *count -= 1;
             if *count == 0 {
                 scripted.remove(kind);

@@ -355,16 +355,22 @@ fn handle_lobby_requests(world: &mut World) {
                 game_id,
                 version,
                 files,
-            } => change_then_reply(world, Some(&game_id), reply, |catalog| {
-                let record = catalog.add_version(caller.user_id, &game_id, version)?;
-                let op: Persist = Box::new(move |conn| {
-                    record(conn)?;
-                    files
-                        .place()
-                        .map_err(|e| StoreError::Invariant(format!("placing the build: {e}")))
-                });
-                Ok((LobbyReply::Done, op))
-            }),
+            } => {
+                if let Err(taken) = room_types_free(world, &game_id, &version) {
+                    let _ = reply.send(Err(DomainError::Conflict(taken)));
+                    return;
+                }
+                change_then_reply(world, Some(&game_id), reply, |catalog| {
+                    let record = catalog.add_version(caller.user_id, &game_id, version)?;
+                    let op: Persist = Box::new(move |conn| {
+                        record(conn)?;
+                        files
+                            .place()
+                            .map_err(|e| StoreError::Invariant(format!("placing the build: {e}")))
+                    });
+                    Ok((LobbyReply::Done, op))
+                })
+            }
             LobbyOp::AddReview {
                 game_id,
                 score,
@@ -844,6 +850,29 @@ pub(crate) fn close_room(
         }
     }
     view
+}
+
+/// A version's room game may declare only message types nobody else takes: not a mod's,
+/// not another game's rooms'. The reason, naming the owner, when one is taken.
+fn room_types_free(world: &World, game_id: &str, version: &Version) -> Result<(), String> {
+    let Some(room) = &version.room else {
+        return Ok(());
+    };
+    let types = world.resource::<crate::sim::extend::GameMessageTypes>();
+    let ours = format!("the rooms of game {game_id}");
+    for kind in &room.manifest.messages {
+        if let Some(owner) = types.script_owner(kind).filter(|o| *o != ours) {
+            return Err(format!(
+                "the room game's message type {kind:?} is taken by {owner}"
+            ));
+        }
+        if let Some(other) = super::scripts::declared_by_room_game(world, kind, Some(game_id)) {
+            return Err(format!(
+                "the room game's message type {kind:?} is reserved for the rooms of game {other}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `START_ROOM` (and GARP's `LockRoomRequest`), by the room's host. The room's world

@@ -1033,3 +1033,144 @@ async fn many_mods_loading_together_are_never_stopped() {
         server.shutdown().await;
     }
 }
+
+/// Writes a mod that may take `/game` messages into `mods/<name>`.
+fn write_mod(mods: &Path, name: &str, script: &str) {
+    let dir = mods.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("mod.toml"),
+        format!("name = \"{name}\"\nversion = \"1\"\nentry = \"main.luau\"\npermissions = [\"messages\"]\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("main.luau"), script).unwrap();
+}
+
+/// Each mod's state in the operator's overview, once `name` is listed in a state that
+/// satisfies `wanted`.
+async fn script_states_until(
+    server: &TestServer,
+    admin: &str,
+    name: &str,
+    wanted: impl Fn(&str) -> bool,
+) -> std::collections::BTreeMap<String, String> {
+    let deadline = tokio::time::Instant::now() + common::WAIT;
+    loop {
+        let overview = server.get_auth("/api/v1/admin/overview", admin).await;
+        let states: std::collections::BTreeMap<String, String> = overview["scripts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                let field = |k: &str| s[k].as_str().unwrap_or_default().to_owned();
+                (field("name"), field("state"))
+            })
+            .collect();
+        if states.get(name).is_some_and(|s| wanted(s)) {
+            return states;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} never got there: {states:?}"
+        );
+        // Paces the question; the server pushes nothing when a mod loads.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A message type has one owner: a second mod taking it does not start, naming the first;
+/// a room game may not declare a mod's type (its upload is refused, naming the mod); and a
+/// room game's declared types are reserved for its rooms.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_type_has_exactly_one_owner() {
+    let server = TestServer::start_with(|c| {
+        let mods = c.data_dir.join("mods");
+        for name in ["alpha", "beta"] {
+            write_mod(
+                &mods,
+                name,
+                &format!("ecliptic.on_message('owner.stats', function(p, m) return {{who = '{name}', secret = m.secret}} end)"),
+            );
+        }
+        c.scripts.reload_ms = 100;
+    })
+    .await;
+    let admin = common::admin_token(&server, "root", "root-secret").await;
+    let states = script_states_until(&server, &admin, "beta", |s| !s.is_empty()).await;
+    let stopped: Vec<(&String, &String)> = states
+        .iter()
+        .filter(|(_, s)| s.starts_with("stopped"))
+        .collect();
+    assert_eq!(stopped.len(), 1, "{states:?}");
+    let (loser, why) = stopped[0];
+    let winner = if loser == "alpha" { "beta" } else { "alpha" };
+    assert!(
+        why.contains(&format!(
+            "message type \"owner.stats\" is taken by mod {winner}"
+        )),
+        "{why}"
+    );
+
+    // One message, one answer, from the one owner.
+    let token = token_for(&server, "asker").await;
+    let mut client = GameClient::connect(&server).await;
+    client.login(&token).await;
+    client.send("owner.stats", json!({"secret": "s3"})).await;
+    let reply = client.recv_reply().await;
+    assert_eq!(
+        reply["payload"],
+        json!({"who": winner, "secret": "s3"}),
+        "{reply}"
+    );
+    client.join("sol-1").await;
+    client
+        .send(
+            "trade.buy",
+            json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1}),
+        )
+        .await;
+    let next = client.recv_reply().await;
+    assert_eq!(next["type"], "trade.result", "{next}");
+
+    // A room game may not take the mod's type.
+    let mut game = dev_game(server.handle().dev_tcp_addr).await;
+    let taken = zip_of(&[
+        (
+            "ecliptic-room.toml".into(),
+            "entry = \"server/main.luau\"\nmessages = [\"owner.stats\"]\n".into(),
+        ),
+        (
+            "server/main.luau".into(),
+            "return { loop = function() end }".into(),
+        ),
+    ]);
+    let refused = upload_end(&mut game, "1.0.0", &taken).await;
+    let message = common::assert_line_error(&refused, 104);
+    assert!(
+        message.contains(&format!("\"owner.stats\" is taken by mod {winner}")),
+        "{message}"
+    );
+
+    // Its own type it may; from then on no mod may take it.
+    let published = upload_end(
+        &mut game,
+        "1.0.0",
+        &room_zip("return { loop = function() end }"),
+    )
+    .await;
+    assert_eq!(published["status"], "ok", "{published}");
+    let mods = server.config.data_dir.join("mods");
+    write_mod(
+        &mods,
+        "gamma",
+        "ecliptic.on_message('hostile.poke', function() return {} end)",
+    );
+    let states = script_states_until(&server, &admin, "gamma", |s| s.starts_with("stopped")).await;
+    assert!(
+        states["gamma"].contains(&format!(
+            "\"hostile.poke\" is reserved for the rooms of game {}",
+            game.keys.game_id
+        )),
+        "{states:?}"
+    );
+}

@@ -126,9 +126,14 @@ impl Host for WorldHost<'_> {
                 }
                 let (kind, f): (String, Function) = args(lua, op, a)?;
                 if !self.hooks.messages.contains_key(&kind) {
+                    if let Some(game) = super::declared_by_room_game(self.world, &kind, None) {
+                        return Err(runtime(format!(
+                            "ecliptic.on_message: message type {kind:?} is reserved for the rooms of game {game}"
+                        )));
+                    }
                     self.world
                         .resource::<crate::sim::extend::GameMessageTypes>()
-                        .claim_for_script(&kind)
+                        .claim_for_script(&kind, &self.owner.message_owner())
                         .map_err(|e| runtime(format!("ecliptic.on_message: {e}")))?;
                     self.claimed.push(kind.clone());
                 }

@@ -62,6 +62,37 @@ impl Owner {
             Owner::Room { game_id, .. } => format!("game:{game_id}"),
         }
     }
+
+    /// Who owns the message types it takes: a mod itself, or its game for all the
+    /// game's rooms.
+    pub(crate) fn message_owner(&self) -> String {
+        match self {
+            Owner::Mod(name) => format!("mod {name}"),
+            Owner::Room { game_id, .. } => format!("the rooms of game {game_id}"),
+        }
+    }
+}
+
+/// The room game (other than `except`) whose uploaded versions declare message type
+/// `kind`: a room game's types are reserved for its rooms.
+pub(crate) fn declared_by_room_game(
+    world: &World,
+    kind: &str,
+    except: Option<&str>,
+) -> Option<String> {
+    let catalog = world.get_resource::<crate::services::catalog::Catalog>()?;
+    catalog
+        .games()
+        .iter()
+        .filter(|g| Some(g.game_id.as_str()) != except)
+        .find(|g| {
+            g.versions.iter().any(|v| {
+                v.room
+                    .as_ref()
+                    .is_some_and(|r| r.manifest.messages.iter().any(|m| m == kind))
+            })
+        })
+        .map(|g| g.game_id.clone())
 }
 
 /// Settings every VM runs under.

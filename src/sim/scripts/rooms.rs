@@ -117,7 +117,7 @@ fn start_in(
     .inspect_err(|fault| report_stop(world, "room", &owner, fault))?;
     let types = world.resource::<crate::sim::extend::GameMessageTypes>();
     for kind in &script.manifest.messages {
-        if let Err(e) = types.claim_for_script(kind) {
+        if let Err(e) = types.claim_for_script(kind, &owner.message_owner()) {
             vm.stop(world);
             return Err(Fault {
                 reason: crate::scripting::FaultReason::Error,
