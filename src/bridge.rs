@@ -271,6 +271,12 @@ impl<T> Outbound<T> {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// Slots kept free for replies: a connection's reader takes its next request only
+    /// while this many messages still fit in its queue.
+    fn reply_headroom(&self) -> usize {
+        (self.tx.max_capacity() / 4).clamp(1, 16)
+    }
 }
 
 /// The simulation's handle on one connection: its bounded queue, and a way to make it
@@ -316,6 +322,24 @@ impl<T> Link<T> {
     /// A best-effort message (deltas, snapshots); false if it was dropped.
     pub fn offer(&self, msg: T) -> bool {
         self.outbound.push(msg).is_ok()
+    }
+
+    /// Whether the queue has room for the replies to another request. A client controls
+    /// how fast its replies come, so one that sends requests faster than it reads their
+    /// answers is not read from until it catches up (backpressure, as TCP does), rather
+    /// than disconnected as a slow consumer.
+    pub fn has_room_for_replies(&self) -> bool {
+        self.outbound.tx.capacity() >= self.outbound.reply_headroom()
+    }
+
+    /// Waits until [`Link::has_room_for_replies`]; false if the connection's writer is
+    /// gone (nothing will ever be sent again).
+    pub async fn room_for_replies(&self) -> bool {
+        self.outbound
+            .tx
+            .reserve_many(self.outbound.reply_headroom())
+            .await
+            .is_ok()
     }
 
     pub fn is_closed(&self) -> bool {

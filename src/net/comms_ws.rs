@@ -205,7 +205,11 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
                 c.link.send(CommsOut::Ping);
                 continue;
             }
-            next = connection.stream.next() => next,
+            // Requests wait in the socket while the client has not read their answers.
+            open = c.link.room_for_replies(), if !c.link.has_room_for_replies() => {
+                if open { continue } else { break }
+            }
+            next = connection.stream.next(), if c.link.has_room_for_replies() => next,
         };
         last_heard = tokio::time::Instant::now();
         match ws::incoming(next, &state.metrics, PROTOCOL) {

@@ -150,7 +150,11 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
                 link.close(ws::close::POLICY, "not authenticated in time");
                 break;
             }
-            next = connection.stream.next() => next,
+            // Requests wait in the socket while the client has not read their answers.
+            open = link.room_for_replies(), if !link.has_room_for_replies() => {
+                if open { continue } else { break }
+            }
+            next = connection.stream.next(), if link.has_room_for_replies() => next,
         };
         let extra = |kind: &str| state.game_messages.contains(kind);
         let decoded = match ws::incoming(next, &state.metrics, PROTOCOL) {

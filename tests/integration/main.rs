@@ -6,6 +6,7 @@
 mod common;
 
 mod auth;
+mod backpressure;
 mod cli;
 mod cluster;
 mod cluster_crash;

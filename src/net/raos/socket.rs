@@ -106,7 +106,11 @@ async fn run(
                 link.send(Outgoing::Ping);
                 continue;
             }
-            next = connection.stream.next() => next,
+            // Requests wait in the socket while the client has not read their answers.
+            open = link.room_for_replies(), if !link.has_room_for_replies() => {
+                if open { continue } else { break }
+            }
+            next = connection.stream.next(), if link.has_room_for_replies() => next,
         };
         heard = tokio::time::Instant::now();
         let text = match ws::incoming(next, &state.metrics, PROTOCOL) {
