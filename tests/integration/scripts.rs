@@ -1174,3 +1174,28 @@ async fn a_message_type_has_exactly_one_owner() {
         "{states:?}"
     );
 }
+
+/// Starting a script is not a tick: loading may cost more than one tick's budget (here a
+/// mod spends 3 ms of CPU time starting, against a 1 ms tick budget) without the mod
+/// being stopped, while its handlers still answer within their budget.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mod_whose_start_costs_more_than_a_tick_budget_still_starts() {
+    let server = TestServer::start_with(|c| {
+        write_mod(
+            &c.data_dir.join("mods"),
+            "warmup",
+            "local started = os.clock()\nwhile os.clock() - started < 0.003 do end\necliptic.on_message('warmup.ready', function() return {ready = true} end)",
+        );
+        c.scripts.budget_ms = 1.0;
+        c.scripts.reload_ms = 100;
+    })
+    .await;
+    let token = token_for(&server, "patient").await;
+    let mut client = GameClient::connect(&server).await;
+    client.login(&token).await;
+    let ready = ask_until(&mut client, "warmup.ready", json!({}), |r| {
+        r["type"] == "warmup.ready" || r["payload"]["code"] != "UNKNOWN_TYPE"
+    })
+    .await;
+    assert_eq!(ready["payload"], json!({"ready": true}), "{ready}");
+}
