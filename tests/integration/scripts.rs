@@ -234,7 +234,7 @@ async fn a_mod_that_misbehaves_is_disabled_and_play_goes_on() {
             (
                 "echo",
                 "[\"messages\"]",
-                "ecliptic.on_message('echo.say', function(p, m)\n  if m.text == 'boom' then error('asked to fail') end\n  return {text = m.text, from = p.name}\nend)\necliptic.on_message('echo.count', function() return 42 end)",
+                "ecliptic.on_message('echo.say', function(p, m)\n  if m.text == 'boom' then error('asked to fail') end\n  return {text = m.text, from = p.name}\nend)\necliptic.on_message('echo.count', function() return 42 end)\necliptic.on_message('echo.quiet', function() return nil end)",
             ),
         ] {
             let dir = mods.join(name);
@@ -268,7 +268,16 @@ async fn a_mod_that_misbehaves_is_disabled_and_play_goes_on() {
     assert_eq!(refused["payload"]["code"], "SERVER_ERROR", "{refused}");
     // Joining triggers the trespasser, which is stopped; the player is unharmed.
     client.join("sol-1").await;
-    trade(&mut client, "trade.buy", "food", 1).await;
+    // A handler returning plain nil sends no reply: the next answer is the trade's.
+    client.send("echo.quiet", json!({})).await;
+    client
+        .send(
+            "trade.buy",
+            json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1}),
+        )
+        .await;
+    let bought = client.recv_reply().await;
+    assert_eq!(bought["type"], "trade.result", "{bought}");
     // The failing handler: the caller hears the server's error, the mod is disabled, and
     // its type is unknown from then on.
     client.send("echo.say", json!({"text": "boom"})).await;
