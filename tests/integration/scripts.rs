@@ -123,6 +123,17 @@ async fn trade(client: &mut GameClient, kind: &str, commodity: &str, quantity: i
     }
 }
 
+/// Trades one unit of food at Earth; the very next answer, whatever it is.
+async fn trade_answer(client: &mut GameClient, kind: &str) -> Value {
+    client
+        .send(
+            kind,
+            json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1}),
+        )
+        .await;
+    client.recv_reply().await
+}
+
 /// Waits for an update of the player's world that shows entity `id`.
 async fn until_seen(client: &mut GameClient, id: &str) -> Value {
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -270,13 +281,7 @@ async fn a_mod_that_misbehaves_is_disabled_and_play_goes_on() {
     client.join("sol-1").await;
     // A handler returning plain nil sends no reply: the next answer is the trade's.
     client.send("echo.quiet", json!({})).await;
-    client
-        .send(
-            "trade.buy",
-            json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1}),
-        )
-        .await;
-    let bought = client.recv_reply().await;
+    let bought = trade_answer(&mut client, "trade.buy").await;
     assert_eq!(bought["type"], "trade.result", "{bought}");
     // The failing handler: the caller hears the server's error, the mod is disabled, and
     // its type is unknown from then on.
@@ -284,13 +289,7 @@ async fn a_mod_that_misbehaves_is_disabled_and_play_goes_on() {
     let failed = client.recv_reply().await;
     assert_eq!(failed["payload"]["code"], "SERVER_ERROR", "{failed}");
     // One request, one answer: the next answer is the trade's.
-    client
-        .send(
-            "trade.sell",
-            json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1}),
-        )
-        .await;
-    let sold = client.recv_reply().await;
+    let sold = trade_answer(&mut client, "trade.sell").await;
     assert_eq!(sold["type"], "trade.result", "{sold}");
     client.send("echo.say", json!({"text": "hi"})).await;
     let gone = client.recv_reply().await;
@@ -1132,13 +1131,7 @@ async fn a_message_type_has_exactly_one_owner() {
         "{reply}"
     );
     client.join("sol-1").await;
-    client
-        .send(
-            "trade.buy",
-            json!({"station_id": "earth-orbit-station", "commodity_id": "food", "quantity": 1}),
-        )
-        .await;
-    let next = client.recv_reply().await;
+    let next = trade_answer(&mut client, "trade.buy").await;
     assert_eq!(next["type"], "trade.result", "{next}");
 
     // A room game may not take the mod's type.
