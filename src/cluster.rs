@@ -565,8 +565,8 @@ fn hear(envelope: Envelope, me: &str, hearers: &Hearers, counts: &Counts) {
         Note::NodeLeaving => {
             tracing::info!(%node, "a node is leaving");
             leases.notify_one();
-            let _ = inbox.send(Command::to(NodesCommand::Left { node }));
-            None
+            let _ = inbox.send(Command::to(NodesCommand::Left { node: node.clone() }));
+            Some(CommsCommand::RemoteGone { node })
         }
         Note::GameChanged { game_id } => {
             let (inbox, store) = (inbox.clone(), store.clone());

@@ -231,6 +231,10 @@ pub enum CommsCommand {
         user: String,
         frame: CommsOut,
     },
+    /// Another node said it is stopping: its users are offline now, not at its timeout.
+    RemoteGone {
+        node: String,
+    },
     /// `user`'s connections on another node changed (none: gone from it).
     RemotePresence {
         node: String,
@@ -425,11 +429,19 @@ impl Hub {
             .collect();
         for node in silent {
             tracing::warn!(%node, "a cluster node went silent; its users are offline");
-            let affected = self.remote[&node].users.keys().cloned().collect();
-            self.change_remote(affected, |remote| {
-                remote.remove(&node);
-            });
+            self.forget_node(&node);
         }
+    }
+
+    /// Another node is gone: its users go offline (those connected elsewhere too stay).
+    fn forget_node(&mut self, node: &str) {
+        let Some(gone) = self.remote.get(node) else {
+            return;
+        };
+        let affected = gone.users.keys().cloned().collect();
+        self.change_remote(affected, |remote| {
+            remote.remove(node);
+        });
     }
 
     pub fn connections(&self) -> usize {
@@ -779,6 +791,7 @@ fn hub_command(hub: &mut Hub, cmd: CommsCommand) {
         } => hub.remote_presence(node, user, connections),
         CommsCommand::RemoteHeartbeat { node, users } => hub.remote_heartbeat(node, users),
         CommsCommand::ClusterBeat => hub.beat(),
+        CommsCommand::RemoteGone { node } => hub.forget_node(&node),
         CommsCommand::History {
             topic,
             limit,

@@ -235,6 +235,17 @@ async fn a_node_stopped_with_sigterm_hands_its_systems_over_at_once() {
     let mut on_a = GameClient::connect_to(a.http).await;
     on_a.login(&ann).await;
     on_a.join("sol-1").await;
+    // Bea, on B, watches who is online; Ann is also on A's comms.
+    let bea = common::token_for(&b, "bea").await;
+    let mut watcher =
+        common::ws_connect(&format!("ws://{}/ws?token={bea}", b.handle().http_addr)).await;
+    common::ws_send(
+        &mut watcher,
+        &json!({"type": "Subscribe", "data": {"topics": ["presence"]}, "id": "p"}),
+    )
+    .await;
+    let _ann_comms = common::ws_connect(&format!("ws://{}/ws?token={ann}", a.http)).await;
+    presence_of(&mut watcher, "ann", "online").await;
 
     let (status, _) = a.signal_and_wait("TERM");
     assert!(status.success(), "{status}");
@@ -251,6 +262,23 @@ async fn a_node_stopped_with_sigterm_hands_its_systems_over_at_once() {
     on_b.login(&ann).await;
     let (joined, _) = on_b.join("sol-1").await;
     assert_eq!(joined["payload"]["system_id"], "sol-1");
+    // And Ann's comms connection on A went with it, for everyone, at once.
+    presence_of(&mut watcher, "ann", "offline").await;
+}
+
+/// Waits for a `Presence` message saying `user` is `status`.
+async fn presence_of(ws: &mut common::Ws, user: &str, status: &str) {
+    loop {
+        let message = common::ws_next(ws)
+            .await
+            .unwrap_or_else(|code| panic!("closed ({code:?})"));
+        if message["type"] == "Presence"
+            && message["data"]["user_id"] == user
+            && message["data"]["status"] == status
+        {
+            return;
+        }
+    }
 }
 
 /// Finding 4: a login the database could not check is the server's failure, not the
