@@ -433,13 +433,12 @@ pub struct Hearers {
 }
 
 fn hear(envelope: Envelope, me: &str, hearers: &Hearers, counts: &Counts) {
-    let Hearers {
-        inbox,
-        accounts,
-        garp,
-        store,
-        leases,
-    } = hearers;
+    let (inbox, accounts, garp, store) = (
+        &hearers.inbox,
+        &hearers.accounts,
+        &hearers.garp,
+        &hearers.store,
+    );
     let node = envelope.from;
     let command = match envelope.note {
         Note::Publish {
@@ -453,17 +452,8 @@ fn hear(envelope: Envelope, me: &str, hearers: &Hearers, counts: &Counts) {
             record,
             count_for: count.map(|id| (node.clone(), id)),
         }),
-        Note::Delivered {
-            node: asker,
-            id,
-            count,
-        } => {
-            if asker == me
-                && let Some(waiting) = counts.lock().get(&id)
-            {
-                let _ = waiting.send(count);
-            }
-            None
+        note @ (Note::Delivered { .. } | Note::PilotTaken { .. } | Note::NodeLeaving) => {
+            hear_about_owners(note, node, me, hearers, counts)
         }
         Note::Direct { user, frame } => frame
             .into_out()
@@ -557,17 +547,6 @@ fn hear(envelope: Envelope, me: &str, hearers: &Hearers, counts: &Counts) {
             garp.heard_session(&game_id, session_id);
             None
         }
-        Note::PilotTaken { user_id, epoch } => {
-            let taken = crate::sim::players::GameCommand::PilotTaken { user_id, epoch };
-            let _ = inbox.send(Command::to(taken));
-            None
-        }
-        Note::NodeLeaving => {
-            tracing::info!(%node, "a node is leaving");
-            leases.notify_one();
-            let _ = inbox.send(Command::to(NodesCommand::Left { node: node.clone() }));
-            Some(CommsCommand::RemoteGone { node })
-        }
         Note::GameChanged { game_id } => {
             let (inbox, store) = (inbox.clone(), store.clone());
             tokio::spawn(async move {
@@ -584,5 +563,43 @@ fn hear(envelope: Envelope, me: &str, hearers: &Hearers, counts: &Counts) {
     };
     if let Some(command) = command {
         let _ = inbox.send(Command::to(command));
+    }
+}
+
+/// What another node says about who owns what (pilots, systems, counts it was asked for);
+/// what the comms hub must do about it, if anything.
+fn hear_about_owners(
+    note: Note,
+    node: String,
+    me: &str,
+    hearers: &Hearers,
+    counts: &Counts,
+) -> Option<CommsCommand> {
+    match note {
+        Note::Delivered {
+            node: asker,
+            id,
+            count,
+        } => {
+            if asker == me
+                && let Some(waiting) = counts.lock().get(&id)
+            {
+                let _ = waiting.send(count);
+            }
+            None
+        }
+        Note::PilotTaken { user_id, epoch } => {
+            let taken = NodesCommand::PilotTaken { user_id, epoch };
+            let _ = hearers.inbox.send(Command::to(taken));
+            None
+        }
+        Note::NodeLeaving => {
+            tracing::info!(%node, "a node is leaving");
+            hearers.leases.notify_one();
+            let left = NodesCommand::Left { node: node.clone() };
+            let _ = hearers.inbox.send(Command::to(left));
+            Some(CommsCommand::RemoteGone { node })
+        }
+        _ => None,
     }
 }

@@ -140,6 +140,13 @@ pub struct ClusterConfig {
     pub lease_ms: u64,
 }
 
+impl ClusterConfig {
+    /// A star system's lease (at least 200 ms).
+    pub fn lease(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.lease_ms.max(200))
+    }
+}
+
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {

@@ -276,16 +276,7 @@ impl Server {
         let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
         let (http_addr, dev_tcp_addr, lobby_tcp_addr) =
             (http.local_addr()?, dev.local_addr()?, lobby.local_addr()?);
-        let endpoint = sim::lobby::GameEndpoint {
-            host: config.game.public_host.clone().unwrap_or_else(|| {
-                if http_addr.ip().is_unspecified() {
-                    "127.0.0.1".into()
-                } else {
-                    http_addr.ip().to_string()
-                }
-            }),
-            port: http_addr.port(),
-        };
+        let endpoint = game_endpoint(&config, http_addr);
         let catalog = services::catalog::Catalog::load(&store, &config.data_dir)?;
         let wager_book = sim::wagers::WagerBook::load(&store)?;
         let achievements = Arc::new(services::progress::Achievements::load(
@@ -295,32 +286,21 @@ impl Server {
             Some(dir) => sim::data::GameData::from_dir(dir)?,
             None => sim::data::GameData::embedded()?,
         });
-        let lease_ttl = Duration::from_millis(config.cluster.lease_ms.max(200));
-        let lease_keeper = cluster.is_clustered().then(|| {
-            let keeper = services::leases::Keeper {
-                store: store.clone(),
-                me: services::leases::ThisNode {
-                    id: cluster.node_id().to_owned(),
-                    host: endpoint.host.clone(),
-                    port: endpoint.port,
-                    pinned: cluster.pinned_systems().to_vec(),
-                },
-                systems: data.systems.iter().map(|s| s.system_id.clone()).collect(),
-                ttl: lease_ttl,
-                wake: lease_wake,
-            };
-            let inbox = inbox.clone();
-            let report = move |round| {
-                let _ = inbox.send(bridge::Command::to(sim::leases::LeasesCommand::Round(
-                    round,
-                )));
-            };
-            tokio::spawn(keeper.run(report, shutdown.clone()))
-        });
-        let leases_plugin = sim::leases::LeasesPlugin {
-            clustered: cluster.is_clustered(),
-            ttl: lease_ttl,
+        let keeper = services::leases::Keeper {
+            store: store.clone(),
+            me: services::leases::ThisNode {
+                id: cluster.node_id().to_owned(),
+                host: endpoint.host.clone(),
+                port: endpoint.port,
+                pinned: cluster.pinned_systems().to_vec(),
+            },
+            systems: data.systems.iter().map(|s| s.system_id.clone()).collect(),
+            ttl: config.cluster.lease(),
+            wake: lease_wake,
         };
+        let lease_keeper = cluster
+            .is_clustered()
+            .then(|| spawn_lease_keeper(keeper, inbox.clone(), shutdown.clone()));
         let mut plugins = self.plugins;
         let game = sim::SpaceGamePlugins {
             data: data.clone(),
@@ -333,29 +313,14 @@ impl Server {
                     .max(1.0) as u64,
             },
         };
-        let comms_plugin = sim::comms::CommsPlugin {
-            limits: sim::comms::HubLimits {
-                topics_per_connection: config.comms.topics_per_connection,
-                history_per_topic: config.comms.history_per_topic,
-            },
-        };
+        let (comms_plugin, progress_plugin, scripts_plugin, leases_plugin) =
+            configured_plugins(&config, &achievements);
         let lobby_plugin = sim::lobby::LobbyPlugin {
             catalog: Arc::new(parking_lot::Mutex::new(Some(catalog))),
             endpoint,
         };
         let wagers_plugin = sim::wagers::WagersPlugin {
             book: Arc::new(parking_lot::Mutex::new(Some(wager_book))),
-        };
-        let progress_plugin = sim::progress::ProgressPlugin {
-            achievements: (*achievements).clone(),
-            save_every_ticks: (config.game.progress_save_secs * config.tick_hz as f32)
-                .ceil()
-                .max(1.0) as u64,
-        };
-        let scripts_plugin = sim::scripts::ScriptsPlugin {
-            settings: sim::scripts::ScriptSettings {
-                limits: config.scripts.limits(),
-            },
         };
         let game = (self.game)(bevy_app::PluginGroup::build(game));
         let sim_cluster = cluster.clone();
@@ -474,6 +439,69 @@ impl Server {
             lease_keeper,
         })
     }
+}
+
+/// The platform plugins whose settings come from the config alone.
+fn configured_plugins(
+    config: &Config,
+    achievements: &services::progress::Achievements,
+) -> (
+    sim::comms::CommsPlugin,
+    sim::progress::ProgressPlugin,
+    sim::scripts::ScriptsPlugin,
+    sim::leases::LeasesPlugin,
+) {
+    let comms = sim::comms::CommsPlugin {
+        limits: sim::comms::HubLimits {
+            topics_per_connection: config.comms.topics_per_connection,
+            history_per_topic: config.comms.history_per_topic,
+        },
+    };
+    let progress = sim::progress::ProgressPlugin {
+        achievements: achievements.clone(),
+        save_every_ticks: (config.game.progress_save_secs * config.tick_hz as f32)
+            .ceil()
+            .max(1.0) as u64,
+    };
+    let scripts = sim::scripts::ScriptsPlugin {
+        settings: sim::scripts::ScriptSettings {
+            limits: config.scripts.limits(),
+        },
+    };
+    let leases = sim::leases::LeasesPlugin {
+        clustered: config.cluster.nats.is_some(),
+        ttl: config.cluster.lease(),
+    };
+    (comms, progress, scripts, leases)
+}
+
+/// Where this node serves `/game`, as rooms and `WRONG_NODE` tell clients.
+fn game_endpoint(config: &Config, http_addr: SocketAddr) -> sim::lobby::GameEndpoint {
+    let host = config.game.public_host.clone().unwrap_or_else(|| {
+        if http_addr.ip().is_unspecified() {
+            "127.0.0.1".into()
+        } else {
+            http_addr.ip().to_string()
+        }
+    });
+    sim::lobby::GameEndpoint {
+        host,
+        port: http_addr.port(),
+    }
+}
+
+/// Runs the lease keeper, handing each round to the simulation through the inbox.
+fn spawn_lease_keeper(
+    keeper: services::leases::Keeper,
+    inbox: Inbox,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let report = move |round| {
+        let _ = inbox.send(bridge::Command::to(sim::leases::LeasesCommand::Round(
+            round,
+        )));
+    };
+    tokio::spawn(keeper.run(report, shutdown))
 }
 
 /// Reads the mods folder for changes and hands each to the simulation; a change the inbox

@@ -116,6 +116,39 @@ impl Conn {
     }
 }
 
+/// How long a publication's answer waits for the other nodes' counts of deliveries.
+const COUNTS_WAIT: Duration = Duration::from_millis(500);
+
+/// Publishes `frame` on `topic` (kept in the topic's history as `record`); how many
+/// connections it reached: with `everywhere`, on every node of a cluster (each counts its
+/// own back, which the answer waits for), else on this one.
+pub(crate) async fn publish(
+    state: &AppState,
+    topic: String,
+    (frame, record): (CommsOut, Option<Value>),
+    everywhere: bool,
+) -> Result<usize, DomainError> {
+    let mut elsewhere =
+        (everywhere && state.cluster.is_clustered()).then(|| state.cluster.expect_counts());
+    let published = state
+        .inbox
+        .ask(|reply| {
+            Command::to(CommsCommand::Publish {
+                topic,
+                frame,
+                record,
+                count_remote: elsewhere.as_ref().map(|e| e.id().to_owned()),
+                reply: Some(reply),
+            })
+        })
+        .await?;
+    let remote = match &mut elsewhere {
+        Some(counts) => counts.sum(published.nodes_asked, COUNTS_WAIT).await,
+        None => 0,
+    };
+    Ok(published.here + remote)
+}
+
 async fn run(socket: WebSocket, state: AppState, identity: Identity) {
     let connection_id = uuid::Uuid::new_v4().to_string();
     let (outbound, rx) = Outbound::<CommsOut>::bounded(state.config.limits.outbound_queue);
@@ -344,27 +377,14 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
                                              "from_user": c.identity.username}});
             let frame = wire::broadcast_of(&record);
             // An acknowledged broadcast counts its recipients on every node.
-            let mut elsewhere = (id.is_some() && c.state.cluster.is_clustered())
-                .then(|| c.state.cluster.expect_counts());
-            let published = c
-                .ask(|reply| CommsCommand::Publish {
-                    topic,
-                    frame: CommsOut::Text(frame),
-                    record: Some(record),
-                    count_remote: elsewhere.as_ref().map(|e| e.id().to_owned()),
-                    reply: Some(reply),
-                })
-                .await;
-            let recipients = match (published, &mut elsewhere) {
-                (Some(p), Some(counts)) => {
-                    Some(p.here + counts.sum(p.nodes_asked, super::rest::COUNTS_WAIT).await)
-                }
-                (published, _) => published.map(|p| p.here),
-            };
-            if let (Some(recipients), Some(id)) = (recipients, id) {
-                c.text(wire::ack(
+            let message = (CommsOut::Text(frame), Some(record));
+            let published = publish(&c.state, topic, message, id.is_some()).await;
+            match (published, id) {
+                (Ok(recipients), Some(id)) => c.text(wire::ack(
                     json!({"message_id": id, "status": "delivered", "recipients": recipients}),
-                ));
+                )),
+                (Ok(_), None) => {}
+                (Err(e), _) => c.domain_error(&e, Value::Null),
             }
         }
         ClientMessage::DirectMessage {

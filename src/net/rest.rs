@@ -365,35 +365,13 @@ async fn notify(
     Ok(RestReply::ok(json!({ "recipients": recipients })))
 }
 
-/// How long a publication's answer waits for the other nodes' counts of deliveries.
-pub const COUNTS_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
-
 /// Publishes a `Notification` to the `notifications` topic; how many connections it
 /// reached, on every node.
 pub async fn publish_notification(state: &AppState, data: Value) -> Result<usize, DomainError> {
-    use crate::sim::comms::{CommsCommand, CommsOut};
+    use crate::sim::comms::CommsOut;
     let frame = crate::protocol::comms::notification(&data);
-    let mut elsewhere = state
-        .cluster
-        .is_clustered()
-        .then(|| state.cluster.expect_counts());
-    let published = state
-        .inbox
-        .ask(|reply| {
-            crate::bridge::Command::to(CommsCommand::Publish {
-                topic: "notifications".into(),
-                frame: CommsOut::Text(frame),
-                record: Some(data),
-                count_remote: elsewhere.as_ref().map(|e| e.id().to_owned()),
-                reply: Some(reply),
-            })
-        })
-        .await?;
-    let remote = match &mut elsewhere {
-        Some(counts) => counts.sum(published.nodes_asked, COUNTS_WAIT).await,
-        None => 0,
-    };
-    Ok(published.here + remote)
+    let topic = "notifications".to_owned();
+    super::comms_ws::publish(state, topic, (CommsOut::Text(frame), Some(data)), true).await
 }
 
 /// Runs the RaOS action of the matched route.

@@ -275,46 +275,7 @@ fn round(conn: &Connection, plan: &Plan) -> Result<(Round, Vec<String>), StoreEr
         if !should_take(plan, id, lease.map(|l| l.expires_at), now, &live) {
             continue;
         }
-        let taken: Option<i64> = match lease {
-            Some(lease) => conn
-                .query_row(
-                    "UPDATE leases SET owner = ?1, incarnation = ?2, host = ?3, port = ?4,
-                         epoch = epoch + 1, expires_at = ?5
-                     WHERE kind = ?6 AND id = ?7 AND epoch = ?8 AND expires_at <= ?9
-                     RETURNING epoch",
-                    params![
-                        me.id,
-                        plan.incarnation,
-                        me.host,
-                        i64::from(me.port),
-                        expires,
-                        SYSTEM,
-                        id,
-                        lease.epoch,
-                        now
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()?,
-            None => conn
-                .query_row(
-                    "INSERT INTO leases (kind, id, owner, incarnation, host, port, epoch, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)
-                     ON CONFLICT (kind, id) DO NOTHING
-                     RETURNING epoch",
-                    params![
-                        SYSTEM,
-                        id,
-                        me.id,
-                        plan.incarnation,
-                        me.host,
-                        i64::from(me.port),
-                        expires
-                    ],
-                    |r| r.get(0),
-                )
-                .optional()?,
-        };
+        let taken = take(conn, plan, id, lease, now)?;
         if let Some(epoch) = taken {
             conn.execute(
                 "INSERT INTO lease_history (kind, id, epoch, owner, taken_at)
@@ -332,6 +293,59 @@ fn round(conn: &Connection, plan: &Plan) -> Result<(Round, Vec<String>), StoreEr
         }
     }
     Ok((found, hand_over))
+}
+
+/// Takes the free system `id` (its expired `lease`, or no row yet) with a conditional
+/// write; its new epoch, or `None` if another node took it first.
+fn take(
+    conn: &Connection,
+    plan: &Plan,
+    id: &str,
+    lease: Option<&Lease>,
+    now: i64,
+) -> Result<Option<i64>, StoreError> {
+    let (me, expires) = (&plan.me, now.saturating_add(plan.ttl_ms));
+    let taken = match lease {
+        Some(lease) => conn
+            .query_row(
+                "UPDATE leases SET owner = ?1, incarnation = ?2, host = ?3, port = ?4,
+                     epoch = epoch + 1, expires_at = ?5
+                 WHERE kind = ?6 AND id = ?7 AND epoch = ?8 AND expires_at <= ?9
+                 RETURNING epoch",
+                params![
+                    me.id,
+                    plan.incarnation,
+                    me.host,
+                    i64::from(me.port),
+                    expires,
+                    SYSTEM,
+                    id,
+                    lease.epoch,
+                    now
+                ],
+                |r| r.get(0),
+            )
+            .optional()?,
+        None => conn
+            .query_row(
+                "INSERT INTO leases (kind, id, owner, incarnation, host, port, epoch, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7)
+                 ON CONFLICT (kind, id) DO NOTHING
+                 RETURNING epoch",
+                params![
+                    SYSTEM,
+                    id,
+                    me.id,
+                    plan.incarnation,
+                    me.host,
+                    i64::from(me.port),
+                    expires
+                ],
+                |r| r.get(0),
+            )
+            .optional()?,
+    };
+    Ok(taken)
 }
 
 /// Whether this node should take the free system `id`: pinned here; or, once placement

@@ -119,6 +119,9 @@ pub enum NodesCommand {
     RoomHosted { from: String, room_id: String },
     /// `node` is stopping: forget it now rather than at its timeout.
     Left { node: String },
+    /// A login on another node checked `user_id`'s pilot out at `epoch`: a session of it
+    /// here ends.
+    PilotTaken { user_id: Uuid, epoch: i64 },
 }
 
 impl crate::bridge::InboxCommand for NodesCommand {}
@@ -172,6 +175,9 @@ fn handle_node_commands(world: &mut World) {
             }
             NodesCommand::Left { node } => {
                 world.resource_mut::<Nodes>().remote.remove(&node);
+            }
+            NodesCommand::PilotTaken { user_id, epoch } => {
+                super::players::end_taken_session(world, user_id, epoch);
             }
             NodesCommand::RoomHosted { from, room_id } => {
                 let placing = world.resource_mut::<Nodes>().placing.remove(&room_id);

@@ -26,7 +26,6 @@ pub use sessions::*;
 
 use bevy_app::{App, Plugin};
 use bevy_ecs::prelude::*;
-use uuid::Uuid;
 
 use super::markets::{self, TradeRequest};
 use super::stations;
@@ -41,11 +40,6 @@ use crate::services::play::{GameOut, Refusal, TradeSide};
 pub enum GameCommand {
     /// A connection authenticated, with the pilot it checked out.
     Connect(Login),
-    /// A newer login (on another node) checked `user_id`'s pilot out at `epoch`.
-    PilotTaken {
-        user_id: Uuid,
-        epoch: i64,
-    },
     Join {
         conn: ConnId,
         system_id: String,
@@ -86,7 +80,6 @@ fn handle_game_commands(world: &mut World) {
     for cmd in pending {
         match cmd {
             GameCommand::Connect(login) => connect(world, login),
-            GameCommand::PilotTaken { user_id, epoch } => end_taken_session(world, user_id, epoch),
             GameCommand::Join { conn, system_id } => join(world, conn, &system_id),
             GameCommand::InputBeforeJoin { conn, seq } => {
                 if joined_ship(world, conn).is_none()

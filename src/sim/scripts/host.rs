@@ -126,16 +126,7 @@ impl Host for WorldHost<'_> {
                 }
                 let (kind, f): (String, Function) = args(lua, op, a)?;
                 if !self.hooks.messages.contains_key(&kind) {
-                    if let Some(game) = super::declared_by_room_game(self.world, &kind, None) {
-                        return Err(runtime(format!(
-                            "ecliptic.on_message: message type {kind:?} is reserved for the rooms of game {game}"
-                        )));
-                    }
-                    self.world
-                        .resource::<crate::sim::extend::GameMessageTypes>()
-                        .claim_for_script(&kind, &self.owner.message_owner())
-                        .map_err(|e| runtime(format!("ecliptic.on_message: {e}")))?;
-                    self.claimed.push(kind.clone());
+                    self.claim_message(&kind)?;
                 }
                 self.hooks.messages.insert(kind, f);
                 ().into_lua_multi(lua)
@@ -595,6 +586,24 @@ impl WorldHost<'_> {
             fleeing: false,
         });
         Ok(net_id.to_string())
+    }
+}
+
+impl WorldHost<'_> {
+    /// Takes `/game` messages of type `kind` for this mod: refused when a room game
+    /// declares it or another script holds it (one owner per type).
+    fn claim_message(&mut self, kind: &str) -> mlua::Result<()> {
+        if let Some(game) = super::declared_by_room_game(self.world, kind, None) {
+            return Err(runtime(format!(
+                "ecliptic.on_message: message type {kind:?} is reserved for the rooms of game {game}"
+            )));
+        }
+        self.world
+            .resource::<crate::sim::extend::GameMessageTypes>()
+            .claim_for_script(kind, &self.owner.message_owner())
+            .map_err(|e| runtime(format!("ecliptic.on_message: {e}")))?;
+        self.claimed.push(kind.to_owned());
+        Ok(())
     }
 }
 
