@@ -333,6 +333,35 @@ enum AdminCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+    /// Back up a node's data while it runs: the database (SQLite's online backup), the
+    /// uploaded builds and assets, and a manifest to check a restore against. On
+    /// PostgreSQL, use pg_dump (docs/deploying.md).
+    Backup {
+        /// The archive to write (must not exist).
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// Restore a backup into an empty (or new) data directory; every file, table count
+    /// and the ledger are checked before it is put in place.
+    Restore {
+        /// The archive `admin backup` wrote.
+        file: PathBuf,
+        /// The data directory to restore into: empty or not there yet.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Move a stopped node's SQLite data into an empty PostgreSQL database, and its
+    /// uploaded files into the directory the cluster's nodes share (docs/deploying.md).
+    MoveTo {
+        /// The target database, e.g. postgres://user:password@host/ecliptic.
+        url: String,
+        /// The nodes' shared data directory (default: leave the files where they are).
+        #[arg(long)]
+        files_to: Option<PathBuf>,
+        #[command(flatten)]
+        data: DataArgs,
+    },
     /// Manage accounts on a running server (through its admin endpoints, so a disabled
     /// account's live sessions end at once).
     Users {
@@ -719,7 +748,93 @@ fn admin(command: AdminCommand) -> anyhow::Result<()> {
             Ok(())
         }
         AdminCommand::Users { command, server } => runtime()?.block_on(users(command, server)),
+        AdminCommand::Backup { file, data } => backup(&file, &data),
+        AdminCommand::Restore { file, data_dir } => {
+            let manifest = crate::services::backup::restore(&file, &data_dir)?;
+            println!(
+                "restored {} into {}: {}",
+                file.display(),
+                data_dir.display(),
+                describe(&manifest.tables, manifest.files.len(), &manifest.ledger)
+            );
+            println!("checked: every file's sha256, the rows of every table, the ledger");
+            Ok(())
+        }
+        AdminCommand::MoveTo {
+            url,
+            files_to,
+            data,
+        } => move_to(&url, files_to, &data),
     }
+}
+
+/// `admin backup`: SQLite only; PostgreSQL has its own tools.
+fn backup(file: &std::path::Path, data: &DataArgs) -> anyhow::Result<()> {
+    let config = data.existing_config()?;
+    anyhow::ensure!(
+        config.store.database.is_none(),
+        "this node's database is PostgreSQL: back it up with pg_dump, and the shared data \
+         directory's uploadedGame/ and assets/ with your file backups (docs/deploying.md)"
+    );
+    let summary = crate::services::backup::create(&config.data_dir, file)?;
+    let manifest = &summary.manifest;
+    println!(
+        "backed up {} to {} ({} bytes): {}",
+        config.data_dir.display(),
+        file.display(),
+        summary.bytes,
+        describe(&manifest.tables, manifest.files.len(), &manifest.ledger)
+    );
+    Ok(())
+}
+
+/// `admin move-to`: a SQLite node's data into PostgreSQL.
+fn move_to(url: &str, files_to: Option<PathBuf>, data: &DataArgs) -> anyhow::Result<()> {
+    let config = data.existing_config()?;
+    anyhow::ensure!(
+        config.store.database.is_none(),
+        "this node already runs on a database URL; move-to moves a SQLite data directory"
+    );
+    let files_to = files_to.unwrap_or_else(|| config.data_dir.clone());
+    let summary = crate::services::backup::move_to(
+        &config.data_dir,
+        url,
+        &files_to,
+        config.auth.signing_key_file.as_deref(),
+    )?;
+    println!(
+        "moved {} to PostgreSQL, files to {}: {}",
+        config.data_dir.display(),
+        files_to.display(),
+        describe(&summary.tables, summary.files, &summary.ledger)
+    );
+    if summary.signing_key_carried {
+        println!("the token signing key went with it: players stay logged in");
+    } else {
+        println!("no signing key to carry: the nodes make one, and players log in again");
+    }
+    println!("checked: the rows of every table, the ledger, every password hash");
+    Ok(())
+}
+
+/// One line on what a backup, restore or move holds.
+fn describe(
+    tables: &std::collections::BTreeMap<String, i64>,
+    files: usize,
+    ledger: &crate::services::backup::Ledger,
+) -> String {
+    let rows: i64 = tables.values().sum();
+    let balance = if ledger.balanced {
+        "the ledger balances"
+    } else {
+        "THE LEDGER DOES NOT BALANCE (as in the source)"
+    };
+    format!(
+        "{} tables, {rows} rows, {files} files, {} coins minted over {} moves; {balance}",
+        tables.len(),
+        ledger.minted,
+        ledger.moves
+    )
 }
 
 /// The store a command-line tool works on: the server's, as its config names it.

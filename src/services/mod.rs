@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod assets;
+pub mod backup;
 pub mod catalog;
 mod error;
 pub mod garp_players;

@@ -14,6 +14,7 @@
 
 mod migrations;
 mod sql;
+pub mod transfer;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

@@ -394,7 +394,7 @@ impl Statement<'_, '_> {
     }
 }
 
-fn sqlite_value(value: rusqlite::types::ValueRef<'_>) -> Value {
+pub(crate) fn sqlite_value(value: rusqlite::types::ValueRef<'_>) -> Value {
     use rusqlite::types::ValueRef;
     match value {
         ValueRef::Null => Value::Null,

@@ -43,6 +43,20 @@ impl TestServer {
         configure: impl FnOnce(&mut Config),
         build: impl FnOnce(Server) -> Server,
     ) -> Self {
+        Self::start_on(configure, build, true).await
+    }
+
+    /// Starts on SQLite in its data directory whatever database the suite runs on: for
+    /// what only SQLite has (its backups, the move from it to PostgreSQL).
+    pub async fn start_on_sqlite(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::start_on(configure, |server| server, false).await
+    }
+
+    async fn start_on(
+        configure: impl FnOnce(&mut Config),
+        build: impl FnOnce(Server) -> Server,
+        suite_database: bool,
+    ) -> Self {
         logs::install();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config::ephemeral(dir.path());
@@ -50,7 +64,7 @@ impl TestServer {
         // default (closed) has its own test.
         config.auth.open_developer_registration = true;
         configure(&mut config);
-        if config.store.database.is_none() {
+        if suite_database && config.store.database.is_none() {
             config.store.database = database::url_for(&config.data_dir);
         }
         let handle = build(Server::new(config.clone()))

@@ -7,6 +7,7 @@ mod common;
 
 mod auth;
 mod backpressure;
+mod backup;
 mod cli;
 mod cluster;
 mod cluster_crash;

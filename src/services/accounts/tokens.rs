@@ -56,16 +56,24 @@ impl TokenKeys {
         }
     }
 
+    /// The secret in a key file (hex), checked; `None` when there is no such file.
+    pub fn read_secret(path: &Path) -> anyhow::Result<Option<Vec<u8>>> {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return Ok(None);
+        };
+        let secret = hex::decode(text.trim())
+            .map_err(|e| anyhow::anyhow!("signing key {}: {e}", path.display()))?;
+        anyhow::ensure!(
+            secret.len() >= 32,
+            "signing key {} is shorter than 32 bytes",
+            path.display()
+        );
+        Ok(Some(secret))
+    }
+
     /// Reads the key file, or creates it with 32 random bytes and mode 0600.
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            let secret = hex::decode(text.trim())
-                .map_err(|e| anyhow::anyhow!("signing key {}: {e}", path.display()))?;
-            anyhow::ensure!(
-                secret.len() >= 32,
-                "signing key {} is shorter than 32 bytes",
-                path.display()
-            );
+        if let Some(secret) = Self::read_secret(path)? {
             // An operator's own key file (elsewhere, owned by someone else) may refuse.
             if let Err(e) = crate::store::make_private(path, 0o600) {
                 tracing::warn!("cannot make signing key {} private: {e}", path.display());
