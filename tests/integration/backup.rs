@@ -693,6 +693,12 @@ async fn damaged_or_newer_backups_and_used_targets_are_refused_and_nothing_is_wr
         said.contains("tables that are not this server's (invoices)"),
         "{said}"
     );
+    // A node on PostgreSQL is backed up with PostgreSQL's tools.
+    let pg_backup = work.path().join("pg.zip");
+    let said =
+        refused(&ecliptic(&["admin", "backup", path(&pg_backup), "--database", &database]).await);
+    assert!(said.contains("back it up with pg_dump"), "{said}");
+    assert!(!pg_backup.exists());
     let tables = query_count(
         &other,
         "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema()",
