@@ -586,18 +586,18 @@ impl Config {
 mod tests {
     use super::*;
 
-    /// The README's config file is a real one: every key it shows exists, with the value
-    /// it says is the default.
+    /// The config file in docs/configuration.md is a real one: every key it shows exists,
+    /// with the value it says is the default.
     #[test]
-    fn the_readme_config_file_parses_to_the_defaults() {
-        let readme = include_str!("../README.md");
-        let start = readme
+    fn the_documented_config_file_parses_to_the_defaults() {
+        let page = include_str!("../docs/configuration.md");
+        let start = page
             .find("```toml\ntick_hz")
-            .expect("the README's config block")
+            .expect("the page's config block")
             + 8;
-        let block = &readme[start..];
+        let block = &page[start..];
         let block = &block[..block.find("```").expect("its end")];
-        let shown: Config = toml::from_str(block).expect("the README's config parses");
+        let shown: Config = toml::from_str(block).expect("the documented config parses");
         let defaults = Config::default();
         assert_eq!(format!("{shown:?}"), format!("{defaults:?}"));
     }

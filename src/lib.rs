@@ -3,7 +3,8 @@
 //! An authoritative game simulation server. One thread owns a bevy ECS world stepped at a
 //! fixed rate; tokio tasks speak five wire protocols around it and hand it typed commands
 //! through a bounded inbox; SQLite keeps what must survive, written by one group-committing
-//! thread. See `README.md` for the operator's view and `DESIGN` notes in each module.
+//! thread. See `docs/operating.md` for the operator's view, `docs/architecture.md` for
+//! the design, and the notes at the top of each module.
 //!
 //! ## Starting a server in-process
 //!

@@ -4,7 +4,7 @@
 //! A success is `{"success": true, <the action's fields at top level>, "timestamp"}`; a
 //! failure is `{"success": false, "error": "<message>", "error_code": <1000-1006>,
 //! "timestamp"}`. The spec's response format names `error` as a message string and lists
-//! numeric codes without naming their field; `error_code` is the name chosen here (README).
+//! numeric codes without naming their field; `error_code` is the name chosen here (docs/protocol-choices.md).
 
 use serde_json::{Map, Value, json};
 

@@ -176,7 +176,7 @@ pub struct UpdateGameMeta {
     pub max_players: Option<u32>,
     #[serde(default)]
     pub game_type: Option<String>,
-    /// ecliptic's additions for GARP wagers (see the README).
+    /// ecliptic's additions for GARP wagers (see docs/protocol-choices.md).
     #[serde(default)]
     pub wage: Option<i64>,
     #[serde(default)]
