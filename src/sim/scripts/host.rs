@@ -9,6 +9,7 @@ use bevy_ecs::prelude::*;
 use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
 use uuid::Uuid;
 
+use super::api::{self, Access};
 use super::{Answer, Answers, Owner};
 use crate::scripting::package::Permission;
 use crate::scripting::{self, Host};
@@ -20,30 +21,6 @@ use crate::sim::replication::Replicated;
 use crate::sim::ships::{Docked, Hull, Ship};
 use crate::sim::stations::Station;
 use crate::sim::{SimServices, Tick};
-
-/// The functions of the `ecliptic` table.
-pub const API: &[&str] = &[
-    "on",
-    "on_message",
-    "tick",
-    "now",
-    "ships",
-    "ship",
-    "stations",
-    "zones",
-    "spawn_npc",
-    "remove_npc",
-    "damage",
-    "repair",
-    "grant",
-    "charge",
-    "send",
-    "broadcast",
-    "publish",
-    "store_get",
-    "store_set",
-    "finish",
-];
 
 /// The most an API call may move: credits, damage, a score.
 const MAX_AMOUNT: i64 = 1_000_000_000;
@@ -105,243 +82,300 @@ fn args<T: FromLuaMulti>(lua: &Lua, op: &str, args: MultiValue) -> mlua::Result<
 
 impl Host for WorldHost<'_> {
     fn call(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
-        match op {
-            "on" => {
-                let (event, f): (String, Function) = args(lua, op, a)?;
-                if !EVENTS.contains(&event.as_str()) {
-                    return Err(runtime(format!(
-                        "ecliptic.on: no event {event:?} (events: {})",
-                        EVENTS.join(", ")
-                    )));
-                }
-                self.hooks.on.entry(event).or_default().push(f);
-                ().into_lua_multi(lua)
+        let function =
+            api::find(op).ok_or_else(|| runtime(format!("ecliptic.{op} is not available")))?;
+        match function.access {
+            Access::Anyone => {}
+            Access::Needs(permission) => self.need(permission, op)?,
+            Access::Rooms if self.room.is_some() => {}
+            Access::Rooms => {
+                return Err(runtime(format!(
+                    "ecliptic.{op}: only a room's script may call it"
+                )));
             }
-            "on_message" => {
-                self.need(Permission::Messages, op)?;
-                if self.room.is_some() {
-                    return Err(runtime(
-                        "ecliptic.on_message: a room's messages arrive in its loop; list them in ecliptic-room.toml",
-                    ));
-                }
-                let (kind, f): (String, Function) = args(lua, op, a)?;
-                if !self.hooks.messages.contains_key(&kind) {
-                    self.claim_message(&kind)?;
-                }
-                self.hooks.messages.insert(kind, f);
-                ().into_lua_multi(lua)
-            }
-            "tick" => self.world.resource::<Tick>().0.into_lua_multi(lua),
-            "now" => chrono::Utc::now().timestamp_millis().into_lua_multi(lua),
-            "ships" => {
-                let instance: Option<String> = args(lua, op, a)?;
-                let instance = self.instance(instance.as_deref(), op)?;
-                self.ships(lua, instance)?.into_lua_multi(lua)
-            }
-            "ship" => {
-                let id: String = args(lua, op, a)?;
-                match self.find(&id) {
-                    Some(ship) => self.ship_table(lua, ship)?.into_lua_multi(lua),
-                    None => Value::Nil.into_lua_multi(lua),
-                }
-            }
-            "stations" => {
-                let instance: Option<String> = args(lua, op, a)?;
-                let instance = self.instance(instance.as_deref(), op)?;
-                self.stations(lua, instance)?.into_lua_multi(lua)
-            }
-            "zones" => {
-                let instance: Option<String> = args(lua, op, a)?;
-                let instance = self.instance(instance.as_deref(), op)?;
-                let zones = match self.world.get::<Instance>(instance) {
-                    Some(i) => serde_json::to_value(&i.def.zones).map_err(runtime_of)?,
-                    None => serde_json::Value::Array(Vec::new()),
-                };
-                scripting::to_lua(lua, &zones)?.into_lua_multi(lua)
-            }
-            "spawn_npc" => {
-                self.need(Permission::Ships, op)?;
-                let spec: Table = args(lua, op, a)?;
-                self.spawn_npc(spec)?.into_lua_multi(lua)
-            }
-            "remove_npc" => {
-                self.need(Permission::Ships, op)?;
-                let id: String = args(lua, op, a)?;
-                let removed = match self.find(&id) {
-                    Some(ship) if self.world.get::<Pilot>(ship).is_none() => {
-                        despawn_ship(self.world, ship);
-                        true
-                    }
-                    Some(_) => return Err(runtime("ecliptic.remove_npc: that is a player's ship")),
-                    None => false,
-                };
-                removed.into_lua_multi(lua)
-            }
-            "damage" | "repair" => {
-                self.need(Permission::Ships, op)?;
-                let (id, amount): (String, i64) = args(lua, op, a)?;
-                let amount = amount_in_range(op, amount)?;
-                let ship = self
-                    .find(&id)
-                    .ok_or_else(|| runtime(format!("ecliptic.{op}: no ship {id:?}")))?;
-                let mut hull = self
-                    .world
-                    .get_mut::<Hull>(ship)
-                    .ok_or_else(|| runtime(format!("ecliptic.{op}: {id} has no hull")))?;
-                // Scripts wear ships down or mend them; destruction is combat's to decide.
-                hull.hp = if op == "damage" {
-                    hull.hp.saturating_sub(amount as u32).max(1)
-                } else {
-                    hull.hp.saturating_add(amount as u32).min(hull.max)
-                };
-                hull.hp.into_lua_multi(lua)
-            }
-            "grant" | "charge" => {
-                self.need(Permission::Credits, op)?;
-                let (user, amount, callback): (String, i64, Option<Function>) = args(lua, op, a)?;
-                let amount = amount_in_range(op, amount)?;
-                let ship = self
-                    .player_ship(&user)
-                    .ok_or_else(|| runtime(format!("ecliptic.{op}: {user} is not playing")))?;
-                let delta = if op == "grant" { amount } else { -amount };
-                let answer = self.answer_later(callback);
-                crate::sim::trades::adjust_credits(
-                    self.world,
-                    ship,
-                    delta,
-                    Box::new(move |world, outcome| {
-                        if let Some(answer) = answer {
-                            answer.send(world, outcome.map(serde_json::Value::from));
-                        }
-                    }),
-                );
-                ().into_lua_multi(lua)
-            }
-            "send" => {
-                self.need(Permission::Messages, op)?;
-                let (user, kind, payload): (String, String, Value) = args(lua, op, a)?;
-                let kind = outgoing_kind(op, kind)?;
-                let payload = scripting::from_lua(lua, payload)?;
-                let sent = match self.player_ship(&user) {
-                    Some(ship) => match self.world.get::<Client>(ship) {
-                        Some(client) => {
-                            client.push_named(kind, &payload);
-                            true
-                        }
-                        None => false,
-                    },
-                    None => false,
-                };
-                sent.into_lua_multi(lua)
-            }
-            "broadcast" => {
-                self.need(Permission::Messages, op)?;
-                let (kind, payload, instance): (String, Value, Option<String>) = args(lua, op, a)?;
-                let kind = outgoing_kind(op, kind)?;
-                let instance = self.instance(instance.as_deref(), op)?;
-                let payload = scripting::from_lua(lua, payload)?;
-                let mut clients = self.world.query::<(&Client, &InInstance)>();
-                let mut count = 0;
-                for (client, _) in clients.iter(self.world).filter(|(_, i)| i.0 == instance) {
-                    client.push_named(kind.clone(), &payload);
-                    count += 1;
-                }
-                count.into_lua_multi(lua)
-            }
-            "publish" => {
-                self.need(Permission::Comms, op)?;
-                let (topic, payload): (String, Value) = args(lua, op, a)?;
-                crate::protocol::comms::validate_topic(&topic, false)
-                    .map_err(|e| runtime(format!("ecliptic.publish: {}", e.message)))?;
-                crate::sim::comms::check_publish(&topic, false)
-                    .map_err(|e| runtime(format!("ecliptic.publish: {e}")))?;
-                let payload = scripting::from_lua(lua, payload)?;
-                let delivered = match self.world.get_resource_mut::<crate::sim::comms::Hub>() {
-                    Some(mut hub) => {
-                        let frame = crate::protocol::comms::broadcast(
-                            &topic,
-                            &payload,
-                            chrono::Utc::now().timestamp_millis(),
-                            &Uuid::new_v4().to_string(),
-                        );
-                        hub.publish(&topic, &crate::sim::comms::CommsOut::Text(frame))
-                    }
-                    None => 0,
-                };
-                delivered.into_lua_multi(lua)
-            }
-            "store_get" => {
-                self.need(Permission::Store, op)?;
-                let (key, callback): (String, Function) = args(lua, op, a)?;
-                check_key(&key)?;
-                let space = self.owner.store_space();
-                let answer = self.answer_later(Some(callback));
-                self.world.resource::<SimServices>().read_then(
-                    move |conn| crate::services::script_store::get(conn, &space, &key),
-                    move |world, read| {
-                        if let Some(answer) = answer {
-                            answer.send(world, read.map_err(|e| e.to_string()));
-                        }
-                    },
-                );
-                ().into_lua_multi(lua)
-            }
-            "store_set" => {
-                self.need(Permission::Store, op)?;
-                let (key, value, callback): (String, Value, Option<Function>) = args(lua, op, a)?;
-                check_key(&key)?;
-                let value = scripting::from_lua(lua, value)?;
-                let text = serde_json::to_string(&value).map_err(runtime_of)?;
-                if text.len() > MAX_VALUE_BYTES {
-                    return Err(runtime(format!(
-                        "ecliptic.store_set: a value is at most {MAX_VALUE_BYTES} bytes as JSON"
-                    )));
-                }
-                let space = self.owner.store_space();
-                let answer = self.answer_later(callback);
-                self.world.resource::<SimServices>().write_then(
-                    move |conn| crate::services::script_store::set(conn, &space, &key, &text),
-                    move |world, written| {
-                        if let Some(answer) = answer {
-                            answer.send(
-                                world,
-                                written
-                                    .map(|()| serde_json::Value::Bool(true))
-                                    .map_err(|e| e.to_string()),
-                            );
-                        }
-                    },
-                );
-                ().into_lua_multi(lua)
-            }
-            "finish" => {
-                let Some(room) = self.room else {
-                    return Err(runtime(
-                        "ecliptic.finish: only a room's script finishes a match",
-                    ));
-                };
-                let scores: HashMap<String, f64> = args(lua, op, a)?;
-                let mut results = Vec::new();
-                for (player, score) in scores {
-                    let user = Uuid::parse_str(&player)
-                        .ok()
-                        .filter(|u| room.players.contains(u))
-                        .ok_or_else(|| {
-                            runtime(format!("ecliptic.finish: {player:?} is not in this room"))
-                        })?;
-                    if !score.is_finite() || score.abs() > MAX_AMOUNT as f64 {
-                        return Err(runtime(format!(
-                            "ecliptic.finish: a score is a number within ±{MAX_AMOUNT}"
-                        )));
-                    }
-                    results.push((user, score.round() as i64));
-                }
-                results.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-                self.finished = Some(results);
-                ().into_lua_multi(lua)
-            }
-            other => Err(runtime(format!("ecliptic.{other} is not available"))),
         }
+        match op {
+            "on" => self.api_on(lua, op, a),
+            "on_message" => self.api_on_message(lua, op, a),
+            "tick" => self.api_tick(lua),
+            "now" => self.api_now(lua),
+            "ships" => self.api_ships(lua, op, a),
+            "ship" => self.api_ship(lua, op, a),
+            "stations" => self.api_stations(lua, op, a),
+            "zones" => self.api_zones(lua, op, a),
+            "spawn_npc" => self.api_spawn_npc(lua, op, a),
+            "remove_npc" => self.api_remove_npc(lua, op, a),
+            "damage" | "repair" => self.api_damage_or_repair(lua, op, a),
+            "grant" | "charge" => self.api_grant_or_charge(lua, op, a),
+            "send" => self.api_send(lua, op, a),
+            "broadcast" => self.api_broadcast(lua, op, a),
+            "publish" => self.api_publish(lua, op, a),
+            "store_get" => self.api_store_get(lua, op, a),
+            "store_set" => self.api_store_set(lua, op, a),
+            "finish" => self.api_finish(lua, op, a),
+            other => Err(runtime(format!(
+                "ecliptic.{other} is declared but not answered"
+            ))),
+        }
+    }
+}
+
+/// The functions of [`api::API`], each after its access was checked.
+impl WorldHost<'_> {
+    fn api_on(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let (event, f): (String, Function) = args(lua, op, a)?;
+        if !EVENTS.contains(&event.as_str()) {
+            return Err(runtime(format!(
+                "ecliptic.on: no event {event:?} (events: {})",
+                EVENTS.join(", ")
+            )));
+        }
+        self.hooks.on.entry(event).or_default().push(f);
+        ().into_lua_multi(lua)
+    }
+
+    fn api_on_message(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        if self.room.is_some() {
+            return Err(runtime(
+                "ecliptic.on_message: a room's messages arrive in its loop; list them in ecliptic-room.toml",
+            ));
+        }
+        let (kind, f): (String, Function) = args(lua, op, a)?;
+        if !self.hooks.messages.contains_key(&kind) {
+            self.claim_message(&kind)?;
+        }
+        self.hooks.messages.insert(kind, f);
+        ().into_lua_multi(lua)
+    }
+
+    fn api_tick(&mut self, lua: &Lua) -> mlua::Result<MultiValue> {
+        self.world.resource::<Tick>().0.into_lua_multi(lua)
+    }
+
+    fn api_now(&mut self, lua: &Lua) -> mlua::Result<MultiValue> {
+        chrono::Utc::now().timestamp_millis().into_lua_multi(lua)
+    }
+
+    fn api_ships(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let instance: Option<String> = args(lua, op, a)?;
+        let instance = self.instance(instance.as_deref(), op)?;
+        self.ships(lua, instance)?.into_lua_multi(lua)
+    }
+
+    fn api_ship(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let id: String = args(lua, op, a)?;
+        match self.find(&id) {
+            Some(ship) => self.ship_table(lua, ship)?.into_lua_multi(lua),
+            None => Value::Nil.into_lua_multi(lua),
+        }
+    }
+
+    fn api_stations(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let instance: Option<String> = args(lua, op, a)?;
+        let instance = self.instance(instance.as_deref(), op)?;
+        self.stations(lua, instance)?.into_lua_multi(lua)
+    }
+
+    fn api_zones(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let instance: Option<String> = args(lua, op, a)?;
+        let instance = self.instance(instance.as_deref(), op)?;
+        let zones = match self.world.get::<Instance>(instance) {
+            Some(i) => serde_json::to_value(&i.def.zones).map_err(runtime_of)?,
+            None => serde_json::Value::Array(Vec::new()),
+        };
+        scripting::to_lua(lua, &zones)?.into_lua_multi(lua)
+    }
+
+    fn api_spawn_npc(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let spec: Table = args(lua, op, a)?;
+        self.spawn_npc(spec)?.into_lua_multi(lua)
+    }
+
+    fn api_remove_npc(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let id: String = args(lua, op, a)?;
+        let removed = match self.find(&id) {
+            Some(ship) if self.world.get::<Pilot>(ship).is_none() => {
+                despawn_ship(self.world, ship);
+                true
+            }
+            Some(_) => return Err(runtime("ecliptic.remove_npc: that is a player's ship")),
+            None => false,
+        };
+        removed.into_lua_multi(lua)
+    }
+
+    fn api_damage_or_repair(
+        &mut self,
+        lua: &Lua,
+        op: &str,
+        a: MultiValue,
+    ) -> mlua::Result<MultiValue> {
+        let (id, amount): (String, i64) = args(lua, op, a)?;
+        let amount = amount_in_range(op, amount)?;
+        let ship = self
+            .find(&id)
+            .ok_or_else(|| runtime(format!("ecliptic.{op}: no ship {id:?}")))?;
+        let mut hull = self
+            .world
+            .get_mut::<Hull>(ship)
+            .ok_or_else(|| runtime(format!("ecliptic.{op}: {id} has no hull")))?;
+        // Scripts wear ships down or mend them; destruction is combat's to decide.
+        hull.hp = if op == "damage" {
+            hull.hp.saturating_sub(amount as u32).max(1)
+        } else {
+            hull.hp.saturating_add(amount as u32).min(hull.max)
+        };
+        hull.hp.into_lua_multi(lua)
+    }
+
+    fn api_grant_or_charge(
+        &mut self,
+        lua: &Lua,
+        op: &str,
+        a: MultiValue,
+    ) -> mlua::Result<MultiValue> {
+        let (user, amount, callback): (String, i64, Option<Function>) = args(lua, op, a)?;
+        let amount = amount_in_range(op, amount)?;
+        let ship = self
+            .player_ship(&user)
+            .ok_or_else(|| runtime(format!("ecliptic.{op}: {user} is not playing")))?;
+        let delta = if op == "grant" { amount } else { -amount };
+        let answer = self.answer_later(callback);
+        crate::sim::trades::adjust_credits(
+            self.world,
+            ship,
+            delta,
+            Box::new(move |world, outcome| {
+                if let Some(answer) = answer {
+                    answer.send(world, outcome.map(serde_json::Value::from));
+                }
+            }),
+        );
+        ().into_lua_multi(lua)
+    }
+
+    fn api_send(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let (user, kind, payload): (String, String, Value) = args(lua, op, a)?;
+        let kind = outgoing_kind(op, kind)?;
+        let payload = scripting::from_lua(lua, payload)?;
+        let sent = match self.player_ship(&user) {
+            Some(ship) => match self.world.get::<Client>(ship) {
+                Some(client) => {
+                    client.push_named(kind, &payload);
+                    true
+                }
+                None => false,
+            },
+            None => false,
+        };
+        sent.into_lua_multi(lua)
+    }
+
+    fn api_broadcast(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let (kind, payload, instance): (String, Value, Option<String>) = args(lua, op, a)?;
+        let kind = outgoing_kind(op, kind)?;
+        let instance = self.instance(instance.as_deref(), op)?;
+        let payload = scripting::from_lua(lua, payload)?;
+        let mut clients = self.world.query::<(&Client, &InInstance)>();
+        let mut count = 0;
+        for (client, _) in clients.iter(self.world).filter(|(_, i)| i.0 == instance) {
+            client.push_named(kind.clone(), &payload);
+            count += 1;
+        }
+        count.into_lua_multi(lua)
+    }
+
+    fn api_publish(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let (topic, payload): (String, Value) = args(lua, op, a)?;
+        crate::protocol::comms::validate_topic(&topic, false)
+            .map_err(|e| runtime(format!("ecliptic.publish: {}", e.message)))?;
+        crate::sim::comms::check_publish(&topic, false)
+            .map_err(|e| runtime(format!("ecliptic.publish: {e}")))?;
+        let payload = scripting::from_lua(lua, payload)?;
+        let delivered = match self.world.get_resource_mut::<crate::sim::comms::Hub>() {
+            Some(mut hub) => {
+                let frame = crate::protocol::comms::broadcast(
+                    &topic,
+                    &payload,
+                    chrono::Utc::now().timestamp_millis(),
+                    &Uuid::new_v4().to_string(),
+                );
+                hub.publish(&topic, &crate::sim::comms::CommsOut::Text(frame))
+            }
+            None => 0,
+        };
+        delivered.into_lua_multi(lua)
+    }
+
+    fn api_store_get(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let (key, callback): (String, Function) = args(lua, op, a)?;
+        check_key(&key)?;
+        let space = self.owner.store_space();
+        let answer = self.answer_later(Some(callback));
+        self.world.resource::<SimServices>().read_then(
+            move |conn| crate::services::script_store::get(conn, &space, &key),
+            move |world, read| {
+                if let Some(answer) = answer {
+                    answer.send(world, read.map_err(|e| e.to_string()));
+                }
+            },
+        );
+        ().into_lua_multi(lua)
+    }
+
+    fn api_store_set(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let (key, value, callback): (String, Value, Option<Function>) = args(lua, op, a)?;
+        check_key(&key)?;
+        let value = scripting::from_lua(lua, value)?;
+        let text = serde_json::to_string(&value).map_err(runtime_of)?;
+        if text.len() > MAX_VALUE_BYTES {
+            return Err(runtime(format!(
+                "ecliptic.store_set: a value is at most {MAX_VALUE_BYTES} bytes as JSON"
+            )));
+        }
+        let space = self.owner.store_space();
+        let answer = self.answer_later(callback);
+        self.world.resource::<SimServices>().write_then(
+            move |conn| crate::services::script_store::set(conn, &space, &key, &text),
+            move |world, written| {
+                if let Some(answer) = answer {
+                    answer.send(
+                        world,
+                        written
+                            .map(|()| serde_json::Value::Bool(true))
+                            .map_err(|e| e.to_string()),
+                    );
+                }
+            },
+        );
+        ().into_lua_multi(lua)
+    }
+
+    fn api_finish(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
+        let Some(room) = self.room else {
+            return Err(runtime(
+                "ecliptic.finish: only a room's script finishes a match",
+            ));
+        };
+        let scores: HashMap<String, f64> = args(lua, op, a)?;
+        let mut results = Vec::new();
+        for (player, score) in scores {
+            let user = Uuid::parse_str(&player)
+                .ok()
+                .filter(|u| room.players.contains(u))
+                .ok_or_else(|| {
+                    runtime(format!("ecliptic.finish: {player:?} is not in this room"))
+                })?;
+            if !score.is_finite() || score.abs() > MAX_AMOUNT as f64 {
+                return Err(runtime(format!(
+                    "ecliptic.finish: a score is a number within ±{MAX_AMOUNT}"
+                )));
+            }
+            results.push((user, score.round() as i64));
+        }
+        results.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        self.finished = Some(results);
+        ().into_lua_multi(lua)
     }
 }
 
@@ -610,6 +644,80 @@ impl WorldHost<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scripting::package::Permission;
+
+    /// Calls `op` with no arguments as a mod holding `grants`; the error, if any.
+    fn probe(world: &mut World, grants: &[Permission], op: &str) -> Option<String> {
+        let lua = Lua::new();
+        let owner = Owner::Mod("probe".into());
+        let mut hooks = Hooks::default();
+        let mut host = WorldHost {
+            world,
+            owner: &owner,
+            generation: 0,
+            grants,
+            room: None,
+            hooks: &mut hooks,
+            claimed: Vec::new(),
+            finished: None,
+        };
+        host.call(&lua, op, MultiValue::new())
+            .err()
+            .map(|e| e.to_string())
+    }
+
+    /// Each function of the one declaration is answered, and only after the access it
+    /// declares is checked: without its permission a mod is refused before anything runs.
+    #[test]
+    fn every_declared_function_is_answered_behind_its_declared_access() {
+        let mut world = World::new();
+        world.insert_resource(Tick(7));
+        world.insert_resource(Instances::default());
+        let all = [
+            Permission::Ships,
+            Permission::Credits,
+            Permission::Messages,
+            Permission::Comms,
+            Permission::Store,
+        ];
+        for function in api::API {
+            let name = function.name;
+            let refused = probe(&mut world, &[], name);
+            match function.access {
+                Access::Needs(permission) => {
+                    let expected = format!(
+                        "ecliptic.{name} needs the {:?} permission in mod.toml",
+                        permission.as_str()
+                    );
+                    assert!(
+                        refused.as_deref().is_some_and(|e| e.contains(&expected)),
+                        "{name}: {refused:?}"
+                    );
+                }
+                Access::Rooms => {
+                    let refused = refused.unwrap_or_default();
+                    assert!(
+                        refused.contains("only a room's script may call it"),
+                        "{name}: {refused}"
+                    );
+                }
+                Access::Anyone => {}
+            }
+            let granted = probe(&mut world, &all, name).unwrap_or_default();
+            for unanswered in [
+                "is not available",
+                "declared but not answered",
+                "permission",
+            ] {
+                assert!(!granted.contains(unanswered), "{name}: {granted}");
+            }
+        }
+        let undeclared = probe(&mut world, &all, "teleport").unwrap_or_default();
+        assert!(
+            undeclared.contains("ecliptic.teleport is not available"),
+            "{undeclared}"
+        );
+    }
 
     #[test]
     fn amounts_keys_and_message_types_have_their_limits() {

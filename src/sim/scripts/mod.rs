@@ -11,6 +11,7 @@
 //!
 //! The VMs are not `Send`: they live in a non-send resource, on the simulation thread.
 
+pub mod api;
 pub mod host;
 mod mods;
 pub(crate) mod rooms;
@@ -439,7 +440,7 @@ impl Script {
         let vm = Vm::start(
             compiled,
             limits,
-            host::API,
+            &api::names(),
             move |line| tracing::info!(script = %name, "{line}"),
             &mut host,
         );
