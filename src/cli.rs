@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use tracing_appender::non_blocking::WorkerGuard;
 
 use crate::Config;
+use crate::config::LogFormat;
 use crate::services::Accounts;
 use crate::services::accounts::{Credential, NewAccount, Role};
 use clap::{Args, Parser, Subcommand};
@@ -540,17 +541,6 @@ impl ServeArgs {
     }
 }
 
-/// How log lines are written.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// One readable line per event; coloured only when stderr is a terminal.
-    #[default]
-    Text,
-    /// One JSON object per line (timestamp, level, target, message and fields).
-    Json,
-}
-
 /// Logging for a command-line tool; hold the guard until the command ends.
 #[must_use = "log lines are flushed when the guard drops"]
 fn init_logging(filter: &str) -> WorkerGuard {
@@ -716,7 +706,7 @@ fn admin(command: AdminCommand) -> anyhow::Result<()> {
             };
             runtime()?.block_on(async move {
                 let store = open_store(&config)?;
-                let accounts = Accounts::open(store.clone(), &config.data_dir, &config.auth)?;
+                let accounts = accounts_of(&store, &config)?;
                 let mut roles = vec![Role::Player, role_of(role)];
                 roles.dedup();
                 let created = accounts
@@ -834,6 +824,17 @@ fn describe(
         tables.len(),
         ledger.minted,
         ledger.moves
+    )
+}
+
+/// The accounts of a data directory, for a command-line tool (a node of its own, told of
+/// nothing by the others).
+fn accounts_of(store: &crate::store::Store, config: &Config) -> anyhow::Result<Accounts> {
+    Accounts::open(
+        store.clone(),
+        &config.data_dir,
+        &config.auth,
+        crate::cluster::Cluster::single(),
     )
 }
 
@@ -1210,7 +1211,7 @@ fn wallet(command: WalletCommand) -> anyhow::Result<()> {
             WalletCommand::Grant {
                 username, amount, ..
             } => {
-                let accounts = Accounts::open(store.clone(), &config.data_dir, &config.auth)?;
+                let accounts = accounts_of(&store, &config)?;
                 match accounts.find_by_username(&username).await? {
                     None => Err(anyhow::anyhow!("no user named {username:?}")),
                     Some(account) => {

@@ -1,164 +1,87 @@
-//! Several nodes as one server: what each node tells the others, over NATS.
+//! Several nodes as one server: the port through which features tell the other nodes
+//! what happened here, and hear what happened there, over NATS.
 //!
-//! One node needs none of this: [`Cluster::single`] tells nobody. With `[cluster] nats`
-//! set, every node publishes [`Note`]s on one subject (`<subject_prefix>.bus`) and hears
-//! everyone else's: comms broadcasts and direct messages, which users are connected where
-//! (presence, and the heartbeat that notices a node that stopped), platform events, and
-//! sessions opened or ended, so a token from one node works on every other and a logout
-//! ends it everywhere. A broadcast crosses as the bytes its node encoded, so each
-//! publication is encoded once per node, not once per subscriber.
+//! The kernel owns the port and names no feature. A feature declares its own note type
+//! ([`ClusterNote`], with a kind of its own), tells notes with [`Cluster::tell`] and
+//! registers what it does with the notes it hears with [`Cluster::hear`], the way a
+//! plugin takes its own inbox commands. With `[cluster] nats` set, every node publishes
+//! its notes on one subject (`<subject_prefix>.bus`) and hears everyone else's; one node
+//! alone ([`Cluster::single`]) tells nobody.
 //!
-//! Notes leave through an unbounded channel so the simulation thread never waits on the
-//! network; a note that finds NATS down is dropped and counted, as a network would.
+//! Notes leave through an unbounded channel and are encoded by the telling task, so the
+//! simulation thread never waits on the network or spends its tick encoding; a note that
+//! finds NATS down is dropped, as a network would drop it. Hearers are registered before
+//! the node connects, so nothing heard is missed for want of a hearer.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use base64::Engine as _;
-use bytes::Bytes;
 use futures_util::StreamExt as _;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::bridge::{Command, Inbox};
 use crate::config::ClusterConfig;
-use crate::services::accounts::Accounts;
-use crate::services::garp_players::GarpPlayers;
-use crate::sim::comms::{CommsCommand, CommsOut};
-use crate::sim::lobby::GameEndpoint;
-use crate::sim::nodes::NodesCommand;
-use crate::store::Store;
 
-/// A comms frame as it crosses: text as it is, binary in base64.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "as", content = "data", rename_all = "snake_case")]
-pub enum Frame {
-    Text(String),
-    Binary(String),
+/// A note one feature tells the other nodes. `KIND` names it on the wire: one per
+/// feature, so hearers find their own notes without knowing anyone else's.
+pub trait ClusterNote: Serialize + DeserializeOwned + Send + 'static {
+    const KIND: &'static str;
 }
 
-impl Frame {
-    /// The frame of an outgoing comms message; pings and closes do not cross.
-    pub fn of(out: &CommsOut) -> Option<Self> {
-        match out {
-            CommsOut::Text(bytes) => Some(Frame::Text(String::from_utf8_lossy(bytes).into())),
-            CommsOut::Binary(bytes) => Some(Frame::Binary(
-                base64::engine::general_purpose::STANDARD.encode(bytes),
-            )),
-            CommsOut::Ping | CommsOut::Close(..) => None,
-        }
-    }
-
-    pub fn into_out(self) -> Option<CommsOut> {
-        match self {
-            Frame::Text(text) => Some(CommsOut::Text(Bytes::from(text))),
-            Frame::Binary(b64) => base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .ok()
-                .map(|bytes| CommsOut::Binary(Bytes::from(bytes))),
-        }
-    }
+/// A note heard from another node.
+#[derive(Debug)]
+pub struct Heard<N> {
+    /// The node that told it.
+    pub from: String,
+    pub note: N,
 }
 
-/// A session's state as the node that changed it tells it.
+/// The node that tells it is stopping and has released its leases: take them now, and
+/// forget its users.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionChange {
-    Opened,
-    Replaced,
-    Ended,
+pub struct NodeLeaving;
+
+impl ClusterNote for NodeLeaving {
+    const KIND: &'static str = "node_leaving";
 }
 
-/// What one node tells the others.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "note", rename_all = "snake_case")]
-pub enum Note {
-    /// A comms broadcast published on the sending node; `record` goes into topic history.
-    Publish {
-        topic: String,
-        frame: Frame,
-        record: Option<Value>,
-        /// When set, each node answers with [`Note::Delivered`] under this id.
-        #[serde(default)]
-        count: Option<String>,
-    },
-    /// How many connections on the sending node a publication asked to be counted
-    /// (`id`) went to; for `node`, which published it.
-    Delivered {
-        node: String,
-        id: String,
-        count: usize,
-    },
-    /// A direct message for `user`'s connections on whichever node holds them.
-    Direct { user: String, frame: Frame },
-    /// `user`'s connections on the sending node changed: their ids now (none: gone).
-    Presence {
-        user: String,
-        connections: Vec<String>,
-    },
-    /// Every few seconds: the sending node's connected users and their connection ids.
-    Heartbeat { users: Vec<(String, Vec<String>)> },
-    /// A platform event (RaOS `subscribe_events`, comms `events.*`).
-    Event {
-        event_type: String,
-        audience: Option<Uuid>,
-        data: Value,
-    },
-    Session {
-        session_id: Uuid,
-        user_id: Uuid,
-        scope: String,
-        change: SessionChange,
-    },
-    /// Every heartbeat: where the sending node serves `/game`, its players and its worlds.
-    Node {
-        host: String,
-        port: u16,
-        players: usize,
-        instances: Vec<String>,
-        /// Star systems pinned to the sending node.
-        #[serde(default)]
-        pinned: Vec<String>,
-        /// Its recent tick p99, in microseconds.
-        #[serde(default)]
-        tick_p99_us: u64,
-    },
-    /// `node` is asked to run the world of a room started elsewhere, for its players.
-    HostRoom {
-        node: String,
-        room_id: String,
-        members: Vec<Uuid>,
-    },
-    /// `node`'s request is done: the room's world runs on the sending node.
-    RoomHosted { node: String, room_id: String },
-    /// A GARP player token issued on the sending node (valid on every node).
-    GarpToken {
-        game_id: String,
-        token: String,
-        player: crate::services::garp_players::GarpPlayer,
-    },
-    /// A GARP session opened on the sending node (resumable on every node).
-    GarpSession { game_id: String, session_id: String },
-    /// A game of the catalog changed (created, updated, a version published, set OFFLINE):
-    /// read it again from the database.
-    GameChanged { game_id: String },
-    /// A login on the sending node checked `user_id`'s pilot out at `epoch`: an older
-    /// game session of it elsewhere ends now (its writes are refused by the database
-    /// either way, should this note be lost).
-    PilotTaken { user_id: Uuid, epoch: i64 },
-    /// The sending node is stopping and has released its leases: take them now.
-    NodeLeaving,
-}
-
+/// How many of the sending node's connections a publication that asked to be counted
+/// went to; for `node`, which published it.
 #[derive(Debug, Serialize, Deserialize)]
-struct Envelope {
-    from: String,
-    #[serde(flatten)]
-    note: Note,
+struct Delivered {
+    node: String,
+    id: String,
+    count: usize,
 }
+
+impl ClusterNote for Delivered {
+    const KIND: &'static str = "delivered";
+}
+
+#[derive(Serialize)]
+struct Telling<'a, N> {
+    from: &'a str,
+    kind: &'static str,
+    note: &'a N,
+}
+
+#[derive(Deserialize)]
+struct Hearing {
+    from: String,
+    kind: String,
+    note: Box<RawValue>,
+}
+
+/// A note on its way out: encoded by the telling task, with this node's id.
+type Outgoing = Box<dyn FnOnce(&str) -> serde_json::Result<Vec<u8>> + Send>;
+/// What a feature does with a note of its kind: the sender, and the note undecoded.
+type Hearer = Arc<dyn Fn(&str, &RawValue) + Send + Sync>;
+type Beat = Arc<dyn Fn() + Send + Sync>;
 
 /// Senders of the counts each waiting publication collects, by its id.
 type Counts =
@@ -199,7 +122,7 @@ impl Drop for CountsExpected {
 }
 
 /// This node's link to the others: cheap to clone, and a no-op on a single node. Also a
-/// resource of the simulation, for the hub and the event bus.
+/// resource of the simulation.
 #[derive(Clone, bevy_ecs::prelude::Resource)]
 pub struct Cluster {
     inner: Arc<Inner>,
@@ -209,11 +132,19 @@ struct Inner {
     node_id: String,
     /// Star systems pinned to this node (`[cluster] systems`).
     systems: Vec<String>,
-    out: Option<mpsc::UnboundedSender<Note>>,
+    /// Where to connect, and the subject every node publishes on; none when alone.
+    nats: Option<(String, String)>,
+    out: Option<mpsc::UnboundedSender<Outgoing>>,
+    /// The telling channel's other end, until [`Cluster::connect`] takes it.
+    to_send: parking_lot::Mutex<Option<mpsc::UnboundedReceiver<Outgoing>>>,
+    /// What each kind of note is handed to.
+    hearers: parking_lot::RwLock<HashMap<&'static str, Vec<Hearer>>>,
+    /// What runs at every heartbeat.
+    beats: parking_lot::RwLock<Vec<Beat>>,
     /// Publications waiting for the other nodes' counts of deliveries, by id.
     counts: Counts,
     /// For the last word at shutdown, after the telling task has stopped.
-    last_word: Option<(async_nats::Client, String)>,
+    last_word: OnceLock<async_nats::Client>,
     heartbeat: Duration,
     node_timeout: Duration,
 }
@@ -228,129 +159,146 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// One node alone: nothing is told to anyone.
+    /// One node alone: nothing is told to anyone, nothing is heard.
     pub fn single() -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                node_id: "single".into(),
-                systems: Vec::new(),
-                out: None,
-                counts: Counts::default(),
-                last_word: None,
-                heartbeat: Duration::from_secs(1),
-                node_timeout: Duration::from_secs(5),
-            }),
-        }
+        Self::new(&ClusterConfig {
+            nats: None,
+            node_id: Some("single".into()),
+            ..ClusterConfig::default()
+        })
     }
 
-    /// Connects to NATS and starts telling and hearing. Fails when NATS cannot be
-    /// reached at start (a node that silently ran alone would split the cluster).
-    pub async fn connect(
-        config: &ClusterConfig,
-        url: &str,
-        hearers: Hearers,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<Self> {
-        let inbox = hearers.inbox.clone();
+    /// The port as `config` describes it; with `nats` set it tells and hears once
+    /// [`Cluster::connect`] has run. Register hearers before that.
+    pub fn new(config: &ClusterConfig) -> Self {
         let node_id = config
             .node_id
             .clone()
             .unwrap_or_else(|| Uuid::new_v4().simple().to_string());
-        let client = async_nats::ConnectOptions::new()
-            .name(format!("ecliptic {node_id}"))
-            .connect(url)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot reach NATS at {url}: {e}"))?;
-        let subject = format!("{}.bus", config.subject_prefix);
-        let mut heard = client
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?;
-        let (out, mut to_send) = mpsc::unbounded_channel::<Note>();
-        let counts = Counts::default();
-        let heard_counts = counts.clone();
+        let nats = config
+            .nats
+            .clone()
+            .map(|url| (url, format!("{}.bus", config.subject_prefix)));
+        let (out, to_send) = match nats {
+            Some(_) => {
+                let (out, to_send) = mpsc::unbounded_channel();
+                (Some(out), Some(to_send))
+            }
+            None => (None, None),
+        };
         let cluster = Self {
             inner: Arc::new(Inner {
-                node_id: node_id.clone(),
+                node_id,
                 systems: config.systems.clone(),
-                out: Some(out),
-                counts: counts.clone(),
-                last_word: Some((client.clone(), subject.clone())),
+                nats,
+                out,
+                to_send: parking_lot::Mutex::new(to_send),
+                hearers: parking_lot::RwLock::default(),
+                beats: parking_lot::RwLock::default(),
+                counts: Counts::default(),
+                last_word: OnceLock::new(),
                 heartbeat: Duration::from_millis(config.heartbeat_ms.max(50)),
                 node_timeout: Duration::from_millis(config.node_timeout_ms.max(100)),
             }),
         };
+        let (me, counts) = (cluster.node_id().to_owned(), cluster.inner.counts.clone());
+        cluster.hear(move |heard: Heard<Delivered>| {
+            if heard.note.node == me
+                && let Some(waiting) = counts.lock().get(&heard.note.id)
+            {
+                let _ = waiting.send(heard.note.count);
+            }
+        });
+        cluster
+    }
+
+    /// Connects to NATS and starts telling, hearing and beating; nothing on a single
+    /// node. Fails when NATS cannot be reached at start (a node that silently ran alone
+    /// would split the cluster).
+    pub async fn connect(&self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let (Some((url, subject)), Some(to_send)) =
+            (self.inner.nats.clone(), self.inner.to_send.lock().take())
+        else {
+            return Ok(());
+        };
+        let node_id = self.node_id().to_owned();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("ecliptic {node_id}"))
+            .connect(&url)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach NATS at {url}: {e}"))?;
+        let heard = client
+            .subscribe(subject.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot subscribe to {subject}: {e}"))?;
+        let _ = self.inner.last_word.set(client.clone());
         tracing::info!(node = %node_id, %url, %subject, "joined the cluster");
+        tokio::spawn(tell_all(
+            client,
+            subject,
+            node_id,
+            to_send,
+            shutdown.clone(),
+        ));
+        tokio::spawn(self.clone().hear_all(heard, shutdown.clone()));
+        tokio::spawn(self.clone().beat(shutdown));
+        Ok(())
+    }
 
-        // Telling: one task, so notes leave in the order they were told.
-        let publisher = client.clone();
-        let from = node_id.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let note = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    note = to_send.recv() => match note {
-                        Some(note) => note,
-                        None => break,
-                    },
-                };
-                let envelope = Envelope {
-                    from: from.clone(),
-                    note,
-                };
-                let Ok(bytes) = serde_json::to_vec(&envelope) else {
-                    continue;
-                };
-                if let Err(e) = publisher.publish(subject.clone(), bytes.into()).await {
-                    tracing::warn!("cluster note not sent: {e}");
-                }
+    /// Hearing: every note on the bus, handed to its hearers.
+    async fn hear_all(self, mut heard: async_nats::Subscriber, stop: CancellationToken) {
+        loop {
+            let message = tokio::select! {
+                _ = stop.cancelled() => break,
+                message = heard.next() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+            };
+            self.dispatch(&message.payload);
+        }
+    }
+
+    /// Hands a note heard on the bus to the hearers of its kind; a node does not hear
+    /// itself.
+    fn dispatch(&self, payload: &[u8]) {
+        let hearing: Hearing = match serde_json::from_slice(payload) {
+            Ok(hearing) => hearing,
+            Err(e) => {
+                tracing::warn!("unreadable cluster note: {e}");
+                return;
             }
-            let _ = publisher.flush().await;
-        });
+        };
+        if hearing.from == self.inner.node_id {
+            return;
+        }
+        let hearers = self
+            .inner
+            .hearers
+            .read()
+            .get(hearing.kind.as_str())
+            .cloned();
+        for hearer in hearers.into_iter().flatten() {
+            hearer(&hearing.from, &hearing.note);
+        }
+    }
 
-        // Hearing.
-        let me = node_id.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let message = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    message = heard.next() => match message {
-                        Some(message) => message,
-                        None => break,
-                    },
-                };
-                let envelope: Envelope = match serde_json::from_slice(&message.payload) {
-                    Ok(envelope) => envelope,
-                    Err(e) => {
-                        tracing::warn!("unreadable cluster note: {e}");
-                        continue;
-                    }
-                };
-                if envelope.from != me {
-                    hear(envelope, &me, &hearers, &heard_counts);
-                }
-            }
-        });
-
-        // The heartbeat: the hub answers it by telling its users and forgetting the nodes
-        // it has not heard from within the timeout.
-        let every = cluster.inner.heartbeat;
-        tokio::spawn(async move {
-            let mut beat = tokio::time::interval(every);
-            beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = beat.tick() => {
-                        let _ = inbox.send(Command::to(CommsCommand::ClusterBeat));
-                        let _ = inbox.send(Command::to(NodesCommand::Beat));
+    /// The heartbeat: each feature that registered for it (presence, the nodes' table)
+    /// tells what it has and forgets the nodes it has not heard from within the timeout.
+    async fn beat(self, shutdown: CancellationToken) {
+        let mut beat = tokio::time::interval(self.inner.heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = beat.tick() => {
+                    let beats = self.inner.beats.read().clone();
+                    for beat in beats {
+                        beat();
                     }
                 }
             }
-        });
-        Ok(cluster)
+        }
     }
 
     pub fn node_id(&self) -> &str {
@@ -375,17 +323,57 @@ impl Cluster {
         self.inner.node_timeout
     }
 
+    /// Tells the other nodes; never waits.
+    pub fn tell<N: ClusterNote>(&self, note: N) {
+        if let Some(out) = &self.inner.out {
+            let _ = out.send(Box::new(move |from: &str| {
+                serde_json::to_vec(&Telling {
+                    from,
+                    kind: N::KIND,
+                    note: &note,
+                })
+            }));
+        }
+    }
+
+    /// Hands every note of kind `N` heard from another node to `hearer` (on the hearing
+    /// task: it must not block). A note that does not decode as `N` is logged and dropped.
+    pub fn hear<N: ClusterNote>(&self, hearer: impl Fn(Heard<N>) + Send + Sync + 'static) {
+        let hearer: Hearer =
+            Arc::new(move |from: &str, raw: &RawValue| {
+                match serde_json::from_str::<N>(raw.get()) {
+                    Ok(note) => hearer(Heard {
+                        from: from.to_owned(),
+                        note,
+                    }),
+                    Err(e) => tracing::warn!(kind = N::KIND, "unreadable cluster note: {e}"),
+                }
+            });
+        self.inner
+            .hearers
+            .write()
+            .entry(N::KIND)
+            .or_default()
+            .push(hearer);
+    }
+
+    /// Runs `beat` at every heartbeat of a clustered node.
+    pub fn on_beat(&self, beat: impl Fn() + Send + Sync + 'static) {
+        self.inner.beats.write().push(Arc::new(beat));
+    }
+
     /// Tells the other nodes, and waits until NATS has it, that this node is leaving: for
     /// shutdown, once its leases are released.
     pub async fn announce_leaving(&self) {
-        let Some((client, subject)) = &self.inner.last_word else {
+        let (Some(client), Some((_, subject))) = (self.inner.last_word.get(), &self.inner.nats)
+        else {
             return;
         };
-        let envelope = Envelope {
-            from: self.inner.node_id.clone(),
-            note: Note::NodeLeaving,
-        };
-        let Ok(bytes) = serde_json::to_vec(&envelope) else {
+        let Ok(bytes) = serde_json::to_vec(&Telling {
+            from: &self.inner.node_id,
+            kind: NodeLeaving::KIND,
+            note: &NodeLeaving,
+        }) else {
             return;
         };
         let sent = async {
@@ -413,193 +401,84 @@ impl Cluster {
         }
     }
 
-    /// Tells the other nodes; never waits.
-    pub fn tell(&self, note: Note) {
-        if let Some(out) = &self.inner.out {
-            let _ = out.send(note);
-        }
+    /// Answers `node`'s publication `id`, which asked to be counted: it reached `count`
+    /// connections here.
+    pub fn report_count(&self, node: String, id: String, count: usize) {
+        self.tell(Delivered { node, id, count });
     }
 }
 
-/// A note from another node, handed to whoever acts on it.
-/// What a node's hearing hands notes to.
-pub struct Hearers {
-    pub inbox: Inbox,
-    pub accounts: Arc<Accounts>,
-    pub garp: Arc<GarpPlayers>,
-    pub store: Store,
-    /// Rings the lease keeper for a round now.
-    pub leases: Arc<tokio::sync::Notify>,
-}
-
-fn hear(envelope: Envelope, me: &str, hearers: &Hearers, counts: &Counts) {
-    let (inbox, accounts, garp, store) = (
-        &hearers.inbox,
-        &hearers.accounts,
-        &hearers.garp,
-        &hearers.store,
-    );
-    let node = envelope.from;
-    let command = match envelope.note {
-        Note::Publish {
-            topic,
-            frame,
-            record,
-            count,
-        } => frame.into_out().map(|frame| CommsCommand::RemotePublish {
-            topic,
-            frame,
-            record,
-            count_for: count.map(|id| (node.clone(), id)),
-        }),
-        note @ (Note::Delivered { .. } | Note::PilotTaken { .. } | Note::NodeLeaving) => {
-            hear_about_owners(note, node, me, hearers, counts)
+/// Telling: one task, so notes leave in the order they were told.
+async fn tell_all(
+    publisher: async_nats::Client,
+    subject: String,
+    from: String,
+    mut to_send: mpsc::UnboundedReceiver<Outgoing>,
+    stop: CancellationToken,
+) {
+    loop {
+        let encode = tokio::select! {
+            _ = stop.cancelled() => break,
+            note = to_send.recv() => match note {
+                Some(note) => note,
+                None => break,
+            },
+        };
+        let Ok(bytes) = encode(&from) else {
+            continue;
+        };
+        if let Err(e) = publisher.publish(subject.clone(), bytes.into()).await {
+            tracing::warn!("cluster note not sent: {e}");
         }
-        Note::Direct { user, frame } => frame
-            .into_out()
-            .map(|frame| CommsCommand::RemoteDirect { user, frame }),
-        Note::Presence { user, connections } => Some(CommsCommand::RemotePresence {
-            node,
-            user,
-            connections,
-        }),
-        Note::Heartbeat { users } => Some(CommsCommand::RemoteHeartbeat { node, users }),
-        Note::Event {
-            event_type,
-            audience,
-            data,
-        } => {
-            if let Some(event) = crate::sim::events::Event::named(&event_type, audience, data) {
-                let _ = inbox.send(Command::to(crate::sim::events::EventsCommand::Remote(
-                    event,
-                )));
-            }
-            None
-        }
-        Note::Session {
-            session_id,
-            user_id,
-            scope,
-            change,
-        } => {
-            accounts.remote_session(session_id, user_id, &scope, change);
-            None
-        }
-        Note::Node {
-            host,
-            port,
-            players,
-            instances,
-            pinned,
-            tick_p99_us,
-        } => {
-            let heard = NodesCommand::Heard {
-                node,
-                endpoint: GameEndpoint { host, port },
-                players,
-                instances,
-                pinned,
-                tick_p99_us,
-            };
-            let _ = inbox.send(Command::to(heard));
-            None
-        }
-        Note::HostRoom {
-            node: asked,
-            room_id,
-            members,
-        } => {
-            if asked == me {
-                let host = NodesCommand::HostRoom {
-                    from: node,
-                    room_id,
-                    members,
-                };
-                let _ = inbox.send(Command::to(host));
-            }
-            None
-        }
-        Note::RoomHosted {
-            node: asker,
-            room_id,
-        } => {
-            if asker == me {
-                let done = NodesCommand::RoomHosted {
-                    from: node,
-                    room_id,
-                };
-                let _ = inbox.send(Command::to(done));
-            }
-            None
-        }
-        Note::GarpToken {
-            game_id,
-            token,
-            player,
-        } => {
-            garp.heard_token(&game_id, token, player);
-            None
-        }
-        Note::GarpSession {
-            game_id,
-            session_id,
-        } => {
-            garp.heard_session(&game_id, session_id);
-            None
-        }
-        Note::GameChanged { game_id } => {
-            let (inbox, store) = (inbox.clone(), store.clone());
-            tokio::spawn(async move {
-                match crate::services::catalog::read_game(&store, game_id.clone()).await {
-                    Ok(game) => {
-                        let heard = crate::sim::lobby::GameHeard { game_id, game };
-                        let _ = inbox.send(Command::to(heard));
-                    }
-                    Err(e) => tracing::warn!(game = %game_id, "cannot read a changed game: {e}"),
-                }
-            });
-            None
-        }
-    };
-    if let Some(command) = command {
-        let _ = inbox.send(Command::to(command));
     }
+    let _ = publisher.flush().await;
 }
 
-/// What another node says about who owns what (pilots, systems, counts it was asked for);
-/// what the comms hub must do about it, if anything.
-fn hear_about_owners(
-    note: Note,
-    node: String,
-    me: &str,
-    hearers: &Hearers,
-    counts: &Counts,
-) -> Option<CommsCommand> {
-    match note {
-        Note::Delivered {
-            node: asker,
-            id,
-            count,
-        } => {
-            if asker == me
-                && let Some(waiting) = counts.lock().get(&id)
-            {
-                let _ = waiting.send(count);
-            }
-            None
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct Ping {
+        n: u32,
+    }
+
+    impl ClusterNote for Ping {
+        const KIND: &'static str = "ping";
+    }
+
+    /// What one node tells reaches every hearer of its kind on another, and nobody else.
+    #[test]
+    fn a_note_told_reaches_the_hearers_of_its_kind() {
+        let config = |id: &str| ClusterConfig {
+            nats: Some("nats://unused".into()),
+            node_id: Some(id.into()),
+            ..ClusterConfig::default()
+        };
+        let (a, b) = (Cluster::new(&config("a")), Cluster::new(&config("b")));
+        let heard = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        for tag in ["first", "second"] {
+            let heard = heard.clone();
+            b.hear(move |h: Heard<Ping>| heard.lock().push((tag, h.from, h.note.n)));
         }
-        Note::PilotTaken { user_id, epoch } => {
-            let taken = NodesCommand::PilotTaken { user_id, epoch };
-            let _ = hearers.inbox.send(Command::to(taken));
-            None
-        }
-        Note::NodeLeaving => {
-            tracing::info!(%node, "a node is leaving");
-            hearers.leases.notify_one();
-            let left = NodesCommand::Left { node: node.clone() };
-            let _ = hearers.inbox.send(Command::to(left));
-            Some(CommsCommand::RemoteGone { node })
-        }
-        _ => None,
+        let leaving = Arc::new(parking_lot::Mutex::new(0));
+        let left = leaving.clone();
+        b.hear(move |_: Heard<NodeLeaving>| *left.lock() += 1);
+
+        a.tell(Ping { n: 7 });
+        let mut to_send = a.inner.to_send.lock().take().expect("the telling end");
+        let encode = to_send.try_recv().expect("a note to send");
+        let bytes = encode(a.node_id()).expect("encoded");
+        b.dispatch(&bytes);
+        // A node does not hear itself.
+        a.dispatch(&bytes);
+        assert_eq!(
+            *heard.lock(),
+            [("first", "a".to_owned(), 7), ("second", "a".to_owned(), 7)]
+        );
+        assert_eq!(*leaving.lock(), 0);
+        b.dispatch(b"not json");
+        b.dispatch(br#"{"from":"a","kind":"ping","note":{"n":"seven"}}"#);
+        assert_eq!(heard.lock().len(), 2);
     }
 }

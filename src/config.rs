@@ -35,7 +35,7 @@ pub struct Config {
     /// tracing filter, e.g. `info` or `ecliptic=debug,tower_http=info`.
     pub log: String,
     /// Log lines as `text` (the default) or `json`.
-    pub log_format: crate::cli::LogFormat,
+    pub log_format: LogFormat,
     /// Web origins besides the server's own that may call the REST API from a browser
     /// (`["https://play.example.com"]`, or `["*"]` for any). Empty: same origin only.
     pub cors_origins: Vec<String>,
@@ -64,7 +64,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             log: "info".into(),
-            log_format: crate::cli::LogFormat::Text,
+            log_format: LogFormat::Text,
             cors_origins: Vec::new(),
             limits: Limits::default(),
             auth: AuthConfig::default(),
@@ -106,16 +106,18 @@ impl Default for ScriptsConfig {
     }
 }
 
-impl ScriptsConfig {
-    pub fn limits(&self) -> crate::scripting::Limits {
-        crate::scripting::Limits {
-            budget: std::time::Duration::from_secs_f64(self.budget_ms.clamp(0.1, 1_000.0) / 1e3),
-            memory_bytes: self.memory_mib.clamp(1, 4096) << 20,
-        }
-    }
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event; coloured only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, message and fields).
+    Json,
 }
 
-/// Running as one of several nodes (see `crate::cluster`).
+/// Running as one of several nodes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterConfig {

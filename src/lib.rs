@@ -79,6 +79,8 @@
 //! # drop(server);
 //! ```
 
+#[cfg(test)]
+mod architecture;
 pub mod bridge;
 pub mod cli;
 pub mod client;
@@ -120,6 +122,7 @@ pub mod prelude {
     pub use uuid::Uuid;
 }
 pub mod config;
+pub mod encoding;
 pub mod journal;
 pub mod loadgen;
 
@@ -240,31 +243,25 @@ impl Server {
             metrics.clone(),
             config.store.busy_timeout(),
         )?;
+        let cluster = cluster::Cluster::new(&config.cluster);
         let accounts = Arc::new(
-            Accounts::open(store.clone(), &config.data_dir, &config.auth)?
-                .with_signup_grant(config.wagers.signup_grant),
+            Accounts::open(
+                store.clone(),
+                &config.data_dir,
+                &config.auth,
+                cluster.clone(),
+            )?
+            .with_signup_grant(config.wagers.signup_grant),
         );
         let (inbox, inbox_rx) = Inbox::bounded(config.limits.inbox_capacity, metrics.clone());
         let garp_players = Arc::new(services::garp_players::GarpPlayers::new(
             config.wagers.player_token_lifetime(),
+            cluster.clone(),
         ));
         let shutdown = CancellationToken::new();
         let lease_wake = Arc::new(tokio::sync::Notify::new());
-        let cluster = match &config.cluster.nats {
-            Some(url) => {
-                let hearers = cluster::Hearers {
-                    inbox: inbox.clone(),
-                    accounts: accounts.clone(),
-                    garp: garp_players.clone(),
-                    store: store.clone(),
-                    leases: lease_wake.clone(),
-                };
-                cluster::Cluster::connect(&config.cluster, url, hearers, shutdown.clone()).await?
-            }
-            None => cluster::Cluster::single(),
-        };
-        accounts.join_cluster(cluster.clone());
-        garp_players.join_cluster(cluster.clone());
+        sim::hear_cluster(&cluster, &inbox, &store, lease_wake.clone());
+        cluster.connect(shutdown.clone()).await?;
 
         // Bound first: rooms tell clients where the game endpoint is.
         let http = bind("http", config.http).await?;
@@ -466,7 +463,7 @@ fn configured_plugins(
     };
     let scripts = sim::scripts::ScriptsPlugin {
         settings: sim::scripts::ScriptSettings {
-            limits: config.scripts.limits(),
+            limits: scripting::Limits::of(&config.scripts),
         },
     };
     let leases = sim::leases::LeasesPlugin {

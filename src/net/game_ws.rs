@@ -288,7 +288,7 @@ async fn login(
             return None;
         }
     };
-    state.cluster.tell(crate::cluster::Note::PilotTaken {
+    state.cluster.tell(crate::sim::nodes::NodeNote::PilotTaken {
         user_id: identity.user_id,
         epoch: checked_out.epoch,
     });

@@ -417,6 +417,20 @@ impl<'a> From<&'a CombatEvent> for CombatPayload<'a> {
 }
 
 #[cfg(test)]
+mod namespaces {
+    /// Scripts keep out of the server's namespaces; every type the protocol defines is in one.
+    #[test]
+    fn every_built_in_type_is_in_a_server_namespace() {
+        for kind in super::BUILT_IN_TYPES {
+            assert!(
+                !crate::scripting::package::is_script_message_type(kind),
+                "{kind} would be free for scripts to take"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

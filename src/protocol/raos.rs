@@ -54,12 +54,7 @@ pub fn timestamp() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// Unix milliseconds as RFC 3339 UTC with milliseconds.
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use crate::encoding::rfc3339;
 
 /// A success response: `fields` (an object) at top level plus `success` and `timestamp`.
 pub fn success(fields: Value) -> Value {

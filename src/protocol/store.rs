@@ -479,22 +479,7 @@ pub fn presence_push(online: &[String], offline: &[String]) -> Bytes {
     )
 }
 
-/// The base64 of `data_b64` fields: standard alphabet, padded, on SIMD where the CPU has it
-/// (chunk payloads are most of every upload and download line).
-#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-pub fn base64() -> &'static base64::engine::simd::Simd {
-    static ENGINE: std::sync::LazyLock<base64::engine::simd::Simd> =
-        std::sync::LazyLock::new(|| {
-            base64::engine::simd::Simd::standard(base64::engine::general_purpose::PAD)
-        });
-    &ENGINE
-}
-
-/// The base64 of `data_b64` fields, on targets the SIMD engine does not cover.
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-pub fn base64() -> &'static base64::engine::GeneralPurpose {
-    &base64::engine::general_purpose::STANDARD
-}
+pub use crate::encoding::base64;
 
 /// The line of a message that carries bytes (`UPLOAD_CHUNK`, `DOWNLOAD_CHUNK`): the fields of
 /// `envelope`, then `payload` holding the fields of `fields` and `data_b64`.

@@ -29,6 +29,16 @@ pub struct Limits {
     pub memory_bytes: usize,
 }
 
+impl Limits {
+    /// The limits `[scripts]` sets, clamped to what makes sense.
+    pub fn of(config: &crate::config::ScriptsConfig) -> Self {
+        Self {
+            budget: Duration::from_secs_f64(config.budget_ms.clamp(0.1, 1_000.0) / 1e3),
+            memory_bytes: config.memory_mib.clamp(1, 4096) << 20,
+        }
+    }
+}
+
 /// Why a script was stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {

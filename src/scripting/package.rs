@@ -255,14 +255,32 @@ pub struct RoomScript {
 
 pub const ROOM_MANIFEST: &str = "ecliptic-room.toml";
 
+/// The namespaces of the messages the server itself takes and sends (`trade.buy`,
+/// `world.delta`, …): a script's message types are of its own.
+pub const SERVER_NAMESPACES: &[&str] = &[
+    "auth", "session", "input", "trade", "ship", "world", "combat", "room", "error",
+];
+
+/// Whether `kind` is a message type a script may take or send: namespaced
+/// (`"mygame.move"`), at most 64 ASCII characters, not in the server's namespaces.
+pub fn is_script_message_type(kind: &str) -> bool {
+    let Some((namespace, name)) = kind.split_once('.') else {
+        return false;
+    };
+    !namespace.is_empty()
+        && !name.is_empty()
+        && kind.len() <= 64
+        && kind.is_ascii()
+        && !SERVER_NAMESPACES.contains(&namespace)
+}
+
 impl RoomSource {
     /// Compiles it; the error names the file and line.
     pub fn compile(self) -> Result<Arc<RoomScript>, String> {
         for kind in &self.manifest.messages {
-            if !kind.contains('.') || crate::protocol::game::BUILT_IN_TYPES.contains(&kind.as_str())
-            {
+            if !is_script_message_type(kind) {
                 return Err(format!(
-                    "{ROOM_MANIFEST}: message type {kind:?} must be namespaced (\"mygame.move\") and not one of the protocol's own"
+                    "{ROOM_MANIFEST}: message type {kind:?} must be namespaced (\"mygame.move\") and not in the server's own namespaces"
                 ));
             }
         }

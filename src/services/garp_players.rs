@@ -11,8 +11,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use parking_lot::Mutex;
 use uuid::Uuid;
+
+use crate::cluster::{Cluster, ClusterNote, Heard};
 
 /// A player a token speaks for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -42,56 +46,66 @@ struct Inner {
 #[derive(Debug)]
 pub struct GarpPlayers {
     lifetime: Duration,
-    inner: Mutex<Inner>,
+    inner: Arc<Mutex<Inner>>,
     /// The other nodes, told of every token and session issued here.
-    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
+    cluster: Cluster,
+}
+
+/// A GARP token or session issued on the sending node, valid on every node.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "note", rename_all = "snake_case")]
+enum GarpNote {
+    Token {
+        game_id: String,
+        token: String,
+        player: GarpPlayer,
+    },
+    Session {
+        game_id: String,
+        session_id: String,
+    },
+}
+
+impl ClusterNote for GarpNote {
+    const KIND: &'static str = "garp";
 }
 
 impl GarpPlayers {
     /// Tokens and sessions last `lifetime` from when they were issued (sessions: from when
-    /// they were last resumed).
-    pub fn new(lifetime: Duration) -> Self {
+    /// they were last resumed); those the other nodes of `cluster` issue are valid here.
+    pub fn new(lifetime: Duration, cluster: Cluster) -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        cluster.hear({
+            let inner = inner.clone();
+            move |heard: Heard<GarpNote>| match heard.note {
+                GarpNote::Token {
+                    game_id,
+                    token,
+                    player,
+                } => inner.lock().add_token(&game_id, token, player, lifetime),
+                GarpNote::Session {
+                    game_id,
+                    session_id,
+                } => inner.lock().add_session(&game_id, session_id, lifetime),
+            }
+        });
         Self {
             lifetime,
-            inner: Mutex::default(),
-            cluster: std::sync::OnceLock::new(),
+            inner,
+            cluster,
         }
-    }
-
-    /// Joins a cluster: tokens and sessions issued here are told to the other nodes.
-    pub fn join_cluster(&self, cluster: crate::cluster::Cluster) {
-        let _ = self.cluster.set(cluster);
     }
 
     /// Records `token` for `player` in `game_id`, replacing the player's older token there.
     pub fn issue(&self, game_id: &str, token: String, player: GarpPlayer) {
-        if let Some(cluster) = self.cluster.get() {
-            cluster.tell(crate::cluster::Note::GarpToken {
-                game_id: game_id.to_owned(),
-                token: token.clone(),
-                player: player.clone(),
-            });
-        }
-        self.heard_token(game_id, token, player);
-    }
-
-    /// A token another node issued (or this one): the same bookkeeping, not told again.
-    pub fn heard_token(&self, game_id: &str, token: String, player: GarpPlayer) {
-        let now = Instant::now();
-        let mut inner = self.inner.lock();
-        inner.prune(now);
-        let key = (game_id.to_owned(), player.user_id);
-        if let Some(old) = inner.current.insert(key, token.clone()) {
-            inner.tokens.remove(&old);
-        }
-        inner.tokens.insert(
-            token,
-            TokenEntry {
-                game_id: game_id.to_owned(),
-                player,
-                expires: now + self.lifetime,
-            },
-        );
+        self.cluster.tell(GarpNote::Token {
+            game_id: game_id.to_owned(),
+            token: token.clone(),
+            player: player.clone(),
+        });
+        self.inner
+            .lock()
+            .add_token(game_id, token, player, self.lifetime);
     }
 
     /// The player behind `token` in `game_id`, while the token is live.
@@ -106,23 +120,13 @@ impl GarpPlayers {
 
     /// A new session of `game_id`.
     pub fn open_session(&self, game_id: &str, session_id: String) {
-        if let Some(cluster) = self.cluster.get() {
-            cluster.tell(crate::cluster::Note::GarpSession {
-                game_id: game_id.to_owned(),
-                session_id: session_id.clone(),
-            });
-        }
-        self.heard_session(game_id, session_id);
-    }
-
-    /// A session another node opened (or this one): not told again.
-    pub fn heard_session(&self, game_id: &str, session_id: String) {
-        let now = Instant::now();
-        let mut inner = self.inner.lock();
-        inner.prune(now);
-        inner
-            .sessions
-            .insert(session_id, (game_id.to_owned(), now + self.lifetime));
+        self.cluster.tell(GarpNote::Session {
+            game_id: game_id.to_owned(),
+            session_id: session_id.clone(),
+        });
+        self.inner
+            .lock()
+            .add_session(game_id, session_id, self.lifetime);
     }
 
     /// Resumes `session_id` if it is a live session of `game_id` (and keeps it alive).
@@ -140,6 +144,30 @@ impl GarpPlayers {
 }
 
 impl Inner {
+    fn add_token(&mut self, game_id: &str, token: String, player: GarpPlayer, lifetime: Duration) {
+        let now = Instant::now();
+        self.prune(now);
+        let key = (game_id.to_owned(), player.user_id);
+        if let Some(old) = self.current.insert(key, token.clone()) {
+            self.tokens.remove(&old);
+        }
+        self.tokens.insert(
+            token,
+            TokenEntry {
+                game_id: game_id.to_owned(),
+                player,
+                expires: now + lifetime,
+            },
+        );
+    }
+
+    fn add_session(&mut self, game_id: &str, session_id: String, lifetime: Duration) {
+        let now = Instant::now();
+        self.prune(now);
+        self.sessions
+            .insert(session_id, (game_id.to_owned(), now + lifetime));
+    }
+
     /// Forgets what has expired; called when something is added, so memory stays bounded
     /// by what is live.
     fn prune(&mut self, now: Instant) {
@@ -166,7 +194,7 @@ mod tests {
 
     #[test]
     fn a_token_is_valid_for_its_game_until_the_player_logs_in_again() {
-        let players = GarpPlayers::new(Duration::from_secs(60));
+        let players = GarpPlayers::new(Duration::from_secs(60), Cluster::single());
         let alice = player("alice");
         players.issue("g1", "t1".into(), alice.clone());
         assert_eq!(players.player("g1", "t1"), Some(alice.clone()));
@@ -180,12 +208,12 @@ mod tests {
 
     #[test]
     fn tokens_and_sessions_expire() {
-        let players = GarpPlayers::new(Duration::ZERO);
+        let players = GarpPlayers::new(Duration::ZERO, Cluster::single());
         players.issue("g", "t".into(), player("bob"));
         assert_eq!(players.player("g", "t"), None);
         players.open_session("g", "s".into());
         assert!(!players.resume_session("g", "s"));
-        let players = GarpPlayers::new(Duration::from_secs(60));
+        let players = GarpPlayers::new(Duration::from_secs(60), Cluster::single());
         players.open_session("g", "s".into());
         assert!(players.resume_session("g", "s"));
         assert!(!players.resume_session("other", "s"));

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::protocol::raos::rfc3339;
+use crate::encoding::rfc3339;
 use crate::services::DomainError;
 use crate::store::StoreError;
 

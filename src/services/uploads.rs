@@ -295,7 +295,7 @@ impl Uploads {
             if up.spare.len() < room {
                 up.spare.resize(room, 0);
             }
-            let len = crate::protocol::store::base64()
+            let len = crate::encoding::base64()
                 .decode_slice(data_b64.as_bytes(), &mut up.spare)
                 .map_err(|e| DomainError::InvalidInput(format!("data_b64 is not base64: {e}")))?;
             let bytes = &up.spare[..len];

@@ -11,15 +11,17 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use base64::Engine as _;
 use bevy_app::{App, Plugin};
 use bevy_ecs::prelude::*;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::{HandleCommands, Pending};
-use crate::bridge::{ConnId, Link};
-use crate::cluster::{Cluster, Frame, Note};
+use crate::bridge::{Command, ConnId, Inbox, Link};
+use crate::cluster::{Cluster, ClusterNote, Heard, NodeLeaving};
 use crate::protocol::comms as wire;
 use crate::services::DomainError;
 
@@ -252,6 +254,108 @@ pub enum CommsCommand {
 
 impl crate::bridge::InboxCommand for CommsCommand {}
 
+/// A comms frame as it crosses to other nodes: text as it is, binary in base64.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "as", content = "data", rename_all = "snake_case")]
+pub enum Frame {
+    Text(String),
+    Binary(String),
+}
+
+impl Frame {
+    /// The frame of an outgoing comms message; pings and closes do not cross.
+    pub fn of(out: &CommsOut) -> Option<Self> {
+        match out {
+            CommsOut::Text(bytes) => Some(Frame::Text(String::from_utf8_lossy(bytes).into())),
+            CommsOut::Binary(bytes) => Some(Frame::Binary(
+                base64::engine::general_purpose::STANDARD.encode(bytes),
+            )),
+            CommsOut::Ping | CommsOut::Close(..) => None,
+        }
+    }
+
+    pub fn into_out(self) -> Option<CommsOut> {
+        match self {
+            Frame::Text(text) => Some(CommsOut::Text(Bytes::from(text))),
+            Frame::Binary(b64) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .ok()
+                .map(|bytes| CommsOut::Binary(Bytes::from(bytes))),
+        }
+    }
+}
+
+/// What the comms hub tells the other nodes' hubs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "note", rename_all = "snake_case")]
+pub enum CommsNote {
+    /// A broadcast published on the sending node; `record` goes into topic history.
+    Publish {
+        topic: String,
+        frame: Frame,
+        record: Option<Value>,
+        /// When set, each node reports its count of deliveries under this id
+        /// ([`Cluster::report_count`]).
+        #[serde(default)]
+        count: Option<String>,
+    },
+    /// A direct message for `user`'s connections on whichever node holds them.
+    Direct { user: String, frame: Frame },
+    /// `user`'s connections on the sending node changed: their ids now (none: gone).
+    Presence {
+        user: String,
+        connections: Vec<String>,
+    },
+    /// Every heartbeat: the sending node's connected users and their connection ids.
+    Heartbeat { users: Vec<(String, Vec<String>)> },
+}
+
+impl ClusterNote for CommsNote {
+    const KIND: &'static str = "comms";
+}
+
+/// What this node's hub hears from the others: their hubs' notes, a node leaving, and
+/// the heartbeat on which it tells its own users and forgets silent nodes.
+pub fn hear_cluster(cluster: &Cluster, inbox: &Inbox) {
+    let to_hub = inbox.clone();
+    cluster.hear(move |heard: Heard<CommsNote>| {
+        let node = heard.from;
+        let command = match heard.note {
+            CommsNote::Publish {
+                topic,
+                frame,
+                record,
+                count,
+            } => frame.into_out().map(|frame| CommsCommand::RemotePublish {
+                topic,
+                frame,
+                record,
+                count_for: count.map(|id| (node.clone(), id)),
+            }),
+            CommsNote::Direct { user, frame } => frame
+                .into_out()
+                .map(|frame| CommsCommand::RemoteDirect { user, frame }),
+            CommsNote::Presence { user, connections } => Some(CommsCommand::RemotePresence {
+                node,
+                user,
+                connections,
+            }),
+            CommsNote::Heartbeat { users } => Some(CommsCommand::RemoteHeartbeat { node, users }),
+        };
+        if let Some(command) = command {
+            let _ = to_hub.send(Command::to(command));
+        }
+    });
+    let to_hub = inbox.clone();
+    cluster.hear(move |heard: Heard<NodeLeaving>| {
+        let _ = to_hub.send(Command::to(CommsCommand::RemoteGone { node: heard.from }));
+    });
+    let to_hub = inbox.clone();
+    cluster.on_beat(move || {
+        let _ = to_hub.send(Command::to(CommsCommand::ClusterBeat));
+    });
+}
+
 /// Who is connected to another node, as it last told.
 struct RemoteNode {
     /// Lowercase username → (the name as shown, connection ids).
@@ -321,7 +425,7 @@ impl Hub {
     /// Tells the other nodes what connections `user` has here now.
     fn tell_presence(&self, user: &str) {
         if self.cluster.is_clustered() {
-            self.cluster.tell(Note::Presence {
+            self.cluster.tell(CommsNote::Presence {
                 user: user.to_owned(),
                 connections: self.local_connections(&user.to_lowercase()),
             });
@@ -419,7 +523,7 @@ impl Hub {
                 Some((name, self.local_connections(key)))
             })
             .collect();
-        self.cluster.tell(Note::Heartbeat { users });
+        self.cluster.tell(CommsNote::Heartbeat { users });
         let timeout = self.cluster.node_timeout();
         let silent: Vec<String> = self
             .remote
@@ -643,7 +747,7 @@ impl Hub {
         if !elsewhere.is_empty()
             && let Some(crossing) = Frame::of(frame)
         {
-            self.cluster.tell(Note::Direct {
+            self.cluster.tell(CommsNote::Direct {
                 user: target.to_owned(),
                 frame: crossing,
             });
@@ -746,7 +850,7 @@ fn hub_command(hub: &mut Hub, cmd: CommsCommand) {
                         .filter(|n| n.heard.elapsed() <= timeout)
                         .count();
                 }
-                hub.cluster.tell(Note::Publish {
+                hub.cluster.tell(CommsNote::Publish {
                     topic: topic.clone(),
                     frame: crossing,
                     record: record.clone(),
@@ -775,7 +879,7 @@ fn hub_command(hub: &mut Hub, cmd: CommsCommand) {
         } => {
             let count = hub.publish(&topic, &frame);
             if let Some((node, id)) = count_for {
-                hub.cluster.tell(Note::Delivered { node, id, count });
+                hub.cluster.report_count(node, id, count);
             }
             if let Some(item) = record {
                 hub.record(&topic, item);

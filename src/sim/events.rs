@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use super::comms::{CommsOut, Hub};
 use super::{HandleCommands, Pending};
-use crate::bridge::{ConnId, Link};
-use crate::cluster::{Cluster, Note};
+use crate::bridge::{Command, ConnId, Inbox, Link};
+use crate::cluster::{Cluster, ClusterNote, Heard};
 use crate::protocol::raos::Outgoing;
 
 /// The event types of raos-integration.md.
@@ -73,6 +73,33 @@ pub enum EventsCommand {
 }
 
 impl crate::bridge::InboxCommand for EventsCommand {}
+
+/// A platform event told to the other nodes, for their subscribers.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EventNote {
+    event_type: String,
+    audience: Option<Uuid>,
+    data: Value,
+}
+
+impl ClusterNote for EventNote {
+    const KIND: &'static str = "event";
+}
+
+/// Events from the other nodes reach this node's subscribers too.
+pub fn hear_cluster(cluster: &Cluster, inbox: &Inbox) {
+    let inbox = inbox.clone();
+    cluster.hear(move |heard: Heard<EventNote>| {
+        let EventNote {
+            event_type,
+            audience,
+            data,
+        } = heard.note;
+        if let Some(event) = Event::named(&event_type, audience, data) {
+            let _ = inbox.send(Command::to(EventsCommand::Remote(event)));
+        }
+    });
+}
 
 struct Subscriber {
     user_id: Uuid,
@@ -153,7 +180,7 @@ fn deliver(world: &mut World) {
         && cluster.is_clustered()
     {
         for event in &queued {
-            cluster.tell(Note::Event {
+            cluster.tell(EventNote {
                 event_type: event.event_type.into(),
                 audience: event.audience,
                 data: event.data.clone(),

@@ -118,12 +118,10 @@ impl GameMessageTypes {
     /// messages of type `kind`: they arrive as `FromClient<ScriptMessage>`. A type has one
     /// owner: refused for the protocol's own types, a Rust plugin's, and another owner's.
     pub fn claim_for_script(&self, kind: &str, owner: &str) -> Result<(), String> {
-        let namespaced = kind.split_once('.').is_some_and(|(a, b)| {
-            !a.is_empty() && !b.is_empty() && kind.len() <= 64 && kind.is_ascii()
-        });
-        if !namespaced {
+        if !crate::scripting::package::is_script_message_type(kind) {
             return Err(format!(
-                "message type {kind:?} must look like \"mygame.move\" (ASCII, at most 64 bytes)"
+                "message type {kind:?} must look like \"mygame.move\" (ASCII, at most 64 bytes, \
+                 outside the server's own namespaces)"
             ));
         }
         if game::BUILT_IN_TYPES.contains(&kind) || self.decoders.contains_key(kind) {

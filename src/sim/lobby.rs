@@ -23,8 +23,8 @@ use uuid::Uuid;
 use super::instances::{Data, InInstance, Instances, create_instance, destroy_instance};
 use super::players::Pilot;
 use super::{HandleCommands, Pending, SimServices};
-use crate::bridge::ConnId;
-use crate::cluster::{Cluster, Note};
+use crate::bridge::{Command, ConnId, Inbox};
+use crate::cluster::{Cluster, ClusterNote, Heard};
 use crate::protocol::store as wire;
 use crate::services::DomainError;
 use crate::services::catalog::{
@@ -324,7 +324,7 @@ fn change_then_reply(
                     .resource_mut::<Catalog>()
                     .settle(&changed, committed.then_some(after).flatten());
                 if committed && let Some(cluster) = world.get_resource::<Cluster>() {
-                    cluster.tell(Note::GameChanged { game_id: changed });
+                    cluster.tell(GameChanged { game_id: changed });
                 }
             }));
             let _ = reply.send(result.map(|()| answer).map_err(DomainError::from));
@@ -909,7 +909,7 @@ fn start_room(
     };
     match (cluster, elsewhere) {
         (Some(cluster), Some((node, info))) => {
-            cluster.tell(Note::HostRoom {
+            cluster.tell(super::nodes::NodeNote::HostRoom {
                 node: node.clone(),
                 room_id: room_id.to_owned(),
                 members: room.players.iter().map(|p| p.0).collect(),
@@ -1140,6 +1140,34 @@ pub struct GameHeard {
 }
 
 impl crate::bridge::InboxCommand for GameHeard {}
+
+/// A game of the catalog changed on the sending node (created, updated, a version
+/// published, set OFFLINE): read it again from the database.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GameChanged {
+    game_id: String,
+}
+
+impl ClusterNote for GameChanged {
+    const KIND: &'static str = "game_changed";
+}
+
+/// Games changed on the other nodes are read again here, off the simulation thread.
+pub fn hear_cluster(cluster: &Cluster, inbox: &Inbox, store: &crate::store::Store) {
+    let (inbox, store) = (inbox.clone(), store.clone());
+    cluster.hear(move |heard: Heard<GameChanged>| {
+        let (inbox, store) = (inbox.clone(), store.clone());
+        let game_id = heard.note.game_id;
+        tokio::spawn(async move {
+            match crate::services::catalog::read_game(&store, game_id.clone()).await {
+                Ok(game) => {
+                    let _ = inbox.send(Command::to(GameHeard { game_id, game }));
+                }
+                Err(e) => tracing::warn!(game = %game_id, "cannot read a changed game: {e}"),
+            }
+        });
+    });
+}
 
 fn apply_games_heard(world: &mut World) {
     let heard = std::mem::take(&mut world.resource_mut::<Pending<GameHeard>>().0);

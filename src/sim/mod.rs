@@ -52,6 +52,21 @@ use crate::store::{Connection, Store, StoreError};
 
 pub use stats::TickStats;
 
+/// What the simulation's features hear from the other nodes of `cluster`, each
+/// registered by the feature that owns its notes; before the node connects, so nothing
+/// is missed. `leases_wake` rings the lease keeper when a node leaves.
+pub fn hear_cluster(
+    cluster: &crate::cluster::Cluster,
+    inbox: &crate::bridge::Inbox,
+    store: &Store,
+    leases_wake: Arc<tokio::sync::Notify>,
+) {
+    comms::hear_cluster(cluster, inbox);
+    events::hear_cluster(cluster, inbox);
+    nodes::hear_cluster(cluster, inbox, leases_wake);
+    lobby::hear_cluster(cluster, inbox, store);
+}
+
 /// Runs whenever commands have arrived, between ticks.
 #[derive(ScheduleLabel, Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HandleCommands;

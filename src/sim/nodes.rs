@@ -26,7 +26,8 @@ use uuid::Uuid;
 use super::instances::Instances;
 use super::lobby::{GameEndpoint, LobbyResult};
 use super::{HandleCommands, Pending};
-use crate::cluster::{Cluster, Note};
+use crate::bridge::{Command, Inbox};
+use crate::cluster::{Cluster, ClusterNote, Heard, NodeLeaving};
 
 /// Another node, as it last told.
 #[derive(Debug, Clone)]
@@ -126,6 +127,100 @@ pub enum NodesCommand {
 
 impl crate::bridge::InboxCommand for NodesCommand {}
 
+/// What nodes tell each other about themselves, and about rooms and pilots between them.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+#[serde(tag = "note", rename_all = "snake_case")]
+pub enum NodeNote {
+    /// Every heartbeat: where the sending node serves `/game`, its players and its worlds.
+    Node {
+        host: String,
+        port: u16,
+        players: usize,
+        instances: Vec<String>,
+        /// Star systems pinned to the sending node.
+        #[serde(default)]
+        pinned: Vec<String>,
+        /// Its recent tick p99, in microseconds.
+        #[serde(default)]
+        tick_p99_us: u64,
+    },
+    /// `node` is asked to run the world of a room started elsewhere, for its players.
+    HostRoom {
+        node: String,
+        room_id: String,
+        members: Vec<Uuid>,
+    },
+    /// `node`'s request is done: the room's world runs on the sending node.
+    RoomHosted { node: String, room_id: String },
+    /// A login on the sending node checked `user_id`'s pilot out at `epoch`: an older
+    /// game session of it elsewhere ends now (its writes are refused by the database
+    /// either way, should this note be lost).
+    PilotTaken { user_id: Uuid, epoch: i64 },
+}
+
+impl ClusterNote for NodeNote {
+    const KIND: &'static str = "node";
+}
+
+/// What this node hears of the others: their notes, one leaving (whose leases
+/// `leases_wake` sends the lease keeper to take), and the heartbeat.
+pub fn hear_cluster(
+    cluster: &Cluster,
+    inbox: &Inbox,
+    leases_wake: std::sync::Arc<tokio::sync::Notify>,
+) {
+    let me = cluster.node_id().to_owned();
+    let to_nodes = inbox.clone();
+    cluster.hear(move |heard: Heard<NodeNote>| {
+        let from = heard.from;
+        let command = match heard.note {
+            NodeNote::Node {
+                host,
+                port,
+                players,
+                instances,
+                pinned,
+                tick_p99_us,
+            } => Some(NodesCommand::Heard {
+                node: from,
+                endpoint: GameEndpoint { host, port },
+                players,
+                instances,
+                pinned,
+                tick_p99_us,
+            }),
+            NodeNote::HostRoom {
+                node,
+                room_id,
+                members,
+            } => (node == me).then_some(NodesCommand::HostRoom {
+                from,
+                room_id,
+                members,
+            }),
+            NodeNote::RoomHosted { node, room_id } => {
+                (node == me).then_some(NodesCommand::RoomHosted { from, room_id })
+            }
+            NodeNote::PilotTaken { user_id, epoch } => {
+                Some(NodesCommand::PilotTaken { user_id, epoch })
+            }
+        };
+        if let Some(command) = command {
+            let _ = to_nodes.send(Command::to(command));
+        }
+    });
+    let to_nodes = inbox.clone();
+    cluster.hear(move |heard: Heard<NodeLeaving>| {
+        tracing::info!(node = %heard.from, "a node is leaving");
+        leases_wake.notify_one();
+        let _ = to_nodes.send(Command::to(NodesCommand::Left { node: heard.from }));
+    });
+    let to_nodes = inbox.clone();
+    cluster.on_beat(move || {
+        let _ = to_nodes.send(Command::to(NodesCommand::Beat));
+    });
+}
+
 /// Players on this node's `/game` now.
 pub fn players_here(world: &World) -> usize {
     world
@@ -168,7 +263,7 @@ fn handle_node_commands(world: &mut World) {
             } => {
                 super::lobby::host_room(world, &room_id, members);
                 tracing::info!(room = %room_id, node = %from, "hosting a room placed here");
-                cluster.tell(Note::RoomHosted {
+                cluster.tell(NodeNote::RoomHosted {
                     node: from,
                     room_id,
                 });
@@ -201,7 +296,7 @@ fn beat(world: &mut World, cluster: &Cluster) {
         .get_resource::<Instances>()
         .map(|i| i.ids().cloned().collect())
         .unwrap_or_default();
-    cluster.tell(Note::Node {
+    cluster.tell(NodeNote::Node {
         host: endpoint.host,
         port: endpoint.port,
         players: players_here(world),

@@ -297,7 +297,7 @@ fn unlock_reached(world: &mut World, touched: HashSet<Uuid>) {
             achievement_id: achievement.achievement_id.clone(),
         });
     }
-    let date = crate::protocol::raos::rfc3339(at);
+    let date = crate::encoding::rfc3339(at);
     let mut bus = world.resource_mut::<EventBus>();
     for (user_id, username, achievement) in unlocked {
         bus.publish(Event {

@@ -130,7 +130,7 @@ impl Crowd {
                 if scripts {
                     app.add_plugins(super::scripts::ScriptsPlugin {
                         settings: super::scripts::ScriptSettings {
-                            limits: crate::Config::default().scripts.limits(),
+                            limits: crate::scripting::Limits::of(&crate::Config::default().scripts),
                         },
                     });
                 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::cluster::SessionChange;
+use crate::cluster::{Cluster, ClusterNote, Heard};
 
 use crate::config::AuthConfig;
 use crate::services::DomainError;
@@ -171,7 +171,7 @@ struct SessionEntry {
 pub struct Accounts {
     store: Store,
     keys: TokenKeys,
-    sessions: RwLock<HashMap<Uuid, SessionEntry>>,
+    sessions: Arc<RwLock<HashMap<Uuid, SessionEntry>>>,
     hash_permits: Arc<Semaphore>,
     throttle: LoginThrottle,
     access_ttl: Duration,
@@ -188,7 +188,7 @@ pub struct Accounts {
     /// listen here and close.
     ended: tokio::sync::broadcast::Sender<Uuid>,
     /// The other nodes, told of every session opened, replaced or ended here.
-    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
+    cluster: Cluster,
 }
 
 /// Waits until a session has been ended (logout, a reused refresh token); see
@@ -210,6 +210,65 @@ impl SessionWatch {
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => std::future::pending().await,
             }
+        }
+    }
+}
+
+/// A session's state as the node that changed it tells it.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionChange {
+    Opened,
+    Replaced,
+    Ended,
+}
+
+/// A session opened, replaced or ended on the sending node, so a token from one node
+/// works on every other and a logout ends it everywhere.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SessionNote {
+    session_id: Uuid,
+    user_id: Uuid,
+    scope: String,
+    change: SessionChange,
+}
+
+impl ClusterNote for SessionNote {
+    const KIND: &'static str = "session";
+}
+
+/// Another node opened, replaced or ended a session: the same holds here at once (an
+/// ended one closes this node's connections of it).
+fn remote_session(
+    sessions: &RwLock<HashMap<Uuid, SessionEntry>>,
+    ended: &tokio::sync::broadcast::Sender<Uuid>,
+    note: SessionNote,
+) {
+    let SessionNote {
+        session_id,
+        user_id,
+        scope,
+        change,
+    } = note;
+    match change {
+        SessionChange::Opened => {
+            sessions.write().insert(
+                session_id,
+                SessionEntry {
+                    user_id,
+                    scope: Scope::parse(&scope),
+                    state: SessionState::Active,
+                },
+            );
+        }
+        SessionChange::Replaced => {
+            if let Some(entry) = sessions.write().get_mut(&session_id) {
+                entry.state = SessionState::Replaced;
+            }
+        }
+        SessionChange::Ended => {
+            sessions.write().remove(&session_id);
+            let _ = ended.send(session_id);
         }
     }
 }
@@ -253,8 +312,14 @@ fn validate_display_name(name: &str) -> Result<(), DomainError> {
 }
 
 impl Accounts {
-    /// Opens the service: loads the signing key and the live sessions.
-    pub fn open(store: Store, data_dir: &Path, config: &AuthConfig) -> anyhow::Result<Self> {
+    /// Opens the service: loads the signing key and the live sessions, and hears the
+    /// sessions the other nodes of `cluster` open, replace and end.
+    pub fn open(
+        store: Store,
+        data_dir: &Path,
+        config: &AuthConfig,
+        cluster: Cluster,
+    ) -> anyhow::Result<Self> {
         // Nodes sharing a PostgreSQL store share its key too, unless a file is named.
         let keys = match &config.signing_key_file {
             None if store.dialect() == "postgres" => TokenKeys::load_or_create_shared(&store)?,
@@ -298,14 +363,20 @@ impl Accounts {
             }
             Ok(map)
         })?;
+        let sessions = Arc::new(RwLock::new(sessions));
+        let ended = tokio::sync::broadcast::channel(1024).0;
+        cluster.hear({
+            let (sessions, ended) = (sessions.clone(), ended.clone());
+            move |heard: Heard<SessionNote>| remote_session(&sessions, &ended, heard.note)
+        });
         Ok(Self {
             open_developer_registration: config.open_developer_registration,
             password_min_length: config.password_min_length,
             store,
             keys,
-            sessions: RwLock::new(sessions),
-            ended: tokio::sync::broadcast::channel(1024).0,
-            cluster: std::sync::OnceLock::new(),
+            sessions,
+            ended,
+            cluster,
             hash_permits: Arc::new(Semaphore::new(config.hash_concurrency.max(1))),
             throttle: LoginThrottle::new(
                 Duration::from_secs(config.login_window_secs.max(1)),
@@ -675,57 +746,17 @@ impl Accounts {
         let _ = self.ended.send(session_id);
     }
 
-    /// Joins a cluster: sessions opened, replaced and ended here are told to the other
-    /// nodes from now on. Once, at start.
-    pub fn join_cluster(&self, cluster: crate::cluster::Cluster) {
-        let _ = self.cluster.set(cluster);
-    }
-
     fn clustered(&self) -> bool {
-        self.cluster.get().is_some_and(|c| c.is_clustered())
+        self.cluster.is_clustered()
     }
 
     fn tell(&self, session_id: Uuid, user_id: Uuid, scope: Scope, change: SessionChange) {
-        if let Some(cluster) = self.cluster.get() {
-            cluster.tell(crate::cluster::Note::Session {
-                session_id,
-                user_id,
-                scope: scope.as_str().into(),
-                change,
-            });
-        }
-    }
-
-    /// Another node opened, replaced or ended a session: the same holds here at once
-    /// (an ended one closes this node's connections of it).
-    pub fn remote_session(
-        &self,
-        session_id: Uuid,
-        user_id: Uuid,
-        scope: &str,
-        change: SessionChange,
-    ) {
-        match change {
-            SessionChange::Opened => {
-                self.sessions.write().insert(
-                    session_id,
-                    SessionEntry {
-                        user_id,
-                        scope: Scope::parse(scope),
-                        state: SessionState::Active,
-                    },
-                );
-            }
-            SessionChange::Replaced => {
-                if let Some(entry) = self.sessions.write().get_mut(&session_id) {
-                    entry.state = SessionState::Replaced;
-                }
-            }
-            SessionChange::Ended => {
-                self.sessions.write().remove(&session_id);
-                let _ = self.ended.send(session_id);
-            }
-        }
+        self.cluster.tell(SessionNote {
+            session_id,
+            user_id,
+            scope: scope.as_str().into(),
+            change,
+        });
     }
 
     /// A session another node opened that this one has not heard of yet (the note is on

@@ -402,15 +402,8 @@ fn check_key(key: &str) -> mlua::Result<()> {
     Ok(())
 }
 
-/// The namespaces of messages the server itself sends; scripts use their own.
-const RESERVED: &[&str] = &[
-    "auth", "session", "input", "trade", "ship", "world", "combat", "room", "error",
-];
-
 fn outgoing_kind(op: &str, kind: String) -> mlua::Result<String> {
-    let prefix = kind.split('.').next().unwrap_or("");
-    let well_formed = kind.contains('.') && kind.len() <= 64 && kind.is_ascii();
-    if !well_formed || RESERVED.contains(&prefix) || kind == "error" {
+    if !crate::scripting::package::is_script_message_type(&kind) {
         return Err(runtime(format!(
             "ecliptic.{op}: message type {kind:?} must look like \"mygame.news\" and not use the server's own namespaces"
         )));
