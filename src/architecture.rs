@@ -148,3 +148,39 @@ fn the_import_reader_sees_grouped_and_plain_paths() {
         graph["protocol"]
     );
 }
+
+/// Whether `text` (one line of code) passes a WebSocket close code as a number.
+fn names_a_close_code(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    lower.match_indices("close").any(|(at, _)| {
+        let after = &lower[at..];
+        let call = &after[..after.find([')', '}', ';']).unwrap_or(after.len())];
+        call.split(|c: char| !c.is_ascii_digit())
+            .filter_map(|number| number.parse::<u32>().ok())
+            .any(|n| (1000..=1015).contains(&n) || (4000..=4999).contains(&n))
+    }) || text.contains("const CLOSE_")
+}
+
+/// Close codes are the protocols' (`protocol::close`, one table); everyone else says
+/// why a connection ends (`bridge::Ending`).
+#[test]
+fn no_module_outside_the_protocols_names_a_close_code() {
+    assert!(names_a_close_code("link.close(1008, \"policy\");"));
+    assert!(names_a_close_code("WsOut::Close(4001, reason)"));
+    assert!(!names_a_close_code(
+        "link.close(Ending::Done, \"room ended\");"
+    ));
+    for path in rust_files(&src()) {
+        if path.starts_with(src().join("protocol")) || path.ends_with("architecture.rs") {
+            continue;
+        }
+        for (number, line) in code(&path).lines().enumerate() {
+            assert!(
+                !names_a_close_code(line),
+                "{}:{}: a close code outside protocol/: {line}",
+                path.display(),
+                number + 1
+            );
+        }
+    }
+}

@@ -346,3 +346,54 @@ impl<T> Link<T> {
         self.outbound.is_closed()
     }
 }
+
+/// Why the server ends a connection.
+/// (`protocol::close` gives each its code on each endpoint.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Ending {
+    /// Its work is done: GARP's redirect was answered, the room it played in ended.
+    Done,
+    /// The server is shutting down; connect again later.
+    Shutdown,
+    /// A text frame that is not UTF-8.
+    NotUtf8,
+    /// Its outbound queue overflowed: it reads too slowly.
+    TooSlow,
+    /// A message over the size limit.
+    TooBig,
+    /// The server was too busy to take it.
+    Busy,
+    /// It did not show who it is (log in, hand its token over, answer the handshake)
+    /// within the time allowed.
+    NotAuthenticated,
+    /// The session it used was ended (a logout, a reused refresh token).
+    SessionEnded,
+    /// Another login took its session over.
+    SessionReplaced,
+    /// Its token expired.
+    TokenExpired,
+    /// It did not answer pings.
+    NoPong,
+    /// Refused: an unknown game, a wrong HMAC.
+    Refused,
+}
+
+impl Ending {
+    /// What the close frame says, unless the caller has something more precise.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Ending::Done => "done",
+            Ending::Shutdown => "server shutting down",
+            Ending::NotUtf8 => "text frames must be UTF-8",
+            Ending::TooSlow => "outbound queue full: reading too slowly",
+            Ending::TooBig => "message too big",
+            Ending::Busy => "server busy",
+            Ending::NotAuthenticated => "not authenticated in time",
+            Ending::SessionEnded => "session ended",
+            Ending::SessionReplaced => "session replaced",
+            Ending::TokenExpired => "token expired",
+            Ending::NoPong => "no pong",
+            Ending::Refused => "refused",
+        }
+    }
+}

@@ -15,20 +15,19 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::AppState;
-use super::ws::{self, Incoming, WsOut};
+use super::ws::{self, Ending, Input, Lifecycle, Ping, Rules, Status, WsOut};
 use crate::bridge::{ByteBudget, Command, Outbound};
+use crate::protocol::close;
 use crate::protocol::comms::{self as wire, ClientMessage, codes};
 use crate::services::accounts::{Identity, Role};
 use crate::services::{DomainError, mailbox};
 use crate::sim::comms::{self, CommsCommand, CommsLink, CommsOut, DirectOutcome, ExtensionCall};
 
-const PROTOCOL: &str = "comms";
 fn unauthorized(message: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,
@@ -149,6 +148,21 @@ pub(crate) async fn publish(
     Ok(published.here + remote)
 }
 
+/// What the lifecycle needs of `/ws`: its close, and its pings (a WebSocket ping; the
+/// pong, or anything else heard, counts as hearing back).
+fn rules(cfg: &crate::config::CommsConfig) -> Rules<CommsOut> {
+    Rules {
+        endpoint: ws::Endpoint::Comms,
+        close: CommsOut::Close,
+        farewell: |_| None,
+        ping: Some(Ping {
+            every: Duration::from_secs(cfg.ping_interval_secs.max(1)),
+            silence: Duration::from_secs(cfg.pong_timeout_secs),
+            frame: || CommsOut::Ping,
+        }),
+    }
+}
+
 async fn run(socket: WebSocket, state: AppState, identity: Identity) {
     let connection_id = uuid::Uuid::new_v4().to_string();
     let (outbound, rx) = Outbound::<CommsOut>::bounded(state.config.limits.outbound_queue);
@@ -158,18 +172,28 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
     let outbound = outbound.with_byte_budget(budget.clone(), CommsOut::weight);
     let queue = (outbound, rx);
     let window = Some(state.config.comms.coalesce_window()).filter(|w| !w.is_zero());
-    let mut connection =
-        ws::Connection::open_coalescing(socket, &state, PROTOCOL, queue, window, move |out| {
+    let connection = ws::Connection::open_coalescing(
+        socket,
+        &state,
+        ws::Endpoint::Comms,
+        queue,
+        window,
+        move |out| {
             budget.give_back(out.weight());
             match out {
                 CommsOut::Text(bytes) => WsOut::SharedText(bytes),
                 CommsOut::Binary(bytes) => WsOut::Binary(bytes),
                 CommsOut::Ping => WsOut::Ping,
-                CommsOut::Close(code, reason) => WsOut::Close(code, reason),
+                CommsOut::Close(ending, reason) => {
+                    WsOut::Close(close::code(ws::Endpoint::Comms, ending), reason)
+                }
             }
-        });
-    let conn = connection.conn;
-    let link = connection.link.clone();
+        },
+    );
+    let cfg = state.config.comms.clone();
+    let mut life = Lifecycle::start(connection, rules(&cfg), &state).await;
+    let conn = life.conn();
+    let link = life.link().clone();
     let mut c = Conn {
         state: state.clone(),
         link,
@@ -202,58 +226,34 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
         }
     }
 
-    let cfg = state.config.comms.clone();
     let mut bucket = super::RateBucket::new(cfg.messages_per_second, cfg.message_burst);
-    let mut ping = tokio::time::interval(Duration::from_secs(cfg.ping_interval_secs.max(1)));
-    ping.tick().await;
-    let mut last_heard = tokio::time::Instant::now();
     let mut warned = false;
-    let mut watch = state.accounts.watch_ended();
     loop {
         let (warn_at, expire_at) =
             expiry_deadlines(c.identity.expires_at, cfg.token_expiry_lead_secs);
-        let session = c.identity.session_id;
-        let next = tokio::select! {
-            _ = state.shutdown.cancelled() => break,
-            _ = connection.kick.cancelled() => break,
-            _ = watch.ended(&state.accounts, session) => {
-                c.link.send(CommsOut::Close(wire::CLOSE_TOKEN_EXPIRED, "session ended".into()));
+        // The token's end is this endpoint's own timer: a warning first, then the close.
+        let status = Status {
+            session: Some(c.identity.session_id),
+            authenticated: true,
+            timer: Some(if warned {
+                expire_at
+            } else {
+                warn_at.min(expire_at)
+            }),
+        };
+        let Some(input) = life.next(&status).await else {
+            break;
+        };
+        match input {
+            Input::Timer if tokio::time::Instant::now() >= expire_at => {
+                life.end(Ending::TokenExpired);
                 break;
             }
-            _ = tokio::time::sleep_until(warn_at), if !warned => {
+            Input::Timer => {
                 warned = true;
                 c.text(wire::auth_expiring(c.identity.expires_at));
-                continue;
             }
-            _ = tokio::time::sleep_until(expire_at) => {
-                c.link.send(CommsOut::Close(wire::CLOSE_TOKEN_EXPIRED, "token expired".into()));
-                break;
-            }
-            _ = ping.tick() => {
-                if last_heard.elapsed() > Duration::from_secs(cfg.pong_timeout_secs) {
-                    c.link.send(CommsOut::Close(wire::CLOSE_PONG_TIMEOUT, "no pong".into()));
-                    break;
-                }
-                // A WebSocket ping; the pong that answers it counts as hearing back.
-                c.link.send(CommsOut::Ping);
-                continue;
-            }
-            // Requests wait in the socket while the client has not read their answers.
-            open = c.link.room_for_replies(), if !c.link.has_room_for_replies() => {
-                if open { continue } else { break }
-            }
-            next = connection.stream.next(), if c.link.has_room_for_replies() => next,
-        };
-        last_heard = tokio::time::Instant::now();
-        match ws::incoming(next, &state.metrics, PROTOCOL) {
-            Incoming::Ended(close) => {
-                if let Some((code, reason)) = close {
-                    c.link.send(CommsOut::Close(code, reason.into()));
-                }
-                break;
-            }
-            Incoming::Control => {}
-            Incoming::Text(text) => {
+            Input::Text(text) => {
                 if !bucket.take() {
                     c.error(
                         codes::RATE_LIMITED,
@@ -274,7 +274,7 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
                     Err(e) => c.error(codes::BAD_REQUEST, &e.message, e.details),
                 }
             }
-            Incoming::Binary(bytes) => {
+            Input::Binary(bytes) => {
                 if !bucket.take() {
                     c.error(
                         codes::RATE_LIMITED,
@@ -289,7 +289,7 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
     }
     let _ = state.inbox.send(Command::to(CommsCommand::Close { conn }));
     drop(c);
-    connection.finish().await;
+    life.finish().await;
 }
 
 /// When to warn about, and when to act on, a token's expiry (unix seconds → instants).

@@ -16,18 +16,15 @@
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 
 use super::AppState;
-use super::ws::{self, Incoming, WsOut};
+use super::ws::{self, Ending, Input, Lifecycle, Rules, Status, WsOut};
 use crate::bridge::{Command, ConnId, Outbound};
 use crate::protocol::game::binary::{self, ClientBinary};
 use crate::protocol::game::{self, ClientMessage, Frame, GameOut, PROTOCOL_VERSION, codes};
 use crate::services::pilots;
 use crate::services::play::InputSlot;
 use crate::sim::players::{ClientLink, GameCommand};
-
-const PROTOCOL: &str = "game";
 
 /// `GET /game`. A client logs in with `auth.login`; one that cannot send that first (or
 /// prefers not to) may bring its token in the handshake instead (`?token=`, `Authorization:
@@ -84,33 +81,46 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// What the lifecycle needs of `/game`: its close, and an `error` before the server ends a
+/// connection whose session ended or that never logged in.
+const RULES: Rules<GameOut> = Rules {
+    endpoint: ws::Endpoint::Game,
+    close: |ending, reason| GameOut::Close { ending, reason },
+    farewell: |ending| match ending {
+        Ending::SessionEnded => Some(GameOut::Error {
+            code: codes::INVALID_TOKEN,
+            message: "your session was ended (logged out); closing".into(),
+        }),
+        Ending::NotAuthenticated => Some(GameOut::Error {
+            code: codes::NOT_AUTHENTICATED,
+            message: "log in with auth.login first; closing".into(),
+        }),
+        _ => None,
+    },
+    ping: None,
+};
+
 async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>, binary: bool) {
     let queue = Outbound::<GameOut>::bounded(state.config.game.outbound_queue.max(4));
     let mut seq = 0u64;
     let mut encoder = binary.then(binary::Encoder::default);
-    let mut connection =
-        ws::Connection::open(
-            socket,
-            &state,
-            PROTOCOL,
-            queue,
-            move |out| match game::encode(out) {
-                Frame::Message(kind, payload) => {
-                    seq += 1;
-                    match &mut encoder {
-                        Some(encoder) => {
-                            WsOut::Binary(encoder.encode(&kind, seq, now_ms(), &payload).into())
-                        }
-                        None => WsOut::Text(game::envelope(&kind, seq, now_ms(), &payload)),
+    let connection = ws::Connection::open(socket, &state, ws::Endpoint::Game, queue, move |out| {
+        match game::encode(out) {
+            Frame::Message(kind, payload) => {
+                seq += 1;
+                match &mut encoder {
+                    Some(encoder) => {
+                        WsOut::Binary(encoder.encode(&kind, seq, now_ms(), &payload).into())
                     }
+                    None => WsOut::Text(game::envelope(&kind, seq, now_ms(), &payload)),
                 }
-                Frame::Close(code, reason) => WsOut::Close(code, reason),
-            },
-        );
-    let (conn, link) = (connection.conn, connection.link.clone());
+            }
+            Frame::Close(code, reason) => WsOut::Close(code, reason),
+        }
+    });
+    let mut life = Lifecycle::start(connection, RULES, &state).await;
+    let (conn, link) = (life.conn(), life.link().clone());
 
-    let mut authenticated = false;
-    let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
     let inputs = InputSlot::default();
     let tick = std::time::Duration::from_secs_f64(1.0 / f64::from(state.config.tick_hz.max(1)));
     // When the simulation was last asked about inputs sent before joining, and the
@@ -119,24 +129,20 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
     let mut unjoined_unasked: Option<u64> = None;
     // The session the login's token belongs to: a logout ends this connection too (the
     // token merely expiring does not).
-    let mut session = None;
-    let mut watch = state.accounts.watch_ended();
+    let mut status = Status::default();
     if let Some(token) = handshake_token {
-        session = login(&state, &link, conn, &token, None, &inputs).await;
-        authenticated = session.is_some();
+        status.session = login(&state, &link, conn, &token, None, &inputs).await;
+        status.authenticated = status.session.is_some();
     }
     loop {
-        let next = tokio::select! {
-            _ = state.shutdown.cancelled() => break,
-            _ = connection.kick.cancelled() => break,
-            _ = watch.ended(&state.accounts, session.unwrap_or_default()), if session.is_some() => {
-                link.error(codes::INVALID_TOKEN, "your session was ended (logged out); closing");
-                link.close(ws::close::POLICY, "session ended");
-                break;
-            }
-            _ = tokio::time::sleep_until(
-                unjoined_asked.map_or(deadline, |at| at + tick)
-            ), if unjoined_unasked.is_some() => {
+        status.timer = unjoined_unasked
+            .map(|_| unjoined_asked.map_or_else(tokio::time::Instant::now, |at| at + tick));
+        let Some(input) = life.next(&status).await else {
+            break;
+        };
+        let extra = |kind: &str| state.game_messages.contains(kind);
+        let decoded = match input {
+            Input::Timer => {
                 if let Some(seq) = unjoined_unasked.take()
                     && !inputs.is_joined()
                 {
@@ -145,39 +151,19 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
                 }
                 continue;
             }
-            _ = tokio::time::sleep_until(deadline), if !authenticated => {
-                link.error(codes::NOT_AUTHENTICATED, "log in with auth.login first; closing");
-                link.close(ws::close::POLICY, "not authenticated in time");
-                break;
-            }
-            // Requests wait in the socket while the client has not read their answers.
-            open = link.room_for_replies(), if !link.has_room_for_replies() => {
-                if open { continue } else { break }
-            }
-            next = connection.stream.next(), if link.has_room_for_replies() => next,
-        };
-        let extra = |kind: &str| state.game_messages.contains(kind);
-        let decoded = match ws::incoming(next, &state.metrics, PROTOCOL) {
-            Incoming::Text(text) => game::decode_with(&text, extra),
-            Incoming::Binary(bytes) if binary => match binary::decode_client(&bytes) {
+            Input::Text(text) => game::decode_with(&text, extra),
+            Input::Binary(bytes) if binary => match binary::decode_client(&bytes) {
                 Ok(ClientBinary::Json(text)) => game::decode_with(text, extra),
                 Ok(ClientBinary::Frame(frame)) => Ok(frame),
                 Err(e) => Err(e),
             },
-            Incoming::Binary(_) => {
+            Input::Binary(_) => {
                 link.error(
                     codes::BAD_MESSAGE,
                     "binary frames are not part of this protocol (offer the subprotocol \
                      ecliptic.game.binary.v1 to speak its binary encoding)",
                 );
                 continue;
-            }
-            Incoming::Control => continue,
-            Incoming::Ended(close) => {
-                if let Some((code, reason)) = close {
-                    link.close(code, reason);
-                }
-                break;
             }
         };
         let frame = match decoded {
@@ -192,16 +178,16 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
                 token,
                 protocol_version,
             } => {
-                if authenticated {
+                if status.authenticated {
                     link.error(codes::ALREADY_AUTHENTICATED, "already logged in");
                 } else if let Some(id) =
                     login(&state, &link, conn, &token, protocol_version, &inputs).await
                 {
-                    authenticated = true;
-                    session = Some(id);
+                    status.authenticated = true;
+                    status.session = Some(id);
                 }
             }
-            _ if !authenticated => {
+            _ if !status.authenticated => {
                 link.error(codes::NOT_AUTHENTICATED, "log in with auth.login first");
             }
             ClientMessage::Input(input) => {
@@ -230,11 +216,11 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
             message => forward(&state, &link, conn, message),
         }
     }
-    if authenticated {
+    if status.authenticated {
         disconnect(&state, conn).await;
     }
     drop(link);
-    connection.finish().await;
+    life.finish().await;
 }
 
 /// Verifies the token and hands the player to the simulation; the token's session on

@@ -17,7 +17,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -28,9 +28,11 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
+use super::AppState;
 use super::listener::PeerAddr;
-use super::{AppState, ConnectionGauge, ws};
-use crate::bridge::{Command, ConnId};
+use super::ws::{self, Ending, Endpoint, Input, Lifecycle, Rules, Status, WsOut};
+use crate::bridge::{Command, ConnId, Outbound};
+use crate::protocol::close;
 use crate::protocol::garp::{self, Frame, Request, texts};
 use crate::services::DomainError;
 use crate::services::accounts::Credential;
@@ -40,9 +42,6 @@ use crate::services::{wagers, wallet};
 use crate::sim::lobby::{Caller, LobbyOp, LobbyReply, LobbyRequest, RoomChat, RoomView};
 use crate::sim::wagers::{WagerGame, WagerOp, WagerReply, WagerRequest};
 
-const PROTOCOL: &str = "garp";
-/// Close code for a refused game token or a failed HMAC (the reference's).
-const CLOSE_REFUSED: u16 = 4000;
 /// Ladder lines sent at most.
 const LADDER_LINES: usize = 100;
 const CURRENCY: &str = "ATH";
@@ -77,13 +76,12 @@ pub async fn redirect(
     );
     let tasks = state.tasks.clone();
     let ws = ws::select_first_offered(ws, &headers);
-    upgrade_with_limits(ws, &state).on_upgrade(move |mut socket| {
+    upgrade_with_limits(ws, &state).on_upgrade(move |socket| {
         tasks.track_future(async move {
-            let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
-            state.metrics.sent(PROTOCOL, message.len());
-            if socket.send(Message::Text(message.into())).await.is_ok() {
-                close(&mut socket, 1000, "connect to connectUrl").await;
-            }
+            let life = open(socket, &state).await;
+            life.link().send(WsOut::Text(message));
+            life.close(Ending::Done, "connect to connectUrl");
+            life.finish().await;
         })
     })
 }
@@ -115,12 +113,20 @@ pub async fn session(
         .on_upgrade(move |socket| tasks.track_future(run(socket, state, token, peer.0)))
 }
 
-async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
-    let frame = CloseFrame {
-        code,
-        reason: reason.into(),
-    };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+/// What the lifecycle needs of GARP: its frames are plain text; it tells nobody why it
+/// closes (the reference server does not) and does not ping.
+const RULES: Rules<WsOut> = Rules {
+    endpoint: Endpoint::Garp,
+    close: |ending, reason| WsOut::Close(close::code(Endpoint::Garp, ending), reason),
+    farewell: |_| None,
+    ping: None,
+};
+
+/// A GARP socket on the one lifecycle: its queue and writer, and its endings.
+async fn open(socket: WebSocket, state: &AppState) -> Lifecycle<WsOut> {
+    let queue = Outbound::<WsOut>::bounded(state.config.limits.outbound_queue.max(8));
+    let connection = ws::Connection::open(socket, state, Endpoint::Garp, queue, |out| out);
+    Lifecycle::start(connection, RULES, state).await
 }
 
 /// One GARP socket: its game, its session, and the players it has spoken for.
@@ -138,55 +144,25 @@ struct Session {
 /// Room chat waiting to be written to one socket; more than this and it is dropped.
 const CHAT_QUEUE: usize = 64;
 
-/// What happened to the socket while waiting for a message.
-enum Next {
-    Text(String),
-    Closed,
-}
-
-async fn next_text(socket: &mut WebSocket, state: &AppState) -> Next {
+/// The next GARP request's text (keep-alives and binary frames answered here); `None`
+/// once the connection is over.
+async fn next_text(life: &mut Lifecycle<WsOut>, status: &Status) -> Option<String> {
     loop {
-        let message = tokio::select! {
-            _ = state.shutdown.cancelled() => {
-                close(socket, ws::close::GOING_AWAY, "server shutting down").await;
-                return Next::Closed;
-            }
-            message = socket.recv() => message,
-        };
-        match ws::incoming(message, &state.metrics, PROTOCOL) {
-            ws::Incoming::Ended(close_with) => {
-                if let Some((code, reason)) = close_with {
-                    close(socket, code, reason).await;
-                }
-                return Next::Closed;
-            }
-            ws::Incoming::Text(text) => {
-                if !garp::is_keep_alive(&text) {
-                    return Next::Text(text.to_string());
-                }
-            }
-            ws::Incoming::Binary(_) => {
+        match life.next(status).await? {
+            Input::Text(text) if garp::is_keep_alive(&text) => {}
+            Input::Text(text) => return Some(text.to_string()),
+            Input::Binary(_) => {
                 let answer = garp::error(
                     garp::ERROR_RESPONSE,
                     &Value::Null,
                     None,
                     "binary frames are not part of GARP: send JSON text",
                 );
-                if send(socket, state, answer).await.is_err() {
-                    return Next::Closed;
-                }
+                life.link().send(WsOut::Text(answer));
             }
-            ws::Incoming::Control => {}
+            Input::Timer => {}
         }
     }
-}
-
-async fn send(socket: &mut WebSocket, state: &AppState, text: String) -> Result<(), ()> {
-    state.metrics.sent(PROTOCOL, text.len());
-    socket
-        .send(Message::Text(text.into()))
-        .await
-        .map_err(|_| ())
 }
 
 async fn ask(state: &AppState, op: WagerOp) -> Result<WagerReply, DomainError> {
@@ -197,55 +173,70 @@ async fn ask(state: &AppState, op: WagerOp) -> Result<WagerReply, DomainError> {
         .map_err(|_| DomainError::Busy)?
 }
 
-async fn run(mut socket: WebSocket, state: AppState, token: String, peer: SocketAddr) {
-    let _gauge = ConnectionGauge::open(&state.metrics, PROTOCOL);
+async fn run(socket: WebSocket, state: AppState, token: String, peer: SocketAddr) {
+    let mut life = open(socket, &state).await;
+    let link = life.link().clone();
     let game = match ask(&state, WagerOp::Game { api_key: token }).await {
         Ok(WagerReply::Game(game)) if game.online => game,
         Err(DomainError::Busy) => {
-            let _ = send(&mut socket, &state, garp::connect_error(texts::BUSY)).await;
-            close(&mut socket, 1013, "server busy").await;
-            return;
+            link.send(WsOut::Text(garp::connect_error(texts::BUSY)));
+            life.end(Ending::Busy);
+            drop(link);
+            return life.finish().await;
         }
         _ => {
-            let refusal = garp::connect_error(texts::UNKNOWN_GAME_ID);
-            let _ = send(&mut socket, &state, refusal).await;
-            close(&mut socket, CLOSE_REFUSED, "unknown game").await;
-            return;
+            link.send(WsOut::Text(garp::connect_error(texts::UNKNOWN_GAME_ID)));
+            life.close(Ending::Refused, "unknown game");
+            drop(link);
+            return life.finish().await;
         }
     };
-    let Some(session_id) = handshake(&mut socket, &state, &game).await else {
-        return;
+    let Some(session_id) = handshake(&mut life, &state, &game).await else {
+        drop(link);
+        return life.finish().await;
     };
     let (chat, mut chat_rx) = mpsc::channel(CHAT_QUEUE);
     let mut session = Session {
         state: state.clone(),
-        conn: crate::bridge::next_conn_id(),
+        conn: life.conn(),
         peer,
         game,
         session_id,
         listening: HashSet::new(),
         chat,
     };
-    let cfg = &state.config.wagers;
-    let mut bucket = super::RateBucket::new(cfg.requests_per_second, cfg.request_burst);
-    loop {
-        let outgoing = tokio::select! {
-            next = next_text(&mut socket, &state) => {
-                let Next::Text(text) = next else { break };
-                match garp::decode(&text) {
-                    Ok(frame) if !bucket.take() => {
-                        let class = garp::response_class(&frame.class);
-                        garp::error(&class, &frame.request_id, None, texts::RATE_LIMITED)
-                    }
-                    Ok(frame) => session.answer(frame).await,
-                    Err(e) => garp::error(&e.response_class, &e.request_id, None, &e.details),
+    // Room chat the simulation pushes goes out between answers, in the order it came.
+    let forwarding = tokio_util::sync::CancellationToken::new();
+    let forwarder = tokio::spawn({
+        let (link, stop) = (link.clone(), forwarding.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    chat = chat_rx.recv() => match chat {
+                        Some(chat) => link.send(WsOut::Text(chat_event(&chat))),
+                        None => break,
+                    },
                 }
             }
-            Some(chat) = chat_rx.recv() => chat_event(&chat),
-        };
-        if send(&mut socket, &state, outgoing).await.is_err() {
-            break;
         }
+    });
+    let cfg = &state.config.wagers;
+    let mut bucket = super::RateBucket::new(cfg.requests_per_second, cfg.request_burst);
+    let status = Status {
+        authenticated: true,
+        ..Status::default()
+    };
+    while let Some(text) = next_text(&mut life, &status).await {
+        let answer = match garp::decode(&text) {
+            Ok(frame) if !bucket.take() => {
+                let class = garp::response_class(&frame.class);
+                garp::error(&class, &frame.request_id, None, texts::RATE_LIMITED)
+            }
+            Ok(frame) => session.answer(frame).await,
+            Err(e) => garp::error(&e.response_class, &e.request_id, None, &e.details),
+        };
+        link.send(WsOut::Text(answer));
     }
     if let Some(&user_id) = session.listening.iter().next() {
         let caller = Caller {
@@ -259,6 +250,11 @@ async fn run(mut socket: WebSocket, state: AppState, token: String, peer: Socket
             reply: tokio::sync::oneshot::channel().0,
         }));
     }
+    forwarding.cancel();
+    let _ = forwarder.await;
+    drop(session);
+    drop(link);
+    life.finish().await;
 }
 
 /// A room chat message as a GARP push.
@@ -291,32 +287,29 @@ fn room_fields(auth_token: &str, room: &RoomView) -> Value {
 }
 
 /// Sends the nonce and checks the answer; the session id on success. Anything else
-/// before that gets an error; a wrong hmac closes the socket.
-async fn handshake(socket: &mut WebSocket, state: &AppState, game: &WagerGame) -> Option<String> {
+/// before that gets an error; a wrong hmac closes the socket, and so does no answer
+/// within the unauthenticated timeout.
+async fn handshake(
+    life: &mut Lifecycle<WsOut>,
+    state: &AppState,
+    game: &WagerGame,
+) -> Option<String> {
+    let link = life.link().clone();
     let nonce = alphanumeric(32);
     let challenge = garp::response(
         garp::CONNECT_RESPONSE,
         &json!("0"),
         json!({ "nonce": nonce }),
     );
-    send(socket, state, challenge).await.ok()?;
-    let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
+    link.send(WsOut::Text(challenge));
+    let waiting = Status::default();
     loop {
-        let next = tokio::select! {
-            next = next_text(socket, state) => next,
-            _ = tokio::time::sleep_until(deadline) => {
-                close(socket, ws::close::POLICY, "no handshake in time").await;
-                return None;
-            }
-        };
-        let Next::Text(text) = next else {
-            return None;
-        };
+        let text = next_text(life, &waiting).await?;
         let frame = match garp::decode(&text) {
             Ok(frame) => frame,
             Err(e) => {
                 let answer = garp::error(&e.response_class, &e.request_id, None, &e.details);
-                send(socket, state, answer).await.ok()?;
+                link.send(WsOut::Text(answer));
                 continue;
             }
         };
@@ -327,8 +320,8 @@ async fn handshake(socket: &mut WebSocket, state: &AppState, game: &WagerGame) -
                 session_id,
             } => {
                 if apikey.is_some_and(|key| key != game.api_key) {
-                    let _ = send(socket, state, garp::connect_error(texts::UNKNOWN_GAME_ID)).await;
-                    close(socket, CLOSE_REFUSED, "unknown game").await;
+                    link.send(WsOut::Text(garp::connect_error(texts::UNKNOWN_GAME_ID)));
+                    life.close(Ending::Refused, "unknown game");
                     return None;
                 }
                 if hmac_matches(&game.api_secret, &nonce, &hmac) {
@@ -339,17 +332,17 @@ async fn handshake(socket: &mut WebSocket, state: &AppState, game: &WagerGame) -
                         &frame.request_id,
                         json!({ "sessionId": session_id }),
                     );
-                    send(socket, state, welcome).await.ok()?;
+                    link.send(WsOut::Text(welcome));
                     return Some(session_id);
                 }
-                let _ = send(socket, state, garp::connect_error(texts::HMAC_MISMATCH)).await;
-                close(socket, CLOSE_REFUSED, "hmac mismatch").await;
+                link.send(WsOut::Text(garp::connect_error(texts::HMAC_MISMATCH)));
+                life.close(Ending::Refused, "hmac mismatch");
                 return None;
             }
             _ => {
                 let class = garp::response_class(&frame.class);
                 let answer = garp::error(&class, &frame.request_id, None, texts::NOT_CONNECTED);
-                send(socket, state, answer).await.ok()?;
+                link.send(WsOut::Text(answer));
             }
         }
     }

@@ -1,12 +1,15 @@
 //! What every WebSocket endpoint shares: the connection skeleton ([`Connection`]: id,
-//! gauge, bounded queue and writer task), what a read amounts to ([`incoming`]), the
-//! writer loop and the close codes. Each endpoint writes only its own loop around them.
+//! gauge, bounded queue and writer task) and its lifecycle ([`Lifecycle`]): the loop that
+//! ends a connection when the server shuts down, when it is kicked, when its session
+//! ends, when it has not authenticated in time or stopped answering pings, and that
+//! reads only while the client reads its replies. Each endpoint handles its messages and
+//! says what it learns (its session, that it authenticated); what code each ending closes
+//! with is in [`crate::protocol::close`], one table for all.
 //!
 //! A connection's writer owns the socket's sending half and drains its bounded queue,
-//! batching whatever is waiting into one flush. It closes the socket with 1001 when the
-//! server shuts down, and with 1008 when the connection is kicked (its queue overflowed
-//! with messages that must not be dropped). The reader side closes with 1009 for a message
-//! over the size limit and 1007 for a text frame that is not UTF-8.
+//! batching whatever is waiting into one flush. It closes the socket itself when the
+//! server shuts down and when the connection is kicked (its queue overflowed with
+//! messages that must not be dropped).
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -15,8 +18,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{AppState, ConnectionGauge};
+pub use crate::bridge::Ending;
 use crate::bridge::{ConnId, Link, Outbound, next_conn_id};
 use crate::metrics::Metrics;
+use crate::protocol::close;
+pub use crate::protocol::close::Endpoint;
+use crate::services::accounts::SessionWatch;
 
 /// One WebSocket connection's common parts. The endpoint's loop reads `stream` (through
 /// [`incoming`]), queues replies on `link`, and ends with [`Connection::finish`].
@@ -36,11 +43,11 @@ impl<T: Send + 'static> Connection<T> {
     pub fn open(
         socket: WebSocket,
         state: &AppState,
-        protocol: &'static str,
+        endpoint: Endpoint,
         queue: (Outbound<T>, mpsc::Receiver<T>),
         encode: impl FnMut(T) -> WsOut + Send + 'static,
     ) -> Self {
-        Self::open_coalescing(socket, state, protocol, queue, None, encode)
+        Self::open_coalescing(socket, state, endpoint, queue, None, encode)
     }
 
     /// [`Connection::open`], with a writer that coalesces: what arrives within `window`
@@ -50,12 +57,12 @@ impl<T: Send + 'static> Connection<T> {
     pub fn open_coalescing(
         socket: WebSocket,
         state: &AppState,
-        protocol: &'static str,
+        endpoint: Endpoint,
         queue: (Outbound<T>, mpsc::Receiver<T>),
         window: Option<std::time::Duration>,
         encode: impl FnMut(T) -> WsOut + Send + 'static,
     ) -> Self {
-        let gauge = ConnectionGauge::open(&state.metrics, protocol);
+        let gauge = ConnectionGauge::open(&state.metrics, endpoint.name());
         let conn = next_conn_id();
         let (outbound, rx) = queue;
         let kick = CancellationToken::new();
@@ -66,7 +73,7 @@ impl<T: Send + 'static> Connection<T> {
             encode,
             kick.clone(),
             state.clone(),
-            protocol,
+            endpoint,
             window,
         ));
         Self {
@@ -94,9 +101,9 @@ pub enum Incoming {
     Binary(bytes::Bytes),
     /// A ping or a pong: the peer is alive; nothing to handle.
     Control,
-    /// The connection is over. Close with this code and reason first, if one is given
-    /// (1009 for a message over the size limit, 1007 for text that is not UTF-8).
-    Ended(Option<(u16, &'static str)>),
+    /// The connection is over; end it this way first, if one is given (a message over
+    /// the size limit, text that is not UTF-8).
+    Ended(Option<Ending>),
 }
 
 /// Classifies a read (`stream.next()`), counting the bytes received for `protocol`.
@@ -130,18 +137,6 @@ const COALESCED_MAX: usize = 1024;
 /// connection's memory; messages larger than this still arrive, in several reads.
 pub const READ_BUFFER: usize = 8 * 1024;
 
-/// Close codes, in one table.
-pub mod close {
-    /// The server is shutting down; reconnect later.
-    pub const GOING_AWAY: u16 = 1001;
-    /// The client broke a rule (too slow to read, never authenticated).
-    pub const POLICY: u16 = 1008;
-    /// A message over the size limit.
-    pub const TOO_BIG: u16 = 1009;
-    /// A text frame that is not UTF-8.
-    pub const INVALID_DATA: u16 = 1007;
-}
-
 /// What a writer sends.
 #[derive(Debug)]
 pub enum WsOut {
@@ -174,14 +169,14 @@ pub fn select_first_offered(
     ws
 }
 
-/// The close a failed read calls for: 1009 for a message over the size limit, 1007 for a
-/// text frame that is not UTF-8; `None` for anything else (the connection just ends).
-pub fn close_for(e: &axum::Error) -> Option<(u16, &'static str)> {
+/// The ending a failed read calls for: a message over the size limit, a text frame that
+/// is not UTF-8; `None` for anything else (the connection just ends).
+pub fn close_for(e: &axum::Error) -> Option<Ending> {
     let text = e.to_string();
     if text.contains("too long") || text.contains("Space limit") {
-        Some((close::TOO_BIG, "message too big"))
+        Some(Ending::TooBig)
     } else if text.contains("UTF-8") {
-        Some((close::INVALID_DATA, "text frames must be UTF-8"))
+        Some(Ending::NotUtf8)
     } else {
         None
     }
@@ -191,15 +186,16 @@ pub fn close_for(e: &axum::Error) -> Option<(u16, &'static str)> {
 /// kicked, or the server shuts down. `encode` turns a queued item into what to send. At
 /// shutdown what is already queued (a trade's result, the shutdown notice) is sent before
 /// the close. With a coalescing `window`, see [`Connection::open_coalescing`].
-pub async fn write_loop<T>(
+async fn write_loop<T>(
     mut sink: SplitSink<WebSocket, Message>,
     mut rx: mpsc::Receiver<T>,
     mut encode: impl FnMut(T) -> WsOut,
     kick: CancellationToken,
     state: AppState,
-    protocol: &'static str,
+    endpoint: Endpoint,
     window: Option<std::time::Duration>,
 ) {
+    let protocol = endpoint.name();
     let metrics = state.metrics.clone();
     let mut batch: Vec<T> = Vec::with_capacity(64);
     let mut last_write: Option<tokio::time::Instant> = None;
@@ -218,7 +214,8 @@ pub async fn write_loop<T>(
                     "warn",
                     format!("a {protocol} connection was closed: its outbound queue was full"),
                 );
-                break Some((close::POLICY, "outbound queue full: reading too slowly".to_owned()));
+                let ending = Ending::TooSlow;
+                break Some((close::code(endpoint, ending), ending.reason().to_owned()));
             }
             n = rx.recv_many(&mut batch, 64) => {
                 if n == 0 {
@@ -281,7 +278,8 @@ pub async fn write_loop<T>(
             break closed_by_queue;
         }
         if shutting_down {
-            break Some((close::GOING_AWAY, "server shutting down".to_owned()));
+            let ending = Ending::Shutdown;
+            break Some((close::code(endpoint, ending), ending.reason().to_owned()));
         }
     };
     match close_with {
@@ -298,4 +296,187 @@ async fn send_close(sink: &mut SplitSink<WebSocket, Message>, code: u16, reason:
         reason: reason.into(),
     };
     let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
+/// How a protocol takes part in the lifecycle.
+pub struct Rules<T> {
+    pub endpoint: Endpoint,
+    /// The queued item that closes the socket for an ending, with a reason.
+    pub close: fn(Ending, String) -> T,
+    /// What the peer is told before the server ends it, if anything (an error in the
+    /// protocol's own shape).
+    pub farewell: fn(Ending) -> Option<T>,
+    /// Pings, for protocols that send them.
+    pub ping: Option<Ping<T>>,
+}
+
+/// Pings: how often, the frame, and how long without hearing anything ends the
+/// connection ([`Ending::NoPong`]).
+pub struct Ping<T> {
+    pub every: std::time::Duration,
+    pub silence: std::time::Duration,
+    pub frame: fn() -> T,
+}
+
+/// What the endpoint has learnt about its connection, for the lifecycle to act on.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// The session whose end ends this connection.
+    pub session: Option<uuid::Uuid>,
+    /// Whether it has shown who it is; until then the unauthenticated deadline runs.
+    pub authenticated: bool,
+    /// When the endpoint's own timer is due (a token's expiry, inputs to ask about).
+    pub timer: Option<tokio::time::Instant>,
+}
+
+/// What the lifecycle hands the endpoint.
+#[derive(Debug)]
+pub enum Input {
+    Text(Utf8Bytes),
+    Binary(bytes::Bytes),
+    /// [`Status::timer`] is due.
+    Timer,
+}
+
+/// A connection's life, the same on every endpoint.
+pub struct Lifecycle<T> {
+    connection: Connection<T>,
+    rules: Rules<T>,
+    state: AppState,
+    /// When a connection that has not authenticated is ended.
+    deadline: tokio::time::Instant,
+    watch: SessionWatch,
+    ping: Option<tokio::time::Interval>,
+    heard: tokio::time::Instant,
+}
+
+impl<T: Send + 'static> Lifecycle<T> {
+    pub async fn start(connection: Connection<T>, rules: Rules<T>, state: &AppState) -> Self {
+        let ping = match &rules.ping {
+            Some(ping) => {
+                let mut interval = tokio::time::interval(ping.every);
+                interval.tick().await;
+                Some(interval)
+            }
+            None => None,
+        };
+        let now = tokio::time::Instant::now();
+        Self {
+            connection,
+            rules,
+            deadline: now + state.config.limits.unauthenticated_timeout(),
+            watch: state.accounts.watch_ended(),
+            state: state.clone(),
+            ping,
+            heard: now,
+        }
+    }
+
+    pub fn conn(&self) -> ConnId {
+        self.connection.conn
+    }
+
+    pub fn link(&self) -> &Link<T> {
+        &self.connection.link
+    }
+
+    /// The next message (or the endpoint's timer); `None` once the connection is over,
+    /// having told the peer why where there is something to tell.
+    pub async fn next(&mut self, status: &Status) -> Option<Input> {
+        loop {
+            let Self {
+                connection,
+                state,
+                watch,
+                ping,
+                ..
+            } = self;
+            let link = &connection.link;
+            let session = status.session.unwrap_or_default();
+            let read = tokio::select! {
+                _ = state.shutdown.cancelled() => return None,
+                _ = connection.kick.cancelled() => return None,
+                _ = watch.ended(&state.accounts, session), if status.session.is_some() => {
+                    self.end(Ending::SessionEnded);
+                    return None;
+                }
+                _ = tokio::time::sleep_until(self.deadline), if !status.authenticated => {
+                    self.end(Ending::NotAuthenticated);
+                    return None;
+                }
+                _ = sleep_until(status.timer), if status.timer.is_some() => return Some(Input::Timer),
+                _ = tick(ping), if ping.is_some() => {
+                    if self.ping() { continue } else { return None }
+                }
+                // Requests wait in the socket while the client has not read their answers.
+                open = link.room_for_replies(), if !link.has_room_for_replies() => {
+                    if open { continue } else { return None }
+                }
+                read = connection.stream.next(), if link.has_room_for_replies() => read,
+            };
+            self.heard = tokio::time::Instant::now();
+            match incoming(read, &self.state.metrics, self.rules.endpoint.name()) {
+                Incoming::Text(text) => return Some(Input::Text(text)),
+                Incoming::Binary(bytes) => return Some(Input::Binary(bytes)),
+                Incoming::Control => {}
+                Incoming::Ended(ending) => {
+                    if let Some(ending) = ending {
+                        self.close(ending, ending.reason());
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// A ping; `false` (and the end) for a peer silent for too long.
+    fn ping(&self) -> bool {
+        let Some(ping) = &self.rules.ping else {
+            return true;
+        };
+        if self.heard.elapsed() > ping.silence {
+            self.end(Ending::NoPong);
+            return false;
+        }
+        self.connection.link.send((ping.frame)());
+        true
+    }
+
+    /// Ends the connection for `ending`: the peer is told why, if the protocol tells,
+    /// then closed with the code [`crate::protocol::close`] gives it.
+    pub fn end(&self, ending: Ending) {
+        if let Some(farewell) = (self.rules.farewell)(ending) {
+            self.connection.link.send(farewell);
+        }
+        self.close(ending, ending.reason());
+    }
+
+    /// Closes for `ending`, with a reason of the caller's.
+    pub fn close(&self, ending: Ending, reason: &str) {
+        self.connection
+            .link
+            .send((self.rules.close)(ending, reason.to_owned()));
+    }
+
+    /// Waits for the writer to send what is queued and close. Every other clone of the
+    /// link must be gone first.
+    pub async fn finish(self) {
+        self.connection.finish().await;
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }

@@ -347,7 +347,12 @@ pub fn encode(out: GameOut) -> Frame {
         }
         GameOut::Delta(json) => return Frame::Message("world.delta".into(), Bytes::from(json)),
         GameOut::Message { kind, payload } => return Frame::Message(kind, payload),
-        GameOut::Close { code, reason } => return Frame::Close(code, reason),
+        GameOut::Close { ending, reason } => {
+            return Frame::Close(
+                super::close::code(super::close::Endpoint::Game, ending),
+                reason,
+            );
+        }
     };
     Frame::Message(kind.into(), Bytes::from(payload))
 }

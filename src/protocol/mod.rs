@@ -13,6 +13,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub mod close;
 pub mod comms;
 pub mod game;
 pub mod garp;

@@ -114,7 +114,8 @@ pub enum Outgoing {
     Reply(String),
     Event(bytes::Bytes),
     Ping,
-    Close(u16, String),
+    /// Close the connection, for this ending (its code is in [`super::close`]), with a reason.
+    Close(crate::bridge::Ending, String),
 }
 
 /// One RaOS request: the action, plus the fields every action may carry.

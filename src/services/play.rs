@@ -208,9 +208,9 @@ pub enum GameOut {
         kind: std::borrow::Cow<'static, str>,
         payload: Bytes,
     },
-    /// Close the connection with this WebSocket close code and reason.
+    /// Close the connection, for this ending (its code is the protocol's), with a reason.
     Close {
-        code: u16,
+        ending: crate::bridge::Ending,
         reason: String,
     },
 }
@@ -232,10 +232,10 @@ impl Link<GameOut> {
         });
     }
 
-    /// Asks the connection to close with `code`.
-    pub fn close(&self, code: u16, reason: &str) {
+    /// Asks the connection to close, for `ending`.
+    pub fn close(&self, ending: crate::bridge::Ending, reason: &str) {
         self.send(GameOut::Close {
-            code,
+            ending,
             reason: reason.to_owned(),
         });
     }

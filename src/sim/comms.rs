@@ -31,7 +31,8 @@ pub enum CommsOut {
     Text(Bytes),
     Binary(Bytes),
     Ping,
-    Close(u16, String),
+    /// Close the connection, for this ending (its code is comms'), with a reason.
+    Close(crate::bridge::Ending, String),
 }
 
 impl CommsOut {

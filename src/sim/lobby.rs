@@ -846,7 +846,7 @@ pub(crate) fn close_room(
         let mut clients = world.query::<(&crate::sim::players::Client, &InInstance)>();
         for (client, _) in clients.iter(world).filter(|(_, i)| i.0 == instance) {
             client.link.error("ROOM_ENDED", why.to_owned());
-            client.link.close(1000, "room ended");
+            client.link.close(crate::bridge::Ending::Done, "room ended");
         }
     }
     view

@@ -20,6 +20,7 @@ mod garp;
 mod garp_crash;
 mod garp_module;
 mod guide_mod;
+mod lifecycle;
 mod listeners;
 mod loadgen;
 mod mods;

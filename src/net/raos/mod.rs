@@ -28,7 +28,6 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -45,7 +44,6 @@ use crate::services::{DomainError, assets};
 use crate::sim::events::{EVENT_TYPES, Event, EventsCommand};
 use crate::sim::lobby::{Caller, LobbyOp, LobbyReply, LobbyRequest};
 
-const PROTOCOL: &str = "raos";
 /// Most lines a leaderboard or content list returns.
 const LIST_LIMIT: usize = 100;
 

@@ -2,7 +2,8 @@
 //! events the connection subscribed to.
 
 use super::*;
-use crate::net::ws::Incoming;
+use crate::net::ws::{Ending, Input, Lifecycle, Ping, Rules, Status};
+use crate::protocol::close;
 
 /// `GET /raos`.
 pub async fn upgrade(
@@ -35,6 +36,29 @@ pub async fn upgrade(
         })
 }
 
+/// What the lifecycle needs of `/raos`: its frames, and a failure in its shape before
+/// the server ends a connection whose session ended or that never authenticated.
+fn rules(ping_every: Duration) -> Rules<Outgoing> {
+    Rules {
+        endpoint: ws::Endpoint::Raos,
+        close: Outgoing::Close,
+        farewell: |ending| {
+            let message = match ending {
+                Ending::SessionEnded => "the session was ended; closing",
+                Ending::NotAuthenticated => "no valid token within the time allowed; closing",
+                _ => return None,
+            };
+            let failure = raos::failure(ErrorCode::Unauthorized, message);
+            Some(Outgoing::Reply(failure.to_string()))
+        },
+        ping: Some(Ping {
+            every: ping_every,
+            silence: ping_every * 3,
+            frame: || Outgoing::Ping,
+        }),
+    }
+}
+
 async fn run(
     socket: WebSocket,
     state: AppState,
@@ -44,21 +68,22 @@ async fn run(
     budget: crate::net::listener::ReadBudget,
 ) {
     let queue = Outbound::<Outgoing>::bounded(state.config.limits.outbound_queue.max(8));
-    let mut connection = ws::Connection::open(socket, &state, PROTOCOL, queue, |out| match out {
-        Outgoing::Reply(text) => WsOut::Text(text),
-        Outgoing::Event(bytes) => WsOut::SharedText(bytes),
-        Outgoing::Ping => WsOut::Ping,
-        Outgoing::Close(code, reason) => WsOut::Close(code, reason),
-    });
-    let (conn, link) = (connection.conn, connection.link.clone());
+    let connection =
+        ws::Connection::open(socket, &state, ws::Endpoint::Raos, queue, |out| match out {
+            Outgoing::Reply(text) => WsOut::Text(text),
+            Outgoing::Event(bytes) => WsOut::SharedText(bytes),
+            Outgoing::Ping => WsOut::Ping,
+            Outgoing::Close(ending, reason) => {
+                WsOut::Close(close::code(ws::Endpoint::Raos, ending), reason)
+            }
+        });
+    let cfg = state.config.raos.clone();
+    let ping_every = Duration::from_secs(cfg.ping_interval_secs.max(1));
+    let mut life = Lifecycle::start(connection, rules(ping_every), &state).await;
+    let (conn, link) = (life.conn(), life.link().clone());
     let mut ctx = Context::new(&state, &headers, Some(peer));
     ctx.events = Some((conn, link.clone()));
-    let cfg = state.config.raos.clone();
     let mut bucket = RateBucket::new(cfg.requests_per_second, cfg.request_burst);
-    let interval = Duration::from_secs(cfg.ping_interval_secs.max(1));
-    let mut ping = tokio::time::interval(interval);
-    ping.tick().await;
-    let mut heard = tokio::time::Instant::now();
     // After `authenticate` (or `refresh_token`) on this socket, actions without an
     // `auth_token` use the token it returned.
     // A valid token from the handshake counts as that.
@@ -67,55 +92,24 @@ async fn run(
         .and_then(|token| state.accounts.verify(token).ok());
     let mut session_token: Option<String> =
         handshake_token.filter(|_| handshake_identity.is_some());
-    // A socket that never shows a valid token is closed after the unauthenticated timeout.
     // The session of the last valid token the socket used: when it is ended (logout, a
-    // reused refresh token), the socket closes.
-    let mut session = handshake_identity.map(|identity| identity.session_id);
-    let mut authenticated = session.is_some();
+    // reused refresh token), the socket closes. One that never shows a valid token is
+    // closed after the unauthenticated timeout.
+    let session = handshake_identity.map(|identity| identity.session_id);
+    let mut status = Status {
+        session,
+        authenticated: session.is_some(),
+        timer: None,
+    };
     // Until it shows a valid token, the socket may send only a little: a client that never
     // authenticates cannot make the server hold large messages for it.
-    if !authenticated {
+    if !status.authenticated {
         budget.limit(state.config.limits.unauthenticated_read_bytes);
     }
-    let mut watch = state.accounts.watch_ended();
-    let deadline = tokio::time::Instant::now() + state.config.limits.unauthenticated_timeout();
-    loop {
-        let next = tokio::select! {
-            _ = state.shutdown.cancelled() => break,
-            _ = connection.kick.cancelled() => break,
-            _ = watch.ended(&state.accounts, session.unwrap_or_default()), if session.is_some() => {
-                let failure = raos::failure(ErrorCode::Unauthorized, "the session was ended; closing");
-                link.send(Outgoing::Reply(failure.to_string()));
-                link.send(Outgoing::Close(ws::close::POLICY, "session ended".into()));
-                break;
-            }
-            _ = tokio::time::sleep_until(deadline), if !authenticated => {
-                let failure = raos::failure(
-                    ErrorCode::Unauthorized,
-                    "no valid token within the time allowed; closing",
-                );
-                link.send(Outgoing::Reply(failure.to_string()));
-                link.send(Outgoing::Close(ws::close::POLICY, "not authenticated in time".into()));
-                break;
-            }
-            _ = ping.tick() => {
-                if heard.elapsed() > interval * 3 {
-                    link.send(Outgoing::Close(ws::close::POLICY, "no pong".into()));
-                    break;
-                }
-                link.send(Outgoing::Ping);
-                continue;
-            }
-            // Requests wait in the socket while the client has not read their answers.
-            open = link.room_for_replies(), if !link.has_room_for_replies() => {
-                if open { continue } else { break }
-            }
-            next = connection.stream.next(), if link.has_room_for_replies() => next,
-        };
-        heard = tokio::time::Instant::now();
-        let text = match ws::incoming(next, &state.metrics, PROTOCOL) {
-            Incoming::Text(text) => text,
-            Incoming::Binary(_) => {
+    while let Some(input) = life.next(&status).await {
+        let text = match input {
+            Input::Text(text) => text,
+            Input::Binary(_) => {
                 let failure = raos::failure(
                     ErrorCode::InvalidRequest,
                     "binary frames are not part of this protocol: send JSON text",
@@ -123,13 +117,7 @@ async fn run(
                 link.send(Outgoing::Reply(failure.to_string()));
                 continue;
             }
-            Incoming::Control => continue,
-            Incoming::Ended(close) => {
-                if let Some((code, reason)) = close {
-                    link.send(Outgoing::Close(code, reason.into()));
-                }
-                break;
-            }
+            Input::Timer => continue,
         };
         let request = match raos::decode(&text) {
             Ok(request) => request,
@@ -175,9 +163,9 @@ async fn run(
             .as_deref()
             .and_then(|token| state.accounts.verify(token).ok())
         {
-            authenticated = true;
+            status.authenticated = true;
             budget.lift();
-            session = Some(identity.session_id);
+            status.session = Some(identity.session_id);
         }
         let result = perform(&ctx, token.as_deref(), action).await;
         if remembers
@@ -185,16 +173,16 @@ async fn run(
             && let Some(access) = fields.get("access_token").and_then(Value::as_str)
         {
             if let Ok(identity) = state.accounts.verify(access) {
-                session = Some(identity.session_id);
+                status.session = Some(identity.session_id);
             }
             session_token = Some(access.to_owned());
-            authenticated = true;
+            status.authenticated = true;
             budget.lift();
         }
-        if logs_out.is_some() && logs_out == session && result.is_ok() {
+        if logs_out.is_some() && logs_out == status.session && result.is_ok() {
             // The socket that logged out of its own session stays open (it may log in
             // again); the session's other connections close.
-            session = None;
+            status.session = None;
             session_token = None;
         }
         link.send(Outgoing::Reply(respond(result, request_id).to_string()));
@@ -202,5 +190,5 @@ async fn run(
     let _ = state.inbox.send(Command::to(EventsCommand::Drop { conn }));
     drop(ctx);
     drop(link);
-    connection.finish().await;
+    life.finish().await;
 }

@@ -116,7 +116,7 @@ pub fn end_taken_session(world: &mut World, user_id: Uuid, epoch: i64) {
     );
     session
         .link
-        .close(CLOSE_SESSION_REPLACED, "session replaced");
+        .close(crate::bridge::Ending::SessionReplaced, "session replaced");
     if let Some(ship) = session.ship
         && world.get_entity(ship).is_ok()
     {

@@ -19,9 +19,6 @@ use crate::sim::physics::Kinematics;
 use crate::sim::replication::Replicated;
 use crate::sim::ships::Controls;
 
-/// WebSocket close code for a connection whose session another login took over.
-pub const CLOSE_SESSION_REPLACED: u16 = 4001;
-
 /// An authenticated game connection.
 #[derive(Debug)]
 pub struct Session {
@@ -93,7 +90,8 @@ pub(super) fn connect(world: &mut World, login: Login) {
             Refusal::SessionReplaced,
             "another login took this session over",
         );
-        old.link.close(CLOSE_SESSION_REPLACED, "session replaced");
+        old.link
+            .close(crate::bridge::Ending::SessionReplaced, "session replaced");
         ship = old.ship;
     }
     // The new connection takes the ship over; it streams again once it joins.
