@@ -402,6 +402,18 @@ impl Session {
                     .await
                     .map_err(Into::into)
             }
+            request @ (Request::AccountDetails { .. }
+            | Request::SetWage { .. }
+            | Request::GameInfo { .. }
+            | Request::FinishGame { .. }
+            | Request::GameLadder { .. }) => self.wager_outcome(request, id).await,
+            request => self.room_outcome(request).await,
+        }
+    }
+
+    /// The answer to a request about coins: balances, wages, plays and the ladder.
+    async fn wager_outcome(&mut self, request: Request, id: &Value) -> Result<Value, String> {
+        match request {
             Request::AccountDetails {
                 auth_token,
                 user_id,
@@ -527,6 +539,14 @@ impl Session {
                 fields["authToken"] = json!(auth_token);
                 Ok(fields)
             }
+            _ => Err(texts::SERVER_ERROR.into()),
+        }
+    }
+
+    /// The answer to a request about rooms: making, joining, leaving, starting, listing
+    /// them, and their chat.
+    async fn room_outcome(&mut self, request: Request) -> Result<Value, String> {
+        match request {
             Request::CreateRoom {
                 auth_token,
                 user_id,
@@ -626,6 +646,7 @@ impl Session {
                     _ => Err(texts::SERVER_ERROR.into()),
                 }
             }
+            _ => Err(texts::SERVER_ERROR.into()),
         }
     }
 

@@ -198,6 +198,34 @@ impl bevy_app::PluginGroup for SpaceGamePlugins {
     }
 }
 
+/// The platform's features as one group, beside [`SpaceGamePlugins`]: the lobby and
+/// catalog, comms, wagers, the event bus, progress, the admin view, the other nodes,
+/// leases and scripts. A server built in code can leave one out or replace it
+/// (`Server::platform_plugins`).
+pub struct PlatformPlugins {
+    pub lobby: lobby::LobbyPlugin,
+    pub comms: comms::CommsPlugin,
+    pub wagers: wagers::WagersPlugin,
+    pub progress: progress::ProgressPlugin,
+    pub leases: leases::LeasesPlugin,
+    pub scripts: scripts::ScriptsPlugin,
+}
+
+impl bevy_app::PluginGroup for PlatformPlugins {
+    fn build(self) -> bevy_app::PluginGroupBuilder {
+        bevy_app::PluginGroupBuilder::start::<Self>()
+            .add(self.lobby)
+            .add(self.comms)
+            .add(self.wagers)
+            .add(events::EventsPlugin)
+            .add(self.progress)
+            .add(admin::AdminPlugin)
+            .add(nodes::NodesPlugin)
+            .add(self.leases)
+            .add(self.scripts)
+    }
+}
+
 /// Shared services the simulation may hand work to.
 #[derive(Resource, Clone)]
 pub struct SimServices {
