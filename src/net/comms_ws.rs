@@ -363,66 +363,11 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
                 acknowledge(c, id, "unsubscribed", active);
             }
         }
-        ClientMessage::Broadcast { topic, payload } => {
-            if !may_publish(c, &topic) {
-                return None;
-            }
-            let message_id = id
-                .clone()
-                .unwrap_or_else(|| format!("broadcast_{}", uuid::Uuid::new_v4().simple()));
-            let sent_at = chrono::Utc::now().timestamp_millis();
-            // Who published it, as the server knows them (beyond the spec's metadata).
-            let record = json!({"topic": topic, "payload": payload,
-                                "metadata": {"sent_at": sent_at, "message_id": message_id,
-                                             "from_user": c.identity.username}});
-            let frame = wire::broadcast_of(&record);
-            // An acknowledged broadcast counts its recipients on every node.
-            let message = (CommsOut::Text(frame), Some(record));
-            let published = publish(&c.state, topic, message, id.is_some()).await;
-            match (published, id) {
-                (Ok(recipients), Some(id)) => c.text(wire::ack(
-                    json!({"message_id": id, "status": "delivered", "recipients": recipients}),
-                )),
-                (Ok(_), None) => {}
-                (Err(e), _) => c.domain_error(&e, Value::Null),
-            }
-        }
+        ClientMessage::Broadcast { topic, payload } => broadcast(c, id, topic, payload).await,
         ClientMessage::DirectMessage {
             target_user,
             payload,
-        } => {
-            let message_id = id
-                .clone()
-                .unwrap_or_else(|| format!("dm_{}", uuid::Uuid::new_v4().simple()));
-            let frame = wire::direct(
-                &c.identity.username,
-                &payload,
-                chrono::Utc::now().timestamp_millis(),
-                &message_id,
-            );
-            let target = target_user.clone();
-            let out = CommsOut::Text(frame.clone());
-            match c
-                .ask(|reply| CommsCommand::Direct {
-                    target,
-                    frame: out,
-                    reply,
-                })
-                .await
-            {
-                Some(DirectOutcome::Delivered(to)) => {
-                    if let Some(id) = id {
-                        c.text(wire::ack(
-                            json!({"message_id": id, "status": "delivered", "delivered_to": to}),
-                        ));
-                    }
-                }
-                Some(DirectOutcome::Offline) => {
-                    offline_direct(c, &target_user, frame, &message_id, ttl).await;
-                }
-                None => {}
-            }
-        }
+        } => direct(c, id, target_user, payload, ttl).await,
         ClientMessage::History { topic, limit } => {
             let limit = limit.clamp(1, 100);
             let shown = topic.clone();
@@ -473,6 +418,74 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
         }
     }
     None
+}
+
+/// A `Broadcast`: published to the topic's subscribers on every node, acknowledged (with
+/// its recipients counted everywhere) when it carried an `id`.
+async fn broadcast(c: &Conn, id: Option<String>, topic: String, payload: Value) {
+    if !may_publish(c, &topic) {
+        return;
+    }
+    let message_id = id
+        .clone()
+        .unwrap_or_else(|| format!("broadcast_{}", uuid::Uuid::new_v4().simple()));
+    let sent_at = chrono::Utc::now().timestamp_millis();
+    // Who published it, as the server knows them (beyond the spec's metadata).
+    let record = json!({"topic": topic, "payload": payload,
+                        "metadata": {"sent_at": sent_at, "message_id": message_id,
+                                     "from_user": c.identity.username}});
+    let frame = wire::broadcast_of(&record);
+    // An acknowledged broadcast counts its recipients on every node.
+    let message = (CommsOut::Text(frame), Some(record));
+    let published = publish(&c.state, topic, message, id.is_some()).await;
+    match (published, id) {
+        (Ok(recipients), Some(id)) => c.text(wire::ack(
+            json!({"message_id": id, "status": "delivered", "recipients": recipients}),
+        )),
+        (Ok(_), None) => {}
+        (Err(e), _) => c.domain_error(&e, Value::Null),
+    }
+}
+
+/// A `DirectMessage`: to every connection of the user on any node, or into their mailbox.
+async fn direct(
+    c: &Conn,
+    id: Option<String>,
+    target_user: String,
+    payload: Value,
+    ttl: Option<u64>,
+) {
+    let message_id = id
+        .clone()
+        .unwrap_or_else(|| format!("dm_{}", uuid::Uuid::new_v4().simple()));
+    let frame = wire::direct(
+        &c.identity.username,
+        &payload,
+        chrono::Utc::now().timestamp_millis(),
+        &message_id,
+    );
+    let target = target_user.clone();
+    let out = CommsOut::Text(frame.clone());
+    match c
+        .ask(|reply| CommsCommand::Direct {
+            target,
+            frame: out,
+            reply,
+        })
+        .await
+    {
+        Some(DirectOutcome::Delivered(to)) => {
+            if let Some(id) = id {
+                c.text(wire::ack(
+                    json!({"message_id": id, "status": "delivered", "delivered_to": to}),
+                ));
+            }
+        }
+        Some(DirectOutcome::Offline) => {
+            offline_direct(c, &target_user, frame, &message_id, ttl).await;
+        }
+        None => {}
+    }
 }
 
 /// Whether the caller may publish to `topic` (a valid name, and the hub's rule for

@@ -154,6 +154,10 @@ async fn dev(
         return Err(DomainError::Forbidden("developer role required".into()));
     }
     let reply = match cmd {
+        upload @ (DevCommand::UploadBegin(_)
+        | DevCommand::UploadChunk(_)
+        | DevCommand::UploadEnd(_)
+        | DevCommand::CancelUpload(_)) => dev_upload(upload, &identity, session, state).await?,
         DevCommand::Register(_) | DevCommand::Login(_) => return Ok(None),
         DevCommand::CreateGame(g) => {
             let op = LobbyOp::CreateGame(NewGame {
@@ -228,6 +232,19 @@ async fn dev(
                 _ => json!({}),
             }
         }
+    };
+    Ok(Some(reply))
+}
+
+/// A developer's upload: begun, a chunk, ended (published, or nothing of it kept), or
+/// cancelled.
+async fn dev_upload(
+    cmd: DevCommand,
+    identity: &Identity,
+    session: &mut Session,
+    state: &AppState,
+) -> Result<Value, DomainError> {
+    let reply = match cmd {
         DevCommand::UploadBegin(b) => {
             state.uploads.check_begin(
                 &b.game_id,
@@ -239,7 +256,7 @@ async fn dev(
                 game_id: b.game_id.clone(),
                 version: b.version.clone(),
             };
-            ask(state, &identity, session, op).await?;
+            ask(state, identity, session, op).await?;
             let upload_id = state.uploads.begin(
                 identity.user_id,
                 &identity.username,
@@ -274,7 +291,7 @@ async fn dev(
             };
             // Every error here is a decision not to publish (the store answers only after
             // its transaction's fate is known): nothing of the build may remain.
-            let recorded = ask(state, &identity, session, op).await;
+            let recorded = ask(state, identity, session, op).await;
             if recorded.is_err() {
                 published.files.discard();
             }
@@ -295,8 +312,9 @@ async fn dev(
             state.uploads.cancel(identity.user_id, &u.upload_id)?;
             json!({ "upload_id": u.upload_id })
         }
+        _ => return Err(DomainError::InvalidInput("not an upload command".into())),
     };
-    Ok(Some(reply))
+    Ok(reply)
 }
 
 async fn lobby(

@@ -90,23 +90,29 @@ async fn run(
     let handshake_identity = handshake_token
         .as_deref()
         .and_then(|token| state.accounts.verify(token).ok());
-    let mut session_token: Option<String> =
-        handshake_token.filter(|_| handshake_identity.is_some());
     // The session of the last valid token the socket used: when it is ended (logout, a
     // reused refresh token), the socket closes. One that never shows a valid token is
     // closed after the unauthenticated timeout.
-    let session = handshake_identity.map(|identity| identity.session_id);
-    let mut status = Status {
-        session,
-        authenticated: session.is_some(),
-        timer: None,
+    let session = handshake_identity
+        .as_ref()
+        .map(|identity| identity.session_id);
+    let mut socket = Socket {
+        status: Status {
+            session,
+            authenticated: session.is_some(),
+            timer: None,
+        },
+        session_token: handshake_token.filter(|_| handshake_identity.is_some()),
+        budget,
     };
     // Until it shows a valid token, the socket may send only a little: a client that never
     // authenticates cannot make the server hold large messages for it.
-    if !status.authenticated {
-        budget.limit(state.config.limits.unauthenticated_read_bytes);
+    if !socket.status.authenticated {
+        socket
+            .budget
+            .limit(state.config.limits.unauthenticated_read_bytes);
     }
-    while let Some(input) = life.next(&status).await {
+    while let Some(input) = life.next(&socket.status).await {
         let text = match input {
             Input::Text(text) => text,
             Input::Binary(_) => {
@@ -140,6 +146,28 @@ async fn run(
             link.send(Outgoing::Reply(reply.to_string()));
             continue;
         }
+        let reply = socket.act(&ctx, request).await;
+        link.send(Outgoing::Reply(reply));
+    }
+    let _ = state.inbox.send(Command::to(EventsCommand::Drop { conn }));
+    drop(ctx);
+    drop(link);
+    life.finish().await;
+}
+
+/// What one `/raos` socket knows of who it is: its session (for the lifecycle), the token
+/// actions without an `auth_token` use, and how much it may send before it authenticates.
+struct Socket {
+    status: Status,
+    session_token: Option<String>,
+    budget: crate::net::listener::ReadBudget,
+}
+
+impl Socket {
+    /// Performs one request and returns its response; learns from it the socket's token
+    /// and session (an `authenticate`, a `refresh_token`, a logout of its own session).
+    async fn act(&mut self, ctx: &Context<'_>, request: Request) -> String {
+        let state = ctx.state;
         let Request {
             request_id,
             auth_token,
@@ -149,7 +177,7 @@ async fn run(
             action,
             Action::Authenticate { .. } | Action::RefreshToken { .. }
         );
-        let token = auth_token.or_else(|| session_token.clone());
+        let token = auth_token.or_else(|| self.session_token.clone());
         // Which session a logout ends (its `access_token`, else the request's token).
         let logs_out = match &action {
             Action::Logout { access_token } => access_token
@@ -163,32 +191,28 @@ async fn run(
             .as_deref()
             .and_then(|token| state.accounts.verify(token).ok())
         {
-            status.authenticated = true;
-            budget.lift();
-            status.session = Some(identity.session_id);
+            self.status.authenticated = true;
+            self.budget.lift();
+            self.status.session = Some(identity.session_id);
         }
-        let result = perform(&ctx, token.as_deref(), action).await;
+        let result = perform(ctx, token.as_deref(), action).await;
         if remembers
             && let Ok(fields) = &result
             && let Some(access) = fields.get("access_token").and_then(Value::as_str)
         {
             if let Ok(identity) = state.accounts.verify(access) {
-                status.session = Some(identity.session_id);
+                self.status.session = Some(identity.session_id);
             }
-            session_token = Some(access.to_owned());
-            status.authenticated = true;
-            budget.lift();
+            self.session_token = Some(access.to_owned());
+            self.status.authenticated = true;
+            self.budget.lift();
         }
-        if logs_out.is_some() && logs_out == status.session && result.is_ok() {
+        if logs_out.is_some() && logs_out == self.status.session && result.is_ok() {
             // The socket that logged out of its own session stays open (it may log in
             // again); the session's other connections close.
-            status.session = None;
-            session_token = None;
+            self.status.session = None;
+            self.session_token = None;
         }
-        link.send(Outgoing::Reply(respond(result, request_id).to_string()));
+        respond(result, request_id).to_string()
     }
-    let _ = state.inbox.send(Command::to(EventsCommand::Drop { conn }));
-    drop(ctx);
-    drop(link);
-    life.finish().await;
 }
