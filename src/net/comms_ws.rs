@@ -200,31 +200,7 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
         conn,
         identity,
     };
-    c.text(wire::status(
-        "connected",
-        json!({
-            "connection_id": connection_id,
-            "server_time": chrono::Utc::now().timestamp_millis(),
-            "protocol_version": wire::PROTOCOL_VERSION,
-            "features": wire::FEATURES,
-        }),
-    ));
-    let opened = c.hub(CommsCommand::Open {
-        conn,
-        connection_id: connection_id.clone(),
-        user: c.identity.username.clone(),
-        link: c.link.clone(),
-    });
-    if opened {
-        match mailbox::collect(&state.store, &c.identity.username).await {
-            Ok(frames) => {
-                for frame in frames {
-                    c.text(Bytes::from(frame));
-                }
-            }
-            Err(e) => tracing::error!("mailbox for {}: {e}", c.identity.username),
-        }
-    }
+    welcome(&c, connection_id).await;
 
     let mut bucket = super::RateBucket::new(cfg.messages_per_second, cfg.message_burst);
     let mut warned = false;
@@ -290,6 +266,36 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
     let _ = state.inbox.send(Command::to(CommsCommand::Close { conn }));
     drop(c);
     life.finish().await;
+}
+
+/// The spec's `connected` status, the connection registered with the hub, and the direct
+/// messages that waited in the mailbox.
+async fn welcome(c: &Conn, connection_id: String) {
+    c.text(wire::status(
+        "connected",
+        json!({
+            "connection_id": connection_id,
+            "server_time": chrono::Utc::now().timestamp_millis(),
+            "protocol_version": wire::PROTOCOL_VERSION,
+            "features": wire::FEATURES,
+        }),
+    ));
+    let opened = c.hub(CommsCommand::Open {
+        conn: c.conn,
+        connection_id: connection_id.clone(),
+        user: c.identity.username.clone(),
+        link: c.link.clone(),
+    });
+    if opened {
+        match mailbox::collect(&c.state.store, &c.identity.username).await {
+            Ok(frames) => {
+                for frame in frames {
+                    c.text(Bytes::from(frame));
+                }
+            }
+            Err(e) => tracing::error!("mailbox for {}: {e}", c.identity.username),
+        }
+    }
 }
 
 /// When to warn about, and when to act on, a token's expiry (unix seconds → instants).

@@ -122,11 +122,11 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
     let (conn, link) = (life.conn(), life.link().clone());
 
     let inputs = InputSlot::default();
-    let tick = std::time::Duration::from_secs_f64(1.0 / f64::from(state.config.tick_hz.max(1)));
-    // When the simulation was last asked about inputs sent before joining, and the
-    // highest `seq` sent since that it has not been asked about.
-    let mut unjoined_asked: Option<tokio::time::Instant> = None;
-    let mut unjoined_unasked: Option<u64> = None;
+    let mut unjoined = Unjoined {
+        tick: std::time::Duration::from_secs_f64(1.0 / f64::from(state.config.tick_hz.max(1))),
+        asked: None,
+        unasked: None,
+    };
     // The session the login's token belongs to: a logout ends this connection too (the
     // token merely expiring does not).
     let mut status = Status::default();
@@ -135,18 +135,14 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
         status.authenticated = status.session.is_some();
     }
     loop {
-        status.timer = unjoined_unasked
-            .map(|_| unjoined_asked.map_or_else(tokio::time::Instant::now, |at| at + tick));
+        status.timer = unjoined.timer();
         let Some(input) = life.next(&status).await else {
             break;
         };
         let extra = |kind: &str| state.game_messages.contains(kind);
         let decoded = match input {
             Input::Timer => {
-                if let Some(seq) = unjoined_unasked.take()
-                    && !inputs.is_joined()
-                {
-                    unjoined_asked = Some(tokio::time::Instant::now());
+                if let Some(seq) = unjoined.due(inputs.is_joined()) {
                     send_game(&state, &link, GameCommand::InputBeforeJoin { conn, seq });
                 }
                 continue;
@@ -191,17 +187,10 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
                 link.error(codes::NOT_AUTHENTICATED, "log in with auth.login first");
             }
             ClientMessage::Input(input) => {
-                if !inputs.offer(frame.seq, input) {
-                    // Asked at most once a tick, in order after any join sent before;
-                    // inputs in between are asked about when the tick is over.
-                    let now = tokio::time::Instant::now();
-                    if unjoined_asked.is_none_or(|at| now >= at + tick) {
-                        unjoined_asked = Some(now);
-                        let seq = frame.seq.max(unjoined_unasked.take().unwrap_or(0));
-                        send_game(&state, &link, GameCommand::InputBeforeJoin { conn, seq });
-                    } else {
-                        unjoined_unasked = unjoined_unasked.max(Some(frame.seq));
-                    }
+                if !inputs.offer(frame.seq, input)
+                    && let Some(seq) = unjoined.arrived(frame.seq)
+                {
+                    send_game(&state, &link, GameCommand::InputBeforeJoin { conn, seq });
                 }
             }
             ClientMessage::Extra { kind, payload } => {
@@ -221,6 +210,49 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
     }
     drop(link);
     life.finish().await;
+}
+
+/// Inputs sent before the player joined: the simulation is asked about them (to refuse
+/// them with `NOT_JOINED`) at most once a tick, in order after any join sent before;
+/// inputs in between are asked about when the tick is over.
+struct Unjoined {
+    tick: std::time::Duration,
+    /// When the simulation was last asked.
+    asked: Option<tokio::time::Instant>,
+    /// The highest `seq` sent since, not asked about yet.
+    unasked: Option<u64>,
+}
+
+impl Unjoined {
+    /// When the inputs not asked about yet are due.
+    fn timer(&self) -> Option<tokio::time::Instant> {
+        self.unasked.map(|_| {
+            self.asked
+                .map_or_else(tokio::time::Instant::now, |at| at + self.tick)
+        })
+    }
+
+    /// Input `seq` found the player not joined: the `seq` to ask about now, if it is time.
+    fn arrived(&mut self, seq: u64) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        if self.asked.is_none_or(|at| now >= at + self.tick) {
+            self.asked = Some(now);
+            Some(seq.max(self.unasked.take().unwrap_or(0)))
+        } else {
+            self.unasked = self.unasked.max(Some(seq));
+            None
+        }
+    }
+
+    /// The timer is due: the `seq` to ask about, unless the player has joined since.
+    fn due(&mut self, joined: bool) -> Option<u64> {
+        let seq = self.unasked.take()?;
+        if joined {
+            return None;
+        }
+        self.asked = Some(tokio::time::Instant::now());
+        Some(seq)
+    }
 }
 
 /// Verifies the token and hands the player to the simulation; the token's session on

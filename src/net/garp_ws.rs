@@ -129,6 +129,16 @@ async fn open(socket: WebSocket, state: &AppState) -> Lifecycle<WsOut> {
     Lifecycle::start(connection, RULES, state).await
 }
 
+/// The fields of a `.SetWageRequest`.
+struct SetWage {
+    auth_token: String,
+    game_id: String,
+    user_id: String,
+    api_key: Option<String>,
+    wage: Option<i64>,
+    currency: Option<String>,
+}
+
 /// One GARP socket: its game, its session, and the players it has spoken for.
 struct Session {
     state: AppState,
@@ -432,53 +442,15 @@ impl Session {
                 wage,
                 currency,
             } => {
-                let player = self
-                    .signed(&auth_token, &user_id, texts::AUTH_FAILING)
-                    .await?;
-                self.check_game(&game_id)?;
-                if api_key.is_some_and(|k| k != self.game.api_key) {
-                    return Err(texts::API_KEY_MISMATCH.into());
-                }
-                if currency.is_some_and(|c| c != CURRENCY) {
-                    return Err(texts::CURRENCY_UNSUPPORTED.into());
-                }
-                let amount = wage.filter(|w| *w > 0).ok_or(texts::INVALID_WAGE)?;
-                let op = WagerOp::Wage {
+                let wage = SetWage {
+                    auth_token,
                     game_id,
-                    user_id: player.user_id,
-                    display_name: player.display_name,
-                    amount,
-                    session_id: self.session_id.clone(),
-                    request_id: request_key(id),
+                    user_id,
+                    api_key,
+                    wage,
+                    currency,
                 };
-                match ask(&self.state, op).await {
-                    Ok(WagerReply::Placed(receipt)) => {
-                        tracing::info!(
-                            game = %receipt.game_id,
-                            play = %receipt.play_id,
-                            amount,
-                            "wager placed"
-                        );
-                        self.state.metrics.wagers.inc();
-                        self.state
-                            .metrics
-                            .coins_wagered
-                            .inc_by(u64::try_from(amount).unwrap_or(0));
-                        Ok(json!({
-                        "authToken": auth_token,
-                        "value": receipt.balance,
-                        "playid": receipt.play_id,
-                        "gameid": receipt.game_id,
-                        "currency": CURRENCY,
-                        "status": "OK",
-                        "reason": "",
-                        }))
-                    }
-                    Ok(_) => Err(texts::SERVER_ERROR.into()),
-                    Err(DomainError::NotFound(_)) => Err(texts::NO_GAME.into()),
-                    Err(DomainError::BadState(_)) => Err(texts::NOT_ENOUGH_COINS.into()),
-                    Err(e) => Err(service_text(e).into()),
-                }
+                self.set_wage(wage, id).await
             }
             Request::GameInfo { apikey } => {
                 if apikey != self.game.api_key {
@@ -647,6 +619,66 @@ impl Session {
                 }
             }
             _ => Err(texts::SERVER_ERROR.into()),
+        }
+    }
+
+    /// A wage: coins from the player into the pot of the game's current period, and a
+    /// play opened; the same `requestId` again is answered as the first time.
+    async fn set_wage(&mut self, request: SetWage, id: &Value) -> Result<Value, String> {
+        let SetWage {
+            auth_token,
+            game_id,
+            user_id,
+            api_key,
+            wage,
+            currency,
+        } = request;
+        let player = self
+            .signed(&auth_token, &user_id, texts::AUTH_FAILING)
+            .await?;
+        self.check_game(&game_id)?;
+        if api_key.is_some_and(|k| k != self.game.api_key) {
+            return Err(texts::API_KEY_MISMATCH.into());
+        }
+        if currency.is_some_and(|c| c != CURRENCY) {
+            return Err(texts::CURRENCY_UNSUPPORTED.into());
+        }
+        let amount = wage.filter(|w| *w > 0).ok_or(texts::INVALID_WAGE)?;
+        let op = WagerOp::Wage {
+            game_id,
+            user_id: player.user_id,
+            display_name: player.display_name,
+            amount,
+            session_id: self.session_id.clone(),
+            request_id: request_key(id),
+        };
+        match ask(&self.state, op).await {
+            Ok(WagerReply::Placed(receipt)) => {
+                tracing::info!(
+                    game = %receipt.game_id,
+                    play = %receipt.play_id,
+                    amount,
+                    "wager placed"
+                );
+                self.state.metrics.wagers.inc();
+                self.state
+                    .metrics
+                    .coins_wagered
+                    .inc_by(u64::try_from(amount).unwrap_or(0));
+                Ok(json!({
+                "authToken": auth_token,
+                "value": receipt.balance,
+                "playid": receipt.play_id,
+                "gameid": receipt.game_id,
+                "currency": CURRENCY,
+                "status": "OK",
+                "reason": "",
+                }))
+            }
+            Ok(_) => Err(texts::SERVER_ERROR.into()),
+            Err(DomainError::NotFound(_)) => Err(texts::NO_GAME.into()),
+            Err(DomainError::BadState(_)) => Err(texts::NOT_ENOUGH_COINS.into()),
+            Err(e) => Err(service_text(e).into()),
         }
     }
 

@@ -65,6 +65,23 @@ pub(super) async fn perform(
                 .await?;
             Ok(json!({ "projects": projects }))
         }
+        action @ (Action::SyncAssets { .. }
+        | Action::AddAsset { .. }
+        | Action::UploadBinaryAsset { .. }
+        | Action::AnalyzeAsset { .. }) => perform_on_assets(ctx, caller, action).await,
+        other => Err(misrouted(&other)),
+    }
+}
+
+/// The actions on assets: a project's, an upload, an analysis.
+async fn perform_on_assets(
+    ctx: &Context<'_>,
+    caller: Option<Identity>,
+    action: Action,
+) -> Result<Value, DomainError> {
+    let state = ctx.state;
+    let me = || caller.clone().ok_or(DomainError::InvalidToken);
+    match action {
         Action::SyncAssets { project_id } => {
             let me = me()?;
             let assets = read(state, move |c| {
