@@ -37,6 +37,9 @@ pub enum Command {
     Flush { reply: oneshot::Sender<()> },
     /// A command for the plugin that owns its type ([`Command::to`]).
     Deliver(Delivery),
+    /// A request a connection's reader handed over ([`Command::holding`]): what it holds
+    /// is let go once the simulation has handled it.
+    Holding(Delivery, InFlight),
 }
 
 impl Command {
@@ -50,6 +53,15 @@ impl Command {
                 None => command.unhandled(),
             }
         })))
+    }
+
+    /// This command, holding a slot of its connection's queue for its replies until the
+    /// simulation has handled it ([`Link::in_flight`]).
+    pub fn holding(self, slot: InFlight) -> Self {
+        match self {
+            Command::Deliver(delivery) => Command::Holding(delivery, slot),
+            other => other,
+        }
     }
 }
 
@@ -168,6 +180,41 @@ impl Inbox {
 pub struct Outbound<T> {
     tx: mpsc::Sender<T>,
     bytes: Option<Weighing<T>>,
+    /// Requests read and handed to the simulation, not handled yet: their replies are
+    /// still to come, so the slots they will take are not free.
+    in_flight: Arc<Requests>,
+}
+
+/// The requests of one connection that the simulation has not handled yet, and a signal
+/// for a reader waiting for room: rung when one is handled, and when the writer takes
+/// messages off the queue.
+#[derive(Debug, Default)]
+struct Requests {
+    count: AtomicUsize,
+    room: tokio::sync::Notify,
+}
+
+/// What a connection's writer rings when it has taken messages off the queue, so a reader
+/// waiting for room for replies looks again.
+#[derive(Debug, Clone)]
+pub struct RoomSignal(Arc<Requests>);
+
+impl RoomSignal {
+    pub fn freed(&self) {
+        self.0.room.notify_waiters();
+    }
+}
+
+/// One request of a connection that the simulation has not handled yet; dropped once it
+/// has been (its replies queued).
+#[derive(Debug)]
+pub struct InFlight(Arc<Requests>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.room.notify_waiters();
+    }
 }
 
 /// A byte budget and how much each message counts against it.
@@ -179,6 +226,7 @@ impl<T> Clone for Outbound<T> {
         Self {
             tx: self.tx.clone(),
             bytes: self.bytes.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -231,7 +279,12 @@ impl<T> Outbound<T> {
     /// A queue of `capacity` messages and the receiver the connection's writer drains.
     pub fn bounded(capacity: usize) -> (Self, mpsc::Receiver<T>) {
         let (tx, rx) = mpsc::channel(capacity);
-        (Self { tx, bytes: None }, rx)
+        let queue = Self {
+            tx,
+            bytes: None,
+            in_flight: Arc::default(),
+        };
+        (queue, rx)
     }
 
     /// Also bounds the queue by `budget`, each message weighing `weigh(message)` bytes;
@@ -270,6 +323,11 @@ impl<T> Outbound<T> {
 
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// The signal its writer rings when it has made room.
+    pub fn room_signal(&self) -> RoomSignal {
+        RoomSignal(self.in_flight.clone())
     }
 
     /// Slots kept free for replies: a connection's reader takes its next request only
@@ -328,18 +386,42 @@ impl<T> Link<T> {
     /// how fast its replies come, so one that sends requests faster than it reads their
     /// answers is not read from until it catches up (backpressure, as TCP does), rather
     /// than disconnected as a slow consumer.
+    /// Requests handed to the simulation and not handled yet count as taken: their
+    /// replies are on their way.
     pub fn has_room_for_replies(&self) -> bool {
-        self.outbound.tx.capacity() >= self.outbound.reply_headroom()
+        self.outbound.tx.capacity() >= self.outbound.reply_headroom() + self.requests_in_flight()
     }
 
     /// Waits until [`Link::has_room_for_replies`]; false if the connection's writer is
-    /// gone (nothing will ever be sent again).
+    /// gone (nothing will ever be sent again). It waits for a signal rather than for
+    /// permits of the queue: a waiting reader must not hold slots the simulation's replies
+    /// need.
     pub async fn room_for_replies(&self) -> bool {
-        self.outbound
-            .tx
-            .reserve_many(self.outbound.reply_headroom())
-            .await
-            .is_ok()
+        loop {
+            let room = self.outbound.in_flight.room.notified();
+            if self.outbound.is_closed() {
+                return false;
+            }
+            if self.has_room_for_replies() {
+                return true;
+            }
+            tokio::select! {
+                () = room => {}
+                () = self.outbound.tx.closed() => return false,
+            }
+        }
+    }
+
+    /// A slot for the replies to a request about to be handed to the simulation, held
+    /// until the simulation has handled it ([`Command::holding`]).
+    pub fn in_flight(&self) -> InFlight {
+        let requests = self.outbound.in_flight.clone();
+        requests.count.fetch_add(1, Ordering::AcqRel);
+        InFlight(requests)
+    }
+
+    fn requests_in_flight(&self) -> usize {
+        self.outbound.in_flight.count.load(Ordering::Acquire)
     }
 
     pub fn is_closed(&self) -> bool {
@@ -395,5 +477,66 @@ impl Ending {
             Ending::NoPong => "no pong",
             Ending::Refused => "refused",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn full_link(capacity: usize) -> (Link<u32>, mpsc::Receiver<u32>) {
+        let (outbound, rx) = Outbound::bounded(capacity);
+        let link = Link::new(
+            next_conn_id(),
+            outbound,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        for i in 0..capacity {
+            link.send(i as u32);
+        }
+        (link, rx)
+    }
+
+    /// A reader waiting for room must not hold the slot the writer frees: the simulation's
+    /// reply, queued before the reader runs again, takes it (a waiting reader that took
+    /// slots got its connection kicked as a slow consumer).
+    #[tokio::test]
+    async fn a_reader_waiting_for_room_takes_no_slot_from_the_replies() {
+        let (link, mut rx) = full_link(4);
+        let waiting = tokio::spawn({
+            let link = link.clone();
+            async move { link.room_for_replies().await }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(rx.recv().await, Some(0));
+        link.send(9);
+        assert!(!link.kick.is_cancelled(), "the reply found its slot taken");
+        // The writer takes the rest and says so: the reader goes on.
+        for _ in 0..4 {
+            rx.recv().await;
+        }
+        RoomSignal(link.outbound.in_flight.clone()).freed();
+        assert!(waiting.await.expect("the reader"));
+    }
+
+    /// Requests handed to the simulation hold their replies' slots until it has handled
+    /// them: the reader takes no more than the queue can answer.
+    #[test]
+    fn requests_in_flight_count_against_the_room_for_replies() {
+        let (outbound, _rx) = Outbound::<u32>::bounded(8);
+        let link = Link::new(
+            next_conn_id(),
+            outbound,
+            tokio_util::sync::CancellationToken::new(),
+        );
+        // Headroom 2 of 8: six requests may be in flight, not seven.
+        let held: Vec<InFlight> = (0..6).map(|_| link.in_flight()).collect();
+        assert!(link.has_room_for_replies());
+        let seventh = link.in_flight();
+        assert!(!link.has_room_for_replies());
+        drop(seventh);
+        assert!(link.has_room_for_replies());
+        drop(held);
+        assert_eq!(link.requests_in_flight(), 0);
     }
 }

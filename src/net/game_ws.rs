@@ -351,7 +351,9 @@ fn forward(state: &AppState, link: &ClientLink, conn: ConnId, message: ClientMes
 }
 
 fn send_game(state: &AppState, link: &ClientLink, command: GameCommand) {
-    if state.inbox.send(Command::to(command)).is_err() {
+    // Its replies have a slot in the queue before the next request is read.
+    let command = Command::to(command).holding(link.in_flight());
+    if state.inbox.send(command).is_err() {
         link.error(codes::SERVER_BUSY, "the server is busy; try again shortly");
     }
 }

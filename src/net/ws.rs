@@ -69,7 +69,7 @@ impl<T: Send + 'static> Connection<T> {
         let (sink, stream) = socket.split();
         let writer = tokio::spawn(write_loop(
             sink,
-            rx,
+            (rx, outbound.room_signal()),
             encode,
             kick.clone(),
             state.clone(),
@@ -188,7 +188,7 @@ pub fn close_for(e: &axum::Error) -> Option<Ending> {
 /// the close. With a coalescing `window`, see [`Connection::open_coalescing`].
 async fn write_loop<T>(
     mut sink: SplitSink<WebSocket, Message>,
-    mut rx: mpsc::Receiver<T>,
+    (mut rx, room): (mpsc::Receiver<T>, crate::bridge::RoomSignal),
     mut encode: impl FnMut(T) -> WsOut,
     kick: CancellationToken,
     state: AppState,
@@ -221,6 +221,7 @@ async fn write_loop<T>(
                 if n == 0 {
                     break None;
                 }
+                room.freed();
                 false
             }
         };
@@ -236,6 +237,7 @@ async fn write_loop<T>(
                     Err(_) => break,
                 }
             }
+            room.freed();
         }
         if shutting_down {
             while let Ok(item) = rx.try_recv() {

@@ -439,15 +439,21 @@ impl Sim {
             complete(self.app.world_mut());
         }
         let mut batch = std::mem::take(&mut self.batch);
+        // Requests let go of the slots they hold for their replies once handled.
+        let mut handled = Vec::new();
         for cmd in batch.drain(..) {
-            self.route(cmd);
+            if let Some(slot) = self.route(cmd) {
+                handled.push(slot);
+            }
         }
         self.batch = batch;
         self.app.world_mut().run_schedule(HandleCommands);
+        drop(handled);
     }
 
-    /// Hands one command to the part of the world that owns it.
-    fn route(&mut self, cmd: Command) {
+    /// Hands one command to the part of the world that owns it; what a request holds
+    /// until it has been handled.
+    fn route(&mut self, cmd: Command) -> Option<crate::bridge::InFlight> {
         match cmd {
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
@@ -463,7 +469,12 @@ impl Sim {
                 );
             }
             Command::Deliver(delivery) => delivery.deliver(self.app.world_mut()),
+            Command::Holding(delivery, slot) => {
+                delivery.deliver(self.app.world_mut());
+                return Some(slot);
+            }
         }
+        None
     }
 
     /// Takes whatever waits in the inbox and handles it, as one wake of the loop does;
