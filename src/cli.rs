@@ -989,16 +989,7 @@ fn dev(command: DevCommand) -> anyhow::Result<()> {
                                "game_type": game_type, "max_players": max_players}),
                     )
                     .await?;
-                println!("created game {}", game["game_id"].as_str().unwrap_or("?"));
-                println!(
-                    "GARP api key:    {}",
-                    game["api_key"].as_str().unwrap_or("?")
-                );
-                println!(
-                    "GARP api secret: {}",
-                    game["api_secret"].as_str().unwrap_or("?")
-                );
-                println!("(keep the secret: it is shown only now)");
+                print_created(&game);
             }
             DevCommand::Games { json, server } => {
                 let games = dev_client(&server)
@@ -1012,22 +1003,7 @@ fn dev(command: DevCommand) -> anyhow::Result<()> {
                     .await?
                     .request("LIST_VERSIONS", json!({"game_id": game}))
                     .await?;
-                if json {
-                    println!("{answer}");
-                } else {
-                    for v in answer["versions"].as_array().into_iter().flatten() {
-                        println!(
-                            "{}  uploaded {}{}",
-                            v["version"].as_str().unwrap_or("?"),
-                            v["uploaded_at"].as_str().unwrap_or("?"),
-                            if v["is_latest"] == true {
-                                "  (latest)"
-                            } else {
-                                ""
-                            }
-                        );
-                    }
-                }
+                print_versions(&answer, json);
             }
             DevCommand::Update {
                 game,
@@ -1081,6 +1057,34 @@ async fn dev_client(server: &DevServer) -> anyhow::Result<crate::client::LineCli
         .login("LOGIN_DEV", &server.login.user, &server.login.password()?)
         .await?;
     Ok(client)
+}
+
+/// A new game: its id, and the GARP credentials shown this once.
+fn print_created(game: &Value) {
+    let field = |name: &str| game[name].as_str().unwrap_or("?").to_owned();
+    println!("created game {}", field("game_id"));
+    println!("GARP api key:    {}", field("api_key"));
+    println!("GARP api secret: {}", field("api_secret"));
+    println!("(keep the secret: it is shown only now)");
+}
+
+fn print_versions(answer: &Value, json: bool) {
+    if json {
+        println!("{answer}");
+        return;
+    }
+    for v in answer["versions"].as_array().into_iter().flatten() {
+        let latest = if v["is_latest"] == true {
+            "  (latest)"
+        } else {
+            ""
+        };
+        println!(
+            "{}  uploaded {}{latest}",
+            v["version"].as_str().unwrap_or("?"),
+            v["uploaded_at"].as_str().unwrap_or("?"),
+        );
+    }
 }
 
 fn print_games(answer: &Value, json: bool) {

@@ -100,21 +100,14 @@ impl Metrics {
         };
         let metrics = Self {
             tick_seconds,
-            tick_overruns: IntCounter::new("tick_overruns_total", "Ticks skipped to catch up")
-                .expect("valid"),
-            tick: IntGauge::new("tick", "Current simulation tick").expect("valid"),
-            connections: IntGaugeVec::new(
-                Opts::new("connections", "Open connections by protocol"),
-                &["protocol"],
-            )
-            .expect("valid"),
-            inbox_depth: IntGauge::new("inbox_depth", "Commands waiting for the simulation")
-                .expect("valid"),
-            inbox_rejected: IntCounter::new(
+            tick_overruns: counter("tick_overruns_total", "Ticks skipped to catch up"),
+            tick: int_gauge("tick", "Current simulation tick"),
+            connections: int_gauges("connections", "Open connections by protocol", &["protocol"]),
+            inbox_depth: int_gauge("inbox_depth", "Commands waiting for the simulation"),
+            inbox_rejected: counter(
                 "inbox_rejected_total",
                 "Commands refused because the inbox was full",
-            )
-            .expect("valid"),
+            ),
             messages_in: per_protocol("messages_in_total", "Messages received"),
             messages_out: per_protocol("messages_out_total", "Messages sent"),
             bytes_in: per_protocol("bytes_in_total", "Bytes received"),
@@ -123,99 +116,64 @@ impl Metrics {
                 "connections_refused_total",
                 "Connections refused by the per-address limit",
             ),
-            store_queue_depth: IntGauge::new(
+            store_queue_depth: int_gauge(
                 "store_queue_depth",
                 "Operations waiting for the store writer",
-            )
-            .expect("valid"),
-            store_commits: IntCounter::new("store_commits_total", "Store transactions committed")
-                .expect("valid"),
-            store_ops: IntCounter::new("store_ops_total", "Store operations committed")
-                .expect("valid"),
-            tick_p50: Gauge::new("tick_p50_seconds", "Median tick duration, recent ticks")
-                .expect("valid"),
-            tick_p99: Gauge::new(
+            ),
+            store_commits: counter("store_commits_total", "Store transactions committed"),
+            store_ops: counter("store_ops_total", "Store operations committed"),
+            tick_p50: gauge("tick_p50_seconds", "Median tick duration, recent ticks"),
+            tick_p99: gauge(
                 "tick_p99_seconds",
                 "99th percentile tick duration, recent ticks",
-            )
-            .expect("valid"),
-            tick_max: Gauge::new("tick_max_seconds", "Longest tick, recent ticks").expect("valid"),
+            ),
+            tick_max: gauge("tick_max_seconds", "Longest tick, recent ticks"),
             slow_consumers: per_protocol(
                 "slow_consumer_disconnects_total",
                 "Connections closed because their outbound queue filled",
             ),
-            deltas_dropped: IntCounter::new(
+            deltas_dropped: counter(
                 "deltas_dropped_total",
                 "Game deltas dropped for clients whose queue was full",
-            )
-            .expect("valid"),
-            mailbox_dropped: IntCounter::new(
+            ),
+            mailbox_dropped: counter(
                 "mailbox_dropped_total",
                 "Direct messages dropped from full offline mailboxes",
-            )
-            .expect("valid"),
-            logins: IntCounterVec::new(
-                Opts::new("logins_total", "Logins by outcome"),
-                &["outcome"],
-            )
-            .expect("valid"),
-            registrations: IntCounter::new("registrations_total", "Accounts registered")
-                .expect("valid"),
-            uploads: IntCounter::new("uploads_published_total", "Builds published").expect("valid"),
-            upload_bytes: IntCounter::new(
+            ),
+            logins: counters("logins_total", "Logins by outcome", &["outcome"]),
+            registrations: counter("registrations_total", "Accounts registered"),
+            uploads: counter("uploads_published_total", "Builds published"),
+            upload_bytes: counter(
                 "upload_published_bytes_total",
                 "Bytes of the builds published",
-            )
-            .expect("valid"),
-            downloads: IntCounter::new("downloads_total", "Build downloads begun").expect("valid"),
-            wagers: IntCounter::new("wagers_total", "GARP wagers placed").expect("valid"),
-            coins_wagered: IntCounter::new("coins_wagered_total", "Coins moved into wager pots")
-                .expect("valid"),
-            players_online: IntGaugeVec::new(
-                Opts::new("players_online", "Players online by protocol"),
+            ),
+            downloads: counter("downloads_total", "Build downloads begun"),
+            wagers: counter("wagers_total", "GARP wagers placed"),
+            coins_wagered: counter("coins_wagered_total", "Coins moved into wager pots"),
+            players_online: int_gauges(
+                "players_online",
+                "Players online by protocol",
                 &["protocol"],
-            )
-            .expect("valid"),
-            instances: IntGauge::new("instances", "Running worlds: systems, rooms, sessions")
-                .expect("valid"),
-            rooms: IntGauge::new("lobby_rooms", "Open lobby rooms").expect("valid"),
-            tick_set_seconds: prometheus::HistogramVec::new(
-                HistogramOpts::new(
-                    "tick_set_duration_seconds",
-                    "Wall time of each part of the tick (TickSet)",
-                )
-                .buckets(vec![
-                    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                ]),
+            ),
+            instances: int_gauge("instances", "Running worlds: systems, rooms, sessions"),
+            rooms: int_gauge("lobby_rooms", "Open lobby rooms"),
+            tick_set_seconds: short_histograms(
+                "tick_set_duration_seconds",
+                "Wall time of each part of the tick (TickSet)",
                 &["set"],
-            )
-            .expect("valid"),
-            script_stops: IntCounterVec::new(
-                Opts::new("script_stops_total", "Scripts stopped, by kind and reason"),
+            ),
+            script_stops: counters(
+                "script_stops_total",
+                "Scripts stopped, by kind and reason",
                 &["kind", "reason"],
-            )
-            .expect("valid"),
-            scripts_running: IntGaugeVec::new(
-                Opts::new("scripts_running", "Scripts running, by kind"),
+            ),
+            scripts_running: int_gauges("scripts_running", "Scripts running, by kind", &["kind"]),
+            script_seconds: short_histograms(
+                "script_tick_seconds",
+                "Time spent in scripts in one tick, by kind",
                 &["kind"],
-            )
-            .expect("valid"),
-            script_seconds: prometheus::HistogramVec::new(
-                HistogramOpts::new(
-                    "script_tick_seconds",
-                    "Time spent in scripts in one tick, by kind",
-                )
-                .buckets(vec![
-                    0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                ]),
-                &["kind"],
-            )
-            .expect("valid"),
-            build_info: IntGaugeVec::new(
-                Opts::new("build_info", "The running build (always 1)"),
-                &["version"],
-            )
-            .expect("valid"),
+            ),
+            build_info: int_gauges("build_info", "The running build (always 1)", &["version"]),
             process: prometheus::process_collector::ProcessCollector::for_self(),
             slow_consumer_log: Default::default(),
             registry,
@@ -225,27 +183,31 @@ impl Metrics {
             .build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
             .set(1);
-        // Shown before anyone has used them, so dashboards have a line at zero.
+        metrics.show_at_zero();
+        metrics
+    }
+
+    /// Series shown before anyone has used them, so dashboards have a line at zero.
+    fn show_at_zero(&self) {
         for protocol in ["game", "comms", "lobby"] {
-            metrics.players_online.with_label_values(&[protocol]).set(0);
+            self.players_online.with_label_values(&[protocol]).set(0);
         }
         for protocol in PROTOCOLS {
-            metrics.connections.with_label_values(&[protocol]);
+            self.connections.with_label_values(&[protocol]);
             for counter in [
-                &metrics.messages_in,
-                &metrics.messages_out,
-                &metrics.bytes_in,
-                &metrics.bytes_out,
-                &metrics.connections_refused,
-                &metrics.slow_consumers,
+                &self.messages_in,
+                &self.messages_out,
+                &self.bytes_in,
+                &self.bytes_out,
+                &self.connections_refused,
+                &self.slow_consumers,
             ] {
                 counter.with_label_values(&[protocol]);
             }
         }
         for outcome in ["ok", "failed", "throttled", "disabled"] {
-            metrics.logins.with_label_values(&[outcome]);
+            self.logins.with_label_values(&[outcome]);
         }
-        metrics
     }
 
     fn register_all(&self) {
@@ -357,4 +319,33 @@ impl Default for Metrics {
     fn default() -> Self {
         Self::new()
     }
+}
+
+fn counter(name: &str, help: &str) -> IntCounter {
+    IntCounter::new(name, help).expect("counter options are valid")
+}
+
+fn int_gauge(name: &str, help: &str) -> IntGauge {
+    IntGauge::new(name, help).expect("gauge options are valid")
+}
+
+fn gauge(name: &str, help: &str) -> Gauge {
+    Gauge::new(name, help).expect("gauge options are valid")
+}
+
+fn counters(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("counter options are valid")
+}
+
+fn int_gauges(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(Opts::new(name, help), labels).expect("gauge options are valid")
+}
+
+/// A histogram of short durations (10 µs to 25 ms): parts of a tick.
+fn short_histograms(name: &str, help: &str, labels: &[&str]) -> prometheus::HistogramVec {
+    let buckets = vec![
+        0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    ];
+    prometheus::HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("histogram options are valid")
 }
