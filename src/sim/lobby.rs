@@ -420,28 +420,7 @@ fn answer(world: &mut World, caller: &Caller, op: LobbyOp) -> LobbyResult {
         LobbyOp::GameDetail { game_id } | LobbyOp::ListReviews { game_id } => {
             Ok(LobbyReply::Game(catalog.get(&game_id)?.clone()))
         }
-        LobbyOp::Version { game_id, version } => {
-            let game = catalog.get(&game_id)?;
-            let found = match &version {
-                Some(v) => Some(
-                    game.version(v)
-                        .ok_or_else(|| {
-                            DomainError::NotFound(format!("no version {v:?} of {game_id}"))
-                        })?
-                        .clone(),
-                ),
-                None => game.latest().cloned(),
-            };
-            if found.is_none() && !game.builtin {
-                return Err(DomainError::NotFound(format!(
-                    "{game_id} has no uploaded version yet"
-                )));
-            }
-            Ok(LobbyReply::Version {
-                game: game.clone(),
-                version: found,
-            })
-        }
+        LobbyOp::Version { game_id, version } => find_version(catalog, &game_id, version),
         LobbyOp::ListPlayers => Ok(LobbyReply::Players(world.resource::<Lobby>().online())),
         LobbyOp::ListRooms => {
             let mut rooms: Vec<RoomView> =
@@ -485,66 +464,99 @@ fn answer(world: &mut World, caller: &Caller, op: LobbyOp) -> LobbyResult {
         }
         LobbyOp::StartRoom { .. } => Err(DomainError::Internal("misrouted START_ROOM".into())),
         LobbyOp::LaunchStream { game_id } => launch_stream(world, caller, &game_id),
-        LobbyOp::StopStream { session_id } => {
-            let mut lobby = world.resource_mut::<Lobby>();
-            match lobby.streams.get(&session_id) {
-                Some((owner, _)) if *owner == caller.user_id => {}
-                Some(_) => {
-                    return Err(DomainError::Forbidden(
-                        "only who launched a session stops it".into(),
-                    ));
-                }
-                None => {
-                    return Err(DomainError::NotFound(format!("no session {session_id:?}")));
-                }
-            }
-            let (_, game_id) = lobby.streams.remove(&session_id).unwrap_or_default();
-            lobby.closing_instances.push(session_id.clone());
-            super::scripts::rooms::stop(world, &session_id);
-            Ok(LobbyReply::Stopped { game_id })
-        }
-        LobbyOp::Enter { push } => {
-            let mut lobby = world.resource_mut::<Lobby>();
-            let arriving = !lobby.is_online(caller.user_id);
-            lobby
-                .connections
-                .insert(caller.conn, (caller.user_id, caller.username.clone(), push));
-            if arriving {
-                lobby.broadcast(wire::presence_push(
-                    std::slice::from_ref(&caller.username),
-                    &[],
-                ));
-            }
-            Ok(LobbyReply::Done)
-        }
-        LobbyOp::Exit => {
-            let removed = world
-                .resource_mut::<Lobby>()
-                .connections
-                .remove(&caller.conn);
-            if removed.is_some() && !world.resource::<Lobby>().is_online(caller.user_id) {
-                let rooms: Vec<String> = world
-                    .query::<&Room>()
-                    .iter(world)
-                    .filter(|r| r.players.iter().any(|p| p.0 == caller.user_id))
-                    .map(|r| r.room_id.clone())
-                    .collect();
-                for room_id in rooms {
-                    let _ = leave_room(world, caller, &room_id);
-                }
-                world.resource::<Lobby>().broadcast(wire::presence_push(
-                    &[],
-                    std::slice::from_ref(&caller.username),
-                ));
-            }
-            Ok(LobbyReply::Done)
-        }
+        LobbyOp::StopStream { session_id } => stop_stream(world, caller, &session_id),
+        LobbyOp::Enter { push } => enter(world, caller, push),
+        LobbyOp::Exit => exit(world, caller),
         LobbyOp::CreateGame(_)
         | LobbyOp::UpdateMeta { .. }
         | LobbyOp::SetStatus { .. }
         | LobbyOp::Publish { .. }
         | LobbyOp::AddReview { .. } => Err(DomainError::Internal("misrouted request".into())),
     }
+}
+
+/// A version of a game to download: the one named, or the latest (the built-in game has
+/// none to download).
+fn find_version(catalog: &Catalog, game_id: &str, version: Option<String>) -> LobbyResult {
+    let game = catalog.get(game_id)?;
+    let found = match &version {
+        Some(v) => Some(
+            game.version(v)
+                .ok_or_else(|| DomainError::NotFound(format!("no version {v:?} of {game_id}")))?
+                .clone(),
+        ),
+        None => game.latest().cloned(),
+    };
+    if found.is_none() && !game.builtin {
+        return Err(DomainError::NotFound(format!(
+            "{game_id} has no uploaded version yet"
+        )));
+    }
+    Ok(LobbyReply::Version {
+        game: game.clone(),
+        version: found,
+    })
+}
+
+/// Stops a launched session, for whoever launched it.
+fn stop_stream(world: &mut World, caller: &Caller, session_id: &str) -> LobbyResult {
+    let mut lobby = world.resource_mut::<Lobby>();
+    match lobby.streams.get(session_id) {
+        Some((owner, _)) if *owner == caller.user_id => {}
+        Some(_) => {
+            return Err(DomainError::Forbidden(
+                "only who launched a session stops it".into(),
+            ));
+        }
+        None => {
+            return Err(DomainError::NotFound(format!("no session {session_id:?}")));
+        }
+    }
+    let (_, game_id) = lobby.streams.remove(session_id).unwrap_or_default();
+    lobby.closing_instances.push(session_id.to_owned());
+    super::scripts::rooms::stop(world, session_id);
+    Ok(LobbyReply::Stopped { game_id })
+}
+
+/// A lobby connection opened: the user is online (announced if it is their first).
+fn enter(world: &mut World, caller: &Caller, push: mpsc::Sender<Bytes>) -> LobbyResult {
+    let mut lobby = world.resource_mut::<Lobby>();
+    let arriving = !lobby.is_online(caller.user_id);
+    lobby
+        .connections
+        .insert(caller.conn, (caller.user_id, caller.username.clone(), push));
+    if arriving {
+        lobby.broadcast(wire::presence_push(
+            std::slice::from_ref(&caller.username),
+            &[],
+        ));
+    }
+    Ok(LobbyReply::Done)
+}
+
+/// A lobby connection closed: with the user's last one, they leave their rooms and are
+/// announced offline.
+fn exit(world: &mut World, caller: &Caller) -> LobbyResult {
+    let removed = world
+        .resource_mut::<Lobby>()
+        .connections
+        .remove(&caller.conn);
+    if removed.is_some() && !world.resource::<Lobby>().is_online(caller.user_id) {
+        let rooms: Vec<String> = world
+            .query::<&Room>()
+            .iter(world)
+            .filter(|r| r.players.iter().any(|p| p.0 == caller.user_id))
+            .map(|r| r.room_id.clone())
+            .collect();
+        for room_id in rooms {
+            let _ = leave_room(world, caller, &room_id);
+        }
+        world.resource::<Lobby>().broadcast(wire::presence_push(
+            &[],
+            std::slice::from_ref(&caller.username),
+        ));
+    }
+    Ok(LobbyReply::Done)
 }
 
 /// Whether `user` may enter the instance named `instance`: a room's instance is for its
