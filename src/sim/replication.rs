@@ -424,9 +424,30 @@ fn snapshot_for(
         last_scan_tick: tick.0,
         ..Interest::default()
     };
-    let markets: Vec<MarketView> = stations
+    let markets = market_views(inst, instance.0, &stations);
+    let _ = write!(
+        out,
+        "],\"markets\":{},\"zones\":{}}}",
+        serde_json::to_string(&markets).unwrap_or_else(|_| "[]".into()),
+        serde_json::to_string(&inst.def.zones).unwrap_or_else(|_| "[]".into())
+    );
+    if client.link.offer(GameOut::Snapshot(out)) {
+        client.needs_snapshot = false;
+        client.last_snapshot_tick = tick.0;
+    } else {
+        client.needs_snapshot = true;
+    }
+}
+
+/// The markets of an instance's stations, with the prices its zones make.
+fn market_views<'a>(
+    inst: &'a Instance,
+    instance: Entity,
+    stations: &'a Query<(&Station, &Market, &InInstance)>,
+) -> Vec<MarketView<'a>> {
+    stations
         .iter()
-        .filter(|(_, _, i)| i.0 == instance.0)
+        .filter(|(_, _, i)| i.0 == instance)
         .map(|(station, market, _)| MarketView {
             station_id: &station.station_id,
             name: inst
@@ -440,19 +461,7 @@ fn snapshot_for(
             prices: market
                 .prices(super::zones::context_at(&inst.def, station.pos).blended_profit_multiplier),
         })
-        .collect();
-    let _ = write!(
-        out,
-        "],\"markets\":{},\"zones\":{}}}",
-        serde_json::to_string(&markets).unwrap_or_else(|_| "[]".into()),
-        serde_json::to_string(&inst.def.zones).unwrap_or_else(|_| "[]".into())
-    );
-    if client.link.offer(GameOut::Snapshot(out)) {
-        client.needs_snapshot = false;
-        client.last_snapshot_tick = tick.0;
-    } else {
-        client.needs_snapshot = true;
-    }
+        .collect()
 }
 
 fn send_due_snapshots(world: &mut World) {
@@ -549,14 +558,14 @@ pub(crate) fn send_deltas(
     tick: Res<Tick>,
     settings: Res<ReplicationSettings>,
     instances: Query<(&Instance, &SpatialGrid)>,
-    replicated: Query<&Replicated, Without<OutOfPlay>>,
+    replicated: Query<&'static Replicated, Without<OutOfPlay>>,
     mut clients: Query<(Entity, &mut Client, &Kinematics, &InInstance, OwnState)>,
-    stations: Query<&Station>,
+    stations: Query<&'static Station>,
     mut scratch: Local<DeltaScratch>,
     services: Res<super::SimServices>,
 ) {
     let scratch = &mut *scratch;
-    for (ship, mut client, kin, instance, (pilot, hull, fuel, docked)) in &mut clients {
+    for (ship, mut client, kin, instance, own) in &mut clients {
         if !client.streaming || client.last_snapshot_tick == tick.0 {
             continue;
         }
@@ -566,194 +575,33 @@ pub(crate) fn send_deltas(
         let client = &mut *client;
         scratch.pending.clear();
         scratch.gone.clear();
+        let viewer = Viewer { ship, kin };
         if tick.0 >= client.interest.next_scan_tick {
-            let accrued = tick.0.saturating_sub(client.interest.last_scan_tick).max(1) as f32;
-            scratch.in_view.clear();
-            grid.for_each_within(kin.pos, settings.aoi_radius, |e| {
-                scratch.in_view.push((e.entity, e.pos.distance(kin.pos)));
-            });
-            let visible = scratch.in_view.len();
-            scratch.in_view.sort_unstable_by_key(|(e, _)| *e);
-            // Merge what is in view with what the client knows (both sorted by entity):
-            // known and in view → pending if changed; known only → gone; in view only → new.
-            let mut old = std::mem::take(&mut client.known.entries);
-            let mut was_known = old.drain(..).peekable();
-            let now_known = &mut scratch.known;
-            now_known.clear();
-            client.interest.own_index = None;
-            for &(entity, distance) in &scratch.in_view {
-                while let Some((e, _)) = was_known.peek()
-                    && *e < entity
-                {
-                    if let Some((_, seen)) = was_known.next() {
-                        scratch.gone.push(seen.id);
-                    }
-                }
-                let mut known = was_known.next_if(|(e, _)| *e == entity);
-                let Ok(rep) = replicated.get(entity) else {
-                    now_known.extend(known);
-                    continue;
-                };
-                if rep.fragment.is_empty() {
-                    now_known.extend(known);
-                    continue;
-                }
-                let weight = if entity == ship {
-                    f32::INFINITY
-                } else {
-                    urgency(distance) * accrued
-                };
-                match &mut known {
-                    Some((_, seen)) if rep.changed_tick > seen.sent_tick => {
-                        seen.priority += weight;
-                        scratch
-                            .pending
-                            .push((seen.priority, entity, now_known.len()));
-                    }
-                    Some(_) => {}
-                    None => {
-                        // New to this client: it needs the whole entity, soon.
-                        let priority = weight * 4.0;
-                        known = Some((
-                            entity,
-                            Seen {
-                                id: rep.net_id.clone(),
-                                sent_tick: 0,
-                                priority,
-                            },
-                        ));
-                        scratch.pending.push((priority, entity, now_known.len()));
-                    }
-                }
-                if entity == ship && known.is_some() {
-                    client.interest.own_index = Some(now_known.len());
-                }
-                now_known.extend(known);
-            }
-            // What is left was not found: it has left the area.
-            scratch.gone.extend(was_known.map(|(_, seen)| seen.id));
-            // The old list's buffer becomes the next scan's.
-            client.known.entries = std::mem::replace(now_known, old);
-            // Only the most urgent can go before the next scan: rank those, not all.
-            let by_priority =
-                |a: &(f32, Entity, usize), b: &(f32, Entity, usize)| b.0.total_cmp(&a.0);
-            let keep = match settings.budget_per_tick {
-                0 => scratch.pending.len(),
-                b => (b / 64 + 1) * client.interest.scan_every.max(1) as usize,
-            };
-            if scratch.pending.len() > keep {
-                scratch.pending.select_nth_unstable_by(keep, by_priority);
-                scratch.pending.truncate(keep);
-            }
-            scratch.pending.sort_unstable_by(by_priority);
-            let every = ((visible / CROWD) as u64).clamp(1, MAX_SCAN_TICKS);
-            let phase = (tick.0 + u64::from(ship.index().index())) % every;
-            client.interest.last_scan_tick = tick.0;
-            client.interest.scan_every = every;
-            client.interest.next_scan_tick = tick.0 + every - phase;
-            client.interest.candidates.clear();
-            client.interest.next_candidate = 0;
-            client
-                .interest
-                .candidates
-                .extend(scratch.pending.iter().map(|p| (p.1, p.2)));
-        } else {
-            // Between scans: the own ship, then the ranked candidates not sent since. The
-            // candidates before `next_candidate` are done until the next scan (sent since
-            // it, or unchanged when their turn came), so each tick starts past them.
-            let budget = settings.budget_per_tick;
-            let mut planned = 0;
-            if let (Ok(rep), Some(at)) = (replicated.get(ship), client.interest.own_index)
-                && client
-                    .known
-                    .at(at, ship)
-                    .is_some_and(|seen| rep.changed_tick > seen.sent_tick)
-            {
-                planned += rep.fragment.len() + 1;
-                scratch.pending.push((f32::INFINITY, ship, at));
-            }
-            let interest = &mut client.interest;
-            let mut at = interest.next_candidate;
-            let mut done_so_far = true;
-            while at < interest.candidates.len() && (budget == 0 || planned <= budget) {
-                let (entity, index) = interest.candidates[at];
-                at += 1;
-                let waiting = match (replicated.get(entity), client.known.at(index, entity)) {
-                    (Ok(rep), Some(seen))
-                        if entity != ship
-                            && seen.sent_tick < interest.last_scan_tick
-                            && rep.changed_tick > seen.sent_tick =>
-                    {
-                        Some((rep.fragment.len(), seen.priority))
-                    }
-                    _ => None,
-                };
-                match waiting {
-                    Some((len, priority)) => {
-                        done_so_far = false;
-                        planned += len + 1;
-                        scratch.pending.push((priority, entity, index));
-                    }
-                    None if done_so_far => interest.next_candidate = at,
-                    None => {}
-                }
-            }
-        }
-
-        // The fixed part first: removals, nearby events, zone context.
-        let tail = &mut scratch.tail;
-        tail.clear();
-        tail.push_str("],\"entity_removed\":[");
-        for (i, id) in scratch.gone.iter().enumerate() {
-            if i > 0 {
-                tail.push(',');
-            }
-            let _ = write!(tail, "\"{id}\"");
-        }
-        tail.push_str("],\"events\":[");
-        let r2 = settings.aoi_radius * settings.aoi_radius;
-        let mut first = true;
-        for (pos, event) in &inst.events {
-            if pos.distance_squared(kin.pos) <= r2 {
-                if !first {
-                    tail.push(',');
-                }
-                first = false;
-                tail.push_str(event);
-            }
-        }
-        let context = super::zones::context_at(&inst.def, kin.pos);
-        let _ = write!(
-            tail,
-            "],\"you_zone_context\":{}",
-            serde_json::to_string(&context).unwrap_or_else(|_| "{}".into())
-        );
-        // The player's own state, when it changed (beyond the spec's example).
-        if client
-            .you_sent
-            .as_ref()
-            .is_none_or(|sent| sent.differs(pilot, hull, fuel, docked))
-            && let Ok(own) = replicated.get(ship)
-        {
-            let docked_at = docked
-                .and_then(|d| stations.get(d.0).ok())
-                .map(|station| station.station_id.as_str());
-            let you = YouView::new(&own.net_id, pilot, hull, fuel, docked_at);
-            let _ = write!(
-                tail,
-                ",\"you\":{}",
-                serde_json::to_string(&you).unwrap_or_else(|_| "{}".into())
+            scan(
+                scratch,
+                client,
+                &viewer,
+                grid,
+                &replicated,
+                &settings,
+                tick.0,
             );
-            client.you_sent = Some(YouSent::of(pilot, hull, fuel, docked));
+        } else {
+            plan_between_scans(scratch, client, ship, &replicated, &settings);
         }
-        tail.push('}');
+        let own = Own {
+            state: own,
+            replicated: &replicated,
+            stations: &stations,
+        };
+        write_tail(scratch, client, &viewer, inst, &own, &settings);
 
         // Then as many pending entities as the budget allows, most urgent first.
         let mut out = String::with_capacity(320 + scratch.pending.len() * 100);
         let _ = write!(out, "{{\"tick\":{},\"entity_updates\":[", tick.0);
         let room = match settings.budget_per_tick {
             0 => usize::MAX,
-            b => b.saturating_sub(ENVELOPE_BYTES + out.len() + tail.len()),
+            b => b.saturating_sub(ENVELOPE_BYTES + out.len() + scratch.tail.len()),
         };
         let mut used = 0;
         let mut first = true;
@@ -775,12 +623,241 @@ pub(crate) fn send_deltas(
                 seen.priority = 0.0;
             }
         }
-        out.push_str(tail);
+        out.push_str(&scratch.tail);
         if !client.link.offer(GameOut::Delta(out)) {
             client.needs_snapshot = true;
             services.metrics.deltas_dropped.inc();
         }
     }
+}
+
+/// The player a delta is for: their ship and where it is.
+struct Viewer<'a> {
+    ship: Entity,
+    kin: &'a Kinematics,
+}
+
+/// The player's own state, for the `you` member.
+struct Own<'a, 'w, 's> {
+    state: (&'a Pilot, &'a Hull, &'a Fuel, Option<&'a Docked>),
+    replicated: &'a Query<'w, 's, &'static Replicated, Without<OutOfPlay>>,
+    stations: &'a Query<'w, 's, &'static Station>,
+}
+
+/// A full scan of the client's area: what it knows, what changed (ranked by urgency into
+/// the candidates to send until the next scan), what is new and what has left.
+fn scan(
+    scratch: &mut DeltaScratch,
+    client: &mut Client,
+    viewer: &Viewer,
+    grid: &SpatialGrid,
+    replicated: &Query<&Replicated, Without<OutOfPlay>>,
+    settings: &ReplicationSettings,
+    tick: u64,
+) {
+    let (ship, kin) = (viewer.ship, viewer.kin);
+    let accrued = tick.saturating_sub(client.interest.last_scan_tick).max(1) as f32;
+    scratch.in_view.clear();
+    grid.for_each_within(kin.pos, settings.aoi_radius, |e| {
+        scratch.in_view.push((e.entity, e.pos.distance(kin.pos)));
+    });
+    let visible = scratch.in_view.len();
+    scratch.in_view.sort_unstable_by_key(|(e, _)| *e);
+    // Merge what is in view with what the client knows (both sorted by entity):
+    // known and in view → pending if changed; known only → gone; in view only → new.
+    let mut old = std::mem::take(&mut client.known.entries);
+    let mut was_known = old.drain(..).peekable();
+    let now_known = &mut scratch.known;
+    now_known.clear();
+    client.interest.own_index = None;
+    for &(entity, distance) in &scratch.in_view {
+        while let Some((e, _)) = was_known.peek()
+            && *e < entity
+        {
+            if let Some((_, seen)) = was_known.next() {
+                scratch.gone.push(seen.id);
+            }
+        }
+        let mut known = was_known.next_if(|(e, _)| *e == entity);
+        let Ok(rep) = replicated.get(entity) else {
+            now_known.extend(known);
+            continue;
+        };
+        if rep.fragment.is_empty() {
+            now_known.extend(known);
+            continue;
+        }
+        let weight = if entity == ship {
+            f32::INFINITY
+        } else {
+            urgency(distance) * accrued
+        };
+        match &mut known {
+            Some((_, seen)) if rep.changed_tick > seen.sent_tick => {
+                seen.priority += weight;
+                scratch
+                    .pending
+                    .push((seen.priority, entity, now_known.len()));
+            }
+            Some(_) => {}
+            None => {
+                // New to this client: it needs the whole entity, soon.
+                let priority = weight * 4.0;
+                known = Some((
+                    entity,
+                    Seen {
+                        id: rep.net_id.clone(),
+                        sent_tick: 0,
+                        priority,
+                    },
+                ));
+                scratch.pending.push((priority, entity, now_known.len()));
+            }
+        }
+        if entity == ship && known.is_some() {
+            client.interest.own_index = Some(now_known.len());
+        }
+        now_known.extend(known);
+    }
+    // What is left was not found: it has left the area.
+    scratch.gone.extend(was_known.map(|(_, seen)| seen.id));
+    // The old list's buffer becomes the next scan's.
+    client.known.entries = std::mem::replace(now_known, old);
+    // Only the most urgent can go before the next scan: rank those, not all.
+    let by_priority = |a: &(f32, Entity, usize), b: &(f32, Entity, usize)| b.0.total_cmp(&a.0);
+    let keep = match settings.budget_per_tick {
+        0 => scratch.pending.len(),
+        b => (b / 64 + 1) * client.interest.scan_every.max(1) as usize,
+    };
+    if scratch.pending.len() > keep {
+        scratch.pending.select_nth_unstable_by(keep, by_priority);
+        scratch.pending.truncate(keep);
+    }
+    scratch.pending.sort_unstable_by(by_priority);
+    let every = ((visible / CROWD) as u64).clamp(1, MAX_SCAN_TICKS);
+    let phase = (tick + u64::from(ship.index().index())) % every;
+    client.interest.last_scan_tick = tick;
+    client.interest.scan_every = every;
+    client.interest.next_scan_tick = tick + every - phase;
+    client.interest.candidates.clear();
+    client.interest.next_candidate = 0;
+    client
+        .interest
+        .candidates
+        .extend(scratch.pending.iter().map(|p| (p.1, p.2)));
+}
+
+/// Between scans: the own ship, then the ranked candidates not sent since. The candidates
+/// before `next_candidate` are done until the next scan (sent since it, or unchanged when
+/// their turn came), so each tick starts past them.
+fn plan_between_scans(
+    scratch: &mut DeltaScratch,
+    client: &mut Client,
+    ship: Entity,
+    replicated: &Query<&Replicated, Without<OutOfPlay>>,
+    settings: &ReplicationSettings,
+) {
+    // Between scans: the own ship, then the ranked candidates not sent since. The
+    // candidates before `next_candidate` are done until the next scan (sent since
+    // it, or unchanged when their turn came), so each tick starts past them.
+    let budget = settings.budget_per_tick;
+    let mut planned = 0;
+    if let (Ok(rep), Some(at)) = (replicated.get(ship), client.interest.own_index)
+        && client
+            .known
+            .at(at, ship)
+            .is_some_and(|seen| rep.changed_tick > seen.sent_tick)
+    {
+        planned += rep.fragment.len() + 1;
+        scratch.pending.push((f32::INFINITY, ship, at));
+    }
+    let interest = &mut client.interest;
+    let mut at = interest.next_candidate;
+    let mut done_so_far = true;
+    while at < interest.candidates.len() && (budget == 0 || planned <= budget) {
+        let (entity, index) = interest.candidates[at];
+        at += 1;
+        let waiting = match (replicated.get(entity), client.known.at(index, entity)) {
+            (Ok(rep), Some(seen))
+                if entity != ship
+                    && seen.sent_tick < interest.last_scan_tick
+                    && rep.changed_tick > seen.sent_tick =>
+            {
+                Some((rep.fragment.len(), seen.priority))
+            }
+            _ => None,
+        };
+        match waiting {
+            Some((len, priority)) => {
+                done_so_far = false;
+                planned += len + 1;
+                scratch.pending.push((priority, entity, index));
+            }
+            None if done_so_far => interest.next_candidate = at,
+            None => {}
+        }
+    }
+}
+
+/// The fixed part of a delta, after its updates: removals, nearby events, the zone
+/// context, and the player's own state when it changed.
+fn write_tail(
+    scratch: &mut DeltaScratch,
+    client: &mut Client,
+    viewer: &Viewer,
+    inst: &Instance,
+    own: &Own,
+    settings: &ReplicationSettings,
+) {
+    let (ship, kin) = (viewer.ship, viewer.kin);
+    let (pilot, hull, fuel, docked) = own.state;
+    // The fixed part first: removals, nearby events, zone context.
+    let tail = &mut scratch.tail;
+    tail.clear();
+    tail.push_str("],\"entity_removed\":[");
+    for (i, id) in scratch.gone.iter().enumerate() {
+        if i > 0 {
+            tail.push(',');
+        }
+        let _ = write!(tail, "\"{id}\"");
+    }
+    tail.push_str("],\"events\":[");
+    let r2 = settings.aoi_radius * settings.aoi_radius;
+    let mut first = true;
+    for (pos, event) in &inst.events {
+        if pos.distance_squared(kin.pos) <= r2 {
+            if !first {
+                tail.push(',');
+            }
+            first = false;
+            tail.push_str(event);
+        }
+    }
+    let context = super::zones::context_at(&inst.def, kin.pos);
+    let _ = write!(
+        tail,
+        "],\"you_zone_context\":{}",
+        serde_json::to_string(&context).unwrap_or_else(|_| "{}".into())
+    );
+    // The player's own state, when it changed (beyond the spec's example).
+    if client
+        .you_sent
+        .as_ref()
+        .is_none_or(|sent| sent.differs(pilot, hull, fuel, docked))
+        && let Ok(rep) = own.replicated.get(ship)
+    {
+        let docked_at = docked
+            .and_then(|d| own.stations.get(d.0).ok())
+            .map(|station| station.station_id.as_str());
+        let you = YouView::new(&rep.net_id, pilot, hull, fuel, docked_at);
+        let _ = write!(
+            tail,
+            ",\"you\":{}",
+            serde_json::to_string(&you).unwrap_or_else(|_| "{}".into())
+        );
+        client.you_sent = Some(YouSent::of(pilot, hull, fuel, docked));
+    }
+    tail.push('}');
 }
 
 pub struct ReplicationPlugin {
