@@ -184,3 +184,98 @@ fn no_module_outside_the_protocols_names_a_close_code() {
         }
     }
 }
+
+/// The length in lines of every function in `text`: (name, first line, lines). Braces in
+/// strings, characters and comments are not counted.
+fn function_lengths(text: &str) -> Vec<(String, usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    // The functions whose body is open: (name, first line, depth of its body).
+    let mut open: Vec<(String, usize, usize)> = Vec::new();
+    let mut pending: Option<(String, usize)> = None;
+    let mut found = Vec::new();
+    let mut line = 1;
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'\n' => line += 1,
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    } else if bytes[i] == b'\n' {
+                        line += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'\'' if bytes.get(i + 2) == Some(&b'\'') || bytes.get(i + 1) == Some(&b'\\') => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'\'' {
+                    if bytes[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'f' if text[i..].starts_with("fn ")
+                && (i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_')) =>
+            {
+                let name: String = text[i + 3..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                pending = Some((name, line));
+            }
+            b';' if pending.is_some() && depth == open.last().map_or(0, |o| o.2) => {
+                // A declaration without a body (a trait's).
+                pending = None;
+            }
+            b'{' => {
+                depth += 1;
+                if let Some((name, first)) = pending.take() {
+                    open.push((name, first, depth));
+                }
+            }
+            b'}' => {
+                if open.last().is_some_and(|o| o.2 == depth)
+                    && let Some((name, first, _)) = open.pop()
+                {
+                    found.push((name, first, line - first + 1));
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    found
+}
+
+/// Long functions hide what they do: none in `src/` is over 120 lines.
+#[test]
+fn no_function_is_over_120_lines() {
+    let sample = "fn short() {\n    let s = \"}\";\n}\n\nfn longer() {\n    if x { y }\n\n}\n";
+    assert_eq!(
+        function_lengths(sample),
+        [("short".to_owned(), 1, 3), ("longer".to_owned(), 5, 4)]
+    );
+    for path in rust_files(&src()) {
+        let text = std::fs::read_to_string(&path).expect("a source file");
+        for (name, first, lines) in function_lengths(&text) {
+            assert!(
+                lines <= 120,
+                "{}:{first}: fn {name} is {lines} lines",
+                path.display()
+            );
+        }
+    }
+}
