@@ -279,3 +279,36 @@ fn no_function_is_over_120_lines() {
         }
     }
 }
+
+/// One meaning per name: no two public types of one name, but for the protocols' own
+/// (each module is one protocol, and `garp::Request` is read with its module).
+#[test]
+fn no_two_public_types_share_a_name() {
+    let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for path in rust_files(&src()) {
+        if path.starts_with(src().join("protocol")) || path.ends_with("architecture.rs") {
+            continue;
+        }
+        for line in code(&path).lines() {
+            let line = line.trim_start();
+            let Some(rest) = ["pub struct ", "pub enum ", "pub trait ", "pub type "]
+                .iter()
+                .find_map(|kind| line.strip_prefix(kind))
+            else {
+                continue;
+            };
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if let Some(other) = seen.insert(name.clone(), path.clone()) {
+                panic!(
+                    "two public types named {name}: {} and {}",
+                    other.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    assert!(seen.contains_key("Store"), "the reader finds public types");
+}

@@ -17,7 +17,7 @@ use crate::bridge::{self, Inbox};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::net::AppState;
-use crate::net::listener::{AcceptConfig, ConnLimiter, Refusal};
+use crate::net::listener::{AcceptConfig, ConnLimiter, RefuseWith};
 use crate::net::ndjson::TcpServer;
 use crate::services::Accounts;
 use crate::sim::{LoopConfig, Sim, SimServices};
@@ -353,7 +353,7 @@ impl Listeners {
         }
         for (listener, router) in http_listeners {
             let conns =
-                net::listener::spawn_acceptor(listener, "http", Refusal::Http, accept.clone());
+                net::listener::spawn_acceptor(listener, "http", RefuseWith::Http, accept.clone());
             tasks.spawn(net::http::serve(
                 conns,
                 router,
@@ -366,7 +366,7 @@ impl Listeners {
             let conns = net::listener::spawn_acceptor(
                 listener,
                 server.protocol(),
-                Refusal::Ndjson,
+                RefuseWith::Ndjson,
                 accept.clone(),
             );
             tasks.spawn(net::ndjson::serve(conns, server, state.clone()));
@@ -425,7 +425,7 @@ fn platform_plugins(
         },
         scripts: sim::scripts::ScriptsPlugin {
             settings: sim::scripts::ScriptSettings {
-                limits: scripting::Limits::of(&config.scripts),
+                limits: scripting::VmLimits::of(&config.scripts),
             },
         },
     })

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{Options, Stats};
+use super::{Options, RunStats};
 
 const TOPIC: &str = "loadgen.fanout";
 
@@ -22,7 +22,7 @@ fn origin() -> Instant {
 pub async fn client(
     options: &Options,
     n: usize,
-    stats: &Stats,
+    stats: &RunStats,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let token = super::token_for(options, n).await?;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{Encoding, Options, Stats};
+use super::{Encoding, Options, RunStats};
 use crate::protocol::game::Input;
 use crate::protocol::game::binary::{self, Decoder};
 
@@ -42,7 +42,7 @@ impl Wire {
     }
 
     /// The message a frame holds, counting its bytes; `None` for control frames.
-    fn read(&mut self, message: Message, stats: &Stats) -> anyhow::Result<Option<Value>> {
+    fn read(&mut self, message: Message, stats: &RunStats) -> anyhow::Result<Option<Value>> {
         match (message, &mut self.decoder) {
             (Message::Text(text), _) => {
                 stats.received(text.len());
@@ -70,7 +70,7 @@ fn wrap(mut a: f64) -> f64 {
 pub async fn client(
     options: &Options,
     n: usize,
-    stats: &Stats,
+    stats: &RunStats,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let token = super::token_for(options, n).await?;

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::report::IdleMemory;
-use super::{Options, Stats};
+use super::{Options, RunStats};
 
 /// The server's `ecliptic_process_resident_memory_bytes`.
 async fn server_resident_bytes(options: &Options) -> anyhow::Result<i64> {
@@ -23,7 +23,7 @@ async fn server_resident_bytes(options: &Options) -> anyhow::Result<i64> {
 
 /// Logs every client in, measures, connects them all, measures again, holds until the
 /// end of the run.
-pub async fn run(options: &Options, stats: &Arc<Stats>) -> anyhow::Result<IdleMemory> {
+pub async fn run(options: &Options, stats: &Arc<RunStats>) -> anyhow::Result<IdleMemory> {
     let mut tokens = Vec::with_capacity(options.clients);
     for n in 0..options.clients {
         match super::token_for(options, n).await {

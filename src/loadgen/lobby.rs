@@ -6,13 +6,13 @@ use std::time::Instant;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use super::{Options, Stats};
+use super::{Options, RunStats};
 use crate::client::LineClient;
 
 pub async fn client(
     options: &Options,
     n: usize,
-    stats: &Stats,
+    stats: &RunStats,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let token = super::token_for(options, n).await?;

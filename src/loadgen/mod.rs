@@ -94,7 +94,7 @@ pub struct Options {
 
 /// Counters every client adds to.
 #[derive(Default)]
-pub struct Stats {
+pub struct RunStats {
     pub connected: AtomicU64,
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
@@ -103,7 +103,7 @@ pub struct Stats {
     latencies_us: Mutex<Vec<u64>>,
 }
 
-impl Stats {
+impl RunStats {
     pub fn received(&self, bytes: usize) {
         self.messages_in.fetch_add(1, Ordering::Relaxed);
         self.bytes_in.fetch_add(bytes as u64, Ordering::Relaxed);
@@ -210,7 +210,7 @@ pub async fn run(options: Options) -> anyhow::Result<Report> {
         "--accounts does not apply to game: a second login takes the ship over"
     );
     anyhow::ensure!(options.accounts != Some(0), "--accounts must be at least 1");
-    let stats = Arc::new(Stats::default());
+    let stats = Arc::new(RunStats::default());
     let started = Instant::now();
     if options.scenario == Scenario::Idle {
         let memory = idle::run(&options, &stats).await?;
@@ -290,7 +290,7 @@ async fn tick_histogram(options: &Options) -> Option<server::TickHistogram> {
     }
 }
 
-fn describe(stats: &Stats, started: Instant) -> String {
+fn describe(stats: &RunStats, started: Instant) -> String {
     let secs = started.elapsed().as_secs_f64().max(0.001);
     format!(
         "{} connected, {:.0} msg/s in, {} errors",

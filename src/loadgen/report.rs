@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Options, Stats};
+use super::{Options, RunStats};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Latency {
@@ -57,7 +57,7 @@ pub struct IdleMemory {
 }
 
 impl Report {
-    pub fn from_stats(options: &Options, stats: &Stats, took: Duration) -> Self {
+    pub fn from_stats(options: &Options, stats: &RunStats, took: Duration) -> Self {
         let secs = took.as_secs_f64().max(0.001);
         let connected = stats.connected.load(Ordering::Relaxed);
         let mut samples = stats.latencies_us.lock().clone();

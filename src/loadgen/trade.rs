@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use super::{Options, Stats};
+use super::{Options, RunStats};
 
 fn frame(kind: &str, seq: u64, payload: Value) -> Message {
     Message::Text(
@@ -23,7 +23,7 @@ fn frame(kind: &str, seq: u64, payload: Value) -> Message {
 pub async fn client(
     options: &Options,
     n: usize,
-    stats: &Stats,
+    stats: &RunStats,
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let token = super::token_for(options, n).await?;

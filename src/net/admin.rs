@@ -133,7 +133,7 @@ async fn reset_password(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(username): Path<String>,
-    super::rest::Body(body): super::rest::Body<NewPassword>,
+    super::rest::JsonBody(body): super::rest::JsonBody<NewPassword>,
 ) -> Result<RestReply, RestReply> {
     admin(&state, &headers)?;
     let credential = crate::services::accounts::Credential::Password(body.password);
@@ -151,7 +151,7 @@ async fn set_roles(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(username): Path<String>,
-    super::rest::Body(body): super::rest::Body<NewRoles>,
+    super::rest::JsonBody(body): super::rest::JsonBody<NewRoles>,
 ) -> Result<RestReply, RestReply> {
     admin(&state, &headers)?;
     let roles = body

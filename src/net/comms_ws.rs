@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::AppState;
-use super::ws::{self, Ending, Input, Lifecycle, Ping, Rules, Status, WsOut};
+use super::ws::{self, Ending, EndpointRules, Lifecycle, Next, Ping, Status, WsOut};
 use crate::bridge::{ByteBudget, Command, Outbound};
 use crate::protocol::close;
 use crate::protocol::comms::{self as wire, ClientMessage, codes};
@@ -150,8 +150,8 @@ pub(crate) async fn publish(
 
 /// What the lifecycle needs of `/ws`: its close, and its pings (a WebSocket ping; the
 /// pong, or anything else heard, counts as hearing back).
-fn rules(cfg: &crate::config::CommsConfig) -> Rules<CommsOut> {
-    Rules {
+fn rules(cfg: &crate::config::CommsConfig) -> EndpointRules<CommsOut> {
+    EndpointRules {
         endpoint: ws::Endpoint::Comms,
         close: CommsOut::Close,
         farewell: |_| None,
@@ -172,7 +172,7 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
     let outbound = outbound.with_byte_budget(budget.clone(), CommsOut::weight);
     let queue = (outbound, rx);
     let window = Some(state.config.comms.coalesce_window()).filter(|w| !w.is_zero());
-    let connection = ws::Connection::open_coalescing(
+    let connection = ws::WsConnection::open_coalescing(
         socket,
         &state,
         ws::Endpoint::Comms,
@@ -221,15 +221,15 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
             break;
         };
         match input {
-            Input::Timer if tokio::time::Instant::now() >= expire_at => {
+            Next::Timer if tokio::time::Instant::now() >= expire_at => {
                 life.end(Ending::TokenExpired);
                 break;
             }
-            Input::Timer => {
+            Next::Timer => {
                 warned = true;
                 c.text(wire::auth_expiring(c.identity.expires_at));
             }
-            Input::Text(text) => {
+            Next::Text(text) => {
                 if !bucket.take() {
                     c.error(
                         codes::RATE_LIMITED,
@@ -250,7 +250,7 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
                     Err(e) => c.error(codes::BAD_REQUEST, &e.message, e.details),
                 }
             }
-            Input::Binary(bytes) => {
+            Next::Binary(bytes) => {
                 if !bucket.take() {
                     c.error(
                         codes::RATE_LIMITED,

@@ -18,7 +18,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use super::ws::{self, Ending, Input, Lifecycle, Rules, Status, WsOut};
+use super::ws::{self, Ending, EndpointRules, Lifecycle, Next, Status, WsOut};
 use crate::bridge::{Command, ConnId, Outbound};
 use crate::protocol::game::binary::{self, ClientBinary};
 use crate::protocol::game::{self, ClientMessage, Frame, GameOut, PROTOCOL_VERSION, codes};
@@ -83,7 +83,7 @@ fn now_ms() -> i64 {
 
 /// What the lifecycle needs of `/game`: its close, and an `error` before the server ends a
 /// connection whose session ended or that never logged in.
-const RULES: Rules<GameOut> = Rules {
+const RULES: EndpointRules<GameOut> = EndpointRules {
     endpoint: ws::Endpoint::Game,
     close: |ending, reason| GameOut::Close { ending, reason },
     farewell: |ending| match ending {
@@ -104,20 +104,21 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
     let queue = Outbound::<GameOut>::bounded(state.config.game.outbound_queue.max(4));
     let mut seq = 0u64;
     let mut encoder = binary.then(binary::Encoder::default);
-    let connection = ws::Connection::open(socket, &state, ws::Endpoint::Game, queue, move |out| {
-        match game::encode(out) {
-            Frame::Message(kind, payload) => {
-                seq += 1;
-                match &mut encoder {
-                    Some(encoder) => {
-                        WsOut::Binary(encoder.encode(&kind, seq, now_ms(), &payload).into())
+    let connection =
+        ws::WsConnection::open(socket, &state, ws::Endpoint::Game, queue, move |out| {
+            match game::encode(out) {
+                Frame::Message(kind, payload) => {
+                    seq += 1;
+                    match &mut encoder {
+                        Some(encoder) => {
+                            WsOut::Binary(encoder.encode(&kind, seq, now_ms(), &payload).into())
+                        }
+                        None => WsOut::Text(game::envelope(&kind, seq, now_ms(), &payload)),
                     }
-                    None => WsOut::Text(game::envelope(&kind, seq, now_ms(), &payload)),
                 }
+                Frame::Close(code, reason) => WsOut::Close(code, reason),
             }
-            Frame::Close(code, reason) => WsOut::Close(code, reason),
-        }
-    });
+        });
     let mut life = Lifecycle::start(connection, RULES, &state).await;
     let (conn, link) = (life.conn(), life.link().clone());
 
@@ -141,19 +142,19 @@ async fn run(socket: WebSocket, state: AppState, handshake_token: Option<String>
         };
         let extra = |kind: &str| state.game_messages.contains(kind);
         let decoded = match input {
-            Input::Timer => {
+            Next::Timer => {
                 if let Some(seq) = unjoined.due(inputs.is_joined()) {
                     send_game(&state, &link, GameCommand::InputBeforeJoin { conn, seq });
                 }
                 continue;
             }
-            Input::Text(text) => game::decode_with(&text, extra),
-            Input::Binary(bytes) if binary => match binary::decode_client(&bytes) {
+            Next::Text(text) => game::decode_with(&text, extra),
+            Next::Binary(bytes) if binary => match binary::decode_client(&bytes) {
                 Ok(ClientBinary::Json(text)) => game::decode_with(text, extra),
                 Ok(ClientBinary::Frame(frame)) => Ok(frame),
                 Err(e) => Err(e),
             },
-            Input::Binary(_) => {
+            Next::Binary(_) => {
                 link.error(
                     codes::BAD_MESSAGE,
                     "binary frames are not part of this protocol (offer the subprotocol \

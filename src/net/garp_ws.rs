@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::listener::PeerAddr;
-use super::ws::{self, Ending, Endpoint, Input, Lifecycle, Rules, Status, WsOut};
+use super::ws::{self, Ending, Endpoint, EndpointRules, Lifecycle, Next, Status, WsOut};
 use crate::bridge::{Command, ConnId, Outbound};
 use crate::protocol::close;
 use crate::protocol::garp::{self, Frame, Request, texts};
@@ -39,7 +39,7 @@ use crate::services::accounts::Credential;
 use crate::services::catalog::{alphanumeric, grouped_token};
 use crate::services::garp_players::{GarpPlayer, GarpPlayers};
 use crate::services::{wagers, wallet};
-use crate::sim::lobby::{Caller, LobbyOp, LobbyReply, LobbyRequest, RoomChat, RoomView};
+use crate::sim::lobby::{LobbyCaller, LobbyOp, LobbyReply, LobbyRequest, RoomChat, RoomView};
 use crate::sim::wagers::{WagerGame, WagerOp, WagerReply, WagerRequest};
 
 /// Ladder lines sent at most.
@@ -115,7 +115,7 @@ pub async fn session(
 
 /// What the lifecycle needs of GARP: its frames are plain text; it tells nobody why it
 /// closes (the reference server does not) and does not ping.
-const RULES: Rules<WsOut> = Rules {
+const RULES: EndpointRules<WsOut> = EndpointRules {
     endpoint: Endpoint::Garp,
     close: |ending, reason| WsOut::Close(close::code(Endpoint::Garp, ending), reason),
     farewell: |_| None,
@@ -125,7 +125,7 @@ const RULES: Rules<WsOut> = Rules {
 /// A GARP socket on the one lifecycle: its queue and writer, and its endings.
 async fn open(socket: WebSocket, state: &AppState) -> Lifecycle<WsOut> {
     let queue = Outbound::<WsOut>::bounded(state.config.limits.outbound_queue.max(8));
-    let connection = ws::Connection::open(socket, state, Endpoint::Garp, queue, |out| out);
+    let connection = ws::WsConnection::open(socket, state, Endpoint::Garp, queue, |out| out);
     Lifecycle::start(connection, RULES, state).await
 }
 
@@ -140,7 +140,7 @@ struct SetWage {
 }
 
 /// One GARP socket: its game, its session, and the players it has spoken for.
-struct Session {
+struct GarpSocket {
     state: AppState,
     conn: ConnId,
     peer: SocketAddr,
@@ -159,9 +159,9 @@ const CHAT_QUEUE: usize = 64;
 async fn next_text(life: &mut Lifecycle<WsOut>, status: &Status) -> Option<String> {
     loop {
         match life.next(status).await? {
-            Input::Text(text) if garp::is_keep_alive(&text) => {}
-            Input::Text(text) => return Some(text.to_string()),
-            Input::Binary(_) => {
+            Next::Text(text) if garp::is_keep_alive(&text) => {}
+            Next::Text(text) => return Some(text.to_string()),
+            Next::Binary(_) => {
                 let answer = garp::error(
                     garp::ERROR_RESPONSE,
                     &Value::Null,
@@ -170,7 +170,7 @@ async fn next_text(life: &mut Lifecycle<WsOut>, status: &Status) -> Option<Strin
                 );
                 life.link().send(WsOut::Text(answer));
             }
-            Input::Timer => {}
+            Next::Timer => {}
         }
     }
 }
@@ -206,7 +206,7 @@ async fn run(socket: WebSocket, state: AppState, token: String, peer: SocketAddr
         return life.finish().await;
     };
     let (chat, mut chat_rx) = mpsc::channel(CHAT_QUEUE);
-    let mut session = Session {
+    let mut session = GarpSocket {
         state: state.clone(),
         conn: life.conn(),
         peer,
@@ -249,7 +249,7 @@ async fn run(socket: WebSocket, state: AppState, token: String, peer: SocketAddr
         link.send(WsOut::Text(answer));
     }
     if let Some(&user_id) = session.listening.iter().next() {
-        let caller = Caller {
+        let caller = LobbyCaller {
             user_id,
             username: String::new(),
             conn: session.conn,
@@ -385,7 +385,7 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-impl Session {
+impl GarpSocket {
     async fn answer(&mut self, frame: Frame) -> String {
         let class = garp::response_class(&frame.class);
         let id = &frame.request_id;
@@ -731,7 +731,7 @@ impl Session {
 
     /// Asks the lobby in the simulation, as `player` on this socket.
     async fn lobby(&self, player: &GarpPlayer, op: LobbyOp) -> Result<LobbyReply, String> {
-        let caller = Caller {
+        let caller = LobbyCaller {
             user_id: player.user_id,
             username: player.username.clone(),
             conn: self.conn,

@@ -127,18 +127,18 @@ impl ReadBudget {
 
 /// How a listener tells an over-limit client no, in its own protocol, before closing.
 #[derive(Clone, Copy)]
-pub enum Refusal {
+pub enum RefuseWith {
     /// A plain HTTP 429 response.
     Http,
     /// One store-lobby-tcp.md error line.
     Ndjson,
 }
 
-impl Refusal {
+impl RefuseWith {
     fn bytes(self) -> &'static [u8] {
         match self {
-            Refusal::Http => b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 40\r\nconnection: close\r\n\r\ntoo many connections from your address\r\n",
-            Refusal::Ndjson => b"{\"status\":\"error\",\"code\":105,\"message\":\"too many connections from your address\",\"payload\":{}}\n",
+            RefuseWith::Http => b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 40\r\nconnection: close\r\n\r\ntoo many connections from your address\r\n",
+            RefuseWith::Ndjson => b"{\"status\":\"error\",\"code\":105,\"message\":\"too many connections from your address\",\"payload\":{}}\n",
         }
     }
 }
@@ -146,9 +146,9 @@ impl Refusal {
 /// Tells an over-limit client no and closes. An HTTP client is let finish sending its
 /// request head first (briefly, and only a little of it), since clients do not expect an
 /// answer before they have asked.
-async fn refuse(mut tcp: TcpStream, refusal: Refusal) {
+async fn refuse(mut tcp: TcpStream, refusal: RefuseWith) {
     use tokio::io::AsyncReadExt;
-    if let Refusal::Http = refusal {
+    if let RefuseWith::Http = refusal {
         let mut head = [0u8; 8192];
         let mut read = 0;
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
@@ -181,7 +181,7 @@ pub struct AcceptConfig {
 pub fn spawn_acceptor(
     listener: TcpListener,
     protocol: &'static str,
-    refusal: Refusal,
+    refusal: RefuseWith,
     config: AcceptConfig,
 ) -> mpsc::Receiver<Conn> {
     let (tx, rx) = mpsc::channel(256);

@@ -36,7 +36,7 @@ impl TcpServer {
 }
 
 /// Per-connection state the command handlers may change.
-pub struct Session {
+pub struct LineSession {
     pub server: TcpServer,
     pub conn: crate::bridge::ConnId,
     pub peer: std::net::SocketAddr,
@@ -88,7 +88,7 @@ async fn connection(conn: Conn, server: TcpServer, state: AppState) {
     let max_line = state.config.limits.ndjson_line_bytes;
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
     let mut line = Vec::with_capacity(4096);
-    let mut session = Session {
+    let mut session = LineSession {
         server,
         conn: crate::bridge::next_conn_id(),
         peer,
@@ -201,7 +201,7 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
 }
 
 /// One line in, at most one reply out (`None` for blank lines).
-async fn handle_line(line: &[u8], session: &mut Session, state: &AppState) -> Option<Response> {
+async fn handle_line(line: &[u8], session: &mut LineSession, state: &AppState) -> Option<Response> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.iter().all(u8::is_ascii_whitespace) {
         return None;

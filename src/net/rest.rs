@@ -222,9 +222,9 @@ fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 's
 }
 
 /// A JSON body parsed under the decoding rule; any failure is a 1000 in the raos format.
-pub struct Body<T>(pub T);
+pub struct JsonBody<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = RestReply;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
@@ -243,7 +243,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
                 "the body must be a JSON object",
             ));
         }
-        crate::protocol::tolerant(value).map(Body).map_err(|e| {
+        crate::protocol::tolerant(value).map(JsonBody).map_err(|e| {
             RestReply::failure(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::InvalidRequest,
@@ -264,7 +264,7 @@ struct RegisterRequest {
 
 async fn register(
     State(state): State<AppState>,
-    Body(req): Body<RegisterRequest>,
+    JsonBody(req): JsonBody<RegisterRequest>,
 ) -> Result<RestReply, RestReply> {
     let credential = super::raos::credential(req.password, req.password_hash)?;
     let roles = req
@@ -331,7 +331,7 @@ pub fn caller(
 async fn notify(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Body(req): Body<NotificationRequest>,
+    JsonBody(req): JsonBody<NotificationRequest>,
 ) -> Result<RestReply, RestReply> {
     let identity = caller(&state, &headers)?;
     if !identity.has_role(Role::Admin) {

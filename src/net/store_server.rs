@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 use tokio::io::AsyncReadExt;
 
 use super::AppState;
-use super::ndjson::{Session, TcpServer};
+use super::ndjson::{LineSession, TcpServer};
 use crate::bridge::Command;
 use crate::protocol::store::{self as wire, Code, DevCommand, LobbyCommand, Request, Response};
 use crate::services::DomainError;
 use crate::services::accounts::{Credential, Identity, NewAccount, Role, Scope};
 use crate::services::catalog::{self, GameStatus, MetaUpdate, NewGame, Version};
-use crate::sim::lobby::{Caller, LobbyOp, LobbyReply, LobbyRequest};
+use crate::sim::lobby::{LobbyCaller, LobbyOp, LobbyReply, LobbyRequest};
 
 fn scope(server: TcpServer) -> Scope {
     match server {
@@ -27,7 +27,7 @@ fn scope(server: TcpServer) -> Scope {
 /// One request, one reply (`None` when the reply was already queued, as for downloads).
 pub async fn dispatch(
     mut request: Request,
-    session: &mut Session,
+    session: &mut LineSession,
     state: &AppState,
 ) -> Option<Response> {
     let outcome = match session.server {
@@ -50,7 +50,7 @@ pub async fn dispatch(
 /// The caller behind `token`, which must be a session of this server.
 fn identify(
     token: Option<&str>,
-    session: &mut Session,
+    session: &mut LineSession,
     state: &AppState,
 ) -> Result<Identity, DomainError> {
     let token = token.ok_or(DomainError::InvalidToken)?;
@@ -65,10 +65,10 @@ fn identify(
 async fn ask(
     state: &AppState,
     identity: &Identity,
-    session: &Session,
+    session: &LineSession,
     op: LobbyOp,
 ) -> Result<LobbyReply, DomainError> {
-    let caller = Caller {
+    let caller = LobbyCaller {
         user_id: identity.user_id,
         username: identity.username.clone(),
         conn: session.conn,
@@ -86,7 +86,7 @@ async fn log_in(
     creds: wire::Credentials,
     register_roles: Option<Vec<Role>>,
     required: Option<(Role, &str)>,
-    session: &mut Session,
+    session: &mut LineSession,
     state: &AppState,
 ) -> Result<Identity, DomainError> {
     if let Some(roles) = register_roles {
@@ -121,14 +121,14 @@ async fn log_in(
     Ok(grant.identity)
 }
 
-fn token_payload(session: &Session) -> Value {
+fn token_payload(session: &LineSession) -> Value {
     json!({ "session_token": session.token.clone().unwrap_or_default() })
 }
 
 async fn dev(
     cmd: DevCommand,
     token: Option<&str>,
-    session: &mut Session,
+    session: &mut LineSession,
     state: &AppState,
 ) -> Result<Option<Value>, DomainError> {
     let identity = match cmd {
@@ -241,7 +241,7 @@ async fn dev(
 async fn dev_upload(
     cmd: DevCommand,
     identity: &Identity,
-    session: &mut Session,
+    session: &mut LineSession,
     state: &AppState,
 ) -> Result<Value, DomainError> {
     let reply = match cmd {
@@ -320,7 +320,7 @@ async fn dev_upload(
 async fn lobby(
     cmd: LobbyCommand,
     token: Option<&str>,
-    session: &mut Session,
+    session: &mut LineSession,
     state: &AppState,
 ) -> Result<Option<Value>, DomainError> {
     let identity = match cmd {
@@ -398,7 +398,7 @@ async fn lobby(
 /// Registers the connection for lobby pushes (once).
 async fn enter(
     identity: &Identity,
-    session: &mut Session,
+    session: &mut LineSession,
     state: &AppState,
 ) -> Result<(), DomainError> {
     if session.entered.is_some() {
@@ -418,7 +418,7 @@ async fn enter(
 }
 
 /// Tells the lobby a connection left.
-pub async fn leave(session: &Session, state: &AppState) {
+pub async fn leave(session: &LineSession, state: &AppState) {
     if let Some(identity) = &session.entered {
         let _ = ask(state, identity, session, LobbyOp::Exit).await;
     }
@@ -429,7 +429,7 @@ pub async fn leave(session: &Session, state: &AppState) {
 async fn download(
     d: wire::DownloadBegin,
     identity: &Identity,
-    session: &Session,
+    session: &LineSession,
     state: &AppState,
 ) -> Result<(), DomainError> {
     catalog::validate_game_id(&d.game_id)?;

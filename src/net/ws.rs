@@ -1,4 +1,4 @@
-//! What every WebSocket endpoint shares: the connection skeleton ([`Connection`]: id,
+//! What every WebSocket endpoint shares: the connection skeleton ([`WsConnection`]: id,
 //! gauge, bounded queue and writer task) and its lifecycle ([`Lifecycle`]): the loop that
 //! ends a connection when the server shuts down, when it is kicked, when its session
 //! ends, when it has not authenticated in time or stopped answering pings, and that
@@ -26,8 +26,8 @@ pub use crate::protocol::close::Endpoint;
 use crate::services::accounts::SessionWatch;
 
 /// One WebSocket connection's common parts. The endpoint's loop reads `stream` (through
-/// [`incoming`]), queues replies on `link`, and ends with [`Connection::finish`].
-pub struct Connection<T> {
+/// [`incoming`]), queues replies on `link`, and ends with [`WsConnection::finish`].
+pub struct WsConnection<T> {
     pub conn: ConnId,
     pub link: Link<T>,
     /// Cancelled when the connection must close at once (its queue overflowed).
@@ -37,7 +37,7 @@ pub struct Connection<T> {
     _gauge: ConnectionGauge,
 }
 
-impl<T: Send + 'static> Connection<T> {
+impl<T: Send + 'static> WsConnection<T> {
     /// Counts the connection open, and starts its writer draining `queue` through
     /// `encode`.
     pub fn open(
@@ -50,7 +50,7 @@ impl<T: Send + 'static> Connection<T> {
         Self::open_coalescing(socket, state, endpoint, queue, None, encode)
     }
 
-    /// [`Connection::open`], with a writer that coalesces: what arrives within `window`
+    /// [`WsConnection::open`], with a writer that coalesces: what arrives within `window`
     /// of its last write waits for the window's end and goes out with everything else
     /// that arrived meanwhile, in one write. A connection receiving a message now and then
     /// gets each at once; a busy one gets a write per window instead of one per message.
@@ -185,7 +185,7 @@ pub fn close_for(e: &axum::Error) -> Option<Ending> {
 /// Drains `rx` into the socket until the queue ends, a close is queued, the connection is
 /// kicked, or the server shuts down. `encode` turns a queued item into what to send. At
 /// shutdown what is already queued (a trade's result, the shutdown notice) is sent before
-/// the close. With a coalescing `window`, see [`Connection::open_coalescing`].
+/// the close. With a coalescing `window`, see [`WsConnection::open_coalescing`].
 async fn write_loop<T>(
     mut sink: SplitSink<WebSocket, Message>,
     (mut rx, room): (mpsc::Receiver<T>, crate::bridge::RoomSignal),
@@ -301,7 +301,7 @@ async fn send_close(sink: &mut SplitSink<WebSocket, Message>, code: u16, reason:
 }
 
 /// How a protocol takes part in the lifecycle.
-pub struct Rules<T> {
+pub struct EndpointRules<T> {
     pub endpoint: Endpoint,
     /// The queued item that closes the socket for an ending, with a reason.
     pub close: fn(Ending, String) -> T,
@@ -333,7 +333,7 @@ pub struct Status {
 
 /// What the lifecycle hands the endpoint.
 #[derive(Debug)]
-pub enum Input {
+pub enum Next {
     Text(Utf8Bytes),
     Binary(bytes::Bytes),
     /// [`Status::timer`] is due.
@@ -342,8 +342,8 @@ pub enum Input {
 
 /// A connection's life, the same on every endpoint.
 pub struct Lifecycle<T> {
-    connection: Connection<T>,
-    rules: Rules<T>,
+    connection: WsConnection<T>,
+    rules: EndpointRules<T>,
     state: AppState,
     /// When a connection that has not authenticated is ended.
     deadline: tokio::time::Instant,
@@ -353,7 +353,11 @@ pub struct Lifecycle<T> {
 }
 
 impl<T: Send + 'static> Lifecycle<T> {
-    pub async fn start(connection: Connection<T>, rules: Rules<T>, state: &AppState) -> Self {
+    pub async fn start(
+        connection: WsConnection<T>,
+        rules: EndpointRules<T>,
+        state: &AppState,
+    ) -> Self {
         let ping = match &rules.ping {
             Some(ping) => {
                 let mut interval = tokio::time::interval(ping.every);
@@ -384,7 +388,7 @@ impl<T: Send + 'static> Lifecycle<T> {
 
     /// The next message (or the endpoint's timer); `None` once the connection is over,
     /// having told the peer why where there is something to tell.
-    pub async fn next(&mut self, status: &Status) -> Option<Input> {
+    pub async fn next(&mut self, status: &Status) -> Option<Next> {
         loop {
             let Self {
                 connection,
@@ -406,7 +410,7 @@ impl<T: Send + 'static> Lifecycle<T> {
                     self.end(Ending::NotAuthenticated);
                     return None;
                 }
-                _ = sleep_until(status.timer), if status.timer.is_some() => return Some(Input::Timer),
+                _ = sleep_until(status.timer), if status.timer.is_some() => return Some(Next::Timer),
                 _ = tick(ping), if ping.is_some() => {
                     if self.ping() { continue } else { return None }
                 }
@@ -418,8 +422,8 @@ impl<T: Send + 'static> Lifecycle<T> {
             };
             self.heard = tokio::time::Instant::now();
             match incoming(read, &self.state.metrics, self.rules.endpoint.name()) {
-                Incoming::Text(text) => return Some(Input::Text(text)),
-                Incoming::Binary(bytes) => return Some(Input::Binary(bytes)),
+                Incoming::Text(text) => return Some(Next::Text(text)),
+                Incoming::Binary(bytes) => return Some(Next::Binary(bytes)),
                 Incoming::Control => {}
                 Incoming::Ended(ending) => {
                     if let Some(ending) = ending {

@@ -22,14 +22,14 @@ use mlua::{Function, Lua, LuaOptions, LuaSerdeExt, MultiValue, StdLib, Table, Va
 
 /// What one VM may use.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct VmLimits {
     /// Run time per tick, across every call into the VM during that tick.
     pub budget: Duration,
     /// Bytes the VM may allocate.
     pub memory_bytes: usize,
 }
 
-impl Limits {
+impl VmLimits {
     /// The limits `[scripts]` sets, clamped to what makes sense.
     pub fn of(config: &crate::config::ScriptsConfig) -> Self {
         Self {
@@ -185,7 +185,7 @@ const LOADED_KEY: &str = "ecliptic.loaded";
 /// One sandboxed Luau state.
 pub struct Vm {
     lua: Lua,
-    limits: Limits,
+    limits: VmLimits,
     clock: Rc<Clock>,
     /// The value the entry script returned.
     exports: Value,
@@ -197,7 +197,7 @@ impl Vm {
     /// `host`, within one tick's budget.
     pub fn start(
         compiled: &Compiled,
-        limits: Limits,
+        limits: VmLimits,
         api: &[&'static str],
         log: impl Fn(&str) + 'static,
         host: &mut dyn Host,
@@ -215,7 +215,7 @@ impl Vm {
 
     fn prepare(
         compiled: &Compiled,
-        limits: Limits,
+        limits: VmLimits,
         api: &[&'static str],
         log: impl Fn(&str) + 'static,
     ) -> mlua::Result<Vm> {
@@ -468,7 +468,7 @@ mod tests {
         }
     }
 
-    const LIMITS: Limits = Limits {
+    const LIMITS: VmLimits = VmLimits {
         budget: Duration::from_millis(100),
         memory_bytes: 4 << 20,
     };

@@ -55,7 +55,7 @@ type OpenUpload = (Uuid, Arc<Mutex<Upload>>);
 
 /// A finished upload, ready for the catalog.
 #[derive(Debug, Clone)]
-pub struct Published {
+pub struct PublishedBuild {
     pub game_id: String,
     pub version: String,
     pub size_bytes: u64,
@@ -354,7 +354,7 @@ impl Uploads {
         self: &Arc<Self>,
         owner: Uuid,
         upload_id: &str,
-    ) -> Result<Published, DomainError> {
+    ) -> Result<PublishedBuild, DomainError> {
         let upload = self.get(owner, upload_id)?;
         {
             let up = upload.lock();
@@ -392,7 +392,7 @@ impl Uploads {
                     )));
                 }
             };
-            let published = Published {
+            let published = PublishedBuild {
                 game_id: up.game_id.clone(),
                 version: up.version.clone(),
                 size_bytes: up.size,
@@ -417,12 +417,12 @@ impl Uploads {
     }
 
     /// The version of a finished upload is free again (recorded, or not).
-    pub fn released(&self, published: &Published) {
+    pub fn released(&self, published: &PublishedBuild) {
         self.release(&published.game_id, &published.version);
     }
 
     /// fsync the build, write the manifest, fsync it and the directory.
-    fn seal(&self, up: &Upload, published: &Published) -> Result<(), DomainError> {
+    fn seal(&self, up: &Upload, published: &PublishedBuild) -> Result<(), DomainError> {
         std::fs::File::open(&up.build)
             .and_then(|file| file.sync_all())
             .map_err(io_error)?;

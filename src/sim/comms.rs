@@ -258,17 +258,19 @@ impl crate::bridge::InboxCommand for CommsCommand {}
 /// A comms frame as it crosses to other nodes: text as it is, binary in base64.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "as", content = "data", rename_all = "snake_case")]
-pub enum Frame {
+pub enum CrossingFrame {
     Text(String),
     Binary(String),
 }
 
-impl Frame {
+impl CrossingFrame {
     /// The frame of an outgoing comms message; pings and closes do not cross.
     pub fn of(out: &CommsOut) -> Option<Self> {
         match out {
-            CommsOut::Text(bytes) => Some(Frame::Text(String::from_utf8_lossy(bytes).into())),
-            CommsOut::Binary(bytes) => Some(Frame::Binary(
+            CommsOut::Text(bytes) => {
+                Some(CrossingFrame::Text(String::from_utf8_lossy(bytes).into()))
+            }
+            CommsOut::Binary(bytes) => Some(CrossingFrame::Binary(
                 base64::engine::general_purpose::STANDARD.encode(bytes),
             )),
             CommsOut::Ping | CommsOut::Close(..) => None,
@@ -277,8 +279,8 @@ impl Frame {
 
     pub fn into_out(self) -> Option<CommsOut> {
         match self {
-            Frame::Text(text) => Some(CommsOut::Text(Bytes::from(text))),
-            Frame::Binary(b64) => base64::engine::general_purpose::STANDARD
+            CrossingFrame::Text(text) => Some(CommsOut::Text(Bytes::from(text))),
+            CrossingFrame::Binary(b64) => base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .ok()
                 .map(|bytes| CommsOut::Binary(Bytes::from(bytes))),
@@ -293,7 +295,7 @@ pub enum CommsNote {
     /// A broadcast published on the sending node; `record` goes into topic history.
     Publish {
         topic: String,
-        frame: Frame,
+        frame: CrossingFrame,
         record: Option<Value>,
         /// When set, each node reports its count of deliveries under this id
         /// ([`Cluster::report_count`]).
@@ -301,7 +303,7 @@ pub enum CommsNote {
         count: Option<String>,
     },
     /// A direct message for `user`'s connections on whichever node holds them.
-    Direct { user: String, frame: Frame },
+    Direct { user: String, frame: CrossingFrame },
     /// `user`'s connections on the sending node changed: their ids now (none: gone).
     Presence {
         user: String,
@@ -746,7 +748,7 @@ impl Hub {
             .flat_map(|(_, conns)| conns.iter().cloned())
             .collect();
         if !elsewhere.is_empty()
-            && let Some(crossing) = Frame::of(frame)
+            && let Some(crossing) = CrossingFrame::of(frame)
         {
             self.cluster.tell(CommsNote::Direct {
                 user: target.to_owned(),
@@ -841,7 +843,7 @@ fn hub_command(hub: &mut Hub, cmd: CommsCommand) {
             let here = hub.publish(&topic, &frame);
             let mut nodes_asked = 0;
             if hub.cluster.is_clustered()
-                && let Some(crossing) = Frame::of(&frame)
+                && let Some(crossing) = CrossingFrame::of(&frame)
             {
                 if count_remote.is_some() {
                     let timeout = hub.cluster.node_timeout();

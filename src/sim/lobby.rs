@@ -35,7 +35,7 @@ use crate::store::StoreError;
 
 /// Who is asking.
 #[derive(Debug, Clone)]
-pub struct Caller {
+pub struct LobbyCaller {
     pub user_id: Uuid,
     pub username: String,
     pub conn: ConnId,
@@ -171,7 +171,7 @@ pub type LobbyResult = Result<LobbyReply, DomainError>;
 
 #[derive(Debug)]
 pub struct LobbyRequest {
-    pub caller: Caller,
+    pub caller: LobbyCaller,
     pub op: LobbyOp,
     pub reply: oneshot::Sender<LobbyResult>,
 }
@@ -398,7 +398,7 @@ fn handle_lobby_requests(world: &mut World) {
 }
 
 /// Requests that change nothing durable.
-fn answer(world: &mut World, caller: &Caller, op: LobbyOp) -> LobbyResult {
+fn answer(world: &mut World, caller: &LobbyCaller, op: LobbyOp) -> LobbyResult {
     let catalog = world.resource::<Catalog>();
     match op {
         LobbyOp::ListMyGames => Ok(LobbyReply::Games(
@@ -499,7 +499,7 @@ fn find_version(catalog: &Catalog, game_id: &str, version: Option<String>) -> Lo
 }
 
 /// Stops a launched session, for whoever launched it.
-fn stop_stream(world: &mut World, caller: &Caller, session_id: &str) -> LobbyResult {
+fn stop_stream(world: &mut World, caller: &LobbyCaller, session_id: &str) -> LobbyResult {
     let mut lobby = world.resource_mut::<Lobby>();
     match lobby.streams.get(session_id) {
         Some((owner, _)) if *owner == caller.user_id => {}
@@ -519,7 +519,7 @@ fn stop_stream(world: &mut World, caller: &Caller, session_id: &str) -> LobbyRes
 }
 
 /// A lobby connection opened: the user is online (announced if it is their first).
-fn enter(world: &mut World, caller: &Caller, push: mpsc::Sender<Bytes>) -> LobbyResult {
+fn enter(world: &mut World, caller: &LobbyCaller, push: mpsc::Sender<Bytes>) -> LobbyResult {
     let mut lobby = world.resource_mut::<Lobby>();
     let arriving = !lobby.is_online(caller.user_id);
     lobby
@@ -536,7 +536,7 @@ fn enter(world: &mut World, caller: &Caller, push: mpsc::Sender<Bytes>) -> Lobby
 
 /// A lobby connection closed: with the user's last one, they leave their rooms and are
 /// announced offline.
-fn exit(world: &mut World, caller: &Caller) -> LobbyResult {
+fn exit(world: &mut World, caller: &LobbyCaller) -> LobbyResult {
     let removed = world
         .resource_mut::<Lobby>()
         .connections
@@ -617,7 +617,7 @@ fn push_room(world: &World, room: &Room) {
 
 fn create_room(
     world: &mut World,
-    caller: &Caller,
+    caller: &LobbyCaller,
     game_id: &str,
     seats: Option<i64>,
 ) -> LobbyResult {
@@ -686,7 +686,7 @@ fn next_serial(world: &mut World, game_id: &str) -> u32 {
 /// broadcast on `room.<room_id>`.
 fn chat(
     world: &mut World,
-    caller: &Caller,
+    caller: &LobbyCaller,
     room_id: &str,
     meta: serde_json::Value,
     message: String,
@@ -748,7 +748,7 @@ fn room_of(world: &mut World, user: Uuid) -> Option<String> {
         .map(|r| r.room_id.clone())
 }
 
-fn join_room(world: &mut World, caller: &Caller, room_id: &str) -> LobbyResult {
+fn join_room(world: &mut World, caller: &LobbyCaller, room_id: &str) -> LobbyResult {
     let entity = room_entity(world, room_id)?;
     let room = world
         .get::<Room>(entity)
@@ -774,7 +774,7 @@ fn join_room(world: &mut World, caller: &Caller, room_id: &str) -> LobbyResult {
     Ok(LobbyReply::Room(view))
 }
 
-fn leave_room(world: &mut World, caller: &Caller, room_id: &str) -> Result<(), DomainError> {
+fn leave_room(world: &mut World, caller: &LobbyCaller, room_id: &str) -> Result<(), DomainError> {
     let entity = room_entity(world, room_id)?;
     let mut room = world
         .get::<Room>(entity)
@@ -892,7 +892,7 @@ fn room_types_free(world: &World, game_id: &str, version: &Version) -> Result<()
 /// waits for that node to say the world is running (see [`super::nodes`]).
 fn start_room(
     world: &mut World,
-    caller: &Caller,
+    caller: &LobbyCaller,
     room_id: &str,
     reply: oneshot::Sender<LobbyResult>,
 ) {
@@ -943,7 +943,7 @@ fn start_room(
 }
 
 /// The room, if `caller` may start it now.
-fn startable_room(world: &World, caller: &Caller, room_id: &str) -> Result<Room, DomainError> {
+fn startable_room(world: &World, caller: &LobbyCaller, room_id: &str) -> Result<Room, DomainError> {
     let entity = room_entity(world, room_id)?;
     let room = world
         .get::<Room>(entity)
@@ -1075,7 +1075,7 @@ pub(crate) fn host_room(world: &mut World, room_id: &str, members: Vec<Uuid>) {
 /// Creates an instance (of the first star system, as rooms do) named by a new session id.
 /// A game whose latest version carries a room script runs it there, with the launcher as
 /// its one player.
-fn launch_stream(world: &mut World, caller: &Caller, game_id: &str) -> LobbyResult {
+fn launch_stream(world: &mut World, caller: &LobbyCaller, game_id: &str) -> LobbyResult {
     let game = online_game(world, game_id)?;
     let latest = game.latest().cloned();
     let script = latest.as_ref().and_then(|v| v.room.clone());

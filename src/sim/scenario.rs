@@ -130,7 +130,9 @@ impl Crowd {
                 if scripts {
                     app.add_plugins(super::scripts::ScriptsPlugin {
                         settings: super::scripts::ScriptSettings {
-                            limits: crate::scripting::Limits::of(&crate::Config::default().scripts),
+                            limits: crate::scripting::VmLimits::of(
+                                &crate::Config::default().scripts,
+                            ),
                         },
                     });
                 }

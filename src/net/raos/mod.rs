@@ -42,7 +42,7 @@ use crate::services::progress::{self, Board};
 use crate::services::studio::{self, AssetRecord, ContentUpdate};
 use crate::services::{DomainError, assets};
 use crate::sim::events::{EVENT_TYPES, Event, EventsCommand};
-use crate::sim::lobby::{Caller, LobbyOp, LobbyReply, LobbyRequest};
+use crate::sim::lobby::{LobbyCaller, LobbyOp, LobbyReply, LobbyRequest};
 
 /// Most lines a leaderboard or content list returns.
 const LIST_LIMIT: usize = 100;
@@ -178,7 +178,7 @@ pub async fn lobby(
     me: &Identity,
     op: LobbyOp,
 ) -> Result<LobbyReply, DomainError> {
-    let caller = Caller {
+    let caller = LobbyCaller {
         user_id: me.user_id,
         username: me.username.clone(),
         conn: next_conn_id(),

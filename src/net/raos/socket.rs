@@ -2,7 +2,7 @@
 //! events the connection subscribed to.
 
 use super::*;
-use crate::net::ws::{Ending, Input, Lifecycle, Ping, Rules, Status};
+use crate::net::ws::{Ending, EndpointRules, Lifecycle, Next, Ping, Status};
 use crate::protocol::close;
 
 /// `GET /raos`.
@@ -38,8 +38,8 @@ pub async fn upgrade(
 
 /// What the lifecycle needs of `/raos`: its frames, and a failure in its shape before
 /// the server ends a connection whose session ended or that never authenticated.
-fn rules(ping_every: Duration) -> Rules<Outgoing> {
-    Rules {
+fn rules(ping_every: Duration) -> EndpointRules<Outgoing> {
+    EndpointRules {
         endpoint: ws::Endpoint::Raos,
         close: Outgoing::Close,
         farewell: |ending| {
@@ -69,7 +69,7 @@ async fn run(
 ) {
     let queue = Outbound::<Outgoing>::bounded(state.config.limits.outbound_queue.max(8));
     let connection =
-        ws::Connection::open(socket, &state, ws::Endpoint::Raos, queue, |out| match out {
+        ws::WsConnection::open(socket, &state, ws::Endpoint::Raos, queue, |out| match out {
             Outgoing::Reply(text) => WsOut::Text(text),
             Outgoing::Event(bytes) => WsOut::SharedText(bytes),
             Outgoing::Ping => WsOut::Ping,
@@ -114,8 +114,8 @@ async fn run(
     }
     while let Some(input) = life.next(&socket.status).await {
         let text = match input {
-            Input::Text(text) => text,
-            Input::Binary(_) => {
+            Next::Text(text) => text,
+            Next::Binary(_) => {
                 let failure = raos::failure(
                     ErrorCode::InvalidRequest,
                     "binary frames are not part of this protocol: send JSON text",
@@ -123,7 +123,7 @@ async fn run(
                 link.send(Outgoing::Reply(failure.to_string()));
                 continue;
             }
-            Input::Timer => continue,
+            Next::Timer => continue,
         };
         let request = match raos::decode(&text) {
             Ok(request) => request,

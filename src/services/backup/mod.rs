@@ -44,7 +44,7 @@ const LOOSE_DIRS: &[&str] = &["mods"];
 
 /// `manifest.json`: everything a restore checks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
+pub struct BackupManifest {
     pub format: String,
     pub format_version: u32,
     /// The server that took it.
@@ -92,7 +92,7 @@ impl Ledger {
 /// What a backup took.
 #[derive(Debug)]
 pub struct BackupSummary {
-    pub manifest: Manifest,
+    pub manifest: BackupManifest,
     pub bytes: u64,
 }
 
@@ -152,7 +152,7 @@ pub fn create(data_dir: &Path, out: &Path) -> anyhow::Result<BackupSummary> {
         let entry = copy_hashing(&mut source, &mut zip)?;
         files.insert(name.clone(), entry);
     }
-    let manifest = Manifest {
+    let manifest = BackupManifest {
         format: FORMAT.to_owned(),
         format_version: FORMAT_VERSION,
         server_version: env!("CARGO_PKG_VERSION").to_owned(),

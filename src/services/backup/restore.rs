@@ -15,7 +15,7 @@ use super::*;
 const MAX_MANIFEST_BYTES: u64 = 256 << 20;
 
 /// Restores the backup at `archive` into `data_dir`, which must be empty or not exist.
-pub fn restore(archive: &Path, data_dir: &Path) -> anyhow::Result<Manifest> {
+pub fn restore(archive: &Path, data_dir: &Path) -> anyhow::Result<BackupManifest> {
     refuse_unless_empty(data_dir)?;
     let file = std::fs::File::open(archive)
         .with_context(|| format!("cannot open {}", archive.display()))?;
@@ -83,7 +83,7 @@ fn refuse_unless_empty(data_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read_manifest(zip: &mut zip::ZipArchive<std::fs::File>) -> anyhow::Result<Manifest> {
+fn read_manifest(zip: &mut zip::ZipArchive<std::fs::File>) -> anyhow::Result<BackupManifest> {
     let entry = zip
         .by_name(MANIFEST)
         .map_err(|_| anyhow::anyhow!("the archive has no {MANIFEST}: not an ecliptic backup"))?;
@@ -92,7 +92,7 @@ fn read_manifest(zip: &mut zip::ZipArchive<std::fs::File>) -> anyhow::Result<Man
         .take(MAX_MANIFEST_BYTES)
         .read_to_string(&mut text)
         .map_err(|e| anyhow::anyhow!("{MANIFEST} is damaged in the backup: {e}"))?;
-    let manifest: Manifest = serde_json::from_str(&text)
+    let manifest: BackupManifest = serde_json::from_str(&text)
         .map_err(|e| anyhow::anyhow!("{MANIFEST} is not a backup manifest: {e}"))?;
     anyhow::ensure!(
         manifest.format == FORMAT,
@@ -123,7 +123,10 @@ fn read_manifest(zip: &mut zip::ZipArchive<std::fs::File>) -> anyhow::Result<Man
 }
 
 /// The archive holds exactly what its manifest lists.
-fn check_entries(zip: &zip::ZipArchive<std::fs::File>, manifest: &Manifest) -> anyhow::Result<()> {
+fn check_entries(
+    zip: &zip::ZipArchive<std::fs::File>,
+    manifest: &BackupManifest,
+) -> anyhow::Result<()> {
     let held: BTreeSet<String> = zip
         .file_names()
         .filter_map(Result::ok)
@@ -162,7 +165,7 @@ fn local_path(name: &str) -> anyhow::Result<PathBuf> {
 
 /// The restored database is the one the manifest describes, and names only files the
 /// backup holds, with the contents its rows record.
-fn check_database(db: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+fn check_database(db: &Path, manifest: &BackupManifest) -> anyhow::Result<()> {
     transfer::with_sqlite_file(db, |conn| {
         transfer::integrity_check(conn)?;
         let version = transfer::schema_version(conn)?;
@@ -194,7 +197,7 @@ fn check_database(db: &Path, manifest: &Manifest) -> anyhow::Result<()> {
     })
 }
 
-fn check_named_files(conn: &Connection, manifest: &Manifest) -> anyhow::Result<()> {
+fn check_named_files(conn: &Connection, manifest: &BackupManifest) -> anyhow::Result<()> {
     let held = |relative: &str| manifest.files.get(&format!("{FILES}{relative}"));
     for relative in files_named_by(conn)? {
         anyhow::ensure!(

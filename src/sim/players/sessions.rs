@@ -21,7 +21,7 @@ use crate::sim::ships::Controls;
 
 /// An authenticated game connection.
 #[derive(Debug)]
-pub struct Session {
+pub struct GameSession {
     pub user_id: Uuid,
     pub username: String,
     pub link: ClientLink,
@@ -35,7 +35,7 @@ pub struct Session {
 /// Game connections by id and by account.
 #[derive(Resource, Default)]
 pub struct Connections {
-    pub(super) sessions: HashMap<ConnId, Session>,
+    pub(super) sessions: HashMap<ConnId, GameSession>,
     pub(super) by_user: HashMap<Uuid, ConnId>,
 }
 
@@ -112,7 +112,7 @@ pub(super) fn connect(world: &mut World, login: Login) {
     connections.by_user.insert(user_id, conn);
     connections.sessions.insert(
         conn,
-        Session {
+        GameSession {
             user_id,
             username,
             link,

@@ -10,7 +10,7 @@ use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
 use uuid::Uuid;
 
 use super::api::{self, Access};
-use super::{Answer, Answers, Owner};
+use super::{Answer, Answers, ScriptOwner};
 use crate::scripting::package::Permission;
 use crate::scripting::{self, Host};
 use crate::sim::instances::{Data, InInstance, Instance, Instances};
@@ -61,7 +61,7 @@ pub struct RoomScope {
 /// One script's view of the world for one call.
 pub struct WorldHost<'w> {
     pub world: &'w mut World,
-    pub owner: &'w Owner,
+    pub owner: &'w ScriptOwner,
     pub generation: u64,
     pub grants: &'w [Permission],
     pub room: Option<&'w RoomScope>,
@@ -413,7 +413,7 @@ fn outgoing_kind(op: &str, kind: String) -> mlua::Result<String> {
 
 /// A callback to run with a result once work elsewhere has finished.
 pub struct Later {
-    owner: Owner,
+    owner: ScriptOwner,
     generation: u64,
     id: u64,
 }
@@ -435,11 +435,13 @@ impl WorldHost<'_> {
             return Ok(());
         }
         Err(runtime(match self.owner {
-            Owner::Mod(_) => format!(
+            ScriptOwner::Mod(_) => format!(
                 "ecliptic.{op} needs the {:?} permission in mod.toml",
                 permission.as_str()
             ),
-            Owner::Room { .. } => format!("ecliptic.{op} is not available to a room's script"),
+            ScriptOwner::Room { .. } => {
+                format!("ecliptic.{op} is not available to a room's script")
+            }
         }))
     }
 
@@ -642,7 +644,7 @@ mod tests {
     /// Calls `op` with no arguments as a mod holding `grants`; the error, if any.
     fn probe(world: &mut World, grants: &[Permission], op: &str) -> Option<String> {
         let lua = Lua::new();
-        let owner = Owner::Mod("probe".into());
+        let owner = ScriptOwner::Mod("probe".into());
         let mut hooks = Hooks::default();
         let mut host = WorldHost {
             world,

@@ -34,7 +34,7 @@ use super::replication::Replicated;
 use super::stations::Station;
 use super::{Pending, SimServices, Tick};
 use crate::scripting::package::{ModChange, Permission};
-use crate::scripting::{Fault, Limits, Vm};
+use crate::scripting::{Fault, Vm, VmLimits};
 use host::{Hooks, WorldHost};
 use mlua::{Function, Lua};
 
@@ -49,18 +49,18 @@ pub struct ScriptMessage {
 
 /// Whose script it is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Owner {
+pub enum ScriptOwner {
     Mod(String),
     Room { room_id: String, game_id: String },
 }
 
-impl Owner {
+impl ScriptOwner {
     /// Where its stored values live: a mod's own space, or its game's (shared by the
     /// game's rooms).
     fn store_space(&self) -> String {
         match self {
-            Owner::Mod(name) => format!("mod:{name}"),
-            Owner::Room { game_id, .. } => format!("game:{game_id}"),
+            ScriptOwner::Mod(name) => format!("mod:{name}"),
+            ScriptOwner::Room { game_id, .. } => format!("game:{game_id}"),
         }
     }
 
@@ -68,8 +68,8 @@ impl Owner {
     /// game's rooms.
     pub(crate) fn message_owner(&self) -> String {
         match self {
-            Owner::Mod(name) => format!("mod {name}"),
-            Owner::Room { game_id, .. } => format!("the rooms of game {game_id}"),
+            ScriptOwner::Mod(name) => format!("mod {name}"),
+            ScriptOwner::Room { game_id, .. } => format!("the rooms of game {game_id}"),
         }
     }
 }
@@ -99,7 +99,7 @@ pub(crate) fn declared_by_room_game(
 /// Settings every VM runs under.
 #[derive(Resource, Debug, Clone, Copy)]
 pub struct ScriptSettings {
-    pub limits: Limits,
+    pub limits: VmLimits,
 }
 
 impl crate::bridge::InboxCommand for ModChange {}
@@ -122,7 +122,7 @@ pub(crate) struct Happenings {
 
 /// A result for a script's callback (a read or a saved write).
 pub(crate) struct Answer {
-    owner: Owner,
+    owner: ScriptOwner,
     generation: u64,
     callback: u64,
     value: Result<serde_json::Value, String>,
@@ -418,7 +418,7 @@ impl Script {
     /// Makes the VM and runs the entry script.
     fn start(
         world: &mut World,
-        owner: &Owner,
+        owner: &ScriptOwner,
         generation: u64,
         compiled: &crate::scripting::Compiled,
         grants: &[Permission],
@@ -464,7 +464,7 @@ impl Script {
     fn run(
         &mut self,
         world: &mut World,
-        owner: &Owner,
+        owner: &ScriptOwner,
         grants: &[Permission],
         room: Option<&host::RoomScope>,
         f: impl FnOnce(&Lua) -> mlua::Result<()>,
@@ -486,7 +486,7 @@ impl Script {
     }
 
     /// The callbacks `answers` are for, with their values, taken out of the hooks.
-    fn take_answers(&mut self, owner: &Owner, answers: &[Answer]) -> Vec<(Function, Answer)> {
+    fn take_answers(&mut self, owner: &ScriptOwner, answers: &[Answer]) -> Vec<(Function, Answer)> {
         answers
             .iter()
             .filter(|a| &a.owner == owner && a.generation == self.generation)
@@ -540,7 +540,7 @@ fn count_running(world: &World, kind: &'static str, running: usize) {
 }
 
 /// Counts and logs a stopped script.
-fn report_stop(world: &World, kind: &'static str, owner: &Owner, fault: &Fault) {
+fn report_stop(world: &World, kind: &'static str, owner: &ScriptOwner, fault: &Fault) {
     world
         .resource::<SimServices>()
         .metrics
@@ -550,11 +550,11 @@ fn report_stop(world: &World, kind: &'static str, owner: &Owner, fault: &Fault) 
     tracing::error!(script = %owner, reason = fault.reason.as_str(), "script stopped: {fault}");
 }
 
-impl std::fmt::Display for Owner {
+impl std::fmt::Display for ScriptOwner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Owner::Mod(name) => write!(f, "mod {name}"),
-            Owner::Room { room_id, .. } => write!(f, "room {room_id}"),
+            ScriptOwner::Mod(name) => write!(f, "mod {name}"),
+            ScriptOwner::Room { room_id, .. } => write!(f, "room {room_id}"),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use crate::bridge::ConnId;
 
 use super::{
-    Answer, Happening, Owner, Runtimes, Script, ScriptMessage, deliver_answers, report_stop,
+    Answer, Happening, Runtimes, Script, ScriptMessage, ScriptOwner, deliver_answers, report_stop,
 };
 use crate::scripting::package::{ModChange, Permission};
 use crate::scripting::{self, Fault};
@@ -48,12 +48,12 @@ pub(super) fn apply_change(world: &mut World, runtimes: &mut Runtimes, change: M
                 && let Some(script) = old.script
             {
                 script.stop(world);
-                tracing::info!(script = %Owner::Mod(name), "mod unloaded: its folder is gone");
+                tracing::info!(script = %ScriptOwner::Mod(name), "mod unloaded: its folder is gone");
             }
         }
         ModChange::Load(package) => {
             let name = package.name.clone();
-            let owner = Owner::Mod(name.clone());
+            let owner = ScriptOwner::Mod(name.clone());
             if let Some(old) = runtimes.mods.remove(&name)
                 && let Some(script) = old.script
             {
@@ -108,7 +108,7 @@ pub(super) fn run(
         let Some(script) = runtime.script.as_mut() else {
             continue;
         };
-        let owner = Owner::Mod(name.clone());
+        let owner = ScriptOwner::Mod(name.clone());
         let answered = script.take_answers(&owner, answers);
         let hooked: Vec<(mlua::Function, &Happening)> = facts
             .iter()

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::host::RoomScope;
 use super::{
-    Answer, Happening, Owner, RoomScriptRef, Runtimes, Script, ScriptMessage, SimServices,
+    Answer, Happening, RoomScriptRef, Runtimes, Script, ScriptMessage, ScriptOwner, SimServices,
     deliver_answers, report_stop,
 };
 use crate::scripting::package::Permission;
@@ -29,7 +29,7 @@ const ROOM_GRANTS: &[Permission] = &[Permission::Ships, Permission::Messages, Pe
 pub(crate) struct RoomRuntime {
     pub game_id: String,
     pub version: String,
-    owner: Owner,
+    owner: ScriptOwner,
     script: Script,
     scope: RoomScope,
     players: Vec<(Uuid, String)>,
@@ -97,7 +97,7 @@ fn start_in(
     instance: Entity,
     players: Vec<(Uuid, String)>,
 ) -> Result<Option<Vec<(Uuid, i64)>>, Fault> {
-    let owner = Owner::Room {
+    let owner = ScriptOwner::Room {
         room_id: room_id.to_owned(),
         game_id: game_id.to_owned(),
     };
