@@ -312,3 +312,35 @@ fn no_two_public_types_share_a_name() {
     }
     assert!(seen.contains_key("Store"), "the reader finds public types");
 }
+
+/// The simulation, the services and the scripts build no wire message: they produce
+/// domain values and call the encoders the server hands them (`sim::encoders`). The one
+/// exception is `sim::extend`, which registers plugins' `/game` message types with the
+/// game protocol's decoder.
+#[test]
+fn only_the_protocols_and_the_endpoints_speak_the_wire() {
+    let mut checked = 0;
+    for layer in [
+        "sim",
+        "services",
+        "scripting",
+        "cluster.rs",
+        "store",
+        "bridge.rs",
+    ] {
+        for path in rust_files(&src().join(layer)) {
+            if path.ends_with("sim/extend.rs") {
+                continue;
+            }
+            checked += 1;
+            let code = code(&path);
+            assert!(
+                !code.contains("protocol::"),
+                "{} uses a protocol module: it should produce a domain value and let the \
+                 protocol encode it",
+                path.display()
+            );
+        }
+    }
+    assert!(checked > 40, "the layers were read ({checked} files)");
+}

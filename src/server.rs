@@ -390,6 +390,20 @@ fn space_game(config: &Config, data: Arc<sim::data::GameData>) -> sim::SpaceGame
     }
 }
 
+/// The protocols' encoders of the platform's pushes, for the simulation.
+fn encoders() -> sim::encoders::Encoders {
+    use crate::protocol::{comms, raos, store};
+    sim::encoders::Encoders {
+        comms_broadcast: comms::broadcast,
+        comms_presence: comms::presence,
+        comms_topic_refused: |topic| comms::validate_topic(topic, false).err().map(|e| e.message),
+        lobby_presence: store::presence_push,
+        lobby_room: store::room_push,
+        lobby_chat: store::room_chat_push,
+        raos_event: raos::event,
+    }
+}
+
 /// The platform's plugins as the config and the database set them.
 fn platform_plugins(
     config: &Config,
@@ -400,6 +414,7 @@ fn platform_plugins(
     let catalog = services::catalog::Catalog::load(store, &config.data_dir)?;
     let wager_book = sim::wagers::WagerBook::load(store)?;
     Ok(sim::PlatformPlugins {
+        encoders: encoders(),
         lobby: sim::lobby::LobbyPlugin {
             catalog: Arc::new(parking_lot::Mutex::new(Some(catalog))),
             endpoint,

@@ -107,6 +107,18 @@ pub fn grant_fields(grant: &crate::services::accounts::Grant) -> Value {
     })
 }
 
+/// A platform event as subscribers get it: `{event_type, timestamp, data}`.
+pub fn event(event_type: &str, data: &Value) -> bytes::Bytes {
+    bytes::Bytes::from(
+        serde_json::json!({
+            "event_type": event_type,
+            "timestamp": timestamp(),
+            "data": data,
+        })
+        .to_string(),
+    )
+}
+
 /// What a RaOS connection sends: replies, events (encoded once and shared by every
 /// subscriber), pings, and a close.
 #[derive(Debug)]

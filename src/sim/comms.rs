@@ -22,7 +22,6 @@ use tokio::sync::oneshot;
 use super::{HandleCommands, Pending};
 use crate::bridge::{Command, ConnId, Inbox, Link};
 use crate::cluster::{Cluster, ClusterNote, Heard, NodeLeaving};
-use crate::protocol::comms as wire;
 use crate::services::DomainError;
 
 /// What a comms connection's writer sends.
@@ -393,6 +392,8 @@ pub struct Hub {
     /// The other nodes and who is connected to them.
     remote: HashMap<String, RemoteNode>,
     cluster: Cluster,
+    /// How a presence change is written (comms' `Presence`); none: not announced.
+    presence_frame: Option<fn(&str, bool, i64) -> Bytes>,
 }
 
 impl Hub {
@@ -407,7 +408,14 @@ impl Hub {
             scratch: HashSet::new(),
             remote: HashMap::new(),
             cluster: Cluster::single(),
+            presence_frame: None,
         }
+    }
+
+    /// Announces presence changes in frames `encode` writes.
+    pub fn with_presence_frames(mut self, encode: fn(&str, bool, i64) -> Bytes) -> Self {
+        self.presence_frame = Some(encode);
+        self
     }
 
     /// Whether `key` (a lowercase username) has a connection on any node.
@@ -665,11 +673,10 @@ impl Hub {
     }
 
     fn presence(&mut self, user: &str, online: bool) {
-        let frame = CommsOut::Text(wire::presence(
-            user,
-            online,
-            chrono::Utc::now().timestamp_millis(),
-        ));
+        let Some(encode) = self.presence_frame else {
+            return;
+        };
+        let frame = CommsOut::Text(encode(user, online, chrono::Utc::now().timestamp_millis()));
         self.publish("presence", &frame);
         self.publish(&format!("presence.{user}"), &frame);
     }
@@ -926,7 +933,11 @@ pub struct CommsPlugin {
 
 impl Plugin for CommsPlugin {
     fn build(&self, app: &mut App) {
-        app.insert_resource(Hub::new(self.limits.clone()))
+        let mut hub = Hub::new(self.limits.clone());
+        if let Some(encoders) = app.world().get_resource::<super::encoders::Encoders>() {
+            hub = hub.with_presence_frames(encoders.comms_presence);
+        }
+        app.insert_resource(hub)
             .init_resource::<CommsExtensions>()
             .init_resource::<Pending<CommsCommand>>()
             .add_systems(HandleCommands, handle_comms);

@@ -17,10 +17,10 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::comms::{CommsOut, Hub};
+use super::encoders::Encoders;
 use super::{HandleCommands, Pending};
-use crate::bridge::{Command, ConnId, Inbox, Link};
+use crate::bridge::{Command, ConnId, Inbox};
 use crate::cluster::{Cluster, ClusterNote, Heard};
-use crate::protocol::raos::Outgoing;
 
 /// The event types of raos-integration.md.
 pub const EVENT_TYPES: [&str; 7] = [
@@ -60,7 +60,8 @@ pub enum EventsCommand {
         conn: ConnId,
         user_id: Uuid,
         event_types: Vec<&'static str>,
-        link: Link<Outgoing>,
+        /// Hands an encoded event to the connection (its protocol's frame).
+        sink: EventSink,
         reply: oneshot::Sender<String>,
     },
     /// The connection closed.
@@ -101,10 +102,24 @@ pub fn hear_cluster(cluster: &Cluster, inbox: &Inbox) {
     });
 }
 
+/// Where a subscriber's events go: its connection, in its protocol's frame.
+pub struct EventSink {
+    /// Queues an encoded event for the connection.
+    pub send: Box<dyn Fn(Bytes) + Send + Sync>,
+    /// Whether the connection is gone.
+    pub closed: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
+}
+
 struct Subscriber {
     user_id: Uuid,
     event_types: HashSet<&'static str>,
-    link: Link<Outgoing>,
+    sink: EventSink,
     subscription_id: String,
 }
 
@@ -124,18 +139,6 @@ impl EventBus {
     }
 }
 
-/// `{event_type, timestamp, data}`.
-pub fn encode(event: &Event) -> Bytes {
-    Bytes::from(
-        serde_json::json!({
-            "event_type": event.event_type,
-            "timestamp": crate::protocol::raos::timestamp(),
-            "data": event.data,
-        })
-        .to_string(),
-    )
-}
-
 fn handle_event_commands(world: &mut World) {
     let pending = std::mem::take(&mut world.resource_mut::<Pending<EventsCommand>>().0);
     let mut bus = world.resource_mut::<EventBus>();
@@ -145,14 +148,14 @@ fn handle_event_commands(world: &mut World) {
                 conn,
                 user_id,
                 event_types,
-                link,
+                sink,
                 reply,
             } => {
                 // Subscribing again adds types to the connection's one subscription.
                 let subscriber = bus.subscribers.entry(conn).or_insert_with(|| Subscriber {
                     user_id,
                     event_types: HashSet::new(),
-                    link,
+                    sink,
                     subscription_id: Uuid::new_v4().to_string(),
                 });
                 subscriber.event_types.extend(event_types);
@@ -187,21 +190,24 @@ fn deliver(world: &mut World) {
             });
         }
     }
+    let Some(encoders) = world.get_resource::<Encoders>().copied() else {
+        return;
+    };
     for event in queued.into_iter().chain(heard) {
-        let encoded = encode(&event);
+        let encoded = (encoders.raos_event)(event.event_type, &event.data);
         let bus = world.resource::<EventBus>();
         for subscriber in bus.subscribers.values() {
             let wanted = subscriber.event_types.contains(event.event_type)
                 && event.audience.is_none_or(|u| u == subscriber.user_id);
             if wanted {
-                subscriber.link.send(Outgoing::Event(encoded.clone()));
+                (subscriber.sink.send)(encoded.clone());
             }
         }
         if event.audience.is_none()
             && let Some(mut hub) = world.get_resource_mut::<Hub>()
         {
             let topic = format!("events.{}", event.event_type);
-            let frame = crate::protocol::comms::broadcast(
+            let frame = (encoders.comms_broadcast)(
                 &topic,
                 &event.data,
                 chrono::Utc::now().timestamp_millis(),
@@ -213,7 +219,7 @@ fn deliver(world: &mut World) {
     world
         .resource_mut::<EventBus>()
         .subscribers
-        .retain(|_, s| !s.link.is_closed());
+        .retain(|_, s| !(s.sink.closed)());
 }
 
 /// The event bus: subscriptions from RaOS connections, delivery after commands and after

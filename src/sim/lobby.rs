@@ -20,12 +20,12 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
+use super::encoders::Encoders;
 use super::instances::{Data, InInstance, Instances, create_instance, destroy_instance};
 use super::players::Pilot;
 use super::{HandleCommands, Pending, SimServices};
 use crate::bridge::{Command, ConnId, Inbox};
 use crate::cluster::{Cluster, ClusterNote, Heard};
-use crate::protocol::store as wire;
 use crate::services::DomainError;
 use crate::services::catalog::{
     Catalog, Game, GameStatus, MetaUpdate, NewGame, Persist, Review, Version,
@@ -520,13 +520,14 @@ fn stop_stream(world: &mut World, caller: &LobbyCaller, session_id: &str) -> Lob
 
 /// A lobby connection opened: the user is online (announced if it is their first).
 fn enter(world: &mut World, caller: &LobbyCaller, push: mpsc::Sender<Bytes>) -> LobbyResult {
+    let encode = *world.resource::<Encoders>();
     let mut lobby = world.resource_mut::<Lobby>();
     let arriving = !lobby.is_online(caller.user_id);
     lobby
         .connections
         .insert(caller.conn, (caller.user_id, caller.username.clone(), push));
     if arriving {
-        lobby.broadcast(wire::presence_push(
+        lobby.broadcast((encode.lobby_presence)(
             std::slice::from_ref(&caller.username),
             &[],
         ));
@@ -537,6 +538,7 @@ fn enter(world: &mut World, caller: &LobbyCaller, push: mpsc::Sender<Bytes>) -> 
 /// A lobby connection closed: with the user's last one, they leave their rooms and are
 /// announced offline.
 fn exit(world: &mut World, caller: &LobbyCaller) -> LobbyResult {
+    let encode = *world.resource::<Encoders>();
     let removed = world
         .resource_mut::<Lobby>()
         .connections
@@ -551,7 +553,7 @@ fn exit(world: &mut World, caller: &LobbyCaller) -> LobbyResult {
         for room_id in rooms {
             let _ = leave_room(world, caller, &room_id);
         }
-        world.resource::<Lobby>().broadcast(wire::presence_push(
+        world.resource::<Lobby>().broadcast((encode.lobby_presence)(
             &[],
             std::slice::from_ref(&caller.username),
         ));
@@ -610,9 +612,10 @@ fn bad_state(message: String) -> DomainError {
 }
 
 fn push_room(world: &World, room: &Room) {
+    let encode = *world.resource::<Encoders>();
     world
         .resource::<Lobby>()
-        .broadcast(wire::room_push(&room.view(), false));
+        .broadcast((encode.lobby_room)(&room.view(), false));
 }
 
 fn create_room(
@@ -691,6 +694,7 @@ fn chat(
     meta: serde_json::Value,
     message: String,
 ) -> LobbyResult {
+    let encode = *world.resource::<Encoders>();
     let entity = room_entity(world, room_id)?;
     let room = world
         .get::<Room>(entity)
@@ -712,7 +716,7 @@ fn chat(
     let is_member = |user: &Uuid| members.iter().any(|m| m.0 == *user);
     let lobby = world.resource::<Lobby>();
     let mut delivered = 0;
-    let line = wire::room_chat_push(&chat);
+    let line = (encode.lobby_chat)(&chat);
     for (user, _, push) in lobby.connections.values() {
         if is_member(user) && push.try_send(line.clone()).is_ok() {
             delivered += 1;
@@ -724,7 +728,7 @@ fn chat(
         }
     }
     if let Some(hub) = world.get_resource::<super::comms::Hub>() {
-        let frame = super::comms::CommsOut::Text(crate::protocol::comms::broadcast(
+        let frame = super::comms::CommsOut::Text((encode.comms_broadcast)(
             &format!("room.{room_id}"),
             &serde_json::json!({
                 "room_id": chat.room_id, "from": chat.from, "meta": chat.meta,
@@ -775,6 +779,7 @@ fn join_room(world: &mut World, caller: &LobbyCaller, room_id: &str) -> LobbyRes
 }
 
 fn leave_room(world: &mut World, caller: &LobbyCaller, room_id: &str) -> Result<(), DomainError> {
+    let encode = *world.resource::<Encoders>();
     let entity = room_entity(world, room_id)?;
     let mut room = world
         .get::<Room>(entity)
@@ -787,7 +792,7 @@ fn leave_room(world: &mut World, caller: &LobbyCaller, room_id: &str) -> Result<
     if room.players.is_empty() {
         world
             .resource::<Lobby>()
-            .broadcast(wire::room_push(&room.view(), true));
+            .broadcast((encode.lobby_room)(&room.view(), true));
         world.despawn(entity);
         let mut lobby = world.resource_mut::<Lobby>();
         lobby.rooms.remove(room_id);
@@ -828,6 +833,7 @@ pub(crate) fn close_room(
     why: &str,
     disconnect: bool,
 ) -> Option<RoomView> {
+    let encode = *world.resource::<Encoders>();
     super::scripts::rooms::stop(world, room_id);
     let room = room_entity(world, room_id)
         .ok()
@@ -836,7 +842,7 @@ pub(crate) fn close_room(
         Some((entity, room)) => {
             world
                 .resource::<Lobby>()
-                .broadcast(wire::room_push(&room.view(), true));
+                .broadcast((encode.lobby_room)(&room.view(), true));
             world.despawn(entity);
             world.resource_mut::<Lobby>().rooms.remove(room_id);
             Some(room.view())

@@ -13,6 +13,7 @@
 pub mod admin;
 pub mod comms;
 pub mod data;
+pub mod encoders;
 pub mod events;
 pub mod extend;
 pub mod facts;
@@ -203,6 +204,8 @@ impl bevy_app::PluginGroup for SpaceGamePlugins {
 /// leases and scripts. A server built in code can leave one out or replace it
 /// (`Server::platform_plugins`).
 pub struct PlatformPlugins {
+    /// The protocols' encoders for the platform's pushes.
+    pub encoders: encoders::Encoders,
     pub lobby: lobby::LobbyPlugin,
     pub comms: comms::CommsPlugin,
     pub wagers: wagers::WagersPlugin,
@@ -213,7 +216,11 @@ pub struct PlatformPlugins {
 
 impl bevy_app::PluginGroup for PlatformPlugins {
     fn build(self) -> bevy_app::PluginGroupBuilder {
+        let encoders = self.encoders;
         bevy_app::PluginGroupBuilder::start::<Self>()
+            .add(move |app: &mut bevy_app::App| {
+                app.insert_resource(encoders);
+            })
             .add(self.lobby)
             .add(self.comms)
             .add(self.wagers)

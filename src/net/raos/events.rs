@@ -41,7 +41,7 @@ pub(super) async fn perform(
                         conn,
                         user_id: me.user_id,
                         event_types: types,
-                        link,
+                        sink: event_sink(link),
                         reply,
                     })
                 })
@@ -49,5 +49,14 @@ pub(super) async fn perform(
             Ok(json!({ "subscription_id": subscription_id, "event_types": event_types }))
         }
         other => Err(misrouted(&other)),
+    }
+}
+
+/// A RaOS connection as the event bus sees it: events go out as `Outgoing::Event`.
+fn event_sink(link: crate::bridge::Link<Outgoing>) -> crate::sim::events::EventSink {
+    let closed = link.clone();
+    crate::sim::events::EventSink {
+        send: Box::new(move |bytes| link.send(Outgoing::Event(bytes))),
+        closed: Box::new(move || closed.is_closed()),
     }
 }

@@ -287,14 +287,23 @@ impl WorldHost<'_> {
 
     fn api_publish(&mut self, lua: &Lua, op: &str, a: MultiValue) -> mlua::Result<MultiValue> {
         let (topic, payload): (String, Value) = args(lua, op, a)?;
-        crate::protocol::comms::validate_topic(&topic, false)
-            .map_err(|e| runtime(format!("ecliptic.publish: {}", e.message)))?;
+        // Without comms (and the protocols' encoders) nobody hears it.
+        let Some(encode) = self
+            .world
+            .get_resource::<crate::sim::encoders::Encoders>()
+            .copied()
+        else {
+            return 0.into_lua_multi(lua);
+        };
+        if let Some(why) = (encode.comms_topic_refused)(&topic) {
+            return Err(runtime(format!("ecliptic.publish: {why}")));
+        }
         crate::sim::comms::check_publish(&topic, false)
             .map_err(|e| runtime(format!("ecliptic.publish: {e}")))?;
         let payload = scripting::from_lua(lua, payload)?;
         let delivered = match self.world.get_resource_mut::<crate::sim::comms::Hub>() {
             Some(mut hub) => {
-                let frame = crate::protocol::comms::broadcast(
+                let frame = (encode.comms_broadcast)(
                     &topic,
                     &payload,
                     chrono::Utc::now().timestamp_millis(),
