@@ -344,3 +344,42 @@ fn only_the_protocols_and_the_endpoints_speak_the_wire() {
     }
     assert!(checked > 40, "the layers were read ({checked} files)");
 }
+
+/// The supported surface is small and visible: every public module of the crate is one
+/// of it or hidden from the docs, and the example mods use nothing else.
+#[test]
+fn the_modding_surface_is_what_the_docs_show() {
+    const SUPPORTED: &[&str] = &["bridge", "cli", "config", "modding", "prelude", "server"];
+    let lib = std::fs::read_to_string(src().join("lib.rs")).expect("lib.rs");
+    let mut previous = "";
+    let mut modules = 0;
+    for line in lib.lines() {
+        if let Some(rest) = line.strip_prefix("pub mod ") {
+            modules += 1;
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                SUPPORTED.contains(&name.as_str()) || previous.trim() == "#[doc(hidden)]",
+                "pub mod {name} is neither supported nor #[doc(hidden)]"
+            );
+        }
+        previous = line;
+    }
+    assert!(modules > 10, "the modules were read");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for path in rust_files(&examples) {
+        let text = std::fs::read_to_string(&path).expect("an example");
+        for (at, _) in text.match_indices("ecliptic::") {
+            let used = &text[at..];
+            assert!(
+                used.starts_with("ecliptic::prelude")
+                    || used.starts_with("ecliptic::cli::main_with"),
+                "{} reaches past the supported surface: {}",
+                path.display(),
+                used.lines().next().unwrap_or_default()
+            );
+        }
+    }
+}

@@ -6,6 +6,11 @@
 //! thread. See `docs/operating.md` for the operator's view, `docs/architecture.md` for
 //! the design, and the notes at the top of each module.
 //!
+//! The supported surface is what these docs show: [`prelude`], [`Server`] and [`Config`],
+//! [`cli::main_with`], [`bridge`] for code running beside a server, and the guide in
+//! [`modding`]. The other modules are the server's own: public for its test suite,
+//! benches and fuzz targets, hidden here, and free to change.
+//!
 //! ## Starting a server in-process
 //!
 //! ```no_run
@@ -23,7 +28,7 @@
 //! [`modding`] (`docs/modding.md`); what follows is the short version.
 //!
 //! A feature is a bevy `Plugin`; its systems go into `FixedUpdate` in one of the
-//! [`sim::TickSet`]s, which fix the order of a tick. [`prelude`] has what a mod usually
+//! [`prelude::TickSet`]s, which fix the order of a tick. [`prelude`] has what a mod usually
 //! needs:
 //!
 //! ```
@@ -83,7 +88,9 @@
 mod architecture;
 pub mod bridge;
 pub mod cli;
+#[doc(hidden)]
 pub mod client;
+#[doc(hidden)]
 pub mod cluster;
 
 /// What a gameplay mod usually needs, in one import: `use ecliptic::prelude::*;`.
@@ -122,20 +129,30 @@ pub mod prelude {
     pub use uuid::Uuid;
 }
 pub mod config;
+#[doc(hidden)]
 pub mod encoding;
+#[doc(hidden)]
 pub mod journal;
+#[doc(hidden)]
 pub mod loadgen;
 
 #[doc = include_str!("../docs/modding.md")]
 pub mod modding {}
 
+#[doc(hidden)]
 pub mod metrics;
+#[doc(hidden)]
 pub mod net;
+#[doc(hidden)]
 pub mod protocol;
+#[doc(hidden)]
 pub mod scripting;
 pub mod server;
+#[doc(hidden)]
 pub mod services;
+#[doc(hidden)]
 pub mod sim;
+#[doc(hidden)]
 pub mod store;
 
 pub use config::Config;
