@@ -470,16 +470,8 @@ async fn direct(
         chrono::Utc::now().timestamp_millis(),
         &message_id,
     );
-    let target = target_user.clone();
     let out = CommsOut::Text(frame.clone());
-    match c
-        .ask(|reply| CommsCommand::Direct {
-            target,
-            frame: out,
-            reply,
-        })
-        .await
-    {
+    match ask_direct(c, target_user.clone(), out).await {
         Some(DirectOutcome::Delivered(to)) => {
             if let Some(id) = id {
                 c.text(wire::ack(
@@ -492,6 +484,17 @@ async fn direct(
         }
         None => {}
     }
+}
+
+/// Hands a direct message to the hub: delivered to the target's connections on any node,
+/// or the target is offline (`None`: the hub did not answer).
+async fn ask_direct(c: &Conn, target: String, frame: CommsOut) -> Option<DirectOutcome> {
+    c.ask(|reply| CommsCommand::Direct {
+        target,
+        frame,
+        reply,
+    })
+    .await
 }
 
 /// Whether the caller may publish to `topic` (a valid name, and the hub's rule for
@@ -604,15 +607,7 @@ async fn binary(c: &Conn, bytes: Bytes) {
                     return;
                 }
             } else {
-                let target = name.clone();
-                match c
-                    .ask(|reply| CommsCommand::Direct {
-                        target,
-                        frame: out,
-                        reply,
-                    })
-                    .await
-                {
+                match ask_direct(c, name.clone(), out).await {
                     Some(DirectOutcome::Delivered(_)) => {}
                     Some(DirectOutcome::Offline) => {
                         c.error(

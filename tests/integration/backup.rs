@@ -182,13 +182,22 @@ async fn fill(server: &TestServer) -> Filled {
         "{queued}"
     );
 
-    // Dana's first trade unlocks an achievement.
+    // Dana's first trade unlocks an achievement; a studio subscriber hears it.
     let dana = token_for_existing(server, "dana").await;
+    let mut studio = ws_connect(&format!("ws://{http}/raos?token={dana}")).await;
+    ws_send(
+        &mut studio,
+        &json!({"action": "subscribe_events", "request_id": 1,
+                "event_types": ["achievement_unlocked"]}),
+    )
+    .await;
+    let subscribed = ws_next(&mut studio).await.expect("the subscription");
+    assert_eq!(subscribed["success"], true, "{subscribed}");
     let mut game = GameClient::connect(server).await;
     game.login(&dana).await;
     game.join("sol-1").await;
     trade(&mut game, "trade.buy").await;
-    wait_for_achievement(server, &dana).await;
+    achievement_saved(server, &mut studio, &dana).await;
 
     Filled {
         game: dev.keys.clone(),
@@ -247,16 +256,27 @@ fn unlocked(list: &Value, id: &str) -> bool {
         .any(|a| a["achievement_id"] == id && a["unlocked"] == true)
 }
 
-/// The achievement is saved a moment after the trade that earned it is answered.
-async fn wait_for_achievement(server: &TestServer, token: &str) {
-    let deadline = tokio::time::Instant::now() + common::WAIT;
-    while !unlocked(&achievements(server, token).await, "first-trade") {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "first-trade was never saved"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+/// The achievement is saved a moment after the trade that earned it is answered: its save
+/// is queued to the store's one writer before its event goes out, so once the event is
+/// heard, a write acknowledged after it commits after the save.
+async fn achievement_saved(server: &TestServer, studio: &mut common::Ws, token: &str) {
+    loop {
+        let event = ws_next(studio).await.expect("the achievement's event");
+        if event["event_type"] == "achievement_unlocked" {
+            assert_eq!(event["data"]["achievement_id"], "first-trade", "{event}");
+            break;
+        }
     }
+    let (status, body) = rest(
+        server,
+        "PATCH",
+        "/profile",
+        token,
+        json!({"region": "eu-west"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(unlocked(&achievements(server, token).await, "first-trade"));
 }
 
 /// A pilot as a trade's answer or a snapshot shows it: credits, and food in the hold.
@@ -525,6 +545,17 @@ fn rewrite(archive: &[u8], edit: impl Fn(&str, Vec<u8>) -> Vec<u8>) -> Vec<u8> {
     to.finish().expect("a zip").into_inner()
 }
 
+/// `archive` with an entry its manifest does not list.
+fn with_extra_entry(archive: &[u8], name: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new_append(std::io::Cursor::new(archive.to_vec()))
+        .expect("an archive to append to");
+    zip.start_file(name, zip::write::SimpleFileOptions::default())
+        .expect("an entry");
+    zip.write_all(b"not in the manifest").expect("written");
+    zip.finish().expect("a zip").into_inner()
+}
+
 /// `archive` with one byte flipped halfway through the database's stored data.
 fn flipped(archive: &[u8]) -> Vec<u8> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(archive)).expect("a zip");
@@ -593,6 +624,15 @@ async fn damaged_or_newer_backups_and_used_targets_are_refused_and_nothing_is_wr
         }
         bytes
     });
+    let unlisted = with_extra_entry(&good, "files/../../escape");
+    let missing = rewrite(&good, |name, bytes| {
+        if name != "manifest.json" {
+            return bytes;
+        }
+        let mut manifest: Value = serde_json::from_slice(&bytes).expect("the manifest");
+        manifest["files"]["files/assets/deadbeef"] = json!({"size": 1, "sha256": "00"});
+        serde_json::to_vec(&manifest).expect("JSON")
+    });
     let cases = [
         (
             "truncated",
@@ -614,6 +654,12 @@ async fn damaged_or_newer_backups_and_used_targets_are_refused_and_nothing_is_wr
             altered,
             "files/jwt.key is damaged in the backup: the manifest says",
         ),
+        (
+            "unlisted",
+            unlisted,
+            "holds files its manifest does not list",
+        ),
+        ("missing", missing, "is missing files its manifest lists"),
         (
             "newer",
             newer,
