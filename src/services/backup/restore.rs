@@ -234,12 +234,21 @@ mod tests {
     /// An entry's name can put it only inside the data directory.
     #[test]
     fn entries_stay_inside_the_data_directory() {
-        assert_eq!(local_path("ecliptic.db").unwrap(), PathBuf::from("ecliptic.db"));
+        assert_eq!(
+            local_path("ecliptic.db").unwrap(),
+            PathBuf::from("ecliptic.db")
+        );
         assert_eq!(
             local_path("files/assets/abc").unwrap(),
             PathBuf::from("assets/abc")
         );
-        for bad in ["files/../escape", "files//etc/passwd", "files/", "elsewhere/x", "/etc"] {
+        for bad in [
+            "files/../escape",
+            "files//etc/passwd",
+            "files/",
+            "elsewhere/x",
+            "/etc",
+        ] {
             assert!(local_path(bad).is_err(), "{bad}");
         }
     }
