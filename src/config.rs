@@ -494,6 +494,9 @@ pub struct GameConfig {
     pub public_host: Option<String>,
     /// Seconds between saves of players' progress (stats); achievements save at once.
     pub progress_save_secs: f32,
+    /// Whether the space game (star systems, pirates, markets) runs beside the platform;
+    /// `false` hosts only the lobby's uploaded games, in arenas.
+    pub space_game: bool,
 }
 
 impl Default for GameConfig {
@@ -506,6 +509,7 @@ impl Default for GameConfig {
             outbound_queue: 40,
             public_host: None,
             progress_save_secs: 5.0,
+            space_game: true,
         }
     }
 }

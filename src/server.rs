@@ -32,6 +32,8 @@ pub struct Server {
     plugins: Vec<PluginFn>,
     game: GroupCustomizer,
     platform: GroupCustomizer,
+    /// Whether the space game runs beside the platform.
+    space_game: bool,
 }
 
 /// Changes a plugin group (the space game's, the platform's) before it is added.
@@ -67,7 +69,21 @@ impl Server {
             plugins: Vec::new(),
             game: Box::new(|group| group),
             platform: Box::new(|group| group),
+            space_game: true,
         }
+    }
+
+    /// Runs the platform alone, without [`sim::SpaceGamePlugins`]: the lobby and catalog,
+    /// uploaded games' rooms (played in arenas), GARP, comms and RaOS; no star systems.
+    /// The same as `space_game = false` in the config's `[game]`.
+    ///
+    /// ```
+    /// let rooms_only = ecliptic::Server::new(ecliptic::Config::default()).without_space_game();
+    /// # drop(rooms_only);
+    /// ```
+    pub fn without_space_game(mut self) -> Self {
+        self.space_game = false;
+        self
     }
 
     /// Changes the space game's features ([`sim::SpaceGamePlugins`]): leave one out, or put
@@ -126,17 +142,16 @@ impl Server {
         let achievements = Arc::new(services::progress::Achievements::load(
             config.game.data_dir.as_deref(),
         )?);
-        let lease_keeper = core.keep_leases(&config, &endpoint, &data);
-        let platform = platform_plugins(&config, &core.store, endpoint, &achievements)?;
+        let space_game = self.space_game && config.game.space_game;
+        let systems = match space_game {
+            true => data.systems.iter().map(|s| s.system_id.clone()).collect(),
+            false => Vec::new(),
+        };
+        let lease_keeper = core.keep_leases(&config, &endpoint, systems);
+        let platform = platform_plugins(&config, &core.store, endpoint, &achievements, data)?;
         let mut plugins = self.plugins;
-        plugins.insert(0, {
-            let game = (self.game)(bevy_app::PluginGroup::build(space_game(&config, data)));
-            let platform = (self.platform)(bevy_app::PluginGroup::build(platform));
-            let cluster = core.cluster.clone();
-            Box::new(move |app: &mut App| {
-                app.insert_resource(cluster).add_plugins((game, platform));
-            })
-        });
+        let game = space_game.then_some(self.game);
+        plugins.insert(0, features(&core, platform, self.platform, game));
         let stop_sim = Arc::new(AtomicBool::new(false));
         let sim_failed = CancellationToken::new();
         let (sim_thread, sim_ready) = spawn_sim(
@@ -228,7 +243,7 @@ impl Core {
         &self,
         config: &Config,
         endpoint: &sim::lobby::GameEndpoint,
-        data: &sim::data::GameData,
+        systems: Vec<String>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         if !self.cluster.is_clustered() {
             return None;
@@ -241,7 +256,7 @@ impl Core {
                 port: endpoint.port,
                 pinned: self.cluster.pinned_systems().to_vec(),
             },
-            systems: data.systems.iter().map(|s| s.system_id.clone()).collect(),
+            systems,
             ttl: config.cluster.lease(),
             wake: self.lease_wake.clone(),
         };
@@ -376,9 +391,28 @@ impl Listeners {
     }
 }
 
-/// The space game's plugins as the config sets them.
-fn space_game(config: &Config, data: Arc<sim::data::GameData>) -> sim::SpaceGamePlugins {
-    sim::SpaceGamePlugins {
+/// The simulation's features: the cluster port, the platform's plugins, then the space
+/// game's (when it runs), each group as the server's builder changed it.
+fn features(
+    core: &Core,
+    platform: sim::PlatformPlugins,
+    change_platform: GroupCustomizer,
+    game: Option<GroupCustomizer>,
+) -> PluginFn {
+    let platform = change_platform(bevy_app::PluginGroup::build(platform));
+    let game = game.map(|change| change(bevy_app::PluginGroup::build(sim::SpaceGamePlugins)));
+    let cluster = core.cluster.clone();
+    Box::new(move |app: &mut App| {
+        app.insert_resource(cluster).add_plugins(platform);
+        if let Some(game) = game {
+            app.add_plugins(game);
+        }
+    })
+}
+
+/// The worlds' plugins as the config sets them.
+fn worlds(config: &Config, data: Arc<sim::data::GameData>) -> sim::WorldPlugins {
+    sim::WorldPlugins {
         data,
         replication: sim::replication::ReplicationSettings {
             aoi_radius: config.game.aoi_radius,
@@ -410,11 +444,13 @@ fn platform_plugins(
     store: &Store,
     endpoint: sim::lobby::GameEndpoint,
     achievements: &services::progress::Achievements,
+    data: Arc<sim::data::GameData>,
 ) -> anyhow::Result<sim::PlatformPlugins> {
     let catalog = services::catalog::Catalog::load(store, &config.data_dir)?;
     let wager_book = sim::wagers::WagerBook::load(store)?;
     Ok(sim::PlatformPlugins {
         encoders: encoders(),
+        worlds: worlds(config, data),
         lobby: sim::lobby::LobbyPlugin {
             catalog: Arc::new(parking_lot::Mutex::new(Some(catalog))),
             endpoint,

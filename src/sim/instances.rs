@@ -1,8 +1,10 @@
-//! Instances: each star system (and each lobby room) is one instance, an entity that owns
-//! its physics world, its spatial grid, its stations and its zones. Every entity in play
-//! carries [`InInstance`]. The systems in `data/` are created at start and always run;
-//! rooms create and destroy theirs at run time through [`create_instance`] and
-//! [`destroy_instance`].
+//! Instances: each world in play (a lobby room, a launched session, and in the space game
+//! each star system) is one instance, an entity that owns its physics world, its spatial
+//! grid, its stations and its zones. Every entity in play carries [`InInstance`]. Rooms
+//! create and destroy theirs at run time through [`create_instance`] and
+//! [`destroy_instance`], from a layout in [`RoomLayouts`]: the platform's blank arena, or
+//! what a game adds (the space game adds its star systems, which it also starts and keeps
+//! running: [`StarSystemsPlugin`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -117,7 +119,8 @@ pub fn destroy_instance(world: &mut World, id: &str) -> bool {
     true
 }
 
-/// Creates an instance for every system in the data.
+/// The worlds' shared state: the game data (ship classes, rules), the instances and the
+/// room layouts, which start with the blank arena only.
 pub struct InstancesPlugin {
     pub data: Arc<GameData>,
 }
@@ -125,9 +128,67 @@ pub struct InstancesPlugin {
 impl Plugin for InstancesPlugin {
     fn build(&self, app: &mut App) {
         app.insert_resource(Data(self.data.clone()))
-            .init_resource::<Instances>();
-        for system in &self.data.systems {
-            create_instance(app.world_mut(), &system.system_id, Arc::new(system.clone()));
+            .init_resource::<Instances>()
+            .insert_resource(RoomLayouts::arena());
+    }
+}
+
+/// The space game's universe: an instance for every star system in the data, running from
+/// the start, and each system a layout rooms may be made from (the first the default).
+pub struct StarSystemsPlugin;
+
+impl Plugin for StarSystemsPlugin {
+    fn build(&self, app: &mut App) {
+        let data = app.world().resource::<Data>().0.clone();
+        for (n, system) in data.systems.iter().enumerate() {
+            let layout = Arc::new(system.clone());
+            create_instance(app.world_mut(), &system.system_id, layout.clone());
+            app.world_mut()
+                .resource_mut::<RoomLayouts>()
+                .add(layout, n == 0);
+        }
+    }
+}
+
+/// The layouts room worlds are made from, by name, and the one a room gets when its game
+/// names none.
+#[derive(Resource)]
+pub struct RoomLayouts {
+    by_name: HashMap<String, Arc<SystemDef>>,
+    default: Arc<SystemDef>,
+}
+
+impl RoomLayouts {
+    /// The platform's own layout: an empty disc, no stations, no zones. Players appear at
+    /// its centre.
+    pub fn arena() -> Self {
+        let arena = Arc::new(SystemDef {
+            system_id: "arena".into(),
+            name: "Arena".into(),
+            radius: 4_000.0,
+            home_station: String::new(),
+            stations: Vec::new(),
+            zones: Vec::new(),
+        });
+        Self {
+            by_name: HashMap::from([(arena.system_id.clone(), arena.clone())]),
+            default: arena,
+        }
+    }
+
+    /// Adds `layout` under its system id; the default from now on if `default`.
+    pub fn add(&mut self, layout: Arc<SystemDef>, default: bool) {
+        if default {
+            self.default = layout.clone();
+        }
+        self.by_name.insert(layout.system_id.clone(), layout);
+    }
+
+    /// The layout named `name`, or the default when no name is given.
+    pub fn get(&self, name: Option<&str>) -> Option<Arc<SystemDef>> {
+        match name {
+            Some(name) => self.by_name.get(name).cloned(),
+            None => Some(self.default.clone()),
         }
     }
 }

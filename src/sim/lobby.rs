@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::encoders::Encoders;
-use super::instances::{Data, InInstance, Instances, create_instance, destroy_instance};
+use super::instances::{InInstance, Instances, RoomLayouts, create_instance, destroy_instance};
 use super::players::Pilot;
 use super::{HandleCommands, Pending, SimServices};
 use crate::bridge::{Command, ConnId, Inbox};
@@ -980,19 +980,14 @@ fn start_here(world: &mut World, room_id: &str) -> LobbyResult {
             .ok()
             .and_then(|e| world.get::<Room>(e).cloned());
         let script = room.as_ref().and_then(|room| room_script(world, room));
-        let data = world.resource::<Data>().0.clone();
         let system = script.as_ref().and_then(|s| s.manifest.system.clone());
-        let template = match &system {
-            Some(id) => data.system(id),
-            None => data.systems.first(),
-        };
-        let Some(template) = template else {
+        let Some(layout) = world.resource::<RoomLayouts>().get(system.as_deref()) else {
             return Err(DomainError::Internal(format!(
-                "no star system {} to start a room in",
+                "no world layout {} to start a room in",
                 system.unwrap_or_default()
             )));
         };
-        let Some(instance) = create_instance(world, room_id, Arc::new(template.clone())) else {
+        let Some(instance) = create_instance(world, room_id, layout) else {
             return Err(DomainError::Internal(
                 "the room's world could not be made".into(),
             ));
@@ -1066,11 +1061,10 @@ pub(crate) fn room_start_here(world: &mut World, room_id: &str, placing: super::
 
 /// Another node placed a room here: its world starts, open to its players only.
 pub(crate) fn host_room(world: &mut World, room_id: &str, members: Vec<Uuid>) {
-    if world.resource::<Instances>().get(room_id).is_none() {
-        let data = world.resource::<Data>().0.clone();
-        if let Some(template) = data.systems.first() {
-            create_instance(world, room_id, Arc::new(template.clone()));
-        }
+    if world.resource::<Instances>().get(room_id).is_none()
+        && let Some(layout) = world.resource::<RoomLayouts>().get(None)
+    {
+        create_instance(world, room_id, layout);
     }
     world
         .resource_mut::<Lobby>()
@@ -1078,24 +1072,22 @@ pub(crate) fn host_room(world: &mut World, room_id: &str, members: Vec<Uuid>) {
         .insert(room_id.to_owned(), members);
 }
 
-/// Creates an instance (of the first star system, as rooms do) named by a new session id.
+/// Creates an instance (of the default layout, as rooms do) named by a new session id.
 /// A game whose latest version carries a room script runs it there, with the launcher as
 /// its one player.
 fn launch_stream(world: &mut World, caller: &LobbyCaller, game_id: &str) -> LobbyResult {
     let game = online_game(world, game_id)?;
     let latest = game.latest().cloned();
     let script = latest.as_ref().and_then(|v| v.room.clone());
-    let data = world.resource::<Data>().0.clone();
     let system = script.as_ref().and_then(|s| s.manifest.system.clone());
-    let template = match &system {
-        Some(id) => data.system(id),
-        None => data.systems.first(),
-    };
-    let Some(template) = template else {
-        return Err(DomainError::Internal("no star system to launch in".into()));
+    let Some(layout) = world.resource::<RoomLayouts>().get(system.as_deref()) else {
+        return Err(DomainError::Internal(format!(
+            "no world layout {} to launch in",
+            system.unwrap_or_default()
+        )));
     };
     let session_id = Uuid::new_v4().to_string();
-    let instance = create_instance(world, &session_id, Arc::new(template.clone()))
+    let instance = create_instance(world, &session_id, layout)
         .ok_or_else(|| DomainError::Internal("the session's world could not be made".into()))?;
     if let (Some(script), Some(version)) = (script, latest)
         && let Err(why) = super::scripts::rooms::start(

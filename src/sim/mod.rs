@@ -173,25 +173,20 @@ fn begin_tick(mut instances: Query<&mut instances::Instance>) {
     }
 }
 
-/// The space game: every gameplay plugin, in one group. A server can leave one out or put
-/// its own in its place (`.disable::<npc::NpcPlugin>()`, `.set(...)`); the order of a tick
-/// stays declared once, by [`TickSet`], whichever plugins run.
-pub struct SpaceGamePlugins {
+/// The worlds every game is played in: instances, the physics of ships, players' sessions
+/// and ships on `/game`, and replication to their clients. Part of [`PlatformPlugins`]:
+/// an uploaded game's rooms are played in these worlds with or without the space game.
+pub struct WorldPlugins {
     pub data: Arc<data::GameData>,
     pub replication: replication::ReplicationSettings,
 }
 
-impl bevy_app::PluginGroup for SpaceGamePlugins {
+impl bevy_app::PluginGroup for WorldPlugins {
     fn build(self) -> bevy_app::PluginGroupBuilder {
         bevy_app::PluginGroupBuilder::start::<Self>()
             .add(instances::InstancesPlugin { data: self.data })
             .add(physics::PhysicsPlugin)
             .add(ships::ShipsPlugin)
-            .add(weapons::WeaponsPlugin)
-            .add(npc::NpcPlugin)
-            .add(stations::StationsPlugin)
-            .add(markets::MarketsPlugin)
-            .add(zones::ZonesPlugin)
             .add(players::PlayersPlugin)
             .add(replication::ReplicationPlugin {
                 settings: self.replication,
@@ -199,13 +194,33 @@ impl bevy_app::PluginGroup for SpaceGamePlugins {
     }
 }
 
-/// The platform's features as one group, beside [`SpaceGamePlugins`]: the lobby and
-/// catalog, comms, wagers, the event bus, progress, the admin view, the other nodes,
-/// leases and scripts. A server built in code can leave one out or replace it
-/// (`Server::platform_plugins`).
+/// The space game on top of the worlds: its star systems, weapons, pirates, stations,
+/// markets and zones, in one group. A server can leave one out or put its own in its
+/// place (`.disable::<npc::NpcPlugin>()`, `.set(...)`), or run without the group at all
+/// (`Server::without_space_game`); the order of a tick stays declared once, by
+/// [`TickSet`], whichever plugins run.
+pub struct SpaceGamePlugins;
+
+impl bevy_app::PluginGroup for SpaceGamePlugins {
+    fn build(self) -> bevy_app::PluginGroupBuilder {
+        bevy_app::PluginGroupBuilder::start::<Self>()
+            .add(instances::StarSystemsPlugin)
+            .add(weapons::WeaponsPlugin)
+            .add(npc::NpcPlugin)
+            .add(stations::StationsPlugin)
+            .add(markets::MarketsPlugin)
+            .add(zones::ZonesPlugin)
+    }
+}
+
+/// The platform's features as one group, beside [`SpaceGamePlugins`] and added before it:
+/// the worlds, the lobby and catalog, comms, wagers, the event bus, progress, the admin
+/// view, the other nodes, leases and scripts. A server built in code can leave one out or
+/// replace it (`Server::platform_plugins`).
 pub struct PlatformPlugins {
     /// The protocols' encoders for the platform's pushes.
     pub encoders: encoders::Encoders,
+    pub worlds: WorldPlugins,
     pub lobby: lobby::LobbyPlugin,
     pub comms: comms::CommsPlugin,
     pub wagers: wagers::WagersPlugin,
@@ -221,6 +236,7 @@ impl bevy_app::PluginGroup for PlatformPlugins {
             .add(move |app: &mut bevy_app::App| {
                 app.insert_resource(encoders);
             })
+            .add_group(self.worlds)
             .add(self.lobby)
             .add(self.comms)
             .add(self.wagers)

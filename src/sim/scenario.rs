@@ -15,7 +15,7 @@ use super::players::{ActionBucket, Client, ClientLink, NetIds, Pilot, spawn_ship
 use super::replication::ReplicationSettings;
 use super::ships::Controls;
 use super::weapons::Projectile;
-use super::{LoopConfig, Sim, SimServices, SpaceGamePlugins, Tick};
+use super::{LoopConfig, Sim, SimServices, SpaceGamePlugins, Tick, WorldPlugins};
 use crate::bridge::Outbound;
 use crate::services::play::GameOut;
 
@@ -113,7 +113,7 @@ impl Crowd {
     fn build(services: SimServices, size: CrowdSize, scripts: bool) -> Self {
         let data = Arc::new(GameData::embedded().expect("embedded data is valid"));
         let (_inbox, rx) = crossbeam_channel::bounded(16);
-        let game = SpaceGamePlugins {
+        let worlds = WorldPlugins {
             data,
             replication: ReplicationSettings {
                 aoi_radius: size.aoi_radius,
@@ -126,7 +126,7 @@ impl Crowd {
             services,
             rx,
             move |app| {
-                app.add_plugins(game);
+                app.add_plugins((worlds, SpaceGamePlugins));
                 if scripts {
                     app.add_plugins(super::scripts::ScriptsPlugin {
                         settings: super::scripts::ScriptSettings {

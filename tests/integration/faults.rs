@@ -160,6 +160,8 @@ fn pilot_of(you: &Value) -> Pilot {
 struct Trader {
     last: Option<Pilot>,
     pending: Option<i64>,
+    /// The error that answered the last trade, if one did: named in a violation.
+    refused_by: Option<String>,
     trades: usize,
     /// When each acknowledgement of this iteration arrived: the longest gap between two
     /// is how long the fault kept this trader from trading (printed, not asserted).
@@ -174,13 +176,14 @@ impl Trader {
             let with_pending = self.pending.is_some_and(|d| seen.food == last.food + d);
             if seen != last && !with_pending {
                 self.violations.push(format!(
-                    "{when}: acknowledged {last:?} (unanswered {:?}), found {seen:?}",
-                    self.pending
+                    "{when}: acknowledged {last:?} (unanswered {:?}, last refusal {:?}), found {seen:?}",
+                    self.pending, self.refused_by
                 ));
             }
         }
         self.last = Some(seen);
         self.pending = None;
+        self.refused_by = None;
     }
 }
 
@@ -307,12 +310,25 @@ async fn trade(
                 Some(result) if result["type"] == "trade.result" => {
                     trader.last = Some(pilot_of(&result["payload"]));
                     trader.pending = None;
+                    trader.refused_by = None;
                     trader.trades += 1;
                     trader.acked_at.push(Instant::now());
+                }
+                // Moved out of a system this node stops playing: that error is about
+                // the session, not the trade, whose answer may still follow or never
+                // come. Unanswered, then.
+                Some(moved)
+                    if matches!(
+                        moved["payload"]["code"].as_str(),
+                        Some("WRONG_NODE" | "SERVER_BUSY")
+                    ) =>
+                {
+                    break;
                 }
                 Some(refused) => {
                     // Told "error": the trade left no trace.
                     trader.pending = None;
+                    trader.refused_by = Some(refused["payload"].to_string());
                     if refused["payload"]["code"] == "COOLDOWN" {
                         continue;
                     }

@@ -499,15 +499,69 @@ async fn started_room(
 
 /// A `/game` client of `name` in the room's world.
 async fn in_room(server: &TestServer, name: &str, room_id: &str) -> GameClient {
+    in_room_seeing(server, name, room_id).await.0
+}
+
+/// A `/game` client of `name` in the room's world, and the snapshot it got on joining.
+async fn in_room_seeing(server: &TestServer, name: &str, room_id: &str) -> (GameClient, Value) {
     let mut client = GameClient::connect(server).await;
     client.login(&token_for_existing(server, name).await).await;
-    client.join(room_id).await;
-    client
+    let (_, snapshot) = client.join(room_id).await;
+    (client, snapshot)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_uploaded_room_game_is_played_to_its_end_and_its_scores_settle_the_wagers() {
     let server = garp::wager_server().await;
+    let room = showdown_settles_the_wagers(&server).await;
+    // Beside the space game, a room's world is the first star system, markets and all.
+    assert!(
+        !room["payload"]["markets"].as_array().unwrap().is_empty(),
+        "{room}"
+    );
+    assert!(
+        !room["payload"]["zones"].as_array().unwrap().is_empty(),
+        "{room}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_without_the_space_game_hosts_an_uploaded_room_game_to_its_end() {
+    let server = TestServer::start_full(
+        |c| c.wagers.signup_grant = garp::GRANT,
+        ecliptic::Server::without_space_game,
+    )
+    .await;
+    // No star systems run here.
+    let mut pilot = GameClient::connect(&server).await;
+    pilot.login(&token_for(&server, "pilot").await).await;
+    pilot
+        .send("session.join_system", json!({"system_id": "sol-1"}))
+        .await;
+    let refused = pilot.recv_reply().await;
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(
+        refused["payload"],
+        json!({"code": "UNKNOWN_SYSTEM", "message": "no system or room named \"sol-1\""})
+    );
+    // The same game, played to its end and settled, in the platform's blank arena.
+    let room = showdown_settles_the_wagers(&server).await;
+    assert_eq!(room["payload"]["markets"], json!([]), "{room}");
+    assert_eq!(room["payload"]["zones"], json!([]), "{room}");
+    let you = &room["payload"]["you"]["ship_id"];
+    let ship = room["payload"]["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| &e["id"] == you)
+        .unwrap_or_else(|| panic!("ana's ship in {room}"));
+    assert_eq!((&ship["x"], &ship["y"]), (&json!(0), &json!(0)), "{room}");
+}
+
+/// Uploads the showdown example, has two players wager on it through GARP and play it to
+/// its end in a lobby room over `/game`, then checks the plays were finished with their
+/// scores and the period paid the ladder. The room world's snapshot, as ana saw it.
+async fn showdown_settles_the_wagers(server: &TestServer) -> Value {
     let http = server.handle().http_addr;
     let mut game = dev_game(server.handle().dev_tcp_addr).await;
     // Ten-second wager periods, so the pot is paid out during the test.
@@ -552,7 +606,7 @@ async fn an_uploaded_room_game_is_played_to_its_end_and_its_scores_settle_the_wa
     let mut players = Vec::new();
     let mut wagers = Garp::connect(http, &game).await;
     for name in ["ana", "ben"] {
-        register(&server, name).await;
+        register(server, name).await;
         let player = wagers.authenticate(&game, name).await;
         let placed = wagers.wage(&game, &player, "10").await;
         assert_eq!(placed["status"], "OK", "{placed}");
@@ -560,8 +614,8 @@ async fn an_uploaded_room_game_is_played_to_its_end_and_its_scores_settle_the_wa
     }
 
     // The lobby lists it; ana opens a room, ben joins, ana starts it.
-    register(&server, "cleo").await;
-    let (mut lobby, token) = lobby_login(&server, "cleo").await;
+    register(server, "cleo").await;
+    let (mut lobby, token) = lobby_login(server, "cleo").await;
     let games = ok(lobby.call("LIST_GAMES", Some(&token), json!({})).await);
     let listed = games["games"]
         .as_array()
@@ -571,11 +625,11 @@ async fn an_uploaded_room_game_is_played_to_its_end_and_its_scores_settle_the_wa
         .cloned()
         .expect("the game is listed");
     assert_eq!(listed["latest_version"], "1.0.0", "{listed}");
-    let (room_id, _seats) = started_room(&server, &game.game_id, "ana", &["ben"]).await;
+    let (room_id, _seats) = started_room(server, &game.game_id, "ana", &["ben"]).await;
 
     // Both play in the room's world; the match begins once both are there.
-    let mut ana = in_room(&server, "ana", &room_id).await;
-    let mut ben = in_room(&server, "ben", &room_id).await;
+    let (mut ana, room) = in_room_seeing(server, "ana", &room_id).await;
+    let mut ben = in_room(server, "ben", &room_id).await;
     let ana_id = players[0].0.user_id.clone();
     let ben_id = players[1].0.user_id.clone();
     let rounds = [
@@ -681,7 +735,7 @@ async fn an_uploaded_room_game_is_played_to_its_end_and_its_scores_settle_the_wa
         .get_json(&format!("/api/v1/leaderboards/{}", game.game_id))
         .await;
     assert_eq!(status, 401);
-    let ben_token = token_for_existing(&server, "ben").await;
+    let ben_token = token_for_existing(server, "ben").await;
     let board = server
         .get_auth(
             &format!("/api/v1/leaderboards/{}?category=global", game.game_id),
@@ -702,6 +756,7 @@ async fn an_uploaded_room_game_is_played_to_its_end_and_its_scores_settle_the_wa
         ],
         "{board}"
     );
+    room
 }
 
 #[tokio::test(flavor = "multi_thread")]

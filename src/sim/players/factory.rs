@@ -107,7 +107,9 @@ pub(super) fn spawn_player(world: &mut World, conn: ConnId, instance: Entity) ->
             session.inputs.clone(),
         )
     };
-    let (station, station_pos) = stations::home_station(world, instance)?;
+    // Docked at the home station; in a world without one (a room's arena), at its centre.
+    let home = stations::home_station(world, instance);
+    let station_pos = home.map_or(glam::Vec2::ZERO, |(_, pos)| pos);
     let (credits, cargo, hull, fuel) = match &saved {
         Some(s) => (s.credits, s.cargo.clone(), s.hull.max(1), s.fuel),
         None => (
@@ -129,8 +131,10 @@ pub(super) fn spawn_player(world: &mut World, conn: ConnId, instance: Entity) ->
         hull,
         fuel,
     )?;
+    if let Some((station, _)) = home {
+        world.entity_mut(ship).insert(Docked(station));
+    }
     world.entity_mut(ship).insert((
-        Docked(station),
         Checkout(epoch),
         Pilot {
             user_id,
