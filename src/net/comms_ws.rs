@@ -15,7 +15,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
@@ -23,7 +23,7 @@ use super::AppState;
 use super::ws::{self, Ending, EndpointRules, Lifecycle, Next, Ping, Status, WsOut};
 use crate::bridge::{ByteBudget, Command, Outbound};
 use crate::protocol::close;
-use crate::protocol::comms::{self as wire, ClientMessage, codes};
+use crate::protocol::comms::{self as wire, ClientMessage, Details, codes};
 use crate::services::accounts::{Identity, Role};
 use crate::services::{DomainError, mailbox};
 use crate::sim::comms::{self, CommsCommand, CommsLink, CommsOut, DirectOutcome, ExtensionCall};
@@ -31,9 +31,7 @@ use crate::sim::comms::{self, CommsCommand, CommsLink, CommsOut, DirectOutcome, 
 fn unauthorized(message: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,
-        axum::Json(
-            json!({"type": "Error", "data": {"code": codes::UNAUTHORIZED, "message": message}}),
-        ),
+        axum::Json(wire::unauthorized(&message)),
     )
         .into_response()
 }
@@ -84,8 +82,12 @@ impl Conn {
         self.text(wire::error(code, message, details));
     }
 
-    fn domain_error(&self, e: &DomainError, details: Value) {
-        self.error(wire::code_for(e), &e.to_string(), details);
+    fn refuse(&self, code: u16, message: &str, details: Details) {
+        self.text(wire::error_with(code, message, details));
+    }
+
+    fn domain_error(&self, e: &DomainError, details: Details) {
+        self.refuse(wire::code_for(e), &e.to_string(), details);
     }
 
     fn hub(&self, cmd: CommsCommand) -> bool {
@@ -231,10 +233,10 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
             }
             Next::Text(text) => {
                 if !bucket.take() {
-                    c.error(
+                    c.refuse(
                         codes::RATE_LIMITED,
                         "too many messages; slow down",
-                        json!({"limit_per_second": cfg.messages_per_second}),
+                        Details::LimitPerSecond(cfg.messages_per_second),
                     );
                     continue;
                 }
@@ -271,14 +273,9 @@ async fn run(socket: WebSocket, state: AppState, identity: Identity) {
 /// The spec's `connected` status, the connection registered with the hub, and the direct
 /// messages that waited in the mailbox.
 async fn welcome(c: &Conn, connection_id: String) {
-    c.text(wire::status(
-        "connected",
-        json!({
-            "connection_id": connection_id,
-            "server_time": chrono::Utc::now().timestamp_millis(),
-            "protocol_version": wire::PROTOCOL_VERSION,
-            "features": wire::FEATURES,
-        }),
+    c.text(wire::connected(
+        &connection_id,
+        chrono::Utc::now().timestamp_millis(),
     ));
     let opened = c.hub(CommsCommand::Open {
         conn: c.conn,
@@ -337,17 +334,14 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
                 .await
             {
                 Some(Ok(comms::Subscribed { active, online })) => {
-                    c.text(wire::status(
-                        "subscribed",
-                        json!({"topics": shown, "active_subscriptions": active}),
-                    ));
+                    c.text(wire::subscriptions("subscribed", &shown, active));
                     acknowledge(c, id, "subscribed", active);
                     let now = chrono::Utc::now().timestamp_millis();
                     for user in online {
                         c.text(wire::presence(&user, true, now));
                     }
                 }
-                Some(Err(e)) => c.domain_error(&e, json!({"field": "topics"})),
+                Some(Err(e)) => c.domain_error(&e, Details::Field("topics")),
                 None => {}
             }
         }
@@ -362,10 +356,7 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
                 })
                 .await
             {
-                c.text(wire::status(
-                    "unsubscribed",
-                    json!({"topics": shown, "active_subscriptions": active}),
-                ));
+                c.text(wire::subscriptions("unsubscribed", &shown, active));
                 acknowledge(c, id, "unsubscribed", active);
             }
         }
@@ -385,18 +376,12 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
                 })
                 .await
             {
-                c.text(wire::raw(
-                    "History",
-                    json!({"topic": shown, "messages": messages}),
-                ));
+                c.text(wire::history(&shown, &messages));
             }
         }
         ClientMessage::Refresh { token } => match c.state.accounts.verify(&token) {
             Ok(fresh) if fresh.user_id == c.identity.user_id => {
-                c.text(wire::status(
-                    "token_refreshed",
-                    json!({"expires_at": fresh.expires_at}),
-                ));
+                c.text(wire::token_refreshed(fresh.expires_at));
                 return Some(fresh);
             }
             Ok(_) => c.error(
@@ -404,7 +389,7 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
                 "the token belongs to another user",
                 Value::Null,
             ),
-            Err(e) => c.domain_error(&e, Value::Null),
+            Err(e) => c.domain_error(&e, Details::None),
         },
         ClientMessage::Extension { kind, data } => {
             let call = ExtensionCall {
@@ -416,9 +401,9 @@ async fn handle(c: &Conn, frame: wire::ClientFrame) -> Option<Identity> {
             match c.ask(|reply| CommsCommand::Extension { call, reply }).await {
                 Some(Ok(answer)) => c.text(wire::raw(&kind, answer)),
                 Some(Err(DomainError::InvalidInput(m))) => {
-                    c.error(codes::BAD_REQUEST, &m, json!({"type": kind}));
+                    c.refuse(codes::BAD_REQUEST, &m, Details::Type(&kind));
                 }
-                Some(Err(e)) => c.domain_error(&e, json!({"type": kind})),
+                Some(Err(e)) => c.domain_error(&e, Details::Type(&kind)),
                 None => {}
             }
         }
@@ -437,19 +422,16 @@ async fn broadcast(c: &Conn, id: Option<String>, topic: String, payload: Value) 
         .unwrap_or_else(|| format!("broadcast_{}", uuid::Uuid::new_v4().simple()));
     let sent_at = chrono::Utc::now().timestamp_millis();
     // Who published it, as the server knows them (beyond the spec's metadata).
-    let record = json!({"topic": topic, "payload": payload,
-                        "metadata": {"sent_at": sent_at, "message_id": message_id,
-                                     "from_user": c.identity.username}});
+    let record =
+        wire::broadcast_record(&topic, &payload, sent_at, &message_id, &c.identity.username);
     let frame = wire::broadcast_of(&record);
     // An acknowledged broadcast counts its recipients on every node.
     let message = (CommsOut::Text(frame), Some(record));
     let published = publish(&c.state, topic, message, id.is_some()).await;
     match (published, id) {
-        (Ok(recipients), Some(id)) => c.text(wire::ack(
-            json!({"message_id": id, "status": "delivered", "recipients": recipients}),
-        )),
+        (Ok(recipients), Some(id)) => c.text(wire::broadcast_ack(&id, recipients)),
         (Ok(_), None) => {}
-        (Err(e), _) => c.domain_error(&e, Value::Null),
+        (Err(e), _) => c.domain_error(&e, Details::None),
     }
 }
 
@@ -474,9 +456,7 @@ async fn direct(
     match ask_direct(c, target_user.clone(), out).await {
         Some(DirectOutcome::Delivered(to)) => {
             if let Some(id) = id {
-                c.text(wire::ack(
-                    json!({"message_id": id, "status": "delivered", "delivered_to": to}),
-                ));
+                c.text(wire::direct_ack(&id, &to));
             }
         }
         Some(DirectOutcome::Offline) => {
@@ -505,7 +485,7 @@ fn may_publish(c: &Conn, topic: &str) -> bool {
         return false;
     }
     if let Err(e) = comms::check_publish(topic, c.identity.has_role(Role::Admin)) {
-        c.domain_error(&e, json!({"topic": topic}));
+        c.domain_error(&e, Details::Topic(topic));
         return false;
     }
     true
@@ -515,9 +495,7 @@ fn may_publish(c: &Conn, topic: &str) -> bool {
 /// `Status`), as the spec's own client waits for an `Ack` to every request it tracks.
 fn acknowledge(c: &Conn, id: Option<String>, status: &str, active: usize) {
     if let Some(id) = id {
-        c.text(wire::ack(
-            json!({"message_id": id, "status": status, "active_subscriptions": active}),
-        ));
+        c.text(wire::subscription_ack(&id, status, active));
     }
 }
 
@@ -528,15 +506,18 @@ async fn offline_direct(c: &Conn, target: &str, frame: Bytes, message_id: &str, 
     let exists = match c.state.accounts.find_by_username(target).await {
         Ok(found) => found.is_some(),
         Err(e) => {
-            c.domain_error(&e, Value::Null);
+            c.domain_error(&e, Details::None);
             return;
         }
     };
     if !exists {
-        c.error(
+        c.refuse(
             codes::NOT_FOUND,
             &message,
-            json!({"message_id": message_id, "queued": false}),
+            Details::Queued {
+                message_id: Some(&message_id),
+                queued: false,
+            },
         );
         return;
     }
@@ -546,13 +527,16 @@ async fn offline_direct(c: &Conn, target: &str, frame: Bytes, message_id: &str, 
     match mailbox::post(&c.state.store, target, text, expires, per_user).await {
         Ok(dropped) => {
             c.state.metrics.mailbox_dropped.inc_by(dropped as u64);
-            c.error(
+            c.refuse(
                 codes::NOT_FOUND,
                 &message,
-                json!({"message_id": message_id, "queued": true}),
+                Details::Queued {
+                    message_id: Some(&message_id),
+                    queued: true,
+                },
             );
         }
-        Err(e) => c.domain_error(&DomainError::from(e), Value::Null),
+        Err(e) => c.domain_error(&DomainError::from(e), Details::None),
     }
 }
 
@@ -582,10 +566,10 @@ async fn binary(c: &Conn, bytes: Bytes) {
                 "target_user"
             };
             let Some(name) = header.get(key).and_then(Value::as_str).map(str::to_owned) else {
-                c.error(
+                c.refuse(
                     codes::BAD_REQUEST,
                     &format!("the binary header needs {key:?}"),
-                    json!({"field": key}),
+                    Details::Field(key),
                 );
                 return;
             };
@@ -610,10 +594,13 @@ async fn binary(c: &Conn, bytes: Bytes) {
                 match ask_direct(c, name.clone(), out).await {
                     Some(DirectOutcome::Delivered(_)) => {}
                     Some(DirectOutcome::Offline) => {
-                        c.error(
+                        c.refuse(
                             codes::NOT_FOUND,
                             &format!("User {name} not found or not connected"),
-                            json!({"queued": false}),
+                            Details::Queued {
+                                message_id: None,
+                                queued: false,
+                            },
                         );
                         return;
                     }
@@ -623,12 +610,9 @@ async fn binary(c: &Conn, bytes: Bytes) {
         }
         _ => {}
     }
-    c.text(wire::status(
-        "binary_received",
-        json!({
-            "size": frame.payload.len(),
-            "type": frame.kind_name(),
-            "checksum": format!("sha256:{}", hex::encode(Sha256::digest(&frame.payload))),
-        }),
+    c.text(wire::binary_received(
+        frame.payload.len(),
+        frame.kind_name(),
+        &hex::encode(Sha256::digest(&frame.payload)),
     ));
 }

@@ -23,7 +23,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::Sha256;
 use tokio::sync::mpsc;
 use uuid::Uuid;
@@ -39,12 +39,11 @@ use crate::services::accounts::Credential;
 use crate::services::catalog::{alphanumeric, grouped_token};
 use crate::services::garp_players::{GarpPlayer, GarpPlayers};
 use crate::services::{wagers, wallet};
-use crate::sim::lobby::{LobbyCaller, LobbyOp, LobbyReply, LobbyRequest, RoomChat, RoomView};
+use crate::sim::lobby::{LobbyCaller, LobbyOp, LobbyReply, LobbyRequest, RoomChat};
 use crate::sim::wagers::{WagerGame, WagerOp, WagerReply, WagerRequest};
 
 /// Ladder lines sent at most.
 const LADDER_LINES: usize = 100;
-const CURRENCY: &str = "ATH";
 
 fn upgrade_with_limits(ws: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
     let limit = state.config.limits.ws_message_bytes;
@@ -69,11 +68,7 @@ pub async fn redirect(
         path_segment(&token),
         path_segment(&protocol)
     );
-    let message = garp::response(
-        garp::CONNECT_REQUEST,
-        &json!("0"),
-        json!({ "connectUrl": url }),
-    );
+    let message = garp::connect_url(&url);
     let tasks = state.tasks.clone();
     let ws = ws::select_first_offered(ws, &headers);
     upgrade_with_limits(ws, &state).on_upgrade(move |socket| {
@@ -224,7 +219,7 @@ async fn run(socket: WebSocket, state: AppState, token: String, peer: SocketAddr
                 tokio::select! {
                     _ = stop.cancelled() => break,
                     chat = chat_rx.recv() => match chat {
-                        Some(chat) => link.send(WsOut::Text(chat_event(&chat))),
+                        Some(chat) => link.send(WsOut::Text(garp::room_chat(&chat))),
                         None => break,
                     },
                 }
@@ -267,35 +262,6 @@ async fn run(socket: WebSocket, state: AppState, token: String, peer: SocketAddr
     life.finish().await;
 }
 
-/// A room chat message as a GARP push.
-fn chat_event(chat: &RoomChat) -> String {
-    garp::room_chat_event(json!({
-        "roomId": chat.room_id,
-        "userId": chat.from_user.to_string(),
-        "username": chat.from,
-        "meta": chat.meta,
-        "msg": chat.message,
-        "date": chrono::DateTime::from_timestamp_millis(chat.sent_at_ms)
-            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-    }))
-}
-
-/// A room as GARP answers show it.
-fn room_fields(auth_token: &str, room: &RoomView) -> Value {
-    json!({
-        "authToken": auth_token,
-        "roomId": room.room_id,
-        "roomSerial": room.serial,
-        "roomSeats": room.seats,
-        "gameId": room.game_id,
-        "version": room.version,
-        "host": room.host,
-        "players": room.players,
-        "status": room.status,
-        "locked": room.status != "WAITING",
-    })
-}
-
 /// Sends the nonce and checks the answer; the session id on success. Anything else
 /// before that gets an error; a wrong hmac closes the socket, and so does no answer
 /// within the unauthenticated timeout.
@@ -306,11 +272,7 @@ async fn handshake(
 ) -> Option<String> {
     let link = life.link().clone();
     let nonce = alphanumeric(32);
-    let challenge = garp::response(
-        garp::CONNECT_RESPONSE,
-        &json!("0"),
-        json!({ "nonce": nonce }),
-    );
+    let challenge = garp::challenge(&nonce);
     link.send(WsOut::Text(challenge));
     let waiting = Status::default();
     loop {
@@ -337,11 +299,7 @@ async fn handshake(
                 if hmac_matches(&game.api_secret, &nonce, &hmac) {
                     let players = &state.garp_players;
                     let session_id = resumed_or_new(players, &game.game_id, session_id);
-                    let welcome = garp::response(
-                        garp::CONNECT_RESPONSE,
-                        &frame.request_id,
-                        json!({ "sessionId": session_id }),
-                    );
+                    let welcome = garp::connected(&frame.request_id, &session_id);
                     link.send(WsOut::Text(welcome));
                     return Some(session_id);
                 }
@@ -432,7 +390,7 @@ impl GarpSocket {
                     .signed(&auth_token, &user_id, texts::ACCOUNT_AUTH)
                     .await?;
                 let value = self.balance(player.user_id).await.map_err(service_text)?;
-                Ok(json!({ "value": value, "currency": CURRENCY }))
+                Ok(garp::balance(value))
             }
             Request::SetWage {
                 auth_token,
@@ -457,17 +415,7 @@ impl GarpSocket {
                     return Err(texts::API_KEY_MISMATCH.into());
                 }
                 let game = self.refresh_game().await.map_err(service_text)?;
-                let mut fields = json!({
-                    "sessionId": self.session_id,
-                    "gameId": game.game_id,
-                    "wage": game.terms.wage.to_string(),
-                    "scheme": "ladder",
-                    "description": game.description,
-                });
-                for (i, permille) in game.terms.shares_permille.iter().enumerate() {
-                    fields[format!("player{}", i + 1)] = json!(percent(*permille));
-                }
-                Ok(fields)
+                Ok(garp::game_info(&self.session_id, &game))
             }
             Request::FinishGame {
                 auth_token,
@@ -487,7 +435,7 @@ impl GarpSocket {
                     .write(move |conn| wagers::finish_play(conn, player.user_id, play_id, score))
                     .await;
                 match finished {
-                    Ok(Ok(())) => Ok(json!({ "authToken": auth_token, "status": "OK" })),
+                    Ok(Ok(())) => Ok(garp::play_finished(&auth_token)),
                     Ok(Err(refused)) => Err(match refused {
                         DomainError::NotFound(_) => texts::NO_PLAY,
                         DomainError::Forbidden(_) => texts::NOT_YOUR_PLAY,
@@ -507,9 +455,9 @@ impl GarpSocket {
                     .signed(&auth_token, &user_id, texts::AUTH_FAILING)
                     .await?;
                 self.check_game(&game_id)?;
-                let mut fields = self.ladder(player.user_id).await.map_err(service_text)?;
-                fields["authToken"] = json!(auth_token);
-                Ok(fields)
+                let (ladder, time_left) =
+                    self.ladder(player.user_id).await.map_err(service_text)?;
+                Ok(garp::ladder(&auth_token, ladder.as_ref(), time_left))
             }
             _ => Err(texts::SERVER_ERROR.into()),
         }
@@ -558,7 +506,7 @@ impl GarpSocket {
                     room_id: room_id.clone(),
                 };
                 self.lobby(&player, op).await?;
-                Ok(json!({ "authToken": auth_token, "roomId": room_id, "status": "OK" }))
+                Ok(garp::room_left(&auth_token, &room_id))
             }
             Request::LockRoom {
                 auth_token,
@@ -567,10 +515,7 @@ impl GarpSocket {
                 let player = self.signed_by_token(&auth_token).await?;
                 match self.lobby(&player, LobbyOp::StartRoom { room_id }).await? {
                     LobbyReply::Started { room, host, port } => {
-                        let mut fields = room_fields(&auth_token, &room);
-                        fields["gameHost"] = json!(host);
-                        fields["gamePort"] = json!(port);
-                        Ok(fields)
+                        Ok(garp::room_locked(&auth_token, &room, &host, port))
                     }
                     _ => Err(texts::SERVER_ERROR.into()),
                 }
@@ -583,12 +528,8 @@ impl GarpSocket {
                 self.check_game(&game_id)?;
                 match self.lobby(&player, LobbyOp::ListRooms).await? {
                     LobbyReply::Rooms(rooms) => {
-                        let rooms: Vec<Value> = rooms
-                            .iter()
-                            .filter(|r| r.game_id == game_id)
-                            .map(|r| room_fields(&auth_token, r))
-                            .collect();
-                        Ok(json!({ "authToken": auth_token, "gameId": game_id, "rooms": rooms }))
+                        let of_game = rooms.iter().filter(|r| r.game_id == game_id);
+                        Ok(garp::rooms(&auth_token, &game_id, of_game))
                     }
                     _ => Err(texts::SERVER_ERROR.into()),
                 }
@@ -609,12 +550,9 @@ impl GarpSocket {
                     message: msg,
                 };
                 match self.lobby(&player, op).await? {
-                    LobbyReply::Chatted(delivered) => Ok(json!({
-                        "authToken": auth_token,
-                        "roomId": room_id,
-                        "delivered": delivered,
-                        "status": "OK",
-                    })),
+                    LobbyReply::Chatted(delivered) => {
+                        Ok(garp::chat_sent(&auth_token, &room_id, delivered))
+                    }
                     _ => Err(texts::SERVER_ERROR.into()),
                 }
             }
@@ -640,7 +578,7 @@ impl GarpSocket {
         if api_key.is_some_and(|k| k != self.game.api_key) {
             return Err(texts::API_KEY_MISMATCH.into());
         }
-        if currency.is_some_and(|c| c != CURRENCY) {
+        if currency.is_some_and(|c| c != garp::CURRENCY) {
             return Err(texts::CURRENCY_UNSUPPORTED.into());
         }
         let amount = wage.filter(|w| *w > 0).ok_or(texts::INVALID_WAGE)?;
@@ -665,15 +603,7 @@ impl GarpSocket {
                     .metrics
                     .coins_wagered
                     .inc_by(u64::try_from(amount).unwrap_or(0));
-                Ok(json!({
-                "authToken": auth_token,
-                "value": receipt.balance,
-                "playid": receipt.play_id,
-                "gameid": receipt.game_id,
-                "currency": CURRENCY,
-                "status": "OK",
-                "reason": "",
-                }))
+                Ok(garp::wage_placed(&auth_token, &receipt))
             }
             Ok(_) => Err(texts::SERVER_ERROR.into()),
             Err(DomainError::NotFound(_)) => Err(texts::NO_GAME.into()),
@@ -759,7 +689,7 @@ impl GarpSocket {
         op: LobbyOp,
     ) -> Result<Value, String> {
         match self.lobby(player, op).await? {
-            LobbyReply::Room(room) => Ok(room_fields(auth_token, &room)),
+            LobbyReply::Room(room) => Ok(garp::room(auth_token, &room)),
             _ => Err(texts::SERVER_ERROR.into()),
         }
     }
@@ -804,14 +734,12 @@ impl GarpSocket {
                 display_name: account.display_name.clone(),
             },
         );
-        Ok(json!({
-            "authToken": auth_token,
-            "displayName": account.display_name,
-            "newPlayer": new_player,
-            "userId": account.user_id.to_string(),
-            "gameId": self.game.game_id,
-            "wage": self.game.terms.wage.to_string(),
-        }))
+        Ok(garp::authenticated(
+            &auth_token,
+            &account,
+            new_player,
+            &self.game,
+        ))
     }
 
     async fn balance(&self, user_id: Uuid) -> Result<i64, DomainError> {
@@ -837,17 +765,15 @@ impl GarpSocket {
         }
     }
 
-    /// The ladder as the reference sends it: positions, scores and amounts as strings,
-    /// dates as `YYYY-MM-DD`.
-    async fn ladder(&mut self, user_id: Uuid) -> Result<Value, DomainError> {
+    /// The current period's ladder as the caller sees it (none while no period is open),
+    /// and the seconds left in the period.
+    async fn ladder(
+        &mut self,
+        user_id: Uuid,
+    ) -> Result<(Option<wagers::Ladder>, i64), DomainError> {
         let game = self.refresh_game().await?;
         let Some(period) = game.period else {
-            return Ok(json!({
-                "totalGames": 0,
-                "inPlay": 0,
-                "timeLeft": game.terms.period_secs,
-                "ladder": [],
-            }));
+            return Ok((None, game.terms.period_secs));
         };
         let ends_at = period.ends_at;
         let ladder = self
@@ -855,39 +781,8 @@ impl GarpSocket {
             .store
             .read(move |conn| wagers::ladder(conn, &period, user_id, LADDER_LINES))
             .await?;
-        let line = |s: &wagers::Standing| {
-            json!({
-                "position": s.position.to_string(),
-                "score": s.score.to_string(),
-                "displayname": s.display_name,
-                "amount": s.wage.to_string(),
-                "date": chrono::DateTime::from_timestamp_millis(s.finished_at)
-                    .map(|d| d.format("%Y-%m-%d").to_string()),
-            })
-        };
-        let lines: Vec<Value> = ladder
-            .mine
-            .iter()
-            .chain(ladder.standings.iter())
-            .map(line)
-            .collect();
         let time_left = ((ends_at - now_ms()).max(0) + 999) / 1000;
-        Ok(json!({
-            "totalGames": ladder.total_plays,
-            "inPlay": ladder.in_play,
-            "timeLeft": time_left,
-            "ladder": lines,
-        }))
-    }
-}
-
-/// A share in tenths of a percent as the reference shows it: percent, as a string
-/// (`500` → `"50"`, `125` → `"12.5"`).
-fn percent(permille: i64) -> String {
-    if permille % 10 == 0 {
-        (permille / 10).to_string()
-    } else {
-        format!("{}.{}", permille / 10, permille % 10)
+        Ok((Some(ladder), time_left))
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::AsyncReadExt;
 
 use super::AppState;
@@ -122,7 +122,7 @@ async fn log_in(
 }
 
 fn token_payload(session: &LineSession) -> Value {
-    json!({ "session_token": session.token.clone().unwrap_or_default() })
+    wire::session_token(session.token.as_deref().unwrap_or_default())
 }
 
 async fn dev(
@@ -167,17 +167,14 @@ async fn dev(
                 max_players: g.max_players,
             });
             match ask(state, &identity, session, op).await? {
-                LobbyReply::Game(game) => json!({
-                    "game_id": game.game_id, "api_key": game.api_key,
-                    "api_secret": game.api_secret,
-                }),
-                _ => json!({}),
+                LobbyReply::Game(game) => wire::game_created(&game),
+                _ => wire::done(),
             }
         }
         DevCommand::ListMyGames => {
             match ask(state, &identity, session, LobbyOp::ListMyGames).await? {
                 LobbyReply::Games(games) => wire::my_games(&games),
-                _ => json!({}),
+                _ => wire::done(),
             }
         }
         DevCommand::UpdateGameMeta(m) => {
@@ -200,7 +197,7 @@ async fn dev(
                 },
             )
             .await?;
-            json!({ "game_id": game_id })
+            wire::game_updated(&game_id)
         }
         DevCommand::SetGameStatus(s) => {
             let status = GameStatus::parse(&s.status).ok_or_else(|| {
@@ -217,7 +214,7 @@ async fn dev(
                 },
             )
             .await?;
-            json!({ "game_id": game_id, "status": status.as_str() })
+            wire::status_set(&game_id, status)
         }
         DevCommand::ListVersions(g) => {
             match ask(
@@ -229,7 +226,7 @@ async fn dev(
             .await?
             {
                 LobbyReply::Game(game) => wire::versions(&game),
-                _ => json!({}),
+                _ => wire::done(),
             }
         }
     };
@@ -265,14 +262,14 @@ async fn dev_upload(
                 b.size_bytes,
                 b.checksum,
             )?;
-            json!({ "upload_id": upload_id, "chunk_size": state.uploads.chunk_size() })
+            wire::upload_begun(&upload_id, state.uploads.chunk_size())
         }
         DevCommand::UploadChunk(c) => {
             let ack = state
                 .uploads
                 .chunk(identity.user_id, &c.upload_id, c.seq, c.data_b64)
                 .await?;
-            json!({ "upload_id": c.upload_id, "seq": ack.seq, "received_bytes": ack.received_bytes })
+            wire::chunk_acked(&c.upload_id, ack.seq, ack.received_bytes)
         }
         DevCommand::UploadEnd(u) => {
             let published = state.uploads.finish(identity.user_id, &u.upload_id).await?;
@@ -306,11 +303,11 @@ async fn dev_upload(
             );
             state.metrics.uploads.inc();
             state.metrics.upload_bytes.inc_by(published.size_bytes);
-            json!({ "version": published.version, "is_latest": true, "checksum": published.sha256 })
+            wire::published(&published.version, &published.sha256)
         }
         DevCommand::CancelUpload(u) => {
             state.uploads.cancel(identity.user_id, &u.upload_id)?;
-            json!({ "upload_id": u.upload_id })
+            wire::upload_cancelled(&u.upload_id)
         }
         _ => return Err(DomainError::InvalidInput("not an upload command".into())),
     };
@@ -375,22 +372,13 @@ async fn lobby(
         LobbyReply::Games(games) => wire::games(&games),
         LobbyReply::Game(game) if detail => wire::game_detail(&game),
         LobbyReply::Game(game) => wire::reviews(&game),
-        LobbyReply::Version { game, version } => match version {
-            Some(v) => {
-                json!({ "version": v.version, "size_bytes": v.size_bytes, "checksum": v.sha256 })
-            }
-            None => json!({ "version": game.latest_version(), "size_bytes": 0, "checksum": null }),
-        },
-        LobbyReply::Players(names) => json!({ "online_players": names }),
-        LobbyReply::Rooms(rooms) => {
-            json!({ "rooms": rooms.iter().map(wire::room).collect::<Vec<_>>() })
-        }
-        LobbyReply::Room(room) => json!({ "room_id": room.room_id, "version": room.version }),
-        LobbyReply::Started { room, host, port } => json!({
-            "room_id": room.room_id, "game_host": host, "game_port": port, "version": room.version,
-        }),
-        LobbyReply::Chatted(delivered) => json!({ "delivered": delivered }),
-        LobbyReply::Done | LobbyReply::Launched { .. } | LobbyReply::Stopped { .. } => json!({}),
+        LobbyReply::Version { game, version } => wire::latest_version(&game, version.as_ref()),
+        LobbyReply::Players(names) => wire::players(&names),
+        LobbyReply::Rooms(rooms) => wire::rooms(&rooms),
+        LobbyReply::Room(room) => wire::room_entered(&room),
+        LobbyReply::Started { room, host, port } => wire::room_started(&room, &host, port),
+        LobbyReply::Chatted(delivered) => wire::chatted(delivered),
+        LobbyReply::Done | LobbyReply::Launched { .. } | LobbyReply::Stopped { .. } => wire::done(),
     };
     Ok(Some(reply))
 }
@@ -457,10 +445,12 @@ async fn download(
         .map_err(|e| DomainError::Internal(format!("build file: {e}")))?;
     let download_id = uuid::Uuid::new_v4().to_string();
     let chunk_size = state.config.uploads.chunk_bytes;
-    let begin = Response::ok(json!({
-        "download_id": download_id, "version": version.version,
-        "size_bytes": version.size_bytes, "chunk_size": chunk_size,
-    }));
+    let begin = Response::ok(wire::download_begun(
+        &download_id,
+        &version.version,
+        version.size_bytes,
+        chunk_size,
+    ));
     session
         .push
         .send(Bytes::from(begin.to_line()))
@@ -511,21 +501,14 @@ async fn stream_file(
             break;
         }
         sent += filled as u64;
-        let chunk = Bytes::from(wire::data_line(
-            &wire::push_envelope("DOWNLOAD_CHUNK"),
-            &json!({ "download_id": download_id, "seq": seq }),
-            &buf[..filled],
-        ));
+        let chunk = wire::download_chunk(&download_id, seq, &buf[..filled]);
         if bulk.send(chunk).await.is_err() {
             return;
         }
         seq += 1;
     }
     let last = if sent == version.size_bytes {
-        wire::push(
-            "DOWNLOAD_END",
-            json!({ "download_id": download_id, "version": version.version, "checksum": version.sha256 }),
-        )
+        wire::download_end(&download_id, &version.version, &version.sha256)
     } else {
         wire::download_error(
             &download_id,

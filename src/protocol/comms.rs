@@ -339,6 +339,121 @@ pub fn auth_expiring(expires_at: i64) -> Bytes {
     )
 }
 
+/// What an `Error`'s `details` say, beyond its code and message.
+#[derive(Debug, Clone, Copy)]
+pub enum Details<'a> {
+    None,
+    /// The field of the request that was wrong.
+    Field(&'a str),
+    /// The message type that was refused.
+    Type(&'a str),
+    /// The topic that was refused.
+    Topic(&'a str),
+    /// The rate a connection was held to.
+    LimitPerSecond(f64),
+    /// A direct message that reached no one: whether it was kept for later.
+    Queued {
+        message_id: Option<&'a str>,
+        queued: bool,
+    },
+}
+
+impl Details<'_> {
+    fn encode(self) -> Value {
+        match self {
+            Details::None => Value::Null,
+            Details::Field(field) => json!({ "field": field }),
+            Details::Type(kind) => json!({ "type": kind }),
+            Details::Topic(topic) => json!({ "topic": topic }),
+            Details::LimitPerSecond(limit) => json!({ "limit_per_second": limit }),
+            Details::Queued {
+                message_id: Some(id),
+                queued,
+            } => json!({ "message_id": id, "queued": queued }),
+            Details::Queued {
+                message_id: None,
+                queued,
+            } => json!({ "queued": queued }),
+        }
+    }
+}
+
+/// An `Error` with its details.
+pub fn error_with(code: u16, message: &str, details: Details) -> Bytes {
+    error(code, message, details.encode())
+}
+
+/// The body of an HTTP 401 before the upgrade: the `Error` message itself.
+pub fn unauthorized(message: &str) -> Value {
+    json!({"type": "Error", "data": {"code": codes::UNAUTHORIZED, "message": message}})
+}
+
+/// The `connected` status that opens every connection.
+pub fn connected(connection_id: &str, server_time: i64) -> Bytes {
+    status(
+        "connected",
+        json!({
+            "connection_id": connection_id,
+            "server_time": server_time,
+            "protocol_version": PROTOCOL_VERSION,
+            "features": FEATURES,
+        }),
+    )
+}
+
+/// `subscribed` or `unsubscribed`: the topics asked for and the connection's count now.
+pub fn subscriptions(status_name: &str, topics: &[String], active: usize) -> Bytes {
+    status(
+        status_name,
+        json!({"topics": topics, "active_subscriptions": active}),
+    )
+}
+
+/// The `Ack` of a subscription change.
+pub fn subscription_ack(message_id: &str, status_name: &str, active: usize) -> Bytes {
+    ack(json!({"message_id": message_id, "status": status_name, "active_subscriptions": active}))
+}
+
+/// The `Ack` of a broadcast: how many subscribers it reached.
+pub fn broadcast_ack(message_id: &str, recipients: usize) -> Bytes {
+    ack(json!({"message_id": message_id, "status": "delivered", "recipients": recipients}))
+}
+
+/// The `Ack` of a direct message: who it reached.
+pub fn direct_ack(message_id: &str, delivered_to: &[String]) -> Bytes {
+    ack(json!({"message_id": message_id, "status": "delivered", "delivered_to": delivered_to}))
+}
+
+/// `History`: a topic's kept broadcasts.
+pub fn history(topic: &str, messages: &[Value]) -> Bytes {
+    raw("History", json!({"topic": topic, "messages": messages}))
+}
+
+/// `token_refreshed`.
+pub fn token_refreshed(expires_at: i64) -> Bytes {
+    status("token_refreshed", json!({"expires_at": expires_at}))
+}
+
+/// `binary_received`: what arrived, and its sha256.
+pub fn binary_received(size: usize, kind: &str, sha256_hex: &str) -> Bytes {
+    status(
+        "binary_received",
+        json!({"size": size, "type": kind, "checksum": format!("sha256:{sha256_hex}")}),
+    )
+}
+
+/// A broadcast as history keeps it: the spec's fields, plus who published it.
+pub fn broadcast_record(
+    topic: &str,
+    payload: &Value,
+    sent_at: i64,
+    message_id: &str,
+    from_user: &str,
+) -> Value {
+    json!({"topic": topic, "payload": payload,
+           "metadata": {"sent_at": sent_at, "message_id": message_id, "from_user": from_user}})
+}
+
 pub fn raw(kind: &str, data: Value) -> Bytes {
     frame(kind, data)
 }

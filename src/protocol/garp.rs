@@ -9,6 +9,11 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::services::accounts::Account;
+use crate::services::rooms::{RoomChat, RoomView};
+use crate::services::wagers::{Ladder, Receipt, Standing};
+use crate::sim::wagers::WagerGame;
+
 /// The error texts garp.md and the reference server use, in one place.
 pub mod texts {
     pub const UNKNOWN_GAME_ID: &str = "Unknown GameID";
@@ -490,6 +495,181 @@ pub fn room_chat_event(fields: Value) -> String {
 /// A handshake error: the reference sends the text itself as `error`.
 pub fn connect_error(details: &str) -> String {
     response(CONNECT_RESPONSE, &json!("0"), json!({ "error": details }))
+}
+
+/// The only currency: GARP's coin.
+pub const CURRENCY: &str = "ATH";
+
+/// The first answer on `/ws/<token>/<protocol>`: where the GARP socket is.
+pub fn connect_url(url: &str) -> String {
+    response(CONNECT_REQUEST, &json!("0"), json!({ "connectUrl": url }))
+}
+
+/// The handshake's challenge.
+pub fn challenge(nonce: &str) -> String {
+    response(CONNECT_RESPONSE, &json!("0"), json!({ "nonce": nonce }))
+}
+
+/// The handshake passed: the socket's session.
+pub fn connected(request_id: &Value, session_id: &str) -> String {
+    response(
+        CONNECT_RESPONSE,
+        request_id,
+        json!({ "sessionId": session_id }),
+    )
+}
+
+/// A room chat message pushed to the GARP sockets of the room's players.
+pub fn room_chat(chat: &RoomChat) -> String {
+    room_chat_event(json!({
+        "roomId": chat.room_id,
+        "userId": chat.from_user.to_string(),
+        "username": chat.from,
+        "meta": chat.meta,
+        "msg": chat.message,
+        "date": chrono::DateTime::from_timestamp_millis(chat.sent_at_ms)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+    }))
+}
+
+/// A room as GARP answers show it.
+pub fn room(auth_token: &str, room: &RoomView) -> Value {
+    json!({
+        "authToken": auth_token,
+        "roomId": room.room_id,
+        "roomSerial": room.serial,
+        "roomSeats": room.seats,
+        "gameId": room.game_id,
+        "version": room.version,
+        "host": room.host,
+        "players": room.players,
+        "status": room.status,
+        "locked": room.status != "WAITING",
+    })
+}
+
+/// `LockRoomRequest`: the room, and where its players play it.
+pub fn room_locked(auth_token: &str, view: &RoomView, host: &str, port: u16) -> Value {
+    let mut fields = room(auth_token, view);
+    fields["gameHost"] = json!(host);
+    fields["gamePort"] = json!(port);
+    fields
+}
+
+/// `QueryRoomRequest`: the game's rooms.
+pub fn rooms<'a>(
+    auth_token: &str,
+    game_id: &str,
+    rooms: impl Iterator<Item = &'a RoomView>,
+) -> Value {
+    let rooms: Vec<Value> = rooms.map(|r| room(auth_token, r)).collect();
+    json!({ "authToken": auth_token, "gameId": game_id, "rooms": rooms })
+}
+
+/// `LeaveRoomRequest`.
+pub fn room_left(auth_token: &str, room_id: &str) -> Value {
+    json!({ "authToken": auth_token, "roomId": room_id, "status": "OK" })
+}
+
+/// `SendChatRequest`: how many of the room's players it reached.
+pub fn chat_sent(auth_token: &str, room_id: &str, delivered: usize) -> Value {
+    json!({ "authToken": auth_token, "roomId": room_id, "delivered": delivered, "status": "OK" })
+}
+
+/// `AccountDetailsRequest`: the player's coins.
+pub fn balance(value: i64) -> Value {
+    json!({ "value": value, "currency": CURRENCY })
+}
+
+/// `AuthenticateUser`: the player's token for this game.
+pub fn authenticated(
+    auth_token: &str,
+    account: &Account,
+    new_player: bool,
+    game: &WagerGame,
+) -> Value {
+    json!({
+        "authToken": auth_token,
+        "displayName": account.display_name,
+        "newPlayer": new_player,
+        "userId": account.user_id.to_string(),
+        "gameId": game.game_id,
+        "wage": game.terms.wage.to_string(),
+    })
+}
+
+/// `GameInfoRequest`: the game's terms, each payout share as `player<n>` in percent.
+pub fn game_info(session_id: &str, game: &WagerGame) -> Value {
+    let mut fields = json!({
+        "sessionId": session_id,
+        "gameId": game.game_id,
+        "wage": game.terms.wage.to_string(),
+        "scheme": "ladder",
+        "description": game.description,
+    });
+    for (i, permille) in game.terms.shares_permille.iter().enumerate() {
+        fields[format!("player{}", i + 1)] = json!(percent(*permille));
+    }
+    fields
+}
+
+/// A share in tenths of a percent as the reference shows it: percent, as a string
+/// (`500` → `"50"`, `125` → `"12.5"`).
+fn percent(permille: i64) -> String {
+    if permille % 10 == 0 {
+        (permille / 10).to_string()
+    } else {
+        format!("{}.{}", permille / 10, permille % 10)
+    }
+}
+
+/// `SetWageRequest`: the play it opened and the balance left.
+pub fn wage_placed(auth_token: &str, receipt: &Receipt) -> Value {
+    json!({
+        "authToken": auth_token,
+        "value": receipt.balance,
+        "playid": receipt.play_id,
+        "gameid": receipt.game_id,
+        "currency": CURRENCY,
+        "status": "OK",
+        "reason": "",
+    })
+}
+
+/// `FinishGameRequest`.
+pub fn play_finished(auth_token: &str) -> Value {
+    json!({ "authToken": auth_token, "status": "OK" })
+}
+
+/// `GameLadderRequest` as the reference sends it: positions, scores and amounts as
+/// strings, dates as `YYYY-MM-DD`, the asker's own line first. No open period: an empty
+/// ladder with the period's whole length left.
+pub fn ladder(auth_token: &str, ladder: Option<&Ladder>, time_left_secs: i64) -> Value {
+    let line = |s: &Standing| {
+        json!({
+            "position": s.position.to_string(),
+            "score": s.score.to_string(),
+            "displayname": s.display_name,
+            "amount": s.wage.to_string(),
+            "date": chrono::DateTime::from_timestamp_millis(s.finished_at)
+                .map(|d| d.format("%Y-%m-%d").to_string()),
+        })
+    };
+    let (total, in_play, lines) = match ladder {
+        Some(l) => (
+            l.total_plays,
+            l.in_play,
+            l.mine.iter().chain(l.standings.iter()).map(line).collect(),
+        ),
+        None => (0, 0, Vec::new()),
+    };
+    json!({
+        "totalGames": total,
+        "inPlay": in_play,
+        "timeLeft": time_left_secs,
+        "ladder": lines,
+        "authToken": auth_token,
+    })
 }
 
 #[cfg(test)]

@@ -349,7 +349,9 @@ pub fn decode_lobby(req: &mut Request) -> Result<LobbyCommand, Response> {
     })
 }
 
-use crate::services::catalog::Game;
+use serde_json::json;
+
+use crate::services::catalog::{Game, GameStatus, Version};
 use crate::services::rooms::{RoomChat, RoomView};
 
 /// `LIST_MY_GAMES`.
@@ -426,6 +428,116 @@ pub fn reviews(g: &Game) -> Value {
         })
         .collect();
     serde_json::json!({ "reviews": list })
+}
+
+/// `REGISTER` and `LOGIN`.
+pub fn session_token(token: &str) -> Value {
+    json!({ "session_token": token })
+}
+
+/// `CREATE_GAME`: the game's id and its GARP keys.
+pub fn game_created(game: &Game) -> Value {
+    json!({ "game_id": game.game_id, "api_key": game.api_key, "api_secret": game.api_secret })
+}
+
+/// `UPDATE_GAME_META`.
+pub fn game_updated(game_id: &str) -> Value {
+    json!({ "game_id": game_id })
+}
+
+/// `SET_GAME_STATUS`.
+pub fn status_set(game_id: &str, status: GameStatus) -> Value {
+    json!({ "game_id": game_id, "status": status.as_str() })
+}
+
+/// `UPLOAD_BEGIN`.
+pub fn upload_begun(upload_id: &str, chunk_size: usize) -> Value {
+    json!({ "upload_id": upload_id, "chunk_size": chunk_size })
+}
+
+/// `UPLOAD_CHUNK`'s acknowledgement.
+pub fn chunk_acked(upload_id: &str, seq: u64, received_bytes: u64) -> Value {
+    json!({ "upload_id": upload_id, "seq": seq, "received_bytes": received_bytes })
+}
+
+/// `UPLOAD_END`: the version is published and the latest.
+pub fn published(version: &str, checksum: &str) -> Value {
+    json!({ "version": version, "is_latest": true, "checksum": checksum })
+}
+
+/// `CANCEL_UPLOAD`.
+pub fn upload_cancelled(upload_id: &str) -> Value {
+    json!({ "upload_id": upload_id })
+}
+
+/// `LATEST_VERSION`: a game played on this server has no build (size 0, no checksum).
+pub fn latest_version(game: &Game, version: Option<&Version>) -> Value {
+    match version {
+        Some(v) => {
+            json!({ "version": v.version, "size_bytes": v.size_bytes, "checksum": v.sha256 })
+        }
+        None => json!({ "version": game.latest_version(), "size_bytes": 0, "checksum": null }),
+    }
+}
+
+/// `LIST_PLAYERS`.
+pub fn players(names: &[String]) -> Value {
+    json!({ "online_players": names })
+}
+
+/// `LIST_ROOMS`.
+pub fn rooms(rooms: &[RoomView]) -> Value {
+    json!({ "rooms": rooms.iter().map(room).collect::<Vec<_>>() })
+}
+
+/// `CREATE_ROOM` and `JOIN_ROOM`.
+pub fn room_entered(room: &RoomView) -> Value {
+    json!({ "room_id": room.room_id, "version": room.version })
+}
+
+/// `START_ROOM`: where its players play it.
+pub fn room_started(room: &RoomView, host: &str, port: u16) -> Value {
+    json!({ "room_id": room.room_id, "game_host": host, "game_port": port, "version": room.version })
+}
+
+/// `SEND_CHAT`.
+pub fn chatted(delivered: usize) -> Value {
+    json!({ "delivered": delivered })
+}
+
+/// A request answered with nothing to say.
+pub fn done() -> Value {
+    json!({})
+}
+
+/// `DOWNLOAD_BEGIN`'s answer, before the chunks.
+pub fn download_begun(
+    download_id: &str,
+    version: &str,
+    size_bytes: u64,
+    chunk_size: usize,
+) -> Value {
+    json!({
+        "download_id": download_id, "version": version,
+        "size_bytes": size_bytes, "chunk_size": chunk_size,
+    })
+}
+
+/// One `DOWNLOAD_CHUNK` line, `data` after its fields.
+pub fn download_chunk(download_id: &str, seq: u64, data: &[u8]) -> Bytes {
+    Bytes::from(data_line(
+        &push_envelope("DOWNLOAD_CHUNK"),
+        &json!({ "download_id": download_id, "seq": seq }),
+        data,
+    ))
+}
+
+/// `DOWNLOAD_END`.
+pub fn download_end(download_id: &str, version: &str, checksum: &str) -> Bytes {
+    push(
+        "DOWNLOAD_END",
+        json!({ "download_id": download_id, "version": version, "checksum": checksum }),
+    )
 }
 
 pub fn room(view: &RoomView) -> Value {
