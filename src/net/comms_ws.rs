@@ -31,7 +31,7 @@ use crate::sim::comms::{self, CommsCommand, CommsLink, CommsOut, DirectOutcome, 
 fn unauthorized(message: &str) -> Response {
     (
         StatusCode::UNAUTHORIZED,
-        axum::Json(wire::unauthorized(&message)),
+        axum::Json(wire::unauthorized(message)),
     )
         .into_response()
 }
@@ -515,7 +515,7 @@ async fn offline_direct(c: &Conn, target: &str, frame: Bytes, message_id: &str, 
             codes::NOT_FOUND,
             &message,
             Details::Queued {
-                message_id: Some(&message_id),
+                message_id: Some(message_id),
                 queued: false,
             },
         );
@@ -531,7 +531,7 @@ async fn offline_direct(c: &Conn, target: &str, frame: Bytes, message_id: &str, 
                 codes::NOT_FOUND,
                 &message,
                 Details::Queued {
-                    message_id: Some(&message_id),
+                    message_id: Some(message_id),
                     queued: true,
                 },
             );
