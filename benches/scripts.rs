@@ -14,6 +14,10 @@ use ecliptic::sim::SimServices;
 use ecliptic::sim::scenario::{Crowd, CrowdSize};
 use ecliptic::store::Store;
 
+/// The world written as `/game` JSON clients read it.
+const JSON: ecliptic::sim::replication::WorldEncoder =
+    ecliptic::sim::replication::WorldEncoder(&ecliptic::protocol::game::world::JSON_WORLD);
+
 const EMPTY_LOOP: &str = "return { loop = function(room, tick, inputs) end }";
 
 const TOUCH_100: &str = r#"
@@ -39,8 +43,8 @@ fn crowd(scripts: bool, script: Option<&str>) -> (Crowd, tempfile::TempDir) {
     let services = SimServices::new(store, metrics);
     let size = CrowdSize::spread_out(100, 0, 0);
     let mut crowd = match scripts {
-        true => Crowd::scripted(services, size),
-        false => Crowd::new(services, size),
+        true => Crowd::scripted(services, size, JSON),
+        false => Crowd::new(services, size, JSON),
     };
     if let Some(source) = script {
         crowd.start_room_script(source).expect("the script starts");

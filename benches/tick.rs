@@ -23,6 +23,10 @@ use ecliptic::sim::scenario::{Crowd, CrowdSize};
 use ecliptic::sim::{LoopConfig, Sim, SimServices};
 use ecliptic::store::Store;
 
+/// The world written as `/game` JSON clients read it.
+const JSON: ecliptic::sim::replication::WorldEncoder =
+    ecliptic::sim::replication::WorldEncoder(&ecliptic::protocol::game::world::JSON_WORLD);
+
 fn services() -> (SimServices, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let metrics = Arc::new(Metrics::new());
@@ -68,7 +72,7 @@ fn crowded_ticks(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(8));
     for (ships, players) in [(1_000, 0), (5_000, 0), (20_000, 0), (5_000, 500)] {
         let (services, _dir) = services();
-        let mut crowd = Crowd::new(services, CrowdSize::spread_out(ships, players, ships));
+        let mut crowd = Crowd::new(services, CrowdSize::spread_out(ships, players, ships), JSON);
         for _ in 0..20 {
             crowd.step();
         }
@@ -90,7 +94,7 @@ fn delta_assembly(c: &mut Criterion) {
     let mut group = c.benchmark_group("replication");
     let players = 500;
     let (services, _dir) = services();
-    let mut crowd = Crowd::new(services, CrowdSize::spread_out(5_000, players, 0));
+    let mut crowd = Crowd::new(services, CrowdSize::spread_out(5_000, players, 0), JSON);
     for _ in 0..20 {
         crowd.step();
     }
@@ -103,7 +107,7 @@ fn delta_assembly(c: &mut Criterion) {
 /// default delta budget: the load generator's `game` scenario without the network.
 fn one_station(c: &mut Criterion) {
     let (services, _dir) = services();
-    let mut crowd = Crowd::new(services, CrowdSize::one_station(1_000));
+    let mut crowd = Crowd::new(services, CrowdSize::one_station(1_000), JSON);
     for _ in 0..20 {
         crowd.step();
     }

@@ -12,6 +12,10 @@ use ecliptic::sim::SimServices;
 use ecliptic::sim::scenario::{Crowd, CrowdSize};
 use ecliptic::store::Store;
 
+/// The world written as `/game` JSON clients read it.
+const JSON: ecliptic::sim::replication::WorldEncoder =
+    ecliptic::sim::replication::WorldEncoder(&ecliptic::protocol::game::world::JSON_WORLD);
+
 const WARM_UP_TICKS: usize = 40;
 const MEASURED_TICKS: usize = 1_200;
 
@@ -22,6 +26,7 @@ fn main() {
     let mut crowd = Crowd::new(
         SimServices::new(store, metrics),
         CrowdSize::one_station(1_000),
+        JSON,
     );
     for _ in 0..WARM_UP_TICKS {
         crowd.step();

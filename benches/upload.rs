@@ -24,7 +24,7 @@ async fn upload(
     let begin = client
         .request(
             "UPLOAD_BEGIN",
-            json!({"game_id": game, "version": version, "size_bytes": bytes.len()}),
+            &json!({"game_id": game, "version": version, "size_bytes": bytes.len()}),
         )
         .await
         .expect("begin");
@@ -46,7 +46,7 @@ async fn upload(
         client.reply().await.expect("ack");
     }
     client
-        .request("UPLOAD_END", json!({"upload_id": id}))
+        .request("UPLOAD_END", &json!({"upload_id": id}))
         .await
         .expect("end");
 }
@@ -66,7 +66,7 @@ fn throughput(c: &mut Criterion) {
         let reply = client
             .request(
                 "REGISTER_DEV",
-                json!({"username": "bench", "password": "bench-password"}),
+                &json!({"username": "bench", "password": "bench-password"}),
             )
             .await
             .expect("register");
@@ -74,7 +74,7 @@ fn throughput(c: &mut Criterion) {
         let game = client
             .request(
                 "CREATE_GAME",
-                json!({"name": "Bench", "description": "", "game_type": "cli", "max_players": 1}),
+                &json!({"name": "Bench", "description": "", "game_type": "cli", "max_players": 1}),
             )
             .await
             .expect("game");

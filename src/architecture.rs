@@ -345,6 +345,41 @@ fn only_the_protocols_and_the_endpoints_speak_the_wire() {
     assert!(checked > 40, "the layers were read ({checked} files)");
 }
 
+/// Wire messages are built in `protocol/` alone. No other module, whatever its layer (the
+/// endpoints and the command line's clients included), writes a JSON object literal or a
+/// JSON key by hand: it hands domain values to a protocol's encoder, or a protocol's typed
+/// request to its client. Two modules build JSON that is not a message, and are named
+/// here: the values Luau scripts are handed (`sim/scripts`, the shapes of the scripting
+/// API that `docs/ecliptic.d.luau` declares) and a new studio project's stored document.
+#[test]
+fn no_module_outside_the_protocols_builds_a_wire_message() {
+    const NOT_WIRE: &[&str] = &["sim/scripts/mod.rs", "services/studio.rs"];
+    let mut checked = 0;
+    for path in rust_files(&src()) {
+        if path.starts_with(src().join("protocol")) || path.ends_with("architecture.rs") {
+            continue;
+        }
+        let relative = path.strip_prefix(src()).expect("under src/");
+        if NOT_WIRE
+            .iter()
+            .any(|allowed| relative == Path::new(allowed))
+        {
+            continue;
+        }
+        checked += 1;
+        let code = code(&path);
+        for (n, line) in code.lines().enumerate() {
+            assert!(
+                !line.contains("json!") && !line.contains("\\\":"),
+                "{}:{}: a wire message built outside protocol/ (encode it there): {line}",
+                path.display(),
+                n + 1
+            );
+        }
+    }
+    assert!(checked > 80, "the modules were read ({checked} files)");
+}
+
 /// The supported surface is small and visible: every public module of the crate is one
 /// of it or hidden from the docs, and the example mods use nothing else.
 #[test]

@@ -24,10 +24,11 @@ use tracing_appender::non_blocking::WorkerGuard;
 
 use crate::Config;
 use crate::config::LogFormat;
+use crate::protocol::{ops, store};
 use crate::services::Accounts;
 use crate::services::accounts::{Credential, NewAccount, Role};
 use clap::{Args, Parser, Subcommand};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// mimalloc rather than the system allocator: password hashing allocates 19 MiB a time,
 /// and glibc's dynamic mmap threshold kept those blocks after use (1.1 GB of RSS after 50
@@ -870,12 +871,12 @@ async fn users(command: UsersCommand, server: AdminServer) -> anyhow::Result<()>
         UsersCommand::Show { username } => admin.get(&account_path(&username, "")).await?,
         UsersCommand::Disable { username } => {
             admin
-                .post(&account_path(&username, "/disable"), json!({}))
+                .post(&account_path(&username, "/disable"), &ops::NoFields {})
                 .await?
         }
         UsersCommand::Enable { username } => {
             admin
-                .post(&account_path(&username, "/enable"), json!({}))
+                .post(&account_path(&username, "/enable"), &ops::NoFields {})
                 .await?
         }
         UsersCommand::ResetPassword {
@@ -886,15 +887,21 @@ async fn users(command: UsersCommand, server: AdminServer) -> anyhow::Result<()>
                 Some(password) => password,
                 None => prompt_password(&format!("new password for {username}: "))?,
             };
-            let body = json!({ "password": password });
+            let body = ops::NewPassword { password };
             admin
-                .post(&account_path(&username, "/password"), body)
+                .post(&account_path(&username, "/password"), &body)
                 .await?
         }
         UsersCommand::SetRoles { username, roles } => {
-            let roles: Vec<_> = roles.into_iter().map(role_of).map(Role::as_str).collect();
-            let body = json!({ "roles": roles });
-            admin.post(&account_path(&username, "/roles"), body).await?
+            let roles = roles
+                .into_iter()
+                .map(role_of)
+                .map(|r| r.as_str().to_owned())
+                .collect();
+            let body = ops::NewRoles { roles };
+            admin
+                .post(&account_path(&username, "/roles"), &body)
+                .await?
         }
     };
     println!("{}", account_line(&account));
@@ -985,8 +992,12 @@ fn dev(command: DevCommand) -> anyhow::Result<()> {
                 let game = client
                     .request(
                         "CREATE_GAME",
-                        json!({"name": name, "description": description,
-                               "game_type": game_type, "max_players": max_players}),
+                        &store::CreateGame {
+                            name,
+                            description,
+                            game_type,
+                            max_players,
+                        },
                     )
                     .await?;
                 print_created(&game);
@@ -994,14 +1005,14 @@ fn dev(command: DevCommand) -> anyhow::Result<()> {
             DevCommand::Games { json, server } => {
                 let games = dev_client(&server)
                     .await?
-                    .request("LIST_MY_GAMES", json!({}))
+                    .request("LIST_MY_GAMES", &store::NoFields {})
                     .await?;
                 print_games(&games, json);
             }
             DevCommand::Versions { game, json, server } => {
                 let answer = dev_client(&server)
                     .await?
-                    .request("LIST_VERSIONS", json!({"game_id": game}))
+                    .request("LIST_VERSIONS", &store::GameRef { game_id: game })
                     .await?;
                 print_versions(&answer, json);
             }
@@ -1012,19 +1023,18 @@ fn dev(command: DevCommand) -> anyhow::Result<()> {
                 max_players,
                 server,
             } => {
-                let mut payload = json!({"game_id": game});
-                if let Some(d) = description {
-                    payload["description"] = json!(d);
-                }
-                if let Some(t) = game_type {
-                    payload["game_type"] = json!(t);
-                }
-                if let Some(m) = max_players {
-                    payload["max_players"] = json!(m);
-                }
+                let payload = store::UpdateGameMeta {
+                    game_id: game.clone(),
+                    description,
+                    max_players,
+                    game_type,
+                    wage: None,
+                    period_hours: None,
+                    payout_shares: None,
+                };
                 dev_client(&server)
                     .await?
-                    .request("UPDATE_GAME_META", payload)
+                    .request("UPDATE_GAME_META", &payload)
                     .await?;
                 println!("updated {game}");
             }
@@ -1041,7 +1051,10 @@ fn dev(command: DevCommand) -> anyhow::Result<()> {
                     .await?
                     .request(
                         "SET_GAME_STATUS",
-                        json!({"game_id": game, "status": status}),
+                        &store::SetGameStatus {
+                            game_id: game.clone(),
+                            status: status.to_string(),
+                        },
                     )
                     .await?;
                 println!("{game} is {status}");
@@ -1116,13 +1129,20 @@ fn play(command: PlayCommand) -> anyhow::Result<()> {
                         &server.login.password()?,
                     )
                     .await?;
-                let games = client.request("LIST_GAMES", json!({})).await?;
-                let rooms = client.request("LIST_ROOMS", json!({})).await?;
+                let games = client.request("LIST_GAMES", &store::NoFields {}).await?;
+                let rooms = client.request("LIST_ROOMS", &store::NoFields {}).await?;
                 if json {
-                    println!(
-                        "{}",
-                        json!({"games": games["games"], "rooms": rooms["rooms"]})
-                    );
+                    /// What `--json` prints: the lobby's games and rooms.
+                    #[derive(serde::Serialize)]
+                    struct Lobby<'a> {
+                        games: &'a Value,
+                        rooms: &'a Value,
+                    }
+                    let lobby = Lobby {
+                        games: &games["games"],
+                        rooms: &rooms["rooms"],
+                    };
+                    println!("{}", serde_json::to_string(&lobby)?);
                     return Ok(());
                 }
                 println!("games:");

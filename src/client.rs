@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use crate::protocol::store;
 use base64::Engine;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -44,13 +45,8 @@ impl LineClient {
         })
     }
 
-    pub async fn send(&mut self, kind: &str, payload: Value) -> anyhow::Result<()> {
-        let mut request = json!({"type": kind, "payload": payload});
-        if let Some(token) = &self.token {
-            request["token"] = json!(token);
-        }
-        let mut line = serde_json::to_vec(&request)?;
-        line.push(b'\n');
+    pub async fn send(&mut self, kind: &str, payload: &impl Serialize) -> anyhow::Result<()> {
+        let line = store::request_line(kind, self.token.as_deref(), payload)?;
         self.writer.write_all(&line).await?;
         Ok(())
     }
@@ -62,12 +58,7 @@ impl LineClient {
         seq: usize,
         piece: &[u8],
     ) -> anyhow::Result<()> {
-        let mut envelope = json!({"type": "UPLOAD_CHUNK"});
-        if let Some(token) = &self.token {
-            envelope["token"] = json!(token);
-        }
-        let fields = json!({"upload_id": upload_id, "seq": seq});
-        let line = store::data_line(&envelope, &fields, piece);
+        let line = store::upload_chunk_line(self.token.as_deref(), upload_id, seq, piece);
         self.writer.write_all(&line).await?;
         Ok(())
     }
@@ -102,7 +93,7 @@ impl LineClient {
         }
     }
 
-    pub async fn request(&mut self, kind: &str, payload: Value) -> anyhow::Result<Value> {
+    pub async fn request(&mut self, kind: &str, payload: &impl Serialize) -> anyhow::Result<Value> {
         self.send(kind, payload).await?;
         self.reply().await
     }
@@ -114,9 +105,11 @@ impl LineClient {
         username: &str,
         password: &str,
     ) -> anyhow::Result<()> {
-        let reply = self
-            .request(kind, json!({"username": username, "password": password}))
-            .await?;
+        let credentials = store::Credentials {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        };
+        let reply = self.request(kind, &credentials).await?;
         self.token = reply["session_token"].as_str().map(str::to_owned);
         Ok(())
     }
@@ -191,7 +184,12 @@ pub async fn upload(
     let begin = client
         .request(
             "UPLOAD_BEGIN",
-            json!({"game_id": game, "version": version, "size_bytes": size, "checksum": checksum}),
+            &store::UploadBegin {
+                game_id: game.to_owned(),
+                version: version.to_owned(),
+                size_bytes: size,
+                checksum: Some(checksum.clone()),
+            },
         )
         .await?;
     let upload_id = begin["upload_id"].as_str().unwrap_or_default().to_owned();
@@ -224,7 +222,12 @@ pub async fn upload(
         progress.inc(n);
     }
     let end = client
-        .request("UPLOAD_END", json!({"upload_id": upload_id}))
+        .request(
+            "UPLOAD_END",
+            &store::UploadRef {
+                upload_id: upload_id.clone(),
+            },
+        )
         .await?;
     progress.finish_and_clear();
     Ok(Uploaded {
@@ -260,11 +263,11 @@ pub async fn download(
 ) -> anyhow::Result<PathBuf> {
     let mut client = LineClient::connect(server).await?;
     client.login("LOGIN_PLAYER", username, password).await?;
-    let mut payload = json!({"game_id": game});
-    if let Some(v) = version {
-        payload["version"] = json!(v);
-    }
-    let begin = client.request("DOWNLOAD_BEGIN", payload).await?;
+    let payload = store::DownloadBegin {
+        game_id: game.to_owned(),
+        version: version.map(str::to_owned),
+    };
+    let begin = client.request("DOWNLOAD_BEGIN", &payload).await?;
     let download_id = begin["download_id"].as_str().unwrap_or_default().to_owned();
     let version = begin["version"].as_str().unwrap_or("unknown").to_owned();
     let size = begin["size_bytes"].as_u64().unwrap_or(0);
@@ -328,7 +331,7 @@ impl AdminClient {
         let grant = Self::answer(
             client
                 .post(format!("{base}/auth/login"))
-                .json(&json!({"username": username, "password": password})),
+                .json(&crate::protocol::raos::login_body(username, password)),
         )
         .await?;
         let token = grant["access_token"]
@@ -347,9 +350,9 @@ impl AdminClient {
         Self::answer(self.http.get(url).bearer_auth(&self.token)).await
     }
 
-    pub async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub async fn post(&self, path: &str, body: &impl Serialize) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        Self::answer(self.http.post(url).bearer_auth(&self.token).json(&body)).await
+        Self::answer(self.http.post(url).bearer_auth(&self.token).json(body)).await
     }
 
     /// The body of a success; a failure as its `error` message and code.

@@ -381,7 +381,7 @@ impl Listeners {
             let conns = net::listener::spawn_acceptor(
                 listener,
                 server.protocol(),
-                RefuseWith::Ndjson,
+                RefuseWith::Line(protocol::store::TOO_MANY_CONNECTIONS),
                 accept.clone(),
             );
             tasks.spawn(net::ndjson::serve(conns, server, state.clone()));
@@ -414,6 +414,7 @@ fn features(
 fn worlds(config: &Config, data: Arc<sim::data::GameData>) -> sim::WorldPlugins {
     sim::WorldPlugins {
         data,
+        encoding: sim::replication::WorldEncoder(&protocol::game::world::JSON_WORLD),
         replication: sim::replication::ReplicationSettings {
             aoi_radius: config.game.aoi_radius,
             budget_per_tick: config.game.client_bytes_per_sec / config.tick_hz.max(1) as usize,
@@ -434,7 +435,10 @@ fn encoders() -> sim::encoders::Encoders {
         lobby_presence: store::presence_push,
         lobby_room: store::room_push,
         lobby_chat: store::room_chat_push,
+        comms_room_chat: comms::room_chat,
         raos_event: raos::event,
+        achievement_unlocked: raos::answers::achievement_unlocked,
+        leaderboard_updated: raos::answers::leaderboard_updated,
     }
 }
 
@@ -676,12 +680,12 @@ impl ServerHandle {
 
 /// The notification comms subscribers get when the server stops.
 fn shutdown_notice() -> (bytes::Bytes, serde_json::Value) {
-    let data = serde_json::json!({
-        "level": "warning",
-        "title": "Server shutting down",
-        "message": "The server is shutting down; reconnect in a moment.",
-        "actions": [],
-    });
+    let data = protocol::comms::notification_data::<serde_json::Value>(
+        "warning",
+        "Server shutting down",
+        "The server is shutting down; reconnect in a moment.",
+        &[],
+    );
     (protocol::comms::notification(&data), data)
 }
 

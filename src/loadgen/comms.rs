@@ -5,13 +5,20 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{Options, RunStats};
 
 const TOPIC: &str = "loadgen.fanout";
+
+/// What a publisher broadcasts: when it sent it (µs since the run began) and its number.
+#[derive(serde::Serialize)]
+struct Probe {
+    t: u64,
+    n: u64,
+}
 
 /// The process's time origin, for send times that survive a round trip as numbers.
 fn origin() -> Instant {
@@ -33,8 +40,8 @@ pub async fn client(
     };
     let url = format!("ws://{http}/ws?token={token}");
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    let subscribe = json!({"type": "Subscribe", "data": {"topics": [TOPIC]}});
-    ws.send(Message::Text(subscribe.to_string().into())).await?;
+    let subscribe = crate::protocol::comms::subscribe_request(&[TOPIC]);
+    ws.send(Message::Text(subscribe.into())).await?;
     stats
         .connected
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -47,9 +54,10 @@ pub async fn client(
             _ = publish.tick(), if publisher => {
                 count += 1;
                 let sent_us = origin().elapsed().as_micros() as u64;
-                let msg = json!({"type": "Broadcast", "data": {"topic": TOPIC,
-                    "payload": {"t": sent_us, "n": count}}});
-                ws.send(Message::Text(msg.to_string().into())).await?;
+                let probe = Probe { t: sent_us, n: count };
+                let payload = serde_json::to_value(probe)?;
+                let msg = crate::protocol::comms::broadcast_request(TOPIC, &payload);
+                ws.send(Message::Text(msg.into())).await?;
                 stats.sent();
             }
             next = ws.next() => {

@@ -6,13 +6,13 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{Encoding, Options, RunStats};
-use crate::protocol::game::Input;
 use crate::protocol::game::binary::{self, Decoder};
+use crate::protocol::game::{ClientMessage, Input};
 
 /// One connection's side of the encoding: how messages go out and come back.
 struct Wire {
@@ -21,8 +21,8 @@ struct Wire {
 }
 
 impl Wire {
-    fn frame(&self, kind: &str, seq: u64, payload: Value) -> Message {
-        let text = json!({"type": kind, "seq": seq, "ts": 0, "payload": payload}).to_string();
+    fn frame(&self, message: ClientMessage, seq: u64) -> Message {
+        let text = message.encode(seq);
         match self.decoder {
             Some(_) => Message::Binary(binary::json_frame(&text).into()),
             None => Message::Text(text.into()),
@@ -32,12 +32,7 @@ impl Wire {
     fn input(&self, seq: u64, input: Input) -> Message {
         match self.decoder {
             Some(_) => Message::Binary(binary::input_frame(seq, &input).into()),
-            None => self.frame(
-                "input.command",
-                seq,
-                json!({"thrust": input.thrust, "turn": input.turn,
-                       "fire_primary": input.fire_primary, "dock_request": input.dock_request}),
-            ),
+            None => self.frame(ClientMessage::Input(input), seq),
         }
     }
 
@@ -92,19 +87,16 @@ pub async fn client(
         "the server did not choose the binary encoding"
     );
     let mut seq = 1;
-    ws.send(wire.frame(
-        "auth.login",
-        seq,
-        json!({"token": token, "protocol_version": 1}),
-    ))
-    .await?;
+    let login = ClientMessage::Login {
+        token,
+        protocol_version: Some(1),
+    };
+    ws.send(wire.frame(login, seq)).await?;
     seq += 1;
-    ws.send(wire.frame(
-        "session.join_system",
-        seq,
-        json!({"system_id": options.system}),
-    ))
-    .await?;
+    let join = ClientMessage::JoinSystem {
+        system_id: options.system.clone(),
+    };
+    ws.send(wire.frame(join, seq)).await?;
     let mut ship = String::new();
     let mut counted = false;
     let mut inputs = tokio::time::interval(Duration::from_millis(50));

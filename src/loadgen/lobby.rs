@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use serde_json::json;
+use crate::protocol::store::NoFields;
 use tokio_util::sync::CancellationToken;
 
 use super::{Options, RunStats};
@@ -30,7 +30,7 @@ pub async fn client(
             "LIST_GAMES"
         };
         let started = Instant::now();
-        client.send(kind, json!({})).await?;
+        client.send(kind, &NoFields {}).await?;
         stats.sent();
         let reply = tokio::select! {
             _ = stop.cancelled() => break,

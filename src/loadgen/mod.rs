@@ -159,22 +159,14 @@ async fn token_for(options: &Options, n: usize) -> anyhow::Result<String> {
 async fn log_in(options: &Options, n: usize) -> anyhow::Result<String> {
     let mut client = crate::client::LineClient::connect(&options.lobby.to_string()).await?;
     let name = account(options.scenario, n + options.account_offset);
-    let registered = client
-        .request(
-            "REGISTER_PLAYER",
-            serde_json::json!({"username": name, "password": PASSWORD}),
-        )
-        .await;
+    let credentials = crate::protocol::store::Credentials {
+        username: name.clone(),
+        password: PASSWORD.to_owned(),
+    };
+    let registered = client.request("REGISTER_PLAYER", &credentials).await;
     let reply = match registered {
         Ok(reply) => reply,
-        Err(_) => {
-            client
-                .request(
-                    "LOGIN_PLAYER",
-                    serde_json::json!({"username": name, "password": PASSWORD}),
-                )
-                .await?
-        }
+        Err(_) => client.request("LOGIN_PLAYER", &credentials).await?,
     };
     reply["session_token"]
         .as_str()

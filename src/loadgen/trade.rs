@@ -6,18 +6,15 @@
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::{Options, RunStats};
+use crate::protocol::game::{ClientMessage, TradeSide};
 
-fn frame(kind: &str, seq: u64, payload: Value) -> Message {
-    Message::Text(
-        json!({"type": kind, "seq": seq, "ts": 0, "payload": payload})
-            .to_string()
-            .into(),
-    )
+fn frame(message: ClientMessage, seq: u64) -> Message {
+    Message::Text(message.encode(seq).into())
 }
 
 pub async fn client(
@@ -29,14 +26,15 @@ pub async fn client(
     let token = super::token_for(options, n).await?;
     let (mut ws, _) =
         tokio_tungstenite::connect_async(format!("ws://{}/game", options.http)).await?;
-    ws.send(frame("auth.login", 1, json!({"token": token})))
-        .await?;
-    ws.send(frame(
-        "session.join_system",
-        2,
-        json!({"system_id": options.system}),
-    ))
-    .await?;
+    let login = ClientMessage::Login {
+        token,
+        protocol_version: None,
+    };
+    ws.send(frame(login, 1)).await?;
+    let join = ClientMessage::JoinSystem {
+        system_id: options.system.clone(),
+    };
+    ws.send(frame(join, 2)).await?;
     let mut seq = 2;
     let mut station = None;
     let mut food = 0;
@@ -48,9 +46,13 @@ pub async fn client(
             _ = stop.cancelled() => break,
             _ = pace.tick(), if sent.is_none() && station.is_some() => {
                 seq += 1;
-                let kind = if food < 5 { "trade.buy" } else { "trade.sell" };
-                let payload = json!({"station_id": station, "commodity_id": "food", "quantity": 1});
-                ws.send(frame(kind, seq, payload)).await?;
+                let trade = ClientMessage::Trade {
+                    side: if food < 5 { TradeSide::Buy } else { TradeSide::Sell },
+                    station_id: station.clone().unwrap_or_default(),
+                    commodity_id: "food".into(),
+                    quantity: 1,
+                };
+                ws.send(frame(trade, seq)).await?;
                 stats.sent();
                 sent = Some(Instant::now());
             }

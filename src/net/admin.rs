@@ -2,16 +2,16 @@
 //! shows and does, as JSON for scripts too. Every one needs an access token with the
 //! admin role, and answers in the raos format (`{success, ..., timestamp}`).
 
+use crate::protocol::ops;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{MethodRouter, get, post};
-use serde_json::json;
 
 use super::AppState;
 use super::rest::{RestReply, caller};
 use crate::bridge::Command;
 use crate::services::DomainError;
-use crate::services::accounts::{AccountRecord, Role};
+use crate::services::accounts::Role;
 use crate::sim::admin::AdminCommand;
 
 /// The admin routes: method, path under `/api/v1`, handler.
@@ -58,40 +58,12 @@ async fn overview(
         .ask(|reply| Command::to(AdminCommand::Overview { reply }))
         .await
         .map_err(DomainError::from)?;
-    let m = &state.metrics;
-    Ok(RestReply::ok(json!({
-        "server_time": chrono::Utc::now().timestamp_millis(),
-        "tick": {
-            "tick": status.tick,
-            "tick_hz": status.tick_hz,
-            "p50_us": status.tick_p50_us,
-            "p99_us": status.tick_p99_us,
-            "max_us": status.tick_max_us,
-            "overruns": status.overruns,
-        },
-        "connections": m.connections_by_protocol(),
-        "inbox_depth": m.inbox_depth.get(),
-        "store_queue_depth": m.store_queue_depth.get(),
-        "resident_bytes": m.resident_bytes(),
-        "instances": world.instances,
-        "rooms": world.rooms,
-        "players": world.players,
-        "nodes": world.nodes,
-        "scripts": world.scripts,
-        "recent_errors": crate::journal::logged().recent(),
-        "slow_consumers": m.slow_consumer_log.recent(),
-    })))
-}
-
-fn account_json(record: &AccountRecord) -> serde_json::Value {
-    json!({
-        "user_profile": crate::protocol::raos::user_profile(&record.account),
-        "roles": record.account.roles,
-        "created_at": record.created_at,
-        "disabled": record.disabled_at.is_some(),
-        "disabled_at": record.disabled_at,
-        "open_sessions": record.open_sessions,
-    })
+    Ok(RestReply::ok(ops::overview(
+        &status,
+        &world,
+        &state.metrics,
+        &crate::journal::logged().recent(),
+    )))
 }
 
 async fn account(
@@ -101,7 +73,7 @@ async fn account(
 ) -> Result<RestReply, RestReply> {
     admin(&state, &headers)?;
     let record = state.accounts.lookup(&username).await?;
-    Ok(RestReply::ok(account_json(&record)))
+    Ok(RestReply::ok(ops::account(&record)))
 }
 
 #[derive(serde::Deserialize)]
@@ -120,38 +92,27 @@ async fn accounts(
     admin(&state, &headers)?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     let (records, total) = state.accounts.list(page.offset.unwrap_or(0), limit).await?;
-    let list: Vec<_> = records.iter().map(account_json).collect();
-    Ok(RestReply::ok(json!({ "accounts": list, "total": total })))
-}
-
-#[derive(serde::Deserialize)]
-struct NewPassword {
-    password: String,
+    Ok(RestReply::ok(ops::accounts(&records, total)))
 }
 
 async fn reset_password(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(username): Path<String>,
-    super::rest::JsonBody(body): super::rest::JsonBody<NewPassword>,
+    super::rest::JsonBody(body): super::rest::JsonBody<ops::NewPassword>,
 ) -> Result<RestReply, RestReply> {
     admin(&state, &headers)?;
     let credential = crate::services::accounts::Credential::Password(body.password);
     let record = state.accounts.set_password(&username, credential).await?;
     tracing::info!("admin: reset the password of {}", record.account.username);
-    Ok(RestReply::ok(account_json(&record)))
-}
-
-#[derive(serde::Deserialize)]
-struct NewRoles {
-    roles: Vec<String>,
+    Ok(RestReply::ok(ops::account(&record)))
 }
 
 async fn set_roles(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(username): Path<String>,
-    super::rest::JsonBody(body): super::rest::JsonBody<NewRoles>,
+    super::rest::JsonBody(body): super::rest::JsonBody<ops::NewRoles>,
 ) -> Result<RestReply, RestReply> {
     admin(&state, &headers)?;
     let roles = body
@@ -172,7 +133,7 @@ async fn set_roles(
         record.account.username,
         names.join(",")
     );
-    Ok(RestReply::ok(account_json(&record)))
+    Ok(RestReply::ok(ops::account(&record)))
 }
 
 async fn disable(
@@ -183,7 +144,7 @@ async fn disable(
     admin(&state, &headers)?;
     let record = state.accounts.set_disabled(&username, true).await?;
     tracing::info!("admin: disabled account {}", record.account.username);
-    Ok(RestReply::ok(account_json(&record)))
+    Ok(RestReply::ok(ops::account(&record)))
 }
 
 async fn enable(
@@ -194,7 +155,7 @@ async fn enable(
     admin(&state, &headers)?;
     let record = state.accounts.set_disabled(&username, false).await?;
     tracing::info!("admin: enabled account {}", record.account.username);
-    Ok(RestReply::ok(account_json(&record)))
+    Ok(RestReply::ok(ops::account(&record)))
 }
 
 async fn ledger_check(
@@ -207,10 +168,7 @@ async fn ledger_check(
         .read(crate::services::wallet::audit)
         .await
         .map_err(DomainError::from)?;
-    Ok(RestReply::ok(json!({
-        "holds": audit.holds(),
-        "audit": audit,
-    })))
+    Ok(RestReply::ok(ops::ledger(&audit)))
 }
 
 async fn end_room(
@@ -225,7 +183,5 @@ async fn end_room(
         .await
         .map_err(DomainError::from)??;
     tracing::info!("admin: ended room {}", room.room_id);
-    Ok(RestReply::ok(
-        json!({ "room_id": room.room_id, "game_id": room.game_id }),
-    ))
+    Ok(RestReply::ok(ops::room_ended(&room)))
 }

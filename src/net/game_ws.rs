@@ -41,9 +41,7 @@ pub async fn upgrade(
     if let Some(token) = &token
         && let Err(e) = state.accounts.verify(token)
     {
-        let payload =
-            serde_json::json!({"code": game::auth_code_for(&e), "message": e.to_string()});
-        let body = game::envelope("auth.error", 0, now_ms(), payload.to_string().as_bytes());
+        let body = game::auth_error(&e, now_ms());
         return (
             axum::http::StatusCode::UNAUTHORIZED,
             [(axum::http::header::CONTENT_TYPE, "application/json")],

@@ -415,7 +415,7 @@ impl GarpSocket {
                     return Err(texts::API_KEY_MISMATCH.into());
                 }
                 let game = self.refresh_game().await.map_err(service_text)?;
-                Ok(garp::game_info(&self.session_id, &game))
+                Ok(garp::game_info(&self.session_id, &terms(&game)))
             }
             Request::FinishGame {
                 auth_token,
@@ -738,7 +738,7 @@ impl GarpSocket {
             &auth_token,
             &account,
             new_player,
-            &self.game,
+            &terms(&self.game),
         ))
     }
 
@@ -783,6 +783,16 @@ impl GarpSocket {
             .await?;
         let time_left = ((ends_at - now_ms()).max(0) + 999) / 1000;
         Ok((Some(ladder), time_left))
+    }
+}
+
+/// A game's terms as GARP answers tell them.
+fn terms(game: &WagerGame) -> garp::GameTerms<'_> {
+    garp::GameTerms {
+        game_id: &game.game_id,
+        description: &game.description,
+        wage: game.terms.wage,
+        shares_permille: &game.terms.shares_permille,
     }
 }
 

@@ -6,13 +6,13 @@
 //! kept-alive connection, within `header_read_timeout_secs`, or it is closed. Slow-header
 //! and idle connections therefore cannot pile up.
 
+use crate::protocol::ops;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
 
 use super::AppState;
 use super::listener::{Conn, PeerAddr};
@@ -145,24 +145,8 @@ fn build(state: AppState, with_admin: bool) -> Router {
 /// Liveness: answered by the simulation thread itself, so it proves the loop is turning.
 async fn healthz(State(state): State<AppState>) -> Response {
     match state.inbox.ask(|reply| Command::Status { reply }).await {
-        Ok(status) => (
-            StatusCode::OK,
-            axum::Json(json!({
-                "status": "ok",
-                "tick": status.tick,
-                "tick_hz": status.tick_hz,
-                "tick_p50_us": status.tick_p50_us,
-                "tick_p99_us": status.tick_p99_us,
-                "tick_max_us": status.tick_max_us,
-                "overruns": status.overruns,
-            })),
-        )
-            .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"status": "busy"})),
-        )
-            .into_response(),
+        Ok(status) => (StatusCode::OK, axum::Json(ops::alive(&status))).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, axum::Json(ops::busy())).into_response(),
     }
 }
 
@@ -181,17 +165,12 @@ async fn readyz(State(state): State<AppState>) -> Response {
     )
     .await
     .is_ok_and(|answer| answer.is_ok());
-    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let (status, overall) = if sim && store {
-        (StatusCode::OK, "ready")
+    let status = if sim && store {
+        StatusCode::OK
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+        StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        axum::Json(json!({"status": overall, "sim": word(sim), "store": word(store)})),
-    )
-        .into_response()
+    (status, axum::Json(ops::readiness(sim, store))).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -130,15 +130,15 @@ impl ReadBudget {
 pub enum RefuseWith {
     /// A plain HTTP 429 response.
     Http,
-    /// One store-lobby-tcp.md error line.
-    Ndjson,
+    /// One line of the listener's protocol (store-lobby-tcp.md's error line).
+    Line(&'static [u8]),
 }
 
 impl RefuseWith {
     fn bytes(self) -> &'static [u8] {
         match self {
             RefuseWith::Http => b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: text/plain\r\ncontent-length: 40\r\nconnection: close\r\n\r\ntoo many connections from your address\r\n",
-            RefuseWith::Ndjson => b"{\"status\":\"error\",\"code\":105,\"message\":\"too many connections from your address\",\"payload\":{}}\n",
+            RefuseWith::Line(line) => line,
         }
     }
 }

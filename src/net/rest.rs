@@ -11,10 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, get, on, post};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::AppState;
 use super::listener::PeerAddr;
+use crate::protocol::comms as wire_comms;
 use crate::protocol::raos::{self, ErrorCode};
 use crate::services::DomainError;
 use crate::services::accounts::{NewAccount, Role};
@@ -288,10 +289,7 @@ async fn register(
             roles,
         })
         .await?;
-    Ok(RestReply::created(json!({
-        "user_profile": raos::user_profile(&account),
-        "roles": account.roles,
-    })))
+    Ok(RestReply::created(raos::answers::registered(&account)))
 }
 
 #[derive(Deserialize)]
@@ -346,10 +344,8 @@ async fn notify(
         )
         .into());
     }
-    let data = json!({
-        "level": req.level, "title": req.title, "message": req.message,
-        "actions": req.actions.unwrap_or_default(),
-    });
+    let actions = req.actions.unwrap_or_default();
+    let data = wire_comms::notification_data(&req.level, &req.title, &req.message, &actions);
     let event = crate::sim::events::Event {
         event_type: "system_notification",
         audience: None,
@@ -362,14 +358,14 @@ async fn notify(
             crate::sim::events::EventsCommand::Publish(event),
         ))
         .map_err(|_| DomainError::Busy)?;
-    Ok(RestReply::ok(json!({ "recipients": recipients })))
+    Ok(RestReply::ok(wire_comms::notified(recipients)))
 }
 
 /// Publishes a `Notification` to the `notifications` topic; how many connections it
 /// reached, on every node.
 pub async fn publish_notification(state: &AppState, data: Value) -> Result<usize, DomainError> {
     use crate::sim::comms::CommsOut;
-    let frame = crate::protocol::comms::notification(&data);
+    let frame = wire_comms::notification(&data);
     let topic = "notifications".to_owned();
     super::comms_ws::publish(state, topic, (CommsOut::Text(frame), Some(data)), true).await
 }

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::services::DomainError;
+use crate::services::rooms::RoomChat;
 
 pub const PROTOCOL_VERSION: &str = "1.0";
 pub const FEATURES: &[&str] = &[
@@ -337,6 +338,44 @@ pub fn auth_expiring(expires_at: i64) -> Bytes {
         "AuthStatus",
         json!({"status": "token_expiring", "expires_at": expires_at, "refresh_required": true}),
     )
+}
+
+/// A lobby room's chat message as a `Broadcast` on its topic, `room.<id>`.
+pub fn room_chat(chat: &RoomChat, message_id: &str) -> Bytes {
+    broadcast(
+        &format!("room.{}", chat.room_id),
+        &json!({
+            "room_id": chat.room_id, "from": chat.from, "meta": chat.meta,
+            "message": chat.message,
+        }),
+        chat.sent_at_ms,
+        message_id,
+    )
+}
+
+/// A client's `Subscribe` frame.
+pub fn subscribe_request(topics: &[&str]) -> String {
+    json!({"type": "Subscribe", "data": {"topics": topics}}).to_string()
+}
+
+/// A client's `Broadcast` frame.
+pub fn broadcast_request(topic: &str, payload: &Value) -> String {
+    json!({"type": "Broadcast", "data": {"topic": topic, "payload": payload}}).to_string()
+}
+
+/// A `Notification`'s data: a system message for every subscriber of `notifications`.
+pub fn notification_data<A: serde::Serialize>(
+    level: &str,
+    title: &str,
+    message: &str,
+    actions: &[A],
+) -> Value {
+    json!({ "level": level, "title": title, "message": message, "actions": actions })
+}
+
+/// The answer to `POST /api/v1/notifications`: how many connections it reached.
+pub fn notified(recipients: usize) -> Value {
+    json!({ "recipients": recipients })
 }
 
 /// What an `Error`'s `details` say, beyond its code and message.

@@ -8,6 +8,7 @@
 //! adds its own increasing `seq` and the server's `ts`, so a payload is never re-encoded.
 
 pub mod binary;
+pub mod world;
 
 use std::borrow::Cow;
 
@@ -83,6 +84,49 @@ pub enum ClientMessage {
         kind: String,
         payload: Value,
     },
+}
+
+impl ClientMessage {
+    /// The frame a client sends for this message (what [`decode`] reads back), with its
+    /// `seq`; clients such as the load generator write their messages with it.
+    pub fn encode(&self, seq: u64) -> String {
+        use serde_json::json;
+        let (kind, payload) = match self {
+            ClientMessage::Login {
+                token,
+                protocol_version,
+            } => (
+                "auth.login",
+                json!({"token": token, "protocol_version": protocol_version}),
+            ),
+            ClientMessage::JoinSystem { system_id } => {
+                ("session.join_system", json!({"system_id": system_id}))
+            }
+            ClientMessage::Input(input) => (
+                "input.command",
+                json!({"thrust": input.thrust, "turn": input.turn,
+                       "fire_primary": input.fire_primary, "dock_request": input.dock_request}),
+            ),
+            ClientMessage::Trade {
+                side,
+                station_id,
+                commodity_id,
+                quantity,
+            } => (
+                match side {
+                    TradeSide::Buy => "trade.buy",
+                    TradeSide::Sell => "trade.sell",
+                },
+                json!({"station_id": station_id, "commodity_id": commodity_id,
+                       "quantity": quantity}),
+            ),
+            ClientMessage::Repair { station_id } => {
+                ("ship.repair_request", json!({"station_id": station_id}))
+            }
+            ClientMessage::Extra { kind, payload } => (kind.as_str(), payload.clone()),
+        };
+        json!({"type": kind, "seq": seq, "ts": 0, "payload": payload}).to_string()
+    }
 }
 
 /// The message types the protocol itself defines; a plugin cannot take these over.
@@ -233,7 +277,7 @@ pub fn decode_with(
 }
 
 pub use crate::services::play::{CargoItem, GameOut};
-use crate::services::play::{CombatEvent, Refusal};
+use crate::services::play::{CombatEvent, Refusal, TradeDetails};
 
 /// The `error` code for a rule's refusal.
 pub fn code_for(refusal: Refusal) -> &'static str {
@@ -309,7 +353,7 @@ pub fn encode(out: GameOut) -> Frame {
                 ok: true,
                 credits,
                 cargo: &cargo,
-                details,
+                details: trade_details(&details),
             }),
         ),
         GameOut::Combat(event) => ("combat.event", to_json(&CombatPayload::from(&event))),
@@ -364,6 +408,12 @@ pub struct ErrorPayload<'a> {
 }
 
 /// Wraps a payload in the envelope: `{"type":…,"seq":…,"ts":…,"payload":…}`.
+/// The body of a `/game` upgrade refused for its token: an `auth.error` message.
+pub fn auth_error(e: &DomainError, ts_ms: i64) -> String {
+    let payload = serde_json::json!({"code": auth_code_for(e), "message": e.to_string()});
+    envelope("auth.error", 0, ts_ms, payload.to_string().as_bytes())
+}
+
 pub fn envelope(kind: &str, seq: u64, ts_ms: i64, payload: &[u8]) -> String {
     let mut out = String::with_capacity(payload.len() + kind.len() + 48);
     out.push_str("{\"type\":\"");
@@ -390,6 +440,36 @@ struct Joined<'a> {
     system_id: &'a str,
     ship_id: &'a str,
     spawn: Spawn,
+}
+
+/// `trade.result`'s `details`: what was traded at what price, or what a repair fixed.
+fn trade_details(details: &TradeDetails) -> Value {
+    match details {
+        TradeDetails::Trade {
+            station_id,
+            commodity_id,
+            quantity,
+            unit_price,
+            total,
+        } => serde_json::json!({
+            "station_id": station_id,
+            "commodity_id": commodity_id,
+            "quantity": quantity,
+            "unit_price": unit_price,
+            "total": total,
+        }),
+        TradeDetails::Repair {
+            station_id,
+            repaired_hp,
+            cost,
+            hull,
+        } => serde_json::json!({
+            "station_id": station_id,
+            "repaired_hp": repaired_hp,
+            "cost": cost,
+            "hull": hull,
+        }),
+    }
 }
 
 #[derive(Debug, Serialize)]

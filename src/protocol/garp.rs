@@ -12,7 +12,6 @@ use serde_json::{Map, Value, json};
 use crate::services::accounts::Account;
 use crate::services::rooms::{RoomChat, RoomView};
 use crate::services::wagers::{Ladder, Receipt, Standing};
-use crate::sim::wagers::WagerGame;
 
 /// The error texts garp.md and the reference server use, in one place.
 pub mod texts {
@@ -581,12 +580,21 @@ pub fn balance(value: i64) -> Value {
     json!({ "value": value, "currency": CURRENCY })
 }
 
+/// A game as GARP answers tell it: its id, description, wage and payout shares (in
+/// tenths of a percent, best place first).
+pub struct GameTerms<'a> {
+    pub game_id: &'a str,
+    pub description: &'a str,
+    pub wage: i64,
+    pub shares_permille: &'a [i64],
+}
+
 /// `AuthenticateUser`: the player's token for this game.
 pub fn authenticated(
     auth_token: &str,
     account: &Account,
     new_player: bool,
-    game: &WagerGame,
+    game: &GameTerms,
 ) -> Value {
     json!({
         "authToken": auth_token,
@@ -594,20 +602,20 @@ pub fn authenticated(
         "newPlayer": new_player,
         "userId": account.user_id.to_string(),
         "gameId": game.game_id,
-        "wage": game.terms.wage.to_string(),
+        "wage": game.wage.to_string(),
     })
 }
 
 /// `GameInfoRequest`: the game's terms, each payout share as `player<n>` in percent.
-pub fn game_info(session_id: &str, game: &WagerGame) -> Value {
+pub fn game_info(session_id: &str, game: &GameTerms) -> Value {
     let mut fields = json!({
         "sessionId": session_id,
         "gameId": game.game_id,
-        "wage": game.terms.wage.to_string(),
+        "wage": game.wage.to_string(),
         "scheme": "ladder",
         "description": game.description,
     });
-    for (i, permille) in game.terms.shares_permille.iter().enumerate() {
+    for (i, permille) in game.shares_permille.iter().enumerate() {
         fields[format!("player{}", i + 1)] = json!(percent(*permille));
     }
     fields

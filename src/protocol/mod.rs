@@ -17,6 +17,7 @@ pub mod close;
 pub mod comms;
 pub mod game;
 pub mod garp;
+pub mod ops;
 pub mod raos;
 pub mod store;
 

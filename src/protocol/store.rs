@@ -149,15 +149,63 @@ fn fields<T: serde::de::DeserializeOwned>(kind: &str, payload: &mut Value) -> Re
         .map_err(|e| Response::error(Code::InvalidRequest, format!("{kind}: {e}")))
 }
 
+/// The line a listener sends a client over its connection limit, before closing.
+pub const TOO_MANY_CONNECTIONS: &[u8] = b"{\"status\":\"error\",\"code\":105,\"message\":\"too many connections from your address\",\"payload\":{}}\n";
+
+/// A request without fields (`LIST_GAMES`, `LIST_ROOMS`, ...): `{}`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct NoFields {}
+
+/// A client's request line: `type`, `payload` and the session's `token` if it has one.
+pub fn request_line(
+    kind: &str,
+    token: Option<&str>,
+    payload: &impl Serialize,
+) -> serde_json::Result<Vec<u8>> {
+    #[derive(Serialize)]
+    struct Line<'a, P> {
+        #[serde(rename = "type")]
+        kind: &'a str,
+        payload: &'a P,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<&'a str>,
+    }
+    let mut line = serde_json::to_vec(&Line {
+        kind,
+        payload,
+        token,
+    })?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// A client's `UPLOAD_CHUNK` line, `piece` encoded straight into it.
+pub fn upload_chunk_line(
+    token: Option<&str>,
+    upload_id: &str,
+    seq: usize,
+    piece: &[u8],
+) -> Vec<u8> {
+    let mut envelope = json!({"type": "UPLOAD_CHUNK"});
+    if let Some(token) = token {
+        envelope["token"] = json!(token);
+    }
+    data_line(
+        &envelope,
+        &json!({"upload_id": upload_id, "seq": seq}),
+        piece,
+    )
+}
+
 /// Username and password, for both servers' REGISTER and LOGIN.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGame {
     pub name: String,
@@ -166,51 +214,51 @@ pub struct CreateGame {
     pub max_players: i64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateGameMeta {
     pub game_id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_players: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub game_type: Option<String>,
     /// ecliptic's additions for GARP wagers (see docs/protocol-choices.md).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wage: Option<i64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period_hours: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payout_shares: Option<Vec<f64>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetGameStatus {
     pub game_id: String,
     pub status: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GameRef {
     pub game_id: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoomRef {
     pub room_id: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadBegin {
     pub game_id: String,
     pub version: String,
     pub size_bytes: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checksum: Option<String>,
 }
 
@@ -222,7 +270,7 @@ pub struct UploadChunk {
     pub data_b64: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadRef {
     pub upload_id: String,
@@ -236,11 +284,11 @@ pub struct AddReview {
     pub comment: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DownloadBegin {
     pub game_id: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
 }
 

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::bridge::Link;
@@ -162,6 +163,24 @@ pub struct CombatEvent {
     pub target_hp: u32,
 }
 
+/// What a trade or repair did: `trade.result`'s `details`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TradeDetails {
+    Trade {
+        station_id: String,
+        commodity_id: String,
+        quantity: i64,
+        unit_price: i64,
+        total: i64,
+    },
+    Repair {
+        station_id: String,
+        repaired_hp: i64,
+        cost: i64,
+        hull: u32,
+    },
+}
+
 /// What the simulation (or the connection task) queues for a game connection.
 #[derive(Debug, Clone)]
 pub enum GameOut {
@@ -181,7 +200,7 @@ pub enum GameOut {
     Traded {
         credits: i64,
         cargo: Vec<CargoItem>,
-        details: serde_json::Value,
+        details: TradeDetails,
     },
     Combat(CombatEvent),
     /// A rule refused a request.
@@ -239,4 +258,126 @@ impl Link<GameOut> {
             reason: reason.to_owned(),
         });
     }
+}
+
+// What a client's view of the world is made of, and the trait that writes it. The
+// simulation decides what each client sees; the game protocol implements the encoding.
+
+/// How the world is written for clients: the game protocol's encoding, handed to the
+/// worlds by the server (`WorldPlugins`). Replication decides what each client sees, in
+/// what order and within what budget; the encoding writes it. An entity's update is
+/// written once per change and copied into every client's delta that carries it.
+pub trait WorldEncoding: Send + Sync + 'static {
+    /// An entity's update (`out` is cleared first): its quantized state
+    /// (`[x, y, vx, vy]` in hundredths, `r` in thousandths, hp) and plugins' fields.
+    fn entity(
+        &self,
+        out: &mut String,
+        id: &str,
+        kind: &str,
+        q: &[i32; 6],
+        fields: &[(&'static str, serde_json::Value)],
+    );
+    /// A snapshot: the player's own state, the updates of the entities it carries (as
+    /// [`WorldEncoding::entity`] wrote them), the markets and the zones.
+    fn snapshot(
+        &self,
+        out: &mut String,
+        tick: u64,
+        you: &YouView,
+        entities: &[String],
+        markets: &[MarketView],
+        zones: &[ZoneDef],
+    );
+    /// A delta's start, before its updates.
+    fn delta_head(&self, out: &mut String, tick: u64);
+    /// Appends an update to a delta begun with [`WorldEncoding::delta_head`].
+    fn delta_entity(&self, out: &mut String, update: &str, first: bool);
+    /// A delta's end, after its updates (`out` is cleared first): the entities that left
+    /// the client's view, the events near it, its zone context, and its own state when
+    /// that changed.
+    fn delta_tail(
+        &self,
+        out: &mut String,
+        removed: &[Arc<str>],
+        events: &mut dyn Iterator<Item = &str>,
+        context: &ZoneContext,
+        you: Option<&YouView>,
+    );
+    /// A `projectile_fired` event, as the deltas of clients near it carry it.
+    fn projectile_fired(
+        &self,
+        source_id: &str,
+        projectile_id: &str,
+        pos: glam::Vec2,
+        vel: glam::Vec2,
+    ) -> String;
+}
+
+/// The player's own state: `world.snapshot`'s `you`, and `world.delta`'s when it changed.
+#[derive(Serialize)]
+pub struct YouView<'a> {
+    pub ship_id: &'a str,
+    pub credits: i64,
+    pub hull: u32,
+    pub fuel: f32,
+    pub cargo: Vec<CargoItem>,
+    /// The station the ship is docked at, or null (beyond the spec's example).
+    pub docked_at: Option<&'a str>,
+}
+
+/// A station's market, and where the station is (beyond the spec's example: a client
+/// draws stations from these).
+#[derive(Serialize)]
+pub struct MarketView<'a> {
+    pub station_id: &'a str,
+    pub name: &'a str,
+    pub x: f32,
+    pub y: f32,
+    pub prices: Vec<PriceView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PriceView {
+    pub commodity_id: String,
+    pub buy: i64,
+    pub sell: i64,
+    /// Units for sale now (beyond the spec's example, which has no stock).
+    pub stock: u32,
+}
+
+/// The blended zone context at a position (`world.delta`'s `you_zone_context`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZoneContext {
+    pub zone_ids: Vec<String>,
+    /// 0-1, from the zones' 0-100 risk levels.
+    pub blended_risk: f32,
+    /// 0-1, from the zones' 0-100 security levels.
+    pub blended_security: f32,
+    pub blended_profit_multiplier: f32,
+    #[serde(skip)]
+    pub pvp_allowed: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Point {
+    pub x: f32,
+    pub y: f32,
+}
+
+/// A zone; serialized as is into `world.snapshot`'s `zones`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneDef {
+    pub zone_id: String,
+    pub zone_type: String,
+    pub center: Point,
+    pub radius: f32,
+    /// 0-100: how many pirates the zone holds.
+    pub risk_level: u32,
+    /// 0-100.
+    pub security_level: u32,
+    pub profit_multiplier: f32,
+    pub pvp_allowed: bool,
 }

@@ -11,6 +11,8 @@ use std::path::Path;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use crate::services::play::{Point, ZoneDef};
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Commodity {
@@ -72,13 +74,6 @@ pub struct Rules {
     pub pirate_respawn_ms: u32,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Point {
-    pub x: f32,
-    pub y: f32,
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MarketEntry {
@@ -99,22 +94,6 @@ pub struct StationDef {
     pub x: f32,
     pub y: f32,
     pub market: Vec<MarketEntry>,
-}
-
-/// A zone; serialized as is into `world.snapshot`'s `zones`.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ZoneDef {
-    pub zone_id: String,
-    pub zone_type: String,
-    pub center: Point,
-    pub radius: f32,
-    /// 0-100: how many pirates the zone holds.
-    pub risk_level: u32,
-    /// 0-100.
-    pub security_level: u32,
-    pub profit_multiplier: f32,
-    pub pvp_allowed: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,9 @@ use bevy_ecs::prelude::Resource;
 use bytes::Bytes;
 use serde_json::Value;
 
+use uuid::Uuid;
+
+use crate::services::progress::AchievementDef;
 use crate::services::rooms::{RoomChat, RoomView};
 
 /// The encoders, as a resource of the simulation.
@@ -24,6 +27,12 @@ pub struct Encoders {
     pub lobby_room: fn(&RoomView, bool) -> Bytes,
     /// A lobby push of a room's chat message.
     pub lobby_chat: fn(&RoomChat) -> Bytes,
+    /// A room's chat message as a comms `Broadcast` on `room.<id>`, with its message id.
+    pub comms_room_chat: fn(&RoomChat, &str) -> Bytes,
     /// A platform event as RaOS subscribers get it: its type and data.
     pub raos_event: fn(&str, &Value) -> Bytes,
+    /// `achievement_unlocked`'s data: who, which, when (RFC 3339).
+    pub achievement_unlocked: fn(Uuid, &str, &AchievementDef, &str) -> Value,
+    /// `leaderboard_updated`'s data: the game and the board.
+    pub leaderboard_updated: fn(&str, &str) -> Value,
 }

@@ -728,13 +728,8 @@ fn chat(
         }
     }
     if let Some(hub) = world.get_resource::<super::comms::Hub>() {
-        let frame = super::comms::CommsOut::Text((encode.comms_broadcast)(
-            &format!("room.{room_id}"),
-            &serde_json::json!({
-                "room_id": chat.room_id, "from": chat.from, "meta": chat.meta,
-                "message": chat.message,
-            }),
-            chat.sent_at_ms,
+        let frame = super::comms::CommsOut::Text((encode.comms_room_chat)(
+            &chat,
             &format!("chat_{}", Uuid::new_v4().simple()),
         ));
         for (_, name) in &members {

@@ -8,7 +8,6 @@
 
 use bevy_app::{App, FixedUpdate, Plugin};
 use bevy_ecs::prelude::*;
-use serde::Serialize;
 
 use super::TickRate;
 use super::TickSet;
@@ -111,14 +110,7 @@ pub fn sell_with_bonus(sell: i64, profit_multiplier: f32) -> i64 {
     (sell as f64 * f64::from(profit_multiplier)).floor() as i64
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PriceView {
-    pub commodity_id: String,
-    pub buy: i64,
-    pub sell: i64,
-    /// Units for sale now (beyond the spec's example, which has no stock).
-    pub stock: u32,
-}
+pub use crate::services::play::PriceView;
 
 fn recover_stock(rate: Res<TickRate>, mut markets: Query<&mut Market>) {
     let step = (RECOVERY_PER_SECOND * rate.dt()).min(1.0);
@@ -279,12 +271,12 @@ pub fn quote_trade(
         credits: credits_delta,
         cargo: Some((req.commodity_id.clone(), cargo_delta)),
         repair: false,
-        details: serde_json::json!({
-            "station_id": req.station_id,
-            "commodity_id": req.commodity_id,
-            "quantity": quantity,
-            "unit_price": unit_price,
-            "total": unit_price.saturating_mul(quantity),
-        }),
+        details: crate::services::play::TradeDetails::Trade {
+            station_id: req.station_id.clone(),
+            commodity_id: req.commodity_id.clone(),
+            quantity,
+            unit_price,
+            total: unit_price.saturating_mul(quantity),
+        },
     })
 }

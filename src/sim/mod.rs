@@ -179,6 +179,8 @@ fn begin_tick(mut instances: Query<&mut instances::Instance>) {
 pub struct WorldPlugins {
     pub data: Arc<data::GameData>,
     pub replication: replication::ReplicationSettings,
+    /// How the world is written for clients: the game protocol's encoding.
+    pub encoding: replication::WorldEncoder,
 }
 
 impl bevy_app::PluginGroup for WorldPlugins {
@@ -190,6 +192,7 @@ impl bevy_app::PluginGroup for WorldPlugins {
             .add(players::PlayersPlugin)
             .add(replication::ReplicationPlugin {
                 settings: self.replication,
+                encoding: self.encoding,
             })
     }
 }

@@ -9,10 +9,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+use super::encoders::Encoders;
 use bevy_app::{App, Plugin};
 use bevy_ecs::prelude::*;
 use crossbeam_channel::{Receiver, Sender};
-use serde_json::json;
 use uuid::Uuid;
 
 use bevy_ecs::message::{MessageCursor, Messages};
@@ -298,20 +298,13 @@ fn unlock_reached(world: &mut World, touched: HashSet<Uuid>) {
         });
     }
     let date = crate::encoding::rfc3339(at);
+    let encode = *world.resource::<Encoders>();
     let mut bus = world.resource_mut::<EventBus>();
     for (user_id, username, achievement) in unlocked {
         bus.publish(Event {
             event_type: "achievement_unlocked",
             audience: None,
-            data: json!({
-                "user_id": user_id.to_string(),
-                "username": username,
-                "game_id": achievement.game_id,
-                "achievement_id": achievement.achievement_id,
-                "name": achievement.name,
-                "description": achievement.description,
-                "unlock_date": date,
-            }),
+            data: (encode.achievement_unlocked)(user_id, &username, &achievement, &date),
         });
     }
 }
@@ -322,10 +315,11 @@ fn save_periodically(world: &mut World) {
     let tick = world.resource::<Tick>().0;
     let mut progress = world.resource_mut::<Progress>();
     if progress.ranked_rx.try_iter().count() > 0 {
+        let data = (world.resource::<Encoders>().leaderboard_updated)(SPACE_GAME_ID, "global");
         world.resource_mut::<EventBus>().publish(Event {
             event_type: "leaderboard_updated",
             audience: None,
-            data: json!({ "game_id": SPACE_GAME_ID, "category": "global" }),
+            data,
         });
         progress = world.resource_mut::<Progress>();
     }

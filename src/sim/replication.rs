@@ -17,7 +17,6 @@
 //! `snapshot_interval`, and after a delta the client's queue could not take; the tick never
 //! waits for a slow client.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bevy_app::{App, FixedUpdate, Plugin};
@@ -25,13 +24,14 @@ use bevy_ecs::prelude::*;
 use serde::Serialize;
 
 use super::instances::{InInstance, Instance};
-use super::markets::{Market, PriceView};
+use super::markets::Market;
 use super::physics::{Kinematics, SpatialGrid};
 use super::players::{Client, Pilot, Seen};
 use super::ships::{Docked, Fuel, Hull, OutOfPlay};
 use super::stations::Station;
 use super::{Tick, TickSet};
-use crate::services::play::{CargoItem, GameOut};
+use crate::services::play::GameOut;
+pub use crate::services::play::{MarketView, WorldEncoding, YouView};
 
 /// Replication settings (from the config's `[game]` section).
 #[derive(Resource, Debug, Clone)]
@@ -95,51 +95,25 @@ fn quantize(kin: &Kinematics, hp: u32) -> [i32; 6] {
     ]
 }
 
-/// Writes `value / 10^decimals` exactly, without float noise (`1234, 2` → `12.34`).
-/// Hand-rolled with `itoa` because this runs for every changed entity every tick.
-fn write_fixed(out: &mut String, value: i32, decimals: u32) {
-    let scale = 10i64.pow(decimals);
-    let v = i64::from(value);
-    if v < 0 {
-        out.push('-');
-    }
-    let abs = v.abs();
-    let mut digits = itoa::Buffer::new();
-    out.push_str(digits.format(abs / scale));
-    let mut frac = abs % scale;
-    if frac != 0 {
-        let mut width = decimals as usize;
-        while frac % 10 == 0 {
-            frac /= 10;
-            width -= 1;
-        }
-        out.push('.');
-        let text = digits.format(frac);
-        for _ in text.len()..width {
-            out.push('0');
-        }
-        out.push_str(text);
-    }
-}
+/// The world's encoding, as a resource.
+#[derive(Resource, Clone, Copy)]
+pub struct WorldEncoder(pub &'static dyn WorldEncoding);
 
 /// Fields plugins add to an entity's updates ([`crate::sim::extend::GameAppExt::replicate_field`]):
-/// each field's name and its value as JSON, in the order they were first set.
+/// each field's name and its serde value, in the order they were first set.
 #[derive(Component, Debug, Default)]
-pub struct ReplicatedFields(Vec<(&'static str, String)>);
+pub struct ReplicatedFields(Vec<(&'static str, serde_json::Value)>);
 
 impl ReplicatedFields {
-    fn set(&mut self, name: &'static str, value: String) {
+    fn set(&mut self, name: &'static str, value: serde_json::Value) {
         match self.0.iter_mut().find(|(n, _)| *n == name) {
             Some((_, old)) => *old = value,
             None => self.0.push((name, value)),
         }
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.as_str())
+    fn get(&self, name: &str) -> Option<&serde_json::Value> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 }
 
@@ -159,9 +133,9 @@ pub(crate) fn replicate_field<C: Component + Serialize>(app: &mut App, name: &'s
                        mut removed: RemovedComponents<C>,
                        mut fields: Query<&mut ReplicatedFields>| {
         for (entity, component) in &changed {
-            let value = serde_json::to_string(component).unwrap_or_else(|_| "null".into());
+            let value = serde_json::to_value(component).unwrap_or_default();
             if let Ok(mut fields) = fields.get_mut(entity)
-                && fields.get(name) != Some(value.as_str())
+                && fields.get(name) != Some(&value)
             {
                 fields.set(name, value);
             }
@@ -180,42 +154,10 @@ pub(crate) fn replicate_field<C: Component + Serialize>(app: &mut App, name: &'s
     );
 }
 
-fn write_fragment(
-    out: &mut String,
-    id: &str,
-    kind: &str,
-    q: &[i32; 6],
-    fields: Option<&ReplicatedFields>,
-) {
-    out.clear();
-    out.push_str("{\"id\":\"");
-    out.push_str(id);
-    out.push_str("\",\"kind\":\"");
-    out.push_str(kind);
-    out.push_str("\",\"x\":");
-    write_fixed(out, q[0], 2);
-    out.push_str(",\"y\":");
-    write_fixed(out, q[1], 2);
-    out.push_str(",\"vx\":");
-    write_fixed(out, q[2], 2);
-    out.push_str(",\"vy\":");
-    write_fixed(out, q[3], 2);
-    out.push_str(",\"r\":");
-    write_fixed(out, q[4], 3);
-    out.push_str(",\"hp\":");
-    out.push_str(itoa::Buffer::new().format(q[5]));
-    for (name, value) in fields.into_iter().flat_map(|f| &f.0) {
-        out.push_str(",\"");
-        out.push_str(name);
-        out.push_str("\":");
-        out.push_str(value);
-    }
-    out.push('}');
-}
-
 #[allow(clippy::type_complexity)]
 fn encode_changed(
     tick: Res<Tick>,
+    encoder: Res<WorldEncoder>,
     mut entities: Query<
         (
             &Kinematics,
@@ -233,45 +175,32 @@ fn encode_changed(
         }
         let rep = &mut *rep;
         rep.last = Some(q);
-        write_fragment(
+        encoder.0.entity(
             &mut rep.fragment,
             &rep.net_id,
             rep.kind,
             &q,
-            fields.as_deref(),
+            fields.as_deref().map_or(&[], |f| &f.0),
         );
         rep.changed_tick = tick.0;
     }
 }
 
-/// The player's own state: `world.snapshot`'s `you`, and `world.delta`'s when it changed.
-#[derive(Serialize)]
-struct YouView<'a> {
+/// The player's own state as a client sees it.
+fn you_view<'a>(
     ship_id: &'a str,
-    credits: i64,
-    hull: u32,
-    fuel: f32,
-    cargo: Vec<CargoItem>,
-    /// The station the ship is docked at, or null (beyond the spec's example).
+    pilot: &Pilot,
+    hull: &Hull,
+    fuel: &Fuel,
     docked_at: Option<&'a str>,
-}
-
-impl<'a> YouView<'a> {
-    fn new(
-        ship_id: &'a str,
-        pilot: &Pilot,
-        hull: &Hull,
-        fuel: &Fuel,
-        docked_at: Option<&'a str>,
-    ) -> Self {
-        Self {
-            ship_id,
-            credits: pilot.credits,
-            hull: hull.hp,
-            fuel: (fuel.level * 100.0).round() / 100.0,
-            cargo: pilot.cargo_view(),
-            docked_at,
-        }
+) -> YouView<'a> {
+    YouView {
+        ship_id,
+        credits: pilot.credits,
+        hull: hull.hp,
+        fuel: (fuel.level * 100.0).round() / 100.0,
+        cargo: pilot.cargo_view(),
+        docked_at,
     }
 }
 
@@ -314,17 +243,6 @@ type OwnState = (
     Option<&'static Docked>,
 );
 
-/// A station's market, and where the station is (beyond the spec's example: a client
-/// draws stations from these).
-#[derive(Serialize)]
-struct MarketView<'a> {
-    station_id: &'a str,
-    name: &'a str,
-    x: f32,
-    y: f32,
-    prices: Vec<PriceView>,
-}
-
 /// Builds and queues a snapshot for `ship`'s client now.
 pub fn send_snapshot(world: &mut World, ship: Entity) {
     if let Err(e) = world.run_system_cached_with(snapshot_for, ship) {
@@ -332,10 +250,11 @@ pub fn send_snapshot(world: &mut World, ship: Entity) {
     }
 }
 
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)] // a system's data access
 fn snapshot_for(
     In(ship): In<Entity>,
     tick: Res<Tick>,
+    encoder: Res<WorldEncoder>,
     settings: Res<ReplicationSettings>,
     instances: Query<(&Instance, &SpatialGrid)>,
     visible_entities: Query<
@@ -371,43 +290,32 @@ fn snapshot_for(
     if visible_entities.get(ship).is_ok() {
         visible.insert(0, (0.0, ship));
     }
-    let mut out = String::with_capacity(1024 + visible.len() * 96);
     let docked_at = docked
         .and_then(|d| stations.get(d.0).ok())
         .map(|(station, _, _)| station.station_id.as_str());
-    let you = YouView::new(&own.net_id, pilot, hull, fuel, docked_at);
+    let you = you_view(&own.net_id, pilot, hull, fuel, docked_at);
     client.you_sent = Some(YouSent::of(pilot, hull, fuel, docked));
-    let _ = write!(
-        out,
-        "{{\"tick\":{},\"you\":{},\"entities\":[",
-        tick.0,
-        serde_json::to_string(&you).unwrap_or_else(|_| "{}".into())
-    );
     let mut known = Vec::with_capacity(visible.len());
+    let mut updates = Vec::with_capacity(visible.len());
     let mut fragment = String::with_capacity(128);
-    let mut first = true;
     let budget = settings.snapshot_entity_bytes();
     let mut used = 0;
     for (_, entity) in &visible {
         let Ok((rep, kin, hull, fields)) = visible_entities.get(*entity) else {
             continue;
         };
-        write_fragment(
+        encoder.0.entity(
             &mut fragment,
             &rep.net_id,
             rep.kind,
             &quantize(kin, hull.hp),
-            fields,
+            fields.map_or(&[], |f| &f.0),
         );
         if *entity != ship && used + fragment.len() > budget {
             break; // the rest stream in through deltas
         }
         used += fragment.len() + 1;
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        out.push_str(&fragment);
+        updates.push(fragment.clone());
         known.push((
             *entity,
             Seen {
@@ -425,12 +333,10 @@ fn snapshot_for(
         ..Interest::default()
     };
     let markets = market_views(inst, instance.0, &stations);
-    let _ = write!(
-        out,
-        "],\"markets\":{},\"zones\":{}}}",
-        serde_json::to_string(&markets).unwrap_or_else(|_| "[]".into()),
-        serde_json::to_string(&inst.def.zones).unwrap_or_else(|_| "[]".into())
-    );
+    let mut out = String::with_capacity(1024 + used);
+    encoder
+        .0
+        .snapshot(&mut out, tick.0, &you, &updates, &markets, &inst.def.zones);
     if client.link.offer(GameOut::Snapshot(out)) {
         client.needs_snapshot = false;
         client.last_snapshot_tick = tick.0;
@@ -563,6 +469,7 @@ pub(crate) fn send_deltas(
     stations: Query<&'static Station>,
     mut scratch: Local<DeltaScratch>,
     services: Res<super::SimServices>,
+    encoder: Res<WorldEncoder>,
 ) {
     let scratch = &mut *scratch;
     for (ship, mut client, kin, instance, own) in &mut clients {
@@ -594,11 +501,11 @@ pub(crate) fn send_deltas(
             replicated: &replicated,
             stations: &stations,
         };
-        write_tail(scratch, client, &viewer, inst, &own, &settings);
+        write_tail(scratch, client, &viewer, inst, &own, &settings, &encoder);
 
         // Then as many pending entities as the budget allows, most urgent first.
         let mut out = String::with_capacity(320 + scratch.pending.len() * 100);
-        let _ = write!(out, "{{\"tick\":{},\"entity_updates\":[", tick.0);
+        encoder.0.delta_head(&mut out, tick.0);
         let room = match settings.budget_per_tick {
             0 => usize::MAX,
             b => b.saturating_sub(ENVELOPE_BYTES + out.len() + scratch.tail.len()),
@@ -613,11 +520,8 @@ pub(crate) fn send_deltas(
                 break; // the rest wait, gaining priority
             }
             used += rep.fragment.len() + 1;
-            if !first {
-                out.push(',');
-            }
+            encoder.0.delta_entity(&mut out, &rep.fragment, first);
             first = false;
-            out.push_str(&rep.fragment);
             if let Some(seen) = client.known.at_mut(index, entity) {
                 seen.sent_tick = tick.0;
                 seen.priority = 0.0;
@@ -808,38 +712,19 @@ fn write_tail(
     inst: &Instance,
     own: &Own,
     settings: &ReplicationSettings,
+    encoder: &WorldEncoder,
 ) {
     let (ship, kin) = (viewer.ship, viewer.kin);
     let (pilot, hull, fuel, docked) = own.state;
-    // The fixed part first: removals, nearby events, zone context.
-    let tail = &mut scratch.tail;
-    tail.clear();
-    tail.push_str("],\"entity_removed\":[");
-    for (i, id) in scratch.gone.iter().enumerate() {
-        if i > 0 {
-            tail.push(',');
-        }
-        let _ = write!(tail, "\"{id}\"");
-    }
-    tail.push_str("],\"events\":[");
     let r2 = settings.aoi_radius * settings.aoi_radius;
-    let mut first = true;
-    for (pos, event) in &inst.events {
-        if pos.distance_squared(kin.pos) <= r2 {
-            if !first {
-                tail.push(',');
-            }
-            first = false;
-            tail.push_str(event);
-        }
-    }
+    let mut events = inst
+        .events
+        .iter()
+        .filter(|(pos, _)| pos.distance_squared(kin.pos) <= r2)
+        .map(|(_, event)| event.as_str());
     let context = super::zones::context_at(&inst.def, kin.pos);
-    let _ = write!(
-        tail,
-        "],\"you_zone_context\":{}",
-        serde_json::to_string(&context).unwrap_or_else(|_| "{}".into())
-    );
     // The player's own state, when it changed (beyond the spec's example).
+    let mut you = None;
     if client
         .you_sent
         .as_ref()
@@ -849,29 +734,33 @@ fn write_tail(
         let docked_at = docked
             .and_then(|d| own.stations.get(d.0).ok())
             .map(|station| station.station_id.as_str());
-        let you = YouView::new(&rep.net_id, pilot, hull, fuel, docked_at);
-        let _ = write!(
-            tail,
-            ",\"you\":{}",
-            serde_json::to_string(&you).unwrap_or_else(|_| "{}".into())
-        );
+        you = Some(you_view(&rep.net_id, pilot, hull, fuel, docked_at));
         client.you_sent = Some(YouSent::of(pilot, hull, fuel, docked));
     }
-    tail.push('}');
+    encoder.0.delta_tail(
+        &mut scratch.tail,
+        &scratch.gone,
+        &mut events,
+        &context,
+        you.as_ref(),
+    );
 }
 
 pub struct ReplicationPlugin {
     pub settings: ReplicationSettings,
+    pub encoding: WorldEncoder,
 }
 
 impl Plugin for ReplicationPlugin {
     fn build(&self, app: &mut App) {
-        app.insert_resource(self.settings.clone()).add_systems(
-            FixedUpdate,
-            (encode_changed, send_due_snapshots, send_deltas)
-                .chain()
-                .in_set(TickSet::Replication),
-        );
+        app.insert_resource(self.settings.clone())
+            .insert_resource(self.encoding)
+            .add_systems(
+                FixedUpdate,
+                (encode_changed, send_due_snapshots, send_deltas)
+                    .chain()
+                    .in_set(TickSet::Replication),
+            );
     }
 }
 
@@ -910,58 +799,12 @@ mod tests {
     }
 
     #[test]
-    fn fixed_point_numbers_are_exact() {
-        let mut s = String::new();
-        for (v, d, want) in [
-            (1234, 2, "12.34"),
-            (-5, 2, "-0.05"),
-            (1200, 2, "12"),
-            (1570, 3, "1.57"),
-            (0, 2, "0"),
-            (-100, 2, "-1"),
-        ] {
-            s.clear();
-            write_fixed(&mut s, v, d);
-            assert_eq!(s, want);
-        }
-    }
-
-    #[test]
-    fn fragments_are_valid_json_with_the_spec_fields() {
-        let mut s = String::new();
-        write_fragment(
-            &mut s,
-            "s_1",
-            "player_ship",
-            &[120000, -40050, 800, 200, 1620, 100],
-            None,
-        );
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"id":"s_1","kind":"player_ship","x":1200,"y":-400.5,"vx":8,"vy":2,"r":1.62,"hp":100})
-        );
-    }
-
-    #[test]
-    fn plugin_fields_follow_the_spec_fields() {
+    fn a_plugin_field_set_again_keeps_its_place() {
         let mut fields = ReplicatedFields::default();
-        fields.set("bounty", "150".into());
-        fields.set("faction", "\"red\"".into());
-        fields.set("bounty", "200".into());
-        let mut s = String::new();
-        write_fragment(
-            &mut s,
-            "npc_2",
-            "pirate",
-            &[0, 0, 0, 0, 0, 10],
-            Some(&fields),
-        );
-        let v: serde_json::Value = serde_json::from_str(&s).unwrap();
-        assert_eq!(
-            v,
-            serde_json::json!({"id":"npc_2","kind":"pirate","x":0,"y":0,"vx":0,"vy":0,"r":0,"hp":10,
-                "bounty":200,"faction":"red"})
-        );
+        fields.set("bounty", 150.into());
+        fields.set("faction", "red".into());
+        fields.set("bounty", 200.into());
+        let names: Vec<_> = fields.0.iter().map(|(n, v)| (*n, v.clone())).collect();
+        assert_eq!(names, [("bounty", 200.into()), ("faction", "red".into())]);
     }
 }

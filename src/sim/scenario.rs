@@ -13,6 +13,7 @@ use super::instances::{Data, InInstance, Instances};
 use super::physics::Kinematics;
 use super::players::{ActionBucket, Client, ClientLink, NetIds, Pilot, spawn_ship};
 use super::replication::ReplicationSettings;
+use super::replication::WorldEncoder;
 use super::ships::Controls;
 use super::weapons::Projectile;
 use super::{LoopConfig, Sim, SimServices, SpaceGamePlugins, Tick, WorldPlugins};
@@ -75,14 +76,15 @@ impl CrowdSize {
 }
 
 impl Crowd {
-    /// Builds `sol-1` from the embedded data and fills it.
-    pub fn new(services: SimServices, size: CrowdSize) -> Self {
-        Self::build(services, size, false)
+    /// Builds `sol-1` from the embedded data and fills it; clients' views are written
+    /// with `encoding` (the game protocol's).
+    pub fn new(services: SimServices, size: CrowdSize, encoding: WorldEncoder) -> Self {
+        Self::build(services, size, encoding, false)
     }
 
     /// The same crowd on a server that runs scripts (see [`Crowd::start_room_script`]).
-    pub fn scripted(services: SimServices, size: CrowdSize) -> Self {
-        Self::build(services, size, true)
+    pub fn scripted(services: SimServices, size: CrowdSize, encoding: WorldEncoder) -> Self {
+        Self::build(services, size, encoding, true)
     }
 
     /// Runs `source` as the room script of a room whose world is the crowd's instance.
@@ -110,11 +112,17 @@ impl Crowd {
         )
     }
 
-    fn build(services: SimServices, size: CrowdSize, scripts: bool) -> Self {
+    fn build(
+        services: SimServices,
+        size: CrowdSize,
+        encoding: WorldEncoder,
+        scripts: bool,
+    ) -> Self {
         let data = Arc::new(GameData::embedded().expect("embedded data is valid"));
         let (_inbox, rx) = crossbeam_channel::bounded(16);
         let worlds = WorldPlugins {
             data,
+            encoding,
             replication: ReplicationSettings {
                 aoi_radius: size.aoi_radius,
                 budget_per_tick: size.budget_per_tick,

@@ -104,12 +104,12 @@ pub fn quote_repair(
         credits: -cost,
         cargo: None,
         repair: true,
-        details: serde_json::json!({
-            "station_id": station_id,
-            "repaired_hp": missing,
-            "cost": cost,
-            "hull": hull.max,
-        }),
+        details: crate::services::play::TradeDetails::Repair {
+            station_id: station_id.to_owned(),
+            repaired_hp: missing,
+            cost,
+            hull: hull.max,
+        },
     })
 }
 

@@ -36,7 +36,7 @@ pub struct Settlement {
     /// Whether the hull is restored.
     pub repair: bool,
     /// The `details` of `trade.result`.
-    pub details: serde_json::Value,
+    pub details: crate::services::play::TradeDetails,
 }
 
 /// A ship whose settlement is being saved.

@@ -16,7 +16,7 @@ use glam::Vec2;
 use super::instances::{Data, InInstance, Instance};
 use super::physics::{Body, GridEntry, Kinematics, PhysicsSpace, SpatialGrid};
 use super::players::{Client, NetIds, Pilot, persist};
-use super::replication::Replicated;
+use super::replication::{Replicated, WorldEncoder};
 use super::ships::{Controls, Docked, Fuel, Hull, OutOfPlay, Ship};
 use super::{Tick, TickRate, TickSet};
 use crate::services::play::{CombatEvent, GameOut};
@@ -59,6 +59,7 @@ fn ticks_for(ms: u32, hz: u32) -> u64 {
 fn fire_weapons(
     tick: Res<Tick>,
     rate: Res<TickRate>,
+    encoder: Res<WorldEncoder>,
     mut commands: Commands,
     mut ids: ResMut<NetIds>,
     mut instances: Query<&mut Instance>,
@@ -99,20 +100,12 @@ fn fire_weapons(
             InInstance(instance.0),
         ));
         if let Ok(mut inst) = instances.get_mut(instance.0) {
-            let event = serde_json::json!({
-                "kind": "projectile_fired",
-                "source_id": &*rep.net_id,
-                "projectile_id": &*projectile_id,
-                "x": round2(pos.x), "y": round2(pos.y),
-                "vx": round2(vel.x), "vy": round2(vel.y),
-            });
-            inst.events.push((pos, event.to_string()));
+            let event = encoder
+                .0
+                .projectile_fired(&rep.net_id, &projectile_id, pos, vel);
+            inst.events.push((pos, event));
         }
     }
-}
-
-fn round2(v: f32) -> f32 {
-    (v * 100.0).round() / 100.0
 }
 
 fn move_projectiles(

@@ -4,7 +4,6 @@
 
 use bevy_app::{App, FixedUpdate, Plugin};
 use bevy_ecs::prelude::*;
-use serde::Serialize;
 
 use super::TickSet;
 use super::data::SystemDef;
@@ -14,18 +13,7 @@ use super::physics::Kinematics;
 use super::players::Pilot;
 use super::ships::OutOfPlay;
 
-/// The blended zone context at a position (`world.delta`'s `you_zone_context`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ZoneContext {
-    pub zone_ids: Vec<String>,
-    /// 0-1, from the zones' 0-100 risk levels.
-    pub blended_risk: f32,
-    /// 0-1, from the zones' 0-100 security levels.
-    pub blended_security: f32,
-    pub blended_profit_multiplier: f32,
-    #[serde(skip)]
-    pub pvp_allowed: bool,
-}
+pub use crate::services::play::ZoneContext;
 
 /// Outside every zone: no risk, full security, no bonus, no PvP.
 fn open_space() -> ZoneContext {

@@ -10,6 +10,10 @@ use ecliptic::sim::scenario::{Crowd, CrowdSize};
 use ecliptic::sim::ships::Controls;
 use ecliptic::sim::{SimServices, Tick};
 
+/// The world written as `/game` JSON clients read it.
+const JSON: ecliptic::sim::replication::WorldEncoder =
+    ecliptic::sim::replication::WorldEncoder(&ecliptic::protocol::game::world::JSON_WORLD);
+
 #[test]
 fn a_crowded_area_still_reaches_everyone_and_removals_follow() {
     let dir = tempfile::tempdir().unwrap();
@@ -27,6 +31,7 @@ fn a_crowded_area_still_reaches_everyone_and_removals_follow() {
             spread: 100.0,
             budget_per_tick: 16 * 1024 / 20,
         },
+        JSON,
     );
     // Everyone turns in place: always changing, never leaving anyone's area.
     let world = crowd.sim.world_mut();

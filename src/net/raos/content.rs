@@ -16,15 +16,7 @@ pub(super) async fn perform(
                 .store
                 .read(move |c| studio::list_content(c, content_type.as_deref(), LIST_LIMIT))
                 .await?;
-            let lines: Vec<Value> = list
-                .iter()
-                .map(|c| {
-                    json!({"asset_id": c.asset_id, "asset_type": c.asset_type, "title": c.title,
-                           "author": c.author, "created_date": c.created_date,
-                           "modified_date": c.modified_date})
-                })
-                .collect();
-            Ok(json!({ "content_list": lines }))
+            Ok(answers::content_list(&list))
         }
         Action::FetchContent { asset_id } => {
             me()?;
@@ -34,7 +26,7 @@ pub(super) async fn perform(
                 .read(move |c| studio::fetch_content(c, &id))
                 .await?
                 .ok_or_else(|| DomainError::NotFound(format!("no content {asset_id:?}")))?;
-            Ok(json!({ "asset": found }))
+            Ok(answers::content(&found))
         }
         Action::CreateContent {
             asset_type,
@@ -43,7 +35,7 @@ pub(super) async fn perform(
             metadata,
         } => {
             let me = me()?;
-            let metadata = metadata.unwrap_or_else(|| json!({}));
+            let metadata = metadata.unwrap_or_else(|| Value::Object(Default::default()));
             let created = write(state, move |c| {
                 studio::create_content(c, me.user_id, &asset_type, &title, &content, &metadata)
             })
@@ -52,10 +44,9 @@ pub(super) async fn perform(
                 state,
                 "content_published",
                 None,
-                json!({"asset_id": created.asset_id, "asset_type": created.asset_type,
-                       "title": created.title, "author": created.author}),
+                answers::content_published(&created),
             );
-            Ok(json!({ "asset_id": created.asset_id, "created_date": created.created_date }))
+            Ok(answers::content_created(&created))
         }
         Action::UpdateContent { asset } => {
             let me = me()?;
@@ -70,7 +61,7 @@ pub(super) async fn perform(
                 studio::update_content(c, me.user_id, admin, &asset.asset_id, update)
             })
             .await?;
-            Ok(json!({ "modified_date": raos::rfc3339(modified) }))
+            Ok(answers::modified(&raos::rfc3339(modified)))
         }
         Action::DeleteContent { asset_id } => {
             let me = me()?;
@@ -79,7 +70,7 @@ pub(super) async fn perform(
                 studio::delete_content(c, me.user_id, admin, &asset_id)
             })
             .await?;
-            Ok(json!({}))
+            Ok(answers::done())
         }
         other => Err(misrouted(&other)),
     }

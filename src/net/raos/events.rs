@@ -46,7 +46,7 @@ pub(super) async fn perform(
                     })
                 })
                 .await?;
-            Ok(json!({ "subscription_id": subscription_id, "event_types": event_types }))
+            Ok(answers::subscribed(&subscription_id, &event_types))
         }
         other => Err(misrouted(&other)),
     }

@@ -16,12 +16,10 @@ pub(super) async fn perform(
                 LobbyReply::Games(games) => games,
                 _ => Vec::new(),
             };
-            let games: Vec<Value> = games
+            let online = games
                 .iter()
-                .filter(|g| g.status == crate::services::catalog::GameStatus::Online)
-                .map(game_line)
-                .collect();
-            Ok(json!({ "games": games }))
+                .filter(|g| g.status == crate::services::catalog::GameStatus::Online);
+            Ok(answers::games(online))
         }
         Action::LaunchGame { game_id, mode } => launch(ctx, me()?, game_id, &mode).await,
         Action::DownloadGame { game_id } => launch(ctx, me()?, game_id, "download").await,
@@ -35,11 +33,10 @@ pub(super) async fn perform(
                     state,
                     "game_state_change",
                     None,
-                    json!({"session_id": session_id, "game_id": game_id, "state": "stopped",
-                           "player": me.username}),
+                    answers::game_state_change(&session_id, &game_id, "stopped", &me.username),
                 );
             }
-            Ok(json!({}))
+            Ok(answers::done())
         }
         other => Err(misrouted(&other)),
     }

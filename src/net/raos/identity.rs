@@ -24,11 +24,7 @@ pub(super) async fn perform(
         }
         Action::RefreshToken { refresh_token } => {
             let grant = state.accounts.refresh(&refresh_token).await?;
-            Ok(json!({
-                "access_token": grant.access_token,
-                "refresh_token": grant.refresh_token,
-                "expires_in": grant.expires_in,
-            }))
+            Ok(answers::tokens(&grant))
         }
         Action::Logout { access_token } => {
             let token = access_token
@@ -37,7 +33,7 @@ pub(super) async fn perform(
                 .ok_or(DomainError::InvalidToken)?;
             let identity = state.accounts.verify(token)?;
             state.accounts.logout(&identity).await?;
-            Ok(json!({}))
+            Ok(answers::done())
         }
         other => Err(misrouted(&other)),
     }

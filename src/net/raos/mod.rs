@@ -28,16 +28,15 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::listener::PeerAddr;
 use super::ws::{self, WsOut};
 use super::{AppState, RateBucket};
 use crate::bridge::{Command, ConnId, Link, Outbound, next_conn_id};
-use crate::protocol::raos::{self, Action, ErrorCode, Outgoing, Request};
+use crate::protocol::raos::{self, Action, ErrorCode, Outgoing, Request, answers};
 use crate::services::accounts::{Credential, Identity, Role, Scope};
-use crate::services::catalog::Game;
 use crate::services::progress::{self, Board};
 use crate::services::studio::{self, AssetRecord, ContentUpdate};
 use crate::services::{DomainError, assets};
@@ -189,23 +188,6 @@ pub async fn lobby(
         .await?
 }
 
-fn game_line(game: &Game) -> Value {
-    let players = if game.max_players <= 1 {
-        "1".to_owned()
-    } else {
-        format!("1-{}", game.max_players)
-    };
-    json!({
-        "game_id": game.game_id,
-        "name": game.name,
-        "description": game.description,
-        "genre": game.game_type,
-        "players": players,
-        "rating": game.avg_score().map(|s| format!("{}/5", (s * 10.0).round() / 10.0)),
-        "latest_version": game.latest_version(),
-    })
-}
-
 async fn launch(
     ctx: &Context<'_>,
     me: Identity,
@@ -228,15 +210,10 @@ async fn launch(
                 state,
                 "game_state_change",
                 None,
-                json!({"session_id": session_id, "game_id": game_id, "state": "started",
-                       "player": me.username}),
+                answers::game_state_change(&session_id, &game_id, "started", &me.username),
             );
-            Ok(json!({
-                "session_id": session_id,
-                "stream_url": format!("{}/game", ctx.ws_base),
-                "system_id": session_id,
-                "mode": "stream",
-            }))
+            let stream_url = format!("{}/game", ctx.ws_base);
+            Ok(answers::stream_launched(&session_id, &stream_url))
         }
         "download" => {
             let op = LobbyOp::Version {
@@ -257,16 +234,12 @@ async fn launch(
                     format!("{} has no version to download yet", game.name)
                 }));
             };
-            Ok(json!({
-                "session_id": Uuid::new_v4().to_string(),
-                "download_url": format!(
-                    "{}/downloads/{}/{}", ctx.http_base, game.game_id, version.version
-                ),
-                "version": version.version,
-                "size": version.size_bytes,
-                "hash": version.sha256,
-                "mode": "download",
-            }))
+            let url = format!(
+                "{}/downloads/{}/{}",
+                ctx.http_base, game.game_id, version.version
+            );
+            let session_id = Uuid::new_v4().to_string();
+            Ok(answers::download_ready(&session_id, &url, &version))
         }
         other => Err(DomainError::InvalidInput(format!(
             "mode {other:?}: it is \"stream\" or \"download\""
@@ -276,27 +249,6 @@ async fn launch(
 
 fn asset_url(ctx: &Context<'_>, asset: &AssetRecord) -> String {
     format!("{}/assets/{}", ctx.http_base, asset.asset_id)
-}
-
-/// What `add_asset` and `upload_binary_asset` answer.
-fn stored_reply(ctx: &Context<'_>, record: &AssetRecord) -> Value {
-    json!({
-        "asset_id": record.asset_id,
-        "asset_url": asset_url(ctx, record),
-        "size": record.size_bytes,
-        "hash": record.sha256,
-    })
-}
-
-fn asset_line(ctx: &Context<'_>, asset: &AssetRecord) -> Value {
-    json!({
-        "asset_id": asset.asset_id,
-        "name": asset.name,
-        "type": asset.asset_type,
-        "url": asset_url(ctx, asset),
-        "size": asset.size_bytes,
-        "hash": asset.sha256,
-    })
 }
 
 pub async fn find_asset(state: &AppState, asset_id: &str) -> Result<AssetRecord, DomainError> {
@@ -361,8 +313,7 @@ async fn store_asset(
         state,
         "asset_updated",
         Some(me.user_id),
-        json!({"asset_id": record.asset_id, "name": record.name, "project_id": record.project_id,
-               "url": asset_url(ctx, &record), "hash": record.sha256}),
+        answers::asset_updated(&record, &asset_url(ctx, &record)),
     );
     Ok(record)
 }

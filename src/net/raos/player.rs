@@ -22,18 +22,7 @@ pub(super) async fn perform(
                 .store
                 .read(move |c| Ok((progress::load(c, user_id)?, progress::region(c, user_id)?)))
                 .await?;
-            let stats = record.stats;
-            Ok(json!({
-                "profile": {
-                    "user_id": user_id.to_string(),
-                    "username": account.username,
-                    "display_name": account.display_name,
-                    "level": stats.level(),
-                    "experience": stats.experience(),
-                    "region": region,
-                    "stats": stats,
-                }
-            }))
+            Ok(answers::profile(&account, region.as_deref(), &record.stats))
         }
         Action::UpdatePlayerProfile { region } => {
             let me = me()?;
@@ -43,7 +32,7 @@ pub(super) async fn perform(
                 .store
                 .write(move |c| progress::set_region(c, me.user_id, &stored))
                 .await?;
-            Ok(json!({ "region": region }))
+            Ok(answers::region(&region))
         }
         Action::GetAchievements { game_id } => {
             let me = me()?;
@@ -52,7 +41,7 @@ pub(super) async fn perform(
                 .store
                 .read(move |c| progress::unlocked_at(c, user_id))
                 .await?;
-            let list: Vec<Value> = state
+            let list = state
                 .achievements
                 .achievements
                 .iter()
@@ -62,17 +51,9 @@ pub(super) async fn perform(
                         .iter()
                         .find(|(id, _)| *id == a.achievement_id)
                         .map(|(_, at)| raos::rfc3339(*at));
-                    json!({
-                        "achievement_id": a.achievement_id,
-                        "game_id": a.game_id,
-                        "name": a.name,
-                        "description": a.description,
-                        "unlocked": at.is_some(),
-                        "unlock_date": at,
-                    })
-                })
-                .collect();
-            Ok(json!({ "achievements": list }))
+                    (a, at)
+                });
+            Ok(answers::achievements(list))
         }
         Action::GetLeaderboard { game_id, category } => {
             let me = me()?;
@@ -94,17 +75,13 @@ pub(super) async fn perform(
                 progress::leaderboard(c, &game_id, board, me.user_id, LIST_LIMIT)
             })
             .await?;
-            let lines: Vec<Value> = ranks
-                .iter()
-                .map(|r| json!({"rank": r.rank, "player_name": r.player_name, "score": r.score}))
-                .collect();
-            Ok(json!({ "leaderboard": lines, "category": category }))
+            Ok(answers::leaderboard(&ranks, &category))
         }
         Action::AddFriend { username } => {
             let me = me()?;
             let name = username.clone();
             write(state, move |c| progress::add_friend(c, me.user_id, &name)).await?;
-            Ok(json!({ "friend": username }))
+            Ok(answers::friend_added(&username))
         }
         Action::RemoveFriend { username } => {
             let me = me()?;
@@ -112,7 +89,7 @@ pub(super) async fn perform(
                 progress::remove_friend(c, me.user_id, &username)
             })
             .await?;
-            Ok(json!({}))
+            Ok(answers::done())
         }
         other => Err(misrouted(&other)),
     }

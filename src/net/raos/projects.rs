@@ -16,10 +16,7 @@ pub(super) async fn perform(
                 studio::create_project(c, me.user_id, &name, &description)
             })
             .await?;
-            Ok(json!({
-                "project_id": project.project_id,
-                "created_date": project.created_date,
-            }))
+            Ok(answers::project_created(&project))
         }
         Action::LoadGameProject { project_id } => {
             let me = me()?;
@@ -27,7 +24,7 @@ pub(super) async fn perform(
                 studio::load_project(c, me.user_id, &project_id)
             })
             .await?;
-            Ok(json!({ "project": project }))
+            Ok(answers::project(&project))
         }
         Action::SaveGameProject {
             project,
@@ -52,10 +49,9 @@ pub(super) async fn perform(
                 state,
                 "project_modified",
                 Some(me.user_id),
-                json!({"project_id": project_id, "modified_date": modified_date,
-                       "modified_by": me.username}),
+                answers::project_modified(&project_id, &modified_date, &me.username),
             );
-            Ok(json!({ "modified_date": modified_date }))
+            Ok(answers::modified(&modified_date))
         }
         Action::ListGameProjects {} => {
             let me = me()?;
@@ -63,7 +59,7 @@ pub(super) async fn perform(
                 .store
                 .read(move |c| studio::list_projects(c, me.user_id))
                 .await?;
-            Ok(json!({ "projects": projects }))
+            Ok(answers::projects(&projects))
         }
         action @ (Action::SyncAssets { .. }
         | Action::AddAsset { .. }
@@ -89,8 +85,9 @@ async fn perform_on_assets(
                     .and_then(|()| Ok(studio::project_assets(c, &project_id)?)))
             })
             .await?;
-            let assets: Vec<Value> = assets.iter().map(|a| asset_line(ctx, a)).collect();
-            Ok(json!({ "assets": assets }))
+            Ok(answers::assets(
+                assets.iter().map(|a| (a, asset_url(ctx, a))),
+            ))
         }
         Action::AddAsset {
             project_id,
@@ -116,7 +113,7 @@ async fn perform_on_assets(
                 compressed,
             )
             .await?;
-            Ok(stored_reply(ctx, &record))
+            Ok(answers::asset_stored(&record, &asset_url(ctx, &record)))
         }
         Action::UploadBinaryAsset {
             asset_type,
@@ -130,7 +127,7 @@ async fn perform_on_assets(
                 ctx, &me, None, filename, asset_type, format, file_data, compressed,
             )
             .await?;
-            Ok(stored_reply(ctx, &record))
+            Ok(answers::asset_stored(&record, &asset_url(ctx, &record)))
         }
         Action::AnalyzeAsset { asset_id } => {
             me()?;
@@ -143,7 +140,7 @@ async fn perform_on_assets(
             })
             .await
             .map_err(|e| DomainError::Internal(format!("analysis task: {e}")))??;
-            Ok(json!({ "analysis": analysis }))
+            Ok(answers::analysis(&analysis))
         }
         other => Err(misrouted(&other)),
     }

@@ -6,6 +6,8 @@
 //! "timestamp"}`. The spec's response format names `error` as a message string and lists
 //! numeric codes without naming their field; `error_code` is the name chosen here (docs/protocol-choices.md).
 
+pub mod answers;
+
 use serde_json::{Map, Value, json};
 
 use crate::services::DomainError;
@@ -57,6 +59,11 @@ pub fn timestamp() -> String {
 pub use crate::encoding::rfc3339;
 
 /// A success response: `fields` (an object) at top level plus `success` and `timestamp`.
+/// The body of a client's `POST /api/v1/auth/login`.
+pub fn login_body(username: &str, password: &str) -> Value {
+    json!({"username": username, "password": password})
+}
+
 pub fn success(fields: Value) -> Value {
     let mut object = match fields {
         Value::Object(map) => map,
