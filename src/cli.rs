@@ -871,12 +871,18 @@ async fn users(command: UsersCommand, server: AdminServer) -> anyhow::Result<()>
         UsersCommand::Show { username } => admin.get(&account_path(&username, "")).await?,
         UsersCommand::Disable { username } => {
             admin
-                .post(&account_path(&username, "/disable"), &ops::NoFields {})
+                .post(
+                    &account_path(&username, "/disable"),
+                    &crate::protocol::NoFields {},
+                )
                 .await?
         }
         UsersCommand::Enable { username } => {
             admin
-                .post(&account_path(&username, "/enable"), &ops::NoFields {})
+                .post(
+                    &account_path(&username, "/enable"),
+                    &crate::protocol::NoFields {},
+                )
                 .await?
         }
         UsersCommand::ResetPassword {
@@ -1005,7 +1011,7 @@ fn dev(command: DevCommand) -> anyhow::Result<()> {
             DevCommand::Games { json, server } => {
                 let games = dev_client(&server)
                     .await?
-                    .request("LIST_MY_GAMES", &store::NoFields {})
+                    .request("LIST_MY_GAMES", &crate::protocol::NoFields {})
                     .await?;
                 print_games(&games, json);
             }
@@ -1129,8 +1135,12 @@ fn play(command: PlayCommand) -> anyhow::Result<()> {
                         &server.login.password()?,
                     )
                     .await?;
-                let games = client.request("LIST_GAMES", &store::NoFields {}).await?;
-                let rooms = client.request("LIST_ROOMS", &store::NoFields {}).await?;
+                let games = client
+                    .request("LIST_GAMES", &crate::protocol::NoFields {})
+                    .await?;
+                let rooms = client
+                    .request("LIST_ROOMS", &crate::protocol::NoFields {})
+                    .await?;
                 if json {
                     /// What `--json` prints: the lobby's games and rooms.
                     #[derive(serde::Serialize)]

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use crate::protocol::store::NoFields;
+use crate::protocol::NoFields;
 use tokio_util::sync::CancellationToken;
 
 use super::{Options, RunStats};

@@ -21,6 +21,10 @@ pub mod ops;
 pub mod raos;
 pub mod store;
 
+/// A request without fields (`LIST_GAMES`, `POST …/disable`): `{}` on every protocol.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct NoFields {}
+
 /// Drops the `null` members of a message object (they mean "absent"), so that optional
 /// fields and fields with defaults read `null` as not sent. Free-form values inside a
 /// message (a project document, a payload) are left as they are.

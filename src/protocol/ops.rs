@@ -11,10 +11,6 @@ use crate::services::accounts::AccountRecord;
 use crate::services::rooms::RoomView;
 use crate::services::wallet::Audit;
 
-/// A request without fields (`POST .../disable`): `{}`.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub struct NoFields {}
-
 /// `POST /admin/v1/accounts/{name}/password`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NewPassword {

@@ -152,10 +152,6 @@ fn fields<T: serde::de::DeserializeOwned>(kind: &str, payload: &mut Value) -> Re
 /// The line a listener sends a client over its connection limit, before closing.
 pub const TOO_MANY_CONNECTIONS: &[u8] = b"{\"status\":\"error\",\"code\":105,\"message\":\"too many connections from your address\",\"payload\":{}}\n";
 
-/// A request without fields (`LIST_GAMES`, `LIST_ROOMS`, ...): `{}`.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
-pub struct NoFields {}
-
 /// A client's request line: `type`, `payload` and the session's `token` if it has one.
 pub fn request_line(
     kind: &str,

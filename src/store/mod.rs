@@ -479,7 +479,13 @@ fn with_pg_reader<T>(
         _ => RefCell::new(sql::PgSession::new(config.connect(postgres::NoTls)?)),
     };
     let result = op(&Connection::postgres(&session));
-    session.borrow_mut().last_used = std::time::Instant::now();
+    match &result {
+        // A connection that failed for want of the server is not pooled again: kept, and
+        // trusted as recently used, it would fail the next request too.
+        Err(e) if e.is_unavailable() => return result,
+        Ok(_) => session.borrow_mut().last_used = std::time::Instant::now(),
+        Err(_) => {}
+    }
     if !session.borrow().client.is_closed() {
         readers.lock().push(session);
     }
