@@ -125,6 +125,10 @@ struct LoadgenArgs {
     /// the compact encoding).
     #[arg(long, value_enum, default_value = "json")]
     encoding: crate::loadgen::Encoding,
+    /// game: every player sends its input on one shared 50 ms beat (as the Colyseus
+    /// peer's load does), rather than each on its own clock from when it joined.
+    #[arg(long)]
+    aligned_inputs: bool,
     /// Client n uses account n + this: load generators sharing a cluster use different
     /// players.
     #[arg(long, default_value_t = 0)]
@@ -1202,6 +1206,7 @@ fn loadgen(args: LoadgenArgs) -> anyhow::Result<()> {
         publish_http: args.publish_http,
         system: args.system,
         encoding: args.encoding,
+        aligned_inputs: args.aligned_inputs,
         account_offset: args.account_offset,
         publishers: args.publishers,
         publish_per_sec: args.publish_rate,

@@ -14,6 +14,20 @@ use super::{Encoding, Options, RunStats};
 use crate::protocol::game::binary::{self, Decoder};
 use crate::protocol::game::{ClientMessage, Input};
 
+/// When a player sends its inputs: every 50 ms from when it joined, or, aligned, on the
+/// beat every player of the run shares (50 ms steps from the run's first).
+fn input_beat(aligned: bool) -> tokio::time::Interval {
+    const PERIOD: Duration = Duration::from_millis(50);
+    if !aligned {
+        return tokio::time::interval(PERIOD);
+    }
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(tokio::time::Instant::now);
+    let steps = origin.elapsed().as_nanos() / PERIOD.as_nanos() + 1;
+    let next = origin + PERIOD * u32::try_from(steps).unwrap_or(u32::MAX);
+    tokio::time::interval_at(next, PERIOD)
+}
+
 /// One connection's side of the encoding: how messages go out and come back.
 struct Wire {
     /// Set when speaking the binary encoding.
@@ -99,7 +113,7 @@ pub async fn client(
     ws.send(wire.frame(join, seq)).await?;
     let mut ship = String::new();
     let mut counted = false;
-    let mut inputs = tokio::time::interval(Duration::from_millis(50));
+    let mut inputs = input_beat(options.aligned_inputs);
     let mut turn = 1.0f64;
     let mut flipped_at: Option<Instant> = None;
     let mut last_r: Option<f64> = None;

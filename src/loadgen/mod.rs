@@ -80,6 +80,8 @@ pub struct Options {
     /// game: the star system the players join.
     pub system: String,
     pub encoding: Encoding,
+    /// game: inputs on one beat shared by every player, not each player's own.
+    pub aligned_inputs: bool,
     /// Client n uses account n + this.
     pub account_offset: usize,
     /// comms-fanout: how many of the clients publish, and how often each.
