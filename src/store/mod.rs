@@ -736,8 +736,21 @@ impl GroupWriter for PgWriter {
             }
         }
         if let Err(e) = self.batch("BEGIN") {
-            tracing::error!("store: cannot begin a transaction: {e}");
-            return false;
+            // A connection trusted as recently used can still have died with the server
+            // (a restart within the trust window). Nothing has run yet: open another and
+            // begin again rather than fail the group.
+            tracing::warn!("store: cannot begin a transaction ({e}); reconnecting");
+            match self.config.connect(postgres::NoTls) {
+                Ok(client) => *self.session.borrow_mut() = sql::PgSession::new(client),
+                Err(e) => {
+                    tracing::error!("store: cannot reconnect to PostgreSQL: {e}");
+                    return false;
+                }
+            }
+            if let Err(e) = self.batch("BEGIN") {
+                tracing::error!("store: cannot begin a transaction: {e}");
+                return false;
+            }
         }
         for job in group.iter_mut() {
             if let Err(e) = self.batch("SAVEPOINT job") {
