@@ -278,21 +278,23 @@ pub trait WorldEncoding: Send + Sync + 'static {
         q: &[i32; 6],
         fields: &[(&'static str, serde_json::Value)],
     );
-    /// A snapshot: the player's own state, the updates of the entities it carries (as
-    /// [`WorldEncoding::entity`] wrote them), the markets and the zones.
+    /// A snapshot: the player's own state, the updates of the entities it carries (each
+    /// written by [`WorldEncoding::entity`], listed with [`WorldEncoding::append_update`]),
+    /// the markets and the zones.
     fn snapshot(
         &self,
         out: &mut String,
         tick: u64,
         you: &YouView,
-        entities: &[String],
+        entities: &str,
         markets: &[MarketView],
         zones: &[ZoneDef],
     );
     /// A delta's start, before its updates.
     fn delta_head(&self, out: &mut String, tick: u64);
-    /// Appends an update to a delta begun with [`WorldEncoding::delta_head`].
-    fn delta_entity(&self, out: &mut String, update: &str, first: bool);
+    /// Appends an update to a list of them: a delta's, begun with
+    /// [`WorldEncoding::delta_head`], or a snapshot's.
+    fn append_update(&self, out: &mut String, update: &str, first: bool);
     /// A delta's end, after its updates (`out` is cleared first): the entities that left
     /// the client's view, the events near it, its zone context, and its own state when
     /// that changed.

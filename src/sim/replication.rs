@@ -296,7 +296,7 @@ fn snapshot_for(
     let you = you_view(&own.net_id, pilot, hull, fuel, docked_at);
     client.you_sent = Some(YouSent::of(pilot, hull, fuel, docked));
     let mut known = Vec::with_capacity(visible.len());
-    let mut updates = Vec::with_capacity(visible.len());
+    let mut updates = String::with_capacity(visible.len() * 96);
     let mut fragment = String::with_capacity(128);
     let budget = settings.snapshot_entity_bytes();
     let mut used = 0;
@@ -314,8 +314,8 @@ fn snapshot_for(
         if *entity != ship && used + fragment.len() > budget {
             break; // the rest stream in through deltas
         }
+        encoder.0.append_update(&mut updates, &fragment, used == 0);
         used += fragment.len() + 1;
-        updates.push(fragment.clone());
         known.push((
             *entity,
             Seen {
@@ -520,7 +520,7 @@ pub(crate) fn send_deltas(
                 break; // the rest wait, gaining priority
             }
             used += rep.fragment.len() + 1;
-            encoder.0.delta_entity(&mut out, &rep.fragment, first);
+            encoder.0.append_update(&mut out, &rep.fragment, first);
             first = false;
             if let Some(seen) = client.known.at_mut(index, entity) {
                 seen.sent_tick = tick.0;

@@ -718,6 +718,20 @@ struct PgWriter {
 }
 
 impl PgWriter {
+    /// Replaces the connection with a new one; false (logged) if none can be opened.
+    fn reconnect(&mut self) -> bool {
+        match self.config.connect(postgres::NoTls) {
+            Ok(client) => {
+                *self.session.borrow_mut() = sql::PgSession::new(client);
+                true
+            }
+            Err(e) => {
+                tracing::error!("store: cannot reconnect to PostgreSQL: {e}");
+                false
+            }
+        }
+    }
+
     fn batch(&self, sql: &str) -> Result<(), postgres::Error> {
         self.session.borrow_mut().client.batch_execute(sql)
     }
@@ -726,26 +740,16 @@ impl PgWriter {
 impl GroupWriter for PgWriter {
     fn commit_group(&mut self, group: &mut [Job]) -> bool {
         // A connection the server closed (a restart, a failover) is opened again.
-        if !self.session.borrow_mut().is_healthy() {
-            match self.config.connect(postgres::NoTls) {
-                Ok(client) => *self.session.borrow_mut() = sql::PgSession::new(client),
-                Err(e) => {
-                    tracing::error!("store: cannot reconnect to PostgreSQL: {e}");
-                    return false;
-                }
-            }
+        if !self.session.borrow_mut().is_healthy() && !self.reconnect() {
+            return false;
         }
         if let Err(e) = self.batch("BEGIN") {
             // A connection trusted as recently used can still have died with the server
             // (a restart within the trust window). Nothing has run yet: open another and
             // begin again rather than fail the group.
             tracing::warn!("store: cannot begin a transaction ({e}); reconnecting");
-            match self.config.connect(postgres::NoTls) {
-                Ok(client) => *self.session.borrow_mut() = sql::PgSession::new(client),
-                Err(e) => {
-                    tracing::error!("store: cannot reconnect to PostgreSQL: {e}");
-                    return false;
-                }
+            if !self.reconnect() {
+                return false;
             }
             if let Err(e) = self.batch("BEGIN") {
                 tracing::error!("store: cannot begin a transaction: {e}");

@@ -55,7 +55,7 @@ impl WorldEncoding for JsonWorld {
         out: &mut String,
         tick: u64,
         you: &YouView,
-        entities: &[String],
+        entities: &str,
         markets: &[MarketView],
         zones: &[ZoneDef],
     ) {
@@ -63,7 +63,7 @@ impl WorldEncoding for JsonWorld {
             out,
             "{{\"tick\":{tick},\"you\":{},\"entities\":[{}],\"markets\":{},\"zones\":{}}}",
             to_json(you, "{}"),
-            entities.join(","),
+            entities,
             to_json(&markets, "[]"),
             to_json(&zones, "[]"),
         );
@@ -73,7 +73,7 @@ impl WorldEncoding for JsonWorld {
         let _ = write!(out, "{{\"tick\":{tick},\"entity_updates\":[");
     }
 
-    fn delta_entity(&self, out: &mut String, update: &str, first: bool) {
+    fn append_update(&self, out: &mut String, update: &str, first: bool) {
         if !first {
             out.push(',');
         }
